@@ -1,0 +1,207 @@
+"""Models at each boundary: what a client sends, what is stored, what a client sees."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from enum import Enum
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from shared.status import JobStatus
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class BackoffType(str, Enum):
+    FIXED = "fixed"
+    EXPONENTIAL = "exponential"
+
+
+class Backoff(CamelModel):
+    type: BackoffType = BackoffType.EXPONENTIAL
+    delay: int = Field(default=1000, ge=0, le=12 * 3600 * 1000, description="Base delay in milliseconds.")
+
+
+class JobOptions(CamelModel):
+    priority: int = Field(default=0, ge=0, le=1000, description="Recorded with the job; 0 is the default.")
+    attempts: int | None = Field(default=None, ge=1, le=20, description="Attempts before the job fails; the queue's default if absent.")
+    backoff: Backoff | None = Field(default=None, description="Delay between attempts; the queue's default if absent.")
+    delay: int = Field(default=0, ge=0, description="Milliseconds to wait before the first attempt.")
+    job_id: str | None = Field(default=None, pattern=JOB_ID_PATTERN, description="Your own id: creating it twice returns the first job.")
+
+
+class JobCreate(CamelModel):
+    """``POST /jobs``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "queue": "email-sending",
+                    "type": "send-email",
+                    "data": {"to": "user@example.com", "subject": "Welcome", "body": "Hello"},
+                    "options": {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}},
+                }
+            ]
+        }
+    )
+
+    queue: str = Field(pattern=NAME_PATTERN)
+    type: str = Field(pattern=TYPE_PATTERN)
+    data: dict[str, Any] = Field(default_factory=dict)
+    options: JobOptions = Field(default_factory=JobOptions)
+
+
+class AttemptRecord(CamelModel):
+    attempt: int
+    started_at: str
+    ended_at: str | None = None
+    outcome: Literal["completed", "failed", "retrying", "stalled", "cancelled"] | None = None
+    error: str | None = None
+
+
+class Job(CamelModel):
+    """A job as stored: the source of truth (the SQS message only carries its id)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    job_id: str
+    queue: str
+    type: str
+    user_id: str
+    status: JobStatus
+    data: dict[str, Any] = Field(default_factory=dict)
+    priority: int = 0
+    attempts: int = 0  # attempts started so far
+    max_attempts: int = 3
+    backoff: Backoff = Field(default_factory=Backoff)
+    delay: int = 0
+    progress: Any = 0
+    progress_message: str | None = None
+    result: Any = None
+    error: str | None = None
+    processing_time: int | None = None  # ms of the last attempt that ran to an end
+    created_at: str
+    updated_at: str
+    run_at: str | None = None  # when a delayed job is due
+    started_at: str | None = None
+    completed_at: str | None = None
+    failed_at: str | None = None
+    cancelled_at: str | None = None
+    lease_until: int | None = None  # epoch ms; an active job past it has stalled
+    lease_token: str | None = None
+    version: int = 1
+    history: list[AttemptRecord] = Field(default_factory=list)
+
+
+class JobPublic(CamelModel):
+    """A job as a client sees it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    job_id: str
+    queue: str
+    type: str
+    user_id: str
+    status: JobStatus
+    data: dict[str, Any]
+    priority: int
+    progress: Any
+    progress_message: str | None
+    result: Any
+    error: str | None
+    attempts: int
+    max_attempts: int
+    backoff: Backoff
+    delay: int
+    processing_time: int | None
+    created_at: str
+    updated_at: str
+    run_at: str | None
+    started_at: str | None
+    completed_at: str | None
+    failed_at: str | None
+    cancelled_at: str | None
+    history: list[AttemptRecord]
+
+    @classmethod
+    def of(cls, job: Job) -> JobPublic:
+        return cls.model_validate(job.model_dump())
+
+
+class HttpTarget(CamelModel):
+    """``PUT /queues/{name}/processors/{type}``: jobs of this type are POSTed to ``url``."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra={"examples": [{"kind": "http", "url": "https://worker.example.com/jobs", "timeoutSeconds": 30}]},
+    )
+
+    kind: Literal["http"] = "http"
+    url: str = Field(max_length=2048)
+    timeout_seconds: float = Field(default=30, gt=0, le=900)
+
+    def check_url(self, *, allow_loopback_http: bool) -> None:
+        """Raise ValueError unless the URL is https (or http to loopback where allowed)."""
+        parts = urlsplit(self.url)
+        if not parts.hostname:
+            raise ValueError("url must be an absolute URL with a host")
+        if parts.scheme == "https":
+            return
+        if parts.scheme == "http" and allow_loopback_http and _is_loopback(parts.hostname):
+            return
+        if parts.scheme == "http" and allow_loopback_http:
+            raise ValueError("url must be https, or http to 127.0.0.1/localhost in the local stack")
+        raise ValueError("url must be https")
+
+    @field_validator("url")
+    @classmethod
+    def _absolute(cls, url: str) -> str:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError("url must start with https://")
+        return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class QueueInfo(CamelModel):
+    """What the stack publishes about one queue (one SSM parameter per queue, infra/queue.yaml)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    name: str
+    queue_url: str
+    queue_arn: str
+    dlq_url: str
+    dlq_arn: str
+    consumer_function: str = ""
+    batch_size: int = 10
+    max_concurrency: int = 2
+    visibility_timeout: int = 900
+    max_receive_count: int = 25
+    default_attempts: int = 3
+    default_backoff_type: BackoffType = BackoffType.EXPONENTIAL
+    default_backoff_delay: int = 1000
+
+
+def json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), default=str).encode())

@@ -1,0 +1,52 @@
+"""The job state machine: one enum and the table of allowed transitions.
+
+Every write that changes a job's status goes through ``check_transition`` and is a
+conditional write on the current status (see shared/store.py).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class JobStatus(str, Enum):
+    DELAYED = "delayed"
+    WAITING = "waiting"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    STALLED = "stalled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+S = JobStatus
+
+# delayed -> active happens when an SQS delay or a retry backoff runs out: the
+# consumer claims the job straight from delayed, nobody needs to flip it first.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    S.DELAYED: frozenset({S.WAITING, S.ACTIVE, S.CANCELLED}),
+    S.WAITING: frozenset({S.ACTIVE, S.CANCELLED, S.DELAYED}),
+    # active -> active: an expired lease is reclaimed on redelivery.
+    # active -> delayed: a failed attempt waits out its backoff.
+    S.ACTIVE: frozenset({S.ACTIVE, S.COMPLETED, S.FAILED, S.DELAYED, S.CANCELLED, S.STALLED}),
+    S.STALLED: frozenset({S.ACTIVE, S.WAITING, S.FAILED, S.CANCELLED}),
+    S.COMPLETED: frozenset(),
+    # a manual retry puts a finished-unsuccessfully job back in line
+    S.FAILED: frozenset({S.WAITING}),
+    S.CANCELLED: frozenset({S.WAITING}),
+}
+
+FINISHED: frozenset[JobStatus] = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED})
+CLAIMABLE: frozenset[JobStatus] = frozenset(s for s, targets in TRANSITIONS.items() if S.ACTIVE in targets and s is not S.ACTIVE)
+
+
+def sources_of(target: JobStatus) -> frozenset[JobStatus]:
+    """The statuses a job may be in for a move to ``target``: the condition of the write."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+def can_transition(current: JobStatus, target: JobStatus) -> bool:
+    return target in TRANSITIONS[current]
