@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -22,7 +22,7 @@ class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
-class BackoffType(str, Enum):
+class BackoffType(StrEnum):
     FIXED = "fixed"
     EXPONENTIAL = "exponential"
 

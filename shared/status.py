@@ -1,15 +1,15 @@
 """The job state machine: one enum and the table of allowed transitions.
 
-Every write that changes a job's status goes through ``check_transition`` and is a
+Every write that changes a job's status goes through ``JobStore.transition`` and is a
 conditional write on the current status (see shared/store.py).
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     DELAYED = "delayed"
     WAITING = "waiting"
     ACTIVE = "active"
@@ -17,9 +17,6 @@ class JobStatus(str, Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     STALLED = "stalled"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 S = JobStatus

@@ -1,0 +1,31 @@
+"""Route dependencies as ``Annotated`` aliases: who calls, and the services (built once per container)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.auth import identity_of
+from functions.processors.registry import ProcessorRegistry
+from shared import queues
+from shared.jobs import Identity, JobService
+from shared.settings import Settings, get_settings
+from shared.store import JobStore
+
+
+@lru_cache(maxsize=1)
+def job_service() -> JobService:
+    settings = get_settings()
+    store = JobStore(settings.table_name)
+    return JobService(store, queues.directory(), ProcessorRegistry(store, settings.target_cache_seconds), settings)
+
+
+def current_user(request: Request) -> Identity:
+    return identity_of(request, get_settings())
+
+
+CurrentUser = Annotated[Identity, Depends(current_user)]
+Jobs = Annotated[JobService, Depends(job_service)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -1,0 +1,21 @@
+"""The ApiFunction's Lambda entry: the FastAPI app behind Mangum."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from mangum import Mangum
+
+from api.app import app
+from shared.observability import logger, tracer
+
+# lifespan="off": Mangum would run ASGI start-up on every cold start; start-up work is lazy instead.
+_asgi = Mangum(app, lifespan="off")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return _asgi(event, context)

@@ -1,0 +1,71 @@
+"""One real example processor per example queue (moto serves SES and S3 locally)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from typing import Any
+
+from shared import clients
+from shared.errors import PermanentJobError
+from shared.settings import get_settings
+from shared.worker import JobContext
+
+
+def _require(data: dict[str, Any], *names: str) -> None:
+    missing = [n for n in names if not data.get(n)]
+    if missing:
+        raise PermanentJobError(f"data is missing {', '.join(missing)}")
+
+
+def send_email(job: JobContext) -> dict[str, Any]:
+    """email-sending/send-email: data {to, subject, body} sent through SES."""
+    _require(job.data, "to", "subject", "body")
+    out = clients.client("ses").send_email(
+        Source=get_settings().email_sender,
+        Destination={"ToAddresses": [str(job.data["to"])]},
+        Message={
+            "Subject": {"Data": str(job.data["subject"])[:998]},
+            "Body": {"Text": {"Data": str(job.data["body"])}},
+        },
+    )
+    return {"messageId": out["MessageId"], "to": job.data["to"]}
+
+
+def generate_report(job: JobContext) -> dict[str, Any]:
+    """report-generation/generate-report: data {reportType, rows: [{...}]} written as CSV to S3."""
+    _require(job.data, "reportType")
+    rows = job.data.get("rows") or []
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise PermanentJobError("data.rows must be a list of objects")
+    bucket = get_settings().reports_bucket
+    if not bucket:
+        raise PermanentJobError("no reports bucket is configured (JOBQ_REPORTS_BUCKET)")
+    job.progress(10, "rendering")
+    columns = sorted({key for row in rows for key in row})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    job.progress(60, "uploading")
+    key = f"reports/{job.user_id}/{job.data['reportType']}/{job.job_id}.csv"
+    clients.client("s3").put_object(Bucket=bucket, Key=key, Body=buffer.getvalue().encode(), ContentType="text/csv")
+    return {"bucket": bucket, "key": key, "rows": len(rows)}
+
+
+def transcode_video(job: JobContext) -> dict[str, Any]:
+    """video-processing/transcode-video: data {videoUrl, formats}.
+
+    Simulates the transcoding steps (no media toolchain in the Lambda package): one step
+    per format, reporting progress after each, so the progress path is exercised.
+    """
+    _require(job.data, "videoUrl")
+    formats = job.data.get("formats") or ["720p"]
+    step = get_settings().video_step_seconds
+    outputs = []
+    for index, fmt in enumerate(formats, start=1):
+        time.sleep(step)
+        outputs.append({"format": fmt, "url": f"{job.data['videoUrl']}.{fmt}.mp4"})
+        job.progress(round(100 * index / len(formats)), f"transcoded {fmt}")
+    return {"outputs": outputs}

@@ -1,0 +1,102 @@
+"""Queue discovery and SQS access.
+
+The stack publishes one SSM parameter per queue under ``queues_parameter_path``
+(infra/queue.yaml); the API and the functions read them all with one call per
+container (cached), so adding a queue is a template change and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.utilities import parameters
+from botocore.exceptions import ClientError
+
+from shared import clients
+from shared.errors import Invalid, Unavailable
+from shared.models import QueueInfo
+from shared.settings import get_settings
+
+
+class QueueDirectory:
+    def __init__(self, parameter_path: str, cache_seconds: int) -> None:
+        self.parameter_path = parameter_path if parameter_path.endswith("/") else parameter_path + "/"
+        self.cache_seconds = cache_seconds
+        self._provider = parameters.SSMProvider(boto3_client=clients.client("ssm"))
+
+    def all(self, *, refresh: bool = False) -> dict[str, QueueInfo]:
+        try:
+            values = self._provider.get_multiple(
+                self.parameter_path, max_age=self.cache_seconds, transform="json", force_fetch=refresh
+            )
+        except (ClientError, parameters.exceptions.GetParameterError) as err:
+            raise Unavailable(f"cannot read the queue directory under {self.parameter_path}") from err
+        return {info.name: info for info in (QueueInfo.model_validate(v) for v in values.values())}
+
+    def get(self, name: str) -> QueueInfo:
+        queues = self.all()
+        if name not in queues:
+            valid = ", ".join(sorted(queues)) or "none configured"
+            raise Invalid(f"unknown queue '{name}'; valid queues: {valid}")
+        return queues[name]
+
+    def by_arn(self, arn: str) -> QueueInfo:
+        for refresh in (False, True):  # a queue added since the last read
+            for info in self.all(refresh=refresh).values():
+                if info.queue_arn == arn:
+                    return info
+        raise Invalid(f"no jobq queue publishes the ARN {arn}")
+
+
+_directory: QueueDirectory | None = None
+
+
+def directory() -> QueueDirectory:
+    global _directory
+    if _directory is None:
+        settings = get_settings()
+        _directory = QueueDirectory(settings.queues_parameter_path, settings.queue_cache_seconds)
+    return _directory
+
+
+def reset() -> None:
+    global _directory
+    _directory = None
+
+
+def message_body(job_id: str, queue: str) -> str:
+    """The SQS message is a wake-up call: the job item is the source of truth."""
+    return json.dumps({"jobId": job_id, "queue": queue}, separators=(",", ":"))
+
+
+def send_job(queue: QueueInfo, job_id: str, *, delay_seconds: int = 0) -> str:
+    try:
+        out = clients.client("sqs").send_message(
+            QueueUrl=queue.queue_url,
+            MessageBody=message_body(job_id, queue.name),
+            DelaySeconds=max(0, min(delay_seconds, 900)),
+        )
+    except ClientError as err:
+        raise Unavailable(f"cannot enqueue on {queue.name}: {err.response['Error'].get('Code')}") from err
+    return str(out["MessageId"])
+
+
+def change_visibility(queue: QueueInfo, receipt_handle: str, seconds: int) -> None:
+    clients.client("sqs").change_message_visibility(
+        QueueUrl=queue.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=max(0, min(seconds, 43200))
+    )
+
+
+def send_to_dead_letters(queue: QueueInfo, body: str, *, reason: str, attributes: dict[str, Any] | None = None) -> None:
+    """Put a finished-unsuccessfully job's message in the queue's DLQ, saying why."""
+    attrs = {"jobqFailureReason": {"DataType": "String", "StringValue": reason[:1000] or "failed"}}
+    attrs.update(attributes or {})
+    clients.client("sqs").send_message(QueueUrl=queue.dlq_url, MessageBody=body, MessageAttributes=attrs)
+
+
+def ping(queue: QueueInfo) -> None:
+    try:
+        clients.client("sqs").get_queue_attributes(QueueUrl=queue.queue_url, AttributeNames=["QueueArn"])
+    except ClientError as err:
+        raise Unavailable(f"SQS queue {queue.name} unreachable") from err

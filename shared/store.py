@@ -1,0 +1,249 @@
+"""The DynamoDB store: jobs and queue processor targets in one table.
+
+Keys (template.yaml's JobsTable):
+    job             pk=JOB#<jobId>            sk=JOB
+    http target     pk=QUEUE#<queue>          sk=TARGET#<type>
+GSIs on jobs (sparse: only job items carry these attributes), sort key ``createdKey``
+(``<createdAt>#<jobId>``, so newest first is ScanIndexForward=False):
+    byUser          userKey=USER#<userId>
+    byUserStatus    userStatusKey=USER#<userId>#<status>
+    byQueue         queueKey=QUEUE#<queue>
+    byQueueStatus   queueStatusKey=QUEUE#<queue>#<status>
+
+Every status change is ``transition()``: the state machine is checked in Python and
+the write is conditional on what was read (version, or the worker's lease token), so a
+racing writer gets ``Conflict`` instead of overwriting. botocore's errors stop here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from shared import clients
+from shared.errors import Conflict, Invalid, NotFound, Unavailable
+from shared.models import HttpTarget, Job
+from shared.status import JobStatus, can_transition
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+# Stored as JSON text: DynamoDB rejects Python floats, and clients send floats.
+_JSON_FIELDS = ("data", "result", "progress")
+_INTERNAL = ("pk", "sk", "userKey", "userStatusKey", "queueKey", "queueStatusKey", "createdKey", "expiresAt")
+
+
+def job_key(job_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}}
+
+
+def _index_keys(job: Job) -> dict[str, str]:
+    return {
+        "userKey": f"USER#{job.user_id}",
+        "userStatusKey": f"USER#{job.user_id}#{job.status.value}",
+        "queueKey": f"QUEUE#{job.queue}",
+        "queueStatusKey": f"QUEUE#{job.queue}#{job.status.value}",
+        "createdKey": f"{job.created_at}#{job.job_id}",
+    }
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; jobq only stores integers."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if hasattr(value, "as_integer_ratio") and not isinstance(value, (bool, int, float)):
+        return int(value) if value == int(value) else float(value)
+    return value
+
+
+def _encode(name: str, value: Any) -> dict[str, Any]:
+    if name in _JSON_FIELDS:
+        return {"S": json.dumps(value, separators=(",", ":"))}
+    return _serializer.serialize(value)
+
+
+def to_item(job: Job) -> dict[str, Any]:
+    fields = job.model_dump(by_alias=True, mode="json", exclude_none=True)
+    item = {name: _encode(name, value) for name, value in fields.items()}
+    item.update(job_key(job.job_id))
+    item.update({k: {"S": v} for k, v in _index_keys(job).items()})
+    return item
+
+
+def from_item(item: dict[str, Any]) -> Job:
+    raw = {k: _deserializer.deserialize(v) for k, v in item.items() if k not in _INTERNAL}
+    for name in _JSON_FIELDS:
+        if isinstance(raw.get(name), str):
+            raw[name] = json.loads(raw[name])
+    return Job.model_validate(_plain(raw))
+
+
+def _is(err: ClientError, code: str) -> bool:
+    return err.response.get("Error", {}).get("Code") == code
+
+
+class JobStore:
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+
+    @property
+    def _ddb(self) -> Any:
+        return clients.client("dynamodb")
+
+    # ---- jobs ------------------------------------------------------------------
+    def create(self, job: Job) -> Job:
+        """Store a new job. ``Conflict`` (with the stored job as details) if its id exists."""
+        try:
+            self._ddb.put_item(
+                TableName=self.table_name,
+                Item=to_item(job),
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as err:
+            if _is(err, "ConditionalCheckFailedException"):
+                existing = err.response.get("Item")
+                raise Conflict(
+                    f"job {job.job_id} already exists", details=from_item(existing) if existing else self.get(job.job_id)
+                ) from err
+            raise _unavailable(err) from err
+        return job
+
+    def get(self, job_id: str, *, consistent: bool = True) -> Job | None:
+        try:
+            out = self._ddb.get_item(TableName=self.table_name, Key=job_key(job_id), ConsistentRead=consistent)
+        except ClientError as err:
+            raise _unavailable(err) from err
+        item = out.get("Item")
+        return from_item(item) if item else None
+
+    def require(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        return job
+
+    def delete(self, job_id: str) -> None:
+        try:
+            self._ddb.delete_item(TableName=self.table_name, Key=job_key(job_id))
+        except ClientError as err:
+            raise _unavailable(err) from err
+
+    def transition(
+        self,
+        job: Job,
+        target: JobStatus,
+        changes: dict[str, Any],
+        *,
+        remove: Iterable[str] = (),
+        owner_token: str | None = None,
+        expires_at: int | None = None,
+    ) -> Job:
+        """Move ``job`` (as read) to ``target`` with ``changes`` (model field names).
+
+        The write is conditional: on the lease token when the worker that owns the job
+        writes (progress reports by the same worker do not invalidate it), otherwise on
+        the version read. Raises ``Conflict`` if the job changed under us.
+        """
+        if not can_transition(job.status, target):
+            raise Conflict(f"job {job.job_id} is {job.status.value}; it cannot become {target.value}")
+        updated = job.model_copy(update={**changes, "status": target, "version": job.version + 1})
+        for field in remove:
+            setattr(updated, field, None)
+        updated = Job.model_validate(updated.model_dump())  # re-validate the combination
+
+        new_item = to_item(updated)
+        names: dict[str, str] = {"#status": "status", "#version": "version"}
+        values: dict[str, Any] = {":expected_status": {"S": job.status.value}}
+        sets: list[str] = []
+        removes: list[str] = []
+        touched = set(updated.model_dump(by_alias=True, exclude_none=True)) | set(_index_keys(updated))
+        for i, name in enumerate(sorted(touched)):
+            names[f"#a{i}"] = name
+            values[f":v{i}"] = new_item[name]
+            sets.append(f"#a{i} = :v{i}")
+        for j, field in enumerate(remove):
+            alias = Job.model_fields[field].alias or field
+            names[f"#r{j}"] = alias
+            removes.append(f"#r{j}")
+        if expires_at is not None:
+            names["#ttl"] = "expiresAt"
+            values[":ttl"] = {"N": str(expires_at)}
+            sets.append("#ttl = :ttl")
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        if owner_token is not None:
+            condition = "#status = :expected_status AND #token = :token"
+            names["#token"] = "leaseToken"
+            values[":token"] = {"S": owner_token}
+        else:
+            condition = "#status = :expected_status AND #version = :expected_version"
+            values[":expected_version"] = {"N": str(job.version)}
+        try:
+            self._ddb.update_item(
+                TableName=self.table_name,
+                Key=job_key(job.job_id),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as err:
+            if _is(err, "ConditionalCheckFailedException"):
+                raise Conflict(f"job {job.job_id} changed while it was being updated") from err
+            raise _unavailable(err) from err
+        return updated
+
+    # ---- processor targets -------------------------------------------------------
+    def put_target(self, queue: str, job_type: str, target: HttpTarget, *, now: str) -> None:
+        item = {
+            "pk": {"S": f"QUEUE#{queue}"},
+            "sk": {"S": f"TARGET#{job_type}"},
+            "target": {"S": target.model_dump_json(by_alias=True)},
+            "updatedAt": {"S": now},
+        }
+        try:
+            self._ddb.put_item(TableName=self.table_name, Item=item)
+        except ClientError as err:
+            raise _unavailable(err) from err
+
+    def get_target(self, queue: str, job_type: str) -> HttpTarget | None:
+        try:
+            out = self._ddb.get_item(
+                TableName=self.table_name, Key={"pk": {"S": f"QUEUE#{queue}"}, "sk": {"S": f"TARGET#{job_type}"}}
+            )
+        except ClientError as err:
+            raise _unavailable(err) from err
+        item = out.get("Item")
+        return HttpTarget.model_validate_json(item["target"]["S"]) if item else None
+
+    def list_targets(self, queue: str) -> dict[str, HttpTarget]:
+        try:
+            out = self._ddb.query(
+                TableName=self.table_name,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues={":pk": {"S": f"QUEUE#{queue}"}, ":prefix": {"S": "TARGET#"}},
+            )
+        except ClientError as err:
+            raise _unavailable(err) from err
+        return {
+            item["sk"]["S"].removeprefix("TARGET#"): HttpTarget.model_validate_json(item["target"]["S"]) for item in out["Items"]
+        }
+
+    def ping(self) -> None:
+        try:
+            self._ddb.describe_table(TableName=self.table_name)
+        except ClientError as err:
+            raise _unavailable(err) from err
+
+
+def _unavailable(err: ClientError) -> Exception:
+    code = err.response.get("Error", {}).get("Code", "")
+    if code in ("ValidationException", "ItemCollectionSizeLimitExceededException"):
+        return Invalid(f"the job could not be stored: {err.response['Error'].get('Message', code)}")
+    return Unavailable(f"DynamoDB is unavailable ({code}); retry the request")
