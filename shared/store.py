@@ -159,7 +159,7 @@ class JobStore:
         updated = Job.model_validate(updated.model_dump())  # re-validate the combination
 
         new_item = to_item(updated)
-        names: dict[str, str] = {"#status": "status", "#version": "version"}
+        names: dict[str, str] = {"#status": "status"}
         values: dict[str, Any] = {":expected_status": {"S": job.status.value}}
         sets: list[str] = []
         removes: list[str] = []
@@ -183,6 +183,7 @@ class JobStore:
             values[":token"] = {"S": owner_token}
         else:
             condition = "#status = :expected_status AND #version = :expected_version"
+            names["#version"] = "version"
             values[":expected_version"] = {"N": str(job.version)}
         try:
             self._ddb.update_item(

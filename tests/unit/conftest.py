@@ -1,0 +1,143 @@
+"""Unit fixtures: AWS in process (moto), provisioned from template.yaml itself."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from functions.processors.registry import ProcessorRegistry
+from infra.local.provision import Provisioner
+from shared import clients, queues
+from shared.models import QueueInfo
+from shared.settings import Settings, get_settings
+from shared.store import JobStore
+from shared.worker import Worker
+
+STACK = "jobq-test"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Stack:
+    table_name: str
+    queues: dict[str, QueueInfo]
+    settings: Settings
+    store: JobStore
+
+    def worker(self, resolve: Any = None, **kwargs: Any) -> Worker:
+        resolve = resolve or ProcessorRegistry(self.store, 0).resolve
+        return Worker(self.store, self.settings, resolve, **kwargs)
+
+    def receive(self, queue: str, *, dlq: bool = False, wait: int = 0, max_messages: int = 10) -> list[dict[str, Any]]:
+        info = self.queues[queue]
+        out = clients.client("sqs").receive_message(
+            QueueUrl=info.dlq_url if dlq else info.queue_url,
+            MaxNumberOfMessages=max_messages,
+            WaitTimeSeconds=wait,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        return out.get("Messages", [])
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "JOBQ_QUEUES_PARAMETER_PATH": f"/jobq/{STACK}/queues/",
+        "JOBQ_ALLOW_LOOPBACK_HTTP_TARGETS": "true",
+        "JOBQ_QUEUE_CACHE_SECONDS": "0",
+        "JOBQ_TARGET_CACHE_SECONDS": "0",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "jobq",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    _forget_cached_clients()
+    with mock_aws():
+        yield
+    _forget_cached_clients()
+
+
+def _forget_cached_clients() -> None:
+    get_settings.cache_clear()
+    clients.reset()
+    queues.reset()
+    from api import deps
+
+    deps.job_service.cache_clear()
+    from functions.consumer import handler
+
+    handler._worker.cache_clear()
+
+
+@pytest.fixture
+def stack(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    # The local stack's provisioner, on template.yaml itself: no second copy of the resources.
+    provisioned = Provisioner(endpoint_url=None).provision(  # type: ignore[arg-type] - None: moto in process
+        ROOT / "template.yaml", STACK, {"JwtIssuer": "https://issuer.example.com", "JwtAudience": "jobq"}
+    )
+    table_name = provisioned.resources["JobsTable"].ref
+    bucket = provisioned.resources["ReportsBucket"].ref
+    monkeypatch.setenv("JOBQ_TABLE_NAME", table_name)
+    monkeypatch.setenv("JOBQ_REPORTS_BUCKET", bucket)
+    clients.client("ses").verify_email_identity(EmailAddress=get_settings().email_sender)
+    get_settings.cache_clear()
+    settings = get_settings()
+    directory = queues.directory()
+    return Stack(
+        table_name=table_name,
+        queues=directory.all(),
+        settings=settings,
+        store=JobStore(table_name),
+    )
+
+
+def sqs_event(stack: Stack, queue: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The event Lambda's SQS event source mapping would send for these received messages."""
+    info = stack.queues[queue]
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": info.queue_arn,
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+class FakeLambdaContext:
+    function_name = "jobq-consumer"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:jobq-consumer"
+    memory_limit_in_mb = 256
+    aws_request_id = "req-1"
+    log_group_name = "/aws/lambda/jobq-consumer"
+    log_stream_name = "stream"
+
+    def __init__(self, remaining_ms: int = 30_000) -> None:
+        self._remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._remaining_ms
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value)
