@@ -1,0 +1,37 @@
+# SAM "makefile" builds (Metadata BuildMethod: makefile in template.yaml and
+# infra/queue.yaml). Every function's CodeUri is the repo root, because api/,
+# functions/ and shared/ are sibling packages; the default python builder would
+# zip the whole root (.venv, tests, .git ...). These targets put into each
+# artifact only the packages that function imports, and the third-party
+# dependencies go once into the layer. The consumer never ships FastAPI.
+#
+# sam build runs `make build-<LogicalId>` with ARTIFACTS_DIR set, in the repo
+# root (samconfig.toml: build_in_source) or in a scratch copy of it.
+
+PYTHON ?= python3
+# Copy packages without bytecode caches or tests (GNU tar excludes match at any depth).
+COPY_PACKAGES = tar -c --exclude=__pycache__ --exclude='*.py[co]' --exclude=tests --exclude='test_*.py' \
+	--exclude='*_test.py' --exclude=conftest.py
+
+# Without ARTIFACTS_DIR, pip -t would write to /python: refuse.
+artifacts-dir:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set: run these targets through sam build" >&2; exit 1; }
+
+build-ApiFunction: artifacts-dir
+	$(COPY_PACKAGES) api shared functions | tar -x -C "$(ARTIFACTS_DIR)"
+
+build-ConsumerFunction: artifacts-dir
+	$(COPY_PACKAGES) shared functions | tar -x -C "$(ARTIFACTS_DIR)"
+
+# Wheels for the Lambda runtime (python3.12, x86_64), whatever python runs pip
+# (--no-compile: .pyc from that python would not match 3.12).
+# botocore (pulled in by aws-xray-sdk, ~30 MB) and boto3/s3transfer come with the runtime: drop them.
+build-DependenciesLayer: artifacts-dir
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-warn-conflicts \
+		--root-user-action=ignore --no-compile \
+		-r requirements.txt -t "$(ARTIFACTS_DIR)/python" \
+		--platform manylinux2014_x86_64 --implementation cp --python-version 3.12 \
+		--only-binary=:all: --upgrade
+	cd "$(ARTIFACTS_DIR)/python" && rm -rf boto3 boto3-* botocore botocore-* s3transfer s3transfer-* bin
+
+.PHONY: artifacts-dir build-ApiFunction build-ConsumerFunction build-DependenciesLayer
