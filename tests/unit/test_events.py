@@ -1,0 +1,82 @@
+"""Every file in events/ fed to its handler, as `sam local invoke -e` would."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from api.main import handler as api_handler
+from functions.consumer.handler import handler as consumer_handler
+from shared import queues
+from shared.jobs import Identity, JobService
+from shared.models import JobCreate
+from shared.status import JobStatus
+from tests.unit.conftest import FakeLambdaContext, Stack
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+def create(stack: Stack, job_id: str, user_id: str) -> None:
+    from functions.processors.registry import ProcessorRegistry
+
+    jobs = JobService(stack.store, queues.directory(), ProcessorRegistry(stack.store, 0), stack.settings)
+    request = JobCreate(
+        queue="email-sending", type="send-email", data={"to": "a@example.com", "subject": "Hi", "body": "Hello"}, options={"jobId": job_id}
+    )
+    jobs.create(request, Identity(user_id))
+
+
+def test_every_event_file_has_a_test() -> None:
+    assert sorted(p.name for p in EVENTS.glob("*.json")) == [
+        "api-create-job.json",
+        "api-get-job.json",
+        "api-health.json",
+        "sqs-email-sending.json",
+    ]
+
+
+def test_sqs_email_sending_event_completes_its_jobs(stack: Stack) -> None:
+    event = load("sqs-email-sending.json")
+    job_ids = [json.loads(r["body"])["jobId"] for r in event["Records"]]
+    for job_id in job_ids:
+        create(stack, job_id, "user-123")
+
+    assert consumer_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
+
+    for job_id in job_ids:
+        job = stack.store.require(job_id)
+        assert job.status is JobStatus.COMPLETED
+        assert job.result["to"] == "a@example.com" and job.result["messageId"]
+
+
+def test_api_create_job_event_creates_a_job(stack: Stack) -> None:
+    response = api_handler(load("api-create-job.json"), FakeLambdaContext())
+
+    assert response["statusCode"] == 201
+    job = json.loads(response["body"])["data"]
+    assert job["userId"] == "user-123" and job["status"] == "waiting"
+    assert stack.store.require(job["jobId"]).type == "send-email"
+
+
+def test_api_get_job_event_returns_the_job(stack: Stack) -> None:
+    create(stack, "job-123", "user-123")
+
+    response = api_handler(load("api-get-job.json"), FakeLambdaContext())
+
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"])["data"]["jobId"] == "job-123"
+
+
+def test_api_health_event_answers_healthy(stack: Stack) -> None:
+    from api.routes import health
+
+    health._cached = None
+    response = api_handler(load("api-health.json"), FakeLambdaContext())
+
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"])["data"]["status"] == "healthy"

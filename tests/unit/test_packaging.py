@@ -1,0 +1,36 @@
+"""What a deploy relies on: the consumer's cold start, and a template SAM accepts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_importing_the_consumer_does_not_import_the_web_stack() -> None:
+    code = (
+        "import sys, functions.consumer.handler; "
+        "print(','.join(m for m in ('fastapi', 'starlette', 'mangum', 'uvicorn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**os.environ, "POWERTOOLS_TRACE_DISABLED": "true"})
+    assert out.stdout.strip() == ""
+
+
+def test_the_template_passes_sam_validate_lint() -> None:
+    sam = shutil.which("sam", path=str(Path(sys.executable).parent)) or shutil.which("sam")
+    assert sam, "aws-sam-cli is a dev requirement (requirements-dev.txt)"
+    out = subprocess.run(
+        [sam, "validate", "--lint"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"},
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "is a valid SAM Template" in out.stdout + out.stderr
