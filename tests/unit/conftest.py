@@ -19,7 +19,7 @@ from shared.settings import Settings, get_settings
 from shared.store import JobStore
 from shared.worker import Worker
 
-STACK = "jobq-test"
+STACK = "jobq"  # as samconfig.toml deploys it, so the ARNs in events/ match
 ROOT = Path(__file__).resolve().parents[2]
 
 
