@@ -1,0 +1,1 @@
+"""Infrastructure: the per-queue nested template (queue.yaml) and the local stack (infra.local)."""
