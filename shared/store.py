@@ -17,6 +17,7 @@ racing writer gets ``Conflict`` instead of overwriting. botocore's errors stop h
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -82,6 +83,21 @@ def from_item(item: dict[str, Any]) -> Job:
         if isinstance(raw.get(name), str):
             raw[name] = json.loads(raw[name])
     return Job.model_validate(_plain(raw))
+
+
+def encode_cursor(key: dict[str, Any]) -> str:
+    """An opaque cursor: the last key of a page. The partition stays the server's choice."""
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError) as err:
+        raise Invalid("cursor is not valid: pass back the nextCursor of the previous page") from err
+    if not isinstance(key, dict) or not all(isinstance(v, dict) and len(v) == 1 for v in key.values()):
+        raise Invalid("cursor is not valid: pass back the nextCursor of the previous page")
+    return key
 
 
 def _is(err: ClientError, code: str) -> bool:
@@ -199,6 +215,58 @@ class JobStore:
                 raise Conflict(f"job {job.job_id} changed while it was being updated") from err
             raise _unavailable(err) from err
         return updated
+
+    def page(
+        self,
+        index: str,
+        key_name: str,
+        key_value: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        newest_first: bool = True,
+        filters: dict[str, str] | None = None,
+        created_before: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """One page of jobs from a GSI, newest first: a Query whose cost is the page, not the table.
+
+        ``filters`` (attribute -> value) narrow within the partition; the page may then hold
+        fewer than ``limit`` items while ``nextCursor`` still says there is more.
+        """
+        names = {"#k": key_name}
+        values: dict[str, Any] = {":k": {"S": key_value}}
+        condition = "#k = :k"
+        if created_before is not None:
+            names["#c"] = "createdKey"
+            values[":c"] = {"S": created_before}
+            condition += " AND #c < :c"
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ScanIndexForward": not newest_first,
+            "Limit": limit,
+        }
+        if filters:
+            clauses = []
+            for i, (attribute, value) in enumerate(sorted(filters.items())):
+                names[f"#f{i}"] = attribute
+                values[f":f{i}"] = {"S": value}
+                clauses.append(f"#f{i} = :f{i}")
+            params["FilterExpression"] = " AND ".join(clauses)
+        params["ExpressionAttributeNames"] = names
+        params["ExpressionAttributeValues"] = values
+        if cursor:
+            params["ExclusiveStartKey"] = decode_cursor(cursor)
+        try:
+            out = self._ddb.query(**params)
+        except ClientError as err:
+            if _is(err, "ValidationException") and cursor:
+                raise Invalid("cursor is not valid for this listing") from err
+            raise _unavailable(err) from err
+        jobs = [from_item(item) for item in out.get("Items", [])]
+        last = out.get("LastEvaluatedKey")
+        return jobs, encode_cursor(last) if last else None
 
     # ---- processor targets -------------------------------------------------------
     def put_target(self, queue: str, job_type: str, target: HttpTarget, *, now: str) -> None:
