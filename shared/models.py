@@ -194,6 +194,7 @@ class QueueInfo(CamelModel):
     dlq_url: str
     dlq_arn: str
     consumer_function: str = ""
+    event_source_mapping_id: str = ""
     batch_size: int = 10
     max_concurrency: int = 2
     visibility_timeout: int = 900
@@ -201,6 +202,30 @@ class QueueInfo(CamelModel):
     default_attempts: int = 3
     default_backoff_type: BackoffType = BackoffType.EXPONENTIAL
     default_backoff_delay: int = 1000
+
+
+class Retention(CamelModel):
+    """How long finished jobs are kept (BullMQ's removeOnComplete / removeOnFail)."""
+
+    max_age_seconds: int | None = Field(default=None, ge=60, description="Remove finished jobs older than this.")
+    max_count: int | None = Field(default=None, ge=0, description="Keep at most the newest N finished jobs.")
+
+
+class QueuePolicy(CamelModel):
+    """A queue's runtime policy: stored in DynamoDB (QUEUE#<name> / POLICY), seeded from the template's defaults."""
+
+    default_attempts: int = Field(default=3, ge=1, le=20)
+    default_backoff: Backoff = Field(default_factory=Backoff)
+    remove_on_complete: Retention = Field(default_factory=lambda: Retention(max_age_seconds=7 * 86400, max_count=10_000))
+    remove_on_fail: Retention = Field(default_factory=lambda: Retention(max_age_seconds=30 * 86400, max_count=10_000))
+    paused: bool = False
+
+    @classmethod
+    def defaults_for(cls, queue: QueueInfo) -> QueuePolicy:
+        return cls(
+            default_attempts=queue.default_attempts,
+            default_backoff=Backoff(type=queue.default_backoff_type, delay=queue.default_backoff_delay),
+        )
 
 
 def json_size(value: Any) -> int:
