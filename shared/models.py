@@ -32,12 +32,22 @@ class Backoff(CamelModel):
     delay: int = Field(default=1000, ge=0, le=12 * 3600 * 1000, description="Base delay in milliseconds.")
 
 
+class Deduplication(CamelModel):
+    """While a job created with this key is alive, creating another returns it (per user and queue)."""
+
+    key: str = Field(min_length=1, max_length=256)
+    ttl_seconds: int | None = Field(
+        default=None, ge=1, le=7 * 86400, description="How long the key holds; if absent, until the job finishes."
+    )
+
+
 class JobOptions(CamelModel):
     priority: int = Field(default=0, ge=0, le=1000, description="Recorded with the job; 0 is the default.")
     attempts: int | None = Field(default=None, ge=1, le=20, description="Attempts before the job fails; the queue's default if absent.")
     backoff: Backoff | None = Field(default=None, description="Delay between attempts; the queue's default if absent.")
     delay: int = Field(default=0, ge=0, description="Milliseconds to wait before the first attempt.")
     job_id: str | None = Field(default=None, pattern=JOB_ID_PATTERN, description="Your own id: creating it twice returns the first job.")
+    deduplication: Deduplication | None = None
 
 
 class JobCreate(CamelModel):
@@ -66,7 +76,7 @@ class AttemptRecord(CamelModel):
     attempt: int
     started_at: str
     ended_at: str | None = None
-    outcome: Literal["completed", "failed", "retrying", "stalled", "cancelled"] | None = None
+    outcome: Literal["completed", "failed", "retrying", "stalled", "cancelled", "interrupted"] | None = None
     error: str | None = None
 
 
@@ -100,6 +110,8 @@ class Job(CamelModel):
     cancelled_at: str | None = None
     lease_until: int | None = None  # epoch ms; an active job past it has stalled
     lease_token: str | None = None
+    cancel_requested: bool = False
+    retries: int = 0  # manual retries (POST /jobs/{id}/retry)
     version: int = 1
     history: list[AttemptRecord] = Field(default_factory=list)
 
@@ -132,11 +144,65 @@ class JobPublic(CamelModel):
     completed_at: str | None
     failed_at: str | None
     cancelled_at: str | None
+    cancel_requested: bool
+    retries: int
     history: list[AttemptRecord]
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
         return cls.model_validate(job.model_dump())
+
+
+class JobPage(CamelModel):
+    jobs: list[JobPublic]
+    next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class BulkCreate(CamelModel):
+    """``POST /jobs/bulk``: up to 100 jobs; each item succeeds or fails on its own."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "jobs": [
+                        {"queue": "email-sending", "type": "send-email", "data": {"to": "a@example.com", "subject": "Hi", "body": "1"}},
+                        {"queue": "email-sending", "type": "send-email", "data": {"to": "b@example.com", "subject": "Hi", "body": "2"}},
+                    ]
+                }
+            ]
+        },
+    )
+
+    jobs: list[dict[str, Any]] = Field(min_length=1, description="Each item is a `POST /jobs` body.")
+
+
+class BulkItemResult(CamelModel):
+    index: int
+    success: bool
+    status: int
+    job: JobPublic | None = None
+    error: dict[str, Any] | None = None
+
+
+class BulkResult(CamelModel):
+    created: int
+    failed: int
+    results: list[BulkItemResult]
+
+
+class LogLine(CamelModel):
+    at: str
+    message: str
+    attempt: int | None = None
+
+
+class LogPage(CamelModel):
+    lines: list[LogLine]
+    next_cursor: str | None = None
 
 
 class HttpTarget(CamelModel):
