@@ -1,20 +1,30 @@
-"""Job use cases the API calls: create, read with authorization, register targets."""
+"""Job use cases the API calls: create (single, idempotent, deduplicated, bulk), read, list,
+cancel, retry, logs, and registering HTTP targets. Authorization rules live here once:
+a job is visible to its owner and to admins; to anyone else it does not exist (404)."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from pydantic import ValidationError
 
 from shared import queues
 from shared.clock import iso, now_ms
-from shared.errors import Conflict, Forbidden, Invalid, NotFound, PayloadTooLarge, Unavailable
-from shared.models import Backoff, HttpTarget, Job, JobCreate, json_size
+from shared.errors import Conflict, Forbidden, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
+from shared.models import Backoff, HttpTarget, Job, JobCreate, QueueInfo, json_size
 from shared.observability import emit, logger
 from shared.queues import QueueDirectory
 from shared.settings import Settings
-from shared.status import JobStatus
+from shared.status import FINISHED, JobStatus
 from shared.store import JobStore
+
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+DEDUP_DEFAULT_TTL_SECONDS = 7 * 86400  # "until the job finishes", bounded
+MAX_BULK_JOBS = 100
+_ID_NAMESPACE = uuid.UUID("5f1d3c2e-8a4b-4c6d-9e0f-1a2b3c4d5e6f")
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,18 @@ class ProcessorCatalog(Protocol):
     def is_code_type(self, queue: str, job_type: str) -> bool: ...
 
 
+@dataclass(frozen=True)
+class BulkOutcome:
+    index: int
+    status: int
+    job: Job | None = None
+    error: JobqError | None = None
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 class JobService:
     def __init__(self, store: JobStore, directory: QueueDirectory, catalog: ProcessorCatalog, settings: Settings) -> None:
         self.store = store
@@ -38,8 +60,9 @@ class JobService:
         self.catalog = catalog
         self.settings = settings
 
-    def create(self, request: JobCreate, caller: Identity) -> tuple[Job, bool]:
-        """Store and enqueue a job. Returns ``(job, created)``; an existing ``jobId`` of the caller's is returned as is."""
+    # ---- create -----------------------------------------------------------------------
+    def _prepare(self, request: JobCreate, caller: Identity, job_id: str | None, now: int) -> tuple[QueueInfo, Job]:
+        """Check a request against the queue and the limits, and build the job (not stored yet)."""
         queue = self.directory.get(request.queue)
         if not self.catalog.has(queue.name, request.type):
             valid = ", ".join(sorted(self.catalog.types(queue.name))) or "none registered"
@@ -50,9 +73,8 @@ class JobService:
         options = request.options
         if options.delay > self.settings.max_delay_ms:
             raise Invalid(f"options.delay is at most {self.settings.max_delay_ms} ms (15 minutes)")
-        now = now_ms()
         job = Job(
-            job_id=options.job_id or str(uuid.uuid4()),
+            job_id=job_id or options.job_id or str(uuid.uuid4()),
             queue=queue.name,
             type=request.type,
             user_id=caller.user_id,
@@ -66,6 +88,25 @@ class JobService:
             created_at=iso(now),
             updated_at=iso(now),
         )
+        return queue, job
+
+    def create(self, request: JobCreate, caller: Identity, *, idempotency_key: str | None = None) -> tuple[Job, bool]:
+        """Store and enqueue a job. Returns ``(job, created)``.
+
+        The same ``jobId`` (yours), the same ``Idempotency-Key`` with the same body, or a live
+        deduplication key return the job that exists instead of a second one.
+        """
+        now = now_ms()
+        job_id = request.options.job_id
+        if idempotency_key is not None:
+            found, job_id = self._idempotent(request, caller, idempotency_key, now)
+            if found is not None:
+                return found, False
+        if request.options.deduplication is not None:
+            found, job_id = self._deduplicated(request, caller, job_id, now)
+            if found is not None:
+                return found, False
+        queue, job = self._prepare(request, caller, job_id, now)
         try:
             self.store.create(job)
         except Conflict as clash:
@@ -74,7 +115,7 @@ class JobService:
                 raise Conflict(f"jobId '{job.job_id}' is already in use") from clash
             return existing, False
         try:
-            queues.send_job(queue, job.job_id, delay_seconds=-(-options.delay // 1000))
+            queues.send_job(queue, job.job_id, delay_seconds=-(-job.delay // 1000))
         except Unavailable:
             # Not enqueued: take the job back so the client's retry starts clean.
             self.store.delete(job.job_id)
@@ -83,11 +124,166 @@ class JobService:
         logger.info("job created", extra={"job_id": job.job_id, "queue": queue.name, "type": job.type})
         return job, True
 
+    def _idempotent(self, request: JobCreate, caller: Identity, key: str, now: int) -> tuple[Job | None, str]:
+        if not 1 <= len(key) <= 255:
+            raise Invalid("Idempotency-Key must be 1 to 255 characters")
+        fingerprint = _digest(request.model_dump_json(by_alias=True))
+        # The job id follows from the key, so racing requests with one key create one job.
+        job_id = request.options.job_id or str(uuid.uuid5(_ID_NAMESPACE, f"{caller.user_id}\n{key}"))
+        marker = self.store.claim_marker(
+            f"IDEMP#{_digest(caller.user_id + chr(10) + key)}",
+            {"fingerprint": fingerprint, "jobId": job_id},
+            expires_at=now // 1000 + IDEMPOTENCY_TTL_SECONDS,
+            now_s=now // 1000,
+        )
+        if marker is None:
+            return None, job_id
+        if marker.get("fingerprint") != fingerprint:
+            raise Conflict("this Idempotency-Key was used with a different request body; use a new key")
+        existing = self.store.get(marker["jobId"])
+        return (existing if existing and self._may_see(existing, caller) else None), marker["jobId"]
+
+    def _deduplicated(self, request: JobCreate, caller: Identity, job_id: str | None, now: int) -> tuple[Job | None, str]:
+        dedup = request.options.deduplication
+        assert dedup is not None
+        key = f"DEDUP#{_digest(f'{caller.user_id}{chr(10)}{request.queue}{chr(10)}{dedup.key}')}"
+        new_id = job_id or str(uuid.uuid4())
+        ttl = dedup.ttl_seconds or DEDUP_DEFAULT_TTL_SECONDS
+        for _ in range(2):
+            marker = self.store.claim_marker(key, {"jobId": new_id}, expires_at=now // 1000 + ttl, now_s=now // 1000)
+            if marker is None:
+                return None, new_id
+            existing = self.store.get(marker["jobId"])
+            alive = existing is not None and (dedup.ttl_seconds is not None or existing.status not in FINISHED)
+            if alive:
+                return existing, new_id
+            self.store.delete_marker(key)  # its job finished (or never got stored): the key is free again
+        return None, new_id
+
+    def create_bulk(self, items: list[dict[str, Any]], caller: Identity) -> list[BulkOutcome]:
+        """Up to 100 jobs: each item succeeds or fails on its own; plain items are written and enqueued in batches."""
+        if len(items) > MAX_BULK_JOBS:
+            raise Invalid(f"at most {MAX_BULK_JOBS} jobs per bulk request; this one has {len(items)}")
+        now = now_ms()
+        outcomes: dict[int, BulkOutcome] = {}
+        batch: list[tuple[int, QueueInfo, Job]] = []
+        for index, raw in enumerate(items):
+            try:
+                request = JobCreate.model_validate(raw)
+                if request.options.job_id or request.options.deduplication:
+                    job, created = self.create(request, caller)  # needs its conditional write
+                    outcomes[index] = BulkOutcome(index, 201 if created else 200, job)
+                    continue
+                queue, job = self._prepare(request, caller, None, now)
+                batch.append((index, queue, job))
+            except ValidationError as err:
+                outcomes[index] = BulkOutcome(index, 400, error=Invalid(_validation_message(err)))
+            except JobqError as err:
+                outcomes[index] = BulkOutcome(index, err.status_code, error=err)
+        if batch:
+            self._store_and_enqueue(batch, outcomes)
+        return [outcomes[i] for i in range(len(items))]
+
+    def _store_and_enqueue(self, batch: list[tuple[int, QueueInfo, Job]], outcomes: dict[int, BulkOutcome]) -> None:
+        try:
+            self.store.create_many([job for _, _, job in batch])
+        except JobqError as err:
+            for index, _, _ in batch:
+                outcomes[index] = BulkOutcome(index, err.status_code, error=err)
+            return
+        by_queue: dict[str, list[tuple[int, QueueInfo, Job]]] = {}
+        for entry in batch:
+            by_queue.setdefault(entry[1].name, []).append(entry)
+        for entries in by_queue.values():
+            queue = entries[0][1]
+            unsent = queues.send_jobs(queue, [(job.job_id, -(-job.delay // 1000)) for _, _, job in entries])
+            for index, _, job in entries:
+                if job.job_id in unsent:
+                    self.store.delete(job.job_id)
+                    outcomes[index] = BulkOutcome(index, 503, error=Unavailable(f"could not enqueue on {queue.name}; retry this item"))
+                else:
+                    outcomes[index] = BulkOutcome(index, 201, job)
+            emit("JobsCreated", queue.name, len(entries) - len(unsent))
+
+    # ---- read -----------------------------------------------------------------------------
     def get(self, job_id: str, caller: Identity) -> Job:
         job = self.store.get(job_id)
         if job is None or not self._may_see(job, caller):
             raise NotFound(f"job {job_id} not found")
         return job
+
+    def list_for_user(
+        self, user_id: str, caller: Identity, *, limit: int, cursor: str | None, status: JobStatus | None, queue: str | None
+    ) -> tuple[list[Job], str | None]:
+        """A user's jobs, newest first. Users list their own; admins anyone's."""
+        if user_id != caller.user_id and not caller.is_admin:
+            raise Forbidden("you may list only your own jobs")
+        filters = {"queue": queue} if queue else None
+        if status is not None:
+            return self.store.page("byUserStatus", "userStatusKey", f"USER#{user_id}#{status.value}", limit=limit, cursor=cursor, filters=filters)
+        return self.store.page("byUser", "userKey", f"USER#{user_id}", limit=limit, cursor=cursor, filters=filters)
+
+    def list_for_queue(
+        self, caller: Identity, *, queue: str, limit: int, cursor: str | None, status: JobStatus | None
+    ) -> tuple[list[Job], str | None]:
+        """A queue's jobs, newest first (admins)."""
+        require_admin(caller)
+        name = self.directory.get(queue).name
+        if status is not None:
+            return self.store.page("byQueueStatus", "queueStatusKey", f"QUEUE#{name}#{status.value}", limit=limit, cursor=cursor)
+        return self.store.page("byQueue", "queueKey", f"QUEUE#{name}", limit=limit, cursor=cursor)
+
+    def logs(self, job_id: str, caller: Identity, *, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        self.get(job_id, caller)
+        return self.store.page_logs(job_id, limit=limit, cursor=cursor)
+
+    # ---- change -----------------------------------------------------------------------------
+    def cancel(self, job_id: str, caller: Identity) -> Job:
+        """Waiting or delayed: cancelled now. Active: marked, and its processor stops at its next progress report."""
+        for _ in range(3):
+            job = self.get(job_id, caller)
+            now = now_ms()
+            try:
+                if job.status in (JobStatus.WAITING, JobStatus.DELAYED):
+                    cancelled = self.store.transition(
+                        job,
+                        JobStatus.CANCELLED,
+                        {"cancelled_at": iso(now), "updated_at": iso(now)},
+                        expires_at=now // 1000 + self.settings.finished_job_ttl_days * 86400,
+                    )
+                    emit("JobsCancelled", job.queue)
+                    logger.info("job cancelled", extra={"job_id": job.job_id, "queue": job.queue})
+                    return cancelled
+                if job.status in (JobStatus.ACTIVE, JobStatus.STALLED):
+                    if job.cancel_requested:
+                        return job
+                    logger.info("cancel requested for a running job", extra={"job_id": job.job_id, "queue": job.queue})
+                    return self.store.request_cancel(job, now=iso(now))
+            except Conflict:
+                continue  # it moved on while we looked: look again
+            raise Conflict(f"job {job_id} is {job.status.value}; only waiting, delayed or active jobs can be cancelled")
+        raise Conflict(f"job {job_id} kept changing; try again")
+
+    def retry(self, job_id: str, caller: Identity) -> Job:
+        """A failed or cancelled job goes back to waiting with a fresh set of attempts; its history stays."""
+        job = self.get(job_id, caller)
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise Conflict(f"job {job_id} is {job.status.value}; only failed or cancelled jobs can be retried")
+        queue = self.directory.get(job.queue)
+        now = now_ms()
+        waiting = self.store.transition(
+            job,
+            JobStatus.WAITING,
+            {"attempts": 0, "retries": job.retries + 1, "cancel_requested": False, "progress": 0, "updated_at": iso(now)},
+            remove=("error", "result", "progress_message", "processing_time", "failed_at", "cancelled_at", "completed_at", "run_at"),
+            clear_expiry=True,
+        )
+        try:
+            queues.send_job(queue, job.job_id)
+        except Unavailable as err:
+            raise Unavailable(f"job {job_id} is waiting but could not be enqueued yet; the health check will enqueue it") from err
+        logger.info("job retried", extra={"job_id": job.job_id, "queue": job.queue, "retries": waiting.retries})
+        return waiting
 
     def put_http_target(self, queue_name: str, job_type: str, target: HttpTarget, caller: Identity) -> HttpTarget:
         require_admin(caller)
@@ -107,6 +303,14 @@ class JobService:
         return caller.is_admin or job.user_id == caller.user_id
 
 
+def _validation_message(err: ValidationError) -> str:
+    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()[:5]]
+    return "invalid job: " + "; ".join(parts)
+
+
 def require_admin(caller: Identity) -> None:
     if not caller.is_admin:
         raise Forbidden("this operation needs the admin group")
+
+
+__all__ = ["BulkOutcome", "Identity", "JobService", "require_admin"]

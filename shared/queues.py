@@ -82,6 +82,25 @@ def send_job(queue: QueueInfo, job_id: str, *, delay_seconds: int = 0) -> str:
     return str(out["MessageId"])
 
 
+def send_jobs(queue: QueueInfo, jobs: list[tuple[str, int]]) -> set[str]:
+    """Enqueue many ``(job_id, delay_seconds)``, 10 to a SendMessageBatch; returns the ids not sent."""
+    failed: set[str] = set()
+    sqs = clients.client("sqs")
+    for start in range(0, len(jobs), 10):
+        chunk = jobs[start : start + 10]
+        entries = [
+            {"Id": str(i), "MessageBody": message_body(job_id, queue.name), "DelaySeconds": max(0, min(delay, 900))}
+            for i, (job_id, delay) in enumerate(chunk)
+        ]
+        try:
+            out = sqs.send_message_batch(QueueUrl=queue.queue_url, Entries=entries)
+        except ClientError:
+            failed.update(job_id for job_id, _ in chunk)
+            continue
+        failed.update(chunk[int(entry["Id"])][0] for entry in out.get("Failed", []))
+    return failed
+
+
 def change_visibility(queue: QueueInfo, receipt_handle: str, seconds: int) -> None:
     clients.client("sqs").change_message_visibility(
         QueueUrl=queue.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=max(0, min(seconds, 43200))

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import base64
 import json
+import time
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -160,6 +162,8 @@ class JobStore:
         remove: Iterable[str] = (),
         owner_token: str | None = None,
         expires_at: int | None = None,
+        clear_expiry: bool = False,
+        unless_cancel_requested: bool = False,
     ) -> Job:
         """Move ``job`` (as read) to ``target`` with ``changes`` (model field names).
 
@@ -192,6 +196,9 @@ class JobStore:
             names["#ttl"] = "expiresAt"
             values[":ttl"] = {"N": str(expires_at)}
             sets.append("#ttl = :ttl")
+        if clear_expiry:
+            names["#ttl"] = "expiresAt"
+            removes.append("#ttl")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         if owner_token is not None:
             condition = "#status = :expected_status AND #token = :token"
@@ -215,6 +222,113 @@ class JobStore:
                 raise Conflict(f"job {job.job_id} changed while it was being updated") from err
             raise _unavailable(err) from err
         return updated
+
+    def request_cancel(self, job: Job, *, now: str) -> Job:
+        """Ask the worker running ``job`` to stop; it hears at its next progress report."""
+        try:
+            self._ddb.update_item(
+                TableName=self.table_name,
+                Key=job_key(job.job_id),
+                UpdateExpression="SET cancelRequested = :true, updatedAt = :now, version = version + :one",
+                ConditionExpression="#status = :active",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":true": {"BOOL": True},
+                    ":now": {"S": now},
+                    ":one": {"N": "1"},
+                    ":active": {"S": JobStatus.ACTIVE.value},
+                },
+            )
+        except ClientError as err:
+            if _is(err, "ConditionalCheckFailedException"):
+                raise Conflict(f"job {job.job_id} changed while it was being cancelled") from err
+            raise _unavailable(err) from err
+        return job.model_copy(update={"cancel_requested": True, "updated_at": now, "version": job.version + 1})
+
+    def create_many(self, jobs: list[Job]) -> None:
+        """Store new jobs with generated ids, 25 to a BatchWriteItem (no condition: ids are fresh UUIDs)."""
+        for start in range(0, len(jobs), 25):
+            requests = [{"PutRequest": {"Item": to_item(job)}} for job in jobs[start : start + 25]]
+            pending: dict[str, Any] = {self.table_name: requests}
+            for attempt in range(6):
+                try:
+                    out = self._ddb.batch_write_item(RequestItems=pending)
+                except ClientError as err:
+                    raise _unavailable(err) from err
+                pending = out.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            if pending:
+                raise Unavailable("DynamoDB is throttling; some jobs of the batch were not stored")
+
+    # ---- markers: idempotency keys and deduplication keys ------------------------------
+    def claim_marker(self, key: str, attributes: dict[str, str], *, expires_at: int, now_s: int) -> dict[str, str] | None:
+        """Write marker ``key`` unless a live one exists; return the live one's attributes, or None if ours was written."""
+        item = {"pk": {"S": key}, "sk": {"S": "MARKER"}, "expiresAt": {"N": str(expires_at)}}
+        item.update({name: {"S": value} for name, value in attributes.items()})
+        try:
+            self._ddb.put_item(
+                TableName=self.table_name,
+                Item=item,
+                # TTL deletes lazily (up to days late): an expired marker counts as absent.
+                ConditionExpression="attribute_not_exists(pk) OR expiresAt < :now",
+                ExpressionAttributeValues={":now": {"N": str(now_s)}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as err:
+            if _is(err, "ConditionalCheckFailedException"):
+                old = err.response.get("Item") or {}
+                return {k: v["S"] for k, v in old.items() if "S" in v and k not in ("pk", "sk")}
+            raise _unavailable(err) from err
+        return None
+
+    def delete_marker(self, key: str) -> None:
+        try:
+            self._ddb.delete_item(TableName=self.table_name, Key={"pk": {"S": key}, "sk": {"S": "MARKER"}})
+        except ClientError as err:
+            raise _unavailable(err) from err
+
+    # ---- job logs: items beside the job (pk JOB#<id>, sk LOG#...), so the job item stays small --
+    def append_log(self, job_id: str, message: str, *, at_ms: int, attempt: int | None, expires_at: int) -> None:
+        item = {
+            "pk": {"S": f"JOB#{job_id}"},
+            "sk": {"S": f"LOG#{at_ms:015d}#{uuid.uuid4().hex[:8]}"},
+            "message": {"S": message},
+            "expiresAt": {"N": str(expires_at)},
+        }
+        if attempt is not None:
+            item["attempt"] = {"N": str(attempt)}
+        try:
+            self._ddb.put_item(TableName=self.table_name, Item=item)
+        except ClientError as err:
+            raise _unavailable(err) from err
+
+    def page_logs(self, job_id: str, *, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :log)",
+            "ExpressionAttributeValues": {":pk": {"S": f"JOB#{job_id}"}, ":log": {"S": "LOG#"}},
+            "Limit": limit,
+        }
+        if cursor:
+            params["ExclusiveStartKey"] = decode_cursor(cursor)
+        try:
+            out = self._ddb.query(**params)
+        except ClientError as err:
+            if _is(err, "ValidationException") and cursor:
+                raise Invalid("cursor is not valid for this listing") from err
+            raise _unavailable(err) from err
+        lines = [
+            {
+                "at_ms": int(item["sk"]["S"].split("#")[1]),
+                "message": item["message"]["S"],
+                "attempt": int(item["attempt"]["N"]) if "attempt" in item else None,
+            }
+            for item in out.get("Items", [])
+        ]
+        last = out.get("LastEvaluatedKey")
+        return lines, encode_cursor(last) if last else None
 
     def page(
         self,

@@ -20,7 +20,7 @@ from shared import queues
 from shared.backoff import backoff_seconds
 from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, PermanentJobError
-from shared.models import AttemptRecord, Job, QueueInfo
+from shared.models import AttemptRecord, Job, QueueInfo, json_size
 from shared.observability import emit, logger
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
@@ -34,10 +34,27 @@ class RetryLater(Exception):
     """Leave the message on the queue: it returns after the visibility timeout set for it."""
 
 
+class JobInterrupted(BaseException):
+    """Raised inside a processor when it must stop: its job was cancelled, or its lease lost."""
+
+
+class JobCancelled(JobInterrupted):
+    """The job was cancelled while it ran (DELETE /jobs/{id})."""
+
+
+class LeaseLost(JobInterrupted):
+    """Another worker reclaimed the job after this one's lease ran out."""
+
+
+MAX_PROGRESS_BYTES = 1024
+MAX_LOG_LINE = 2000
+
+
 class Outcome(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     RETRYING = "retrying"
+    CANCELLED = "cancelled"
     SKIPPED = "skipped"
 
 
@@ -55,8 +72,9 @@ class Delivery:
 class JobContext:
     """What a processor gets: the job's input, and a way to report progress."""
 
-    def __init__(self, job: Job, store: JobStore, token: str, clock: Callable[[], int]) -> None:
+    def __init__(self, job: Job, store: JobStore, token: str, clock: Callable[[], int], log_ttl_s: int = 30 * 86400) -> None:
         self.snapshot = job  # the job as last written by this worker
+        self._log_ttl_s = log_ttl_s
         self._store = store
         self._token = token
         self._clock = clock
@@ -89,16 +107,48 @@ class JobContext:
     def user_id(self) -> str:
         return self.snapshot.user_id
 
-    def progress(self, percent: float, message: str | None = None) -> None:
-        """Record progress (0..100) and an optional message; visible on GET /jobs/{id}."""
-        if not 0 <= percent <= 100:
+    def progress(self, progress: float | dict[str, Any], message: str | None = None) -> None:
+        """Record progress (a number 0..100, or a small object) and an optional message.
+
+        Raises ``JobCancelled`` if the job was cancelled meanwhile: the processor stops there.
+        """
+        if isinstance(progress, bool) or not isinstance(progress, int | float | dict):
+            raise ValueError("progress must be a number from 0 to 100 or a small object")
+        if isinstance(progress, int | float) and not 0 <= progress <= 100:
             raise ValueError("progress must be between 0 and 100")
-        self.snapshot = self._store.transition(
-            self.snapshot,
-            JobStatus.ACTIVE,
-            {"progress": percent, "progress_message": message, "updated_at": iso(self._clock())},
-            owner_token=self._token,
+        if isinstance(progress, dict) and json_size(progress) > MAX_PROGRESS_BYTES:
+            raise ValueError(f"a progress object is at most {MAX_PROGRESS_BYTES} bytes")
+        try:
+            self.snapshot = self._store.transition(
+                self.snapshot,
+                JobStatus.ACTIVE,
+                {"progress": progress, "progress_message": message, "updated_at": iso(self._clock())},
+                owner_token=self._token,
+                unless_cancel_requested=True,
+            )
+        except Conflict:
+            self._raise_interruption()
+            raise
+
+    def log(self, message: str) -> None:
+        """Append a line to the job's log (GET /jobs/{id}/logs)."""
+        now = self._clock()
+        self._store.append_log(
+            self.job_id, str(message)[:MAX_LOG_LINE], at_ms=now, attempt=self.attempt, expires_at=now // 1000 + self._log_ttl_s
         )
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was cancelled: long loops without progress reports can poll this."""
+        current = self._store.get(self.job_id)
+        return current is None or current.cancel_requested or current.status is not JobStatus.ACTIVE
+
+    def _raise_interruption(self) -> None:
+        current = self._store.get(self.job_id)
+        if current is not None and current.cancel_requested:
+            raise JobCancelled(f"job {self.job_id} was cancelled")
+        if current is None or current.lease_token != self._token:
+            raise LeaseLost(f"job {self.job_id} is no longer held by this worker")
 
 
 class Worker:
@@ -146,6 +196,19 @@ class Worker:
                 # Woken early (a retried send, a manual redrive): sleep again until due.
                 queues.change_visibility(delivery.queue, delivery.receipt_handle, -(-(parse_iso(job.run_at) - now) // 1000))
                 raise RetryLater(f"job {job_id} is not due before {job.run_at}")
+            if job.cancel_requested and job.status in (JobStatus.ACTIVE, JobStatus.STALLED):
+                # Cancelled while running, and its worker died before it heard: it ends cancelled.
+                try:
+                    self.store.transition(
+                        job,
+                        JobStatus.CANCELLED,
+                        {"cancelled_at": iso(now), "updated_at": iso(now), "history": _close(job.history, now, "cancelled", "lease expired")},
+                        remove=("lease_until", "lease_token"),
+                        expires_at=self._expiry(now),
+                    )
+                except Conflict:
+                    continue
+                return Outcome.CANCELLED
             history = list(job.history)
             if job.status in (JobStatus.ACTIVE, JobStatus.STALLED) and history and history[-1].outcome is None:
                 # Its last worker died: the lease ran out before it finished.
@@ -178,11 +241,16 @@ class Worker:
         raise RetryLater(f"could not claim job {job_id}")
 
     def _run(self, job: Job, token: str, delivery: Delivery) -> Outcome:
-        context = JobContext(job, self.store, token, self.clock)
+        context = JobContext(job, self.store, token, self.clock, self.settings.finished_job_ttl_days * 86400)
         started = time.monotonic()
         try:
             processor = self.resolve(delivery.queue, job)
             result = processor(context)
+        except JobCancelled:
+            return self._end_cancelled(context.snapshot, token, started)
+        except LeaseLost:
+            logger.warning("lease lost while running; another delivery owns the job now", extra={"job_id": job.job_id})
+            return Outcome.SKIPPED
         except PermanentJobError as err:
             return self._end_failed(context.snapshot, token, delivery, err.message, started)
         except Exception as err:
@@ -255,6 +323,28 @@ class Worker:
             logger.warning("job changed while running (lease lost)", extra={"job_id": job.job_id})
             return Outcome.SKIPPED
         return Outcome.FAILED
+
+    def _end_cancelled(self, job: Job, token: str, started: float) -> Outcome:
+        now = self.clock()
+        try:
+            self.store.transition(
+                job,
+                JobStatus.CANCELLED,
+                {
+                    "cancelled_at": iso(now),
+                    "updated_at": iso(now),
+                    "processing_time": int((time.monotonic() - started) * 1000),
+                    "history": _close(job.history, now, "cancelled", "cancelled while running"),
+                },
+                remove=("lease_until", "lease_token"),
+                owner_token=token,
+                expires_at=self._expiry(now),
+            )
+        except Conflict:
+            return Outcome.SKIPPED
+        emit("JobsCancelled", job.queue)
+        logger.info("job cancelled while running", extra={"job_id": job.job_id})
+        return Outcome.CANCELLED
 
     def _fail(
         self,
