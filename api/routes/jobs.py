@@ -4,15 +4,41 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 
 from api.deps import CurrentUser, Jobs
 from api.envelope import Envelope, error_responses
-from shared.models import JOB_ID_PATTERN, JobCreate, JobPublic
+from shared.clock import iso
+from shared.jobs import MAX_BULK_JOBS
+from shared.models import (
+    JOB_ID_PATTERN,
+    NAME_PATTERN,
+    BulkCreate,
+    BulkItemResult,
+    BulkResult,
+    JobCreate,
+    JobPage,
+    JobPublic,
+    LogLine,
+    LogPage,
+)
+from shared.status import JobStatus
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job's id")]
+Limit = Annotated[int, Query(ge=1, le=100, description="Jobs per page")]
+Cursor = Annotated[str | None, Query(max_length=2048, description="`nextCursor` of the previous page")]
+StatusFilter = Annotated[JobStatus | None, Query(description="Only jobs in this status")]
+QueueFilter = Annotated[str | None, Query(pattern=NAME_PATTERN, description="Only jobs of this queue")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=255, description="Same key and body: the same job, however often you send it"),
+]
+
+
+def _page(jobs: list, next_cursor: str | None) -> Envelope[JobPage]:  # type: ignore[type-arg]
+    return Envelope(data=JobPage(jobs=[JobPublic.of(j) for j in jobs], next_cursor=next_cursor))
 
 
 @router.post(
@@ -20,16 +46,120 @@ JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job's id")]
     status_code=201,
     response_model=Envelope[JobPublic],
     summary="Create a job",
-    responses={200: {"model": Envelope[JobPublic], "description": "A job with this jobId exists: it is returned"}}
+    responses={200: {"model": Envelope[JobPublic], "description": "The job already exists (same jobId, Idempotency-Key or deduplication key): it is returned"}}
     | error_responses(400, 401, 409, 413, 503),
 )
-def create_job(body: JobCreate, caller: CurrentUser, jobs: Jobs, response: Response) -> Envelope[JobPublic]:
-    job, created = jobs.create(body, caller)
+def create_job(
+    body: JobCreate, caller: CurrentUser, jobs: Jobs, response: Response, idempotency_key: IdempotencyKey = None
+) -> Envelope[JobPublic]:
+    job, created = jobs.create(body, caller, idempotency_key=idempotency_key)
     if not created:
         response.status_code = 200
     return Envelope(data=JobPublic.of(job))
 
 
+@router.post(
+    "/bulk",
+    response_model=Envelope[BulkResult],
+    summary=f"Create up to {MAX_BULK_JOBS} jobs",
+    description="Each item is a `POST /jobs` body and succeeds or fails on its own: see `results[i].status`.",
+    responses=error_responses(400, 401),
+)
+def create_jobs(body: BulkCreate, caller: CurrentUser, jobs: Jobs) -> Envelope[BulkResult]:
+    outcomes = jobs.create_bulk(body.jobs, caller)
+    results = [
+        BulkItemResult(
+            index=o.index,
+            success=o.error is None,
+            status=o.status,
+            job=JobPublic.of(o.job) if o.job else None,
+            error={"code": o.error.code, "message": o.error.message} if o.error else None,
+        )
+        for o in outcomes
+    ]
+    ok = sum(r.success for r in results)
+    return Envelope(data=BulkResult(created=ok, failed=len(results) - ok, results=results))
+
+
+@router.get(
+    "",
+    response_model=Envelope[JobPage],
+    summary="List a queue's jobs (admin)",
+    responses=error_responses(400, 401, 403),
+)
+def list_jobs(
+    caller: CurrentUser,
+    jobs: Jobs,
+    queue: Annotated[str, Query(pattern=NAME_PATTERN, description="The queue")],
+    status: StatusFilter = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> Envelope[JobPage]:
+    return _page(*jobs.list_for_queue(caller, queue=queue, status=status, limit=limit, cursor=cursor))
+
+
+@router.get(
+    "/user/{user_id}",
+    response_model=Envelope[JobPage],
+    summary="List a user's jobs, newest first",
+    description="Users may list their own jobs; admins anyone's. Filters: `status`, `queue`.",
+    responses=error_responses(400, 401, 403),
+)
+def list_user_jobs(
+    user_id: Annotated[str, Path(max_length=256)],
+    caller: CurrentUser,
+    jobs: Jobs,
+    status: StatusFilter = None,
+    queue: QueueFilter = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> Envelope[JobPage]:
+    return _page(*jobs.list_for_user(user_id, caller, status=status, queue=queue, limit=limit, cursor=cursor))
+
+
 @router.get("/{job_id}", response_model=Envelope[JobPublic], summary="Get a job", responses=error_responses(401, 404))
 def get_job(job_id: JobId, caller: CurrentUser, jobs: Jobs) -> Envelope[JobPublic]:
     return Envelope(data=JobPublic.of(jobs.get(job_id, caller)))
+
+
+@router.delete(
+    "/{job_id}",
+    response_model=Envelope[JobPublic],
+    summary="Cancel a job",
+    description="A waiting or delayed job is cancelled at once (200). An active job is marked (202): its processor "
+    "stops at its next progress report and the job ends `cancelled`. A finished job: 409.",
+    responses={202: {"model": Envelope[JobPublic], "description": "Cancellation requested; the job is still active"}}
+    | error_responses(401, 404, 409),
+)
+def cancel_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, response: Response) -> Envelope[JobPublic]:
+    job = jobs.cancel(job_id, caller)
+    if job.status is not JobStatus.CANCELLED:
+        response.status_code = 202
+    return Envelope(data=JobPublic.of(job))
+
+
+@router.post(
+    "/{job_id}/retry",
+    response_model=Envelope[JobPublic],
+    summary="Retry a failed or cancelled job",
+    description="The job goes back to `waiting` with a fresh set of attempts; its earlier attempts stay in `history`.",
+    responses=error_responses(401, 404, 409, 503),
+)
+def retry_job(job_id: JobId, caller: CurrentUser, jobs: Jobs) -> Envelope[JobPublic]:
+    return Envelope(data=JobPublic.of(jobs.retry(job_id, caller)))
+
+
+@router.get(
+    "/{job_id}/logs",
+    response_model=Envelope[LogPage],
+    summary="A job's log lines, oldest first",
+    responses=error_responses(400, 401, 404),
+)
+def job_logs(job_id: JobId, caller: CurrentUser, jobs: Jobs, limit: Limit = 50, cursor: Cursor = None) -> Envelope[LogPage]:
+    lines, next_cursor = jobs.logs(job_id, caller, limit=limit, cursor=cursor)
+    return Envelope(
+        data=LogPage(
+            lines=[LogLine(at=iso(line["at_ms"]), message=line["message"], attempt=line["attempt"]) for line in lines],
+            next_cursor=next_cursor,
+        )
+    )

@@ -48,6 +48,7 @@ def generate_report(job: JobContext) -> dict[str, Any]:
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
+    job.log(f"rendered {len(rows)} rows in {len(columns)} columns")
     job.progress(60, "uploading")
     key = f"reports/{job.user_id}/{job.data['reportType']}/{job.job_id}.csv"
     clients.client("s3").put_object(Bucket=bucket, Key=key, Body=buffer.getvalue().encode(), ContentType="text/csv")
@@ -67,5 +68,6 @@ def transcode_video(job: JobContext) -> dict[str, Any]:
     for index, fmt in enumerate(formats, start=1):
         time.sleep(step)
         outputs.append({"format": fmt, "url": f"{job.data['videoUrl']}.{fmt}.mp4"})
+        job.log(f"transcoded {fmt}")
         job.progress(round(100 * index / len(formats)), f"transcoded {fmt}")
     return {"outputs": outputs}
