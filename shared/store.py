@@ -173,10 +173,9 @@ class JobStore:
         """
         if not can_transition(job.status, target):
             raise Conflict(f"job {job.job_id} is {job.status.value}; it cannot become {target.value}")
-        updated = job.model_copy(update={**changes, "status": target, "version": job.version + 1})
-        for field in remove:
-            setattr(updated, field, None)
-        updated = Job.model_validate(updated.model_dump())  # re-validate the combination
+        fields = {**job.model_dump(), **changes, "status": target, "version": job.version + 1}
+        fields.update(dict.fromkeys(remove))
+        updated = Job.model_validate(fields)  # validates the changes and their combination
 
         new_item = to_item(updated)
         names: dict[str, str] = {"#status": "status"}
@@ -208,6 +207,11 @@ class JobStore:
             condition = "#status = :expected_status AND #version = :expected_version"
             names["#version"] = "version"
             values[":expected_version"] = {"N": str(job.version)}
+        if unless_cancel_requested:
+            # a worker's progress write fails once a cancel was asked for: that is how it hears of it
+            names["#cancel"] = "cancelRequested"
+            values[":false"] = {"BOOL": False}
+            condition += " AND (attribute_not_exists(#cancel) OR #cancel = :false)"
         try:
             self._ddb.update_item(
                 TableName=self.table_name,
