@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
 from api.routes import health, jobs, queues
@@ -16,8 +17,25 @@ Every route but `/health` needs `Authorization: Bearer <JWT>`. Responses are
 """
 
 
+class StagePath:
+    """Behind a named API Gateway stage (``/prod/jobs``) the app sees ``/jobs`` with ``root_path``
+    ``/prod``, so routing works and /docs loads ``/prod/openapi.json``. ``$default`` has no prefix."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            stage = ((scope.get("aws.event") or {}).get("requestContext") or {}).get("stage")
+            prefix = f"/{stage}" if stage and stage != "$default" else ""
+            if prefix and (scope["path"] == prefix or scope["path"].startswith(prefix + "/")):
+                scope = {**scope, "path": scope["path"][len(prefix) :] or "/", "root_path": prefix}
+        await self.app(scope, receive, send)
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="jobq", version="0.1.0", description=DESCRIPTION)
+    app.add_middleware(StagePath)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)

@@ -246,3 +246,18 @@ def test_the_openapi_document_lists_every_job_route_with_examples(stack: Stack) 
     assert spec["components"]["schemas"]["JobCreate"]["examples"]
 
 
+
+
+def test_the_docs_work_behind_a_named_stage(stack: Stack) -> None:
+    from api.main import handler as api_handler
+    from tests.unit.api_events import http_event
+
+    def staged(path: str) -> dict[str, Any]:
+        event = http_event("GET", f"/prod{path}")
+        event["requestContext"]["stage"] = "prod"
+        return api_handler(event, FakeLambdaContext())
+
+    docs = staged("/docs")
+    assert docs["statusCode"] == 200 and "/prod/openapi.json" in docs["body"]
+    spec = staged("/openapi.json")
+    assert spec["statusCode"] == 200 and "/jobs/bulk" in json.loads(spec["body"])["paths"]
