@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from shared import queues
+from shared import queues, scheduler
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Forbidden, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
 from shared.models import Backoff, HttpTarget, Job, JobCreate, QueueInfo, json_size
@@ -71,20 +71,19 @@ class JobService:
         if size > self.settings.max_data_bytes:
             raise PayloadTooLarge(f"data is {size} bytes; the limit is {self.settings.max_data_bytes}")
         options = request.options
-        if options.delay > self.settings.max_delay_ms:
-            raise Invalid(f"options.delay is at most {self.settings.max_delay_ms} ms (15 minutes)")
+        delay = scheduler.resolve_delay(options, now, self.settings)  # delay or runAt; past 15 min: Scheduler
         job = Job(
             job_id=job_id or options.job_id or str(uuid.uuid4()),
             queue=queue.name,
             type=request.type,
             user_id=caller.user_id,
-            status=JobStatus.DELAYED if options.delay else JobStatus.WAITING,
+            status=JobStatus.DELAYED if delay else JobStatus.WAITING,
             data=request.data,
             priority=options.priority,
             max_attempts=options.attempts or queue.default_attempts,
             backoff=options.backoff or Backoff(type=queue.default_backoff_type, delay=queue.default_backoff_delay),
-            delay=options.delay,
-            run_at=iso(now + options.delay) if options.delay else None,
+            delay=delay,
+            run_at=iso(now + delay) if delay else None,
             created_at=iso(now),
             updated_at=iso(now),
         )
@@ -115,7 +114,7 @@ class JobService:
                 raise Conflict(f"jobId '{job.job_id}' is already in use") from clash
             return existing, False
         try:
-            queues.send_job(queue, job.job_id, delay_seconds=-(-job.delay // 1000))
+            scheduler.enqueue(queue, job, settings=self.settings)  # SQS (delay up to 15 min) or a one-time schedule
         except Unavailable:
             # Not enqueued: take the job back so the client's retry starts clean.
             self.store.delete(job.job_id)
@@ -170,7 +169,7 @@ class JobService:
         for index, raw in enumerate(items):
             try:
                 request = JobCreate.model_validate(raw)
-                if request.options.job_id or request.options.deduplication:
+                if request.options.job_id or request.options.deduplication or request.options.run_at or scheduler.needs_schedule(request.options.delay):
                     job, created = self.create(request, caller)  # needs its conditional write
                     outcomes[index] = BulkOutcome(index, 201 if created else 200, job)
                     continue

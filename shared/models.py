@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -46,8 +47,19 @@ class JobOptions(CamelModel):
     attempts: int | None = Field(default=None, ge=1, le=20, description="Attempts before the job fails; the queue's default if absent.")
     backoff: Backoff | None = Field(default=None, description="Delay between attempts; the queue's default if absent.")
     delay: int = Field(default=0, ge=0, description="Milliseconds to wait before the first attempt.")
+    run_at: datetime | None = Field(
+        default=None,
+        description="When the first attempt may start (ISO 8601 with a time zone offset); instead of delay. A past time runs now.",
+    )
     job_id: str | None = Field(default=None, pattern=JOB_ID_PATTERN, description="Your own id: creating it twice returns the first job.")
     deduplication: Deduplication | None = None
+
+    @field_validator("run_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("runAt needs a time zone offset, e.g. 2030-01-01T09:00:00Z")
+        return value
 
 
 class JobCreate(CamelModel):

@@ -30,8 +30,31 @@ class Settings(BaseSettings):
     # Used when a handler has no Lambda context to say how long it may run.
     default_lease_seconds: int = 900
 
+    # Queues (issue 4): runtime policy cache, metric bucket lifetimes, admin request budgets.
+    policy_cache_seconds: float = Field(default=5, ge=0)
+    minute_bucket_retention_hours: int = Field(default=48, ge=2)
+    hour_bucket_retention_days: int = Field(default=35, ge=2)
+    dead_letter_peek_seconds: int = Field(default=10, ge=1, le=300)
+    admin_request_budget_seconds: float = Field(default=20, gt=0)
+
     # Only the local stack sets this: plain http targets on loopback.
     allow_loopback_http_targets: bool = False
+
+    # EventBridge Scheduler (shared/scheduler.py): the stack's schedule group, the role its
+    # schedules assume, and the function recurring schedules invoke.
+    schedule_group: str = ""
+    scheduler_role_arn: str = ""
+    scheduler_target_arn: str = ""
+    max_run_at_days: int = 366  # how far ahead options.runAt / delay may reach
+    # Maintenance (shared/maintenance.py): orphans, stalled jobs, queue health, retention.
+    orphan_grace_seconds: int = 120  # waiting/overdue this long without being picked up: wake it
+    orphan_resend_seconds: int = 3600  # ...at most once per this many seconds per job
+    maintenance_batch: int = 100  # jobs read per queue and status per run and page
+    health_failure_rate: float = 0.10  # over this in the last hour: error
+    health_min_finished: int = 10  # finished jobs in the hour before the failure rate counts
+    health_max_waiting: int = 100  # more waiting: warning
+    health_oldest_warning_seconds: int = 300  # oldest waiting job older: warning
+    health_oldest_error_seconds: int = 1800  # ...: error
 
     # Example processors (functions/processors/examples.py).
     reports_bucket: str = ""
