@@ -131,7 +131,43 @@ class Job(CamelModel):
 class JobPublic(CamelModel):
     """A job as a client sees it."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "jobId": "3f6c2a9e-7b1d-4c8a-9e2f-5d4b3a2c1e01",
+                    "queue": "email-sending",
+                    "type": "send-email",
+                    "userId": "user-123",
+                    "status": "completed",
+                    "data": {"to": "user@example.com", "subject": "Welcome", "body": "Hello"},
+                    "priority": 0,
+                    "progress": 100,
+                    "progressMessage": None,
+                    "result": {"messageId": "0100018c-example"},
+                    "error": None,
+                    "attempts": 1,
+                    "maxAttempts": 3,
+                    "backoff": {"type": "exponential", "delay": 1000},
+                    "delay": 0,
+                    "processingTime": 182,
+                    "createdAt": "2026-11-24T01:00:00.000Z",
+                    "updatedAt": "2026-11-24T01:00:01.200Z",
+                    "runAt": None,
+                    "startedAt": "2026-11-24T01:00:01.000Z",
+                    "completedAt": "2026-11-24T01:00:01.200Z",
+                    "failedAt": None,
+                    "cancelledAt": None,
+                    "cancelRequested": False,
+                    "retries": 0,
+                    "history": [{"attempt": 1, "startedAt": "2026-11-24T01:00:01.000Z", "endedAt": "2026-11-24T01:00:01.200Z", "outcome": "completed", "error": None}],
+                }
+            ]
+        },
+    )
 
     job_id: str
     queue: str
