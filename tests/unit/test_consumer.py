@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -241,3 +242,20 @@ def test_a_delayed_job_woken_early_goes_back_to_sleep(stack: Stack, target: Targ
 
     assert stack.store.require(job_id).status is JobStatus.DELAYED
     assert target.calls_for(job_id) == []
+
+
+def test_a_message_that_keeps_killing_the_consumer_reaches_the_dlq_through_the_redrive_policy(stack: Stack) -> None:
+    from shared import clients
+
+    sqs = clients.client("sqs")
+    queue = stack.queues["email-sending"]
+    policy = json.loads(sqs.get_queue_attributes(QueueUrl=queue.queue_url, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"])
+    assert policy["deadLetterTargetArn"] == queue.dlq_arn
+    assert int(policy["maxReceiveCount"]) == queue.max_receive_count > 20  # above any job's attempts
+    # a consumer that dies never deletes nor answers: after maxReceiveCount receives SQS moves the message
+    sqs.set_queue_attributes(QueueUrl=queue.queue_url, Attributes={"RedrivePolicy": json.dumps({**policy, "maxReceiveCount": 2})})
+    sqs.send_message(QueueUrl=queue.queue_url, MessageBody='{"jobId": "poison"}')
+    for _ in range(2):
+        assert len(sqs.receive_message(QueueUrl=queue.queue_url, VisibilityTimeout=0)["Messages"]) == 1
+    assert "Messages" not in sqs.receive_message(QueueUrl=queue.queue_url, VisibilityTimeout=0)
+    assert [m["Body"] for m in stack.receive("email-sending", dlq=True)] == ['{"jobId": "poison"}']

@@ -34,3 +34,27 @@ def test_the_template_passes_sam_validate_lint() -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "is a valid SAM Template" in out.stdout + out.stderr
+
+
+def test_sam_build_ships_each_function_only_what_it_imports(tmp_path: Path) -> None:
+    sam = shutil.which("sam", path=str(Path(sys.executable).parent)) or shutil.which("sam")
+    assert sam
+    build = tmp_path / "build"
+    out = subprocess.run(
+        [sam, "build", "--build-dir", str(build), "--cache-dir", str(tmp_path / "cache")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"},
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    consumers = sorted(build.glob("*/ConsumerFunction"))
+    assert len(consumers) == 3  # one per nested queue application
+    for consumer in consumers:
+        assert (consumer / "functions" / "consumer" / "handler.py").is_file()
+        assert not (consumer / "api").exists() and not (consumer / "fastapi").exists()
+    assert (build / "ApiFunction" / "api" / "main.py").is_file()
+    layer = build / "DependenciesLayer" / "python"
+    assert (layer / "pydantic").is_dir() and (layer / "aws_lambda_powertools").is_dir()
+    assert not (layer / "botocore").exists()  # the Lambda runtime has it
