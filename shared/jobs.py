@@ -250,6 +250,8 @@ class JobService:
                         {"cancelled_at": iso(now), "updated_at": iso(now)},
                         expires_at=now // 1000 + self.settings.finished_job_ttl_days * 86400,
                     )
+                    if job.status is JobStatus.DELAYED and scheduler.needs_schedule(job.delay):
+                        self._remove_schedule(job)
                     emit("JobsCancelled", job.queue)
                     logger.info("job cancelled", extra={"job_id": job.job_id, "queue": job.queue})
                     return cancelled
@@ -262,6 +264,14 @@ class JobService:
                 continue  # it moved on while we looked: look again
             raise Conflict(f"job {job_id} is {job.status.value}; only waiting, delayed or active jobs can be cancelled")
         raise Conflict(f"job {job_id} kept changing; try again")
+
+    @staticmethod
+    def _remove_schedule(job: Job) -> None:
+        try:
+            scheduler.cancel_delayed(job.job_id)
+        except Unavailable:
+            # Harmless if it stays: its firing wakes a cancelled job, which the consumer acknowledges.
+            logger.warning("could not remove a cancelled job's schedule", extra={"job_id": job.job_id})
 
     def retry(self, job_id: str, caller: Identity) -> Job:
         """A failed or cancelled job goes back to waiting with a fresh set of attempts; its history stays."""
