@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
-from api.routes import health, jobs, queues
+from api.routes import health, jobs, maintenance, queues, scheduler, schedules
 
 DESCRIPTION = """\
 jobq: a serverless job queue on AWS. Create jobs on a queue; a consumer runs each job's
@@ -38,8 +38,11 @@ def create_app() -> FastAPI:
     app.add_middleware(StagePath)
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(maintenance.router)
     app.include_router(jobs.router)
     app.include_router(queues.router)
+    app.include_router(schedules.router)
+    app.include_router(scheduler.router)
     return app
 
 

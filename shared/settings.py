@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     health_max_waiting: int = 100  # more waiting: warning
     health_oldest_warning_seconds: int = 300  # oldest waiting job older: warning
     health_oldest_error_seconds: int = 1800  # ...: error
+    health_check_rate: str = "rate(5 minutes)"  # the HealthFunction's rule (GET /health/detailed: is its report fresh?)
 
     # Example processors (functions/processors/examples.py).
     reports_bucket: str = ""

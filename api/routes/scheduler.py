@@ -1,0 +1,213 @@
+"""The seed's scheduler routes: ``/scheduler/...``. Delayed jobs for every user; the rest for admins.
+
+``POST /scheduler/delayed`` is ``POST /jobs`` with a delay or a run time required;
+``POST /scheduler/repeating`` and ``POST /scheduler/jobs/{name}/trigger`` are
+``POST /schedules`` and ``POST /schedules/{name}/trigger``.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from api.deps import CurrentUser, Jobs
+from api.envelope import Envelope, error_responses
+from api.routes.schedules import ScheduleName, Schedules, admin_only
+from shared import maintenance, scheduler, stats
+from shared.clock import iso, now_ms
+from shared.errors import JobqError
+from shared.jobs import JobService
+from shared.models import JobCreate, JobPublic
+from shared.schedules import Schedule, ScheduleCreate
+
+router = APIRouter(prefix="/scheduler", tags=["scheduler"])
+Admin = [Depends(admin_only)]
+
+
+class DelayedJobCreate(JobCreate):
+    """``POST /scheduler/delayed``: a job with ``delay`` (ms) or ``runAt``, here or in ``options``."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"queue": "email-sending", "type": "send-email", "data": {"to": "a@example.com", "subject": "Later", "body": "Hi"}, "delay": 3600000},
+                {"queue": "report-generation", "type": "generate-report", "data": {}, "runAt": "2030-01-01T09:00:00Z"},
+            ]
+        },
+    )
+
+    delay: int | None = Field(default=None, ge=0, description="Milliseconds; same as options.delay.")
+    run_at: datetime | None = Field(default=None, description="ISO 8601 with an offset; same as options.runAt.")
+
+    @model_validator(mode="after")
+    def _when(self) -> DelayedJobCreate:
+        if self.delay is not None or self.run_at is not None:
+            if self.options.delay or self.options.run_at:
+                raise ValueError("give the delay either at the top level or in options, not both")
+            update: dict[str, Any] = {}
+            if self.delay is not None:
+                update["delay"] = self.delay
+            if self.run_at is not None:
+                update["run_at"] = self.run_at
+            self.options = self.options.model_validate({**self.options.model_dump(), **update})
+        if not self.options.delay and self.options.run_at is None:
+            raise ValueError("a delayed job needs delay (ms) or runAt")
+        return self
+
+    def as_job(self) -> JobCreate:
+        return JobCreate(queue=self.queue, type=self.type, data=self.data, options=self.options)
+
+
+@router.post(
+    "/delayed",
+    status_code=201,
+    response_model=Envelope[JobPublic],
+    summary="Create a delayed job: delay up to 15 minutes on SQS, longer on EventBridge Scheduler",
+    responses={200: {"model": Envelope[JobPublic], "description": "The job already exists (same jobId): it is returned"}}
+    | error_responses(400, 401, 409, 413, 503),
+)
+def create_delayed(body: DelayedJobCreate, caller: CurrentUser, jobs: Jobs, response: Response) -> Envelope[JobPublic]:
+    job, created = jobs.create(body.as_job(), caller)
+    if not created:
+        response.status_code = 200
+    return Envelope(data=JobPublic.of(job))
+
+
+@router.post(
+    "/repeating",
+    status_code=201,
+    response_model=Envelope[Schedule],
+    summary="Create a recurring schedule (admin); same as POST /schedules",
+    dependencies=Admin,
+    responses=error_responses(400, 401, 403, 409, 413, 503),
+)
+def create_repeating(body: ScheduleCreate, caller: CurrentUser, schedules: Schedules) -> Envelope[Schedule]:
+    return Envelope(data=schedules.create(body, caller))
+
+
+@router.post(
+    "/jobs/{name}/trigger",
+    status_code=201,
+    response_model=Envelope[JobPublic],
+    summary="Run a schedule once now (admin); same as POST /schedules/{name}/trigger",
+    dependencies=Admin,
+    responses=error_responses(400, 401, 403, 404, 503),
+)
+def trigger(name: ScheduleName, caller: CurrentUser, schedules: Schedules) -> Envelope[JobPublic]:
+    return Envelope(data=JobPublic.of(schedules.trigger(name, caller)))
+
+
+def _delayed_jobs(jobs: JobService) -> int | None:
+    try:
+        return sum(stats.read_counts(name).get("delayed", 0) for name in jobs.directory.all())
+    except JobqError:
+        return None
+
+
+class SchedulerStats(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    repeating: dict[str, int] = Field(description="Schedules by state: total, active, paused, completed.")
+    delayed: int | None = Field(description="Jobs delayed now, over every queue (counters).")
+    total_runs: int
+    manual_runs: int
+    runs_last24h: int
+    schedules_with_errors: list[str]
+    next_runs: list[dict[str, Any]]
+
+
+@router.get("/stats", response_model=Envelope[SchedulerStats], summary="Schedules, runs and delayed jobs (admin)", dependencies=Admin,
+            responses=error_responses(401, 403, 503))
+def scheduler_stats(caller: CurrentUser, schedules: Schedules, jobs: Jobs) -> Envelope[SchedulerStats]:
+    return Envelope(data=SchedulerStats.model_validate(schedules.stats(caller, delayed_jobs=_delayed_jobs(jobs))))
+
+
+class Check(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    status: Literal["up", "down"]
+    latency_ms: int
+    message: str | None = None
+
+
+def check(probe: Any) -> Check:
+    started = time.monotonic()
+    try:
+        probe()
+    except JobqError as err:
+        return Check(status="down", latency_ms=int((time.monotonic() - started) * 1000), message=err.message)
+    return Check(status="up", latency_ms=int((time.monotonic() - started) * 1000))
+
+
+class SchedulerHealth(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    status: Literal["healthy", "degraded", "unhealthy"]
+    timestamp: str
+    schedule_group: str
+    checks: dict[str, Check]
+    schedules: dict[str, Any]
+    overdue_delayed_jobs_woken: int | None = Field(description="Delayed jobs the last health run found overdue and woke.")
+    last_health_run: str | None
+
+
+@router.get(
+    "/health",
+    response_model=Envelope[SchedulerHealth],
+    summary="Is EventBridge Scheduler reachable, and are the schedules firing (admin)",
+    dependencies=Admin,
+    responses=error_responses(401, 403) | {503: {"model": Envelope[SchedulerHealth]}},
+)
+def scheduler_health(caller: CurrentUser, schedules: Schedules) -> JSONResponse:
+    checks = {"scheduler": check(lambda: scheduler.ping(schedules.settings)), "dynamodb": check(schedules.jobs.store.ping)}
+    found = schedules.stats(caller, delayed_jobs=None) if checks["dynamodb"].status == "up" else None
+    last = maintenance.read_last_health_run() if checks["dynamodb"].status == "up" else None
+    overdue = sum(q.recovery.overdue_enqueued for q in last.queues.values()) if last else None
+    status: Literal["healthy", "degraded", "unhealthy"] = "healthy"
+    if any(c.status == "down" for c in checks.values()):
+        status = "unhealthy"
+    elif (found and found["schedulesWithErrors"]) or overdue:
+        status = "degraded"
+    body = SchedulerHealth(
+        status=status,
+        timestamp=iso(now_ms()),
+        schedule_group=schedules.settings.schedule_group,
+        checks=checks,
+        schedules={"active": found["repeating"]["active"], "paused": found["repeating"]["paused"], "withErrors": found["schedulesWithErrors"]}
+        if found
+        else {},
+        overdue_delayed_jobs_woken=overdue,
+        last_health_run=last.ran_at if last else None,
+    )
+    code = 503 if status == "unhealthy" else 200
+    return JSONResponse(status_code=code, content={"success": code == 200, "data": body.model_dump(mode="json", by_alias=True)})
+
+
+class SchedulerMetrics(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    hours: int
+    totals: dict[str, int]
+    series: list[dict[str, Any]]
+
+
+@router.get(
+    "/metrics",
+    response_model=Envelope[SchedulerMetrics],
+    summary="Schedule firings per hour: jobs created, duplicate deliveries, skipped, failed, manual (admin)",
+    dependencies=Admin,
+    responses=error_responses(400, 401, 403, 503),
+)
+def scheduler_metrics(
+    caller: CurrentUser, schedules: Schedules, hours: Annotated[int, Query(ge=1, le=720)] = 24
+) -> Envelope[SchedulerMetrics]:
+    return Envelope(data=SchedulerMetrics.model_validate(schedules.metrics(caller, hours=hours)))

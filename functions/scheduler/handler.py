@@ -1,0 +1,47 @@
+"""The SchedulerFunction: what a recurring EventBridge Scheduler schedule invokes.
+
+Scheduler invokes it asynchronously with the schedule's target Input, its context
+attributes filled in (shared/scheduler.py ``firing_input``)::
+
+    {"jobq": "schedule-firing", "schedule": "nightly-report",
+     "scheduledTime": "2030-01-01T07:00:00Z", "executionId": "...", "attempt": "1"}
+
+Each invocation is one firing: ``ScheduleService.fire`` creates its one job. An error
+that retrying can fix (DynamoDB or SQS unavailable) is raised, so Lambda retries the
+event; a delivery that arrives twice creates nothing the second time.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.processors.registry import ProcessorRegistry
+from shared import queues
+from shared.jobs import JobService
+from shared.observability import logger, tracer
+from shared.schedules import ScheduleService, ScheduleStore
+from shared.settings import get_settings
+from shared.store import JobStore
+
+
+@lru_cache(maxsize=1)
+def _service() -> ScheduleService:
+    settings = get_settings()
+    store = JobStore(settings.table_name)
+    jobs = JobService(store, queues.directory(), ProcessorRegistry(store, settings.target_cache_seconds), settings)
+    return ScheduleService(ScheduleStore(settings.table_name), jobs)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    name = event.get("schedule") if isinstance(event, dict) else None
+    scheduled_time = event.get("scheduledTime") if isinstance(event, dict) else None
+    if not isinstance(name, str) or not name or not isinstance(scheduled_time, str):
+        logger.error("not a jobq schedule firing; ignored", extra={"event_keys": sorted(event) if isinstance(event, dict) else None})
+        return {"schedule": name, "outcome": "failed", "reason": "not a jobq schedule firing"}
+    result = _service().fire(name, scheduled_time)
+    return result.model_dump(by_alias=True)

@@ -1,0 +1,607 @@
+"""Maintenance the EventBridge rules run: queue health with recovery (HealthFunction) and retention (CleanupFunction).
+
+Health, per queue, every few minutes (``Maintenance.check_health``):
+
+* **stalled jobs**: active jobs whose lease ran out (their consumer died: a timeout, a
+  crash). Found by a Query of ``QUEUE#<q>#active`` (as many as the consumers can hold at
+  once). Out of attempts -> ``failed``, with the message in the DLQ; cancel requested ->
+  ``cancelled``; otherwise -> ``stalled`` and a fresh message, so the next consumer
+  reclaims it and counts an attempt (shared/worker.py). Jobs left ``stalled`` (the send
+  failed) are re-sent from a Query of ``QUEUE#<q>#stalled``.
+* **orphans**: jobs stored ``waiting`` but never enqueued (a crash between the write and
+  the send, a failed send after a retry), and ``delayed`` jobs whose wake-up never came
+  (a lost schedule). A waiting job untouched for ``orphan_grace_seconds`` (oldest first)
+  or a delayed job that long overdue gets one wake-up message; duplicates are harmless
+  (a consumer acknowledges a job it cannot claim), and the ids woken in the last
+  ``orphan_resend_seconds`` are remembered (``QUEUE#<q> / SWEEP``), so a backlog is not
+  re-sent on every run. Delayed jobs are walked a page per run with a cursor kept there
+  too. A paused queue is not swept: nothing there is being picked up on purpose.
+* **health**: ``healthy | warning | error`` from the seed's thresholds: failure rate over
+  10 % in the last hour -> error; more than 100 waiting, a DLQ that is not empty, an old
+  oldest waiting job (5 min: warning, 30 min: error), stalled jobs -> warning. Stored as
+  ``QUEUE#<q> / HEALTH`` (read by GET /queues and GET /health/detailed) and emitted as
+  metrics.
+
+Retention, per queue, hourly (``Maintenance.clean``): the queue's policy
+(shared/queue_config.py) removes ``completed`` jobs by ``removeOnComplete`` and
+``failed``/``cancelled`` jobs by ``removeOnFail``: older than ``maxAgeSeconds``, and
+beyond the newest ``maxCount``. Queries of ``QUEUE#<q>#<status>`` on byQueueStatus
+(oldest first, ``created_before``), never a Scan; each delete is conditional on the job's
+status and version, so a job retried meanwhile is kept. Every finished job also carries
+the table's TTL (``expiresAt``, stamped when it finishes), which removes it for free if
+no policy does first; idempotency and deduplication markers and schedule run markers are
+removed by that TTL alone (they are keyed by a digest, so only TTL can find them without a
+Scan, and readers already treat an expired marker as absent).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import ClientError
+from pydantic import Field
+
+from shared import clients, queue_config, queues, stats
+from shared.clock import iso, now_ms, parse_iso
+from shared.errors import Conflict, JobqError, Unavailable
+from shared.models import AttemptRecord, CamelModel, Job, QueueInfo, QueuePolicy, Retention
+from shared.observability import emit, logger
+from shared.queues import QueueDirectory
+from shared.settings import Settings
+from shared.status import JobStatus
+from shared.store import JobStore, job_key
+
+HealthStatus = Literal["healthy", "warning", "error"]
+HOUR_MS = 3_600_000
+STALLED_ERROR = "lease expired: the consumer stopped (timeout or crash) while the job ran"
+
+
+# ---- what a run reports ----------------------------------------------------------------------------
+class Recovery(CamelModel):
+    stalled_retried: int = 0
+    stalled_failed: int = 0
+    stalled_cancelled: int = 0
+    stalled_resent: int = 0
+    orphans_enqueued: int = 0
+    overdue_enqueued: int = 0
+
+
+class QueueDepth(CamelModel):
+    visible: int = 0
+    in_flight: int = 0
+    delayed: int = 0
+
+
+class QueueHealth(CamelModel):
+    """One queue's health as the HealthFunction last found it (``QUEUE#<q> / HEALTH``)."""
+
+    queue: str
+    status: HealthStatus
+    reasons: list[str] = Field(default_factory=list)
+    checked_at: str
+    paused: bool = False
+    counts: dict[str, int] = Field(default_factory=dict)
+    failure_rate: float = 0.0
+    finished_last_hour: int = 0
+    dlq_depth: int = 0
+    queue_depth: QueueDepth = Field(default_factory=QueueDepth)
+    oldest_waiting_age_ms: int | None = None
+    recovery: Recovery = Field(default_factory=Recovery)
+
+
+class HealthRun(CamelModel):
+    """What one HealthFunction run did (``MAINTENANCE / HEALTH``)."""
+
+    ran_at: str
+    duration_ms: int
+    status: HealthStatus
+    queues: dict[str, QueueHealth]
+    errors: dict[str, str] = Field(default_factory=dict)
+
+
+class Removed(CamelModel):
+    by_age: int = 0
+    by_count: int = 0
+
+
+class CleanupRun(CamelModel):
+    """What one CleanupFunction run removed (``MAINTENANCE / CLEANUP``)."""
+
+    ran_at: str
+    duration_ms: int
+    removed: dict[str, dict[str, Removed]] = Field(default_factory=dict)  # queue -> status -> counts
+    total_removed: int = 0
+    incomplete: bool = False  # stopped at its time or delete budget; the next run goes on
+    errors: dict[str, str] = Field(default_factory=dict)
+
+
+# ---- thresholds (pure) -------------------------------------------------------------------------------
+def assess(
+    *,
+    settings: Settings,
+    waiting: int,
+    failure_rate: float,
+    finished_last_hour: int,
+    dlq_depth: int,
+    oldest_waiting_age_ms: int | None,
+    stalled: int,
+    paused: bool,
+) -> tuple[HealthStatus, list[str]]:
+    """The seed's thresholds: ``error`` beats ``warning`` beats ``healthy``; every crossed one is a reason."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    if finished_last_hour >= settings.health_min_finished and failure_rate > settings.health_failure_rate:
+        errors.append(
+            f"failure rate {failure_rate:.0%} over the last hour ({finished_last_hour} finished) is above {settings.health_failure_rate:.0%}"
+        )
+    if dlq_depth > 0:
+        warnings.append(f"the dead-letter queue holds {dlq_depth} message{'s' if dlq_depth != 1 else ''}")
+    if stalled:
+        warnings.append(f"{stalled} stalled job{'s' if stalled != 1 else ''} recovered (a consumer timed out or crashed)")
+    if not paused:  # a paused queue holds its jobs on purpose
+        if waiting > settings.health_max_waiting:
+            warnings.append(f"{waiting} jobs waiting (more than {settings.health_max_waiting})")
+        if oldest_waiting_age_ms is not None:
+            age_s = oldest_waiting_age_ms // 1000
+            if age_s > settings.health_oldest_error_seconds:
+                errors.append(f"the oldest waiting job has waited {_duration(age_s)} (more than {_duration(settings.health_oldest_error_seconds)})")
+            elif age_s > settings.health_oldest_warning_seconds:
+                warnings.append(f"the oldest waiting job has waited {_duration(age_s)} (more than {_duration(settings.health_oldest_warning_seconds)})")
+    if errors:
+        return "error", errors + warnings
+    if warnings:
+        return "warning", warnings
+    return "healthy", []
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"
+
+
+def worst(statuses: list[HealthStatus]) -> HealthStatus:
+    order: dict[HealthStatus, int] = {"healthy": 0, "warning": 1, "error": 2}
+    return max(statuses, key=lambda s: order[s], default="healthy")
+
+
+# ---- stored results ---------------------------------------------------------------------------------------
+def _put_report(pk: str, sk: str, report: CamelModel, extra: dict[str, Any] | None = None) -> None:
+    item: dict[str, Any] = {"pk": {"S": pk}, "sk": {"S": sk}, "report": {"S": report.model_dump_json(by_alias=True)}}
+    item.update(extra or {})
+    try:
+        clients.client("dynamodb").put_item(TableName=_table(), Item=item)
+    except ClientError as err:
+        raise Unavailable(f"cannot store the maintenance report {pk}/{sk}") from err
+
+
+def _get_report(pk: str, sk: str) -> dict[str, Any] | None:
+    try:
+        out = clients.client("dynamodb").get_item(TableName=_table(), Key={"pk": {"S": pk}, "sk": {"S": sk}})
+    except ClientError as err:
+        raise Unavailable(f"cannot read the maintenance report {pk}/{sk}") from err
+    item = out.get("Item")
+    return json.loads(item["report"]["S"]) if item and "report" in item else None
+
+
+def _table() -> str:
+    from shared.settings import get_settings
+
+    return get_settings().table_name
+
+
+def read_health(queue_name: str) -> QueueHealth | None:
+    """The queue's health as the HealthFunction last stored it (None before its first run)."""
+    report = _get_report(f"QUEUE#{queue_name}", "HEALTH")
+    return QueueHealth.model_validate(report) if report else None
+
+
+def read_last_health_run() -> HealthRun | None:
+    report = _get_report("MAINTENANCE", "HEALTH")
+    return HealthRun.model_validate(report) if report else None
+
+
+def read_last_cleanup_run() -> CleanupRun | None:
+    report = _get_report("MAINTENANCE", "CLEANUP")
+    return CleanupRun.model_validate(report) if report else None
+
+
+# ---- the runs ---------------------------------------------------------------------------------------------
+class Maintenance:
+    def __init__(
+        self,
+        store: JobStore,
+        directory: QueueDirectory,
+        settings: Settings,
+        *,
+        clock: Callable[[], int] = now_ms,
+        policy: Callable[[QueueInfo], QueuePolicy] = queue_config.get_policy,
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.settings = settings
+        self.clock = clock
+        self.policy = policy
+
+    @property
+    def _ddb(self) -> Any:
+        return clients.client("dynamodb")
+
+    @property
+    def _sqs(self) -> Any:
+        return clients.client("sqs")
+
+    # ---- health ----------------------------------------------------------------------------------------
+    def check_health(self) -> HealthRun:
+        started = time.monotonic()
+        now = self.clock()
+        results: dict[str, QueueHealth] = {}
+        errors: dict[str, str] = {}
+        for queue in sorted(self.directory.all(refresh=True).values(), key=lambda q: q.name):
+            try:
+                results[queue.name] = self.check_queue(queue)
+            except JobqError as err:  # one queue's trouble must not hide the others'
+                errors[queue.name] = err.message
+                logger.error("health check of a queue failed", extra={"queue": queue.name, "error": err.message})
+        run = HealthRun(
+            ran_at=iso(now),
+            duration_ms=int((time.monotonic() - started) * 1000),
+            status=worst([h.status for h in results.values()] + (["error"] if errors else [])),
+            queues=results,
+            errors=errors,
+        )
+        _put_report("MAINTENANCE", "HEALTH", run)
+        return run
+
+    def check_queue(self, queue: QueueInfo) -> QueueHealth:
+        now = self.clock()
+        policy = self.policy(queue)
+        recovery = self.recover_stalled(queue)
+        if not policy.paused:
+            recovery.orphans_enqueued, recovery.overdue_enqueued = self.wake_orphans(queue)
+        counts = stats.read_counts(queue.name)
+        buckets = stats.read_buckets(queue.name, now - HOUR_MS, "minute")
+        completed = sum(b.completed for b in buckets)
+        failed = sum(b.failed for b in buckets)
+        finished = completed + failed
+        rate = failed / finished if finished else 0.0
+        depth, dlq_depth = self._depths(queue)
+        oldest = self._oldest_waiting_age(queue, now)
+        stalled = recovery.stalled_retried + recovery.stalled_failed + recovery.stalled_cancelled
+        status, reasons = assess(
+            settings=self.settings,
+            waiting=counts.get("waiting", 0),
+            failure_rate=rate,
+            finished_last_hour=finished,
+            dlq_depth=dlq_depth,
+            oldest_waiting_age_ms=oldest,
+            stalled=stalled,
+            paused=policy.paused,
+        )
+        health = QueueHealth(
+            queue=queue.name,
+            status=status,
+            reasons=reasons,
+            checked_at=iso(now),
+            paused=policy.paused,
+            counts=counts,
+            failure_rate=round(rate, 4),
+            finished_last_hour=finished,
+            dlq_depth=dlq_depth,
+            queue_depth=depth,
+            oldest_waiting_age_ms=oldest,
+            recovery=recovery,
+        )
+        _put_report(
+            f"QUEUE#{queue.name}",
+            "HEALTH",
+            health,
+            {"status": {"S": status}, "reasons": {"L": [{"S": r} for r in reasons]}, "checkedAt": {"S": health.checked_at}},
+        )
+        self._emit(health, stalled)
+        if status != "healthy":
+            logger.warning("queue is not healthy", extra={"queue": queue.name, "status": status, "reasons": reasons})
+        return health
+
+    def _emit(self, health: QueueHealth, stalled: int) -> None:
+        name = health.queue
+        emit("QueueHealth", name, {"healthy": 0, "warning": 1, "error": 2}[health.status])
+        emit("JobsWaiting", name, health.counts.get("waiting", 0))
+        emit("DeadLetterDepth", name, health.dlq_depth)
+        emit("FailureRate", name, health.failure_rate * 100, unit=MetricUnit.Percent)
+        if health.oldest_waiting_age_ms is not None:
+            emit("OldestWaitingAge", name, health.oldest_waiting_age_ms / 1000, unit=MetricUnit.Seconds)
+        if stalled:
+            emit("StalledJobsRecovered", name, stalled)
+        woken = health.recovery.orphans_enqueued + health.recovery.overdue_enqueued
+        if woken:
+            emit("OrphanedJobsEnqueued", name, woken)
+
+    def _depths(self, queue: QueueInfo) -> tuple[QueueDepth, int]:
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
+        try:
+            attrs = self._sqs.get_queue_attributes(QueueUrl=queue.queue_url, AttributeNames=names)["Attributes"]
+            dlq = self._sqs.get_queue_attributes(QueueUrl=queue.dlq_url, AttributeNames=names[:1])["Attributes"]
+        except ClientError as err:
+            raise Unavailable(f"cannot read the SQS attributes of queue {queue.name}") from err
+        depth = QueueDepth(
+            visible=int(attrs.get(names[0], 0)), in_flight=int(attrs.get(names[1], 0)), delayed=int(attrs.get(names[2], 0))
+        )
+        return depth, int(dlq.get(names[0], 0))
+
+    def _oldest_waiting_age(self, queue: QueueInfo, now: int) -> int | None:
+        """How long the longest-waiting of the oldest few waiting jobs has waited (a retried job waits since its retry)."""
+        jobs, _ = self._page(queue, JobStatus.WAITING, limit=10, newest_first=False)
+        return max((max(0, now - parse_iso(j.updated_at)) for j in jobs), default=None)
+
+    def _page(
+        self, queue: QueueInfo, status: JobStatus, *, limit: int, newest_first: bool, cursor: str | None = None, before: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        return self.store.page(
+            "byQueueStatus",
+            "queueStatusKey",
+            f"QUEUE#{queue.name}#{status.value}",
+            limit=limit,
+            cursor=cursor,
+            newest_first=newest_first,
+            created_before=before,
+        )
+
+    # ---- stalled jobs ------------------------------------------------------------------------------------
+    def recover_stalled(self, queue: QueueInfo) -> Recovery:
+        recovery = Recovery()
+        now = self.clock()
+        cursor: str | None = None
+        for _ in range(20):  # active jobs are bounded by the consumers' concurrency x batch size
+            jobs, cursor = self._page(queue, JobStatus.ACTIVE, limit=self.settings.maintenance_batch, newest_first=False, cursor=cursor)
+            for job in jobs:
+                if job.lease_until is not None and job.lease_until < now:
+                    self._recover(queue, job, recovery)
+            if cursor is None:
+                break
+        # Stalled jobs whose wake-up could not be sent when they were found.
+        grace_ms = self.settings.orphan_grace_seconds * 1000
+        jobs, _ = self._page(queue, JobStatus.STALLED, limit=self.settings.maintenance_batch, newest_first=False)
+        left = [j.job_id for j in jobs if parse_iso(j.updated_at) < now - grace_ms]
+        recovery.stalled_resent = len(self._wake(queue, left, now))
+        return recovery
+
+    def _recover(self, queue: QueueInfo, job: Job, recovery: Recovery) -> None:
+        now = self.clock()
+        history = _close(job.history, now, "stalled", STALLED_ERROR)
+        try:
+            if job.cancel_requested:
+                self.store.transition(
+                    job,
+                    JobStatus.CANCELLED,
+                    {"cancelled_at": iso(now), "updated_at": iso(now), "history": _close(job.history, now, "cancelled", STALLED_ERROR)},
+                    remove=("lease_until", "lease_token"),
+                    expires_at=self._expiry(now),
+                )
+                recovery.stalled_cancelled += 1
+                emit("JobsCancelled", queue.name)
+                logger.info("stalled job cancelled (cancel was requested)", extra={"job_id": job.job_id, "queue": queue.name})
+                return
+            if job.attempts >= job.max_attempts:
+                error = f"the consumer stopped during the final attempt ({STALLED_ERROR})"
+                self.store.transition(
+                    job,
+                    JobStatus.FAILED,
+                    {"error": error, "failed_at": iso(now), "updated_at": iso(now), "history": _close(job.history, now, "failed", error)},
+                    remove=("lease_until", "lease_token"),
+                    expires_at=self._expiry(now),
+                )
+                queues.send_to_dead_letters(queue, queues.message_body(job.job_id, queue.name), reason=error)
+                recovery.stalled_failed += 1
+                emit("JobsFailed", queue.name)
+                logger.error("stalled job failed: no attempts left", extra={"job_id": job.job_id, "queue": queue.name})
+                return
+            self.store.transition(
+                job, JobStatus.STALLED, {"updated_at": iso(now), "history": history}, remove=("lease_until", "lease_token")
+            )
+        except Conflict:
+            return  # it moved on meanwhile (its worker finished, another run got it): nothing to recover
+        recovery.stalled_retried += 1
+        logger.warning("stalled job re-enqueued", extra={"job_id": job.job_id, "queue": queue.name, "attempts": job.attempts})
+        self._wake(queue, [job.job_id], now)
+
+    def _expiry(self, now: int) -> int:
+        return now // 1000 + self.settings.finished_job_ttl_days * 86400
+
+    # ---- orphans ------------------------------------------------------------------------------------------
+    def wake_orphans(self, queue: QueueInfo) -> tuple[int, int]:
+        """``(waiting woken, delayed woken)``: jobs nobody will pick up without a new message."""
+        now = self.clock()
+        grace_ms = self.settings.orphan_grace_seconds * 1000
+        state = self._sweep_state(queue.name)
+        resent: dict[str, int] = {
+            job_id: at for job_id, at in state.get("resent", {}).items() if at > now - self.settings.orphan_resend_seconds * 1000
+        }
+        # Waiting: the oldest first; a healthy queue has none older than the grace.
+        waiting, _ = self._page(queue, JobStatus.WAITING, limit=self.settings.maintenance_batch, newest_first=False, before=iso(now - grace_ms))
+        stale = [j.job_id for j in waiting if parse_iso(j.updated_at) < now - grace_ms and j.job_id not in resent]
+        # Delayed: a page per run, round robin, for the ones long past due.
+        delayed, cursor = self._page(
+            queue, JobStatus.DELAYED, limit=self.settings.maintenance_batch, newest_first=False, cursor=state.get("delayedCursor")
+        )
+        overdue = [
+            j.job_id for j in delayed if j.run_at and parse_iso(j.run_at) < now - grace_ms and j.job_id not in resent
+        ]
+        woken_waiting = self._wake(queue, stale, now)
+        woken_delayed = self._wake(queue, overdue, now)
+        for job_id in woken_waiting + woken_delayed:
+            resent[job_id] = now
+            logger.warning("orphaned job enqueued", extra={"job_id": job_id, "queue": queue.name})
+        if len(resent) > 1000:  # keep the item small: the oldest entries go first
+            resent = dict(sorted(resent.items(), key=lambda kv: kv[1])[-1000:])
+        self._save_sweep_state(queue.name, resent, cursor)
+        return len(woken_waiting), len(woken_delayed)
+
+    def _wake(self, queue: QueueInfo, job_ids: list[str], now: int) -> list[str]:
+        if not job_ids:
+            return []
+        unsent = queues.send_jobs(queue, [(job_id, 0) for job_id in job_ids])
+        if unsent:
+            logger.warning("could not enqueue some jobs; the next run retries", extra={"queue": queue.name, "count": len(unsent)})
+        return [job_id for job_id in job_ids if job_id not in unsent]
+
+    def _sweep_state(self, queue_name: str) -> dict[str, Any]:
+        try:
+            out = self._ddb.get_item(TableName=self.store.table_name, Key={"pk": {"S": f"QUEUE#{queue_name}"}, "sk": {"S": "SWEEP"}})
+        except ClientError as err:
+            raise Unavailable(f"cannot read the sweep state of queue {queue_name}") from err
+        item = out.get("Item") or {}
+        return json.loads(item["state"]["S"]) if "state" in item else {}
+
+    def _save_sweep_state(self, queue_name: str, resent: dict[str, int], cursor: str | None) -> None:
+        state = {"resent": resent, "delayedCursor": cursor}
+        try:
+            self._ddb.put_item(
+                TableName=self.store.table_name,
+                Item={"pk": {"S": f"QUEUE#{queue_name}"}, "sk": {"S": "SWEEP"}, "state": {"S": json.dumps(state, separators=(",", ":"))}},
+            )
+        except ClientError as err:
+            raise Unavailable(f"cannot store the sweep state of queue {queue_name}") from err
+
+    # ---- retention ------------------------------------------------------------------------------------------
+    def clean(self, *, time_left_ms: Callable[[], int] | None = None, max_deletes: int = 50_000) -> CleanupRun:
+        """Apply every queue's retention; stops early (``incomplete``) when time or the delete budget runs out."""
+        started = time.monotonic()
+        now = self.clock()
+        run = CleanupRun(ran_at=iso(now), duration_ms=0)
+        budget = _Budget(max_deletes, time_left_ms)
+        for queue in sorted(self.directory.all(refresh=True).values(), key=lambda q: q.name):
+            try:
+                policy = self.policy(queue)
+                counts = stats.read_counts(queue.name)
+                rules = (
+                    (JobStatus.COMPLETED, policy.remove_on_complete),
+                    (JobStatus.FAILED, policy.remove_on_fail),
+                    (JobStatus.CANCELLED, policy.remove_on_fail),
+                )
+                for status, retention in rules:
+                    removed = self.apply_retention(queue, status, retention, counts.get(status.value), budget)
+                    if removed.by_age or removed.by_count:
+                        run.removed.setdefault(queue.name, {})[status.value] = removed
+                        run.total_removed += removed.by_age + removed.by_count
+                        emit("JobsRemoved", queue.name, removed.by_age + removed.by_count)
+            except JobqError as err:
+                run.errors[queue.name] = err.message
+                logger.error("retention of a queue failed", extra={"queue": queue.name, "error": err.message})
+        run.incomplete = budget.exhausted
+        run.duration_ms = int((time.monotonic() - started) * 1000)
+        _put_report("MAINTENANCE", "CLEANUP", run)
+        logger.info("retention applied", extra={"removed": run.total_removed, "incomplete": run.incomplete})
+        return run
+
+    def apply_retention(self, queue: QueueInfo, status: JobStatus, retention: Retention, counted: int | None, budget: _Budget) -> Removed:
+        removed = Removed()
+        if retention.max_age_seconds is not None:
+            removed.by_age = self._remove_older_than(queue, status, self.clock() - retention.max_age_seconds * 1000, budget)
+        # The counters say whether there is anything beyond the newest N; reading the newest N only then.
+        if retention.max_count is not None and (counted is None or counted - removed.by_age > retention.max_count):
+            removed.by_count = self._remove_beyond(queue, status, retention.max_count, budget)
+        return removed
+
+    def _remove_older_than(self, queue: QueueInfo, status: JobStatus, cutoff: int, budget: _Budget) -> int:
+        """Jobs of ``status`` that finished before ``cutoff``: oldest first, only those created before it."""
+        removed = 0
+        cursor: str | None = None
+        while not budget.exhausted:
+            jobs, cursor = self._page(queue, status, limit=self.settings.maintenance_batch, newest_first=False, cursor=cursor, before=iso(cutoff))
+            removed += self._delete([j for j in jobs if _finished_at(j) < cutoff], budget)
+            if cursor is None:
+                break
+        return removed
+
+    def _remove_beyond(self, queue: QueueInfo, status: JobStatus, keep: int, budget: _Budget) -> int:
+        """All but the newest ``keep`` jobs of ``status``."""
+        boundary: str | None = None
+        if keep > 0:
+            seen = 0
+            cursor: str | None = None
+            while seen < keep:
+                jobs, cursor = self._page(queue, status, limit=min(1000, keep - seen), newest_first=True, cursor=cursor)
+                seen += len(jobs)
+                if jobs and seen >= keep:
+                    last = jobs[keep - (seen - len(jobs)) - 1]
+                    boundary = f"{last.created_at}#{last.job_id}"
+                if cursor is None:
+                    break
+            if boundary is None:
+                return 0  # fewer than ``keep``
+        removed = 0
+        cursor = None
+        while not budget.exhausted:
+            jobs, cursor = self._page(
+                queue, status, limit=self.settings.maintenance_batch, newest_first=False, cursor=cursor, before=boundary or "~"
+            )
+            removed += self._delete(jobs, budget)
+            if cursor is None:
+                break
+        return removed
+
+    def _delete(self, jobs: list[Job], budget: _Budget) -> int:
+        jobs = jobs[: budget.take(len(jobs))]
+        if not jobs:
+            return 0
+        with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
+            return sum(pool.map(self._delete_one, jobs))
+
+    def _delete_one(self, job: Job) -> int:
+        """Delete a finished job unless it changed since it was read (a retry, say)."""
+        try:
+            self._ddb.delete_item(
+                TableName=self.store.table_name,
+                Key=job_key(job.job_id),
+                ConditionExpression="#status = :status AND #version = :version",
+                ExpressionAttributeNames={"#status": "status", "#version": "version"},
+                ExpressionAttributeValues={":status": {"S": job.status.value}, ":version": {"N": str(job.version)}},
+            )
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return 0
+            raise Unavailable(f"cannot delete job {job.job_id}") from err
+        return 1
+
+
+class _Budget:
+    """How many more deletes this run may do, and whether its time is up."""
+
+    def __init__(self, deletes: int, time_left_ms: Callable[[], int] | None, reserve_ms: int = 10_000) -> None:
+        self.left = deletes
+        self.time_left_ms = time_left_ms
+        self.reserve_ms = reserve_ms
+        self.stopped = False
+
+    @property
+    def exhausted(self) -> bool:
+        if self.left <= 0 or self.stopped:
+            return True
+        if self.time_left_ms is not None and self.time_left_ms() < self.reserve_ms:
+            self.stopped = True
+        return self.stopped
+
+    def take(self, wanted: int) -> int:
+        granted = 0 if self.exhausted else min(wanted, self.left)
+        self.left -= granted
+        return granted
+
+
+def _finished_at(job: Job) -> int:
+    stamp = job.completed_at or job.failed_at or job.cancelled_at or job.updated_at
+    return parse_iso(stamp)
+
+
+def _close(history: list[AttemptRecord], now: int, outcome: str, error: str | None) -> list[AttemptRecord]:
+    """End the open attempt record (the one the dead consumer started), if there is one."""
+    if not history or history[-1].outcome is not None:
+        return list(history)
+    return [*history[:-1], history[-1].model_copy(update={"ended_at": iso(now), "outcome": outcome, "error": error})]

@@ -1,0 +1,632 @@
+"""Recurring schedules (BullMQ's repeatable jobs): create, list, get, pause, resume, delete, trigger,
+and what happens when one fires.
+
+A schedule is two things kept in step:
+
+* its record in DynamoDB, ``pk=SCHEDULES  sk=SCHEDULE#<name>``: the job template (queue,
+  type, data, options), the recurrence as the client wrote it, the run limit and the run
+  count, its state (``active|paused|completed``) and its last run;
+* its EventBridge Scheduler schedule ``repeat-<name>`` in the stack's group
+  (shared/scheduler.py), which does the timing and invokes the SchedulerFunction with the
+  scheduled time.
+
+A firing creates exactly one job, however often it is delivered: the job id is
+``repeat-<name>-<scheduled time>``, and the run is reserved first with one transaction
+that writes a marker ``pk=SCHEDULE#<name> sk=RUN#<scheduled time>`` (conditional on its
+absence, with a TTL) and counts the run on the record (conditional on the schedule being
+active and under its limit). A redelivery finds the marker and only makes sure the job
+exists (JobService.create returns the existing job for an existing id); a firing past the
+limit is dropped and the schedule is disabled and marked ``completed``.
+
+Firings are also counted per hour (``pk=SCHEDULER sk=RUNS#<hour>#<shard>``) for
+``GET /scheduler/metrics``; the shard spreads schedules that fire in the same second.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+import zlib
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from shared import clients, cron, scheduler
+from shared.clock import iso, now_ms, parse_iso
+from shared.errors import Conflict, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
+from shared.jobs import Identity, JobService, require_admin
+from shared.models import CamelModel, Job, JobCreate, JobOptions, json_size
+from shared.observability import emit, logger
+from shared.store import decode_cursor, encode_cursor
+
+SCHEDULE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$"
+RUN_MARKER_TTL_SECONDS = 7 * 86400
+METRIC_SHARDS = 8
+METRIC_TTL_SECONDS = 35 * 86400
+ScheduleState = Literal["active", "paused", "completed"]
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+# ---- models ----------------------------------------------------------------------------------
+class ScheduleCreate(CamelModel):
+    """``POST /schedules`` (and the seed's ``POST /scheduler/repeating``).
+
+    Either ``cron`` (5-field Unix as in the seed, ``0 2 * * *``, or EventBridge's 6 fields)
+    with an optional ``timezone`` (IANA, default UTC), or ``every`` (milliseconds, whole
+    minutes). BullMQ's ``repeat: {pattern, tz, every, limit, startDate, endDate}`` is accepted too.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "nightly-report",
+                    "queue": "report-generation",
+                    "type": "generate-report",
+                    "data": {"rows": [["date", "total"]]},
+                    "cron": "0 2 * * *",
+                    "timezone": "America/New_York",
+                },
+                {"name": "heartbeat", "queue": "email-sending", "type": "send-email", "data": {}, "every": 300000, "limit": 10},
+            ]
+        }
+    )
+
+    name: str = Field(pattern=SCHEDULE_NAME_PATTERN, description="Unique; the schedule is repeat-<name> in the console.")
+    queue: str
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    options: JobOptions = Field(default_factory=JobOptions, description="Options of every job it creates (no jobId, runAt or deduplication).")
+    cron: str | None = Field(default=None, max_length=256, description="`0 2 * * *` (5 fields) or EventBridge's 6 fields.")
+    timezone: str | None = Field(default=None, max_length=64, description="IANA time zone of the cron; default UTC.")
+    every: int | None = Field(default=None, ge=60_000, description="Interval in milliseconds (a whole number of minutes).")
+    start_date: datetime | None = Field(default=None, description="No firing before this time.")
+    end_date: datetime | None = Field(default=None, description="No firing after this time.")
+    limit: int | None = Field(default=None, ge=1, le=1_000_000, description="Stop after this many scheduled runs.")
+    description: str | None = Field(default=None, max_length=256)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bullmq_repeat(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        value = dict(value)
+        repeat = value.pop("repeat", None)
+        if isinstance(repeat, dict):
+            for key, item in repeat.items():
+                value.setdefault(key, item)
+        for alias, name in (("pattern", "cron"), ("tz", "timezone")):
+            if alias in value:
+                value.setdefault(name, value.pop(alias))
+        return value
+
+
+class Schedule(CamelModel):
+    """A recurring schedule as stored and as a client sees it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    name: str
+    queue: str
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    cron: str | None = None
+    timezone: str = "UTC"
+    every: int | None = None
+    expression: str
+    start_date: str | None = None
+    end_date: str | None = None
+    limit: int | None = None
+    description: str | None = None
+    state: ScheduleState = "active"
+    run_count: int = 0
+    manual_runs: int = 0
+    created_by: str
+    created_at: str
+    updated_at: str
+    last_run_at: str | None = None
+    last_scheduled_time: str | None = None
+    last_job_id: str | None = None
+    last_error: str | None = None
+    next_run_at: str | None = None  # computed when read
+    schedule_name: str = ""  # the EventBridge Scheduler schedule
+    version: int = 1
+
+    def recurrence(self) -> cron.Recurrence:
+        return cron.recurrence(cron=self.cron, every_ms=self.every, timezone=self.timezone)
+
+
+class SchedulePage(CamelModel):
+    schedules: list[Schedule]
+    next_cursor: str | None = None
+
+
+class FiringResult(CamelModel):
+    schedule: str
+    outcome: Literal["created", "duplicate", "skipped", "failed"]
+    job_id: str | None = None
+    reason: str | None = None
+
+
+# ---- the table -----------------------------------------------------------------------------------
+def _key(name: str) -> dict[str, Any]:
+    return {"pk": {"S": "SCHEDULES"}, "sk": {"S": f"SCHEDULE#{name}"}}
+
+
+_JSON = ("data", "options")
+
+
+def _to_item(schedule: Schedule) -> dict[str, Any]:
+    fields = schedule.model_dump(by_alias=True, mode="json", exclude_none=True, exclude={"next_run_at"})
+    item = {k: ({"S": json.dumps(v, separators=(",", ":"))} if k in _JSON else _serializer.serialize(v)) for k, v in fields.items()}
+    item.update(_key(schedule.name))
+    return item
+
+
+def _from_item(item: dict[str, Any]) -> Schedule:
+    raw = {k: _deserializer.deserialize(v) for k, v in item.items() if k not in ("pk", "sk")}
+    for name in _JSON:
+        if isinstance(raw.get(name), str):
+            raw[name] = json.loads(raw[name])
+    for key, value in list(raw.items()):
+        if hasattr(value, "as_integer_ratio") and not isinstance(value, bool | int | float):
+            raw[key] = int(value)
+    return Schedule.model_validate(raw)
+
+
+def _code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def _unavailable(err: ClientError) -> Unavailable:
+    return Unavailable(f"DynamoDB is unavailable ({_code(err)}); retry the request")
+
+
+class ScheduleStore:
+    """The schedule records, run markers and firing counters (DynamoDB)."""
+
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+
+    @property
+    def _ddb(self) -> Any:
+        return clients.client("dynamodb")
+
+    def create(self, schedule: Schedule) -> None:
+        try:
+            self._ddb.put_item(TableName=self.table_name, Item=_to_item(schedule), ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as err:
+            if _code(err) == "ConditionalCheckFailedException":
+                raise Conflict(f"schedule '{schedule.name}' already exists") from err
+            raise _unavailable(err) from err
+
+    def get(self, name: str) -> Schedule | None:
+        try:
+            out = self._ddb.get_item(TableName=self.table_name, Key=_key(name), ConsistentRead=True)
+        except ClientError as err:
+            raise _unavailable(err) from err
+        return _from_item(out["Item"]) if "Item" in out else None
+
+    def delete(self, name: str) -> None:
+        try:
+            self._ddb.delete_item(TableName=self.table_name, Key=_key(name))
+        except ClientError as err:
+            raise _unavailable(err) from err
+
+    def page(self, *, limit: int, cursor: str | None) -> tuple[list[Schedule], str | None]:
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": "SCHEDULES"}, ":prefix": {"S": "SCHEDULE#"}},
+            "Limit": limit,
+        }
+        if cursor:
+            params["ExclusiveStartKey"] = decode_cursor(cursor)
+        try:
+            out = self._ddb.query(**params)
+        except ClientError as err:
+            if _code(err) == "ValidationException" and cursor:
+                raise Invalid("cursor is not valid for this listing") from err
+            raise _unavailable(err) from err
+        last = out.get("LastEvaluatedKey")
+        return [_from_item(i) for i in out.get("Items", [])], encode_cursor(last) if last else None
+
+    def all(self, *, cap: int = 2000) -> list[Schedule]:
+        found: list[Schedule] = []
+        cursor = None
+        while len(found) < cap:
+            page, cursor = self.page(limit=200, cursor=cursor)
+            found.extend(page)
+            if cursor is None:
+                break
+        return found[:cap]
+
+    def update(self, name: str, sets: dict[str, Any]) -> bool:
+        """SET attributes (camelCase names) of an existing record; False if it is gone."""
+        names = {f"#s{i}": key for i, key in enumerate(sets)}
+        values = {f":s{i}": _serializer.serialize(value) for i, value in enumerate(sets.values())}
+        names["#version"] = "version"
+        values[":one"] = {"N": "1"}
+        try:
+            self._ddb.update_item(
+                TableName=self.table_name,
+                Key=_key(name),
+                UpdateExpression="SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(sets))) + ", #version = #version + :one",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as err:
+            if _code(err) == "ConditionalCheckFailedException":
+                return False
+            raise _unavailable(err) from err
+        return True
+
+    def mark_completed(self, name: str, *, now: int) -> bool:
+        """``active`` -> ``completed`` once the run count reached the limit; True if this call did it."""
+        try:
+            self._ddb.update_item(
+                TableName=self.table_name,
+                Key=_key(name),
+                UpdateExpression="SET #state = :completed, updatedAt = :now, version = version + :one",
+                ConditionExpression="#state = :active AND runCount >= #limit",
+                ExpressionAttributeNames={"#state": "state", "#limit": "limit"},
+                ExpressionAttributeValues={
+                    ":completed": {"S": "completed"},
+                    ":active": {"S": "active"},
+                    ":now": {"S": iso(now)},
+                    ":one": {"N": "1"},
+                },
+            )
+        except ClientError as err:
+            if _code(err) == "ConditionalCheckFailedException":
+                return False
+            raise _unavailable(err) from err
+        return True
+
+    def reserve_run(self, schedule: Schedule, scheduled_time: str, job_id: str, *, now: int) -> Literal["reserved", "duplicate", "refused"]:
+        """One transaction: the firing's marker (absent before) and the run counted (active, under the limit)."""
+        marker = {
+            "pk": {"S": f"SCHEDULE#{schedule.name}"},
+            "sk": {"S": f"RUN#{scheduled_time}"},
+            "jobId": {"S": job_id},
+            "firedAt": {"S": iso(now)},
+            "expiresAt": {"N": str(now // 1000 + RUN_MARKER_TTL_SECONDS)},
+        }
+        try:
+            self._ddb.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self.table_name, "Item": marker, "ConditionExpression": "attribute_not_exists(pk)"}},
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": _key(schedule.name),
+                            "UpdateExpression": (
+                                "SET runCount = if_not_exists(runCount, :zero) + :one, lastRunAt = :now, "
+                                "lastScheduledTime = :time, lastJobId = :job, version = version + :one REMOVE lastError"
+                            ),
+                            "ConditionExpression": "#state = :active AND (attribute_not_exists(#limit) OR runCount < #limit)",
+                            "ExpressionAttributeNames": {"#state": "state", "#limit": "limit"},
+                            "ExpressionAttributeValues": {
+                                ":zero": {"N": "0"},
+                                ":one": {"N": "1"},
+                                ":now": {"S": iso(now)},
+                                ":time": {"S": scheduled_time},
+                                ":job": {"S": job_id},
+                                ":active": {"S": "active"},
+                            },
+                        }
+                    },
+                ]
+            )
+        except ClientError as err:
+            if _code(err) != "TransactionCanceledException":
+                raise _unavailable(err) from err
+            reasons = [r.get("Code") for r in err.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return "duplicate"
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                return "refused"
+            raise Unavailable(f"could not reserve the run of schedule {schedule.name} ({reasons}); it will be retried") from err
+        return "reserved"
+
+    def count_firing(self, name: str, outcome: str, *, now: int) -> None:
+        hour = iso(now)[:13]
+        shard = zlib.crc32(name.encode()) % METRIC_SHARDS
+        try:
+            self._ddb.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": "SCHEDULER"}, "sk": {"S": f"RUNS#{hour}#{shard}"}},
+                UpdateExpression="ADD #o :one SET expiresAt = if_not_exists(expiresAt, :ttl)",
+                ExpressionAttributeNames={"#o": outcome},
+                ExpressionAttributeValues={":one": {"N": "1"}, ":ttl": {"N": str(now // 1000 + METRIC_TTL_SECONDS)}},
+            )
+        except ClientError as err:  # a counter must never fail a firing
+            logger.warning("could not count a schedule firing", extra={"schedule": name, "error": _code(err)})
+
+    def firing_counts(self, since_ms: int, until_ms: int) -> dict[str, dict[str, int]]:
+        """hour (``YYYY-MM-DDTHH``) -> outcome -> count, shards summed."""
+        out_counts: dict[str, dict[str, int]] = {}
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :a AND :b",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": "SCHEDULER"},
+                ":a": {"S": f"RUNS#{iso(since_ms)[:13]}"},
+                ":b": {"S": f"RUNS#{iso(until_ms)[:13]}#~"},
+            },
+        }
+        while True:
+            try:
+                out = self._ddb.query(**params)
+            except ClientError as err:
+                raise _unavailable(err) from err
+            for item in out.get("Items", []):
+                hour = item["sk"]["S"].split("#")[1]
+                bucket = out_counts.setdefault(hour, {})
+                for key, value in item.items():
+                    if "N" in value and key != "expiresAt":
+                        bucket[key] = bucket.get(key, 0) + int(value["N"])
+            if "LastEvaluatedKey" not in out:
+                return out_counts
+            params["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
+
+# ---- use cases -----------------------------------------------------------------------------------------
+def firing_job_id(name: str, scheduled_time: str) -> str:
+    """``repeat-<name>-<YYYYMMDDTHHMMSSZ>``: the same firing always names the same job."""
+    when = datetime.fromtimestamp(parse_iso(scheduled_time) / 1000, tz=UTC)
+    return f"repeat-{name}-{when.strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def _utc(value: datetime) -> str:
+    return iso(int(value.timestamp() * 1000))
+
+
+class ScheduleService:
+    def __init__(self, store: ScheduleStore, jobs: JobService, *, clock: Any = now_ms) -> None:
+        self.store = store
+        self.jobs = jobs
+        self.settings = jobs.settings
+        self.clock = clock
+
+    # ---- admin use cases -----------------------------------------------------------------------------
+    def create(self, request: ScheduleCreate, caller: Identity) -> Schedule:
+        require_admin(caller)
+        recurrence = self._check(request)
+        now = self.clock()
+        schedule = Schedule(
+            name=request.name,
+            queue=request.queue,
+            type=request.type,
+            data=request.data,
+            options=request.options.model_dump(by_alias=True, mode="json", exclude_none=True, exclude_defaults=True),
+            cron=request.cron,
+            timezone=recurrence.timezone,
+            every=request.every,
+            expression=recurrence.expression,
+            start_date=_utc(request.start_date) if request.start_date else None,
+            end_date=_utc(request.end_date) if request.end_date else None,
+            limit=request.limit,
+            description=request.description,
+            created_by=caller.user_id,
+            created_at=iso(now),
+            updated_at=iso(now),
+            schedule_name=scheduler.repeat_schedule_name(request.name),
+        )
+        self.store.create(schedule)  # the name is taken here, conditionally
+        try:
+            self._put_schedule(schedule, request, create=True)
+        except Conflict:
+            # A schedule left over by an interrupted delete: make it this one.
+            self._put_schedule(schedule, request, create=False)
+        except JobqError:
+            self.store.delete(schedule.name)
+            raise
+        logger.info("schedule created", extra={"schedule": schedule.name, "expression": schedule.expression, "queue": schedule.queue})
+        return self._public(schedule)
+
+    def _put_schedule(self, schedule: Schedule, request: ScheduleCreate, *, create: bool) -> None:
+        scheduler.put_recurring(
+            schedule.name,
+            expression=schedule.expression,
+            timezone=schedule.timezone,
+            enabled=True,
+            start=request.start_date,
+            end=request.end_date,
+            description=request.description or f"jobq: {schedule.type} on {schedule.queue}",
+            create=create,
+            settings=self.settings,
+        )
+
+    def _check(self, request: ScheduleCreate) -> cron.Recurrence:
+        queue = self.jobs.directory.get(request.queue)
+        if not self.jobs.catalog.has(queue.name, request.type):
+            valid = ", ".join(sorted(self.jobs.catalog.types(queue.name))) or "none registered"
+            raise Invalid(f"no processor for type '{request.type}' on queue '{queue.name}'; valid types: {valid}")
+        size = json_size(request.data)
+        if size > self.settings.max_data_bytes:
+            raise PayloadTooLarge(f"data is {size} bytes; the limit is {self.settings.max_data_bytes}")
+        options = request.options
+        if options.job_id or options.run_at or options.deduplication:
+            raise Invalid("a schedule's options cannot have jobId, runAt or deduplication: every firing makes its own job")
+        recurrence = cron.recurrence(cron=request.cron, every_ms=request.every, timezone=request.timezone)
+        now = datetime.fromtimestamp(self.clock() / 1000, tz=UTC)
+        if request.start_date and request.start_date < now - timedelta(minutes=5):
+            raise Invalid("startDate is in the past; leave it out to start now")
+        if request.end_date and request.end_date <= max(now, request.start_date or now):
+            raise Invalid("endDate must be in the future and after startDate")
+        return recurrence
+
+    def list(self, caller: Identity, *, limit: int, cursor: str | None) -> tuple[list[Schedule], str | None]:
+        require_admin(caller)
+        schedules, next_cursor = self.store.page(limit=limit, cursor=cursor)
+        return [self._public(s) for s in schedules], next_cursor
+
+    def get(self, name: str, caller: Identity) -> Schedule:
+        require_admin(caller)
+        return self._public(self._require(name))
+
+    def pause(self, name: str, caller: Identity) -> Schedule:
+        require_admin(caller)
+        schedule = self._require(name)
+        if schedule.state == "completed":
+            raise Conflict(f"schedule '{name}' has completed its {schedule.limit} runs; create a new one")
+        if schedule.state == "active":
+            scheduler.set_recurring_state(name, enabled=False, settings=self.settings)
+            self.store.update(name, {"state": "paused", "updatedAt": iso(self.clock())})
+        return self.get(name, caller)
+
+    def resume(self, name: str, caller: Identity) -> Schedule:
+        require_admin(caller)
+        schedule = self._require(name)
+        if schedule.state == "completed":
+            raise Conflict(f"schedule '{name}' has completed its {schedule.limit} runs; create a new one")
+        if schedule.state == "paused":
+            scheduler.set_recurring_state(name, enabled=True, settings=self.settings)
+            self.store.update(name, {"state": "active", "updatedAt": iso(self.clock())})
+        return self.get(name, caller)
+
+    def delete(self, name: str, caller: Identity) -> None:
+        require_admin(caller)
+        self._require(name)
+        scheduler.delete_recurring(name, settings=self.settings)  # first: no firing after the record is gone
+        self.store.delete(name)
+        logger.info("schedule deleted", extra={"schedule": name})
+
+    def trigger(self, name: str, caller: Identity) -> Job:
+        """Run the schedule once now (``POST /scheduler/jobs/{name}/trigger``); does not count toward its limit."""
+        require_admin(caller)
+        schedule = self._require(name)
+        job_id = f"repeat-{name}-manual-{uuid.uuid4().hex[:12]}"
+        job, _ = self.jobs.create(self._job_request(schedule, job_id), Identity(schedule.created_by, is_admin=True))
+        now = self.clock()
+        self.store.update(
+            name,
+            {"lastRunAt": iso(now), "lastJobId": job.job_id, "manualRuns": schedule.manual_runs + 1, "updatedAt": iso(now)},
+        )
+        self.store.count_firing(name, "manual", now=now)
+        logger.info("schedule triggered by hand", extra={"schedule": name, "job_id": job.job_id})
+        return job
+
+    # ---- a firing (the SchedulerFunction) ---------------------------------------------------------------
+    def fire(self, name: str, scheduled_time: str) -> FiringResult:
+        """Create the one job of ``name``'s firing at ``scheduled_time``; redeliveries change nothing."""
+        now = self.clock()
+        try:
+            scheduled_time = iso(parse_iso(scheduled_time))
+        except ValueError:
+            logger.error("firing without a valid scheduled time", extra={"schedule": name, "scheduled_time": scheduled_time})
+            return FiringResult(schedule=name, outcome="failed", reason=f"scheduled time {scheduled_time!r} is not a time")
+        schedule = self.store.get(name)
+        if schedule is None:
+            # Its record is gone (deleted): make sure the Scheduler schedule is too.
+            scheduler.delete_recurring(name, settings=self.settings)
+            return self._counted(FiringResult(schedule=name, outcome="skipped", reason="no such schedule"), now)
+        job_id = firing_job_id(name, scheduled_time)
+        reservation = self.store.reserve_run(schedule, scheduled_time, job_id, now=now)
+        if reservation == "refused":
+            self._complete_if_done(schedule)
+            reason = "schedule is " + ("at its run limit" if schedule.state == "active" else schedule.state)
+            return self._counted(FiringResult(schedule=name, outcome="skipped", job_id=None, reason=reason), now)
+        try:
+            job, created = self.jobs.create(self._job_request(schedule, job_id), Identity(schedule.created_by, is_admin=True))
+        except Unavailable:
+            raise  # the run stays reserved; the retried delivery creates the job
+        except JobqError as err:
+            # Retrying cannot help (the queue or its processor went away, the data no longer fits).
+            self.store.update(name, {"lastError": err.message, "updatedAt": iso(now)})
+            logger.error("schedule firing could not create its job", extra={"schedule": name, "error": err.message})
+            return self._counted(FiringResult(schedule=name, outcome="failed", job_id=job_id, reason=err.message), now)
+        if reservation == "reserved" and schedule.limit is not None and schedule.run_count + 1 >= schedule.limit:
+            self._complete_if_done(schedule)
+        outcome: Literal["created", "duplicate"] = "created" if created and reservation == "reserved" else "duplicate"
+        if outcome == "created":
+            emit("ScheduledJobsCreated", schedule.queue)
+        logger.info("schedule fired", extra={"schedule": name, "job_id": job.job_id, "outcome": outcome, "scheduled_time": scheduled_time})
+        return self._counted(FiringResult(schedule=name, outcome=outcome, job_id=job.job_id), now)
+
+    def _complete_if_done(self, schedule: Schedule) -> None:
+        if schedule.limit is not None and self.store.mark_completed(schedule.name, now=self.clock()):
+            scheduler.set_recurring_state(schedule.name, enabled=False, settings=self.settings)
+            logger.info("schedule reached its run limit", extra={"schedule": schedule.name, "limit": schedule.limit})
+
+    def _counted(self, result: FiringResult, now: int) -> FiringResult:
+        self.store.count_firing(result.schedule, result.outcome, now=now)
+        return result
+
+    # ---- reading ---------------------------------------------------------------------------------------------
+    def _require(self, name: str) -> Schedule:
+        schedule = self.store.get(name)
+        if schedule is None:
+            raise NotFound(f"schedule '{name}' not found")
+        return schedule
+
+    @staticmethod
+    def _job_request(schedule: Schedule, job_id: str) -> JobCreate:
+        options = {**schedule.options, "jobId": job_id}
+        return JobCreate.model_validate({"queue": schedule.queue, "type": schedule.type, "data": schedule.data, "options": options})
+
+    def _public(self, schedule: Schedule) -> Schedule:
+        return schedule.model_copy(update={"next_run_at": self.next_run(schedule)})
+
+    def next_run(self, schedule: Schedule) -> str | None:
+        if schedule.state != "active":
+            return None
+        now = datetime.fromtimestamp(self.clock() / 1000, tz=UTC)
+        anchor_text = schedule.start_date or schedule.created_at
+        anchor = datetime.fromtimestamp(parse_iso(anchor_text) / 1000, tz=UTC)
+        try:
+            recurrence = schedule.recurrence()
+            after = max(now, anchor - timedelta(microseconds=1)) if schedule.start_date else now
+            nxt = recurrence.next_after(after, anchor=anchor if schedule.every else None)
+        except (Invalid, ValueError):
+            return None
+        if schedule.end_date and nxt > datetime.fromtimestamp(parse_iso(schedule.end_date) / 1000, tz=UTC):
+            return None
+        return _utc(nxt)
+
+    def stats(self, caller: Identity, *, delayed_jobs: int | None) -> dict[str, Any]:
+        require_admin(caller)
+        schedules = [self._public(s) for s in self.store.all()]
+        by_state = {state: sum(1 for s in schedules if s.state == state) for state in ("active", "paused", "completed")}
+        upcoming = sorted((s for s in schedules if s.next_run_at), key=lambda s: s.next_run_at or "")[:10]
+        now = self.clock()
+        day = self.store.firing_counts(now - 86400_000, now)
+        return {
+            "repeating": {"total": len(schedules), **by_state},
+            "delayed": delayed_jobs,
+            "totalRuns": sum(s.run_count for s in schedules),
+            "manualRuns": sum(s.manual_runs for s in schedules),
+            "runsLast24h": sum(b.get("created", 0) for b in day.values()),
+            "schedulesWithErrors": sorted(s.name for s in schedules if s.last_error),
+            "nextRuns": [{"name": s.name, "queue": s.queue, "type": s.type, "nextRunAt": s.next_run_at} for s in upcoming],
+        }
+
+    def metrics(self, caller: Identity, *, hours: int) -> dict[str, Any]:
+        require_admin(caller)
+        now = self.clock()
+        since = now - hours * 3600_000
+        counts = self.store.firing_counts(since, now)
+        series = []
+        for i in range(hours, -1, -1):
+            hour = iso(now - i * 3600_000)[:13]
+            bucket = counts.get(hour, {})
+            series.append(
+                {
+                    "hour": hour + ":00:00Z",
+                    "created": bucket.get("created", 0),
+                    "duplicates": bucket.get("duplicate", 0),
+                    "skipped": bucket.get("skipped", 0),
+                    "failed": bucket.get("failed", 0),
+                    "manual": bucket.get("manual", 0),
+                }
+            )
+        totals = {key: sum(point[key] for point in series) for key in ("created", "duplicates", "skipped", "failed", "manual")}
+        return {"hours": hours, "totals": totals, "series": series}
