@@ -23,6 +23,11 @@ build-ApiFunction: artifacts-dir
 build-ConsumerFunction: artifacts-dir
 	$(COPY_PACKAGES) shared functions | tar -x -C "$(ARTIFACTS_DIR)"
 
+# Scheduling and maintenance: the domain and the processor registry (a firing creates a job).
+build-SchedulerFunction build-CleanupFunction build-HealthFunction: artifacts-dir
+	$(COPY_PACKAGES) shared functions/__init__.py functions/processors functions/scheduler functions/cleanup functions/health \
+		| tar -x -C "$(ARTIFACTS_DIR)"
+
 # Wheels for the Lambda runtime (python3.12, x86_64), whatever python runs pip
 # (--no-compile: .pyc from that python would not match 3.12).
 # botocore (pulled in by aws-xray-sdk, ~30 MB) and boto3/s3transfer come with the runtime: drop them.
