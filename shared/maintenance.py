@@ -42,7 +42,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from botocore.exceptions import ClientError
 from pydantic import Field
 
@@ -50,7 +50,7 @@ from shared import clients, queue_config, queues, stats
 from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, JobqError, Unavailable
 from shared.models import AttemptRecord, CamelModel, Job, QueueInfo, QueuePolicy, Retention
-from shared.observability import emit, logger
+from shared.observability import NAMESPACE, emit, logger
 from shared.queues import QueueDirectory
 from shared.settings import Settings
 from shared.status import JobStatus
@@ -311,18 +311,18 @@ class Maintenance:
         return health
 
     def _emit(self, health: QueueHealth, stalled: int) -> None:
-        name = health.queue
-        emit("QueueHealth", name, {"healthy": 0, "warning": 1, "error": 2}[health.status])
-        emit("JobsWaiting", name, health.counts.get("waiting", 0))
-        emit("DeadLetterDepth", name, health.dlq_depth)
-        emit("FailureRate", name, health.failure_rate * 100, unit=MetricUnit.Percent)
+        """One EMF line per queue and run (dimension ``queue``)."""
+        metrics = EphemeralMetrics(namespace=NAMESPACE)
+        metrics.add_dimension("queue", health.queue)
+        metrics.add_metric("QueueHealth", MetricUnit.Count, {"healthy": 0, "warning": 1, "error": 2}[health.status])
+        metrics.add_metric("JobsWaiting", MetricUnit.Count, health.counts.get("waiting", 0))
+        metrics.add_metric("DeadLetterDepth", MetricUnit.Count, health.dlq_depth)
+        metrics.add_metric("FailureRate", MetricUnit.Percent, health.failure_rate * 100)
         if health.oldest_waiting_age_ms is not None:
-            emit("OldestWaitingAge", name, health.oldest_waiting_age_ms / 1000, unit=MetricUnit.Seconds)
-        if stalled:
-            emit("StalledJobsRecovered", name, stalled)
-        woken = health.recovery.orphans_enqueued + health.recovery.overdue_enqueued
-        if woken:
-            emit("OrphanedJobsEnqueued", name, woken)
+            metrics.add_metric("OldestWaitingAge", MetricUnit.Seconds, health.oldest_waiting_age_ms / 1000)
+        metrics.add_metric("StalledJobsRecovered", MetricUnit.Count, stalled)
+        metrics.add_metric("OrphanedJobsEnqueued", MetricUnit.Count, health.recovery.orphans_enqueued + health.recovery.overdue_enqueued)
+        metrics.flush_metrics()
 
     def _depths(self, queue: QueueInfo) -> tuple[QueueDepth, int]:
         names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]

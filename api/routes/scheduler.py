@@ -120,7 +120,7 @@ class SchedulerStats(BaseModel):
     delayed: int | None = Field(description="Jobs delayed now, over every queue (counters).")
     total_runs: int
     manual_runs: int
-    runs_last24h: int
+    runs_last24h: int = Field(alias="runsLast24h")
     schedules_with_errors: list[str]
     next_runs: list[dict[str, Any]]
 

@@ -40,6 +40,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--print-env", action="store_true", help="print `export` lines for other shells (aws CLI, scripts)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--no-access-log", action="store_true", help="do not log each HTTP request")
+    parser.add_argument(
+        "--rule-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="run every EventBridge rule (CleanupFunction, HealthFunction) every SECONDS instead of its rate (tests)",
+    )
     args = parser.parse_args(argv)
     for item in args.parameter:
         if "=" not in item:
@@ -111,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parameters=dict(item.split("=", 1) for item in args.parameter),
         consumers=not args.no_consumers,
         access_log=not args.no_access_log,
+        rule_interval=args.rule_interval,
     )
     try:
         stack.start()

@@ -132,6 +132,7 @@ class ProvisionedStack:
     mappings: list[EventSourceMappingSpec] = field(default_factory=list)
     http_apis: dict[str, HttpApiSpec] = field(default_factory=dict)
     ssm_parameters: dict[str, str] = field(default_factory=dict)
+    schedule_groups: list[str] = field(default_factory=list)
     nested: dict[str, ProvisionedStack] = field(default_factory=dict)
 
     def walk(self) -> Iterator[ProvisionedStack]:
@@ -151,6 +152,9 @@ class ProvisionedStack:
 
     def all_ssm_parameters(self) -> dict[str, str]:
         return {k: v for s in self.walk() for k, v in s.ssm_parameters.items()}
+
+    def all_schedule_groups(self) -> list[str]:
+        return [g for s in self.walk() for g in s.schedule_groups]
 
     def function(self, logical_id: str) -> FunctionSpec:
         for fn in self.functions:
@@ -393,6 +397,20 @@ class _StackRun:
         self.p.client("ssm").put_parameter(**kwargs)
         self.stack.ssm_parameters[name] = kwargs["Value"]
         self._record(logical, "AWS::SSM::Parameter", name, {"Type": kwargs["Type"], "Value": kwargs["Value"]}, props)
+
+    def _create_AWS_Scheduler_ScheduleGroup(self, logical: str, raw: dict[str, Any]) -> None:
+        # Created in moto (its CreateSchedule needs the group); infra/local/eventbridge.py fires the schedules.
+        props = self.evaluator.evaluate(raw)
+        name = props.get("Name") or self._physical_name(logical, 64)
+        scheduler = self.p.client("scheduler")
+        try:
+            arn = scheduler.get_schedule_group(Name=name)["Arn"]  # a rerun against the same moto keeps its schedules
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+            arn = scheduler.create_schedule_group(Name=name)["ScheduleGroupArn"]
+        self.stack.schedule_groups.append(name)
+        self._record(logical, "AWS::Scheduler::ScheduleGroup", name, {"Arn": arn}, props)
 
     # -- resources that are described for the in-process emulation --
 

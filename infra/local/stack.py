@@ -38,10 +38,12 @@ from types import TracebackType
 from typing import Any
 
 from infra.local.auth import ApiGatewayEmulator, api_for_function
+from infra.local.control import LocalControl
 from infra.local.esm import EventSourceMapping, MappingRegistry
+from infra.local.eventbridge import LocalClock, RuleRunner, SchedulerEmulator
 from infra.local.issuer import AUDIENCE, DEFAULT_STATE_DIR, REPO_ROOT, STATE_FILE, LocalIssuer, issuer_url
 from infra.local.provision import FunctionSpec, ProvisionedStack, Provisioner
-from infra.local.runtime import Handler, import_handler
+from infra.local.runtime import Handler, LambdaContext, import_handler
 
 log = logging.getLogger("jobq.local")
 
@@ -173,6 +175,7 @@ class LocalStack:
         handler_resolver: Callable[[str], Handler] | None = None,
         receive_wait_seconds: int = 1,
         access_log: bool = False,
+        rule_interval: float | None = None,
     ) -> None:
         self.api_port = api_port
         self.aws_port = aws_port
@@ -186,6 +189,11 @@ class LocalStack:
         self.handler_resolver = handler_resolver or import_handler
         self.receive_wait_seconds = receive_wait_seconds
         self.access_log = access_log
+        # EventBridge: rules run every ``rule_interval`` seconds instead of their rate (tests).
+        self.rule_interval = rule_interval
+        self.clock = LocalClock()
+        self.scheduler: SchedulerEmulator | None = None
+        self.rules: RuleRunner | None = None
 
         self.api_url: str | None = None
         self.aws_endpoint: str = ""
@@ -236,6 +244,11 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop pollers, the API and moto; restore the environment. Safe to call twice."""
+        for emulator in (self.rules, self.scheduler):
+            if emulator is not None:
+                emulator.stop()
+        self.rules = self.scheduler = None
+        self.clock.uninstall()
         self.mappings.stop(timeout=3.0)
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
@@ -297,6 +310,7 @@ class LocalStack:
         t = time.monotonic()
         if self.consumers:
             self._start_mappings()
+            self._start_eventbridge()
         self._step("consumers", t)
 
         t = time.monotonic()
@@ -391,6 +405,43 @@ class LocalStack:
             )
         self.mappings.start()
 
+    def _start_eventbridge(self) -> None:
+        """EventBridge Scheduler firing the stack's schedule groups, and the functions' Schedule rules."""
+        assert self.provisioned is not None
+        self.clock.install()
+        functions = {fn.arn: fn for fn in self.provisioned.all_functions()}
+        handlers: dict[str, Handler] = {}
+        for fn in functions.values():  # imported here, in the main thread, as _start_mappings does
+            scheduled = any(e.get("Type") in ("Schedule", "ScheduleV2") for e in fn.events.values())
+            if (scheduled or fn.arn in os.environ.values()) and fn.handler not in handlers:
+                with self._env.temporarily({"POWERTOOLS_SERVICE_NAME": fn.environment.get("POWERTOOLS_SERVICE_NAME", "")}):
+                    handlers[fn.handler] = self.handler_resolver(fn.handler)
+
+        def resolve(fn: FunctionSpec) -> Handler:
+            if fn.handler not in handlers:
+                handlers[fn.handler] = self.handler_resolver(fn.handler)
+            return handlers[fn.handler]
+
+        def invoke(arn: str, event: dict[str, Any]) -> Any:
+            fn = functions.get(arn.split(":$")[0])
+            if fn is None:
+                raise LookupError(f"no function {arn} in the stack")
+            return resolve(fn)(event, LambdaContext(fn))
+
+        self.rules = RuleRunner(
+            list(functions.values()),
+            resolve,
+            region=self.region,
+            account_id=self.provisioned.account_id,
+            clock=self.clock.now_ms,
+            interval=self.rule_interval,
+        ).start()
+        groups = self.provisioned.all_schedule_groups()
+        if groups:
+            self.scheduler = SchedulerEmulator(
+                endpoint_url=self.aws_endpoint, region=self.region, groups=groups, invoke=invoke, clock=self.clock.now_ms
+            ).start()
+
     def _start_api(self) -> None:
         assert self.provisioned is not None and self.issuer is not None and self._api_socket is not None
         import uvicorn
@@ -402,7 +453,7 @@ class LocalStack:
             app = factory()
         if service:
             self._env.set("POWERTOOLS_SERVICE_NAME", service)
-        wrapped = ApiGatewayEmulator(app, api=api, issuer=self.issuer, account_id=self.provisioned.account_id)
+        wrapped = LocalControl(ApiGatewayEmulator(app, api=api, issuer=self.issuer, account_id=self.provisioned.account_id), self)
         config = uvicorn.Config(
             wrapped,
             log_config=None,  # keep the process's logging setup
