@@ -505,8 +505,9 @@ class Maintenance:
         removed = Removed()
         if retention.max_age_seconds is not None:
             removed.by_age = self._remove_older_than(queue, status, self.clock() - retention.max_age_seconds * 1000, budget)
-        # The counters say whether there is anything beyond the newest N; reading the newest N only then.
-        if retention.max_count is not None and (counted is None or counted - removed.by_age > retention.max_count):
+        # The counters say whether there is anything beyond the newest N: the newest N are read only then
+        # (or when the counters show nothing, which costs one empty Query if that is the truth).
+        if retention.max_count is not None and (not counted or counted - removed.by_age > retention.max_count):
             removed.by_count = self._remove_beyond(queue, status, retention.max_count, budget)
         return removed
 
