@@ -23,6 +23,9 @@ build-ApiFunction: artifacts-dir
 build-ConsumerFunction: artifacts-dir
 	$(COPY_PACKAGES) shared functions | tar -x -C "$(ARTIFACTS_DIR)"
 
+build-EventsFunction: artifacts-dir
+	$(COPY_PACKAGES) shared functions/__init__.py functions/events | tar -x -C "$(ARTIFACTS_DIR)"
+
 # Scheduling and maintenance: the domain and the processor registry (a firing creates a job).
 build-SchedulerFunction build-CleanupFunction build-HealthFunction: artifacts-dir
 	$(COPY_PACKAGES) shared functions/__init__.py functions/processors functions/scheduler functions/cleanup functions/health \
@@ -39,4 +42,4 @@ build-DependenciesLayer: artifacts-dir
 		--only-binary=:all: --upgrade
 	cd "$(ARTIFACTS_DIR)/python" && rm -rf boto3 boto3-* botocore botocore-* s3transfer s3transfer-* bin
 
-.PHONY: artifacts-dir build-ApiFunction build-ConsumerFunction build-DependenciesLayer
+.PHONY: artifacts-dir build-ApiFunction build-ConsumerFunction build-EventsFunction build-DependenciesLayer

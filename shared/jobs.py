@@ -14,8 +14,9 @@ from pydantic import ValidationError
 from shared import queues, scheduler
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Forbidden, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
-from shared.models import Backoff, HttpTarget, Job, JobCreate, QueueInfo, json_size
+from shared.models import HttpTarget, Job, JobCreate, QueueInfo, json_size
 from shared.observability import emit, logger
+from shared.queue_config import get_policy
 from shared.queues import QueueDirectory
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
@@ -80,8 +81,8 @@ class JobService:
             status=JobStatus.DELAYED if delay else JobStatus.WAITING,
             data=request.data,
             priority=options.priority,
-            max_attempts=options.attempts or queue.default_attempts,
-            backoff=options.backoff or Backoff(type=queue.default_backoff_type, delay=queue.default_backoff_delay),
+            max_attempts=options.attempts or get_policy(queue).default_attempts,  # runtime policy, cached a few seconds
+            backoff=options.backoff or get_policy(queue).default_backoff,
             delay=delay,
             run_at=iso(now + delay) if delay else None,
             created_at=iso(now),

@@ -15,7 +15,9 @@ Start order, and why:
    local issuer as ``JwtIssuer`` / ``JwtAudience``;
 4. apply the functions' environment (Globals + their own) to the process;
 5. import each consumer by its Handler string and start one emulated event source
-   mapping per queue;
+   mapping per queue, and one DynamoDB stream poller per ``DynamoDB`` event (the
+   EventsFunction); serve the Lambda API calls that switch a mapping on and off
+   (``AWS_ENDPOINT_URL_LAMBDA``, so pausing a queue is the same call as on AWS);
 6. serve ``api.app.create_app()`` behind the API Gateway emulation with uvicorn.
 
 ``stop()`` undoes it in reverse and restores the environment variables it changed.
@@ -42,8 +44,10 @@ from infra.local.control import LocalControl
 from infra.local.esm import EventSourceMapping, MappingRegistry
 from infra.local.eventbridge import LocalClock, RuleRunner, SchedulerEmulator
 from infra.local.issuer import AUDIENCE, DEFAULT_STATE_DIR, REPO_ROOT, STATE_FILE, LocalIssuer, issuer_url
+from infra.local.lambda_api import LambdaApi
 from infra.local.provision import FunctionSpec, ProvisionedStack, Provisioner
 from infra.local.runtime import Handler, LambdaContext, import_handler
+from infra.local.streams import StreamEventSourceMapping, stream_mappings
 
 log = logging.getLogger("jobq.local")
 
@@ -201,6 +205,8 @@ class LocalStack:
         self.provisioned: ProvisionedStack | None = None
         self.queues: dict[str, QueueInfo] = {}
         self.mappings = MappingRegistry()
+        self.streams: list[StreamEventSourceMapping] = []
+        self.lambda_api: LambdaApi | None = None
         self.timings: dict[str, float] = {}
         self._env = _Environment()
         self._moto: Any = None
@@ -250,6 +256,14 @@ class LocalStack:
         self.rules = self.scheduler = None
         self.clock.uninstall()
         self.mappings.stop(timeout=3.0)
+        for stream in self.streams:
+            stream.request_stop()
+        for stream in self.streams:
+            stream.join(2.0)
+        self.streams = []
+        if self.lambda_api is not None:
+            self.lambda_api.stop()
+            self.lambda_api = None
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
         if self._uvicorn_thread is not None:
@@ -289,6 +303,8 @@ class LocalStack:
 
         t = time.monotonic()
         self._start_moto()
+        self.lambda_api = LambdaApi(self.mappings).start()
+        self._env.set("AWS_ENDPOINT_URL_LAMBDA", self.lambda_api.url)
         self._step("moto", t)
 
         t = time.monotonic()
@@ -404,6 +420,14 @@ class LocalStack:
                 )
             )
         self.mappings.start()
+        for stream_spec in stream_mappings(self.provisioned.all_functions()):
+            fn = stream_spec.function
+            if fn.handler not in handlers:
+                with self._env.temporarily({"POWERTOOLS_SERVICE_NAME": fn.environment.get("POWERTOOLS_SERVICE_NAME", "")}):
+                    handlers[fn.handler] = self.handler_resolver(fn.handler)
+            stream = StreamEventSourceMapping(stream_spec, handlers[fn.handler], endpoint_url=self.aws_endpoint, region=self.region)
+            self.streams.append(stream)
+            stream.start()
 
     def _start_eventbridge(self) -> None:
         """EventBridge Scheduler firing the stack's schedule groups, and the functions' Schedule rules."""

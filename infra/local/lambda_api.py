@@ -1,0 +1,139 @@
+"""The two Lambda API calls jobq makes, served on 127.0.0.1 for the emulated mappings.
+
+The API pauses a queue with ``lambda.update_event_source_mapping(UUID=..., Enabled=False)``
+and reads the state with ``get_event_source_mapping``. The local stack points boto3 at this
+server with ``AWS_ENDPOINT_URL_LAMBDA`` (boto3's per-service endpoint variable, which wins
+over ``AWS_ENDPOINT_URL``), so the very same call flips the emulated mapping's switch:
+
+    GET /2015-03-31/event-source-mappings/{UUID}   -> the mapping's configuration
+    PUT /2015-03-31/event-source-mappings/{UUID}   {"Enabled": false, ...} -> the same, updated
+
+Everything else answers as Lambda does for what it does not know: 404
+``ResourceNotFoundException`` (or 400 ``InvalidParameterValueException`` for a body it cannot
+read). Only ``Enabled`` is honoured; the other fields are fixed by the template.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from infra.local.esm import EventSourceMapping, MappingRegistry
+
+log = logging.getLogger("jobq.local.lambda")
+
+__all__ = ["LambdaApi", "mapping_configuration"]
+
+_PATH = re.compile(r"^/2015-03-31/event-source-mappings/([0-9a-fA-F-]{36})/?$")
+
+
+def mapping_configuration(mapping: EventSourceMapping, *, last_modified: float) -> dict[str, Any]:
+    """EventSourceMappingConfiguration as Lambda returns it (the fields that apply to SQS)."""
+    spec = mapping.spec
+    config: dict[str, Any] = {
+        "UUID": spec.uuid,
+        "BatchSize": spec.batch_size,
+        "MaximumBatchingWindowInSeconds": spec.maximum_batching_window_seconds,
+        "EventSourceArn": spec.queue_arn,
+        "FunctionArn": spec.function.arn,
+        "LastModified": last_modified,
+        "State": "Enabled" if mapping.enabled else "Disabled",
+        "StateTransitionReason": "USER_INITIATED",
+        "FunctionResponseTypes": ["ReportBatchItemFailures"] if spec.report_batch_item_failures else [],
+    }
+    if spec.maximum_concurrency:
+        config["ScalingConfig"] = {"MaximumConcurrency": spec.maximum_concurrency}
+    return config
+
+
+class LambdaApi:
+    """A ThreadingHTTPServer on 127.0.0.1 (port 0: any free one) over a MappingRegistry."""
+
+    def __init__(self, mappings: MappingRegistry, *, port: int = 0) -> None:
+        self.mappings = mappings
+        self._started = datetime.now(tz=UTC).timestamp()
+        self._modified: dict[str, float] = {}
+        self._lock = threading.Lock()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                api._handle(self, update=None)
+
+            def do_PUT(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    body = json.loads(self.rfile.read(length) or b"{}")
+                    if not isinstance(body, dict):
+                        raise ValueError("not an object")
+                except ValueError:
+                    api._error(self, 400, "InvalidParameterValueException", "the request body is not a JSON object")
+                    return
+                api._handle(self, update=body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> LambdaApi:
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="lambda-api", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(2.0)
+            self._thread = None
+        self._server.server_close()
+
+    # -- requests --
+
+    def _handle(self, request: BaseHTTPRequestHandler, *, update: dict[str, Any] | None) -> None:
+        match = _PATH.match(request.path.split("?", 1)[0])
+        if not match:
+            self._error(request, 404, "ResourceNotFoundException", f"not served by the local stack: {request.command} {request.path}")
+            return
+        mapping_uuid = match.group(1)
+        try:
+            mapping = self.mappings.by_uuid(mapping_uuid)
+        except KeyError:
+            self._error(request, 404, "ResourceNotFoundException", f"The resource you requested does not exist. (UUID {mapping_uuid})")
+            return
+        with self._lock:
+            if update is not None and "Enabled" in update:
+                if not isinstance(update["Enabled"], bool):
+                    self._error(request, 400, "InvalidParameterValueException", "Enabled must be a boolean")
+                    return
+                if mapping.enabled != update["Enabled"]:
+                    mapping.enabled = update["Enabled"]
+                    self._modified[mapping_uuid] = datetime.now(tz=UTC).timestamp()
+            config = mapping_configuration(mapping, last_modified=self._modified.get(mapping_uuid, self._started))
+        self._send(request, 202 if update is not None else 200, config)
+
+    @staticmethod
+    def _send(request: BaseHTTPRequestHandler, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        raw = json.dumps(body).encode()
+        request.send_response(status)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(raw)))
+        for name, value in (headers or {}).items():
+            request.send_header(name, value)
+        request.end_headers()
+        request.wfile.write(raw)
+
+    def _error(self, request: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
+        self._send(request, status, {"Type": "User", "Message": message}, {"x-amzn-ErrorType": code})

@@ -1,0 +1,499 @@
+"""Queue counters and metric buckets: kept by the EventsFunction from the table's stream.
+
+Items (all in the jobs table, none of them a job; the stream filter lets only ``sk=JOB`` through):
+
+    pk=QUEUE#<queue>  sk=STATS                          waiting, active, delayed, completed, failed,
+                                                        cancelled, stalled, total (N); lastProcessedAt (S)
+    pk=QUEUE#<queue>  sk=METRICS#MINUTE#<YYYY-MM-DDTHH:MM>   created, completed, failed, retried,
+    pk=QUEUE#<queue>  sk=METRICS#HOUR#<YYYY-MM-DDTHH>        cancelled, stalled, ptCount, ptSum,
+                                                        h00..h27 (processing-time histogram),
+                                                        bucketStart (epoch ms), expiresAt (TTL)
+    pk=STREAMBATCH#<digest>  sk=APPLIED                 one per applied stream batch (TTL 2 days)
+
+What a stream record of a job item means:
+
+    INSERT          +1 on its status and on total; ``created`` in the bucket of its createdAt
+    MODIFY a -> b   -1 on a, +1 on b (a == b, e.g. a progress report: nothing); on b = completed,
+                    failed, cancelled, stalled: that count (and the processing time) in the bucket of
+                    its completedAt / failedAt / cancelledAt / updatedAt; active -> delayed: ``retried``
+    REMOVE          -1 on its status and on total (a clean, a TTL expiry)
+
+A batch is aggregated in memory and written as ONE TransactWriteItems: per queue one Update with
+ADD on its STATS item and one per touched bucket, plus a Put of the batch's marker with
+``attribute_not_exists``. Reading a queue's counts is one GetItem, whatever the table holds.
+
+Exactly once per batch: the marker's key is a digest of the batch's eventIDs, so a redelivered
+batch (Lambda retries the same batch after an error or timeout; an SDK retry after a lost
+response) finds its marker and changes nothing. The transaction is all or nothing, so a batch
+that failed half-way did not count at all. A batch over 100 actions is split into chunks in a
+fixed order, each with its own marker, so a retry skips the chunks already written. This holds
+as long as Lambda retries a failed batch as the same batch, which it does unless
+BisectBatchOnFunctionError or ReportBatchItemFailures reshape it: the EventsFunction enables
+neither (template.yaml), and runs one batch per shard at a time (ParallelizationFactor 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+from shared import clients
+from shared.clock import parse_iso
+from shared.errors import Unavailable
+from shared.settings import get_settings
+from shared.status import JobStatus
+
+Resolution = Literal["minute", "hour"]
+
+STATS_SK = "STATS"
+COUNT_NAMES: tuple[str, ...] = tuple(s.value for s in JobStatus) + ("total",)
+EVENT_NAMES: tuple[str, ...] = ("created", "completed", "failed", "retried", "cancelled", "stalled")
+# Processing-time histogram: bin i holds times <= BOUNDS_MS[i]; the last bin the rest.
+BOUNDS_MS: tuple[int, ...] = (
+    5, 10, 15, 25, 40, 60, 100, 150, 250, 400, 600, 1000, 1500, 2500, 4000, 6000,
+    10_000, 15_000, 25_000, 40_000, 60_000, 100_000, 150_000, 250_000, 400_000, 600_000, 900_000,
+)  # fmt: skip
+BINS = len(BOUNDS_MS) + 1
+MARKER_TTL_SECONDS = 2 * 86400  # a stream keeps records 24 h; a retry cannot come later than that
+MAX_TRANSACTION_ACTIONS = 100
+_FINISHED_AT = {
+    JobStatus.COMPLETED.value: "completedAt",
+    JobStatus.FAILED.value: "failedAt",
+    JobStatus.CANCELLED.value: "cancelledAt",
+    JobStatus.STALLED.value: "updatedAt",
+}
+
+
+def _minute_label(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+def _hour_label(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H")
+
+
+def bucket_start(ms: int, resolution: Resolution) -> int:
+    size = 60_000 if resolution == "minute" else 3_600_000
+    return ms - ms % size
+
+
+def bucket_sk(resolution: Resolution, start_ms: int) -> str:
+    label = _minute_label(start_ms) if resolution == "minute" else _hour_label(start_ms)
+    return f"METRICS#{resolution.upper()}#{label}"
+
+
+def histogram_bin(ms: int) -> int:
+    for i, bound in enumerate(BOUNDS_MS):
+        if ms <= bound:
+            return i
+    return len(BOUNDS_MS)
+
+
+def percentile(histogram: list[int], q: float) -> int | None:
+    """The q-quantile (0..1) of a histogram, interpolated inside its bin; None when empty."""
+    total = sum(histogram)
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for i, n in enumerate(histogram):
+        if n and seen + n >= rank:
+            low = BOUNDS_MS[i - 1] if i > 0 else 0
+            high = BOUNDS_MS[i] if i < len(BOUNDS_MS) else BOUNDS_MS[-1]
+            return round(low + (high - low) * max(0.0, rank - seen) / n)
+        seen += n
+    return BOUNDS_MS[-1]
+
+
+# ---- aggregating a batch of stream records -----------------------------------------------------
+
+
+@dataclass
+class BucketDelta:
+    resolution: Resolution
+    start_ms: int
+    values: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class QueueDelta:
+    counts: Counter[str] = field(default_factory=Counter)
+    last_processed_at: str | None = None
+    buckets: dict[tuple[Resolution, int], BucketDelta] = field(default_factory=dict)
+
+    def bump(self, at_ms: int, values: Mapping[str, int]) -> None:
+        for resolution in ("minute", "hour"):
+            start = bucket_start(at_ms, resolution)  # type: ignore[arg-type]
+            bucket = self.buckets.setdefault((resolution, start), BucketDelta(resolution, start))  # type: ignore[arg-type]
+            bucket.values.update(values)
+
+    def is_empty(self) -> bool:
+        return not any(self.counts.values()) and not self.buckets and self.last_processed_at is None
+
+
+def _text(image: Mapping[str, Any], name: str) -> str | None:
+    value = image.get(name)
+    return value.get("S") if isinstance(value, dict) else None
+
+
+def _number(image: Mapping[str, Any], name: str) -> int | None:
+    value = image.get(name)
+    if isinstance(value, dict) and "N" in value:
+        try:
+            return int(float(value["N"]))
+        except ValueError:
+            return None
+    return None
+
+
+def _when(image: Mapping[str, Any], *names: str) -> int | None:
+    for name in names:
+        text = _text(image, name)
+        if text:
+            try:
+                return parse_iso(text)
+            except ValueError:
+                continue
+    return None
+
+
+def _is_job(record: Mapping[str, Any]) -> bool:
+    keys = (record.get("dynamodb") or {}).get("Keys") or {}
+    return _text(keys, "sk") == "JOB" and (_text(keys, "pk") or "").startswith("JOB#")
+
+
+def aggregate(records: Iterable[Mapping[str, Any]]) -> dict[str, QueueDelta]:
+    """Per queue: the change to its counters and buckets that these stream records make."""
+    deltas: dict[str, QueueDelta] = {}
+    for record in records:
+        if not _is_job(record):
+            continue
+        change = record.get("dynamodb") or {}
+        new: Mapping[str, Any] = change.get("NewImage") or {}
+        old: Mapping[str, Any] = change.get("OldImage") or {}
+        event = record.get("eventName")
+        image = new or old
+        queue = _text(image, "queue")
+        if not queue:
+            continue
+        delta = deltas.setdefault(queue, QueueDelta())
+        before, after = _text(old, "status"), _text(new, "status")
+        if event == "INSERT" and after:
+            delta.counts[after] += 1
+            delta.counts["total"] += 1
+            created = _when(new, "createdAt")
+            if created is not None:
+                delta.bump(created, {"created": 1})
+        elif event == "REMOVE" and before:
+            delta.counts[before] -= 1
+            delta.counts["total"] -= 1
+        elif event == "MODIFY" and before and after and before != after:
+            delta.counts[before] -= 1
+            delta.counts[after] += 1
+            _finished(delta, before, after, new)
+    return {queue: delta for queue, delta in deltas.items() if not delta.is_empty()}
+
+
+def _finished(delta: QueueDelta, before: str, after: str, new: Mapping[str, Any]) -> None:
+    if after in _FINISHED_AT:
+        at = _when(new, _FINISHED_AT[after], "updatedAt")
+        if at is None:
+            return
+        values = {after: 1}
+        if after == JobStatus.COMPLETED.value:
+            took = _number(new, "processingTime")
+            if took is not None and took >= 0:
+                values.update({"ptCount": 1, "ptSum": took, f"h{histogram_bin(took):02d}": 1})
+        delta.bump(at, values)
+        if after in (JobStatus.COMPLETED.value, JobStatus.FAILED.value):
+            stamp = _text(new, _FINISHED_AT[after])
+            if stamp and (delta.last_processed_at is None or stamp > delta.last_processed_at):
+                delta.last_processed_at = stamp
+    elif before == JobStatus.ACTIVE.value and after == JobStatus.DELAYED.value:
+        at = _when(new, "updatedAt")
+        if at is not None:
+            delta.bump(at, {"retried": 1})
+
+
+# ---- writing a batch ---------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchOutcome:
+    """What applying one stream batch did (logged by the EventsFunction; read by bench/)."""
+
+    records: int = 0
+    job_records: int = 0
+    queues: int = 0
+    transactions: int = 0
+    write_actions: int = 0  # items written, markers included (each costs 2 WCU in a transaction)
+    duplicates: int = 0  # chunks found already applied (a redelivered batch)
+
+    def as_log(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def _queue_actions(table: str, queue: str, delta: QueueDelta, settings: Any) -> list[dict[str, Any]]:
+    actions: list[dict[str, Any]] = []
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    adds: list[str] = []
+    for i, name in enumerate(COUNT_NAMES):
+        if delta.counts.get(name):
+            names[f"#c{i}"] = name
+            values[f":c{i}"] = {"N": str(delta.counts[name])}
+            adds.append(f"#c{i} :c{i}")
+    expression = ("ADD " + ", ".join(adds)) if adds else ""
+    if delta.last_processed_at:
+        names["#lp"] = "lastProcessedAt"
+        values[":lp"] = {"S": delta.last_processed_at}
+        expression += " SET #lp = :lp"
+    if expression:
+        actions.append(
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": {"pk": {"S": f"QUEUE#{queue}"}, "sk": {"S": STATS_SK}},
+                    "UpdateExpression": expression.strip(),
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
+                }
+            }
+        )
+    for (resolution, start), bucket in sorted(delta.buckets.items()):
+        keep = settings.minute_bucket_retention_hours * 3600 if resolution == "minute" else settings.hour_bucket_retention_days * 86400
+        names = {"#start": "bucketStart", "#ttl": "expiresAt"}
+        values = {":start": {"N": str(start)}, ":ttl": {"N": str(start // 1000 + keep)}}
+        adds = []
+        for i, (name, amount) in enumerate(sorted(bucket.values.items())):
+            if amount:
+                names[f"#v{i}"] = name
+                values[f":v{i}"] = {"N": str(amount)}
+                adds.append(f"#v{i} :v{i}")
+        if not adds:
+            continue
+        actions.append(
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": {"pk": {"S": f"QUEUE#{queue}"}, "sk": {"S": bucket_sk(resolution, start)}},
+                    "UpdateExpression": "ADD " + ", ".join(adds) + " SET #start = :start, #ttl = :ttl",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
+                }
+            }
+        )
+    return actions
+
+
+def _batch_identity(records: list[Mapping[str, Any]]) -> tuple[str, int]:
+    """A digest of the batch (its eventIDs, in order) and the newest record's time (epoch s)."""
+    digest = hashlib.sha256()
+    newest = 0
+    for record in records:
+        change = record.get("dynamodb") or {}
+        digest.update(str(record.get("eventID") or change.get("SequenceNumber") or "").encode())
+        digest.update(b"\n")
+        stamp = change.get("ApproximateCreationDateTime")
+        if isinstance(stamp, int | float):
+            newest = max(newest, int(stamp))
+    return digest.hexdigest()[:40], newest or int(time.time())
+
+
+def apply_stream_records(records: list[Mapping[str, Any]], *, table_name: str | None = None) -> BatchOutcome:
+    """Apply one stream batch to the counters and buckets, exactly once (see the module docstring)."""
+    settings = get_settings()
+    table = table_name or settings.table_name
+    outcome = BatchOutcome(records=len(records), job_records=sum(1 for r in records if _is_job(r)))
+    deltas = aggregate(records)
+    outcome.queues = len(deltas)
+    actions = [action for queue in sorted(deltas) for action in _queue_actions(table, queue, deltas[queue], settings)]
+    if not actions:
+        return outcome
+    digest, newest = _batch_identity(records)
+    per_chunk = MAX_TRANSACTION_ACTIONS - 1
+    for index, start in enumerate(range(0, len(actions), per_chunk)):
+        chunk = actions[start : start + per_chunk]
+        marker = {
+            "Put": {
+                "TableName": table,
+                "Item": {
+                    "pk": {"S": f"STREAMBATCH#{digest}#{index}"},
+                    "sk": {"S": "APPLIED"},
+                    "records": {"N": str(len(records))},
+                    "expiresAt": {"N": str(newest + MARKER_TTL_SECONDS)},
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        if _transact([marker, *chunk]):
+            outcome.transactions += 1
+            outcome.write_actions += len(chunk) + 1
+        else:
+            outcome.duplicates += 1
+    return outcome
+
+
+_RETRYABLE_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+
+
+def _transact(items: list[dict[str, Any]], *, attempts: int = 6) -> bool:
+    """Write one transaction; False if its marker (item 0) exists: the batch was applied before."""
+    ddb = clients.client("dynamodb")
+    for attempt in range(attempts):
+        try:
+            ddb.transact_write_items(TransactItems=items)
+            return True
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "")
+            reasons = [r.get("Code") for r in err.response.get("CancellationReasons") or []]
+            if code == "TransactionCanceledException" and reasons and reasons[0] == "ConditionalCheckFailed":
+                return False
+            retryable = code in ("TransactionConflictException", "ThrottlingException", "InternalServerError") or (
+                code == "TransactionCanceledException" and any(r in _RETRYABLE_REASONS for r in reasons)
+            )
+            if not retryable or attempt == attempts - 1:
+                raise Unavailable(f"could not apply the stream batch ({code} {reasons})") from err
+            # Several shards update one queue's STATS item: back off with jitter and go again.
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+    return False  # pragma: no cover - the loop returns or raises
+
+
+# ---- reading -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    counts: dict[str, int]
+    last_processed_at: str | None
+
+
+@dataclass(frozen=True)
+class Bucket:
+    resolution: Resolution
+    start_ms: int
+    created: int = 0
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    cancelled: int = 0
+    stalled: int = 0
+    pt_count: int = 0
+    pt_sum: int = 0
+    histogram: tuple[int, ...] = (0,) * BINS
+
+    @property
+    def processed(self) -> int:
+        return self.completed + self.failed
+
+    @property
+    def average_processing_ms(self) -> float | None:
+        return self.pt_sum / self.pt_count if self.pt_count else None
+
+    @property
+    def p95_processing_ms(self) -> int | None:
+        return percentile(list(self.histogram), 0.95)
+
+
+def _table() -> str:
+    return get_settings().table_name
+
+
+def _unavailable(err: ClientError) -> Unavailable:
+    return Unavailable(f"DynamoDB is unavailable ({err.response.get('Error', {}).get('Code', '')}); retry the request")
+
+
+def read_stats(queue_name: str) -> QueueStats:
+    """A queue's live counts (never below zero) and when it last finished a job: one GetItem."""
+    try:
+        out = clients.client("dynamodb").get_item(
+            TableName=_table(), Key={"pk": {"S": f"QUEUE#{queue_name}"}, "sk": {"S": STATS_SK}}
+        )
+    except ClientError as err:
+        raise _unavailable(err) from err
+    item = out.get("Item") or {}
+    # A counter can dip below zero only for jobs written before the EventsFunction ran.
+    counts = {name: max(0, _number(item, name) or 0) for name in COUNT_NAMES}
+    return QueueStats(counts=counts, last_processed_at=_text(item, "lastProcessedAt"))
+
+
+def read_counts(queue_name: str) -> dict[str, int]:
+    """``{waiting, active, delayed, completed, failed, cancelled, stalled, total}`` for a queue."""
+    return read_stats(queue_name).counts
+
+
+def _bucket_of(item: Mapping[str, Any], resolution: Resolution) -> Bucket:
+    return Bucket(
+        resolution=resolution,
+        start_ms=_number(item, "bucketStart") or 0,
+        **{name: _number(item, name) or 0 for name in EVENT_NAMES},
+        pt_count=_number(item, "ptCount") or 0,
+        pt_sum=_number(item, "ptSum") or 0,
+        histogram=tuple(_number(item, f"h{i:02d}") or 0 for i in range(BINS)),
+    )
+
+
+def read_buckets(queue_name: str, since_ms: int, resolution: Resolution = "minute", until_ms: int | None = None) -> list[Bucket]:
+    """The queue's metric buckets from the one holding ``since_ms`` on, oldest first: one Query."""
+    if resolution not in ("minute", "hour"):
+        raise ValueError(f"resolution is minute or hour, not {resolution!r}")
+    low = bucket_sk(resolution, bucket_start(since_ms, resolution))
+    high = bucket_sk(resolution, bucket_start(until_ms, resolution)) if until_ms is not None else f"METRICS#{resolution.upper()}#~"
+    params: dict[str, Any] = {
+        "TableName": _table(),
+        "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+        "ExpressionAttributeValues": {":pk": {"S": f"QUEUE#{queue_name}"}, ":low": {"S": low}, ":high": {"S": high}},
+    }
+    buckets: list[Bucket] = []
+    try:
+        while True:
+            out = clients.client("dynamodb").query(**params)
+            buckets.extend(_bucket_of(item, resolution) for item in out.get("Items", []))
+            if not out.get("LastEvaluatedKey"):
+                break
+            params["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+    except ClientError as err:
+        raise _unavailable(err) from err
+    return buckets
+
+
+def failure_rate(queue_name: str, window_ms: int) -> float:
+    """Failed / (completed + failed) over the last ``window_ms`` (0.0 when nothing finished)."""
+    now = int(time.time() * 1000)
+    resolution: Resolution = "minute" if window_ms <= minute_window_ms() else "hour"
+    buckets = read_buckets(queue_name, now - window_ms, resolution)
+    completed = sum(b.completed for b in buckets)
+    failed = sum(b.failed for b in buckets)
+    return failed / (completed + failed) if completed + failed else 0.0
+
+
+def minute_window_ms() -> int:
+    """The longest window answered from minute buckets (they expire after a while)."""
+    return min(get_settings().minute_bucket_retention_hours, 24) * 3_600_000
+
+
+__all__ = [
+    "BOUNDS_MS",
+    "COUNT_NAMES",
+    "BatchOutcome",
+    "Bucket",
+    "QueueDelta",
+    "QueueStats",
+    "aggregate",
+    "apply_stream_records",
+    "bucket_sk",
+    "bucket_start",
+    "failure_rate",
+    "percentile",
+    "read_buckets",
+    "read_counts",
+    "read_stats",
+]

@@ -1,0 +1,279 @@
+"""The local stack's DynamoDB stream event source mapping and Lambda API emulation.
+
+The emulators are the code under test, so the handlers behind them are small fakes; moto
+runs in server mode on a free port, as in the local stack.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto.server import ThreadedMotoServer
+
+from infra.local.esm import EventSourceMapping, MappingRegistry
+from infra.local.lambda_api import LambdaApi
+from infra.local.provision import EventSourceMappingSpec, FunctionSpec
+from infra.local.streams import StreamEventSourceMapping, StreamMappingSpec, build_stream_event, matches_filters, stream_mappings
+from tests.unit.stream_feed import template_stream_event
+
+REGION = "us-east-1"
+JOB_FILTER = ({"dynamodb": {"Keys": {"sk": {"S": ["JOB"]}}}},)
+FUNCTION = FunctionSpec("EventsFunction", "jobq-events", "arn:aws:lambda:us-east-1:123456789012:function:jobq-events", "x.y", 60, 256, {}, {}, "jobq")
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def client(endpoint: str, service: str) -> Any:
+    return boto3.client(service, endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture
+def table(endpoint: str) -> tuple[str, str]:
+    name = f"jobs-{uuid.uuid4().hex[:8]}"
+    description = client(endpoint, "dynamodb").create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )["TableDescription"]
+    return name, description["LatestStreamArn"]
+
+
+def spec(stream_arn: str, **overrides: Any) -> StreamMappingSpec:
+    values: dict[str, Any] = {
+        "logical_id": "EventsFunctionJobChanges",
+        "function": FUNCTION,
+        "stream_arn": stream_arn,
+        "batch_size": 2,
+        "maximum_batching_window_seconds": 0,
+        "starting_position": "TRIM_HORIZON",
+        "maximum_retry_attempts": -1,
+        "filters": JOB_FILTER,
+        "report_batch_item_failures": False,
+        "on_failure_arn": None,
+        "enabled": True,
+    }
+    return StreamMappingSpec(**{**values, **overrides})
+
+
+def put(endpoint: str, table: str, pk: str, sk: str = "JOB", **attrs: str) -> None:
+    item = {"pk": {"S": pk}, "sk": {"S": sk}, **{k: {"S": v} for k, v in attrs.items()}}
+    client(endpoint, "dynamodb").put_item(TableName=table, Item=item)
+
+
+class Recorder:
+    """A fake EventsFunction: records every event; fails the first ``fail`` invocations."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.fail = fail
+        self.lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any], context: Any) -> None:
+        with self.lock:
+            self.events.append(event)
+            if self.fail > 0:
+                self.fail -= 1
+                raise RuntimeError("boom")
+
+
+def eventually(check: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return bool(check())
+
+
+# ---- filters and the event --------------------------------------------------------------------------------
+
+
+def test_filter_patterns_match_as_lambda_filters_do() -> None:
+    record = {"eventName": "MODIFY", "dynamodb": {"Keys": {"pk": {"S": "JOB#1"}, "sk": {"S": "JOB"}}}}
+    assert matches_filters(record, ())
+    assert matches_filters(record, JOB_FILTER)
+    assert not matches_filters({"dynamodb": {"Keys": {"pk": {"S": "QUEUE#a"}, "sk": {"S": "STATS"}}}}, JOB_FILTER)
+    assert matches_filters(record, ({"dynamodb": {"Keys": {"pk": {"S": [{"prefix": "JOB#"}]}}}},))
+    assert matches_filters(record, ({"eventName": [{"anything-but": ["REMOVE"]}]},))
+    assert not matches_filters(record, ({"eventName": ["INSERT"]}, {"userIdentity": [{"exists": True}]}))
+    assert matches_filters(record, ({"eventName": ["INSERT"]}, {"userIdentity": [{"exists": False}]}))
+
+
+def test_the_event_has_lambdas_shape() -> None:
+    raw = {
+        "eventID": "e1",
+        "eventName": "INSERT",
+        "eventVersion": "1.0",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": datetime(2026, 11, 24, 1, 0, 0, tzinfo=UTC),
+            "Keys": {"pk": {"S": "JOB#1"}, "sk": {"S": "JOB"}},
+            "NewImage": {"pk": {"S": "JOB#1"}, "blob": {"B": b"\x00\x01"}},
+            "SequenceNumber": "100",
+            "SizeBytes": 10,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    }
+
+    (record,) = build_stream_event([raw], stream_arn="arn:stream", region=REGION)["Records"]
+
+    assert record["eventSourceARN"] == "arn:stream" and record["eventVersion"] == "1.1"
+    assert record["dynamodb"]["ApproximateCreationDateTime"] == 1795482000
+    assert record["dynamodb"]["NewImage"]["blob"] == {"B": "AAE="}
+    json.dumps(record)  # what Lambda sends is JSON
+
+
+def test_the_template_declares_one_stream_mapping_the_local_stack_can_drive() -> None:
+    props = template_stream_event()
+    fn = FunctionSpec("EventsFunction", "f", "arn", "functions.events.handler.handler", 60, 256, {}, {"JobChanges": {"Type": "DynamoDB", "Properties": {**props, "Stream": "arn:s"}}}, "s")
+
+    (mapping,) = stream_mappings([fn])
+
+    assert mapping.batch_size == props["BatchSize"] and mapping.starting_position == "TRIM_HORIZON"
+    assert mapping.filters == JOB_FILTER and mapping.maximum_retry_attempts == props["MaximumRetryAttempts"]
+
+
+# ---- the poller -------------------------------------------------------------------------------------------
+
+
+def test_job_records_reach_the_handler_in_batches_and_others_are_filtered_out(endpoint: str, table: tuple[str, str]) -> None:
+    name, stream_arn = table
+    for i in range(5):
+        put(endpoint, name, f"JOB#{i}", status="waiting")
+    put(endpoint, name, "QUEUE#a", "STATS")
+    recorder = Recorder()
+    mapping = StreamEventSourceMapping(spec(stream_arn), recorder, endpoint_url=endpoint, idle_seconds=0.05)
+    mapping.start()
+    try:
+        assert mapping.wait_caught_up(10)
+    finally:
+        mapping.stop()
+
+    keys = [r["dynamodb"]["Keys"]["pk"]["S"] for e in recorder.events for r in e["Records"]]
+    assert keys == [f"JOB#{i}" for i in range(5)]
+    assert all(len(e["Records"]) <= 2 for e in recorder.events)
+    assert all(r["eventSourceARN"] == stream_arn for e in recorder.events for r in e["Records"])
+    assert mapping.stats.filtered_out == 1
+
+
+def test_a_failing_batch_is_retried_as_the_same_batch(endpoint: str, table: tuple[str, str]) -> None:
+    name, stream_arn = table
+    put(endpoint, name, "JOB#1")
+    put(endpoint, name, "JOB#2")
+    recorder = Recorder(fail=2)
+    mapping = StreamEventSourceMapping(spec(stream_arn), recorder, endpoint_url=endpoint, idle_seconds=0.05, retry_seconds=0.05)
+    mapping.start()
+    try:
+        assert eventually(lambda: len(recorder.events) >= 3)
+    finally:
+        mapping.stop()
+
+    ids = [[r["eventID"] for r in e["Records"]] for e in recorder.events[:3]]
+    assert ids[0] == ids[1] == ids[2] and len(ids[0]) == 2
+    assert mapping.stats.errors == 2 and mapping.stats.invocations == 1
+
+
+def test_a_batch_that_keeps_failing_goes_to_the_on_failure_queue(endpoint: str, table: tuple[str, str]) -> None:
+    name, stream_arn = table
+    sqs = client(endpoint, "sqs")
+    url = sqs.create_queue(QueueName=f"failed-{uuid.uuid4().hex[:6]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    put(endpoint, name, "JOB#1")
+    put(endpoint, name, "JOB#2")
+    put(endpoint, name, "JOB#3")
+    recorder = Recorder(fail=2)
+    mapping = StreamEventSourceMapping(
+        spec(stream_arn, maximum_retry_attempts=1, on_failure_arn=arn), recorder, endpoint_url=endpoint, idle_seconds=0.05, retry_seconds=0.05
+    )
+    mapping.start()
+    try:
+        assert eventually(lambda: mapping.stats.invocations == 1)  # the next batch went through
+    finally:
+        mapping.stop()
+
+    (message,) = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"]
+    failure = json.loads(message["Body"])
+    assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert failure["DDBStreamBatchInfo"]["batchSize"] == 2 and failure["DDBStreamBatchInfo"]["streamArn"] == stream_arn
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in recorder.events[-1]["Records"]] == ["JOB#3"]
+
+
+def test_reported_item_failures_are_retried_from_the_lowest_one(endpoint: str, table: tuple[str, str]) -> None:
+    name, stream_arn = table
+    for i in range(3):
+        put(endpoint, name, f"JOB#{i}")
+    calls: list[list[str]] = []
+
+    def partial(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        keys = [r["dynamodb"]["Keys"]["pk"]["S"] for r in event["Records"]]
+        calls.append(keys)
+        if len(calls) == 1:
+            return {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["dynamodb"]["SequenceNumber"]}]}
+        return {"batchItemFailures": []}
+
+    mapping = StreamEventSourceMapping(
+        spec(stream_arn, batch_size=3, report_batch_item_failures=True), partial, endpoint_url=endpoint, idle_seconds=0.05, retry_seconds=0.05
+    )
+    mapping.start()
+    try:
+        assert eventually(lambda: len(calls) >= 2)
+    finally:
+        mapping.stop()
+
+    assert calls[:2] == [["JOB#0", "JOB#1", "JOB#2"], ["JOB#1", "JOB#2"]]
+
+
+# ---- the Lambda API ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lambda_api(endpoint: str) -> Iterator[tuple[LambdaApi, EventSourceMapping]]:
+    mapping_spec = EventSourceMappingSpec(str(uuid.uuid4()), "ConsumerFunctionJobs", FUNCTION, "arn:aws:sqs:us-east-1:123456789012:q", 10, 0, 5, True, True)
+    mapping = EventSourceMapping(mapping_spec, lambda e, c: None, queue_url=f"{endpoint}/123456789012/q", endpoint_url=endpoint)
+    registry = MappingRegistry()
+    registry.add(mapping)
+    api = LambdaApi(registry).start()
+    yield api, mapping
+    api.stop()
+
+
+def test_update_event_source_mapping_switches_the_emulated_mapping(lambda_api: tuple[LambdaApi, EventSourceMapping]) -> None:
+    api, mapping = lambda_api
+    lam = client(api.url, "lambda")
+
+    assert lam.get_event_source_mapping(UUID=mapping.spec.uuid)["State"] == "Enabled"
+    out = lam.update_event_source_mapping(UUID=mapping.spec.uuid, Enabled=False)
+
+    assert out["State"] == "Disabled" and out["UUID"] == mapping.spec.uuid and out["BatchSize"] == 10
+    assert out["ScalingConfig"] == {"MaximumConcurrency": 5}
+    assert mapping.enabled is False
+    assert lam.update_event_source_mapping(UUID=mapping.spec.uuid, Enabled=True)["State"] == "Enabled" and mapping.enabled
+
+
+def test_the_lambda_api_answers_unknown_mappings_as_lambda_does(lambda_api: tuple[LambdaApi, EventSourceMapping]) -> None:
+    api, _ = lambda_api
+    lam = client(api.url, "lambda")
+
+    with pytest.raises(ClientError) as err:
+        lam.update_event_source_mapping(UUID=str(uuid.uuid4()), Enabled=False)
+
+    assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
