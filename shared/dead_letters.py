@@ -1,0 +1,297 @@
+"""A queue's dead letters: list them with their jobs, redrive them, purge them.
+
+A message reaches a queue's DLQ in two ways: the worker sends it when a job fails for
+good (with a ``jobqFailureReason`` attribute), or SQS moves it after ``maxReceiveCount``
+receives (a message that kept killing the consumer; its job may still say active).
+
+* list: receive with a short visibility (``dead_letter_peek_seconds``), read the jobs with
+  one BatchGetItem, then make the messages visible again at once;
+* redrive: per message, by the state of its job (the job item is the source of truth):
+  failed -> waiting with a fresh set of attempts and a new wake-up message (JobService.retry,
+  so its history stays); not finished (waiting, delayed, active, stalled) -> woken again as it
+  is; completed, cancelled or removed -> the message is stale and dropped. The DLQ message is
+  deleted only after that, so a crash in between leaves it to be redriven again, harmlessly.
+  Listed ids whose message is not found (SQS sampling, an expired message) but whose job is
+  failed are retried all the same.
+* purge: delete every message; a job still active or stalled whose lease ran out becomes
+  failed, so nothing is left pretending to run.
+
+Redriving everything does not use SQS's StartMessageMoveTask: every message's job must
+change state (failed -> waiting) before its message means anything to the consumer, which
+acknowledges and drops the message of a failed job. A server-side move would therefore
+need the same per-job pass first, and messages arriving between the pass and the move would
+be dropped. Moving them here costs one receive, one send batch and one delete batch per ten
+jobs, next to the per-job conditional write that is needed anyway.
+
+Each call works for at most ``admin_request_budget_seconds`` and reports what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from shared import clients, queues
+from shared.clock import iso, now_ms
+from shared.errors import Conflict, JobqError, Unavailable
+from shared.jobs import Identity, JobService
+from shared.models import Job, JobPublic, QueueInfo
+from shared.queue_models import DeadLetter, DeadLetterList, PurgeResult, RedriveResult, Skipped
+from shared.status import FINISHED, JobStatus
+from shared.store import JobStore, from_item, job_key
+
+REASON_ATTRIBUTE = "jobqFailureReason"
+
+
+def _sqs() -> Any:
+    return clients.client("sqs")
+
+
+def _unavailable(queue: QueueInfo, err: ClientError) -> Unavailable:
+    code = err.response.get("Error", {}).get("Code", "")
+    return Unavailable(f"the dead-letter queue of {queue.name} is unavailable ({code}); retry the request")
+
+
+def _receive(queue: QueueInfo, count: int, hold_seconds: int) -> list[dict[str, Any]]:
+    try:
+        out = _sqs().receive_message(
+            QueueUrl=queue.dlq_url,
+            MaxNumberOfMessages=max(1, min(10, count)),
+            VisibilityTimeout=hold_seconds,
+            WaitTimeSeconds=0,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+    except ClientError as err:
+        raise _unavailable(queue, err) from err
+    return list(out.get("Messages") or [])
+
+
+def _batch(queue: QueueInfo, messages: list[dict[str, Any]], action: str) -> None:
+    """Delete or release (visibility 0) messages, ten at a time; best effort for release."""
+    for start in range(0, len(messages), 10):
+        chunk = messages[start : start + 10]
+        try:
+            if action == "delete":
+                _sqs().delete_message_batch(
+                    QueueUrl=queue.dlq_url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
+                )
+            else:
+                _sqs().change_message_visibility_batch(
+                    QueueUrl=queue.dlq_url,
+                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for i, m in enumerate(chunk)],
+                )
+        except ClientError as err:
+            if action == "delete":
+                raise _unavailable(queue, err) from err
+            # Not released: they come back by themselves when their short visibility ends.
+
+
+def approximate_depth(queue: QueueInfo) -> int:
+    """Messages in the DLQ, visible or held by a reader."""
+    try:
+        attrs = _sqs().get_queue_attributes(
+            QueueUrl=queue.dlq_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+    except ClientError as err:
+        raise _unavailable(queue, err) from err
+    return int(attrs.get("ApproximateNumberOfMessages", 0)) + int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
+
+
+def job_id_of(message: dict[str, Any]) -> str | None:
+    try:
+        payload = json.loads(message.get("Body") or "")
+    except ValueError:
+        return None
+    job_id = payload.get("jobId") if isinstance(payload, dict) else None
+    return job_id if isinstance(job_id, str) and job_id else None
+
+
+def _reason(message: dict[str, Any], queue: QueueInfo) -> str | None:
+    attribute = (message.get("MessageAttributes") or {}).get(REASON_ATTRIBUTE) or {}
+    if attribute.get("StringValue"):
+        return str(attribute["StringValue"])
+    if (message.get("Attributes") or {}).get("DeadLetterQueueSourceArn") or job_id_of(message):
+        return f"moved by SQS after {queue.max_receive_count} receives (the consumer kept failing on it)"
+    return None
+
+
+def get_jobs(store: JobStore, job_ids: Iterable[str]) -> dict[str, Job]:
+    """Jobs by id with BatchGetItem (100 keys a call); absent ids are left out."""
+    ids = list(dict.fromkeys(job_ids))
+    found: dict[str, Job] = {}
+    ddb = clients.client("dynamodb")
+    for start in range(0, len(ids), 100):
+        request: dict[str, Any] = {store.table_name: {"Keys": [job_key(i) for i in ids[start : start + 100]], "ConsistentRead": True}}
+        for _ in range(5):
+            try:
+                out = ddb.batch_get_item(RequestItems=request)
+            except ClientError as err:
+                raise Unavailable("DynamoDB is unavailable; retry the request") from err
+            for item in out.get("Responses", {}).get(store.table_name, []):
+                job = from_item(item)
+                found[job.job_id] = job
+            request = out.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            time.sleep(0.05)
+    return found
+
+
+# ---- list --------------------------------------------------------------------------------------------
+
+
+def peek(queue: QueueInfo, store: JobStore, *, limit: int, hold_seconds: int) -> DeadLetterList:
+    """Up to ``limit`` dead letters with their jobs; the messages stay in the DLQ."""
+    messages: list[dict[str, Any]] = []
+    empty = 0
+    try:
+        while len(messages) < limit and empty < 2:  # short polling samples servers: one empty answer is not proof
+            batch = _receive(queue, limit - len(messages), hold_seconds)
+            empty = 0 if batch else empty + 1
+            messages.extend(batch)
+    finally:
+        _batch(queue, messages, "release")
+    jobs = get_jobs(store, [i for i in (job_id_of(m) for m in messages) if i])
+    letters = []
+    for message in messages:
+        job_id = job_id_of(message)
+        attrs = message.get("Attributes") or {}
+        sent = attrs.get("SentTimestamp")
+        job = jobs.get(job_id) if job_id else None
+        letters.append(
+            DeadLetter(
+                message_id=message["MessageId"],
+                job_id=job_id,
+                reason=_reason(message, queue),
+                sent_at=iso(int(sent)) if sent else None,
+                receive_count=int(attrs.get("ApproximateReceiveCount", 1)),
+                job=JobPublic.of(job) if job else None,
+            )
+        )
+    return DeadLetterList(dead_letters=letters, approximate_total=max(approximate_depth(queue), len(letters)))
+
+
+# ---- redrive -------------------------------------------------------------------------------------------
+
+
+class _Redrive:
+    def __init__(self, queue: QueueInfo, jobs: JobService, caller: Identity) -> None:
+        self.queue = queue
+        self.jobs = jobs
+        self.caller = caller
+        self.result = RedriveResult(redriven=[], requeued=[], skipped=[], not_found=[], remaining=0)
+        self.seen: set[str] = set()
+
+    def one(self, job_id: str | None) -> bool:
+        """Act on one message's job; True if the message may be deleted."""
+        if job_id is None:
+            self.result.skipped.append(Skipped(job_id=None, reason="the message names no job"))
+            return True
+        if job_id in self.seen:
+            return True  # a second message for a job already handled in this call
+        job = self.jobs.store.get(job_id)
+        try:
+            if job is None:
+                self.result.skipped.append(Skipped(job_id=job_id, reason="the job no longer exists"))
+            elif job.status is JobStatus.FAILED:
+                self.jobs.retry(job_id, self.caller)  # waiting, fresh attempts, a new message; history kept
+                self.result.redriven.append(job_id)
+            elif job.status in FINISHED:
+                self.result.skipped.append(Skipped(job_id=job_id, reason=f"the job is {job.status.value}"))
+            else:
+                queues.send_job(self.queue, job_id)  # waiting, delayed, active, stalled: wake it again
+                self.result.requeued.append(job_id)
+        except Conflict:
+            self.result.skipped.append(Skipped(job_id=job_id, reason="the job changed meanwhile; redrive it again"))
+            return False
+        except (Unavailable, ClientError):
+            self.result.skipped.append(Skipped(job_id=job_id, reason="it could not be enqueued; redrive it again"))
+            return False
+        self.seen.add(job_id)
+        return True
+
+
+def redrive(queue: QueueInfo, jobs: JobService, caller: Identity, *, job_ids: list[str] | None, budget_seconds: float) -> RedriveResult:
+    """Move all dead letters (or those of ``job_ids``) back to the queue; see the module docstring."""
+    work = _Redrive(queue, jobs, caller)
+    wanted = set(job_ids) if job_ids else None
+    deadline = time.monotonic() + budget_seconds
+    hold = int(budget_seconds) + 30  # nothing received in this call comes back before it ends
+    held: list[dict[str, Any]] = []
+    empty = 0
+    try:
+        while time.monotonic() < deadline and empty < 2 and not (wanted is not None and wanted <= work.seen):
+            messages = _receive(queue, 10, hold)
+            empty = 0 if messages else empty + 1
+            done = []
+            for message in messages:
+                job_id = job_id_of(message)
+                if wanted is not None and job_id not in wanted:
+                    held.append(message)
+                elif work.one(job_id):
+                    done.append(message)
+                else:
+                    held.append(message)
+            _batch(queue, done, "delete")
+    finally:
+        _batch(queue, held, "release")
+    for job_id in sorted((wanted or set()) - work.seen):
+        job = jobs.store.get(job_id)
+        if job is not None and job.queue == queue.name and job.status is JobStatus.FAILED:
+            work.one(job_id)
+        else:
+            work.result.not_found.append(job_id)
+    work.result.remaining = approximate_depth(queue)
+    return work.result
+
+
+# ---- purge -------------------------------------------------------------------------------------------
+
+
+def _fail_for_good(store: JobStore, job: Job, reason: str, ttl_days: int) -> bool:
+    """An active or stalled job whose lease ran out becomes failed; True if it did."""
+    now = now_ms()
+    if job.status not in (JobStatus.ACTIVE, JobStatus.STALLED) or (job.lease_until or 0) > now:
+        return False
+    history = list(job.history)
+    if history and history[-1].outcome is None:
+        history[-1] = history[-1].model_copy(update={"ended_at": iso(now), "outcome": "failed", "error": reason})
+    try:
+        store.transition(
+            job,
+            JobStatus.FAILED,
+            {"error": reason, "failed_at": iso(now), "updated_at": iso(now), "history": history},
+            remove=("lease_until", "lease_token"),
+            expires_at=now // 1000 + ttl_days * 86400,
+        )
+    except JobqError:
+        return False
+    return True
+
+
+def purge(queue: QueueInfo, store: JobStore, *, budget_seconds: float, ttl_days: int) -> PurgeResult:
+    """Delete the DLQ's messages; jobs that still claim to run are marked failed."""
+    result = PurgeResult(purged=0, marked_failed=[], remaining=0)
+    deadline = time.monotonic() + budget_seconds
+    empty = 0
+    while time.monotonic() < deadline and empty < 2:
+        messages = _receive(queue, 10, int(budget_seconds) + 30)
+        empty = 0 if messages else empty + 1
+        if not messages:
+            continue
+        jobs = get_jobs(store, [i for i in (job_id_of(m) for m in messages) if i])
+        for job in jobs.values():
+            if job.queue == queue.name and _fail_for_good(store, job, "dead letter purged: the consumer never finished it", ttl_days):
+                result.marked_failed.append(job.job_id)
+        _batch(queue, messages, "delete")
+        result.purged += len(messages)
+    result.remaining = approximate_depth(queue)
+    return result
+
+
+__all__ = ["approximate_depth", "get_jobs", "job_id_of", "peek", "purge", "redrive"]

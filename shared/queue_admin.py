@@ -1,0 +1,345 @@
+"""Queue use cases for operators (admin only): stats, pause and resume, clean, metrics,
+runtime settings and dead letters. The API routes call these; nothing here knows HTTP.
+
+Costs, whatever the table holds: a queue's summary is one GetItem (its counters), one Query
+of at most 60 minute buckets, one Query of one waiting job, the policy (cached) and its
+targets, and two GetQueueAttributes. Pausing is one UpdateEventSourceMapping call: the
+consumer's event source mapping is disabled (visible in the console), so jobs are accepted
+and wait in SQS; resuming enables it and they drain. The local stack serves the same Lambda
+API call for its emulated mappings.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from botocore.exceptions import ClientError
+
+from shared import clients, dead_letters, maintenance, queue_config, stats
+from shared.clock import iso, now_ms, parse_iso
+from shared.errors import Conflict, Invalid, JobqError, NotFound, Unavailable
+from shared.jobs import Identity, JobService, require_admin
+from shared.models import Job, QueueInfo, QueuePolicy
+from shared.observability import logger
+from shared.queue_models import (
+    CleanRequest,
+    CleanResult,
+    DeadLetterList,
+    LiveStats,
+    MetricPoint,
+    MetricTotals,
+    PauseState,
+    Processors,
+    PurgeResult,
+    QueueConfiguration,
+    QueueDepth,
+    QueueMetrics,
+    QueuePatch,
+    QueueSummary,
+    RedriveResult,
+)
+from shared.status import JobStatus
+from shared.store import job_key
+
+HOUR_MS = 3_600_000
+MINUTE_RESOLUTION_MAX_HOURS = 6  # longer windows are answered per hour
+# What "finished before the cut-off" reads for each status a clean accepts.
+_CLEAN_STAMP = {"completed": "completed_at", "failed": "failed_at", "cancelled": "cancelled_at"}
+
+
+class QueueService:
+    def __init__(self, jobs: JobService) -> None:
+        self.jobs = jobs
+        self.store = jobs.store
+        self.directory = jobs.directory
+        self.settings = jobs.settings
+
+    # ---- lookup ------------------------------------------------------------------------------------
+    def queue(self, name: str, caller: Identity) -> QueueInfo:
+        require_admin(caller)
+        known = self.directory.all()
+        if name not in known:
+            valid = ", ".join(sorted(known)) or "none configured"
+            raise NotFound(f"queue '{name}' not found; queues: {valid}")
+        return known[name]
+
+    # ---- summaries -------------------------------------------------------------------------------
+    def overview(self, caller: Identity) -> list[QueueSummary]:
+        require_admin(caller)
+        known = sorted(self.directory.all().values(), key=lambda q: q.name)
+        if not known:
+            return []
+        with ThreadPoolExecutor(max_workers=min(8, len(known))) as pool:
+            return list(pool.map(self._summary, known))
+
+    def describe(self, name: str, caller: Identity) -> QueueSummary:
+        queue = self.queue(name, caller)
+        summary = self._summary(queue)
+        summary.consumer_state = consumer_state(queue)
+        return summary
+
+    def _summary(self, queue: QueueInfo) -> QueueSummary:
+        now = now_ms()
+        current = stats.read_stats(queue.name)
+        hour = stats.read_buckets(queue.name, now - HOUR_MS + 1, "minute")
+        policy = queue_config.get_policy(queue)
+        depth, dlq_depth = queue_depths(queue)
+        oldest = self._oldest_waiting_age(queue, now)
+        completed = sum(b.completed for b in hour)
+        failed = sum(b.failed for b in hour)
+        pt_count = sum(b.pt_count for b in hour)
+        histogram = [sum(column) for column in zip(*(b.histogram for b in hour), strict=True)] if hour else []
+        rate = failed / (completed + failed) if completed + failed else 0.0
+        # The HealthFunction's thresholds (shared/maintenance.py), on what this summary read just now.
+        status, reasons = maintenance.assess(
+            settings=self.settings,
+            waiting=current.counts["waiting"],
+            failure_rate=rate,
+            finished_last_hour=completed + failed,
+            dlq_depth=dlq_depth,
+            oldest_waiting_age_ms=oldest,
+            stalled=current.counts["stalled"],
+            paused=policy.paused,
+        )
+        return QueueSummary(
+            name=queue.name,
+            is_active=not policy.paused,
+            paused=policy.paused,
+            health_status=status,
+            health_reasons=reasons,
+            live_stats=LiveStats(**current.counts),
+            dlq_depth=dlq_depth,
+            queue_depth=depth,
+            processing_rate=round((completed + failed) / 60, 3),
+            failure_rate=round(rate, 4),
+            average_processing_time=round(sum(b.pt_sum for b in hour) / pt_count, 1) if pt_count else None,
+            p95_processing_time=stats.percentile(histogram, 0.95) if histogram else None,
+            oldest_waiting_age=oldest,
+            last_processed_at=current.last_processed_at,
+            configuration=self._configuration(queue, policy),
+        )
+
+    def _oldest_waiting_age(self, queue: QueueInfo, now: int) -> int | None:
+        """As the HealthFunction measures it: the longest wait among the oldest few (a retried job waits since its retry)."""
+        jobs, _ = self.store.page("byQueueStatus", "queueStatusKey", f"QUEUE#{queue.name}#waiting", limit=10, newest_first=False)
+        return max((max(0, now - parse_iso(j.updated_at)) for j in jobs), default=None)
+
+    def _configuration(self, queue: QueueInfo, policy: QueuePolicy) -> QueueConfiguration:
+        catalog = self.jobs.catalog
+        http = self.store.list_targets(queue.name)
+        code = sorted(t for t in catalog.types(queue.name) if t not in http and catalog.is_code_type(queue.name, t))
+        return QueueConfiguration(
+            default_attempts=policy.default_attempts,
+            default_backoff=policy.default_backoff,
+            remove_on_complete=policy.remove_on_complete,
+            remove_on_fail=policy.remove_on_fail,
+            paused=policy.paused,
+            batch_size=queue.batch_size,
+            max_concurrency=queue.max_concurrency,
+            visibility_timeout=queue.visibility_timeout,
+            max_receive_count=queue.max_receive_count,
+            processors=Processors(code=code, http=http),
+        )
+
+    # ---- runtime settings ----------------------------------------------------------------------------
+    def update(self, name: str, patch: QueuePatch, caller: Identity) -> QueueConfiguration:
+        queue = self.queue(name, caller)
+        for job_type, target in (patch.processors or {}).items():
+            if target is None:
+                if self.jobs.catalog.is_code_type(queue.name, job_type):
+                    raise Conflict(f"type '{job_type}' on queue '{queue.name}' is handled by a code processor")
+                queue_config.delete_target(queue.name, job_type)
+            else:
+                self.jobs.put_http_target(queue.name, job_type, target, caller)  # validates the URL, like PUT
+        changes = {
+            field: getattr(patch, field)
+            for field in ("default_attempts", "default_backoff", "remove_on_complete", "remove_on_fail")
+            if field in patch.model_fields_set and getattr(patch, field) is not None
+        }
+        policy = queue_config.update_policy(queue, lambda p: p.model_copy(update=changes)) if changes else queue_config.get_policy(queue)
+        logger.info("queue policy changed", extra={"queue": queue.name, "fields": sorted(patch.model_fields_set)})
+        return self._configuration(queue, policy)
+
+    # ---- pause and resume -----------------------------------------------------------------------------
+    def pause(self, name: str, caller: Identity) -> PauseState:
+        return self._switch(self.queue(name, caller), paused=True)
+
+    def resume(self, name: str, caller: Identity) -> PauseState:
+        return self._switch(self.queue(name, caller), paused=False)
+
+    def _switch(self, queue: QueueInfo, *, paused: bool) -> PauseState:
+        # The mapping first: if that fails, the policy still tells the truth.
+        state = set_consumer_enabled(queue, enabled=not paused)
+        policy = queue_config.update_policy(queue, lambda p: p.model_copy(update={"paused": paused}))
+        logger.info("queue paused" if paused else "queue resumed", extra={"queue": queue.name, "consumer_state": state})
+        return PauseState(name=queue.name, paused=policy.paused, is_active=not policy.paused, consumer_state=state)
+
+    # ---- clean -----------------------------------------------------------------------------------------
+    def clean(self, name: str, request: CleanRequest, caller: Identity) -> CleanResult:
+        """Remove up to ``limit`` jobs of ``status`` that finished more than ``olderThan`` ms ago, oldest first."""
+        queue = self.queue(name, caller)
+        cutoff = now_ms() - request.older_than
+        cutoff_iso = iso(cutoff)
+        deadline = time.monotonic() + self.settings.admin_request_budget_seconds
+        removed: list[str] = []
+        cursor: str | None = None
+        more = True
+        # createdKey < cutoff is a superset of "finished before the cutoff" (a job finishes after it is created).
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            while more and time.monotonic() < deadline:
+                room = request.limit - len(removed)
+                page, cursor = self.store.page(
+                    "byQueueStatus",
+                    "queueStatusKey",
+                    f"QUEUE#{queue.name}#{request.status}",
+                    limit=min(100, max(25, room)),
+                    cursor=cursor,
+                    newest_first=False,
+                    created_before=cutoff_iso + "~",
+                )
+                due = [job for job in page if _finished_before(job, request.status, cutoff_iso)]
+                removed.extend(job_id for job_id in pool.map(self._remove, due[:room]) if job_id)
+                more = cursor is not None or len(due) > room
+                if len(removed) >= request.limit:
+                    break
+        logger.info("queue cleaned", extra={"queue": queue.name, "status": request.status, "removed": len(removed)})
+        return CleanResult(removed=len(removed), job_ids=removed, has_more=more)
+
+    def _remove(self, job: Job) -> str | None:
+        """Delete one job if it is still as read (status and version); its id, or None."""
+        try:
+            clients.client("dynamodb").delete_item(
+                TableName=self.store.table_name,
+                Key=job_key(job.job_id),
+                ConditionExpression="#s = :s AND #v = :v",
+                ExpressionAttributeNames={"#s": "status", "#v": "version"},
+                ExpressionAttributeValues={":s": {"S": job.status.value}, ":v": {"N": str(job.version)}},
+            )
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None  # retried or changed since it was listed: not ours to remove
+            raise Unavailable("DynamoDB is unavailable; retry the request") from err
+        return job.job_id
+
+    # ---- metrics ----------------------------------------------------------------------------------------
+    def metrics(self, name: str, caller: Identity, *, hours: int, resolution: str | None = None) -> QueueMetrics:
+        queue = self.queue(name, caller)
+        if resolution is None:
+            resolution = "minute" if hours <= MINUTE_RESOLUTION_MAX_HOURS else "hour"
+        if resolution == "minute" and hours > self.settings.minute_bucket_retention_hours:
+            raise Invalid(f"per-minute metrics are kept {self.settings.minute_bucket_retention_hours} hours; ask for resolution=hour")
+        if resolution == "hour" and hours > self.settings.hour_bucket_retention_days * 24:
+            raise Invalid(f"metrics are kept {self.settings.hour_bucket_retention_days} days")
+        step = 60_000 if resolution == "minute" else HOUR_MS
+        now = now_ms()
+        last = stats.bucket_start(now, resolution)  # type: ignore[arg-type]
+        first = last - (hours * HOUR_MS // step - 1) * step
+        found = {b.start_ms: b for b in stats.read_buckets(queue.name, first, resolution)}  # type: ignore[arg-type]
+        minutes = step / 60_000
+        points = []
+        for start in range(first, last + 1, step):
+            b = found.get(start) or stats.Bucket(resolution=resolution, start_ms=start)  # type: ignore[arg-type]
+            points.append(
+                MetricPoint(
+                    timestamp=iso(start),
+                    created=b.created,
+                    completed=b.completed,
+                    failed=b.failed,
+                    retried=b.retried,
+                    throughput=round(b.processed / minutes, 3),
+                    average_processing_time=round(b.average_processing_ms, 1) if b.average_processing_ms is not None else None,
+                    p95_processing_time=b.p95_processing_ms,
+                )
+            )
+        window = [b for start, b in found.items() if start >= first]
+        completed = sum(b.completed for b in window)
+        failed = sum(b.failed for b in window)
+        pt_count = sum(b.pt_count for b in window)
+        histogram = [sum(column) for column in zip(*(b.histogram for b in window), strict=True)] if window else []
+        totals = MetricTotals(
+            created=sum(b.created for b in window),
+            completed=completed,
+            failed=failed,
+            throughput=round((completed + failed) / (len(points) * minutes), 3),
+            failure_rate=round(failed / (completed + failed), 4) if completed + failed else 0.0,
+            average_processing_time=round(sum(b.pt_sum for b in window) / pt_count, 1) if pt_count else None,
+            p95_processing_time=stats.percentile(histogram, 0.95) if histogram else None,
+        )
+        return QueueMetrics(queue=queue.name, hours=hours, resolution=resolution, points=points, totals=totals)  # type: ignore[arg-type]
+
+    # ---- jobs and dead letters ------------------------------------------------------------------------------
+    def list_jobs(self, name: str, caller: Identity, *, status: JobStatus | None, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
+        queue = self.queue(name, caller)
+        return self.jobs.list_for_queue(caller, queue=queue.name, limit=limit, cursor=cursor, status=status)
+
+    def dead_letters(self, name: str, caller: Identity, *, limit: int) -> DeadLetterList:
+        queue = self.queue(name, caller)
+        return dead_letters.peek(queue, self.store, limit=limit, hold_seconds=self.settings.dead_letter_peek_seconds)
+
+    def redrive(self, name: str, caller: Identity, *, job_ids: list[str] | None) -> RedriveResult:
+        queue = self.queue(name, caller)
+        result = dead_letters.redrive(queue, self.jobs, caller, job_ids=job_ids, budget_seconds=self.settings.admin_request_budget_seconds)
+        logger.info("dead letters redriven", extra={"queue": queue.name, "redriven": len(result.redriven), "requeued": len(result.requeued)})
+        return result
+
+    def purge_dead_letters(self, name: str, caller: Identity) -> PurgeResult:
+        queue = self.queue(name, caller)
+        result = dead_letters.purge(
+            queue, self.store, budget_seconds=self.settings.admin_request_budget_seconds, ttl_days=self.settings.finished_job_ttl_days
+        )
+        logger.info("dead letters purged", extra={"queue": queue.name, "purged": result.purged})
+        return result
+
+
+def _finished_before(job: Job, status: str, cutoff_iso: str) -> bool:
+    stamp = getattr(job, _CLEAN_STAMP[status]) or job.updated_at
+    return job.status.value == status and stamp < cutoff_iso
+
+
+# ---- SQS and Lambda -------------------------------------------------------------------------------------------
+
+
+def queue_depths(queue: QueueInfo) -> tuple[QueueDepth, int]:
+    """The queue's approximate message counts and its DLQ's depth."""
+    sqs = clients.client("sqs")
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
+    try:
+        main = sqs.get_queue_attributes(QueueUrl=queue.queue_url, AttributeNames=names)["Attributes"]
+        dlq = sqs.get_queue_attributes(QueueUrl=queue.dlq_url, AttributeNames=names[:2])["Attributes"]
+    except ClientError as err:
+        raise Unavailable(f"SQS is unavailable for queue {queue.name}; retry the request") from err
+    depth = QueueDepth(
+        visible=int(main.get(names[0], 0)), in_flight=int(main.get(names[1], 0)), delayed=int(main.get(names[2], 0))
+    )
+    return depth, int(dlq.get(names[0], 0)) + int(dlq.get(names[1], 0))
+
+
+def _mapping_id(queue: QueueInfo) -> str:
+    if not queue.event_source_mapping_id:
+        raise Unavailable(f"queue {queue.name} publishes no eventSourceMappingId; redeploy the stack")
+    return queue.event_source_mapping_id
+
+
+def set_consumer_enabled(queue: QueueInfo, *, enabled: bool) -> str | None:
+    """Enable or disable the consumer's event source mapping; Lambda's State after the call."""
+    try:
+        out = clients.client("lambda").update_event_source_mapping(UUID=_mapping_id(queue), Enabled=enabled)
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "")
+        if code in ("ResourceInUseException", "ResourceConflictException"):
+            raise Conflict(f"the consumer of {queue.name} is being updated; try again in a few seconds") from err
+        raise Unavailable(f"cannot switch the consumer of {queue.name} ({code}); retry the request") from err
+    return out.get("State")
+
+
+def consumer_state(queue: QueueInfo) -> str | None:
+    """Lambda's State of the consumer's event source mapping (None if it cannot be read)."""
+    try:
+        return clients.client("lambda").get_event_source_mapping(UUID=_mapping_id(queue)).get("State")
+    except (ClientError, JobqError) as err:
+        logger.warning("event source mapping state unavailable", extra={"queue": queue.name, "error": str(err)})
+        return None
+
+
+__all__ = ["QueueService", "consumer_state", "queue_depths", "set_consumer_enabled"]
