@@ -19,8 +19,9 @@ the local stack does, with the shapes AWS uses:
   run rules faster (``--rule-interval``), with EventBridge's Scheduled Event. ``run_now()``
   invokes one at once. A rule whose last invocation still runs is not started again.
 * :class:`LocalClock` moves the clock of everything jobq computes (``shared.clock``) and
-  of both emulators forward, so a job due in 20 minutes can be run in a test now. SQS
-  delays and moto keep real time.
+  of both emulators forward, so a job due in 20 minutes can be run in a test now; set back,
+  the emulators count their periods from the time it shows again. SQS delays and moto
+  keep real time.
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ class SchedulerEmulator:
         self._scheduler = session.client("scheduler", endpoint_url=endpoint_url, config=config)
         self._sqs = session.client("sqs", endpoint_url=endpoint_url, config=config)
         self._tracked: dict[tuple[str, str], _Tracked] = {}
+        self._last_now = clock()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -182,6 +184,9 @@ class SchedulerEmulator:
         fired = 0
         now = self.clock()
         with self._lock:
+            if now < self._last_now - 1000:  # the clock was moved back: work the schedules out again from now
+                self._tracked.clear()
+            self._last_now = now
             seen: set[tuple[str, str]] = set()
             for group in self.groups:
                 for summary in self._list(group):
@@ -443,8 +448,13 @@ class RuleRunner:
             self._thread = None
 
     def _loop(self) -> None:
+        last = self.clock()
         while not self._stop.wait(self.tick_seconds):
             now = self.clock()
+            if now < last - 1000:  # the clock was moved back: count the periods from now
+                for rule in self.rules.values():
+                    rule.next_ms = self._next(rule, now)
+            last = now
             for rule in list(self.rules.values()):
                 with self._lock:
                     if rule.running or rule.next_ms > now:

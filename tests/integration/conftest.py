@@ -22,6 +22,7 @@ from tests.target_server import TargetServer
 ROOT = Path(__file__).resolve().parents[2]
 STACK_NAME = "jobq-it"
 READY = "jobq local stack ready: "
+RULE_INTERVAL_SECONDS = 2
 
 
 @dataclass
@@ -58,7 +59,9 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBQ_"))}
     process = subprocess.Popen(
         [sys.executable, "-m", "infra.local", "--port", "0", "--aws-port", "0", "--stack-name", STACK_NAME,
-         "--state-dir", str(state_dir), "--no-access-log", "--log-level", "WARNING"],
+         "--state-dir", str(state_dir), "--no-access-log", "--log-level", "WARNING",
+         # The CleanupFunction's and HealthFunction's rules every 2 s instead of hourly / every 5 minutes.
+         "--rule-interval", str(RULE_INTERVAL_SECONDS)],
         cwd=ROOT,
         env={**env, "PYTHONUNBUFFERED": "1", "JOBQ_VIDEO_STEP_SECONDS": "0.05"},
         stdout=subprocess.PIPE,
