@@ -340,6 +340,9 @@ class LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         from moto.server import ThreadedMotoServer
 
+        from infra.local import moto_fixes
+
+        moto_fixes.apply()  # isolated, cheap TransactWriteItems; stream numbers without races
         port = self.aws_port
         if port and not _port_is_free(port):
             # ThreadedMotoServer.start() would wait forever for a server that failed to bind.

@@ -17,7 +17,11 @@ itself, the way Lambda does:
 * a batch is retried, as it is, while the handler raises (up to ``MaximumRetryAttempts``,
   then it goes to the ``DestinationConfig.OnFailure`` SQS queue as Lambda's failure record);
   with ``ReportBatchItemFailures`` the retry starts at the lowest reported sequence number;
-* shards are read one batch at a time (ParallelizationFactor 1).
+* shards are read one batch at a time (ParallelizationFactor 1);
+* a record is delivered once: moto numbers stream records without a lock, so under
+  concurrent writes two records can share a SequenceNumber and an ``AFTER_SEQUENCE_NUMBER``
+  iterator reads the second one again; records already read (by eventID, which moto keeps
+  unique) are dropped, as DynamoDB Streams would never have repeated them.
 
 The pollers idle cheaply (one GetRecords per shard every ``idle_seconds``) and notice stop
 within that time.
@@ -31,6 +35,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -175,6 +180,7 @@ class StreamStats:
     filtered_out: int = 0
     errors: int = 0
     discarded_batches: int = 0
+    repeats_dropped: int = 0
 
 
 @dataclass
@@ -182,6 +188,24 @@ class _Shard:
     shard_id: str
     iterator: str | None
     pending: list[dict[str, Any]] = field(default_factory=list)  # read, not yet delivered
+    recent: deque[str] = field(default_factory=lambda: deque(maxlen=_REMEMBERED))  # eventIDs read, newest last
+    recent_set: set[str] = field(default_factory=set)
+
+    def first_reading(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        fresh = []
+        for record in records:
+            event_id = str(record.get("eventID") or "")
+            if event_id in self.recent_set:
+                continue
+            if len(self.recent) == self.recent.maxlen:
+                self.recent_set.discard(self.recent[0])
+            self.recent.append(event_id)
+            self.recent_set.add(event_id)
+            fresh.append(record)
+        return fresh
+
+
+_REMEMBERED = 10_000  # repeats come from adjacent reads; this is plenty
 
 
 class StreamEventSourceMapping:
@@ -261,7 +285,10 @@ class StreamEventSourceMapping:
             return []
         out = self._streams.get_records(ShardIterator=shard.iterator, Limit=max(1, min(1000, limit)))
         shard.iterator = out.get("NextShardIterator")
-        return list(out.get("Records") or [])
+        records = list(out.get("Records") or [])
+        fresh = shard.first_reading(records)
+        self.stats.repeats_dropped += len(records) - len(fresh)
+        return fresh
 
     def _next_batch(self, shard: _Shard) -> list[dict[str, Any]]:
         size = self.spec.batch_size

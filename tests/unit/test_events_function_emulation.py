@@ -19,6 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
+from infra.local import moto_fixes
 from infra.local.esm import EventSourceMapping, MappingRegistry
 from infra.local.lambda_api import LambdaApi
 from infra.local.provision import EventSourceMappingSpec, FunctionSpec
@@ -277,3 +278,61 @@ def test_the_lambda_api_answers_unknown_mappings_as_lambda_does(lambda_api: tupl
         lam.update_event_source_mapping(UUID=str(uuid.uuid4()), Enabled=False)
 
     assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+# ---- moto's DynamoDB, as the local stack runs it ---------------------------------------------------------
+
+
+def stream_records(endpoint: str, stream_arn: str) -> list[dict[str, Any]]:
+    streams = client(endpoint, "dynamodbstreams")
+    shard = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    return list(streams.get_records(ShardIterator=iterator, Limit=1000)["Records"])
+
+
+def test_a_failed_transaction_leaves_no_trace_and_undoes_no_one_else(
+    endpoint: str, table: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moto_fixes.apply()
+    from moto.dynamodb.models import DynamoDBBackend
+
+    name, stream_arn = table
+    ddb = client(endpoint, "dynamodb")
+    put(endpoint, name, "MARKER", "APPLIED")
+    put(endpoint, name, "QUEUE#a", "STATS", note="before")
+    update_item = DynamoDBBackend.update_item
+    writer = threading.Thread(target=put, args=(endpoint, name, "JOB#other"))
+
+    def update_while_another_client_writes(self: Any, table_name: str, key: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        out = update_item(self, table_name, key, *args, **kwargs)
+        if key.get("pk") == {"S": "QUEUE#a"}:  # mid-transaction: another client writes
+            writer.start()
+            writer.join(0.3)  # unpatched moto lets it land now, and then its rollback undoes it
+        return out
+
+    monkeypatch.setattr(DynamoDBBackend, "update_item", update_while_another_client_writes)
+    with pytest.raises(ClientError) as err:
+        ddb.transact_write_items(
+            TransactItems=[
+                {"Update": {"TableName": name, "Key": {"pk": {"S": "QUEUE#a"}, "sk": {"S": "STATS"}}, "UpdateExpression": "SET note = :n", "ExpressionAttributeValues": {":n": {"S": "after"}}}},
+                {"Put": {"TableName": name, "Item": {"pk": {"S": "MARKER"}, "sk": {"S": "APPLIED"}}, "ConditionExpression": "attribute_not_exists(pk)"}},
+            ]
+        )
+
+    writer.join()
+    assert err.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert ddb.get_item(TableName=name, Key={"pk": {"S": "QUEUE#a"}, "sk": {"S": "STATS"}})["Item"]["note"] == {"S": "before"}
+    assert "Item" in ddb.get_item(TableName=name, Key={"pk": {"S": "JOB#other"}, "sk": {"S": "JOB"}})
+    records = stream_records(endpoint, stream_arn)
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in records] == ["MARKER", "QUEUE#a", "JOB#other"]  # not the update
+    sequence = [int(r["dynamodb"]["SequenceNumber"]) for r in records]
+    assert sequence == sorted(set(sequence))
+
+
+def test_a_transaction_does_not_copy_the_table() -> None:
+    moto_fixes.apply()
+    from moto.dynamodb import models
+
+    sentinel = object.__new__(models.Table)
+    assert models.copy.deepcopy(sentinel) is sentinel  # type: ignore[attr-defined]
+    assert models.copy.deepcopy({"a": [1]}) == {"a": [1]}  # type: ignore[attr-defined]

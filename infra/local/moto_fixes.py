@@ -1,0 +1,131 @@
+"""Two fixes to moto's DynamoDB (5.x) that the local stack needs; applied once per process.
+
+moto serves the local stack's requests from many threads (consumers, stream pollers, the
+API), and its DynamoDB backend takes no lock:
+
+1. **TransactWriteItems is neither cheap nor isolated.** Before a transaction, moto
+   deep-copies every table it names, items and stream records included, to put the copy
+   back if the transaction fails: 0.7 s per transaction at 1,000 jobs, growing with the
+   table, and a failed transaction undoes the writes other threads made meanwhile and
+   rewinds the stream (records are lost, numbers reused). DynamoDB's transactions are
+   isolated. Here a transaction runs under the backend's write lock, snapshots only the
+   items it names, and on failure restores those items and drops the stream records it
+   added. moto's own table copy is skipped.
+2. **Stream records are numbered without a lock**, so two concurrent writes can get one
+   SequenceNumber. Item writes (PutItem, UpdateItem, DeleteItem, and BatchWriteItem
+   through them) take the same lock.
+
+Reads are not locked. ``apply()`` is idempotent and only patches what it finds; if moto's
+internals change shape it logs and leaves moto as it is.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import threading
+from typing import Any
+
+log = logging.getLogger("jobq.local.moto")
+
+__all__ = ["apply"]
+
+_lock = threading.RLock()
+_applied = False
+
+
+class _NoTableCopy:
+    """Stands in for the ``copy`` module inside moto's DynamoDB backend: tables are not copied."""
+
+    def __init__(self, table_type: type) -> None:
+        self._table_type = table_type
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        if isinstance(value, self._table_type):
+            return value  # the snapshot below replaces moto's whole-table copy
+        return copy.deepcopy(value, memo)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
+def _locked(method: Any) -> Any:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _lock:
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+def _key_of(table: Any, op_name: str, op: dict[str, Any], dynamo_type: type) -> tuple[Any, Any] | None:
+    source = op.get("Item") if op_name == "Put" else op.get("Key")
+    if not isinstance(source, dict) or table.hash_key_attr not in source:
+        return None
+    hash_key = dynamo_type(source[table.hash_key_attr])
+    range_key = dynamo_type(source[table.range_key_attr]) if table.range_key_attr and table.range_key_attr in source else None
+    return hash_key, range_key
+
+
+def _transaction(original: Any, dynamo_type: type) -> Any:
+    @functools.wraps(original)
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        with _lock:
+            snapshots: list[tuple[Any, Any, Any, Any]] = []
+            streams: dict[int, tuple[Any, int]] = {}
+            for entry in transact_items:
+                op_name, op = next(iter(entry.items()))
+                table = self.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+                if table is None:
+                    continue
+                key = _key_of(table, op_name, op, dynamo_type)
+                if key is not None:
+                    hash_key, range_key = key
+                    before = table.get_item(hash_key, range_key) if (range_key is not None or not table.has_range_key) else None
+                    snapshots.append((table, hash_key, range_key, copy.deepcopy(before)))
+                if table.stream_shard is not None and id(table) not in streams:
+                    streams[id(table)] = (table.stream_shard, len(table.stream_shard.items))
+            try:
+                original(self, transact_items)
+            except BaseException:
+                for table, hash_key, range_key, before in reversed(snapshots):
+                    _restore(table, hash_key, range_key, before)
+                for shard, length in streams.values():
+                    del shard.items[length:]
+                raise
+
+    return transact_write_items
+
+
+def _restore(table: Any, hash_key: Any, range_key: Any, before: Any) -> None:
+    if range_key is not None:
+        if before is None:
+            table.items.get(hash_key, {}).pop(range_key, None)
+        else:
+            table.items[hash_key][range_key] = before
+    elif before is None:
+        table.items.pop(hash_key, None)
+    else:
+        table.items[hash_key] = before
+
+
+def apply() -> None:
+    global _applied
+    with _lock:
+        if _applied:
+            return
+        try:
+            from moto.dynamodb import models as ddb_models
+            from moto.dynamodb.models.dynamo_type import DynamoType
+            from moto.dynamodb.models.table import Table
+
+            backend = ddb_models.DynamoDBBackend
+            for name in ("put_item", "update_item", "delete_item"):
+                setattr(backend, name, _locked(getattr(backend, name)))
+            backend.transact_write_items = _transaction(backend.transact_write_items, DynamoType)  # type: ignore[method-assign]
+            ddb_models.copy = _NoTableCopy(Table)  # type: ignore[attr-defined]
+        except (ImportError, AttributeError) as exc:  # a moto whose internals moved: leave it as it is
+            log.warning("moto's DynamoDB was not patched (%s); transactions stay slow and unisolated", exc)
+            return
+        _applied = True
