@@ -153,7 +153,7 @@ class CleanResult(CamelModel):
 
     removed: int
     job_ids: list[str]
-    has_more: bool = Field(description="True if more jobs match: call again.")
+    has_more: bool = Field(description="True if more jobs may match: call again.")
 
 
 class MetricPoint(CamelModel):
