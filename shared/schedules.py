@@ -68,7 +68,7 @@ class ScheduleCreate(CamelModel):
                     "name": "nightly-report",
                     "queue": "report-generation",
                     "type": "generate-report",
-                    "data": {"rows": [["date", "total"]]},
+                    "data": {"reportType": "daily-sales", "rows": [{"date": "2026-11-23", "total": 42}]},
                     "cron": "0 2 * * *",
                     "timezone": "America/New_York",
                 },

@@ -13,6 +13,7 @@ from shared.jobs import Identity, JobService
 from shared.models import JobCreate
 from shared.status import JobStatus
 from tests.unit.conftest import FakeLambdaContext, Stack
+from tests.unit.scheduling import Scheduling, scheduling_fixture  # noqa: F401 (the fixture)
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -36,6 +37,9 @@ def test_every_event_file_has_a_test() -> None:
         "api-create-job.json",
         "api-get-job.json",
         "api-health.json",
+        "eventbridge-cleanup.json",
+        "eventbridge-health.json",
+        "scheduler-firing.json",
         "sqs-email-sending.json",
     ]
 
@@ -80,3 +84,36 @@ def test_api_health_event_answers_healthy(stack: Stack) -> None:
 
     assert response["statusCode"] == 200
     assert json.loads(response["body"])["data"]["status"] == "healthy"
+
+
+def test_scheduler_firing_event_creates_the_firings_job(scheduling: Scheduling) -> None:
+    from functions.scheduler.handler import handler as scheduler_handler
+    from shared.schedules import ScheduleCreate
+
+    event = load("scheduler-firing.json")
+    scheduling.schedules.create(
+        ScheduleCreate(name="nightly-report", queue="report-generation", type="generate-report",
+                       data={"reportType": "daily", "rows": [{"day": "2026-11-23", "total": 42}]}, cron="0 2 * * *", timezone="America/New_York"),
+        Identity("root", is_admin=True),
+    )
+
+    result = scheduler_handler(event, FakeLambdaContext())
+
+    assert result["outcome"] == "created"
+    job = scheduling.stack.store.require(result["jobId"])
+    assert job.queue == "report-generation" and job.status is JobStatus.WAITING
+
+
+def test_eventbridge_cleanup_event_runs_the_retention(scheduling: Scheduling) -> None:
+    from functions.cleanup.handler import handler as cleanup_handler
+
+    result = cleanup_handler(load("eventbridge-cleanup.json"), FakeLambdaContext())
+    assert result["incomplete"] is False and result["errors"] == {} and result["totalRemoved"] == 0
+
+
+def test_eventbridge_health_event_checks_every_queue(scheduling: Scheduling) -> None:
+    from functions.health.handler import handler as health_handler
+
+    result = health_handler(load("eventbridge-health.json"), FakeLambdaContext())
+    assert result["status"] == "healthy"
+    assert set(result["queues"]) == {"email-sending", "report-generation", "video-processing"}
