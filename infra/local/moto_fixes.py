@@ -14,6 +14,9 @@ API), and its DynamoDB backend takes no lock:
 2. **Stream records are numbered without a lock**, so two concurrent writes can get one
    SequenceNumber. Item writes (PutItem, UpdateItem, DeleteItem, and BatchWriteItem
    through them) take the same lock.
+3. **Shard iterators never expire**: every GetRecords answer adds one (about 1 KB) that moto
+   keeps for good, so a stream poller grows the process by ~14 MB an idle hour. As in
+   DynamoDB Streams, an iterator now expires 15 minutes after it was handed out.
 
 Reads are not locked. ``apply()`` is idempotent and only patches what it finds; if moto's
 internals change shape it logs and leaves moto as it is.
@@ -25,6 +28,7 @@ import copy
 import functools
 import logging
 import threading
+import time
 from typing import Any
 
 log = logging.getLogger("jobq.local.moto")
@@ -33,6 +37,11 @@ __all__ = ["apply"]
 
 _lock = threading.RLock()
 _applied = False
+ITERATOR_LIFETIME_SECONDS = 15 * 60
+SWEEP_EVERY_SECONDS = 60
+_iterators_lock = threading.Lock()
+_iterators_born: dict[str, float] = {}  # iterator ARN -> when it was handed out
+_last_sweep = [0.0]
 
 
 class _NoTableCopy:
@@ -110,6 +119,37 @@ def _restore(table: Any, hash_key: Any, range_key: Any, before: Any) -> None:
         table.items[hash_key] = before
 
 
+def _remember_iterator(backend: Any, *arns: str | None) -> None:
+    now = time.monotonic()
+    with _iterators_lock:
+        for arn in arns:
+            if arn:
+                _iterators_born.setdefault(arn, now)
+        if now - _last_sweep[0] < SWEEP_EVERY_SECONDS:
+            return
+        _last_sweep[0] = now
+        for arn, born in list(_iterators_born.items()):
+            if now - born > ITERATOR_LIFETIME_SECONDS:
+                del _iterators_born[arn]
+                backend.shard_iterators.pop(arn, None)
+
+
+def _expiring_iterators(get_shard_iterator: Any, get_records: Any) -> tuple[Any, Any]:
+    @functools.wraps(get_shard_iterator)
+    def new_iterator(self: Any, *args: Any, **kwargs: Any) -> Any:
+        iterator = get_shard_iterator(self, *args, **kwargs)
+        _remember_iterator(self, iterator.arn)
+        return iterator
+
+    @functools.wraps(get_records)
+    def records(self: Any, iterator_arn: str, *args: Any, **kwargs: Any) -> Any:
+        out = get_records(self, iterator_arn, *args, **kwargs)
+        _remember_iterator(self, iterator_arn, out.get("NextShardIterator"))
+        return out
+
+    return new_iterator, records
+
+
 def apply() -> None:
     global _applied
     with _lock:
@@ -125,6 +165,9 @@ def apply() -> None:
                 setattr(backend, name, _locked(getattr(backend, name)))
             backend.transact_write_items = _transaction(backend.transact_write_items, DynamoType)  # type: ignore[method-assign]
             ddb_models.copy = _NoTableCopy(Table)  # type: ignore[attr-defined]
+            from moto.dynamodbstreams.models import DynamoDBStreamsBackend as streams
+
+            streams.get_shard_iterator, streams.get_records = _expiring_iterators(streams.get_shard_iterator, streams.get_records)  # type: ignore[method-assign]
         except (ImportError, AttributeError) as exc:  # a moto whose internals moved: leave it as it is
             log.warning("moto's DynamoDB was not patched (%s); transactions stay slow and unisolated", exc)
             return

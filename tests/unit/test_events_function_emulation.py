@@ -336,3 +336,25 @@ def test_a_transaction_does_not_copy_the_table() -> None:
     sentinel = object.__new__(models.Table)
     assert models.copy.deepcopy(sentinel) is sentinel  # type: ignore[attr-defined]
     assert models.copy.deepcopy({"a": [1]}) == {"a": [1]}  # type: ignore[attr-defined]
+
+
+def test_shard_iterators_expire_as_in_dynamodb_streams(endpoint: str, table: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    moto_fixes.apply()
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    _, stream_arn = table
+    streams = client(endpoint, "dynamodbstreams")
+    shard = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    assert streams.get_records(ShardIterator=iterator)["Records"] == streams.get_records(ShardIterator=iterator)["Records"]  # reusable while young
+
+    def kept() -> int:
+        return sum(len(b.shard_iterators) for regions in dynamodbstreams_backends.values() for b in regions.values())
+
+    before = kept()
+    monkeypatch.setattr(moto_fixes, "ITERATOR_LIFETIME_SECONDS", 0)
+    monkeypatch.setattr(moto_fixes, "SWEEP_EVERY_SECONDS", 0)
+    for _ in range(50):
+        iterator = streams.get_records(ShardIterator=iterator)["NextShardIterator"]
+
+    assert kept() <= before + 1  # not one more per poll: the expired ones are gone
