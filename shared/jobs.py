@@ -249,7 +249,7 @@ class JobService:
                         job,
                         JobStatus.CANCELLED,
                         {"cancelled_at": iso(now), "updated_at": iso(now)},
-                        expires_at=now // 1000 + self.settings.finished_job_ttl_days * 86400,
+                        expires_at=get_policy(self.directory.get(job.queue)).expires_at(JobStatus.CANCELLED, now),
                     )
                     if job.status is JobStatus.DELAYED and scheduler.needs_schedule(job.delay):
                         self._remove_schedule(job)

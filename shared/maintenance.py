@@ -383,7 +383,7 @@ class Maintenance:
                     JobStatus.CANCELLED,
                     {"cancelled_at": iso(now), "updated_at": iso(now), "history": _close(job.history, now, "cancelled", STALLED_ERROR)},
                     remove=("lease_until", "lease_token"),
-                    expires_at=self._expiry(now),
+                    expires_at=queue_config.get_policy(queue).expires_at(JobStatus.CANCELLED, now),
                 )
                 recovery.stalled_cancelled += 1
                 emit("JobsCancelled", queue.name)
@@ -396,7 +396,7 @@ class Maintenance:
                     JobStatus.FAILED,
                     {"error": error, "failed_at": iso(now), "updated_at": iso(now), "history": _close(job.history, now, "failed", error)},
                     remove=("lease_until", "lease_token"),
-                    expires_at=self._expiry(now),
+                    expires_at=queue_config.get_policy(queue).expires_at(JobStatus.FAILED, now),
                 )
                 queues.send_to_dead_letters(queue, queues.message_body(job.job_id, queue.name), reason=error)
                 recovery.stalled_failed += 1
@@ -411,9 +411,6 @@ class Maintenance:
         recovery.stalled_retried += 1
         logger.warning("stalled job re-enqueued", extra={"job_id": job.job_id, "queue": queue.name, "attempts": job.attempts})
         self._wake(queue, [job.job_id], now)
-
-    def _expiry(self, now: int) -> int:
-        return now // 1000 + self.settings.finished_job_ttl_days * 86400
 
     # ---- orphans ------------------------------------------------------------------------------------------
     def wake_orphans(self, queue: QueueInfo) -> tuple[int, int]:

@@ -334,6 +334,17 @@ class QueuePolicy(CamelModel):
     remove_on_fail: Retention = Field(default_factory=lambda: Retention(max_age_seconds=30 * 86400, max_count=10_000))
     paused: bool = False
 
+    def expires_at(self, status: JobStatus, finished_ms: int) -> int | None:
+        """The TTL (epoch seconds) of a job that just finished in ``status``: its retention by age.
+
+        DynamoDB's TTL removes it for free; the CleanupFunction applies counts and catches
+        what TTL has not reached yet. None: kept until a count limit or a clean removes it.
+        """
+        retention = self.remove_on_complete if status is JobStatus.COMPLETED else self.remove_on_fail
+        if retention.max_age_seconds is None:
+            return None
+        return finished_ms // 1000 + retention.max_age_seconds
+
     @classmethod
     def defaults_for(cls, queue: QueueInfo) -> QueuePolicy:
         return cls(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from shared import queues
+from shared import queue_config, queues
 from shared.backoff import backoff_seconds
 from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, PermanentJobError
@@ -204,7 +204,7 @@ class Worker:
                         JobStatus.CANCELLED,
                         {"cancelled_at": iso(now), "updated_at": iso(now), "history": _close(job.history, now, "cancelled", "lease expired")},
                         remove=("lease_until", "lease_token"),
-                        expires_at=self._expiry(now),
+                        expires_at=self._expiry(job, JobStatus.CANCELLED, now),
                     )
                 except Conflict:
                     continue
@@ -277,7 +277,7 @@ class Worker:
                 },
                 remove=("lease_until", "lease_token"),
                 owner_token=token,
-                expires_at=self._expiry(now),
+                expires_at=self._expiry(job, JobStatus.COMPLETED, now),
             )
         except Conflict:
             logger.warning("job changed while running (lease lost); result dropped", extra={"job_id": job.job_id})
@@ -338,7 +338,7 @@ class Worker:
                 },
                 remove=("lease_until", "lease_token"),
                 owner_token=token,
-                expires_at=self._expiry(now),
+                expires_at=self._expiry(job, JobStatus.CANCELLED, now),
             )
         except Conflict:
             return Outcome.SKIPPED
@@ -366,14 +366,16 @@ class Worker:
         if processing_ms is not None:
             changes["processing_time"] = processing_ms
         self.store.transition(
-            job, JobStatus.FAILED, changes, remove=("lease_until", "lease_token"), owner_token=token, expires_at=self._expiry(now)
+            job, JobStatus.FAILED, changes, remove=("lease_until", "lease_token"), owner_token=token, expires_at=self._expiry(job, JobStatus.FAILED, now)
         )
         queues.send_to_dead_letters(delivery.queue, delivery.body, reason=error)
         emit("JobsFailed", job.queue)
         logger.error("job failed", extra={"job_id": job.job_id, "attempts": job.attempts, "error": error})
 
-    def _expiry(self, now: int) -> int:
-        return now // 1000 + self.settings.finished_job_ttl_days * 86400
+    @staticmethod
+    def _expiry(job: Job, status: JobStatus, now: int) -> int | None:
+        """When the finished job expires: its queue's retention by age (the policy is cached per container)."""
+        return queue_config.get_policy(queues.directory().get(job.queue)).expires_at(status, now)
 
 
 def _close(history: list[AttemptRecord], now: int, outcome: str, error: str | None = None) -> list[AttemptRecord]:
