@@ -37,6 +37,7 @@ def test_every_event_file_has_a_test() -> None:
         "api-create-job.json",
         "api-get-job.json",
         "api-health.json",
+        "dynamodb-stream-jobs.json",
         "eventbridge-cleanup.json",
         "eventbridge-health.json",
         "scheduler-firing.json",
@@ -117,3 +118,18 @@ def test_eventbridge_health_event_checks_every_queue(scheduling: Scheduling) -> 
     result = health_handler(load("eventbridge-health.json"), FakeLambdaContext())
     assert result["status"] == "healthy"
     assert set(result["queues"]) == {"email-sending", "report-generation", "video-processing"}
+
+
+def test_dynamodb_stream_event_updates_the_queue_counters_once(stack: Stack) -> None:
+    from functions.events.handler import handler as events_handler
+    from shared import stats
+
+    event = load("dynamodb-stream-jobs.json")
+
+    events_handler(event, FakeLambdaContext())
+    events_handler(event, FakeLambdaContext())  # Lambda retries a batch as it was: counted once
+
+    counts = stats.read_counts("email-sending")
+    assert (counts["waiting"], counts["completed"], counts["total"]) == (1, 1, 1)
+    minute = stats.read_buckets("email-sending", since_ms=1795485600000 - 60_000, resolution="minute", until_ms=1795485720000)
+    assert sum(b.completed for b in minute) == 1
