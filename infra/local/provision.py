@@ -487,6 +487,21 @@ class _StackRun:
             # the emulators that will drive them.
             log.debug("%s: %s event kept for its emulator", generated, etype)
 
+    def _create_AWS_Lambda_EventSourceMapping(self, logical: str, raw: dict[str, Any]) -> None:
+        """An explicit mapping (infra/queue.yaml declares the consumer's this way): the same spec as an SQS event."""
+        props = self.evaluator.evaluate(raw)
+        function_name = str(props["FunctionName"])
+        fn = next((f for f in self.stack.functions if function_name in (f.name, f.arn, f.logical_id)), None)
+        if fn is None:
+            raise TemplateError(f"{logical}: FunctionName {function_name!r} is not a function of this stack")
+        if not str(props.get("EventSourceArn", "")).startswith("arn:aws:sqs:"):
+            log.warning("%s: only SQS event source mappings are emulated; %s is not", logical, props.get("EventSourceArn"))
+            self._record(logical, "AWS::Lambda::EventSourceMapping", str(uuid.uuid4()))
+            return
+        copied = ("BatchSize", "MaximumBatchingWindowInSeconds", "FunctionResponseTypes", "ScalingConfig", "Enabled", "FilterCriteria")
+        event = {"Queue": props["EventSourceArn"], **{k: props[k] for k in copied if k in props}}
+        self._function_event(fn, logical.removeprefix(fn.logical_id), {"Type": "SQS", "Properties": event})
+
     def _http_api_for(self, api_id: Any) -> HttpApiSpec:
         if api_id is None:
             # SAM's implicit API for HttpApi events without ApiId.
