@@ -35,11 +35,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared import clients, queues
+from shared import clients, queue_config, queues
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, JobqError, Unavailable
 from shared.jobs import Identity, JobService
-from shared.models import Job, JobPublic, QueueInfo
+from shared.models import Job, JobPublic, QueueInfo, QueuePolicy
 from shared.queue_models import DeadLetter, DeadLetterList, PurgeResult, RedriveResult, Skipped
 from shared.status import FINISHED, JobStatus
 from shared.store import JobStore, from_item, job_key
@@ -253,7 +253,7 @@ def redrive(queue: QueueInfo, jobs: JobService, caller: Identity, *, job_ids: li
 # ---- purge -------------------------------------------------------------------------------------------
 
 
-def _fail_for_good(store: JobStore, job: Job, reason: str, ttl_days: int) -> bool:
+def _fail_for_good(store: JobStore, job: Job, reason: str, policy: QueuePolicy) -> bool:
     """An active or stalled job whose lease ran out becomes failed; True if it did."""
     now = now_ms()
     if job.status not in (JobStatus.ACTIVE, JobStatus.STALLED) or (job.lease_until or 0) > now:
@@ -267,15 +267,16 @@ def _fail_for_good(store: JobStore, job: Job, reason: str, ttl_days: int) -> boo
             JobStatus.FAILED,
             {"error": reason, "failed_at": iso(now), "updated_at": iso(now), "history": history},
             remove=("lease_until", "lease_token"),
-            expires_at=now // 1000 + ttl_days * 86400,
+            expires_at=policy.expires_at(JobStatus.FAILED, now),
         )
     except JobqError:
         return False
     return True
 
 
-def purge(queue: QueueInfo, store: JobStore, *, budget_seconds: float, ttl_days: int) -> PurgeResult:
+def purge(queue: QueueInfo, store: JobStore, *, budget_seconds: float) -> PurgeResult:
     """Delete the DLQ's messages; jobs that still claim to run are marked failed."""
+    policy = queue_config.get_policy(queue)
     result = PurgeResult(purged=0, marked_failed=[], remaining=0)
     deadline = time.monotonic() + budget_seconds
     empty = 0
@@ -286,7 +287,7 @@ def purge(queue: QueueInfo, store: JobStore, *, budget_seconds: float, ttl_days:
             continue
         jobs = get_jobs(store, [i for i in (job_id_of(m) for m in messages) if i])
         for job in jobs.values():
-            if job.queue == queue.name and _fail_for_good(store, job, "dead letter purged: the consumer never finished it", ttl_days):
+            if job.queue == queue.name and _fail_for_good(store, job, "dead letter purged: the consumer never finished it", policy):
                 result.marked_failed.append(job.job_id)
         _batch(queue, messages, "delete")
         result.purged += len(messages)

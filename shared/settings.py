@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     max_attempts_limit: int = 20
     max_delay_ms: int = 15 * 60 * 1000
     backoff_cap_seconds: int = 3600
-    finished_job_ttl_days: int = 30
+    log_ttl_days: int = 30  # job log lines expire by TTL (finished jobs expire by their queue's retention)
     # Used when a handler has no Lambda context to say how long it may run.
     default_lease_seconds: int = 900
 

@@ -241,7 +241,7 @@ class Worker:
         raise RetryLater(f"could not claim job {job_id}")
 
     def _run(self, job: Job, token: str, delivery: Delivery) -> Outcome:
-        context = JobContext(job, self.store, token, self.clock, self.settings.finished_job_ttl_days * 86400)
+        context = JobContext(job, self.store, token, self.clock, self.settings.log_ttl_days * 86400)
         started = time.monotonic()
         try:
             processor = self.resolve(delivery.queue, job)

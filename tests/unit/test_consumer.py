@@ -259,3 +259,19 @@ def test_a_message_that_keeps_killing_the_consumer_reaches_the_dlq_through_the_r
         assert len(sqs.receive_message(QueueUrl=queue.queue_url, VisibilityTimeout=0)["Messages"]) == 1
     assert "Messages" not in sqs.receive_message(QueueUrl=queue.queue_url, VisibilityTimeout=0)
     assert [m["Body"] for m in stack.receive("email-sending", dlq=True)] == ['{"jobId": "poison"}']
+
+
+def test_a_finished_job_expires_by_its_queues_retention(stack: Stack, target: TargetServer) -> None:
+    from shared import clients, queue_config
+    from shared.models import QueuePolicy, Retention
+
+    queue = stack.queues["email-sending"]
+    queue_config.put_policy(queue, QueuePolicy.defaults_for(queue).model_copy(update={"remove_on_complete": Retention(max_age_seconds=3600)}))
+    queue_config.reset_cache()
+    job_id = add_job(stack, target, "/ok")
+
+    deliver(stack)
+
+    item = clients.client("dynamodb").get_item(TableName=stack.table_name, Key={"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}})["Item"]
+    finished_s = now_ms() // 1000
+    assert finished_s + 3600 - 5 <= int(item["expiresAt"]["N"]) <= finished_s + 3600
