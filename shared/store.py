@@ -315,24 +315,16 @@ class JobStore:
             "ExpressionAttributeValues": {":pk": {"S": f"JOB#{job_id}"}, ":log": {"S": "LOG#"}},
             "Limit": limit,
         }
-        if cursor:
-            params["ExclusiveStartKey"] = decode_cursor(cursor)
-        try:
-            out = self._ddb.query(**params)
-        except ClientError as err:
-            if _is(err, "ValidationException") and cursor:
-                raise Invalid("cursor is not valid for this listing") from err
-            raise _unavailable(err) from err
+        items, next_cursor = self._query_page(params, cursor)
         lines = [
             {
                 "at_ms": int(item["sk"]["S"].split("#")[1]),
                 "message": item["message"]["S"],
                 "attempt": int(item["attempt"]["N"]) if "attempt" in item else None,
             }
-            for item in out.get("Items", [])
+            for item in items
         ]
-        last = out.get("LastEvaluatedKey")
-        return lines, encode_cursor(last) if last else None
+        return lines, next_cursor
 
     def page(
         self,
@@ -374,17 +366,21 @@ class JobStore:
             params["FilterExpression"] = " AND ".join(clauses)
         params["ExpressionAttributeNames"] = names
         params["ExpressionAttributeValues"] = values
+        items, next_cursor = self._query_page(params, cursor)
+        return [from_item(item) for item in items], next_cursor
+
+    def _query_page(self, params: dict[str, Any], cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """One Query from ``cursor`` on: its items and the cursor of the page after, if any."""
         if cursor:
-            params["ExclusiveStartKey"] = decode_cursor(cursor)
+            params = {**params, "ExclusiveStartKey": decode_cursor(cursor)}
         try:
             out = self._ddb.query(**params)
         except ClientError as err:
             if _is(err, "ValidationException") and cursor:
                 raise Invalid("cursor is not valid for this listing") from err
             raise _unavailable(err) from err
-        jobs = [from_item(item) for item in out.get("Items", [])]
         last = out.get("LastEvaluatedKey")
-        return jobs, encode_cursor(last) if last else None
+        return out.get("Items", []), encode_cursor(last) if last else None
 
     # ---- processor targets -------------------------------------------------------
     def put_target(self, queue: str, job_type: str, target: HttpTarget, *, now: str) -> None:
