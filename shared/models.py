@@ -210,9 +210,6 @@ class BulkCreate(CamelModel):
     """``POST /jobs/bulk``: up to 100 jobs; each item succeeds or fails on its own."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
         json_schema_extra={
             "examples": [
                 {
@@ -257,9 +254,6 @@ class HttpTarget(CamelModel):
     """``PUT /queues/{name}/processors/{type}``: jobs of this type are POSTed to ``url``."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
         json_schema_extra={"examples": [{"kind": "http", "url": "https://worker.example.com/jobs", "timeoutSeconds": 30}]},
     )
 

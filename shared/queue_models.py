@@ -88,9 +88,6 @@ class QueuePatch(CamelModel):
     """``PATCH /queues/{name}``: the fields given replace the stored ones; ``null`` in ``processors`` removes a target."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
         json_schema_extra={
             "examples": [
                 {
@@ -137,9 +134,6 @@ class CleanRequest(CamelModel):
     """``POST /queues/{name}/clean``: remove finished jobs of one status, oldest first."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
         json_schema_extra={"examples": [{"olderThan": 3600000, "status": "completed", "limit": 1000}]},
     )
 
