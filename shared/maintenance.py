@@ -54,7 +54,7 @@ from shared.observability import NAMESPACE, emit, logger
 from shared.queues import QueueDirectory
 from shared.settings import Settings
 from shared.status import JobStatus
-from shared.store import JobStore, job_key
+from shared.store import JobStore
 
 HealthStatus = Literal["healthy", "warning", "error"]
 HOUR_MS = 3_600_000
@@ -555,19 +555,7 @@ class Maintenance:
 
     def _delete_one(self, job: Job) -> int:
         """Delete a finished job unless it changed since it was read (a retry, say)."""
-        try:
-            self._ddb.delete_item(
-                TableName=self.store.table_name,
-                Key=job_key(job.job_id),
-                ConditionExpression="#status = :status AND #version = :version",
-                ExpressionAttributeNames={"#status": "status", "#version": "version"},
-                ExpressionAttributeValues={":status": {"S": job.status.value}, ":version": {"N": str(job.version)}},
-            )
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return 0
-            raise Unavailable(f"cannot delete job {job.job_id}") from err
-        return 1
+        return int(self.store.delete_unchanged(job))
 
 
 class _Budget:

@@ -40,7 +40,6 @@ from shared.queue_models import (
     RedriveResult,
 )
 from shared.status import JobStatus
-from shared.store import job_key
 
 HOUR_MS = 3_600_000
 MINUTE_RESOLUTION_MAX_HOURS = 6  # longer windows are answered per hour
@@ -208,19 +207,7 @@ class QueueService:
 
     def _remove(self, job: Job) -> str | None:
         """Delete one job if it is still as read (status and version); its id, or None."""
-        try:
-            clients.client("dynamodb").delete_item(
-                TableName=self.store.table_name,
-                Key=job_key(job.job_id),
-                ConditionExpression="#s = :s AND #v = :v",
-                ExpressionAttributeNames={"#s": "status", "#v": "version"},
-                ExpressionAttributeValues={":s": {"S": job.status.value}, ":v": {"N": str(job.version)}},
-            )
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return None  # retried or changed since it was listed: not ours to remove
-            raise Unavailable("DynamoDB is unavailable; retry the request") from err
-        return job.job_id
+        return job.job_id if self.store.delete_unchanged(job) else None
 
     # ---- metrics ----------------------------------------------------------------------------------------
     def metrics(self, name: str, caller: Identity, *, hours: int, resolution: str | None = None) -> QueueMetrics:

@@ -153,6 +153,22 @@ class JobStore:
         except ClientError as err:
             raise _unavailable(err) from err
 
+    def delete_unchanged(self, job: Job) -> bool:
+        """Delete ``job`` only if it is still as read (status and version): a job retried since stays."""
+        try:
+            self._ddb.delete_item(
+                TableName=self.table_name,
+                Key=job_key(job.job_id),
+                ConditionExpression="#status = :status AND #version = :version",
+                ExpressionAttributeNames={"#status": "status", "#version": "version"},
+                ExpressionAttributeValues={":status": {"S": job.status.value}, ":version": {"N": str(job.version)}},
+            )
+        except ClientError as err:
+            if _is(err, "ConditionalCheckFailedException"):
+                return False
+            raise _unavailable(err) from err
+        return True
+
     def transition(
         self,
         job: Job,
