@@ -36,6 +36,7 @@ Scan, and readers already treat an expired marker as absent).
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -52,7 +53,7 @@ from shared.errors import Conflict, JobqError, Unavailable
 from shared.models import AttemptRecord, CamelModel, Job, QueueInfo, QueuePolicy, Retention
 from shared.observability import NAMESPACE, emit, logger
 from shared.queues import QueueDirectory
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 from shared.status import JobStatus
 from shared.store import JobStore
 
@@ -215,6 +216,13 @@ def read_last_cleanup_run() -> CleanupRun | None:
 
 # ---- the runs ---------------------------------------------------------------------------------------------
 class Maintenance:
+    @classmethod
+    @functools.cache
+    def for_this_container(cls) -> Maintenance:
+        """The instance the health and cleanup functions share per container."""
+        settings = get_settings()
+        return cls(JobStore(settings.table_name), queues.directory(), settings)
+
     def __init__(
         self,
         store: JobStore,

@@ -7,27 +7,17 @@ The event is EventBridge's Scheduled Event; its content does not matter.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import queues
 from shared.maintenance import Maintenance
 from shared.observability import logger, tracer
-from shared.settings import get_settings
-from shared.store import JobStore
-
-
-@lru_cache(maxsize=1)
-def _maintenance() -> Maintenance:
-    settings = get_settings()
-    return Maintenance(JobStore(settings.table_name), queues.directory(), settings)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.debug("health run", extra={"rule": (event.get("resources") or [None])[0], "time": event.get("time")})
-    run = _maintenance().check_health()
+    run = Maintenance.for_this_container().check_health()
     return run.model_dump(by_alias=True, mode="json")

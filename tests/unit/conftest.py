@@ -78,6 +78,9 @@ def _forget_cached_clients() -> None:
     from functions.consumer import handler
 
     handler._worker.cache_clear()
+    from shared.maintenance import Maintenance
+
+    Maintenance.for_this_container.cache_clear()
 
 
 @pytest.fixture
