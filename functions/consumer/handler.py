@@ -6,6 +6,7 @@ records that raised as ``batchItemFailures`` so only they come back.
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -15,7 +16,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.processors.registry import ProcessorRegistry
 from shared import queues
-from shared.observability import job_log_keys, logger, tracer
+from shared.errors import JobqError
+from shared.observability import emit, job_log_keys, logger, tracer
 from shared.settings import get_settings
 from shared.store import JobStore
 from shared.worker import Delivery, Worker
@@ -58,9 +60,26 @@ def _peek_job_id(record: SQSRecord) -> str:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # A processor per invocation: the local stack calls this handler from several threads.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(
-        event=event,
-        record_handler=lambda record: _record_handler(record, context),
-        processor=processor,
-        context=context,
-    )
+    started = time.monotonic()
+    try:
+        return process_partial_response(
+            event=event,
+            record_handler=lambda record: _record_handler(record, context),
+            processor=processor,
+            context=context,
+        )
+    finally:
+        _emit_busy_time(event, (time.monotonic() - started) * 1000)
+
+
+def _emit_busy_time(event: dict[str, Any], elapsed_ms: float) -> None:
+    """``ConsumerBusyTime`` per queue: its sum per minute / 60 s is the consumer's average
+    concurrency over that minute, exact per stack (the dashboard's concurrency graph)."""
+    records = event.get("Records") or []
+    if not records:
+        return
+    try:
+        queue = queues.directory().by_arn(str(records[0].get("eventSourceARN", "")))
+    except JobqError:
+        return  # not a jobq queue (its records failed already and say why): a metric never fails a batch
+    emit("ConsumerBusyTime", queue.name, elapsed_ms, unit="Milliseconds")  # type: ignore[arg-type]

@@ -1,8 +1,10 @@
 """Create a template's resources in moto, in dependency order, and describe what runs locally.
 
 Resource types the service reads or writes at run time are really created in moto
-(DynamoDB tables, SQS queues, S3 buckets, SSM parameters). Compute and wiring are
-described rather than created, for the local stack to run in-process:
+(DynamoDB tables, SQS queues, S3 buckets, SSM parameters), and so is monitoring (SNS
+topic and subscription, CloudWatch alarms and dashboard: moto stores them, never
+evaluates an alarm; creating them validates their properties against the API). Compute
+and wiring are described rather than created, for the local stack to run in-process:
 
 * ``AWS::Serverless::Function`` -> :class:`FunctionSpec` (handler, timeout, memory,
   environment with SAM ``Globals`` merged in);
@@ -421,6 +423,51 @@ class _StackRun:
         self.stack.schedule_groups.append(name)
         self._record(logical, "AWS::Scheduler::ScheduleGroup", name, {"Arn": arn}, props)
 
+    # -- monitoring: created in moto, which stores alarms and dashboards but never evaluates them --
+    # Creating them checks every evaluated property against the CloudWatch / SNS API (botocore
+    # validates the request), so a typo in an alarm fails the local stack, not a deploy. The
+    # topic's KMS key stays virtual: nothing reads it locally, and moto's CreateKey costs 50 ms.
+
+    def _create_AWS_SNS_Topic(self, logical: str, raw: dict[str, Any]) -> None:
+        props = self.evaluator.evaluate(raw)
+        name = props.get("TopicName") or self._physical_name(logical, 256)
+        attributes = {k: str(props[k]) for k in ("DisplayName", "KmsMasterKeyId") if k in props}
+        arn = self.p.client("sns").create_topic(Name=name, Attributes=attributes)["TopicArn"]
+        self._record(logical, "AWS::SNS::Topic", arn, {"TopicArn": arn, "TopicName": name}, props)
+
+    def _create_AWS_SNS_Subscription(self, logical: str, raw: dict[str, Any]) -> None:
+        props = self.evaluator.evaluate(raw)
+        out = self.p.client("sns").subscribe(
+            TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"], ReturnSubscriptionArn=True
+        )
+        self._record(logical, "AWS::SNS::Subscription", out["SubscriptionArn"], {"Arn": out["SubscriptionArn"]}, props)
+
+    def _create_AWS_CloudWatch_Alarm(self, logical: str, raw: dict[str, Any]) -> None:
+        props = self.evaluator.evaluate(raw)
+        props.setdefault("AlarmName", self._physical_name(logical, 255))
+        kwargs = {k: v for k, v in props.items() if k != "Tags"}
+        for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+            if key in kwargs:
+                kwargs[key] = int(kwargs[key])
+        kwargs["Threshold"] = float(kwargs["Threshold"]) if "Threshold" in kwargs else kwargs.get("Threshold")
+        for query in kwargs.get("Metrics") or []:
+            if "MetricStat" in query:
+                query["MetricStat"]["Period"] = int(query["MetricStat"]["Period"])
+        self.p.client("cloudwatch").put_metric_alarm(**{k: v for k, v in kwargs.items() if v is not None})
+        name = kwargs["AlarmName"]
+        self._record(logical, "AWS::CloudWatch::Alarm", name, {"Arn": self._arn("cloudwatch", f"alarm:{name}")}, props)
+
+    def _create_AWS_CloudWatch_Dashboard(self, logical: str, raw: dict[str, Any]) -> None:
+        props = self.evaluator.evaluate(raw)
+        name = props.get("DashboardName") or self._physical_name(logical, 255)
+        body = str(props["DashboardBody"])
+        try:
+            json.loads(body)
+        except ValueError as exc:
+            raise TemplateError(f"{logical}: DashboardBody is not JSON: {exc}") from None
+        self.p.client("cloudwatch").put_dashboard(DashboardName=name, DashboardBody=body)
+        self._record(logical, "AWS::CloudWatch::Dashboard", name, {}, props)
+
     # -- resources that are described for the in-process emulation --
 
     def _create_AWS_Serverless_Function(self, logical: str, raw: dict[str, Any]) -> None:
@@ -585,6 +632,9 @@ class _StackRun:
         elif rtype == "AWS::Logs::LogGroup":
             ref = name
             attrs = {"Arn": self._arn("logs", f"log-group:{name}:*")}
+        elif rtype == "AWS::KMS::Key":
+            ref = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.stack.name}/{logical}"))  # Ref is the key id
+            attrs = {"Arn": self._arn("kms", f"key/{ref}"), "KeyId": ref}
         else:
             service = rtype.split("::")[1].lower() if rtype.count("::") >= 2 else "local"
             ref = name

@@ -170,6 +170,14 @@ def test_queue_parameters_are_validated_like_create_stack() -> None:
     template = load_template(REPO / "infra" / "queue.yaml")
     required = {"StackName": "s", "QueueName": "q", "TableName": "t", "TableArn": "a", "QueuesParameterPath": "/p/"}
     required["DependenciesLayerArn"] = "l"
+    required |= {
+        "AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:alarms",
+        "OldestMessageAgeAlarmSeconds": "1800",
+        "FailureRateAlarmPercent": "10",
+        "FailureRateAlarmMinJobs": "10",
+        "ConsumerErrorsAlarmThreshold": "0",
+        "DurationAlarmPercent": "80",
+    }
     with pytest.raises(TemplateError, match="MinValue"):
         resolve_parameters(template, {**required, "MaxConcurrency": "1"})  # Lambda's minimum is 2
     with pytest.raises(TemplateError, match="does not match"):
