@@ -6,7 +6,8 @@
     python3 dev.py token --user alice [--admin]   # a token the local stack accepts
 
 Both create ./.venv and install requirements-dev.txt into it first (again only when
-the requirements files change), then run inside it. Extra arguments are passed on
+the requirements files change), then run inside it; `test` also keeps checkov in
+./.venv/checkov (requirements-checkov.txt). Extra arguments are passed on
 (`python3 dev.py test -k consumer`, `python3 dev.py local --port 9000`).
 """
 
@@ -24,6 +25,9 @@ VENV = ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
 STAMP = VENV / ".requirements.sha256"
 REQUIREMENTS = [ROOT / "requirements.txt", ROOT / "requirements-dev.txt"]
+# checkov conflicts with .venv's boto3 and packaging (requirements-checkov.txt says how): its own venv.
+CHECKOV_VENV = VENV / "checkov"
+CHECKOV_REQUIREMENTS = ROOT / "requirements-checkov.txt"
 
 
 def _digest() -> str:
@@ -41,6 +45,19 @@ def ensure_venv() -> None:
         STAMP.write_text(_digest())
 
 
+def ensure_checkov_venv() -> None:
+    python = CHECKOV_VENV / "bin" / "python"
+    stamp = CHECKOV_VENV / ".requirements.sha256"
+    digest = hashlib.sha256(CHECKOV_REQUIREMENTS.read_bytes()).hexdigest()
+    if python.exists() and stamp.exists() and stamp.read_text().strip() == digest:
+        return
+    if not python.exists():
+        print(f"creating {CHECKOV_VENV} (checkov, for the static checks)", flush=True)
+        venv.EnvBuilder(with_pip=True).create(CHECKOV_VENV)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r", str(CHECKOV_REQUIREMENTS)], check=True)
+    stamp.write_text(digest)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("local", "test", "token"):
         print(__doc__)
@@ -53,6 +70,7 @@ def main(argv: list[str]) -> int:
     elif command == "token":
         args = [str(PYTHON), "-m", "infra.local.token", *rest]
     else:
+        ensure_checkov_venv()
         args = [str(PYTHON), "-m", "pytest", *rest]
     os.chdir(ROOT)
     os.execve(str(PYTHON), args, env)

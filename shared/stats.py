@@ -363,7 +363,7 @@ def _transact(items: list[dict[str, Any]], *, attempts: int = 6) -> bool:
             if not retryable or attempt == attempts - 1:
                 raise Unavailable(f"could not apply the stream batch ({code} {reasons})") from err
             # Several shards update one queue's STATS item: back off with jitter and go again.
-            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))  # nosec B311 - jitter, not a secret
     return False  # pragma: no cover - the loop returns or raises
 
 

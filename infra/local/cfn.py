@@ -120,7 +120,7 @@ def load_template(path: str | Path) -> dict[str, Any]:
     key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _parsed:
         with open(path, encoding="utf-8") as fh:
-            _parsed[key] = yaml.load(fh, Loader=CfnLoader)
+            _parsed[key] = yaml.load(fh, Loader=CfnLoader)  # nosec B506 - CfnLoader is a SafeLoader that only adds the CloudFormation tags
     data = copy.deepcopy(_parsed[key])
     if not isinstance(data, dict) or "Resources" not in data:
         raise TemplateError(f"{path}: not a CloudFormation template (no Resources)")

@@ -287,7 +287,7 @@ class _StackRun:
         name = f"{self.stack.name}-{logical}"
         name = name.lower() if lower else name
         if len(name) > max_len:
-            digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+            digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:8]
             name = name[: max_len - 9] + "-" + digest
         return name
 
@@ -563,7 +563,7 @@ class _StackRun:
 
     def _create_AWS_Serverless_HttpApi(self, logical: str, raw: dict[str, Any]) -> None:
         props = self.evaluator.evaluate(raw)
-        api_id = hashlib.sha1(f"{self.stack.name}/{logical}".encode()).hexdigest()[:10]
+        api_id = hashlib.sha1(f"{self.stack.name}/{logical}".encode(), usedforsecurity=False).hexdigest()[:10]
         auth = props.get("Auth") or {}
         authorizers: dict[str, JwtAuthorizerSpec] = {}
         for name, spec in (auth.get("Authorizers") or {}).items():
