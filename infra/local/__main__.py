@@ -47,6 +47,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="run every EventBridge rule (CleanupFunction, HealthFunction) every SECONDS instead of its rate (tests)",
     )
+    parser.add_argument(
+        "--meter",
+        default=None,
+        metavar="FILE",
+        help="meter AWS requests, DynamoDB units and Lambda invocations (GET /_local/meter); totals to FILE at exit "
+        "(bench/cost_per_job.py; also JOBQ_LOCAL_METER=FILE)",
+    )
     args = parser.parse_args(argv)
     for item in args.parameter:
         if "=" not in item:
@@ -119,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         consumers=not args.no_consumers,
         access_log=not args.no_access_log,
         rule_interval=args.rule_interval,
+        meter=args.meter,
     )
     try:
         stack.start()

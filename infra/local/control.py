@@ -8,6 +8,8 @@ What AWS has no API for, and tests need: moving time, firing a schedule now, run
     POST /_local/scheduler/fire {"name", "group"?, "scheduledTime"?, "deliveries"?}
                                                deliver a schedule now as if at scheduledTime
     POST /_local/rules/{logicalId}/run         invoke a rule's function now; its result
+    GET  /_local/meter                         the meter's counters since start or reset (--meter)
+    POST /_local/meter/reset                   start counting again from zero
 
 Requests are served by whichever thread; blocking work runs in a worker thread.
 """
@@ -92,4 +94,12 @@ class LocalControl:
                 return 200, stack.rules.run_now(logical_id)
             except KeyError as exc:
                 return 404, {"error": str(exc)}
+        if path in ("meter", "meter/reset"):
+            if stack.meter is None:
+                return 409, {"error": "the stack is not metering: start it with --meter FILE"}
+            if path == "meter/reset" and method == "POST":
+                stack.meter.reset()
+                return 200, stack.meter.snapshot()
+            if path == "meter" and method == "GET":
+                return 200, stack.meter.snapshot()
         return 404, {"error": f"no local control at {method} {PREFIX}{path}"}

@@ -37,6 +37,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from infra.local.meter import client_config
 from infra.local.provision import EventSourceMappingSpec
 from infra.local.runtime import Handler, LambdaContext
 
@@ -175,6 +176,7 @@ class EventSourceMapping:
                 connect_timeout=2,
                 retries={"max_attempts": 2},
                 max_pool_connections=self.max_concurrency + 2,
+                **client_config("esm"),  # the meter counts these as Lambda's SQS poller
             ),
         )
 

@@ -41,6 +41,7 @@ from zoneinfo import ZoneInfo
 import boto3
 from botocore.config import Config
 
+from infra.local.meter import client_config
 from infra.local.provision import FunctionSpec
 from infra.local.runtime import Handler, LambdaContext
 
@@ -150,7 +151,7 @@ class SchedulerEmulator:
         self.clock = clock
         self.tick_seconds = tick_seconds
         session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region)
-        config = Config(retries={"max_attempts": 2})
+        config = Config(retries={"max_attempts": 2}, **client_config("scheduler"))
         self._scheduler = session.client("scheduler", endpoint_url=endpoint_url, config=config)
         self._sqs = session.client("sqs", endpoint_url=endpoint_url, config=config)
         self._tracked: dict[tuple[str, str], _Tracked] = {}

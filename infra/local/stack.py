@@ -45,6 +45,7 @@ from infra.local.esm import EventSourceMapping, MappingRegistry
 from infra.local.eventbridge import LocalClock, RuleRunner, SchedulerEmulator
 from infra.local.issuer import AUDIENCE, DEFAULT_STATE_DIR, REPO_ROOT, STATE_FILE, LocalIssuer, issuer_url
 from infra.local.lambda_api import LambdaApi
+from infra.local.meter import Meter
 from infra.local.provision import FunctionSpec, ProvisionedStack, Provisioner
 from infra.local.runtime import Handler, LambdaContext, import_handler
 from infra.local.streams import StreamEventSourceMapping, stream_mappings
@@ -180,6 +181,7 @@ class LocalStack:
         receive_wait_seconds: int = 1,
         access_log: bool = False,
         rule_interval: float | None = None,
+        meter: str | Path | None = None,
     ) -> None:
         self.api_port = api_port
         self.aws_port = aws_port
@@ -196,6 +198,11 @@ class LocalStack:
         # EventBridge: rules run every ``rule_interval`` seconds instead of their rate (tests).
         self.rule_interval = rule_interval
         self.clock = LocalClock()
+        # Metering (infra/local/meter.py): off unless asked for; its totals go to this file at stop().
+        meter = meter or os.environ.get("JOBQ_LOCAL_METER") or None
+        self.meter: Meter | None = Meter(path=Path(meter)) if meter else None
+        if self.meter is not None:
+            self.handler_resolver = self._metered_resolver(self.handler_resolver)
         self.scheduler: SchedulerEmulator | None = None
         self.rules: RuleRunner | None = None
 
@@ -232,6 +239,11 @@ class LocalStack:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+    def _metered_resolver(self, resolve: Callable[[str], Handler]) -> Callable[[str], Handler]:
+        meter = self.meter
+        assert meter is not None
+        return lambda handler: meter.wrap_handler(handler, resolve(handler))
 
     def start(self) -> LocalStack:
         if self._started:
@@ -280,6 +292,12 @@ class LocalStack:
                 if server is not None:
                     server.server_close()  # ThreadedMotoServer.stop() leaves the socket open
             self._moto = None
+        if self.meter is not None:
+            from infra.local import meter
+
+            meter.uninstall(self.meter)
+            with contextlib.suppress(OSError):
+                self.meter.dump()
         self._env.restore()
         _forget_cached_clients()
         self._remove_state()
@@ -312,6 +330,8 @@ class LocalStack:
         parameters = {"JwtIssuer": self.issuer.issuer, "JwtAudience": self.issuer.audience, **self.parameters}
         self.provisioned = provisioner.provision(self.template, self.stack_name, parameters)
         self._step("provision", t)
+        if self.meter is not None:
+            self._register_tables(self.provisioned)
 
         merged, conflicts = merge_function_environments(self.provisioned.all_functions())
         for key, values in conflicts.items():
@@ -343,6 +363,10 @@ class LocalStack:
         from infra.local import moto_fixes
 
         moto_fixes.apply()  # isolated, cheap TransactWriteItems; stream numbers without races
+        if self.meter is not None:
+            from infra.local import meter
+
+            meter.install(self.meter)
         port = self.aws_port
         if port and not _port_is_free(port):
             # ThreadedMotoServer.start() would wait forever for a server that failed to bind.
@@ -363,6 +387,15 @@ class LocalStack:
             "JOBQ_ALLOW_LOOPBACK_HTTP_TARGETS": "true",
         }.items():
             self._env.set(key, value)
+
+    def _register_tables(self, stack: ProvisionedStack) -> None:
+        """Key schemas and projections for the meter, as the template defines them (nested stacks too)."""
+        assert self.meter is not None
+        for record in stack.resources.values():
+            if record.type == "AWS::DynamoDB::Table" and record.properties.get("KeySchema"):
+                self.meter.register_table(str(record.ref), record.logical_id, record.properties)
+        for nested in stack.nested.values():
+            self._register_tables(nested)
 
     def _verify_email_senders(self, provisioner: Provisioner) -> None:
         # The email example processor sends through SES; moto refuses unverified senders.
@@ -478,6 +511,8 @@ class LocalStack:
         with self._env.temporarily({"POWERTOOLS_SERVICE_NAME": service}):
             factory = self.app_factory or _default_app_factory
             app = factory()
+        if self.meter is not None:
+            app = _MeteredApi(app, self.meter)
         if service:
             self._env.set("POWERTOOLS_SERVICE_NAME", service)
         wrapped = LocalControl(ApiGatewayEmulator(app, api=api, issuer=self.issuer, account_id=self.provisioned.account_id), self)
@@ -523,6 +558,20 @@ class LocalStack:
         with contextlib.suppress(OSError, ValueError):
             if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
                 path.unlink()
+
+
+class _MeteredApi:
+    """Counts what reaches the ApiFunction: one HTTP API request and one Lambda invocation each."""
+
+    def __init__(self, app: Any, meter: Meter) -> None:
+        self.app = app
+        self.meter = meter
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http":
+            self.meter.count_api_request()
+            self.meter.count_invocation("ApiFunction")
+        await self.app(scope, receive, send)
 
 
 def _default_app_factory() -> Any:

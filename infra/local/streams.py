@@ -45,6 +45,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from infra.local.meter import client_config
 from infra.local.provision import FunctionSpec
 from infra.local.runtime import Handler, LambdaContext
 
@@ -238,7 +239,7 @@ class StreamEventSourceMapping:
         self._quiet = threading.Condition()
         self._empty_reads = 0  # read cycles that found nothing new: the poller has caught up
         session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region)
-        config = Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 2})
+        config = Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 2}, **client_config("streams"))
         self._streams = session.client("dynamodbstreams", endpoint_url=endpoint_url, config=config)
         self._sqs = session.client("sqs", endpoint_url=endpoint_url, config=config)
 
