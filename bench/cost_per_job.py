@@ -1,7 +1,14 @@
 """What one job costs on AWS, create -> completed: requests, DynamoDB units, S3, list price.
 
-    .venv/bin/python bench/cost_per_job.py                    # 200 jobs of 1 KB, then of 100 KB
+    .venv/bin/python bench/cost_per_job.py                    # 200 jobs each of 256 B, 1 KB, 100 KB of data
     .venv/bin/python bench/cost_per_job.py --jobs 400 --clients 8 --sizes 1024,102400
+    .venv/bin/python bench/cost_per_job.py --sizes 100000 --echo   # the target answers with the data
+
+The sizes are of the job's data (its JSON). A job item carries ~750 B of its own, so 256 B of
+data is the largest job whose item stays within 1 KB (what issue 11's "1 KB job" figures are),
+and 1 KB of data makes a 1.7 KB item (2 write units a write). Issue 11's 100 KB figure (2,371
+write units) is 100,000 B of data with a target that echoes it back as the result (``--echo``,
+as tests/target_server.py's /ok does).
 
 Starts the local stack as a user does (``python -m infra.local``, its own state dir and stack
 name, ``--meter``: infra/local/meter.py), registers an HTTP target on 127.0.0.1 that answers
