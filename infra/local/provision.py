@@ -8,8 +8,9 @@ and wiring are described rather than created, for the local stack to run in-proc
 
 * ``AWS::Serverless::Function`` -> :class:`FunctionSpec` (handler, timeout, memory,
   environment with SAM ``Globals`` merged in);
-* its ``SQS`` events -> :class:`EventSourceMappingSpec` (the SAM-generated
-  ``<Function><Event>`` mapping, whose ``Ref`` is a UUID as on AWS);
+* its ``SQS`` events, and ``AWS::Lambda::EventSourceMapping`` resources on a queue ->
+  :class:`EventSourceMappingSpec` (whose ``Ref`` is a UUID as on AWS); such a resource on a
+  DynamoDB stream becomes the function's ``DynamoDB`` event, for :mod:`infra.local.streams`;
 * ``AWS::Serverless::HttpApi`` and ``HttpApi`` events -> :class:`HttpApiSpec` (JWT
   authorizers and routes, for the API Gateway emulation in :mod:`infra.local.auth`);
 * ``AWS::Serverless::Application`` with a local ``Location`` -> a nested run of the same
@@ -541,8 +542,22 @@ class _StackRun:
         fn = next((f for f in self.stack.functions if function_name in (f.name, f.arn, f.logical_id)), None)
         if fn is None:
             raise TemplateError(f"{logical}: FunctionName {function_name!r} is not a function of this stack")
-        if not str(props.get("EventSourceArn", "")).startswith("arn:aws:sqs:"):
-            log.warning("%s: only SQS event source mappings are emulated; %s is not", logical, props.get("EventSourceArn"))
+        source = str(props.get("EventSourceArn", ""))
+        if source.startswith("arn:aws:dynamodb:") and "/stream/" in source:
+            # A stream mapping (template.yaml declares the EventsFunction's this way): the same
+            # event the function's DynamoDB event would be, for infra.local.streams to drive.
+            copied = (
+                "StartingPosition", "BatchSize", "MaximumBatchingWindowInSeconds", "BisectBatchOnFunctionError",
+                "ParallelizationFactor", "MaximumRetryAttempts", "FilterCriteria", "DestinationConfig",
+                "FunctionResponseTypes", "Enabled",
+            )
+            event = {"Stream": source, **{k: props[k] for k in copied if k in props}}
+            fn.events[logical.removeprefix(fn.logical_id)] = {"Type": "DynamoDB", "Properties": event}
+            mapping_id = str(uuid.uuid4())
+            self._record(logical, "AWS::Lambda::EventSourceMapping", mapping_id, {"Id": mapping_id}, props)
+            return
+        if not source.startswith("arn:aws:sqs:"):
+            log.warning("%s: only SQS and DynamoDB stream event source mappings are emulated; %s is not", logical, source)
             self._record(logical, "AWS::Lambda::EventSourceMapping", str(uuid.uuid4()))
             return
         copied = ("BatchSize", "MaximumBatchingWindowInSeconds", "FunctionResponseTypes", "ScalingConfig", "Enabled", "FilterCriteria")

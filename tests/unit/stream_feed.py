@@ -20,10 +20,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def template_stream_event() -> dict[str, Any]:
-    """The EventsFunction's DynamoDB event, as template.yaml declares it."""
-    events = load_template(ROOT / "template.yaml")["Resources"]["EventsFunction"]["Properties"]["Events"]
-    (event,) = [e for e in events.values() if e["Type"] == "DynamoDB"]
-    return dict(event["Properties"])
+    """The EventsFunction's stream mapping as template.yaml declares it (its own EventSourceMapping
+    resource, so the function's role reads only this table's stream), less source and function."""
+    resources = load_template(ROOT / "template.yaml")["Resources"]
+    (mapping,) = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping" and r["Properties"]["FunctionName"] == {"Ref": "EventsFunction"}
+    ]
+    return {k: v for k, v in mapping.items() if k not in ("EventSourceArn", "FunctionName")}
 
 
 class StreamFeed:

@@ -177,6 +177,10 @@ def test_queue_parameters_are_validated_like_create_stack() -> None:
         "FailureRateAlarmMinJobs": "10",
         "ConsumerErrorsAlarmThreshold": "0",
         "DurationAlarmPercent": "80",
+        "ApiRoleName": "api",
+        "SchedulerRoleName": "scheduler",
+        "SchedulerFunctionRoleName": "scheduler-function",
+        "HealthRoleName": "health",
     }
     with pytest.raises(TemplateError, match="MinValue"):
         resolve_parameters(template, {**required, "MaxConcurrency": "1"})  # Lambda's minimum is 2
