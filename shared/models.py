@@ -312,6 +312,9 @@ class QueueInfo(CamelModel):
     default_backoff_delay: int = 1000
 
 
+DLQ_RETENTION_SECONDS = 14 * 86400  # a DLQ's MessageRetentionPeriod (infra/queue.yaml): SQS's maximum
+
+
 class Retention(CamelModel):
     """How long finished jobs are kept (BullMQ's removeOnComplete / removeOnFail)."""
 
@@ -325,7 +328,9 @@ class QueuePolicy(CamelModel):
     default_attempts: int = Field(default=3, ge=1, le=20)
     default_backoff: Backoff = Field(default_factory=Backoff)
     remove_on_complete: Retention = Field(default_factory=lambda: Retention(max_age_seconds=7 * 86400, max_count=10_000))
-    remove_on_fail: Retention = Field(default_factory=lambda: Retention(max_age_seconds=30 * 86400, max_count=10_000))
+    # As long as SQS keeps the job's DLQ copy (14 days, its maximum; infra/queue.yaml), so a
+    # redrive of all dead letters finds every failed job.
+    remove_on_fail: Retention = Field(default_factory=lambda: Retention(max_age_seconds=DLQ_RETENTION_SECONDS, max_count=10_000))
     paused: bool = False
 
     def expires_at(self, status: JobStatus, finished_ms: int) -> int | None:

@@ -198,7 +198,7 @@ def test_patch_sets_retention_and_keeps_what_it_does_not_name(stack: Stack) -> N
     assert out["data"]["removeOnComplete"] == {"maxAgeSeconds": 3600, "maxCount": 100}
     assert out["data"]["defaultAttempts"] == 4
     policy = queue_config.get_policy(stack.queues[QUEUE])
-    assert policy.remove_on_complete.max_count == 100 and policy.remove_on_fail.max_age_seconds == 30 * 86400
+    assert policy.remove_on_complete.max_count == 100 and policy.remove_on_fail.max_age_seconds == 14 * 86400
 
 
 PATCH_REJECTED = [
