@@ -1,0 +1,120 @@
+"""Models of recurring schedules as clients send and see them (``/schedules``).
+
+Free of boto3 and the web stack, so the Python client (jobq_client) types its results with
+these very classes; shared/schedules.py holds the use cases and the table.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from shared import cron
+from shared.models import CamelModel, JobOptions
+
+SCHEDULE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$"
+ScheduleState = Literal["active", "paused", "completed"]
+
+
+class ScheduleCreate(CamelModel):
+    """``POST /schedules`` (and the seed's ``POST /scheduler/repeating``).
+
+    Either ``cron`` (5-field Unix as in the seed, ``0 2 * * *``, or EventBridge's 6 fields)
+    with an optional ``timezone`` (IANA, default UTC), or ``every`` (milliseconds, whole
+    minutes). BullMQ's ``repeat: {pattern, tz, every, limit, startDate, endDate}`` is accepted too.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "nightly-report",
+                    "queue": "report-generation",
+                    "type": "generate-report",
+                    "data": {"reportType": "daily-sales", "rows": [{"date": "2026-11-23", "total": 42}]},
+                    "cron": "0 2 * * *",
+                    "timezone": "America/New_York",
+                },
+                {"name": "heartbeat", "queue": "email-sending", "type": "send-email", "data": {}, "every": 300000, "limit": 10},
+            ]
+        }
+    )
+
+    name: str = Field(pattern=SCHEDULE_NAME_PATTERN, description="Unique; the schedule is repeat-<name> in the console.")
+    queue: str
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    options: JobOptions = Field(default_factory=JobOptions, description="Options of every job it creates (no jobId, runAt or deduplication).")
+    cron: str | None = Field(default=None, max_length=256, description="`0 2 * * *` (5 fields) or EventBridge's 6 fields.")
+    timezone: str | None = Field(default=None, max_length=64, description="IANA time zone of the cron; default UTC.")
+    every: int | None = Field(default=None, ge=60_000, description="Interval in milliseconds (a whole number of minutes).")
+    start_date: datetime | None = Field(default=None, description="No firing before this time.")
+    end_date: datetime | None = Field(default=None, description="No firing after this time.")
+    limit: int | None = Field(default=None, ge=1, le=1_000_000, description="Stop after this many scheduled runs.")
+    description: str | None = Field(default=None, max_length=256)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bullmq_repeat(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        value = dict(value)
+        repeat = value.pop("repeat", None)
+        if isinstance(repeat, dict):
+            for key, item in repeat.items():
+                value.setdefault(key, item)
+        for alias, name in (("pattern", "cron"), ("tz", "timezone")):
+            if alias in value:
+                value.setdefault(name, value.pop(alias))
+        return value
+
+
+class Schedule(CamelModel):
+    """A recurring schedule as stored and as a client sees it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    name: str
+    queue: str
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    cron: str | None = None
+    timezone: str = "UTC"
+    every: int | None = None
+    expression: str
+    start_date: str | None = None
+    end_date: str | None = None
+    limit: int | None = None
+    description: str | None = None
+    state: ScheduleState = "active"
+    run_count: int = 0
+    manual_runs: int = 0
+    created_by: str
+    created_at: str
+    updated_at: str
+    last_run_at: str | None = None
+    last_scheduled_time: str | None = None
+    last_job_id: str | None = None
+    last_error: str | None = None
+    next_run_at: str | None = None  # computed when read
+    schedule_name: str = ""  # the EventBridge Scheduler schedule
+    version: int = 1
+
+    def recurrence(self) -> cron.Recurrence:
+        return cron.recurrence(cron=self.cron, every_ms=self.every, timezone=self.timezone)
+
+
+class SchedulePage(CamelModel):
+    schedules: list[Schedule]
+    next_cursor: str | None = None
+
+
+class FiringResult(CamelModel):
+    schedule: str
+    outcome: Literal["created", "duplicate", "skipped", "failed"]
+    job_id: str | None = None
+    reason: str | None = None
