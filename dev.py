@@ -5,16 +5,19 @@
     python3 dev.py test    # the whole test suite (what CI runs)
     python3 dev.py token --user alice [--admin]   # a token the local stack accepts
 
-Both create ./.venv and install requirements-dev.txt into it first (again only when
-the requirements files change), then run inside it; `test` also keeps checkov in
-./.venv/checkov (requirements-checkov.txt). Extra arguments are passed on
-(`python3 dev.py test -k consumer`, `python3 dev.py local --port 9000`).
+Both create ./.venv and install requirements-dev.txt and the project itself (editable, so
+`.venv/bin/jobq` exists) into it first (again only when the requirements files or
+pyproject.toml change), then run inside it. `test` also keeps checkov in ./.venv/checkov
+(requirements-checkov.txt), and installs Debian's chromium and chromium-driver for the
+dashboard's browser test when they are missing (apt-get, as root). Extra arguments are
+passed on (`python3 dev.py test -k consumer`, `python3 dev.py local --port 9000`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -24,10 +27,11 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
 STAMP = VENV / ".requirements.sha256"
-REQUIREMENTS = [ROOT / "requirements.txt", ROOT / "requirements-dev.txt"]
+REQUIREMENTS = [ROOT / "requirements.txt", ROOT / "requirements-dev.txt", ROOT / "pyproject.toml"]
 # checkov conflicts with .venv's boto3 and packaging (requirements-checkov.txt says how): its own venv.
 CHECKOV_VENV = VENV / "checkov"
 CHECKOV_REQUIREMENTS = ROOT / "requirements-checkov.txt"
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
 def _digest() -> str:
@@ -42,6 +46,10 @@ def ensure_venv() -> None:
         print("installing requirements-dev.txt into .venv (first run or changed requirements)", flush=True)
         subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
         subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "-r", str(ROOT / "requirements-dev.txt")], check=True)
+        # The project itself, editable: the `jobq` console script (pyproject.toml) in .venv/bin.
+        subprocess.run(
+            [str(PYTHON), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "-e", str(ROOT)], check=True
+        )
         STAMP.write_text(_digest())
 
 
@@ -58,6 +66,22 @@ def ensure_checkov_venv() -> None:
     stamp.write_text(digest)
 
 
+def ensure_chromium() -> None:
+    """Debian's chromium and its driver for the dashboard's browser test (tests/browser), when missing."""
+    if CHROMEDRIVER.exists() and (shutil.which("chromium") or Path("/usr/bin/chromium").exists()):
+        return
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        print("chromium/chromium-driver missing and apt-get unavailable (or not root): the browser test fails (JOBQ_SKIP_BROWSER=1 skips it)", flush=True)
+        return
+    print("installing chromium and chromium-driver (apt-get) for the dashboard's browser test", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium", "chromium-driver"],
+        check=True, env=env, stdout=subprocess.DEVNULL,
+    )
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("local", "test", "token"):
         print(__doc__)
@@ -71,6 +95,7 @@ def main(argv: list[str]) -> int:
         args = [str(PYTHON), "-m", "infra.local.token", *rest]
     else:
         ensure_checkov_venv()
+        ensure_chromium()
         args = [str(PYTHON), "-m", "pytest", *rest]
     os.chdir(ROOT)
     os.execve(str(PYTHON), args, env)
