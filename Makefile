@@ -17,8 +17,11 @@ COPY_PACKAGES = tar -c --exclude=__pycache__ --exclude='*.py[co]' --exclude=test
 artifacts-dir:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set: run these targets through sam build" >&2; exit 1; }
 
+# api/ brings the dashboard's static files (api/dashboard/*.html|js|css|svg), served at /dashboard;
+# checked: the build fails if they are missing. No build step: they ship as written.
 build-ApiFunction: artifacts-dir
 	$(COPY_PACKAGES) api shared functions | tar -x -C "$(ARTIFACTS_DIR)"
+	test -f "$(ARTIFACTS_DIR)/api/dashboard/index.html" && test -f "$(ARTIFACTS_DIR)/api/dashboard/app.js"
 
 build-ConsumerFunction: artifacts-dir
 	$(COPY_PACKAGES) shared functions | tar -x -C "$(ARTIFACTS_DIR)"

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
-from api.routes import health, jobs, maintenance, queues, scheduler, schedules
+from api.routes import dashboard, health, jobs, maintenance, queues, scheduler, schedules
 
 DESCRIPTION = """\
 jobq: a serverless job queue on AWS. Create jobs on a queue; a consumer runs each job's
@@ -43,6 +43,7 @@ def create_app() -> FastAPI:
     app.include_router(queues.router)
     app.include_router(schedules.router)
     app.include_router(scheduler.router)
+    app.include_router(dashboard.router)
     return app
 
 

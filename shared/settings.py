@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     dead_letter_peek_seconds: int = Field(default=10, ge=1, le=300)
     admin_request_budget_seconds: float = Field(default=20, gt=0)
 
+    # The dashboard (/dashboard) hides and disables every change: for operators who must only look.
+    dashboard_read_only: bool = False
+
     # Only the local stack sets this: plain http targets on loopback.
     allow_loopback_http_targets: bool = False
 

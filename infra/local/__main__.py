@@ -21,6 +21,7 @@ from infra.local.issuer import DEFAULT_API_PORT, DEFAULT_STATE_DIR
 from infra.local.stack import DEFAULT_STACK_NAME, DEFAULT_TEMPLATE, LocalStack
 
 DEFAULT_AWS_PORT = 5000
+DASHBOARD_USER = "local-admin"
 _EXAMPLE_JOB = '{"queue":"email-sending","type":"send-email","data":{"to":"bob@example.com","subject":"Hi","body":"Hello"}}'
 
 
@@ -85,7 +86,12 @@ def _banner(stack: LocalStack, print_env: bool) -> str:
             f"    {name:<20} batch {c.get('batchSize')}, max concurrency {c.get('maxConcurrency')}, "
             f"visibility {c.get('visibilityTimeout')}s, DLQ after {c.get('maxReceiveCount')} receives"
         )
+    # The dashboard signs in with a token in the URL fragment (never sent to the server; the page
+    # moves it to session storage and clears the address bar). Minted now, valid 12 hours.
+    dashboard = f"{stack.api_url}/dashboard#token={stack.mint_token(DASHBOARD_USER, admin=True)}"
     lines += [
+        f"  dashboard     {dashboard}",
+        f"                (signs in as {DASHBOARD_USER}, an admin; add &readonly=1 for the read-only view)",
         "  tokens:",
         f"    TOKEN=$({py} -m infra.local.token --user alice)          # a user",
         f"    ADMIN=$({py} -m infra.local.token --user root --admin)   # an admin",

@@ -55,6 +55,8 @@ def test_sam_build_ships_each_function_only_what_it_imports(tmp_path: Path) -> N
         assert (consumer / "functions" / "consumer" / "handler.py").is_file()
         assert not (consumer / "api").exists() and not (consumer / "fastapi").exists()
     assert (build / "ApiFunction" / "api" / "main.py").is_file()
+    assert {f.name for f in (build / "ApiFunction" / "api" / "dashboard").iterdir()} >= {"index.html", "app.js", "app.css"}
+    assert not (build / "ApiFunction" / "jobq_client").exists()  # the client is not part of the service
     layer = build / "DependenciesLayer" / "python"
     assert (layer / "pydantic").is_dir() and (layer / "aws_lambda_powertools").is_dir()
     assert not (layer / "botocore").exists()  # the Lambda runtime has it

@@ -1,0 +1,62 @@
+"""The dashboard: static files from api/dashboard/, served at /dashboard without a token.
+
+The page itself holds no data: every call it makes goes to the same API with the user's
+token, so what it shows is what the API lets that token see. API Gateway serves these two
+routes without the JWT authorizer (template.yaml: Dashboard, DashboardAssets); only the
+files listed here are served, so no path reaches anything else in the package.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Response
+from fastapi.responses import JSONResponse
+
+from api.deps import SettingsDep
+
+ASSETS = Path(__file__).resolve().parents[1] / "dashboard"
+FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
+# The page may load only itself and call only its own origin; no inline script, no framing.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
+
+
+@lru_cache(maxsize=len(FILES))
+def _read(name: str) -> bytes:
+    return (ASSETS / name).read_bytes()
+
+
+def _asset(name: str) -> Response:
+    if name not in FILES:
+        raise HTTPException(status_code=404, detail=f"no dashboard file '{name}'")
+    # The HTML names no versioned assets: short caching so a deploy shows up within a minute.
+    return Response(_read(name), media_type=FILES[name], headers={**SECURITY_HEADERS, "Cache-Control": "public, max-age=60"})
+
+
+@router.get("")
+def dashboard() -> Response:
+    return _asset("index.html")
+
+
+@router.get("/config.json")
+def dashboard_config(settings: SettingsDep) -> JSONResponse:
+    """What the deployment fixes for the page: a read-only dashboard (JOBQ_DASHBOARD_READ_ONLY) hides every change."""
+    return JSONResponse({"readOnly": settings.dashboard_read_only}, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/{name}")
+def dashboard_file(name: str) -> Response:
+    return _asset(name)

@@ -1,0 +1,239 @@
+"""The dashboard in a real browser: Debian's headless chromium through /usr/bin/chromedriver,
+against the local stack. `python3 dev.py test` installs chromium and chromium-driver when missing.
+
+Screenshots of every page go to .jobq-local/dashboard-screenshots/ (the test prints where).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import LocalStackProcess, wait_for_status
+from tests.target_server import TargetServer
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = ROOT / ".jobq-local" / "dashboard-screenshots"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
+]
+EMAIL = {"to": "bob@example.com", "subject": "Hi", "body": "Hello"}
+
+if not (CHROMEDRIVER.exists() and CHROMIUM.exists()):
+    if os.environ.get("JOBQ_SKIP_BROWSER") == "1":
+        pytest.skip("JOBQ_SKIP_BROWSER=1 and no chromium", allow_module_level=True)
+    raise RuntimeError("the dashboard's browser test needs Debian's chromium and chromium-driver: python3 dev.py test installs them "
+                       "(as root); or apt-get install chromium chromium-driver; JOBQ_SKIP_BROWSER=1 skips it")
+
+from selenium import webdriver  # noqa: E402  (after the check above, so the message is clear)
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def shots(pytestconfig: pytest.Config) -> Path:
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    SHOTS.mkdir(parents=True)
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"dashboard screenshots: {SHOTS}")
+    return SHOTS
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    profile = tempfile.mkdtemp(prefix="jobq-chromium-")
+    options.add_argument(f"--user-data-dir={profile}")
+    options.binary_location = str(CHROMIUM)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def jobs(local_stack: LocalStackProcess, target: TargetServer) -> dict[str, Any]:
+    """Jobs of two users that completed and failed; the failed ones succeed when retried."""
+    schedule = f"ui-nightly-{uuid.uuid4().hex[:6]}"
+    with local_stack.client("root", admin=True) as admin:
+        response = admin.put("/queues/email-sending/processors/ui-once", json={"kind": "http", "url": f"{target.url}/fail-times/1", "timeoutSeconds": 5})
+        assert response.status_code == 200, response.text
+        admin.post("/schedules", json={"name": schedule, "queue": "report-generation", "type": "generate-report",
+                                       "data": {"reportType": "daily"}, "cron": "0 2 * * *", "timezone": "Europe/Paris", "limit": 30})
+    made: dict[str, Any] = {"uma": [], "victor": [], "schedule": schedule}
+    with local_stack.client("uma") as uma, local_stack.client("victor") as victor:
+        for _ in range(2):
+            made["uma"].append(uma.post("/jobs", json={"queue": "email-sending", "type": "send-email", "data": EMAIL}).json()["data"]["jobId"])
+        for key in ("failed_a", "failed_b"):
+            made[key] = uma.post("/jobs", json={"queue": "email-sending", "type": "ui-once", "data": {"n": key},
+                                                "options": {"attempts": 1}}).json()["data"]["jobId"]
+        made["victor_job"] = victor.post("/jobs", json={"queue": "email-sending", "type": "send-email",
+                                                        "data": {**EMAIL, "subject": "victor's secret"},
+                                                        "options": {"jobId": f"victor-secret-{uuid.uuid4().hex[:8]}"}}).json()["data"]["jobId"]
+        for job_id in made["uma"]:
+            assert wait_for_status(uma, job_id, {"completed", "failed"})["status"] == "completed"
+        for key in ("failed_a", "failed_b"):
+            assert wait_for_status(uma, made[key], {"completed", "failed"})["status"] == "failed"
+        wait_for_status(victor, made["victor_job"], {"completed", "failed"})
+    return made
+
+
+def sign_in(browser: WebDriver, stack: LocalStackProcess, user: str, *, admin: bool, read_only: bool = False) -> None:
+    browser.get(f"{stack.api_url}/dashboard")
+    browser.execute_script("sessionStorage.clear()")
+    fragment = f"token={stack.token(user, admin=admin)}" + ("&readonly=1" if read_only else "")
+    browser.get(f"{stack.api_url}/dashboard#{fragment}")
+    until(browser, lambda b: b.find_elements(By.ID, "user") and b.find_element(By.ID, "user").text == user)
+    assert "token=" not in browser.current_url  # the token left the address bar
+
+
+def go(browser: WebDriver, stack: LocalStackProcess, fragment: str) -> None:
+    browser.get(f"{stack.api_url}/dashboard#{fragment}")
+
+
+def until(browser: WebDriver, condition: Callable[[WebDriver], Any], timeout: float = 20) -> Any:
+    return WebDriverWait(browser, timeout, poll_frequency=0.2).until(condition)
+
+
+def shot(browser: WebDriver, folder: Path, name: str) -> None:
+    """The whole page (not only the window), through the DevTools protocol."""
+    time.sleep(0.3)  # let the last render paint
+    size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 3000), "scale": 1}
+    image = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip})
+    (folder / f"{name}.png").write_bytes(base64.b64decode(image["data"]))
+
+
+def page_counts(browser: WebDriver) -> dict[str, int]:
+    cells = browser.find_elements(By.CSS_SELECTOR, "[data-count]")
+    return {cell.get_attribute("data-count"): int(cell.text) for cell in cells}
+
+
+def api_counts(stack: LocalStackProcess) -> dict[str, int]:
+    with stack.client("root", admin=True) as admin:
+        queues = admin.get("/queues").json()["data"]["queues"]
+    states = ("waiting", "active", "delayed", "completed", "failed", "cancelled", "stalled")
+    return {f"{q['name']}:{s}": q["liveStats"][s] for q in queues for s in states}
+
+
+def test_the_queue_counts_shown_match_the_api(local_stack: LocalStackProcess, jobs: dict[str, Any], browser: WebDriver, shots: Path) -> None:
+    sign_in(browser, local_stack, "root", admin=True)
+    go(browser, local_stack, "/queues")
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, '[data-count="email-sending:completed"]'))
+
+    # Both read the same counters; they may move between the two reads, so compare until they agree.
+    deadline = time.monotonic() + 20
+    while True:
+        shown, expected = page_counts(browser), api_counts(local_stack)
+        if shown == expected or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert shown == expected
+    assert expected["email-sending:completed"] >= 2 and expected["email-sending:failed"] >= 2
+    dlq = browser.find_element(By.CSS_SELECTOR, '[data-dlq="email-sending"]').text
+    assert int(dlq) >= 0
+    shot(browser, shots, "01-queues")
+
+
+def test_a_failed_job_is_retried_from_the_page_and_completes(local_stack: LocalStackProcess, jobs: dict[str, Any], browser: WebDriver,
+                                                              shots: Path) -> None:
+    sign_in(browser, local_stack, "root", admin=True)
+    # From the job's own page.
+    go(browser, local_stack, f"/job/{jobs['failed_a']}?user=uma")
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, '#job-view [data-status="failed"]'))
+    shot(browser, shots, "04-job-failed")
+    browser.find_element(By.ID, "retry").click()
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, '#job-view .panel [data-status="completed"]'), timeout=30)
+    assert browser.find_element(By.ID, "progress").get_attribute("data-progress") == "100"
+    history = browser.find_elements(By.CSS_SELECTOR, "#history tbody tr")
+    assert len(history) == 2  # the failed attempt and the one after the retry
+    shot(browser, shots, "05-job-completed")
+
+    # From the failed jobs of the queue: select it, "Retry selected".
+    go(browser, local_stack, "/jobs?queue=email-sending&status=failed")
+    box = until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, f'[data-select="{jobs["failed_b"]}"]'))[0]
+    assert not browser.find_elements(By.CSS_SELECTOR, f'tr[data-job="{jobs["failed_a"]}"]')  # no longer failed
+    shot(browser, shots, "03-jobs-failed")
+    box.click()
+    browser.find_element(By.CSS_SELECTOR, '[data-bulk="retry"]').click()
+    with local_stack.client("uma") as uma:
+        assert wait_for_status(uma, jobs["failed_b"], {"completed", "failed"}, timeout=30)["status"] == "completed"
+    go(browser, local_stack, "/jobs?queue=email-sending")
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, f'tr[data-job="{jobs["failed_b"]}"] [data-status="completed"]'), timeout=15)
+    shot(browser, shots, "02-jobs")
+
+
+def test_a_users_session_never_shows_another_users_job(local_stack: LocalStackProcess, jobs: dict[str, Any], browser: WebDriver,
+                                                       shots: Path) -> None:
+    sign_in(browser, local_stack, "uma", admin=False)
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "tr[data-job]"))
+    owners = {row.get_attribute("data-owner") for row in browser.find_elements(By.CSS_SELECTOR, "tr[data-job]")}
+    assert owners == {"uma"}
+    assert [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#nav a")] == ["My jobs"]
+    assert jobs["victor_job"] not in browser.page_source
+    shot(browser, shots, "08-user-jobs")
+
+    # Searching for it by id, or opening it by address, shows nothing of it.
+    go(browser, local_stack, f"/jobs?id={jobs['victor_job']}")
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#jobs .empty"))
+    go(browser, local_stack, f"/job/{jobs['victor_job']}?user=victor")
+    until(browser, lambda b: b.find_elements(By.ID, "job-missing"))
+    assert "victor's secret" not in browser.page_source
+    # Admin pages fall back to the user's own jobs: the API answers 403 to their calls.
+    go(browser, local_stack, "/queues")
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#jobs"))
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-count]")
+
+
+def test_read_only_mode_offers_no_change(local_stack: LocalStackProcess, jobs: dict[str, Any], browser: WebDriver, shots: Path) -> None:
+    sign_in(browser, local_stack, "root", admin=True, read_only=True)
+    go(browser, local_stack, "/queues")
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "[data-count]"))
+    assert browser.find_element(By.ID, "readonly-tag").is_displayed()
+    go(browser, local_stack, "/jobs?queue=email-sending")
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "tr[data-job]"))
+    changes = browser.find_elements(By.CSS_SELECTOR, "button.change, input.change, .change button")
+    assert changes and not any(el.is_displayed() for el in changes)
+    shot(browser, shots, "09-read-only")
+
+
+def test_every_page_renders_with_data(local_stack: LocalStackProcess, jobs: dict[str, Any], browser: WebDriver, shots: Path) -> None:
+    sign_in(browser, local_stack, "root", admin=True)
+    go(browser, local_stack, "/dlq/email-sending")
+    until(browser, lambda b: "dead-letter queue of email-sending" in b.find_element(By.ID, "dlq-total").text)
+    shot(browser, shots, "06-dead-letters")
+    go(browser, local_stack, "/schedules")
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "tr[data-schedule]"))
+    assert "2" in browser.find_element(By.CSS_SELECTOR, f'[data-next-run="{jobs["schedule"]}"]').text  # a date, not "—"
+    shot(browser, shots, "07-schedules")
+    go(browser, local_stack, "/metrics/email-sending?hours=1&resolution=minute")
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "[data-chart] rect"))  # bars for the finished jobs
+    shot(browser, shots, "10-metrics")
+    browser.execute_script("sessionStorage.clear()")
+    browser.get(f"{local_stack.api_url}/dashboard")
+    until(browser, lambda b: b.find_elements(By.ID, "token-input"))
+    shot(browser, shots, "00-sign-in")
+    problems = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE" and "favicon" not in e.get("message", "")]
+    assert not [p for p in problems if "403" not in p["message"] and "404" not in p["message"]], problems
