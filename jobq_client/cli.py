@@ -10,6 +10,7 @@ cancelled (``add --wait``, ``watch``), 2 bad request, 3 not signed in or not all
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import BaseModel
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -48,7 +49,9 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(flows_app, name="flows")
 
-out = Console(highlight=False, soft_wrap=True)
+# Off a terminal (a pipe, a file) rich would wrap tables at 80 columns; use COLUMNS or 200 instead.
+_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 200)
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 Json = Annotated[bool, typer.Option("--json", help="Print the API's data as JSON.")]
@@ -322,7 +325,7 @@ def list_jobs(
     for job in jobs:
         table.add_row(
             job.job_id, job.queue, job.type, job.user_id, status_text(job.status.value),
-            f"{progress_percent(job):g}%", f"{job.attempts}/{job.max_attempts}", ago(job.created_at),
+            f"{100 if job.status is JobStatus.COMPLETED else progress_percent(job):g}%", f"{job.attempts}/{job.max_attempts}", ago(job.created_at),
         )
     out.print(table)
     if not jobs:
@@ -404,23 +407,26 @@ def rm(job_ids: Annotated[list[str], typer.Argument(help="Jobs to remove for goo
 
 
 # ---- queues -----------------------------------------------------------------------------------
-def queues_table(queues: list[QueueSummary]) -> Table:
-    table = Table(
-        "queue", "state", "health", "waiting", "active", "delayed", "completed", "failed", "DLQ", "rate/min", "fail %", "avg ms", "p95 ms",
-        title=f"jobq queues · {datetime.now().strftime('%H:%M:%S')}", title_justify="left",
-    )
+def queues_table(queues: list[QueueSummary]) -> Group:
+    """Counts per state, rate, failure rate, times, health, DLQ depth; health reasons under the table."""
+    table = Table(title=f"jobq queues · {datetime.now().strftime('%H:%M:%S')}", title_justify="left")
+    table.add_column("queue", no_wrap=True)
+    for name in ("state", "health"):
+        table.add_column(name, no_wrap=True)
+    for name in ("wait", "act", "delay", "done", "fail", "canc", "stall", "DLQ", "/min", "fail%", "avg ms", "p95 ms"):
+        table.add_column(name, justify="right", no_wrap=True)
+    reasons = []
     for q in queues:
         s = q.live_stats
-        health = f"[{HEALTH_STYLE.get(q.health_status, 'white')}]{q.health_status}[/]"
-        if q.health_reasons:
-            health += f" [dim]({'; '.join(q.health_reasons)})[/]"
         table.add_row(
-            q.name, "[yellow]paused[/]" if q.paused else "running", health, str(s.waiting), str(s.active), str(s.delayed),
-            str(s.completed), str(s.failed), str(q.dlq_depth), f"{q.processing_rate:.1f}", f"{q.failure_rate * 100:.1f}",
+            q.name, "[yellow]paused[/]" if q.paused else "running", f"[{HEALTH_STYLE.get(q.health_status, 'white')}]{q.health_status}[/]",
+            str(s.waiting), str(s.active), str(s.delayed), str(s.completed), str(s.failed), str(s.cancelled), str(s.stalled),
+            str(q.dlq_depth), f"{q.processing_rate:.1f}", f"{q.failure_rate * 100:.1f}",
             f"{q.average_processing_time:.0f}" if q.average_processing_time is not None else "-",
             str(q.p95_processing_time) if q.p95_processing_time is not None else "-",
         )
-    return table
+        reasons += [f"[bold]{q.name}[/]: {reason}" for reason in q.health_reasons]
+    return Group(table, *reasons)
 
 
 @app.command()

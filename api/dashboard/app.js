@@ -289,10 +289,11 @@ function pageQueues() {
     h("h1", {}, "Queues", h("span", { class: "muted", id: "refreshed" }, "")),
     h("table", { id: "queues" },
       h("thead", {}, h("tr", {},
-        h("th", {}, "queue"), h("th", {}, "state"), h("th", {}, "health"),
+        h("th", {}, "queue"), h("th", {}, "health"),
         ...STATES.map((s) => h("th", { class: "num" }, s)),
-        h("th", { class: "num" }, "DLQ"), h("th", { class: "num" }, "rate/min"), h("th", { class: "num" }, "failure"),
-        h("th", { class: "num" }, "avg"), h("th", { class: "num" }, "p95"), h("th", {}, ""))),
+        h("th", { class: "num" }, "DLQ"), h("th", { class: "num", title: "jobs finished per minute, last hour" }, "rate/min"),
+        h("th", { class: "num", title: "failed / finished, last hour" }, "failure"),
+        h("th", { class: "num", title: "processing time of completed jobs, last hour" }, "avg / p95"))),
       table));
   stopPage = every(3000, async () => {
     const queues = (await api("GET", "/queues")).queues;
@@ -316,8 +317,11 @@ function queueRow(q) {
   }, q.paused ? "Resume" : "Pause"));
   const clean = change(h("button", { class: "small", "data-action": "clean", onclick: () => cleanQueue(q.name) }, "Clean…"));
   return h("tr", { "data-queue": q.name },
-    h("td", { class: "nowrap" }, h("a", { href: `#/jobs?queue=${enc(q.name)}` }, h("strong", {}, q.name))),
-    h("td", {}, q.paused ? h("span", { class: "status s-paused" }, "paused") : h("span", { class: "muted" }, "running")),
+    h("td", { class: "nowrap" },
+      h("a", { href: `#/jobs?queue=${enc(q.name)}` }, h("strong", {}, q.name)), " ",
+      q.paused ? h("span", { class: "status s-paused", "data-paused": q.name }, "paused") : null,
+      h("div", { class: "toolbar", style: "margin:4px 0 0;flex-wrap:nowrap" },
+        toggle, clean, h("a", { href: `#/metrics/${enc(q.name)}`, class: "small" }, "metrics"))),
     h("td", { class: "health" }, h("span", { class: `status h-${q.healthStatus}`, "data-health": q.name }, q.healthStatus),
       q.healthReasons.length ? h("div", { class: "reasons" }, q.healthReasons.join("; ")) : null),
     ...STATES.map((state) => h("td", { class: "num" },
@@ -325,10 +329,7 @@ function queueRow(q) {
     h("td", { class: "num" }, h("a", { href: `#/dlq/${enc(q.name)}`, "data-dlq": q.name }, q.dlqDepth)),
     h("td", { class: "num" }, q.processingRate.toFixed(1)),
     h("td", { class: "num" }, `${(q.failureRate * 100).toFixed(1)}%`),
-    h("td", { class: "num" }, fmtMs(q.averageProcessingTime)),
-    h("td", { class: "num" }, fmtMs(q.p95ProcessingTime)),
-    h("td", {}, h("div", { class: "toolbar", style: "margin:0;flex-wrap:nowrap" },
-      toggle, clean, h("a", { href: `#/metrics/${enc(q.name)}`, class: "small" }, "metrics"))));
+    h("td", { class: "num nowrap" }, `${fmtMs(q.averageProcessingTime)} / ${fmtMs(q.p95ProcessingTime)}`));
 }
 
 async function cleanQueue(name) {

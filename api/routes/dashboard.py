@@ -8,7 +8,6 @@ files listed here are served, so no path reaches anything else in the package.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Response
@@ -34,9 +33,8 @@ SECURITY_HEADERS = {
 router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
 
 
-@lru_cache(maxsize=len(FILES))
 def _read(name: str) -> bytes:
-    return (ASSETS / name).read_bytes()
+    return (ASSETS / name).read_bytes()  # a few KB from the package; read per request so edits show without a restart
 
 
 def _asset(name: str) -> Response:
