@@ -26,7 +26,7 @@ except TypeError:
     runner = CliRunner()  # click 8.2+: always apart
 
 
-def jobq(stack: LocalStackProcess, *args: str, user: str = "dave", admin: bool = False, input: str | None = None,
+def jobq(stack: LocalStackProcess, *args: str, user: str = "cli-dave", admin: bool = False, input: str | None = None,
          env: dict[str, str] | None = None) -> Result:
     environment = {"JOBQ_URL": stack.api_url, "JOBQ_TOKEN": stack.token(user, admin=admin), "COLUMNS": "200", **(env or {})}
     return runner.invoke(app, list(args), env=environment, input=input)
@@ -186,7 +186,7 @@ def test_schedule_commands(local_stack: LocalStackProcess) -> None:
 
 def test_login_saves_the_url_and_token_for_later_commands(local_stack: LocalStackProcess, tmp_path: Path) -> None:
     config = tmp_path / "config.json"
-    token = local_stack.token("erin")
+    token = local_stack.token("cli-erin")
     saved = runner.invoke(app, ["login", "--url", local_stack.api_url, "--token", token], env={"JOBQ_CONFIG": str(config), "JOBQ_URL": None, "JOBQ_TOKEN": None})
     later = runner.invoke(app, ["ls", "--json"], env={"JOBQ_CONFIG": str(config), "JOBQ_URL": None, "JOBQ_TOKEN": None})
     refused = runner.invoke(app, ["login", "--url", local_stack.api_url, "--token", "garbage"],

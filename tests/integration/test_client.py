@@ -54,12 +54,12 @@ class FlakyTransport(httpx.HTTPTransport):
 
 
 def test_add_then_wait_returns_the_finished_job_typed_as_the_api_models_it(local_stack: LocalStackProcess) -> None:
-    with client_for(local_stack, "carol") as jobq:
+    with client_for(local_stack, "cl-carol") as jobq:
         job = jobq.add("email-sending", "send-email", EMAIL, attempts=2)
         done = jobq.wait(job.job_id, timeout=30)
 
     assert isinstance(job, JobPublic) and job.status in (JobStatus.WAITING, JobStatus.ACTIVE, JobStatus.COMPLETED)
-    assert job.max_attempts == 2 and job.user_id == "carol"
+    assert job.max_attempts == 2 and job.user_id == "cl-carol"
     assert done.status is JobStatus.COMPLETED and done.result["to"] == "bob@example.com"
     assert done.history[-1].outcome == "completed"
 
@@ -81,7 +81,7 @@ def test_a_create_whose_answer_is_lost_is_retried_and_makes_one_job(local_stack:
 def test_503_and_429_answers_are_retried_with_backoff(local_stack: LocalStackProcess) -> None:
     transport = FlakyTransport(refuse_with=[503, 429])
     delays: list[float] = []
-    with client_for(local_stack, "carol", transport=transport, sleep=delays.append) as jobq:
+    with client_for(local_stack, "cl-carol", transport=transport, sleep=delays.append) as jobq:
         job = jobq.add("email-sending", "send-email", EMAIL)
 
     assert job.job_id and len(transport.requests) == 3
@@ -90,7 +90,7 @@ def test_503_and_429_answers_are_retried_with_backoff(local_stack: LocalStackPro
 
 def test_a_retry_is_not_repeated_after_a_5xx_since_it_may_have_happened(local_stack: LocalStackProcess) -> None:
     transport = FlakyTransport(refuse_with=[502])
-    with client_for(local_stack, "carol", transport=transport, sleep=lambda _: None) as jobq, pytest.raises(ServerError) as raised:
+    with client_for(local_stack, "cl-carol", transport=transport, sleep=lambda _: None) as jobq, pytest.raises(ServerError) as raised:
         jobq.retry("does-not-matter")
 
     assert len(transport.requests) == 1 and raised.value.status == 502
@@ -108,7 +108,7 @@ def test_iter_jobs_hides_paging_and_lists_newest_first(local_stack: LocalStackPr
 
 
 def test_add_bulk_reports_each_item(local_stack: LocalStackProcess) -> None:
-    with client_for(local_stack, "carol") as jobq:
+    with client_for(local_stack, "cl-carol") as jobq:
         result = jobq.add_bulk([
             {"queue": "email-sending", "type": "send-email", "data": EMAIL},
             {"queue": "no-such-queue", "type": "send-email", "data": EMAIL},
@@ -119,7 +119,7 @@ def test_add_bulk_reports_each_item(local_stack: LocalStackProcess) -> None:
 
 
 def test_api_errors_raise_one_class_per_kind(local_stack: LocalStackProcess) -> None:
-    with client_for(local_stack, "carol") as jobq:
+    with client_for(local_stack, "cl-carol") as jobq:
         with pytest.raises(NotFound):
             jobq.get("no-such-job")
         with pytest.raises(BadRequest) as bad:
@@ -137,7 +137,7 @@ def test_api_errors_raise_one_class_per_kind(local_stack: LocalStackProcess) -> 
 
 
 def test_another_user_cannot_read_my_job_through_the_client(local_stack: LocalStackProcess) -> None:
-    with client_for(local_stack, "carol") as carol, client_for(local_stack, "mallory") as mallory:
+    with client_for(local_stack, "cl-carol") as carol, client_for(local_stack, "cl-mallory") as mallory:
         job = carol.add("email-sending", "send-email", EMAIL)
         with pytest.raises(NotFound):
             mallory.get(job.job_id)
@@ -145,7 +145,7 @@ def test_another_user_cannot_read_my_job_through_the_client(local_stack: LocalSt
 
 
 def test_wait_gives_up_after_its_timeout(local_stack: LocalStackProcess) -> None:
-    with client_for(local_stack, "carol") as jobq:
+    with client_for(local_stack, "cl-carol") as jobq:
         job = jobq.add("email-sending", "send-email", EMAIL, delay=60_000)
         with pytest.raises(WaitTimeout):
             jobq.wait(job.job_id, timeout=0.5)
@@ -154,7 +154,7 @@ def test_wait_gives_up_after_its_timeout(local_stack: LocalStackProcess) -> None
 
 def test_a_failed_job_is_retried_and_its_logs_read(local_stack: LocalStackProcess, target: TargetServer) -> None:
     register(local_stack, "client-once", f"{target.url}/fail-times/1")
-    with client_for(local_stack, "carol") as jobq:
+    with client_for(local_stack, "cl-carol") as jobq:
         job = jobq.add("email-sending", "client-once", {"n": 1}, attempts=1)
         failed = jobq.wait(job.job_id, timeout=30)
         retried = jobq.retry(job.job_id)
@@ -186,7 +186,7 @@ def test_queue_operations_as_an_admin(local_stack: LocalStackProcess) -> None:
 
 def test_dead_letters_are_listed_redriven_and_purged(local_stack: LocalStackProcess, target: TargetServer) -> None:
     register(local_stack, "client-dead", f"{target.url}/always/400")
-    with client_for(local_stack, "carol") as carol, client_for(local_stack, "root", admin=True) as admin:
+    with client_for(local_stack, "cl-carol") as carol, client_for(local_stack, "root", admin=True) as admin:
         job = carol.add("email-sending", "client-dead", {"n": 1}, attempts=1)
         assert carol.wait(job.job_id, timeout=30).status is JobStatus.FAILED
         listed = admin.dead_letters("email-sending")
@@ -218,7 +218,7 @@ def test_schedule_operations_as_an_admin(local_stack: LocalStackProcess) -> None
 
 
 def test_what_the_api_does_not_offer_yet_says_so(local_stack: LocalStackProcess) -> None:
-    with client_for(local_stack, "carol") as jobq:
+    with client_for(local_stack, "cl-carol") as jobq:
         job = jobq.add("email-sending", "send-email", EMAIL)
         with pytest.raises(NotAvailable):
             jobq.flow(job.job_id)
