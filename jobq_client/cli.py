@@ -54,6 +54,7 @@ _WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 200)
 out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+READ_STDIN = "-"
 Json = Annotated[bool, typer.Option("--json", help="Print the API's data as JSON.")]
 User = Annotated[str | None, typer.Option("--user", "-u", help="The job's owner (admins addressing another user's job).")]
 
@@ -634,7 +635,7 @@ def login(
         print_json(info) if as_json else out.print(f"{info['url']} as {info['user'] or '(no token)'} (from {info['source']})")
         return
     url = url or state.url or typer.prompt("API URL", default=config.saved().get("url") or config.LOCAL_URL)
-    if token == "-":
+    if token == READ_STDIN:
         token = sys.stdin.read().strip()
     token = token or state.token or typer.prompt("token", hide_input=True)
     probe = Client(url, token)

@@ -370,7 +370,7 @@ class Client:
                 return min(float(retry_after), self.max_backoff)
             except ValueError:
                 pass
-        return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))  # full jitter
+        return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))  # nosec B311: full jitter, not a secret
 
 
 def _options(options: JobOptions | dict[str, Any] | None, fields: dict[str, Any]) -> JobOptions:
