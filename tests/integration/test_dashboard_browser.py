@@ -178,8 +178,10 @@ def test_a_failed_job_is_retried_from_the_page_and_completes(local_stack: LocalS
     shot(browser, shots, "03-jobs-failed")
     box.click()
     browser.find_element(By.CSS_SELECTOR, '[data-bulk="retry"]').click()
+    until(browser, lambda b: any("retry: 1 done" in t.text for t in b.find_elements(By.CSS_SELECTOR, ".toast")))
     with local_stack.client("uma") as uma:
-        assert wait_for_status(uma, jobs["failed_b"], {"completed", "failed"}, timeout=30)["status"] == "completed"
+        retried = wait_for_status(uma, jobs["failed_b"], {"completed"}, timeout=30)
+    assert retried["retries"] == 1 and len(retried["history"]) == 2
     go(browser, local_stack, "/jobs?queue=email-sending")
     until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, f'tr[data-job="{jobs["failed_b"]}"] [data-status="completed"]'), timeout=15)
     shot(browser, shots, "02-jobs")
