@@ -23,20 +23,29 @@ def claims_of(scope: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def groups_of(value: Any) -> set[str]:
-    """API Gateway passes an array claim as a string like ``[admin users]``; accept every form seen."""
+    """The group names a verified token's groups claim holds, never split inside a name.
+
+    * a JSON list (``["admin", "Domain admin"]``): its items, exactly;
+    * a string holding a JSON list (``'["admin"]'``): the same;
+    * API Gateway's rendering of a list claim, ``[a b c]``: it joins the names with spaces,
+      so ``[Domain admin]`` may be one group or two. We do not guess: the whole text
+      between the brackets is one name. ``[admin]`` is the group ``admin``; ``[not admin]``
+      is the group ``not admin``; ``[sales,admin]`` is the group ``sales,admin``. A user
+      in several groups is therefore admin behind API Gateway only through a claim that
+      arrives as a JSON list or holds just the admin group (README: "Who is admin");
+    * any other string: one name.
+    """
     if isinstance(value, list):
-        return {str(v) for v in value}
-    if not isinstance(value, str) or not value.strip():
+        return {v for v in value if isinstance(v, str)}
+    if not isinstance(value, str) or not value:
         return set()
-    text = value.strip()
-    if text.startswith("[") and text.endswith("]"):
+    if value.startswith("[") and value.endswith("]"):
         try:
-            parsed = json.loads(text)
-            if isinstance(parsed, list):
-                return {str(v) for v in parsed}
+            parsed = json.loads(value)
         except ValueError:
-            text = text[1:-1]
-    return {part for part in text.replace(",", " ").split() if part}
+            return {value[1:-1]}
+        return {v for v in parsed if isinstance(v, str)} if isinstance(parsed, list) else set()
+    return {value}
 
 
 def identity_of(request: Request, settings: Settings) -> Identity:
