@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
 from api.routes import dashboard, health, jobs, maintenance, queues, scheduler, schedules
+from api.strict_body import strict_json_body
 
 DESCRIPTION = """\
 jobq: a serverless job queue on AWS. Create jobs on a queue; a consumer runs each job's
@@ -34,7 +35,7 @@ class StagePath:
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="jobq", version="0.1.0", description=DESCRIPTION)
+    app = FastAPI(title="jobq", version="0.1.0", description=DESCRIPTION, dependencies=[Depends(strict_json_body)])
     app.add_middleware(StagePath)
     errors.install(app)
     app.include_router(health.router)

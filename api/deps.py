@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.auth import identity_of
+from api.cursors import CursorSigner, cursor_signer
 from functions.processors.registry import ProcessorRegistry
 from shared import queues
 from shared.jobs import Identity, JobService
@@ -29,3 +30,4 @@ def current_user(request: Request) -> Identity:
 CurrentUser = Annotated[Identity, Depends(current_user)]
 Jobs = Annotated[JobService, Depends(job_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+Cursors = Annotated[CursorSigner, Depends(cursor_signer)]

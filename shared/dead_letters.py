@@ -28,9 +28,7 @@ Each call works for at most ``admin_request_budget_seconds`` and reports what is
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -42,7 +40,7 @@ from shared.jobs import Identity, JobService
 from shared.models import Job, JobPublic, QueueInfo, QueuePolicy
 from shared.queue_models import DeadLetter, DeadLetterList, PurgeResult, RedriveResult, Skipped
 from shared.status import FINISHED, JobStatus
-from shared.store import JobStore, from_item, job_key
+from shared.store import JobRef, JobStore
 
 REASON_ATTRIBUTE = "jobqFailureReason"
 
@@ -102,44 +100,18 @@ def approximate_depth(queue: QueueInfo) -> int:
     return int(attrs.get("ApproximateNumberOfMessages", 0)) + int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
 
 
-def job_id_of(message: dict[str, Any]) -> str | None:
-    try:
-        payload = json.loads(message.get("Body") or "")
-    except ValueError:
-        return None
-    job_id = payload.get("jobId") if isinstance(payload, dict) else None
-    return job_id if isinstance(job_id, str) and job_id else None
+def ref_of(message: dict[str, Any]) -> JobRef | None:
+    """The job (owner and id) a dead letter names, or None."""
+    return queues.ref_of_body(message.get("Body"))
 
 
 def _reason(message: dict[str, Any], queue: QueueInfo) -> str | None:
     attribute = (message.get("MessageAttributes") or {}).get(REASON_ATTRIBUTE) or {}
     if attribute.get("StringValue"):
         return str(attribute["StringValue"])
-    if (message.get("Attributes") or {}).get("DeadLetterQueueSourceArn") or job_id_of(message):
+    if (message.get("Attributes") or {}).get("DeadLetterQueueSourceArn") or ref_of(message):
         return f"moved by SQS after {queue.max_receive_count} receives (the consumer kept failing on it)"
     return None
-
-
-def get_jobs(store: JobStore, job_ids: Iterable[str]) -> dict[str, Job]:
-    """Jobs by id with BatchGetItem (100 keys a call); absent ids are left out."""
-    ids = list(dict.fromkeys(job_ids))
-    found: dict[str, Job] = {}
-    ddb = clients.client("dynamodb")
-    for start in range(0, len(ids), 100):
-        request: dict[str, Any] = {store.table_name: {"Keys": [job_key(i) for i in ids[start : start + 100]], "ConsistentRead": True}}
-        for _ in range(5):
-            try:
-                out = ddb.batch_get_item(RequestItems=request)
-            except ClientError as err:
-                raise Unavailable("DynamoDB is unavailable; retry the request") from err
-            for item in out.get("Responses", {}).get(store.table_name, []):
-                job = from_item(item)
-                found[job.job_id] = job
-            request = out.get("UnprocessedKeys") or {}
-            if not request:
-                break
-            time.sleep(0.05)
-    return found
 
 
 # ---- list --------------------------------------------------------------------------------------------
@@ -156,17 +128,18 @@ def peek(queue: QueueInfo, store: JobStore, *, limit: int, hold_seconds: int) ->
             messages.extend(batch)
     finally:
         _batch(queue, messages, "release")
-    jobs = get_jobs(store, [i for i in (job_id_of(m) for m in messages) if i])
+    jobs = store.get_many(r for r in (ref_of(m) for m in messages) if r)
     letters = []
     for message in messages:
-        job_id = job_id_of(message)
+        ref = ref_of(message)
         attrs = message.get("Attributes") or {}
         sent = attrs.get("SentTimestamp")
-        job = jobs.get(job_id) if job_id else None
+        job = jobs.get(ref) if ref else None
         letters.append(
             DeadLetter(
                 message_id=message["MessageId"],
-                job_id=job_id,
+                job_id=ref.job_id if ref else None,
+                user_id=ref.user_id if ref else None,
                 reason=_reason(message, queue),
                 sent_at=iso(int(sent)) if sent else None,
                 receive_count=int(attrs.get("ApproximateReceiveCount", 1)),
@@ -185,26 +158,27 @@ class _Redrive:
         self.jobs = jobs
         self.caller = caller
         self.result = RedriveResult(redriven=[], requeued=[], skipped=[], not_found=[], remaining=0)
-        self.seen: set[str] = set()
+        self.seen: set[JobRef] = set()
 
-    def one(self, job_id: str | None) -> bool:
+    def one(self, ref: JobRef | None) -> bool:
         """Act on one message's job; True if the message may be deleted."""
-        if job_id is None:
+        if ref is None:
             self.result.skipped.append(Skipped(job_id=None, reason="the message names no job"))
             return True
-        if job_id in self.seen:
+        if ref in self.seen:
             return True  # a second message for a job already handled in this call
-        job = self.jobs.store.get(job_id)
+        job_id = ref.job_id
+        job = self.jobs.store.get(ref.user_id, ref.job_id)
         try:
             if job is None:
                 self.result.skipped.append(Skipped(job_id=job_id, reason="the job no longer exists"))
             elif job.status is JobStatus.FAILED:
-                self.jobs.retry(job_id, self.caller)  # waiting, fresh attempts, a new message; history kept
+                self.jobs.retry(job_id, self.caller, user_id=ref.user_id)  # waiting, fresh attempts, a new message; history kept
                 self.result.redriven.append(job_id)
             elif job.status in FINISHED:
                 self.result.skipped.append(Skipped(job_id=job_id, reason=f"the job is {job.status.value}"))
             else:
-                queues.send_job(self.queue, job_id)  # waiting, delayed, active, stalled: wake it again
+                queues.send_job(self.queue, ref)  # waiting, delayed, active, stalled: wake it again
                 self.result.requeued.append(job_id)
         except Conflict:
             self.result.skipped.append(Skipped(job_id=job_id, reason="the job changed meanwhile; redrive it again"))
@@ -212,38 +186,54 @@ class _Redrive:
         except (Unavailable, ClientError):
             self.result.skipped.append(Skipped(job_id=job_id, reason="it could not be enqueued; redrive it again"))
             return False
-        self.seen.add(job_id)
+        self.seen.add(ref)
         return True
 
 
-def redrive(queue: QueueInfo, jobs: JobService, caller: Identity, *, job_ids: list[str] | None, budget_seconds: float) -> RedriveResult:
-    """Move all dead letters (or those of ``job_ids``) back to the queue; see the module docstring."""
+def redrive(
+    queue: QueueInfo,
+    jobs: JobService,
+    caller: Identity,
+    *,
+    job_ids: list[str] | None,
+    budget_seconds: float,
+    user_id: str | None = None,
+) -> RedriveResult:
+    """Move all dead letters (or those of ``job_ids``) back to the queue; see the module docstring.
+
+    ``job_ids`` match the dead letters of any owner, or only ``user_id``'s when given; an id
+    whose message is gone is looked up in ``user_id``'s namespace (default: the caller's).
+    """
     work = _Redrive(queue, jobs, caller)
     wanted = set(job_ids) if job_ids else None
+    handled: set[str] = set()
     deadline = time.monotonic() + budget_seconds
     hold = int(budget_seconds) + 30  # nothing received in this call comes back before it ends
     held: list[dict[str, Any]] = []
     empty = 0
     try:
-        while time.monotonic() < deadline and empty < 2 and not (wanted is not None and wanted <= work.seen):
+        while time.monotonic() < deadline and empty < 2 and not (wanted is not None and wanted <= handled):
             messages = _receive(queue, 10, hold)
             empty = 0 if messages else empty + 1
             done = []
             for message in messages:
-                job_id = job_id_of(message)
-                if wanted is not None and job_id not in wanted:
+                ref = ref_of(message)
+                if wanted is not None and (ref is None or ref.job_id not in wanted or (user_id is not None and ref.user_id != user_id)):
                     held.append(message)
-                elif work.one(job_id):
+                elif work.one(ref):
                     done.append(message)
+                    if ref is not None:
+                        handled.add(ref.job_id)
                 else:
                     held.append(message)
             _batch(queue, done, "delete")
     finally:
         _batch(queue, held, "release")
-    for job_id in sorted((wanted or set()) - work.seen):
-        job = jobs.store.get(job_id)
+    owner = user_id or caller.user_id
+    for job_id in sorted((wanted or set()) - handled):
+        job = jobs.store.get(owner, job_id)
         if job is not None and job.queue == queue.name and job.status is JobStatus.FAILED:
-            work.one(job_id)
+            work.one(JobRef.of(job))
         else:
             work.result.not_found.append(job_id)
     work.result.remaining = approximate_depth(queue)
@@ -285,7 +275,7 @@ def purge(queue: QueueInfo, store: JobStore, *, budget_seconds: float) -> PurgeR
         empty = 0 if messages else empty + 1
         if not messages:
             continue
-        jobs = get_jobs(store, [i for i in (job_id_of(m) for m in messages) if i])
+        jobs = store.get_many(r for r in (ref_of(m) for m in messages) if r)
         for job in jobs.values():
             if job.queue == queue.name and _fail_for_good(store, job, "dead letter purged: the consumer never finished it", policy):
                 result.marked_failed.append(job.job_id)
@@ -295,4 +285,4 @@ def purge(queue: QueueInfo, store: JobStore, *, budget_seconds: float) -> PurgeR
     return result
 
 
-__all__ = ["approximate_depth", "get_jobs", "job_id_of", "peek", "purge", "redrive"]
+__all__ = ["approximate_depth", "peek", "purge", "redrive", "ref_of"]

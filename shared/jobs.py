@@ -1,6 +1,11 @@
 """Job use cases the API calls: create (single, idempotent, deduplicated, bulk), read, list,
-cancel, retry, logs, and registering HTTP targets. Authorization rules live here once:
-a job is visible to its owner and to admins; to anyone else it does not exist (404)."""
+cancel, retry, logs, and registering HTTP targets.
+
+Job ids are scoped by owner in the table (shared/store.py): every read and write names
+``(user_id, job_id)``, and a caller's requests name the caller's own namespace unless an
+admin passes another owner. So no create path (jobId, Idempotency-Key, deduplication) can
+find, return or collide with another user's job: there is nothing to check, the other
+namespace is never consulted."""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from shared.queue_config import get_policy
 from shared.queues import QueueDirectory
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
-from shared.store import JobStore
+from shared.store import JobRef, JobStore
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 DEDUP_DEFAULT_TTL_SECONDS = 7 * 86400  # "until the job finishes", bounded
@@ -90,14 +95,18 @@ class JobService:
         )
         return queue, job
 
-    def create(self, request: JobCreate, caller: Identity, *, idempotency_key: str | None = None) -> tuple[Job, bool]:
-        """Store and enqueue a job. Returns ``(job, created)``.
+    def create(
+        self, request: JobCreate, caller: Identity, *, idempotency_key: str | None = None, service_job_id: str | None = None
+    ) -> tuple[Job, bool]:
+        """Store and enqueue a job in the caller's namespace. Returns ``(job, created)``.
 
         The same ``jobId`` (yours), the same ``Idempotency-Key`` with the same body, or a live
         deduplication key return the job that exists instead of a second one.
+        ``service_job_id``: an id the service chose (schedule firings); such ids contain ``:``,
+        which client ids cannot, so no client can create or block them.
         """
         now = now_ms()
-        job_id = request.options.job_id
+        job_id = service_job_id or request.options.job_id
         if idempotency_key is not None:
             found, job_id = self._idempotent(request, caller, idempotency_key, now)
             if found is not None:
@@ -110,15 +119,15 @@ class JobService:
         try:
             self.store.create(job)
         except Conflict as clash:
-            existing = clash.details
-            if not isinstance(existing, Job) or not self._may_see(existing, caller):
+            existing = clash.details  # in the caller's own namespace: the key says so
+            if not isinstance(existing, Job) or existing.user_id != caller.user_id:
                 raise Conflict(f"jobId '{job.job_id}' is already in use") from clash
             return existing, False
         try:
             scheduler.enqueue(queue, job, settings=self.settings)  # SQS (delay up to 15 min) or a one-time schedule
         except Unavailable:
             # Not enqueued: take the job back so the client's retry starts clean.
-            self.store.delete(job.job_id)
+            self.store.delete(job.user_id, job.job_id)
             raise
         emit("JobsCreated", queue.name)
         logger.info("job created", extra={"job_id": job.job_id, "queue": queue.name, "type": job.type})
@@ -140,8 +149,8 @@ class JobService:
             return None, job_id
         if marker.get("fingerprint") != fingerprint:
             raise Conflict("this Idempotency-Key was used with a different request body; use a new key")
-        existing = self.store.get(marker["jobId"])
-        return (existing if existing and self._may_see(existing, caller) else None), marker["jobId"]
+        existing = self.store.get(caller.user_id, marker["jobId"])
+        return existing, marker["jobId"]
 
     def _deduplicated(self, request: JobCreate, caller: Identity, job_id: str | None, now: int) -> tuple[Job | None, str]:
         dedup = request.options.deduplication
@@ -153,7 +162,7 @@ class JobService:
             marker = self.store.claim_marker(key, {"jobId": new_id}, expires_at=now // 1000 + ttl, now_s=now // 1000)
             if marker is None:
                 return None, new_id
-            existing = self.store.get(marker["jobId"])
+            existing = self.store.get(caller.user_id, marker["jobId"])
             alive = existing is not None and (dedup.ttl_seconds is not None or existing.status not in FINISHED)
             if alive:
                 return existing, new_id
@@ -196,19 +205,29 @@ class JobService:
             by_queue.setdefault(entry[1].name, []).append(entry)
         for entries in by_queue.values():
             queue = entries[0][1]
-            unsent = queues.send_jobs(queue, [(job.job_id, -(-job.delay // 1000)) for _, _, job in entries])
+            unsent = queues.send_jobs(queue, [(JobRef.of(job), -(-job.delay // 1000)) for _, _, job in entries])
             for index, _, job in entries:
-                if job.job_id in unsent:
-                    self.store.delete(job.job_id)
+                if JobRef.of(job) in unsent:
+                    self.store.delete(job.user_id, job.job_id)
                     outcomes[index] = BulkOutcome(index, 503, error=Unavailable(f"could not enqueue on {queue.name}; retry this item"))
                 else:
                     outcomes[index] = BulkOutcome(index, 201, job)
             emit("JobsCreated", queue.name, len(entries) - len(unsent))
 
     # ---- read -----------------------------------------------------------------------------
-    def get(self, job_id: str, caller: Identity) -> Job:
-        job = self.store.get(job_id)
-        if job is None or not self._may_see(job, caller):
+    @staticmethod
+    def owner_for(caller: Identity, user_id: str | None) -> str:
+        """Whose namespace a request addresses: the caller's, or (admins only) ``user_id``'s."""
+        if user_id is None or user_id == caller.user_id:
+            return caller.user_id
+        if not caller.is_admin:
+            raise Forbidden("only admins may address another user's job (userId)")
+        return user_id
+
+    def get(self, job_id: str, caller: Identity, *, user_id: str | None = None) -> Job:
+        """The caller's job ``job_id`` (an admin: ``user_id``'s). Nobody else's namespace is read."""
+        job = self.store.get(self.owner_for(caller, user_id), job_id)
+        if job is None:
             raise NotFound(f"job {job_id} not found")
         return job
 
@@ -233,15 +252,17 @@ class JobService:
             return self.store.page("byQueueStatus", "queueStatusKey", f"QUEUE#{name}#{status.value}", limit=limit, cursor=cursor)
         return self.store.page("byQueue", "queueKey", f"QUEUE#{name}", limit=limit, cursor=cursor)
 
-    def logs(self, job_id: str, caller: Identity, *, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        self.get(job_id, caller)
-        return self.store.page_logs(job_id, limit=limit, cursor=cursor)
+    def logs(
+        self, job_id: str, caller: Identity, *, limit: int, cursor: str | None, user_id: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        job = self.get(job_id, caller, user_id=user_id)
+        return self.store.page_logs(job.user_id, job.job_id, limit=limit, cursor=cursor)
 
     # ---- change -----------------------------------------------------------------------------
-    def cancel(self, job_id: str, caller: Identity) -> Job:
+    def cancel(self, job_id: str, caller: Identity, *, user_id: str | None = None) -> Job:
         """Waiting or delayed: cancelled now. Active: marked, and its processor stops at its next progress report."""
         for _ in range(3):
-            job = self.get(job_id, caller)
+            job = self.get(job_id, caller, user_id=user_id)
             now = now_ms()
             try:
                 if job.status in (JobStatus.WAITING, JobStatus.DELAYED):
@@ -269,14 +290,14 @@ class JobService:
     @staticmethod
     def _remove_schedule(job: Job) -> None:
         try:
-            scheduler.cancel_delayed(job.job_id)
+            scheduler.cancel_delayed(JobRef.of(job))
         except Unavailable:
             # Harmless if it stays: its firing wakes a cancelled job, which the consumer acknowledges.
             logger.warning("could not remove a cancelled job's schedule", extra={"job_id": job.job_id})
 
-    def retry(self, job_id: str, caller: Identity) -> Job:
+    def retry(self, job_id: str, caller: Identity, *, user_id: str | None = None) -> Job:
         """A failed or cancelled job goes back to waiting with a fresh set of attempts; its history stays."""
-        job = self.get(job_id, caller)
+        job = self.get(job_id, caller, user_id=user_id)
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise Conflict(f"job {job_id} is {job.status.value}; only failed or cancelled jobs can be retried")
         queue = self.directory.get(job.queue)
@@ -289,7 +310,7 @@ class JobService:
             clear_expiry=True,
         )
         try:
-            queues.send_job(queue, job.job_id)
+            queues.send_job(queue, JobRef.of(job))
         except Unavailable as err:
             raise Unavailable(f"job {job_id} is waiting but could not be enqueued yet; the health check will enqueue it") from err
         logger.info("job retried", extra={"job_id": job.job_id, "queue": job.queue, "retries": waiting.retries})
@@ -302,15 +323,15 @@ class JobService:
             target.check_url(allow_loopback_http=self.settings.allow_loopback_http_targets)
         except ValueError as err:
             raise Invalid(str(err)) from err
+        if target.timeout_seconds > queue.consumer_timeout:
+            raise Invalid(
+                f"timeoutSeconds must not be above the consumer's timeout on queue '{queue.name}' ({queue.consumer_timeout} s)"
+            )
         if self.catalog.is_code_type(queue.name, job_type):
             raise Conflict(f"type '{job_type}' on queue '{queue.name}' is handled by a code processor")
         self.store.put_target(queue.name, job_type, target, now=iso(now_ms()))
         logger.info("http target registered", extra={"queue": queue.name, "type": job_type, "url": target.url})
         return target
-
-    @staticmethod
-    def _may_see(job: Job, caller: Identity) -> bool:
-        return caller.is_admin or job.user_id == caller.user_id
 
 
 def _validation_message(err: ValidationError) -> str:

@@ -55,7 +55,7 @@ from shared.observability import NAMESPACE, emit, logger
 from shared.queues import QueueDirectory
 from shared.settings import Settings, get_settings
 from shared.status import JobStatus
-from shared.store import JobStore
+from shared.store import JobRef, JobStore
 
 HealthStatus = Literal["healthy", "warning", "error"]
 HOUR_MS = 3_600_000
@@ -377,7 +377,7 @@ class Maintenance:
         # Stalled jobs whose wake-up could not be sent when they were found.
         grace_ms = self.settings.orphan_grace_seconds * 1000
         jobs, _ = self._page(queue, JobStatus.STALLED, limit=self.settings.maintenance_batch, newest_first=False)
-        left = [j.job_id for j in jobs if parse_iso(j.updated_at) < now - grace_ms]
+        left = [JobRef.of(j) for j in jobs if parse_iso(j.updated_at) < now - grace_ms]
         recovery.stalled_resent = len(self._wake(queue, left, now))
         return recovery
 
@@ -406,7 +406,7 @@ class Maintenance:
                     remove=("lease_until", "lease_token"),
                     expires_at=queue_config.get_policy(queue).expires_at(JobStatus.FAILED, now),
                 )
-                queues.send_to_dead_letters(queue, queues.message_body(job.job_id, queue.name), reason=error)
+                queues.send_to_dead_letters(queue, queues.message_body(JobRef.of(job), queue.name), reason=error)
                 recovery.stalled_failed += 1
                 emit("JobsFailed", queue.name)
                 logger.error("stalled job failed: no attempts left", extra={"job_id": job.job_id, "queue": queue.name})
@@ -418,7 +418,7 @@ class Maintenance:
             return  # it moved on meanwhile (its worker finished, another run got it): nothing to recover
         recovery.stalled_retried += 1
         logger.warning("stalled job re-enqueued", extra={"job_id": job.job_id, "queue": queue.name, "attempts": job.attempts})
-        self._wake(queue, [job.job_id], now)
+        self._wake(queue, [JobRef.of(job)], now)
 
     # ---- orphans ------------------------------------------------------------------------------------------
     def wake_orphans(self, queue: QueueInfo) -> tuple[int, int]:
@@ -426,36 +426,37 @@ class Maintenance:
         now = self.clock()
         grace_ms = self.settings.orphan_grace_seconds * 1000
         state = self._sweep_state(queue.name)
+        # Keyed by [owner, id] as JSON text: job ids are unique per owner only.
         resent: dict[str, int] = {
-            job_id: at for job_id, at in state.get("resent", {}).items() if at > now - self.settings.orphan_resend_seconds * 1000
+            token: at for token, at in state.get("resent", {}).items() if at > now - self.settings.orphan_resend_seconds * 1000
         }
         # Waiting: the oldest first; a healthy queue has none older than the grace.
         waiting, _ = self._page(queue, JobStatus.WAITING, limit=self.settings.maintenance_batch, newest_first=False, before=iso(now - grace_ms))
-        stale = [j.job_id for j in waiting if parse_iso(j.updated_at) < now - grace_ms and j.job_id not in resent]
+        stale = [JobRef.of(j) for j in waiting if parse_iso(j.updated_at) < now - grace_ms and _token(j) not in resent]
         # Delayed: a page per run, round robin, for the ones long past due.
         delayed, cursor = self._page(
             queue, JobStatus.DELAYED, limit=self.settings.maintenance_batch, newest_first=False, cursor=state.get("delayedCursor")
         )
         overdue = [
-            j.job_id for j in delayed if j.run_at and parse_iso(j.run_at) < now - grace_ms and j.job_id not in resent
+            JobRef.of(j) for j in delayed if j.run_at and parse_iso(j.run_at) < now - grace_ms and _token(j) not in resent
         ]
         woken_waiting = self._wake(queue, stale, now)
         woken_delayed = self._wake(queue, overdue, now)
-        for job_id in woken_waiting + woken_delayed:
-            resent[job_id] = now
-            logger.warning("orphaned job enqueued", extra={"job_id": job_id, "queue": queue.name})
+        for ref in woken_waiting + woken_delayed:
+            resent[_token(ref)] = now
+            logger.warning("orphaned job enqueued", extra={"job_id": ref.job_id, "queue": queue.name})
         if len(resent) > 1000:  # keep the item small: the oldest entries go first
             resent = dict(sorted(resent.items(), key=lambda kv: kv[1])[-1000:])
         self._save_sweep_state(queue.name, resent, cursor)
         return len(woken_waiting), len(woken_delayed)
 
-    def _wake(self, queue: QueueInfo, job_ids: list[str], now: int) -> list[str]:
-        if not job_ids:
+    def _wake(self, queue: QueueInfo, refs: list[JobRef], now: int) -> list[JobRef]:
+        if not refs:
             return []
-        unsent = queues.send_jobs(queue, [(job_id, 0) for job_id in job_ids])
+        unsent = queues.send_jobs(queue, [(ref, 0) for ref in refs])
         if unsent:
             logger.warning("could not enqueue some jobs; the next run retries", extra={"queue": queue.name, "count": len(unsent)})
-        return [job_id for job_id in job_ids if job_id not in unsent]
+        return [ref for ref in refs if ref not in unsent]
 
     def _sweep_state(self, queue_name: str) -> dict[str, Any]:
         try:
@@ -587,6 +588,10 @@ class _Budget:
         granted = 0 if self.exhausted else min(wanted, self.left)
         self.left -= granted
         return granted
+
+
+def _token(job: Job | JobRef) -> str:
+    return json.dumps([job.user_id, job.job_id], separators=(",", ":"))
 
 
 def _finished_at(job: Job) -> int:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from datetime import datetime
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -12,9 +14,13 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from shared import strict_json
 from shared.status import JobStatus
 
-JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+# Ids a client chooses (options.jobId) never contain ':'; ids the service makes (schedule
+# firings, later flows and internal work) always do, so no client can create or block them.
+CLIENT_JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"  # any job id: the client's or the service's
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 
@@ -37,6 +43,11 @@ class Deduplication(CamelModel):
     """While a job created with this key is alive, creating another returns it (per user and queue)."""
 
     key: str = Field(min_length=1, max_length=256)
+
+    @field_validator("key")
+    @classmethod
+    def _strict(cls, key: str) -> str:
+        return strict_json.check(key, "options.deduplication.key")
     ttl_seconds: int | None = Field(
         default=None, ge=1, le=7 * 86400, description="How long the key holds; if absent, until the job finishes."
     )
@@ -46,12 +57,17 @@ class JobOptions(CamelModel):
     priority: int = Field(default=0, ge=0, le=1000, description="Recorded with the job; 0 is the default.")
     attempts: int | None = Field(default=None, ge=1, le=20, description="Attempts before the job fails; the queue's default if absent.")
     backoff: Backoff | None = Field(default=None, description="Delay between attempts; the queue's default if absent.")
-    delay: int = Field(default=0, ge=0, description="Milliseconds to wait before the first attempt.")
+    delay: int = Field(default=0, ge=0, description="Milliseconds to wait before the first attempt (at most JOBQ_MAX_RUN_AT_DAYS, 366).")
     run_at: datetime | None = Field(
         default=None,
         description="When the first attempt may start (ISO 8601 with a time zone offset); instead of delay. A past time runs now.",
     )
-    job_id: str | None = Field(default=None, pattern=JOB_ID_PATTERN, description="Your own id: creating it twice returns the first job.")
+    job_id: str | None = Field(
+        default=None,
+        pattern=CLIENT_JOB_ID_PATTERN,
+        description="Your own id (letters, digits, `_.-`, up to 128, starting with a letter or digit), in your own namespace: "
+        "creating it twice returns the first job; other users' ids are never seen.",
+    )
     deduplication: Deduplication | None = None
 
     @field_validator("run_at")
@@ -59,7 +75,7 @@ class JobOptions(CamelModel):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.utcoffset() is None:
             raise ValueError("runAt needs a time zone offset, e.g. 2030-01-01T09:00:00Z")
-        return value
+        return representable(value, "runAt")
 
 
 class JobCreate(CamelModel):
@@ -82,6 +98,11 @@ class JobCreate(CamelModel):
     type: str = Field(pattern=TYPE_PATTERN)
     data: dict[str, Any] = Field(default_factory=dict)
     options: JobOptions = Field(default_factory=JobOptions)
+
+    @field_validator("data")
+    @classmethod
+    def _strict(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return strict_json.check(data, "data")
 
 
 class AttemptRecord(CamelModel):
@@ -261,34 +282,81 @@ class HttpTarget(CamelModel):
     url: str = Field(max_length=2048)
     timeout_seconds: float = Field(default=30, gt=0, le=900)
 
-    def check_url(self, *, allow_loopback_http: bool) -> None:
-        """Raise ValueError unless the URL is https (or http to loopback where allowed)."""
+    def check_url(self, *, allow_loopback_http: bool, resolve: Resolver | None = None) -> None:
+        """Raise ValueError unless the URL may be called.
+
+        On AWS (``allow_loopback_http`` false): https only, and every address the host
+        resolves to is public (no loopback, link-local such as 169.254.169.254, private,
+        shared, reserved or multicast). The local stack also allows http to loopback and
+        does not resolve names (tests never leave 127.0.0.1); address literals are checked.
+        """
         parts = urlsplit(self.url)
-        if not parts.hostname:
+        host = parts.hostname
+        if not host:
             raise ValueError("url must be an absolute URL with a host")
-        if parts.scheme == "https":
+        if allow_loopback_http:
+            if parts.scheme == "http" and not _is_loopback(host):
+                raise ValueError("url must be https, or http to 127.0.0.1/localhost in the local stack")
+            literal = _address(host)
+            if literal is not None and not literal.is_loopback and not literal.is_global:
+                raise ValueError(f"url must not point to a private, link-local or reserved address ({literal})")
             return
-        if parts.scheme == "http" and allow_loopback_http and _is_loopback(parts.hostname):
-            return
-        if parts.scheme == "http" and allow_loopback_http:
-            raise ValueError("url must be https, or http to 127.0.0.1/localhost in the local stack")
-        raise ValueError("url must be https")
+        if parts.scheme != "https":
+            raise ValueError("url must be https")
+        for address in _addresses(host, parts.port or 443, resolve or _resolve):
+            if not address.is_global or address.is_multicast:
+                raise ValueError(f"url must not point to a loopback, private, link-local or reserved address ({host} is {address})")
 
     @field_validator("url")
     @classmethod
     def _absolute(cls, url: str) -> str:
-        if urlsplit(url).scheme not in ("http", "https"):
+        if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+            raise ValueError("url must not contain spaces, CR, LF or other control characters")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
             raise ValueError("url must start with https://")
+        if parts.username or parts.password:
+            raise ValueError("url must not carry credentials")
+        try:
+            parts.port  # noqa: B018 - raises for a port out of range
+        except ValueError as err:
+            raise ValueError("url has an invalid port") from err
         return url
+
+
+Resolver = Callable[[str, int], list[str]]
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as err:
+        raise ValueError(f"url's host {host} does not resolve") from err
+    return [str(info[4][0]) for info in infos]
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _addresses(host: str, port: int, resolve: Resolver) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    literal = _address(host)
+    if literal is not None:
+        return [literal]
+    found = [a for a in (_address(text.split("%")[0]) for text in resolve(host, port)) if a is not None]
+    if not found:
+        raise ValueError(f"url's host {host} does not resolve")
+    return found
 
 
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    address = _address(host)
+    return address is not None and address.is_loopback
 
 
 class QueueInfo(CamelModel):
@@ -306,6 +374,7 @@ class QueueInfo(CamelModel):
     batch_size: int = 10
     max_concurrency: int = 2
     visibility_timeout: int = 900
+    consumer_timeout: int = 900  # seconds the consumer Lambda may run
     max_receive_count: int = 25
     default_attempts: int = 3
     default_backoff_type: BackoffType = BackoffType.EXPONENTIAL
@@ -318,8 +387,8 @@ DLQ_RETENTION_SECONDS = 14 * 86400  # a DLQ's MessageRetentionPeriod (infra/queu
 class Retention(CamelModel):
     """How long finished jobs are kept (BullMQ's removeOnComplete / removeOnFail)."""
 
-    max_age_seconds: int | None = Field(default=None, ge=60, description="Remove finished jobs older than this.")
-    max_count: int | None = Field(default=None, ge=0, description="Keep at most the newest N finished jobs.")
+    max_age_seconds: int | None = Field(default=None, ge=60, le=10 * 366 * 86400, description="Remove finished jobs older than this (at most 10 years).")
+    max_count: int | None = Field(default=None, ge=0, le=10_000_000, description="Keep at most the newest N finished jobs.")
 
 
 class QueuePolicy(CamelModel):
@@ -350,6 +419,23 @@ class QueuePolicy(CamelModel):
             default_attempts=queue.default_attempts,
             default_backoff=Backoff(type=queue.default_backoff_type, delay=queue.default_backoff_delay),
         )
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def representable(value: datetime | None, field: str) -> datetime | None:
+    """``value`` if it is a time jobq can store and schedule (1970 to 9000, UTC); ValueError otherwise."""
+    if value is None:
+        return None
+    try:
+        utc = value.astimezone(UTC) if value.utcoffset() is not None else value.replace(tzinfo=UTC)
+    except (OverflowError, ValueError) as err:
+        raise ValueError(f"{field} is not a representable time") from err
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"{field} must be between 1970 and 9000")
+    return value
 
 
 def json_size(value: Any) -> int:

@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel
 
 from shared.models import JOB_ID_PATTERN, TYPE_PATTERN, Backoff, CamelModel, HttpTarget, JobPublic, Retention
 
+MAX_AGE_MS = 10 * 366 * 86400 * 1000  # ten years: older than anything a queue keeps
 HealthStatus = Literal["healthy", "warning", "error"]
 _OUT = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
@@ -137,7 +138,7 @@ class CleanRequest(CamelModel):
         json_schema_extra={"examples": [{"olderThan": 3600000, "status": "completed", "limit": 1000}]},
     )
 
-    older_than: int = Field(ge=0, description="Milliseconds: jobs that finished longer ago than this.")
+    older_than: int = Field(ge=0, le=MAX_AGE_MS, description="Milliseconds: jobs that finished longer ago than this (at most 10 years).")
     status: Literal["completed", "failed", "cancelled"]
     limit: int = Field(default=1000, ge=1, le=10_000, description="At most this many jobs.")
 
@@ -190,6 +191,7 @@ class DeadLetter(CamelModel):
 
     message_id: str
     job_id: str | None
+    user_id: str | None = Field(default=None, description="The job's owner: pass it as `?userId=` to GET /jobs/{jobId}.")
     reason: str | None = Field(description="Why the job ended here (the consumer's last error, or SQS's receive limit).")
     sent_at: str | None = Field(description="When the message entered the dead-letter queue.")
     receive_count: int
@@ -211,6 +213,12 @@ class RedriveRequest(CamelModel):
     )
 
     job_ids: list[str] | None = Field(default=None, min_length=1, max_length=100)
+    user_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Whose jobs `jobIds` are; without it, they match dead letters of any owner (and ids whose message is gone are yours).",
+    )
 
     @model_validator(mode="after")
     def _ids(self) -> RedriveRequest:

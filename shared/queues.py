@@ -17,6 +17,7 @@ from shared import clients
 from shared.errors import Invalid, Unavailable
 from shared.models import QueueInfo
 from shared.settings import get_settings
+from shared.store import JobRef
 
 
 class QueueDirectory:
@@ -65,16 +66,31 @@ def reset() -> None:
     _directory = None
 
 
-def message_body(job_id: str, queue: str) -> str:
-    """The SQS message is a wake-up call: the job item is the source of truth."""
-    return json.dumps({"jobId": job_id, "queue": queue}, separators=(",", ":"))
+def message_body(ref: JobRef, queue: str) -> str:
+    """The SQS message is a wake-up call: the job item is the source of truth. It names the
+    job by owner and id, as the table does."""
+    return json.dumps({"jobId": ref.job_id, "userId": ref.user_id, "queue": queue}, separators=(",", ":"))
 
 
-def send_job(queue: QueueInfo, job_id: str, *, delay_seconds: int = 0) -> str:
+def ref_of_body(body: str | None) -> JobRef | None:
+    """The job a message names, or None for a body that names none (malformed, or from before owners)."""
+    try:
+        payload = json.loads(body or "")
+    except ValueError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    job_id, user_id = payload.get("jobId"), payload.get("userId")
+    if not (isinstance(job_id, str) and job_id and "#" not in job_id and isinstance(user_id, str) and user_id):
+        return None
+    return JobRef(user_id, job_id)
+
+
+def send_job(queue: QueueInfo, ref: JobRef, *, delay_seconds: int = 0) -> str:
     try:
         out = clients.client("sqs").send_message(
             QueueUrl=queue.queue_url,
-            MessageBody=message_body(job_id, queue.name),
+            MessageBody=message_body(ref, queue.name),
             DelaySeconds=max(0, min(delay_seconds, 900)),
         )
     except ClientError as err:
@@ -82,20 +98,20 @@ def send_job(queue: QueueInfo, job_id: str, *, delay_seconds: int = 0) -> str:
     return str(out["MessageId"])
 
 
-def send_jobs(queue: QueueInfo, jobs: list[tuple[str, int]]) -> set[str]:
-    """Enqueue many ``(job_id, delay_seconds)``, 10 to a SendMessageBatch; returns the ids not sent."""
-    failed: set[str] = set()
+def send_jobs(queue: QueueInfo, jobs: list[tuple[JobRef, int]]) -> set[JobRef]:
+    """Enqueue many ``(job, delay_seconds)``, 10 to a SendMessageBatch; returns the jobs not sent."""
+    failed: set[JobRef] = set()
     sqs = clients.client("sqs")
     for start in range(0, len(jobs), 10):
         chunk = jobs[start : start + 10]
         entries = [
-            {"Id": str(i), "MessageBody": message_body(job_id, queue.name), "DelaySeconds": max(0, min(delay, 900))}
-            for i, (job_id, delay) in enumerate(chunk)
+            {"Id": str(i), "MessageBody": message_body(ref, queue.name), "DelaySeconds": max(0, min(delay, 900))}
+            for i, (ref, delay) in enumerate(chunk)
         ]
         try:
             out = sqs.send_message_batch(QueueUrl=queue.queue_url, Entries=entries)
         except ClientError:
-            failed.update(job_id for job_id, _ in chunk)
+            failed.update(ref for ref, _ in chunk)
             continue
         failed.update(chunk[int(entry["Id"])][0] for entry in out.get("Failed", []))
     return failed

@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from shared import cron
-from shared.models import CamelModel, JobOptions
+from shared import cron, strict_json
+from shared.models import CamelModel, JobOptions, representable
 
 SCHEDULE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$"
 ScheduleState = Literal["active", "paused", "completed"]
@@ -50,11 +50,23 @@ class ScheduleCreate(CamelModel):
     options: JobOptions = Field(default_factory=JobOptions, description="Options of every job it creates (no jobId, runAt or deduplication).")
     cron: str | None = Field(default=None, max_length=256, description="`0 2 * * *` (5 fields) or EventBridge's 6 fields.")
     timezone: str | None = Field(default=None, max_length=64, description="IANA time zone of the cron; default UTC.")
-    every: int | None = Field(default=None, ge=60_000, description="Interval in milliseconds (a whole number of minutes).")
+    every: int | None = Field(
+        default=None, ge=60_000, le=366 * 86400 * 1000, description="Interval in milliseconds (a whole number of minutes, at most a year)."
+    )
     start_date: datetime | None = Field(default=None, description="No firing before this time.")
     end_date: datetime | None = Field(default=None, description="No firing after this time.")
     limit: int | None = Field(default=None, ge=1, le=1_000_000, description="Stop after this many scheduled runs.")
     description: str | None = Field(default=None, max_length=256)
+
+    @field_validator("data")
+    @classmethod
+    def _strict(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return strict_json.check(data, "data")
+
+    @field_validator("start_date", "end_date")
+    @classmethod
+    def _representable(cls, value: datetime | None) -> datetime | None:
+        return representable(value, "startDate/endDate")
 
     @model_validator(mode="before")
     @classmethod

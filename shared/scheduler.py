@@ -3,7 +3,7 @@
 Every schedule lives in the stack's own schedule group (``JOBQ_SCHEDULE_GROUP``), so an
 operator sees them in the console; names tell the two kinds apart:
 
-    delay-<jobId>     at(<due time>) in UTC, ActionAfterCompletion DELETE. Its target is
+    delay-<jobId>-<h> at(<due time>) in UTC, ActionAfterCompletion DELETE. Its target is
                       the job's SQS queue itself (a templated target, through the
                       scheduler role) with the job's ordinary message as Input: nothing
                       runs in between, the consumer wakes up exactly as after an SQS delay.
@@ -13,8 +13,9 @@ operator sees them in the console; names tell the two kinds apart:
                       (shared/schedules.py).
 
 How a job's first wake-up is sent (``enqueue``): a delay up to 15 minutes is the SQS
-message's DelaySeconds; past that, a one-time schedule. ``cancel_delayed(job_id)``
-removes a job's one-time schedule (cancelling a delayed job).
+message's DelaySeconds; past that, a one-time schedule. ``cancel_delayed(ref)``
+removes a job's one-time schedule (cancelling a delayed job). ``<h>`` is a hash of the
+owner and the id: two users' jobs of the same id have two schedules.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from shared.errors import Conflict, Invalid, NotFound, Unavailable
 from shared.models import Job, JobOptions, QueueInfo
 from shared.observability import logger
 from shared.settings import Settings, get_settings
+from shared.store import JobRef
 
 SQS_MAX_DELAY_MS = 15 * 60 * 1000
 _NAME_OK = re.compile(r"^[0-9A-Za-z_.-]+$")
@@ -71,11 +73,13 @@ def at_expression(when_ms: int) -> str:
 
 
 # ---- names ----------------------------------------------------------------------------------
-def delay_schedule_name(job_id: str) -> str:
-    """``delay-<jobId>``; ids a schedule name cannot hold (":" or too long) are hashed."""
-    if len(job_id) <= 64 - len(DELAY_PREFIX) and _NAME_OK.match(job_id):
-        return DELAY_PREFIX + job_id
-    return "delayh-" + hashlib.sha256(job_id.encode()).hexdigest()[:56]
+def delay_schedule_name(ref: JobRef) -> str:
+    """``delay-<jobId>-<hash of owner and id>`` (readable in the console, unique per owner);
+    ids a schedule name cannot hold (":" or too long) are only the hash: ``delayh-<hash>``."""
+    digest = hashlib.sha256(json.dumps([ref.user_id, ref.job_id]).encode()).hexdigest()
+    if len(ref.job_id) <= 40 and _NAME_OK.match(ref.job_id):
+        return f"{DELAY_PREFIX}{ref.job_id}-{digest[:16]}"
+    return "delayh-" + digest[:56]
 
 
 def repeat_schedule_name(name: str) -> str:
@@ -107,7 +111,7 @@ def enqueue(queue: QueueInfo, job: Job, *, settings: Settings | None = None) -> 
     if needs_schedule(job.delay):
         schedule_job(queue, job, settings=settings)
     else:
-        queues.send_job(queue, job.job_id, delay_seconds=-(-job.delay // 1000))
+        queues.send_job(queue, JobRef.of(job), delay_seconds=-(-job.delay // 1000))
 
 
 def schedule_job(queue: QueueInfo, job: Job, *, settings: Settings | None = None) -> str:
@@ -115,7 +119,7 @@ def schedule_job(queue: QueueInfo, job: Job, *, settings: Settings | None = None
     settings = settings or get_settings()
     if not job.run_at:
         raise Invalid(f"job {job.job_id} has no runAt to schedule")
-    name = delay_schedule_name(job.job_id)
+    name = delay_schedule_name(JobRef.of(job))
     try:
         _client().create_schedule(
             Name=name,
@@ -129,7 +133,7 @@ def schedule_job(queue: QueueInfo, job: Job, *, settings: Settings | None = None
             Target={
                 "Arn": queue.queue_arn,
                 "RoleArn": settings.scheduler_role_arn,
-                "Input": queues.message_body(job.job_id, queue.name),
+                "Input": queues.message_body(JobRef.of(job), queue.name),
                 "RetryPolicy": RETRY_POLICY,
             },
         )
@@ -140,7 +144,7 @@ def schedule_job(queue: QueueInfo, job: Job, *, settings: Settings | None = None
     return name
 
 
-def cancel_delayed(job_id: str, *, settings: Settings | None = None) -> bool:
+def cancel_delayed(ref: JobRef, *, settings: Settings | None = None) -> bool:
     """Remove a delayed job's one-time schedule, if it has one. True if one was deleted.
 
     Safe to call for any job: a job delayed 15 minutes or less (an SQS delay) has none,
@@ -150,12 +154,12 @@ def cancel_delayed(job_id: str, *, settings: Settings | None = None) -> bool:
     if not settings.schedule_group:
         return False
     try:
-        _client().delete_schedule(Name=delay_schedule_name(job_id), GroupName=settings.schedule_group)
+        _client().delete_schedule(Name=delay_schedule_name(ref), GroupName=settings.schedule_group)
     except ClientError as err:
         if _code(err) == "ResourceNotFoundException":
             return False
-        raise _unavailable(err, f"remove the schedule of job {job_id}") from err
-    logger.info("delayed job's schedule removed", extra={"job_id": job_id})
+        raise _unavailable(err, f"remove the schedule of job {ref.job_id}") from err
+    logger.info("delayed job's schedule removed", extra={"job_id": ref.job_id})
     return True
 
 

@@ -11,7 +11,8 @@ A schedule is two things kept in step:
   scheduled time.
 
 A firing creates exactly one job, however often it is delivered: the job id is
-``repeat-<name>-<scheduled time>``, and the run is reserved first with one transaction
+``repeat:<name>:<scheduled time>`` in the schedule creator's namespace (the ``:`` keeps
+client ids, which cannot hold it, from ever creating or blocking it), and the run is reserved first with one transaction
 that writes a marker ``pk=SCHEDULE#<name> sk=RUN#<scheduled time>`` (conditional on its
 absence, with a TTL) and counts the run on the record (conditional on the schedule being
 active and under its limit). A redelivery finds the marker and only makes sure the job
@@ -282,9 +283,15 @@ class ScheduleStore:
 
 # ---- use cases -----------------------------------------------------------------------------------------
 def firing_job_id(name: str, scheduled_time: str) -> str:
-    """``repeat-<name>-<YYYYMMDDTHHMMSSZ>``: the same firing always names the same job."""
+    """``repeat:<name>:<YYYYMMDDTHHMMSSZ>``: the same firing always names the same job. Service
+    ids contain ``:`` and client ids cannot, so no client can create or block a firing's job."""
     when = datetime.fromtimestamp(parse_iso(scheduled_time) / 1000, tz=UTC)
-    return f"repeat-{name}-{when.strftime('%Y%m%dT%H%M%SZ')}"
+    return f"repeat:{name}:{when.strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def manual_job_id(name: str) -> str:
+    """``repeat:<name>:manual:<random>``: a job run by hand (POST /schedules/{name}/trigger)."""
+    return f"repeat:{name}:manual:{uuid.uuid4().hex[:12]}"
 
 
 def _utc(value: datetime) -> str:
@@ -406,8 +413,7 @@ class ScheduleService:
         """Run the schedule once now (``POST /scheduler/jobs/{name}/trigger``); does not count toward its limit."""
         require_admin(caller)
         schedule = self._require(name)
-        job_id = f"repeat-{name}-manual-{uuid.uuid4().hex[:12]}"
-        job, _ = self.jobs.create(self._job_request(schedule, job_id), Identity(schedule.created_by, is_admin=True))
+        job, _ = self.jobs.create(self._job_request(schedule), Identity(schedule.created_by), service_job_id=manual_job_id(name))
         now = self.clock()
         self.store.update(
             name,
@@ -438,7 +444,7 @@ class ScheduleService:
             reason = "schedule is " + ("at its run limit" if schedule.state == "active" else schedule.state)
             return self._counted(FiringResult(schedule=name, outcome="skipped", job_id=None, reason=reason), now)
         try:
-            job, created = self.jobs.create(self._job_request(schedule, job_id), Identity(schedule.created_by, is_admin=True))
+            job, created = self.jobs.create(self._job_request(schedule), Identity(schedule.created_by), service_job_id=job_id)
         except Unavailable:
             raise  # the run stays reserved; the retried delivery creates the job
         except JobqError as err:
@@ -471,8 +477,8 @@ class ScheduleService:
         return schedule
 
     @staticmethod
-    def _job_request(schedule: Schedule, job_id: str) -> JobCreate:
-        options = {**schedule.options, "jobId": job_id}
+    def _job_request(schedule: Schedule) -> JobCreate:
+        options = {k: v for k, v in schedule.options.items() if k not in ("jobId", "runAt", "deduplication")}
         return JobCreate.model_validate({"queue": schedule.queue, "type": schedule.type, "data": schedule.data, "options": options})
 
     def _public(self, schedule: Schedule) -> Schedule:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,10 @@ class Settings(BaseSettings):
 
     # The dashboard (/dashboard) hides and disables every change: for operators who must only look.
     dashboard_read_only: bool = False
+    # Listing cursors are signed (api/cursors.py): on AWS with the stack's secret, locally with
+    # a key the local stack generates per run.
+    cursor_secret_arn: str = ""
+    cursor_key: SecretStr = SecretStr("")
 
     # Only the local stack sets this: plain http targets on loopback.
     allow_loopback_http_targets: bool = False

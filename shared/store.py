@@ -1,8 +1,14 @@
 """The DynamoDB store: jobs and queue processor targets in one table.
 
 Keys (template.yaml's JobsTable):
-    job             pk=JOB#<jobId>            sk=JOB
+    job             pk=JOB#<owner>#<jobId>    sk=JOB
+    job log line    pk=JOB#<owner>#<jobId>    sk=LOG#<ms>#<rand>
     http target     pk=QUEUE#<queue>          sk=TARGET#<type>
+A job is addressed by its owner and its id together (``JobRef``): two users' ``invoice-42``
+are two items, so no answer about one can depend on the other. ``<owner>`` is the user id
+percent-encoded (``%`` and ``#`` escaped), so the key is unambiguous for any user id; the
+job id never holds ``#``. Only this module spells keys; everything else passes
+``(user_id, job_id)``.
 GSIs on jobs (sparse: only job items carry these attributes), sort key ``createdKey``
 (``<createdAt>#<jobId>``, so newest first is ScanIndexForward=False):
     byUser          userKey=USER#<userId>
@@ -19,17 +25,20 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 
 from shared import clients
 from shared.errors import Conflict, Invalid, NotFound, Unavailable
 from shared.models import HttpTarget, Job
+from shared.observability import logger
 from shared.status import JobStatus, can_transition
 
 _serializer = TypeSerializer()
@@ -40,8 +49,27 @@ _JSON_FIELDS = ("data", "result", "progress")
 _INTERNAL = ("pk", "sk", "userKey", "userStatusKey", "queueKey", "queueStatusKey", "createdKey", "expiresAt")
 
 
-def job_key(job_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}}
+@dataclass(frozen=True, order=True)
+class JobRef:
+    """A job's address: its owner's user id and its id (unique per owner, not globally)."""
+
+    user_id: str
+    job_id: str
+
+    @classmethod
+    def of(cls, job: Job) -> JobRef:
+        return cls(job.user_id, job.job_id)
+
+
+def _job_pk(user_id: str, job_id: str) -> str:
+    if not user_id or not job_id or "#" in job_id:
+        raise Invalid("a job is addressed by a user id and a job id without '#'")
+    owner = user_id.replace("%", "%25").replace("#", "%23")
+    return f"JOB#{owner}#{job_id}"
+
+
+def _job_key(user_id: str, job_id: str) -> dict[str, Any]:
+    return {"pk": {"S": _job_pk(user_id, job_id)}, "sk": {"S": "JOB"}}
 
 
 def _index_keys(job: Job) -> dict[str, str]:
@@ -74,17 +102,46 @@ def _encode(name: str, value: Any) -> dict[str, Any]:
 def to_item(job: Job) -> dict[str, Any]:
     fields = job.model_dump(by_alias=True, mode="json", exclude_none=True)
     item = {name: _encode(name, value) for name, value in fields.items()}
-    item.update(job_key(job.job_id))
+    item.update(_job_key(job.user_id, job.job_id))
     item.update({k: {"S": v} for k, v in _index_keys(job).items()})
     return item
+
+
+def _renderable(value: Any) -> Any:
+    """What was stored, made strict JSON: items written before the API refused such values
+    (lone surrogates, NaN, Infinity) still render instead of failing a whole listing."""
+    if isinstance(value, str):
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in value) if _has_surrogate(value) else value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {_renderable(k): _renderable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renderable(v) for v in value]
+    return value
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _json_field(text: str) -> Any:
+    try:
+        return _renderable(json.loads(text))
+    except ValueError:
+        return None
 
 
 def from_item(item: dict[str, Any]) -> Job:
     raw = {k: _deserializer.deserialize(v) for k, v in item.items() if k not in _INTERNAL}
     for name in _JSON_FIELDS:
         if isinstance(raw.get(name), str):
-            raw[name] = json.loads(raw[name])
-    return Job.model_validate(_plain(raw))
+            raw[name] = _json_field(raw[name])
+    return Job.model_validate(_renderable(_plain(raw)))
 
 
 def encode_cursor(key: dict[str, Any]) -> str:
@@ -128,28 +185,29 @@ class JobStore:
             if _is(err, "ConditionalCheckFailedException"):
                 existing = err.response.get("Item")
                 raise Conflict(
-                    f"job {job.job_id} already exists", details=from_item(existing) if existing else self.get(job.job_id)
+                    f"job {job.job_id} already exists", details=from_item(existing) if existing else self.get(job.user_id, job.job_id)
                 ) from err
             raise _unavailable(err) from err
         return job
 
-    def get(self, job_id: str, *, consistent: bool = True) -> Job | None:
+    def get(self, user_id: str, job_id: str, *, consistent: bool = True) -> Job | None:
+        """The job ``job_id`` of user ``user_id``, or None. No other user's job is ever read."""
         try:
-            out = self._ddb.get_item(TableName=self.table_name, Key=job_key(job_id), ConsistentRead=consistent)
+            out = self._ddb.get_item(TableName=self.table_name, Key=_job_key(user_id, job_id), ConsistentRead=consistent)
         except ClientError as err:
             raise _unavailable(err) from err
         item = out.get("Item")
         return from_item(item) if item else None
 
-    def require(self, job_id: str) -> Job:
-        job = self.get(job_id)
+    def require(self, user_id: str, job_id: str) -> Job:
+        job = self.get(user_id, job_id)
         if job is None:
             raise NotFound(f"job {job_id} not found")
         return job
 
-    def delete(self, job_id: str) -> None:
+    def delete(self, user_id: str, job_id: str) -> None:
         try:
-            self._ddb.delete_item(TableName=self.table_name, Key=job_key(job_id))
+            self._ddb.delete_item(TableName=self.table_name, Key=_job_key(user_id, job_id))
         except ClientError as err:
             raise _unavailable(err) from err
 
@@ -158,7 +216,7 @@ class JobStore:
         try:
             self._ddb.delete_item(
                 TableName=self.table_name,
-                Key=job_key(job.job_id),
+                Key=_job_key(job.user_id, job.job_id),
                 ConditionExpression="#status = :status AND #version = :version",
                 ExpressionAttributeNames={"#status": "status", "#version": "version"},
                 ExpressionAttributeValues={":status": {"S": job.status.value}, ":version": {"N": str(job.version)}},
@@ -231,7 +289,7 @@ class JobStore:
         try:
             self._ddb.update_item(
                 TableName=self.table_name,
-                Key=job_key(job.job_id),
+                Key=_job_key(job.user_id, job.job_id),
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
@@ -248,7 +306,7 @@ class JobStore:
         try:
             self._ddb.update_item(
                 TableName=self.table_name,
-                Key=job_key(job.job_id),
+                Key=_job_key(job.user_id, job.job_id),
                 UpdateExpression="SET cancelRequested = :true, updatedAt = :now, version = version + :one",
                 ConditionExpression="#status = :active",
                 ExpressionAttributeNames={"#status": "status"},
@@ -309,10 +367,31 @@ class JobStore:
         except ClientError as err:
             raise _unavailable(err) from err
 
-    # ---- job logs: items beside the job (pk JOB#<id>, sk LOG#...), so the job item stays small --
-    def append_log(self, job_id: str, message: str, *, at_ms: int, attempt: int | None, expires_at: int) -> None:
+    def get_many(self, refs: Iterable[JobRef]) -> dict[JobRef, Job]:
+        """Jobs by reference with BatchGetItem (100 keys a call); absent ones are left out."""
+        wanted = list(dict.fromkeys(refs))
+        found: dict[JobRef, Job] = {}
+        for start in range(0, len(wanted), 100):
+            keys = [_job_key(ref.user_id, ref.job_id) for ref in wanted[start : start + 100]]
+            request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            for _ in range(5):
+                try:
+                    out = self._ddb.batch_get_item(RequestItems=request)
+                except ClientError as err:
+                    raise _unavailable(err) from err
+                for item in out.get("Responses", {}).get(self.table_name, []):
+                    job = from_item(item)
+                    found[JobRef.of(job)] = job
+                request = out.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05)
+        return found
+
+    # ---- job logs: items beside the job (same pk, sk LOG#...), so the job item stays small --
+    def append_log(self, user_id: str, job_id: str, message: str, *, at_ms: int, attempt: int | None, expires_at: int) -> None:
         item = {
-            "pk": {"S": f"JOB#{job_id}"},
+            "pk": {"S": _job_pk(user_id, job_id)},
             "sk": {"S": f"LOG#{at_ms:015d}#{uuid.uuid4().hex[:8]}"},
             "message": {"S": message},
             "expiresAt": {"N": str(expires_at)},
@@ -324,11 +403,11 @@ class JobStore:
         except ClientError as err:
             raise _unavailable(err) from err
 
-    def page_logs(self, job_id: str, *, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    def page_logs(self, user_id: str, job_id: str, *, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         params: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :log)",
-            "ExpressionAttributeValues": {":pk": {"S": f"JOB#{job_id}"}, ":log": {"S": "LOG#"}},
+            "ExpressionAttributeValues": {":pk": {"S": _job_pk(user_id, job_id)}, ":log": {"S": "LOG#"}},
             "Limit": limit,
         }
         items, next_cursor = self._query_page(params, cursor)
@@ -383,7 +462,7 @@ class JobStore:
         params["ExpressionAttributeNames"] = names
         params["ExpressionAttributeValues"] = values
         items, next_cursor = self._query_page(params, cursor)
-        return [from_item(item) for item in items], next_cursor
+        return _readable_jobs(items), next_cursor
 
     def _query_page(self, params: dict[str, Any], cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """One Query from ``cursor`` on: its items and the cursor of the page after, if any."""
@@ -391,6 +470,8 @@ class JobStore:
             params = {**params, "ExclusiveStartKey": decode_cursor(cursor)}
         try:
             out = self._ddb.query(**params)
+        except ParamValidationError as err:
+            raise Invalid("cursor is not valid for this listing") from err
         except ClientError as err:
             if _is(err, "ValidationException") and cursor:
                 raise Invalid("cursor is not valid for this listing") from err
@@ -439,6 +520,17 @@ class JobStore:
             self._ddb.describe_table(TableName=self.table_name)
         except ClientError as err:
             raise _unavailable(err) from err
+
+
+def _readable_jobs(items: list[dict[str, Any]]) -> list[Job]:
+    """A listing shows every item it can read; one that cannot be read is logged, not a 500."""
+    jobs = []
+    for item in items:
+        try:
+            jobs.append(from_item(item))
+        except (ValueError, TypeError):
+            logger.error("unreadable job item left out of a listing", extra={"pk": str(item.get("pk", {}).get("S", ""))[:200]})
+    return jobs
 
 
 def _unavailable(err: ClientError) -> Exception:

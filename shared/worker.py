@@ -8,7 +8,6 @@ unaffected. Returning acknowledges the record (Lambda deletes it).
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from shared import queue_config, queues
+from shared import queue_config, queues, strict_json
 from shared.backoff import backoff_seconds
 from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, PermanentJobError
@@ -24,7 +23,7 @@ from shared.models import AttemptRecord, Job, QueueInfo, json_size
 from shared.observability import emit, logger
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
-from shared.store import JobStore
+from shared.store import JobRef, JobStore
 
 Processor = Callable[["JobContext"], Any]
 ProcessorResolver = Callable[[QueueInfo, Job], Processor]
@@ -116,6 +115,9 @@ class JobContext:
             raise ValueError("progress must be a number from 0 to 100 or a small object")
         if isinstance(progress, int | float) and not 0 <= progress <= 100:
             raise ValueError("progress must be between 0 and 100")
+        strict_json.check(progress, "progress")  # NaN, Infinity, lone surrogates: refused before they are stored
+        if message is not None:
+            strict_json.check(message, "message")
         if isinstance(progress, dict) and json_size(progress) > MAX_PROGRESS_BYTES:
             raise ValueError(f"a progress object is at most {MAX_PROGRESS_BYTES} bytes")
         try:
@@ -134,17 +136,18 @@ class JobContext:
         """Append a line to the job's log (GET /jobs/{id}/logs)."""
         now = self._clock()
         self._store.append_log(
+            self.user_id,
             self.job_id, str(message)[:MAX_LOG_LINE], at_ms=now, attempt=self.attempt, expires_at=now // 1000 + self._log_ttl_s
         )
 
     @property
     def cancelled(self) -> bool:
         """True once the job was cancelled: long loops without progress reports can poll this."""
-        current = self._store.get(self.job_id)
+        current = self._store.get(self.user_id, self.job_id)
         return current is None or current.cancel_requested or current.status is not JobStatus.ACTIVE
 
     def _raise_interruption(self) -> None:
-        current = self._store.get(self.job_id)
+        current = self._store.get(self.user_id, self.job_id)
         if current is not None and current.cancel_requested:
             raise JobCancelled(f"job {self.job_id} was cancelled")
         if current is None or current.lease_token != self._token:
@@ -167,21 +170,22 @@ class Worker:
 
     # ---- one message ---------------------------------------------------------------
     def handle(self, delivery: Delivery, *, remaining_ms: int | None = None) -> Outcome:
-        job_id = _job_id_of(delivery.body)
-        if job_id is None:
+        ref = queues.ref_of_body(delivery.body)
+        if ref is None:
             logger.error("malformed message moved to the DLQ", extra={"message_id": delivery.message_id})
-            queues.send_to_dead_letters(delivery.queue, delivery.body, reason="malformed message: no jobId")
+            queues.send_to_dead_letters(delivery.queue, delivery.body, reason="malformed message: no jobId and userId")
             return Outcome.SKIPPED
         lease_ms = remaining_ms if remaining_ms is not None else self.settings.default_lease_seconds * 1000
-        claimed = self._claim(job_id, delivery, lease_ms)
+        claimed = self._claim(ref, delivery, lease_ms)
         if isinstance(claimed, Outcome):
             return claimed
         job, token = claimed
         return self._run(job, token, delivery)
 
-    def _claim(self, job_id: str, delivery: Delivery, lease_ms: int) -> tuple[Job, str] | Outcome:
+    def _claim(self, ref: JobRef, delivery: Delivery, lease_ms: int) -> tuple[Job, str] | Outcome:
+        job_id = ref.job_id
         for _ in range(3):  # re-read after losing a race
-            job = self.store.get(job_id)
+            job = self.store.get(ref.user_id, ref.job_id)
             if job is None:
                 logger.warning("message for an unknown job acknowledged", extra={"job_id": job_id})
                 return Outcome.SKIPPED
@@ -386,18 +390,11 @@ def _close(history: list[AttemptRecord], now: int, outcome: str, error: str | No
 
 
 def _result_problem(result: Any, limit: int) -> str | None:
+    reason = strict_json.problem(result, "result")
+    if reason:
+        return f"the processor returned a result that is not strict JSON: {reason}"
     try:
-        size = len(json.dumps(result, separators=(",", ":")).encode())
+        size = len(strict_json.dumps(result).encode())
     except (TypeError, ValueError) as err:
         return f"the processor returned a result that is not JSON: {err}"
     return f"the processor's result is {size} bytes; the limit is {limit}" if size > limit else None
-
-
-def _job_id_of(body: str) -> str | None:
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return None
-    job_id = payload.get("jobId") if isinstance(payload, dict) else None
-    return job_id if isinstance(job_id, str) and job_id else None
-

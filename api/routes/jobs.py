@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response
 
-from api.deps import CurrentUser, Jobs
+from api.deps import CurrentUser, Cursors, Jobs
 from api.envelope import Envelope, error_responses
 from shared.clock import iso
 from shared.jobs import MAX_BULK_JOBS
@@ -31,6 +32,15 @@ Limit = Annotated[int, Query(ge=1, le=100, description="Jobs per page")]
 Cursor = Annotated[str | None, Query(max_length=2048, description="`nextCursor` of the previous page")]
 StatusFilter = Annotated[JobStatus | None, Query(description="Only jobs in this status")]
 QueueFilter = Annotated[str | None, Query(pattern=NAME_PATTERN, description="Only jobs of this queue")]
+Owner = Annotated[
+    str | None,
+    Query(
+        alias="userId",
+        min_length=1,
+        max_length=256,
+        description="Admins: the owner of the job (job ids are per user). Without it, your own job.",
+    ),
+]
 IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", max_length=255, description="Same key and body: the same job, however often you send it"),
@@ -39,6 +49,11 @@ IdempotencyKey = Annotated[
 
 def _page(jobs: list, next_cursor: str | None) -> Envelope[JobPage]:  # type: ignore[type-arg]
     return Envelope(data=JobPage(jobs=[JobPublic.of(j) for j in jobs], next_cursor=next_cursor))
+
+
+def _listing(*parts: object) -> str:
+    """What a cursor is bound to: the listing and its filters (JSON, so no two listings share one)."""
+    return json.dumps([str(p) if p is not None else None for p in parts])
 
 
 @router.post(
@@ -90,12 +105,15 @@ def create_jobs(body: BulkCreate, caller: CurrentUser, jobs: Jobs) -> Envelope[B
 def list_jobs(
     caller: CurrentUser,
     jobs: Jobs,
+    cursors: Cursors,
     queue: Annotated[str, Query(pattern=NAME_PATTERN, description="The queue")],
     status: StatusFilter = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> Envelope[JobPage]:
-    return _page(*jobs.list_for_queue(caller, queue=queue, status=status, limit=limit, cursor=cursor))
+    listing = _listing("queue", queue, status)
+    found, after = jobs.list_for_queue(caller, queue=queue, status=status, limit=limit, cursor=cursors.open(cursor, listing))
+    return _page(found, cursors.seal(after, listing))
 
 
 @router.get(
@@ -109,17 +127,20 @@ def list_user_jobs(
     user_id: Annotated[str, Path(max_length=256)],
     caller: CurrentUser,
     jobs: Jobs,
+    cursors: Cursors,
     status: StatusFilter = None,
     queue: QueueFilter = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> Envelope[JobPage]:
-    return _page(*jobs.list_for_user(user_id, caller, status=status, queue=queue, limit=limit, cursor=cursor))
+    listing = _listing("user", user_id, status, queue)
+    found, after = jobs.list_for_user(user_id, caller, status=status, queue=queue, limit=limit, cursor=cursors.open(cursor, listing))
+    return _page(found, cursors.seal(after, listing))
 
 
-@router.get("/{job_id}", response_model=Envelope[JobPublic], summary="Get a job", responses=error_responses(401, 404))
-def get_job(job_id: JobId, caller: CurrentUser, jobs: Jobs) -> Envelope[JobPublic]:
-    return Envelope(data=JobPublic.of(jobs.get(job_id, caller)))
+@router.get("/{job_id}", response_model=Envelope[JobPublic], summary="Get a job", responses=error_responses(401, 403, 404))
+def get_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, user_id: Owner = None) -> Envelope[JobPublic]:
+    return Envelope(data=JobPublic.of(jobs.get(job_id, caller, user_id=user_id)))
 
 
 @router.delete(
@@ -129,10 +150,10 @@ def get_job(job_id: JobId, caller: CurrentUser, jobs: Jobs) -> Envelope[JobPubli
     description="A waiting or delayed job is cancelled at once (200). An active job is marked (202): its processor "
     "stops at its next progress report and the job ends `cancelled`. A finished job: 409.",
     responses={202: {"model": Envelope[JobPublic], "description": "Cancellation requested; the job is still active"}}
-    | error_responses(401, 404, 409),
+    | error_responses(401, 403, 404, 409),
 )
-def cancel_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, response: Response) -> Envelope[JobPublic]:
-    job = jobs.cancel(job_id, caller)
+def cancel_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, response: Response, user_id: Owner = None) -> Envelope[JobPublic]:
+    job = jobs.cancel(job_id, caller, user_id=user_id)
     if job.status is not JobStatus.CANCELLED:
         response.status_code = 202
     return Envelope(data=JobPublic.of(job))
@@ -143,20 +164,24 @@ def cancel_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, response: Respons
     response_model=Envelope[JobPublic],
     summary="Retry a failed or cancelled job",
     description="The job goes back to `waiting` with a fresh set of attempts; its earlier attempts stay in `history`.",
-    responses=error_responses(401, 404, 409, 503),
+    responses=error_responses(401, 403, 404, 409, 503),
 )
-def retry_job(job_id: JobId, caller: CurrentUser, jobs: Jobs) -> Envelope[JobPublic]:
-    return Envelope(data=JobPublic.of(jobs.retry(job_id, caller)))
+def retry_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, user_id: Owner = None) -> Envelope[JobPublic]:
+    return Envelope(data=JobPublic.of(jobs.retry(job_id, caller, user_id=user_id)))
 
 
 @router.get(
     "/{job_id}/logs",
     response_model=Envelope[LogPage],
     summary="A job's log lines, oldest first",
-    responses=error_responses(400, 401, 404),
+    responses=error_responses(400, 401, 403, 404),
 )
-def job_logs(job_id: JobId, caller: CurrentUser, jobs: Jobs, limit: Limit = 50, cursor: Cursor = None) -> Envelope[LogPage]:
-    lines, next_cursor = jobs.logs(job_id, caller, limit=limit, cursor=cursor)
+def job_logs(
+    job_id: JobId, caller: CurrentUser, jobs: Jobs, cursors: Cursors, limit: Limit = 50, cursor: Cursor = None, user_id: Owner = None
+) -> Envelope[LogPage]:
+    listing = _listing("logs", user_id or caller.user_id, job_id)
+    lines, after = jobs.logs(job_id, caller, limit=limit, cursor=cursors.open(cursor, listing), user_id=user_id)
+    next_cursor = cursors.seal(after, listing)
     return Envelope(
         data=LogPage(
             lines=[LogLine(at=iso(line["at_ms"]), message=line["message"], attempt=line["attempt"]) for line in lines],

@@ -5,11 +5,12 @@ Every route needs the admin group (403 otherwise); an unknown queue is a 404.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from api.deps import CurrentUser, Jobs, job_service
+from api.deps import CurrentUser, Cursors, Jobs, job_service
 from api.envelope import Envelope, error_responses
 from shared.jobs import require_admin
 from shared.models import NAME_PATTERN, TYPE_PATTERN, HttpTarget, JobPage, JobPublic
@@ -76,12 +77,14 @@ def queue_jobs(
     name: QueueName,
     caller: CurrentUser,
     queues: Queues,
+    cursors: Cursors,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Jobs per page")] = 20,
     cursor: Annotated[str | None, Query(max_length=2048, description="`nextCursor` of the previous page")] = None,
 ) -> Envelope[JobPage]:
-    jobs, next_cursor = queues.list_jobs(name, caller, status=status, limit=limit, cursor=cursor)
-    return Envelope(data=JobPage(jobs=[JobPublic.of(j) for j in jobs], next_cursor=next_cursor))
+    listing = json.dumps(["queue-jobs", name, status])
+    jobs, after = queues.list_jobs(name, caller, status=status, limit=limit, cursor=cursors.open(cursor, listing))
+    return Envelope(data=JobPage(jobs=[JobPublic.of(j) for j in jobs], next_cursor=cursors.seal(after, listing)))
 
 
 @router.post(
@@ -156,7 +159,7 @@ def list_dead_letters(
 def redrive_dead_letters(
     name: QueueName, caller: CurrentUser, queues: Queues, body: RedriveRequest | None = None
 ) -> Envelope[RedriveResult]:
-    return Envelope(data=queues.redrive(name, caller, job_ids=body.job_ids if body else None))
+    return Envelope(data=queues.redrive(name, caller, job_ids=body.job_ids if body else None, user_id=body.user_id if body else None))
 
 
 @router.delete(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from api.deps import CurrentUser, job_service
+from api.deps import CurrentUser, Cursors, job_service
 from api.envelope import Envelope, error_responses
 from shared.jobs import require_admin
 from shared.models import JobPublic
@@ -40,7 +40,7 @@ router = APIRouter(prefix="/schedules", tags=["schedules"], dependencies=[Depend
     description=(
         "`cron` takes the seed's 5 fields (`0 2 * * *`: minute hour day-of-month month day-of-week, Sunday 0) and is "
         "converted to EventBridge's 6-field dialect (`0 2 * * ? *`), which is accepted as is too. `every` is in "
-        "milliseconds, a whole number of minutes. Each firing creates exactly one job, `repeat-<name>-<scheduled time>`."
+        "milliseconds, a whole number of minutes. Each firing creates exactly one job, `repeat:<name>:<scheduled time>`, owned by the schedule's creator."
     ),
     responses=error_responses(400, 401, 403, 409, 413, 503),
 )
@@ -52,11 +52,12 @@ def create_schedule(body: ScheduleCreate, caller: CurrentUser, schedules: Schedu
 def list_schedules(
     caller: CurrentUser,
     schedules: Schedules,
+    cursors: Cursors,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> Envelope[SchedulePage]:
-    found, next_cursor = schedules.list(caller, limit=limit, cursor=cursor)
-    return Envelope(data=SchedulePage(schedules=found, next_cursor=next_cursor))
+    found, after = schedules.list(caller, limit=limit, cursor=cursors.open(cursor, "schedules"))
+    return Envelope(data=SchedulePage(schedules=found, next_cursor=cursors.seal(after, "schedules")))
 
 
 @router.get("/{name}", response_model=Envelope[Schedule], summary="One schedule, with its next run (admin)", responses=error_responses(*ERRORS))

@@ -15,6 +15,7 @@ from urllib.request import HTTPRedirectHandler, Request, build_opener
 
 from shared.errors import PermanentJobError, RetryableJobError
 from shared.models import HttpTarget
+from shared.settings import get_settings
 from shared.worker import JobContext
 
 MAX_RESPONSE_BYTES = 1024 * 1024
@@ -30,8 +31,14 @@ _opener = build_opener(_NoRedirect)
 
 
 def run_http_target(target: HttpTarget, job: JobContext) -> Any:
+    try:
+        # Again at call time: the name may resolve elsewhere than when it was registered.
+        target.check_url(allow_loopback_http=get_settings().allow_loopback_http_targets)
+    except ValueError as err:
+        raise PermanentJobError(f"target {target.url} may not be called: {err}") from err
     payload = {
         "jobId": job.job_id,
+        "userId": job.user_id,  # job ids are unique per user, not globally
         "queue": job.queue,
         "type": job.type,
         "data": job.data,

@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import socket
 import sys
 import threading
@@ -385,6 +386,8 @@ class LocalStack:
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_NAMESPACE": "jobq",
             "JOBQ_ALLOW_LOOPBACK_HTTP_TARGETS": "true",
+            # Listing cursors are signed; on AWS with the stack's secret, here with a key of this run only.
+            "JOBQ_CURSOR_KEY": secrets.token_hex(32),
         }.items():
             self._env.set(key, value)
 

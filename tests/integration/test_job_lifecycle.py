@@ -70,7 +70,7 @@ def test_a_user_cannot_read_another_users_job(local_stack: LocalStackProcess, ta
         response = bob.get(f"/jobs/{job_id}")
         assert response.status_code == 404
         assert response.json() == {"success": False, "error": {"code": "NOT_FOUND", "message": f"job {job_id} not found"}}
-        assert admin.get(f"/jobs/{job_id}").json()["data"]["userId"] == "alice"
+        assert admin.get(f"/jobs/{job_id}", params={"userId": "alice"}).json()["data"]["userId"] == "alice"
 
 
 def test_without_a_valid_token_api_gateway_answers_401(local_stack: LocalStackProcess) -> None:

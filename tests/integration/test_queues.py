@@ -140,8 +140,8 @@ def test_clean_removes_exactly_what_it_says(local_stack: LocalStackProcess, targ
     result = data(admin.post(f"/queues/{queue}/clean", json={"olderThan": 1500, "status": "completed", "limit": 1000}))
 
     assert result["removed"] == len(result["jobIds"]) and set(old) <= set(result["jobIds"]) and fresh not in result["jobIds"]
-    assert all(admin.get(f"/jobs/{job_id}").status_code == 404 for job_id in result["jobIds"])
-    assert data(admin.get(f"/jobs/{fresh}"))["status"] == "completed"
+    assert all(alice.get(f"/jobs/{job_id}").status_code == 404 for job_id in result["jobIds"])
+    assert data(admin.get(f"/jobs/{fresh}", params={"userId": "alice"}))["status"] == "completed"
     after = listed_counts(admin, queue)
     assert after["completed"] == before["completed"] - result["removed"]
     eventually(lambda: counters_match_the_jobs(admin, queue), message="counters after the clean")

@@ -10,6 +10,8 @@ import httpx
 import pytest
 
 from shared.clock import parse_iso
+from shared.scheduler import delay_schedule_name
+from shared.store import JobRef
 from tests.integration.conftest import STACK_NAME, LocalStackProcess, wait_for_status
 from tests.integration.local_control import aws, clock_moved, control, schedule_names
 from tests.target_server import TargetServer
@@ -53,7 +55,7 @@ def test_a_job_delayed_past_15_minutes_waits_on_a_schedule_until_it_is_due(
     run_at = (datetime.now(UTC) + timedelta(minutes=20)).isoformat()
     with local_stack.client("alice") as alice:
         job = create(alice, runAt=run_at)
-        name = f"delay-{job['jobId']}"
+        name = delay_schedule_name(JobRef("alice", job["jobId"]))
         schedule = aws(local_stack, "scheduler").get_schedule(Name=name, GroupName=STACK_NAME)
         assert schedule["ScheduleExpression"].startswith("at(") and schedule["ActionAfterCompletion"] == "DELETE"
         assert schedule["Target"]["Arn"].endswith(f":{STACK_NAME}-email-sending")
@@ -70,13 +72,13 @@ def test_a_job_delayed_past_15_minutes_waits_on_a_schedule_until_it_is_due(
 def test_cancelling_a_job_delayed_past_15_minutes_removes_its_schedule(local_stack: LocalStackProcess, echo: str) -> None:
     with local_stack.client("alice") as alice:
         job = create(alice, delay=3_600_000)
-        assert f"delay-{job['jobId']}" in schedule_names(local_stack)
+        assert delay_schedule_name(JobRef("alice", job["jobId"])) in schedule_names(local_stack)
 
         response = alice.delete(f"/jobs/{job['jobId']}")
 
     assert response.status_code == 200, response.text
     assert response.json()["data"]["status"] == "cancelled"
-    assert f"delay-{job['jobId']}" not in schedule_names(local_stack)
+    assert delay_schedule_name(JobRef("alice", job["jobId"])) not in schedule_names(local_stack)
 
 
 def test_a_recurring_schedule_creates_one_job_per_firing_and_none_twice(
@@ -104,7 +106,7 @@ def test_a_recurring_schedule_creates_one_job_per_firing_and_none_twice(
             # The next firing: its own job.
             control(local_stack, "scheduler/fire", {"name": f"repeat-{name}", "scheduledTime": "2030-01-01T00:00:00Z"})
             second = wait_for_run(admin, name, runs=2)
-            assert second["lastJobId"] == f"repeat-{name}-20300101T000000Z" != job_id
+            assert second["lastJobId"] == f"repeat:{name}:20300101T000000Z" != job_id
             assert wait_for_status(admin, second["lastJobId"], {"completed", "failed"})["status"] == "completed"
         finally:
             assert admin.delete(f"/schedules/{name}").status_code == 204

@@ -75,6 +75,10 @@ def _forget_cached_clients() -> None:
     from api import deps
 
     deps.job_service.cache_clear()
+    deps.cursor_signer.cache_clear()
+    from api.routes import schedules as schedule_routes
+
+    schedule_routes.schedule_service.cache_clear()
     from functions.consumer import handler
 
     handler._worker.cache_clear()

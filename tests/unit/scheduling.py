@@ -50,6 +50,11 @@ def scheduling_fixture(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Schedul
     monkeypatch.setenv("JOBQ_SCHEDULER_ROLE_ARN", ROLE_ARN)
     monkeypatch.setenv("JOBQ_SCHEDULER_TARGET_ARN", TARGET_ARN)
     get_settings.cache_clear()
+    from api import deps
+    from api.routes import schedules as schedule_routes
+
+    deps.job_service.cache_clear()  # the API's services see the scheduler settings too
+    schedule_routes.schedule_service.cache_clear()
     settings = get_settings()
     stack.settings = settings
     jobs = JobService(stack.store, queues.directory(), ProcessorRegistry(stack.store, 0), settings)

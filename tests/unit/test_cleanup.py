@@ -49,7 +49,7 @@ def finished(stack: Stack, status: JobStatus, count: int, *, age_ms: int = 0, qu
 
 
 def existing(stack: Stack, ids: list[str]) -> list[str]:
-    return [job_id for job_id in ids if stack.store.get(job_id) is not None]
+    return [job_id for job_id in ids if stack.store.get("alice", job_id) is not None]
 
 
 def test_retention_keeps_the_newest_n_completed_jobs(stack: Stack, maintenance: Maintenance) -> None:
@@ -79,7 +79,7 @@ def test_age_counts_from_when_the_job_finished_not_when_it_was_created(stack: St
 
     maintenance.clean()
 
-    assert stack.store.get(job.job_id) is not None
+    assert stack.store.get(job.user_id, job.job_id) is not None
 
 
 def test_cancelled_jobs_follow_remove_on_fail_and_other_statuses_are_untouched(stack: Stack, maintenance: Maintenance) -> None:
@@ -106,11 +106,11 @@ def test_each_queue_keeps_its_own_retention(stack: Stack, maintenance: Maintenan
 
 def test_a_job_retried_after_it_was_read_is_not_deleted(stack: Stack, maintenance: Maintenance) -> None:
     job = put_job(stack, JobStatus.FAILED, finished_ms=now_ms() - 3 * DAY)
-    stale = stack.store.require(job.job_id)
+    stale = stack.store.require(job.user_id, job.job_id)
     stack.store.transition(stale, JobStatus.WAITING, {"attempts": 0})  # POST /jobs/{id}/retry meanwhile
 
     assert maintenance._delete([stale], _Budget(10, None)) == 0
-    assert stack.store.require(job.job_id).status is JobStatus.WAITING
+    assert stack.store.require(job.user_id, job.job_id).status is JobStatus.WAITING
 
 
 def test_a_run_stops_at_its_budget_and_says_so(stack: Stack, maintenance: Maintenance) -> None:

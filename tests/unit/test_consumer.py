@@ -15,6 +15,7 @@ from shared.clock import now_ms
 from shared.jobs import Identity, JobService
 from shared.models import HttpTarget, JobCreate
 from shared.status import JobStatus
+from shared.store import _job_key
 from shared.worker import Delivery, Outcome, RetryLater
 from tests.target_server import TargetServer
 from tests.unit.conftest import FakeLambdaContext, Stack, sqs_event
@@ -54,7 +55,7 @@ def test_a_job_reaches_completed_with_the_target_response_as_result(stack: Stack
     response = deliver(stack)
 
     assert response == {"batchItemFailures": []}
-    job = stack.store.require(job_id)
+    job = stack.store.require("alice", job_id)
     assert job.status is JobStatus.COMPLETED
     assert job.result == {"echo": {"n": 1}, "attempt": 1}
     assert job.attempts == 1 and job.processing_time is not None and job.completed_at
@@ -76,15 +77,15 @@ def test_a_failed_attempt_is_retried_after_its_backoff_and_the_other_records_are
     failed_ids = [f["itemIdentifier"] for f in response["batchItemFailures"]]
     failing_message = next(m for m in messages if failing in m["Body"])
     assert failed_ids == [failing_message["MessageId"]]
-    assert stack.store.require(fine).status is JobStatus.COMPLETED
-    job = stack.store.require(failing)
+    assert stack.store.require("alice", fine).status is JobStatus.COMPLETED
+    job = stack.store.require("alice", failing)
     assert job.status is JobStatus.DELAYED
     assert job.error and "500" in job.error and job.run_at
     # the message stays invisible for the backoff, then comes back and the job completes
     assert stack.receive("email-sending") == []
     time.sleep(2.1)
     deliver(stack)
-    job = stack.store.require(failing)
+    job = stack.store.require("alice", failing)
     assert job.status is JobStatus.COMPLETED and job.attempts == 2
     assert [h.outcome for h in job.history] == ["retrying", "completed"]
 
@@ -97,7 +98,7 @@ def test_after_max_attempts_the_job_is_failed_and_its_message_is_in_the_dlq(stac
     second = deliver(stack)
 
     assert second == {"batchItemFailures": []}
-    job = stack.store.require(job_id)
+    job = stack.store.require("alice", job_id)
     assert job.status is JobStatus.FAILED and job.attempts == 2
     assert "503" in (job.error or "")
     dead = stack.receive("email-sending", dlq=True)
@@ -111,7 +112,7 @@ def test_a_4xx_from_the_target_fails_the_job_at_once(stack: Stack, target: Targe
 
     assert deliver(stack) == {"batchItemFailures": []}
 
-    job = stack.store.require(job_id)
+    job = stack.store.require("alice", job_id)
     assert job.status is JobStatus.FAILED and job.attempts == 1
     assert len(stack.receive("email-sending", dlq=True)) == 1
 
@@ -121,11 +122,11 @@ def test_duplicate_delivery_of_a_finished_job_is_acknowledged_and_does_nothing(s
     message = stack.receive("email-sending")[0]
     event = sqs_event(stack, "email-sending", [message])
     handler(event, FakeLambdaContext())
-    completed = stack.store.require(job_id)
+    completed = stack.store.require("alice", job_id)
 
     assert handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
 
-    assert stack.store.require(job_id) == completed
+    assert stack.store.require("alice", job_id) == completed
     assert len(target.calls_for(job_id)) == 1
 
 
@@ -146,18 +147,18 @@ def test_duplicate_delivery_of_a_running_job_does_nothing(stack: Stack, target: 
 
     assert second_delivery == [Outcome.SKIPPED]
     assert outcome is Outcome.COMPLETED
-    job = stack.store.require(job_id)
+    job = stack.store.require("alice", job_id)
     assert job.attempts == 1 and job.result == {"done": "once"}
 
 
 def test_a_cancelled_job_is_skipped(stack: Stack, target: TargetServer) -> None:
     job_id = add_job(stack, target, "/ok")
-    job = stack.store.require(job_id)
+    job = stack.store.require("alice", job_id)
     stack.store.transition(job, JobStatus.CANCELLED, {"cancelled_at": "2026-01-01T00:00:00.000Z"})
 
     assert deliver(stack) == {"batchItemFailures": []}
 
-    assert stack.store.require(job_id).status is JobStatus.CANCELLED
+    assert stack.store.require("alice", job_id).status is JobStatus.CANCELLED
     assert target.calls_for(job_id) == []
 
 
@@ -172,13 +173,13 @@ def test_an_active_job_whose_lease_ran_out_is_reclaimed_counting_an_attempt(stac
 
     with pytest.raises(SystemExit):
         stack.worker(resolve=lambda _q, _j: dies).handle(delivery, remaining_ms=1)
-    assert stack.store.require(job_id).status is JobStatus.ACTIVE
+    assert stack.store.require("alice", job_id).status is JobStatus.ACTIVE
     time.sleep(0.01)  # the 1 ms lease runs out
 
     outcome = stack.worker().handle(delivery)
 
     assert outcome is Outcome.COMPLETED
-    job = stack.store.require(job_id)
+    job = stack.store.require("alice", job_id)
     assert job.attempts == 2
     assert [h.outcome for h in job.history] == ["stalled", "completed"]
 
@@ -187,12 +188,12 @@ def test_a_lease_that_ran_out_on_the_final_attempt_fails_the_job_into_the_dlq(st
     job_id = add_job(stack, target, "/ok", options={"attempts": 1})
     message = stack.receive("email-sending")[0]
     delivery = Delivery(message["MessageId"], message["Body"], message["ReceiptHandle"], stack.queues["email-sending"])
-    job = stack.store.require(job_id)
+    job = stack.store.require("alice", job_id)
     stack.store.transition(job, JobStatus.ACTIVE, {"attempts": 1, "lease_until": now_ms() - 1, "lease_token": "dead"})
 
     assert stack.worker().handle(delivery) is Outcome.FAILED
 
-    job = stack.store.require(job_id)
+    job = stack.store.require("alice", job_id)
     assert job.status is JobStatus.FAILED and "lease expired" in (job.error or "")
     assert len(stack.receive("email-sending", dlq=True)) == 1
     assert target.calls_for(job_id) == []
@@ -210,7 +211,7 @@ def test_a_job_of_a_type_without_processor_fails_permanently(stack: Stack) -> No
 
     deliver(stack)
 
-    failed = stack.store.require(job.job_id)
+    failed = stack.store.require(job.user_id, job.job_id)
     assert failed.status is JobStatus.FAILED and "no processor" in (failed.error or "")
 
 
@@ -226,13 +227,13 @@ def test_a_malformed_message_goes_to_the_dlq(stack: Stack) -> None:
 
 def test_a_delayed_job_woken_early_goes_back_to_sleep(stack: Stack, target: TargetServer) -> None:
     job_id = add_job(stack, target, "/ok", options={"delay": 3000})
-    job = stack.store.require(job_id)
+    job = stack.store.require("alice", job_id)
     assert job.status is JobStatus.DELAYED
     assert stack.receive("email-sending") == []  # SQS holds it for the delay
     from shared import clients
 
     clients.client("sqs").send_message(
-        QueueUrl=stack.queues["email-sending"].queue_url, MessageBody=f'{{"jobId": "{job_id}"}}'
+        QueueUrl=stack.queues["email-sending"].queue_url, MessageBody=f'{{"jobId": "{job_id}", "userId": "alice"}}'
     )
     message = stack.receive("email-sending")[0]
     delivery = Delivery(message["MessageId"], message["Body"], message["ReceiptHandle"], stack.queues["email-sending"])
@@ -240,7 +241,7 @@ def test_a_delayed_job_woken_early_goes_back_to_sleep(stack: Stack, target: Targ
     with pytest.raises(RetryLater):
         stack.worker().handle(delivery)
 
-    assert stack.store.require(job_id).status is JobStatus.DELAYED
+    assert stack.store.require("alice", job_id).status is JobStatus.DELAYED
     assert target.calls_for(job_id) == []
 
 
@@ -272,6 +273,6 @@ def test_a_finished_job_expires_by_its_queues_retention(stack: Stack, target: Ta
 
     deliver(stack)
 
-    item = clients.client("dynamodb").get_item(TableName=stack.table_name, Key={"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}})["Item"]
+    item = clients.client("dynamodb").get_item(TableName=stack.table_name, Key=_job_key("alice", job_id))["Item"]
     finished_s = now_ms() // 1000
     assert finished_s + 3600 - 5 <= int(item["expiresAt"]["N"]) <= finished_s + 3600

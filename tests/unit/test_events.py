@@ -54,7 +54,7 @@ def test_sqs_email_sending_event_completes_its_jobs(stack: Stack) -> None:
     assert consumer_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
 
     for job_id in job_ids:
-        job = stack.store.require(job_id)
+        job = stack.store.require("user-123", job_id)
         assert job.status is JobStatus.COMPLETED
         assert job.result["to"] == "a@example.com" and job.result["messageId"]
 
@@ -65,7 +65,7 @@ def test_api_create_job_event_creates_a_job(stack: Stack) -> None:
     assert response["statusCode"] == 201
     job = json.loads(response["body"])["data"]
     assert job["userId"] == "user-123" and job["status"] == "waiting"
-    assert stack.store.require(job["jobId"]).type == "send-email"
+    assert stack.store.require("user-123", job["jobId"]).type == "send-email"
 
 
 def test_api_get_job_event_returns_the_job(stack: Stack) -> None:
@@ -101,7 +101,7 @@ def test_scheduler_firing_event_creates_the_firings_job(scheduling: Scheduling) 
     result = scheduler_handler(event, FakeLambdaContext())
 
     assert result["outcome"] == "created"
-    job = scheduling.stack.store.require(result["jobId"])
+    job = scheduling.stack.store.require("root", result["jobId"])
     assert job.queue == "report-generation" and job.status is JobStatus.WAITING
 
 

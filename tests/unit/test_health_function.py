@@ -10,6 +10,7 @@ from functions.health.handler import handler as health_handler
 from shared import queue_config, queues
 from shared.clock import now_ms
 from shared.status import JobStatus
+from shared.store import JobRef
 from tests.unit.api_events import admin, http_event, user
 from tests.unit.conftest import FakeLambdaContext, Stack
 from tests.unit.scheduling import Scheduling, put_job, scheduling_fixture  # noqa: F401 (the fixture)
@@ -70,7 +71,7 @@ def test_health_detailed_shows_each_queue_as_last_checked(scheduling: Scheduling
     assert set(body["data"]["queues"]) == set(stack.queues)
     assert body["data"]["maintenance"]["health"]["status"] == "healthy"
 
-    queues.send_to_dead_letters(stack.queues["video-processing"], queues.message_body("x", "video-processing"), reason="boom")
+    queues.send_to_dead_letters(stack.queues["video-processing"], queues.message_body(JobRef("alice", "x"), "video-processing"), reason="boom")
     health_handler(EVENT, FakeLambdaContext())
     data = detailed()[1]["data"]
     assert data["status"] == "degraded" and data["queues"]["video-processing"]["status"] == "warning"

@@ -10,6 +10,7 @@ import pytest
 from functions.processors.http import run_http_target
 from shared.errors import PermanentJobError, RetryableJobError
 from shared.models import HttpTarget
+from shared.settings import get_settings
 from tests.target_server import TargetServer
 
 
@@ -17,11 +18,28 @@ class Job:
     """Just the fields the http processor reads (a JobContext's public face)."""
 
     job_id = "job-1"
+    user_id = "alice"
     queue = "email-sending"
     type = "call"
     data: dict[str, Any] = {"to": "a@example.com"}
     attempt = 2
     max_attempts = 3
+
+
+@pytest.fixture(autouse=True)
+def local_stack_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """As in the local stack: http to loopback targets is allowed."""
+    monkeypatch.setenv("JOBQ_ALLOW_LOOPBACK_HTTP_TARGETS", "true")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_the_consumer_refuses_a_target_that_became_internal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBQ_ALLOW_LOOPBACK_HTTP_TARGETS", "false")
+    get_settings.cache_clear()
+    with pytest.raises(PermanentJobError, match="may not be called"):
+        run_http_target(HttpTarget(url="https://169.254.169.254/latest/meta-data/"), Job())  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -37,7 +55,7 @@ def call(target: TargetServer, path: str, timeout: float = 2) -> Any:
 def test_2xx_completes_with_the_response_json(target: TargetServer) -> None:
     assert call(target, "/ok") == {"echo": {"to": "a@example.com"}, "attempt": 2}
     sent = target.calls[0].payload
-    assert sent == {"jobId": "job-1", "queue": "email-sending", "type": "call", "data": {"to": "a@example.com"}, "attempt": 2, "maxAttempts": 3}
+    assert sent == {"jobId": "job-1", "userId": "alice", "queue": "email-sending", "type": "call", "data": {"to": "a@example.com"}, "attempt": 2, "maxAttempts": 3}
 
 
 def test_a_non_json_2xx_body_is_kept_as_text(target: TargetServer) -> None:
@@ -73,7 +91,7 @@ def test_redirects_are_not_followed(target: TargetServer) -> None:
 
 
 def test_https_only_on_aws_loopback_http_only_in_the_local_stack() -> None:
-    HttpTarget(url="https://worker.example.com/jobs").check_url(allow_loopback_http=False)
+    HttpTarget(url="https://worker.example.com/jobs").check_url(allow_loopback_http=False, resolve=lambda host, port: ["93.184.216.34"])
     with pytest.raises(ValueError, match="https"):
         HttpTarget(url="http://127.0.0.1:8080/jobs").check_url(allow_loopback_http=False)
     HttpTarget(url="http://127.0.0.1:8080/jobs").check_url(allow_loopback_http=True)

@@ -85,7 +85,7 @@ def test_a_cancelled_waiting_job_is_never_processed(stack: Stack) -> None:
     run_queue(stack)
 
     assert status == 200 and body["data"]["status"] == "cancelled"
-    assert stack.store.require(job_id).status is JobStatus.CANCELLED
+    assert stack.store.require("alice", job_id).status is JobStatus.CANCELLED
     assert call("DELETE", f"/jobs/{job_id}", claims=user("alice"))[0] == 409
     assert call("DELETE", f"/jobs/{job_id}", claims=user("bob"))[0] == 404
 
@@ -117,7 +117,7 @@ def test_a_running_job_stops_at_its_next_progress_report_and_ends_cancelled(stac
     assert status == 202 and body["data"]["status"] == "active" and body["data"]["cancelRequested"] is True
     assert outcome == [Outcome.CANCELLED]
     assert steps == [0, 1]
-    job = stack.store.require(job_id)
+    job = stack.store.require("alice", job_id)
     assert job.status is JobStatus.CANCELLED and job.history[-1].outcome == "cancelled"
 
 
@@ -131,7 +131,7 @@ def test_a_finished_job_cannot_be_cancelled(stack: Stack) -> None:
 # ---- retry -------------------------------------------------------------------------------------
 def test_a_failed_job_is_retried_with_fresh_attempts_and_keeps_its_history(stack: Stack) -> None:
     job_id = create("alice", attempts=1, jobId="will-fail")["jobId"]
-    job = stack.store.require(job_id)
+    job = stack.store.require("alice", job_id)
     job = stack.store.transition(job, JobStatus.ACTIVE, {"attempts": 1, "history": [{"attempt": 1, "startedAt": "2026-01-01T00:00:00.000Z"}]})
     failed_attempt = {"attempt": 1, "startedAt": "2026-01-01T00:00:00.000Z", "endedAt": "2026-01-01T00:00:01.000Z", "outcome": "failed", "error": "boom"}
     stack.store.transition(job, JobStatus.FAILED, {"error": "boom", "history": [failed_attempt]})
@@ -142,7 +142,7 @@ def test_a_failed_job_is_retried_with_fresh_attempts_and_keeps_its_history(stack
     assert body["data"]["retries"] == 1 and body["data"]["error"] is None
     run_queue(stack)
 
-    done = stack.store.require(job_id)
+    done = stack.store.require("alice", job_id)
     assert done.status is JobStatus.COMPLETED and done.attempts == 1
     assert [(h.attempt, h.outcome) for h in done.history] == [(1, "failed"), (1, "completed")]
     assert call("POST", f"/jobs/{job_id}/retry", claims=user("alice"))[0] == 409
@@ -181,7 +181,7 @@ def test_progress_out_of_range_is_refused(stack: Stack) -> None:
 
     with pytest.raises(RetryLater):
         stack.worker(resolve=lambda _q, _j: bad).handle(delivery)
-    assert "between 0 and 100" in (stack.store.require(job_id).error or "")
+    assert "between 0 and 100" in (stack.store.require("alice", job_id).error or "")
 
 
 # ---- idempotency and deduplication ---------------------------------------------------------------
@@ -211,7 +211,7 @@ def test_without_ttl_a_deduplication_key_holds_until_the_job_finishes(stack: Sta
     first = create("alice", deduplication=dedup)
     assert create("alice", deduplication=dedup)["jobId"] == first["jobId"]
     run_queue(stack)
-    assert stack.store.require(first["jobId"]).status is JobStatus.COMPLETED
+    assert stack.store.require("alice", first["jobId"]).status is JobStatus.COMPLETED
     assert create("alice", deduplication=dedup)["jobId"] != first["jobId"]
 
 

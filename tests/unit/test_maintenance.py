@@ -12,6 +12,7 @@ from shared.maintenance import Maintenance, assess, read_health
 from shared.models import QueuePolicy
 from shared.settings import Settings
 from shared.status import JobStatus
+from shared.store import JobRef
 from shared.worker import Delivery
 from tests.unit.conftest import Stack
 from tests.unit.scheduling import put_job
@@ -39,11 +40,11 @@ def test_a_stalled_job_is_re_enqueued_and_its_next_attempt_completes_it(stack: S
     recovery = maintenance.recover_stalled(stack.queues["email-sending"])
 
     assert recovery.stalled_retried == 1
-    stalled = stack.store.require(job.job_id)
+    stalled = stack.store.require(job.user_id, job.job_id)
     assert stalled.status is JobStatus.STALLED and stalled.lease_token is None
     assert stalled.history[-1].outcome == "stalled" and "lease expired" in (stalled.history[-1].error or "")
     run_consumer(stack)
-    done = stack.store.require(job.job_id)
+    done = stack.store.require(job.user_id, job.job_id)
     assert done.status is JobStatus.COMPLETED and done.attempts == 2
     assert [h.outcome for h in done.history] == ["stalled", "completed"]
 
@@ -53,7 +54,7 @@ def test_a_stalled_job_out_of_attempts_fails_with_its_message_in_the_dlq(stack: 
 
     recovery = maintenance.recover_stalled(stack.queues["email-sending"])
 
-    failed = stack.store.require(job.job_id)
+    failed = stack.store.require(job.user_id, job.job_id)
     assert recovery.stalled_failed == 1 and failed.status is JobStatus.FAILED
     assert "final attempt" in (failed.error or "")
     (dead,) = stack.receive("email-sending", dlq=True)
@@ -66,14 +67,14 @@ def test_a_stalled_job_whose_cancel_was_requested_ends_cancelled(stack: Stack, m
     job = put_job(stack, JobStatus.ACTIVE, attempts=1, lease_until=now_ms() - MINUTE, lease_token="dead", cancel_requested=True)
 
     assert maintenance.recover_stalled(stack.queues["email-sending"]).stalled_cancelled == 1
-    assert stack.store.require(job.job_id).status is JobStatus.CANCELLED
+    assert stack.store.require(job.user_id, job.job_id).status is JobStatus.CANCELLED
 
 
 def test_a_running_job_within_its_lease_is_left_alone(stack: Stack, maintenance: Maintenance) -> None:
     job = put_job(stack, JobStatus.ACTIVE, attempts=1, lease_until=now_ms() + 10 * MINUTE, lease_token="alive")
 
     assert maintenance.recover_stalled(stack.queues["email-sending"]).stalled_retried == 0
-    assert stack.store.require(job.job_id).status is JobStatus.ACTIVE
+    assert stack.store.require(job.user_id, job.job_id).status is JobStatus.ACTIVE
     assert stack.receive("email-sending") == []
 
 
@@ -82,7 +83,7 @@ def test_a_stalled_job_whose_wake_up_was_lost_is_sent_again(stack: Stack, mainte
 
     assert maintenance.recover_stalled(stack.queues["email-sending"]).stalled_resent == 1
     (message,) = stack.receive("email-sending")
-    assert json.loads(message["Body"]) == {"jobId": job.job_id, "queue": "email-sending"}
+    assert json.loads(message["Body"]) == {"jobId": job.job_id, "userId": job.user_id, "queue": "email-sending"}
 
 
 # ---- orphans ------------------------------------------------------------------------------------------
@@ -97,7 +98,7 @@ def test_a_job_stored_but_never_enqueued_is_enqueued_once(stack: Stack, maintena
     (message,) = stack.receive("email-sending")
     assert json.loads(message["Body"])["jobId"] == orphan.job_id != fresh.job_id
     run_consumer(stack, messages=[message])
-    assert stack.store.require(orphan.job_id).status is JobStatus.COMPLETED
+    assert stack.store.require(orphan.user_id, orphan.job_id).status is JobStatus.COMPLETED
 
 
 def test_a_delayed_job_long_overdue_is_woken(stack: Stack, maintenance: Maintenance) -> None:
@@ -150,7 +151,7 @@ def test_health_follows_the_seeds_thresholds(facts: dict, status: str, reason: s
 
 def test_a_queue_with_dead_letters_is_stored_as_warning(stack: Stack, maintenance: Maintenance, capsys: pytest.CaptureFixture[str]) -> None:
     queue = stack.queues["email-sending"]
-    queues.send_to_dead_letters(queue, queues.message_body("x", "email-sending"), reason="boom")
+    queues.send_to_dead_letters(queue, queues.message_body(JobRef("alice", "x"), "email-sending"), reason="boom")
 
     health = maintenance.check_queue(queue)
 

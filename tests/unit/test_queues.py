@@ -156,7 +156,7 @@ def test_processed_jobs_show_in_rate_times_and_last_processed(stack: Stack, feed
     _, out = call("GET", f"/queues/{QUEUE}")
 
     queue = out["data"]
-    job = call("GET", f"/jobs/{created['jobId']}")[1]["data"]
+    job = call("GET", f"/jobs/{created['jobId']}", query="userId=alice")[1]["data"]
     assert queue["liveStats"]["completed"] == 1 and queue["liveStats"]["total"] == 1
     assert queue["processingRate"] == pytest.approx(1 / 60, abs=0.001)
     assert queue["averageProcessingTime"] == job["processingTime"]
@@ -309,8 +309,8 @@ def test_clean_removes_exactly_the_finished_jobs_older_than_the_cutoff(stack: St
     assert first["data"]["removed"] == 2 and first["data"]["hasMore"] is True
     assert second["data"]["removed"] == 1 and second["data"]["hasMore"] is False
     assert sorted(first["data"]["jobIds"] + second["data"]["jobIds"]) == sorted(done)
-    assert all(stack.store.get(job_id) is None for job_id in done)
-    assert stack.store.require(waiting).status is JobStatus.WAITING
+    assert all(stack.store.get("alice", job_id) is None for job_id in done)
+    assert stack.store.require("alice", waiting).status is JobStatus.WAITING
     feed.deliver()
     assert stats.read_counts(QUEUE) == {**dict.fromkeys(stats.COUNT_NAMES, 0), "waiting": 1, "total": 1}
 
@@ -327,7 +327,7 @@ def test_metrics_are_a_series_of_the_buckets(stack: Stack, feed: StreamFeed) -> 
     ids = [create(send_email())["jobId"], create(send_email())["jobId"]]
     run_consumer(stack)
     feed.deliver()
-    minutes = [iso(stats.bucket_start(parse_iso(stack.store.require(i).completed_at or ""), "minute")) for i in ids]
+    minutes = [iso(stats.bucket_start(parse_iso(stack.store.require("alice", i).completed_at or ""), "minute")) for i in ids]
 
     status, out = call("GET", f"/queues/{QUEUE}/metrics", query="hours=1")
 
@@ -355,7 +355,7 @@ def fail_jobs(stack: Stack, target: TargetServer, count: int) -> list[str]:
     register(target, "flaky", "/always/500")
     ids = [create({**send_email(attempts=1), "type": "flaky"})["jobId"] for _ in range(count)]
     run_consumer(stack)
-    assert all(stack.store.require(i).status is JobStatus.FAILED for i in ids)
+    assert all(stack.store.require("alice", i).status is JobStatus.FAILED for i in ids)
     return ids
 
 
@@ -380,13 +380,13 @@ def test_redriving_listed_jobs_runs_them_again_with_fresh_attempts(stack: Stack,
 
     assert status == 200
     assert out["data"]["redriven"] == [first] and out["data"]["notFound"] == ["never-existed"] and out["data"]["remaining"] == 1
-    job = stack.store.require(first)
+    job = stack.store.require("alice", first)
     assert job.status is JobStatus.WAITING and job.attempts == 0 and job.error is None
     run_consumer(stack)
-    job = stack.store.require(first)
+    job = stack.store.require("alice", first)
     assert job.status is JobStatus.COMPLETED and job.attempts == 1
     assert [h.outcome for h in job.history] == ["failed", "completed"]
-    assert stack.store.require(second).status is JobStatus.FAILED
+    assert stack.store.require("alice", second).status is JobStatus.FAILED
     letters = call("GET", f"/queues/{QUEUE}/dead-letters")[1]["data"]["deadLetters"]
     assert [d["jobId"] for d in letters] == [second]
 
@@ -397,8 +397,8 @@ def test_redriving_everything_moves_failed_jobs_back_and_drops_stale_messages(st
     run_consumer(stack)
     dlq = stack.queues[QUEUE].dlq_url
     sqs = clients.client("sqs")
-    sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps({"jobId": completed, "queue": QUEUE}))
-    sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps({"jobId": "gone", "queue": QUEUE}))
+    sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps({"jobId": completed, "userId": "alice", "queue": QUEUE}))
+    sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps({"jobId": "gone", "userId": "alice", "queue": QUEUE}))
 
     status, out = call("POST", f"/queues/{QUEUE}/dead-letters/redrive")
 
@@ -406,22 +406,22 @@ def test_redriving_everything_moves_failed_jobs_back_and_drops_stale_messages(st
     assert sorted(out["data"]["redriven"]) == sorted(failed)
     assert sorted(s["reason"] for s in out["data"]["skipped"]) == ["the job is completed", "the job no longer exists"]
     assert out["data"]["remaining"] == 0
-    assert all(stack.store.require(i).status is JobStatus.WAITING for i in failed)
+    assert all(stack.store.require("alice", i).status is JobStatus.WAITING for i in failed)
     assert sorted(json.loads(m["Body"])["jobId"] for m in stack.receive(QUEUE)) == sorted(failed)
 
 
 def test_purging_dead_letters_empties_the_dlq_and_fails_jobs_that_claim_to_run(stack: Stack, target: TargetServer) -> None:
     (failed,) = fail_jobs(stack, target, 1)
     crashed = create(send_email())["jobId"]
-    job = stack.store.require(crashed)
+    job = stack.store.require("alice", crashed)
     stack.store.transition(job, JobStatus.ACTIVE, {"attempts": 1, "lease_until": now_ms() - 1000, "lease_token": "t"})
-    clients.client("sqs").send_message(QueueUrl=stack.queues[QUEUE].dlq_url, MessageBody=json.dumps({"jobId": crashed, "queue": QUEUE}))
+    clients.client("sqs").send_message(QueueUrl=stack.queues[QUEUE].dlq_url, MessageBody=json.dumps({"jobId": crashed, "userId": "alice", "queue": QUEUE}))
 
     status, out = call("DELETE", f"/queues/{QUEUE}/dead-letters")
 
     assert status == 200
     assert out["data"] == {"purged": 2, "markedFailed": [crashed], "remaining": 0}
-    assert stack.store.require(crashed).status is JobStatus.FAILED
-    assert "purged" in (stack.store.require(crashed).error or "")
-    assert stack.store.require(failed).status is JobStatus.FAILED
+    assert stack.store.require("alice", crashed).status is JobStatus.FAILED
+    assert "purged" in (stack.store.require("alice", crashed).error or "")
+    assert stack.store.require("alice", failed).status is JobStatus.FAILED
     assert call("GET", f"/queues/{QUEUE}/dead-letters")[1]["data"]["deadLetters"] == []

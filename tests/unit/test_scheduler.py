@@ -14,6 +14,7 @@ from shared.errors import Invalid, Unavailable
 from shared.models import JobCreate
 from shared.settings import Settings
 from shared.status import JobStatus
+from shared.store import JobRef
 from tests.unit.conftest import Stack
 from tests.unit.scheduling import ALICE, ROLE_ARN, Scheduling, scheduling_fixture  # noqa: F401 (the fixture)
 
@@ -29,14 +30,14 @@ def test_a_job_delayed_past_15_minutes_gets_a_one_time_schedule_that_sends_its_m
     job, created = scheduling.jobs.create(request(delay=20 * MINUTE), ALICE)
 
     assert created and job.status is JobStatus.DELAYED and job.delay == 20 * MINUTE
-    schedule = scheduling.schedule(f"delay-{job.job_id}")
+    schedule = scheduling.schedule(scheduler.delay_schedule_name(JobRef.of(job)))
     queue = scheduling.stack.queues["email-sending"]
     assert schedule["ScheduleExpression"] == scheduler.at_expression(parse_iso(job.run_at or ""))
     assert schedule["ScheduleExpressionTimezone"] == "UTC"
     assert schedule["ActionAfterCompletion"] == "DELETE"
     assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
     assert schedule["Target"]["Arn"] == queue.queue_arn and schedule["Target"]["RoleArn"] == ROLE_ARN
-    assert json.loads(schedule["Target"]["Input"]) == {"jobId": job.job_id, "queue": "email-sending"}
+    assert json.loads(schedule["Target"]["Input"]) == {"jobId": job.job_id, "userId": "alice", "queue": "email-sending"}
     assert scheduling.stack.receive("email-sending") == []  # nothing on SQS until the schedule fires
 
 
@@ -59,7 +60,7 @@ def test_run_at_is_a_delay_until_that_time(scheduling: Scheduling) -> None:
     far, _ = scheduling.jobs.create(request(runAt=later.isoformat()), ALICE)
 
     assert near.status is JobStatus.DELAYED and abs(parse_iso(near.run_at or "") - int(soon.timestamp() * 1000)) < 1000
-    assert far.status is JobStatus.DELAYED and scheduling.schedule_names() == [f"delay-{far.job_id}"]
+    assert far.status is JobStatus.DELAYED and scheduling.schedule_names() == [scheduler.delay_schedule_name(JobRef.of(far))]
 
 
 def test_a_run_at_in_the_past_runs_now(scheduling: Scheduling) -> None:
@@ -89,7 +90,7 @@ def test_a_run_at_without_a_time_zone_is_refused() -> None:
 
 def test_the_schedules_message_wakes_the_job_only_when_it_is_due(scheduling: Scheduling, stack: Stack) -> None:
     job, _ = scheduling.jobs.create(request(delay=30 * MINUTE), ALICE)
-    body = scheduling.schedule(f"delay-{job.job_id}")["Target"]["Input"]
+    body = scheduling.schedule(scheduler.delay_schedule_name(JobRef.of(job)))["Target"]["Input"]
     queue = stack.queues["email-sending"]
 
     # Scheduler delivers the Input to the queue when the schedule fires.
@@ -99,7 +100,7 @@ def test_the_schedules_message_wakes_the_job_only_when_it_is_due(scheduling: Sch
     due = parse_iso(job.run_at or "")
     stack.worker(clock=lambda: due + 10).handle(delivery)
 
-    done = stack.store.require(job.job_id)
+    done = stack.store.require(job.user_id, job.job_id)
     assert done.status is JobStatus.COMPLETED and done.attempts == 1
 
 
@@ -114,23 +115,23 @@ def test_woken_early_the_job_goes_back_to_sleep(scheduling: Scheduling, stack: S
 
     job, _ = scheduling.jobs.create(request(delay=30 * MINUTE), ALICE)
     queue = stack.queues["email-sending"]
-    queues.send_job(queue, job.job_id)
+    queues.send_job(queue, JobRef.of(job))
     (message,) = stack.receive("email-sending")
 
     with pytest.raises(RetryLater):
         stack.worker().handle(queues_delivery(message, queue))
-    assert stack.store.require(job.job_id).status is JobStatus.DELAYED
+    assert stack.store.require(job.user_id, job.job_id).status is JobStatus.DELAYED
 
 
 def test_cancelling_a_delayed_job_removes_its_schedule(scheduling: Scheduling) -> None:
     job, _ = scheduling.jobs.create(request(delay=2 * 3600_000), ALICE)
-    assert scheduling.schedule_names() == [f"delay-{job.job_id}"]
+    assert scheduling.schedule_names() == [scheduler.delay_schedule_name(JobRef.of(job))]
 
     cancelled = scheduling.jobs.cancel(job.job_id, ALICE)
 
     assert cancelled.status is JobStatus.CANCELLED
     assert scheduling.schedule_names() == []
-    assert scheduler.cancel_delayed(job.job_id) is False  # harmless when there is none (any more)
+    assert scheduler.cancel_delayed(JobRef.of(job)) is False  # harmless when there is none (any more)
 
 
 def test_when_scheduler_cannot_take_the_schedule_the_job_is_taken_back(scheduling: Scheduling, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,7 +143,7 @@ def test_when_scheduler_cannot_take_the_schedule_the_job_is_taken_back(schedulin
     with pytest.raises(Unavailable, match="ThrottlingException"):
         scheduling.jobs.create(request(delay=20 * MINUTE, jobId="not-kept"), ALICE)
 
-    assert scheduling.stack.store.get("not-kept") is None
+    assert scheduling.stack.store.get("alice", "not-kept") is None
 
 
 def test_creating_the_same_job_id_twice_schedules_once(scheduling: Scheduling) -> None:
@@ -150,7 +151,7 @@ def test_creating_the_same_job_id_twice_schedules_once(scheduling: Scheduling) -
     again, created_again = scheduling.jobs.create(request(delay=20 * MINUTE, jobId="once"), ALICE)
 
     assert created and not created_again and again.job_id == first.job_id
-    assert scheduling.schedule_names() == ["delay-once"]
+    assert scheduling.schedule_names() == [scheduler.delay_schedule_name(JobRef("alice", "once"))]
 
 
 def test_bulk_items_delayed_past_15_minutes_get_schedules(scheduling: Scheduling) -> None:
@@ -158,7 +159,7 @@ def test_bulk_items_delayed_past_15_minutes_get_schedules(scheduling: Scheduling
     outcomes = scheduling.jobs.create_bulk([item, {**item, "options": {}}], ALICE)
 
     assert [o.status for o in outcomes] == [201, 201]
-    assert scheduling.schedule_names() == [f"delay-{outcomes[0].job.job_id}"]  # type: ignore[union-attr]
+    assert scheduling.schedule_names() == [scheduler.delay_schedule_name(JobRef.of(outcomes[0].job))]  # type: ignore[arg-type]
 
 
 def test_at_expressions_round_up_to_the_second() -> None:
@@ -167,9 +168,11 @@ def test_at_expressions_round_up_to_the_second() -> None:
     assert scheduler.at_expression(parse_iso("2030-01-02T03:04:05.000Z")) == "at(2030-01-02T03:04:05)"
 
 
-def test_schedule_names_hold_any_job_id() -> None:
-    assert scheduler.delay_schedule_name("abc-123") == "delay-abc-123"
-    hashed = scheduler.delay_schedule_name("tenant:42:nightly")
+def test_schedule_names_hold_any_job_id_and_differ_per_owner() -> None:
+    readable = scheduler.delay_schedule_name(JobRef("alice", "abc-123"))
+    assert readable.startswith("delay-abc-123-") and len(readable) <= 64
+    assert readable != scheduler.delay_schedule_name(JobRef("bob", "abc-123"))
+    hashed = scheduler.delay_schedule_name(JobRef("alice", "repeat:nightly:20300101T070000Z"))
     assert hashed.startswith("delayh-") and len(hashed) <= 64
-    assert scheduler.delay_schedule_name("x" * 100) != scheduler.delay_schedule_name("x" * 101)
+    assert scheduler.delay_schedule_name(JobRef("a", "x" * 100)) != scheduler.delay_schedule_name(JobRef("a", "x" * 101))
 

@@ -10,10 +10,11 @@ import pytest
 
 from api.main import handler as api_handler
 from functions.scheduler.handler import handler as scheduler_handler
-from shared import cron
+from shared import cron, scheduler
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
 from shared.schedules import ScheduleCreate, firing_job_id
 from shared.status import JobStatus
+from shared.store import JobRef
 from tests.unit.api_events import admin as admin_claims
 from tests.unit.api_events import http_event, user
 from tests.unit.conftest import FakeLambdaContext
@@ -137,7 +138,7 @@ def test_a_firing_delivered_twice_creates_one_job(scheduling: Scheduling) -> Non
     again = scheduling.schedules.fire("nightly", "2030-01-01T07:00:00Z")
 
     assert first.outcome == "created" and again.outcome == "duplicate" and first.job_id == again.job_id
-    job = scheduling.stack.store.require(firing_job_id("nightly", "2030-01-01T07:00:00Z"))
+    job = scheduling.stack.store.require("root", firing_job_id("nightly", "2030-01-01T07:00:00Z"))
     assert job.status is JobStatus.WAITING and job.user_id == "root" and job.data == EMAIL
     assert len(scheduling.stack.receive("email-sending")) == 1
     assert scheduling.schedules.get("nightly", ADMIN).run_count == 1
@@ -150,7 +151,7 @@ def test_each_firing_creates_its_own_job(scheduling: Scheduling) -> None:
     b = scheduling.schedules.fire("nightly", "2030-01-02T07:00:00Z")
 
     assert a.job_id != b.job_id
-    assert scheduling.stack.store.require(b.job_id or "").max_attempts == 7
+    assert scheduling.stack.store.require("root", b.job_id or "").max_attempts == 7
     record = scheduling.schedules.get("nightly", ADMIN)
     assert record.run_count == 2 and record.last_job_id == b.job_id
 
@@ -188,7 +189,7 @@ def test_deleting_removes_the_eventbridge_schedule_and_later_firings_do_nothing(
     with pytest.raises(NotFound):
         scheduling.schedules.get("nightly", ADMIN)
     assert scheduling.schedules.fire("nightly", "2030-01-01T07:00:00Z").outcome == "skipped"
-    assert scheduling.stack.store.get(firing_job_id("nightly", "2030-01-01T07:00:00Z")) is None
+    assert scheduling.stack.store.get("root", firing_job_id("nightly", "2030-01-01T07:00:00Z")) is None
 
 
 def test_trigger_runs_one_now_without_counting_toward_the_limit(scheduling: Scheduling) -> None:
@@ -196,7 +197,7 @@ def test_trigger_runs_one_now_without_counting_toward_the_limit(scheduling: Sche
 
     job = scheduling.schedules.trigger("nightly", ADMIN)
 
-    assert job.job_id.startswith("repeat-nightly-manual-") and job.status is JobStatus.WAITING
+    assert job.job_id.startswith("repeat:nightly:manual:") and job.status is JobStatus.WAITING
     record = scheduling.schedules.get("nightly", ADMIN)
     assert record.run_count == 0 and record.manual_runs == 1 and record.state == "active"
 
@@ -209,7 +210,7 @@ def test_the_scheduler_function_turns_schedulers_event_into_the_firings_job(sche
     retried = scheduler_handler({**event, "attempt": "2"}, FakeLambdaContext())
 
     assert first["outcome"] == "created" and retried["outcome"] == "duplicate"
-    assert first["jobId"] == "repeat-nightly-20300101T070000Z"
+    assert first["jobId"] == "repeat:nightly:20300101T070000Z"
     assert scheduler_handler({"something": "else"}, FakeLambdaContext())["outcome"] == "failed"
 
 
@@ -232,7 +233,7 @@ def test_the_schedule_routes(scheduling: Scheduling) -> None:
     assert call("POST", "/schedules/tick/pause")[1]["data"]["state"] == "paused"
     assert call("POST", "/schedules/tick/resume")[1]["data"]["state"] == "active"
     status, job = call("POST", "/scheduler/jobs/tick/trigger")
-    assert status == 201 and job["data"]["jobId"].startswith("repeat-tick-manual-")
+    assert status == 201 and job["data"]["jobId"].startswith("repeat:tick:manual:")
     status, seed = call("POST", "/scheduler/repeating", {"name": "seed", "queue": "email-sending", "type": "send-email", "data": EMAIL,
                                                           "cron": "0 2 * * *", "timezone": "America/New_York"})
     assert status == 201 and seed["data"]["timezone"] == "America/New_York"
@@ -250,6 +251,6 @@ def test_delayed_jobs_through_the_seed_route(scheduling: Scheduling) -> None:
     base = {"queue": "email-sending", "type": "send-email", "data": EMAIL}
     status, body = call("POST", "/scheduler/delayed", {**base, "delay": 3_600_000}, admin=False)
     assert status == 201 and body["data"]["status"] == "delayed"
-    assert scheduling.schedule_names() == [f"delay-{body['data']['jobId']}"]
+    assert scheduling.schedule_names() == [scheduler.delay_schedule_name(JobRef("alice", body["data"]["jobId"]))]
     status, body = call("POST", "/scheduler/delayed", base, admin=False)
     assert status == 400 and "delay (ms) or runAt" in body["error"]["message"]

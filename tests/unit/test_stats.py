@@ -149,7 +149,7 @@ def test_removing_a_job_takes_it_out_of_the_counts(stack: Stack, feed: StreamFee
     jobs = service(stack)
     job_id = create(jobs, "send-email")
     feed.deliver()
-    stack.store.delete(job_id)
+    stack.store.delete("alice", job_id)
 
     feed.deliver()
 
