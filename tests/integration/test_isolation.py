@@ -11,7 +11,7 @@ import pytest
 
 from tests.hostile_inputs import LISTINGS, cases
 from tests.integration.conftest import LocalStackProcess, wait_for_status
-from tests.integration.local_control import control
+from tests.integration.local_control import control, wait_until
 from tests.target_server import TargetServer
 
 pytestmark = pytest.mark.integration
@@ -73,6 +73,8 @@ def test_a_schedule_firing_runs_its_own_job_whatever_users_created_first(local_s
                     break
                 record = admin.get(f"/schedules/{name}").json()["data"]
             assert record["runCount"] == 1 and record["lastJobId"] == job_id
+            # the run is reserved (and recorded) first, its job created right after
+            wait_until(lambda: admin.get(f"/jobs/{job_id}").status_code == 200, timeout=20)
             done = wait_for_status(admin, job_id, {"completed", "failed"})
             assert done["status"] == "completed" and done["data"] == {"n": 9} and done["userId"] == "root"
             assert len(target.calls_for(job_id)) == 1
