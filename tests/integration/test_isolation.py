@@ -4,6 +4,7 @@ deduplication leak, schedule firings nobody can block, and a hostile sweep over 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 
 from tests.hostile_inputs import LISTINGS, cases
 from tests.integration.conftest import LocalStackProcess, wait_for_status
-from tests.integration.local_control import control, wait_until
+from tests.integration.local_control import control
 from tests.target_server import TargetServer
 
 pytestmark = pytest.mark.integration
@@ -74,7 +75,10 @@ def test_a_schedule_firing_runs_its_own_job_whatever_users_created_first(local_s
                 record = admin.get(f"/schedules/{name}").json()["data"]
             assert record["runCount"] == 1 and record["lastJobId"] == job_id
             # the run is reserved (and recorded) first, its job created right after
-            wait_until(lambda: admin.get(f"/jobs/{job_id}").status_code == 200, timeout=20)
+            deadline = time.monotonic() + 20
+            while admin.get(f"/jobs/{job_id}").status_code == 404:
+                assert time.monotonic() < deadline, f"the firing's job {job_id} was never created"
+                time.sleep(0.2)
             done = wait_for_status(admin, job_id, {"completed", "failed"})
             assert done["status"] == "completed" and done["data"] == {"n": 9} and done["userId"] == "root"
             assert len(target.calls_for(job_id)) == 1
