@@ -216,17 +216,18 @@ class JobService:
 
     # ---- read -----------------------------------------------------------------------------
     @staticmethod
-    def owner_for(caller: Identity, user_id: str | None) -> str:
-        """Whose namespace a request addresses: the caller's, or (admins only) ``user_id``'s."""
+    def owner_for(caller: Identity, user_id: str | None) -> str | None:
+        """Whose namespace a request addresses: the caller's, or (admins only) ``user_id``'s.
+        None: a user naming someone else, who is answered as for a job that does not exist."""
         if user_id is None or user_id == caller.user_id:
             return caller.user_id
-        if not caller.is_admin:
-            raise Forbidden("only admins may address another user's job (userId)")
-        return user_id
+        return user_id if caller.is_admin else None
 
     def get(self, job_id: str, caller: Identity, *, user_id: str | None = None) -> Job:
-        """The caller's job ``job_id`` (an admin: ``user_id``'s). Nobody else's namespace is read."""
-        job = self.store.get(self.owner_for(caller, user_id), job_id)
+        """The caller's job ``job_id`` (an admin: ``user_id``'s). Nobody else's namespace is read:
+        a user who names another owner gets the same 404 as for an id that does not exist."""
+        owner = self.owner_for(caller, user_id)
+        job = self.store.get(owner, job_id) if owner is not None else None
         if job is None:
             raise NotFound(f"job {job_id} not found")
         return job

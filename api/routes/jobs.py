@@ -138,7 +138,7 @@ def list_user_jobs(
     return _page(found, cursors.seal(after, listing))
 
 
-@router.get("/{job_id}", response_model=Envelope[JobPublic], summary="Get a job", responses=error_responses(401, 403, 404))
+@router.get("/{job_id}", response_model=Envelope[JobPublic], summary="Get a job", responses=error_responses(401, 404))
 def get_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, user_id: Owner = None) -> Envelope[JobPublic]:
     return Envelope(data=JobPublic.of(jobs.get(job_id, caller, user_id=user_id)))
 
@@ -150,7 +150,7 @@ def get_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, user_id: Owner = Non
     description="A waiting or delayed job is cancelled at once (200). An active job is marked (202): its processor "
     "stops at its next progress report and the job ends `cancelled`. A finished job: 409.",
     responses={202: {"model": Envelope[JobPublic], "description": "Cancellation requested; the job is still active"}}
-    | error_responses(401, 403, 404, 409),
+    | error_responses(401, 404, 409),
 )
 def cancel_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, response: Response, user_id: Owner = None) -> Envelope[JobPublic]:
     job = jobs.cancel(job_id, caller, user_id=user_id)
@@ -164,7 +164,7 @@ def cancel_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, response: Respons
     response_model=Envelope[JobPublic],
     summary="Retry a failed or cancelled job",
     description="The job goes back to `waiting` with a fresh set of attempts; its earlier attempts stay in `history`.",
-    responses=error_responses(401, 403, 404, 409, 503),
+    responses=error_responses(401, 404, 409, 503),
 )
 def retry_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, user_id: Owner = None) -> Envelope[JobPublic]:
     return Envelope(data=JobPublic.of(jobs.retry(job_id, caller, user_id=user_id)))
@@ -174,7 +174,7 @@ def retry_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, user_id: Owner = N
     "/{job_id}/logs",
     response_model=Envelope[LogPage],
     summary="A job's log lines, oldest first",
-    responses=error_responses(400, 401, 403, 404),
+    responses=error_responses(400, 401, 404),
 )
 def job_logs(
     job_id: JobId, caller: CurrentUser, jobs: Jobs, cursors: Cursors, limit: Limit = 50, cursor: Cursor = None, user_id: Owner = None

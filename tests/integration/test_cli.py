@@ -180,7 +180,7 @@ def test_schedule_commands(local_stack: LocalStackProcess) -> None:
     assert created["timezone"] == "Asia/Tokyo" and created["limit"] == 3 and created["nextRunAt"]
     assert name in listed.stdout
     assert (paused["state"], resumed["state"]) == ("paused", "active")
-    assert triggered["jobId"].startswith(f"repeat-{name}-manual-")
+    assert triggered["jobId"].startswith(f"repeat:{name}:manual:")
     assert removed.exit_code == 0 and gone.exit_code == 4
 
 

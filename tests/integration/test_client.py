@@ -214,7 +214,7 @@ def test_schedule_operations_as_an_admin(local_stack: LocalStackProcess) -> None
     assert isinstance(created, Schedule) and created.next_run_at and created.timezone == "Europe/Paris"
     assert name in {s.name for s in listed}
     assert (paused.state, resumed.state) == ("paused", "active")
-    assert job.job_id.startswith(f"repeat-{name}-manual-")
+    assert job.job_id.startswith(f"repeat:{name}:manual:")
 
 
 def test_what_the_api_does_not_offer_yet_says_so(local_stack: LocalStackProcess) -> None:

@@ -41,7 +41,7 @@ def test_two_users_run_their_own_invoice_42_and_neither_sees_the_other(local_sta
         assert wait_for_status(ben, job_id, {"completed"})["result"]["echo"] == {"owner": "ben"}
         assert admin.get(f"/jobs/{job_id}", params={"userId": "ben"}).json()["data"]["data"] == {"owner": "ben"}
         assert admin.get(f"/jobs/{job_id}").status_code == 404  # the admin's own namespace
-        assert ben.get(f"/jobs/{job_id}", params={"userId": "ada"}).status_code == 403
+        assert ben.get(f"/jobs/{job_id}", params={"userId": "ada"}).status_code == 404
 
 
 def test_a_deduplication_key_never_answers_with_someone_elses_job(local_stack: LocalStackProcess, echo: str) -> None:

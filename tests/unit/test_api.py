@@ -45,7 +45,7 @@ def test_only_the_owner_or_an_admin_naming_the_owner_sees_a_job(stack: Stack) ->
     assert call("GET", f"/jobs/{job_id}", claims=user("alice"))[0] == 200
     status, body = call("GET", f"/jobs/{job_id}", claims=user("bob"))
     assert status == 404 and body == {"success": False, "error": {"code": "NOT_FOUND", "message": f"job {job_id} not found"}}
-    assert call("GET", f"/jobs/{job_id}", claims=user("bob"), query="userId=alice")[0] == 403
+    assert call("GET", f"/jobs/{job_id}", claims=user("bob"), query="userId=alice")[0] == 404
     assert call("GET", f"/jobs/{job_id}", claims=admin())[0] == 404  # the admin's own namespace
     assert call("GET", f"/jobs/{job_id}", claims=admin(), query="userId=alice")[1]["data"]["jobId"] == job_id
 

@@ -87,7 +87,7 @@ def test_two_users_can_both_use_invoice_42_and_each_works_only_on_their_own(stac
     # the admin names the owner
     assert call("GET", "/jobs/invoice-42", claims=admin(), query="userId=bob")[1]["data"]["data"] == {"n": 2}
     assert call("GET", "/jobs/invoice-42", claims=admin(), query="userId=alice")[1]["data"]["data"] == {"n": 1}
-    assert call("GET", "/jobs/invoice-42", claims=user("bob"), query="userId=alice")[0] == 403
+    assert call("GET", "/jobs/invoice-42", claims=user("bob"), query="userId=alice")[0] == 404
     messages = [json.loads(m["Body"]) for m in stack.receive("email-sending")]
     assert {(m["userId"], m["jobId"]) for m in messages} == {("alice", "invoice-42"), ("bob", "invoice-42")}
 
