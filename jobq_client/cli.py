@@ -583,6 +583,34 @@ def schedules_add(
     print_json(created) if as_json else out.print(f"created {schedule_line(created)}")
 
 
+@schedules_app.command("edit")
+def schedules_edit(
+    name: str,
+    cron: Annotated[str | None, typer.Option(help="A new 5-field cron (replaces --every).")] = None,
+    every: Annotated[int | None, typer.Option(help="A new interval in minutes (replaces --cron).")] = None,
+    tz: Annotated[str | None, typer.Option("--tz", help="A new IANA time zone.")] = None,
+    limit: Annotated[int | None, typer.Option(help="A new run limit.")] = None,
+    no_limit: Annotated[bool, typer.Option("--no-limit", help="Remove the run limit.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Change when a schedule fires (cron, interval, time zone) or its limit; its runs and job template stay."""
+    fields: dict[str, Any] = {}
+    if cron:
+        fields["cron"] = cron
+    if every:
+        fields["every"] = every * 60_000
+    if tz:
+        fields["timezone"] = tz
+    if no_limit:
+        fields["limit"] = None
+    elif limit:
+        fields["limit"] = limit
+    if not fields:
+        raise typer.BadParameter("give --cron, --every, --tz, --limit or --no-limit")
+    s = run(lambda: client().update_schedule(name, **fields))
+    print_json(s) if as_json else out.print(schedule_line(s))
+
+
 @schedules_app.command("pause")
 def schedules_pause(name: str, as_json: Json = False) -> None:
     """Stop firing until resumed."""

@@ -35,7 +35,7 @@ from shared.queue_models import (
     QueueSummary,
     RedriveResult,
 )
-from shared.schedule_models import Schedule, ScheduleCreate, SchedulePage
+from shared.schedule_models import Schedule, ScheduleCreate, SchedulePage, SchedulePatch
 from shared.status import FINISHED, JobStatus
 
 M = TypeVar("M", bound=BaseModel)
@@ -290,6 +290,11 @@ class Client:
             by_alias=True, mode="json", exclude_unset=True
         )
         return self._call("POST", "/schedules", Schedule, json=body, safe=True)
+
+    def update_schedule(self, name: str, **fields: Any) -> Schedule:
+        """Change ``cron``, ``every`` (ms), ``timezone``, ``limit`` (None: no limit) or ``description``; runs and template stay."""
+        body = SchedulePatch.model_validate(fields).model_dump(by_alias=True, mode="json", exclude_unset=True)
+        return self._call("PATCH", f"/schedules/{_seg(name)}", Schedule, json=body, safe=True)
 
     def pause_schedule(self, name: str) -> Schedule:
         return self._call("POST", f"/schedules/{_seg(name)}/pause", Schedule, safe=True)

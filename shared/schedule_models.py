@@ -84,6 +84,29 @@ class ScheduleCreate(CamelModel):
         return value
 
 
+class SchedulePatch(CamelModel):
+    """``PATCH /schedules/{name}``: change when it fires and how often, keeping its runs and its job template.
+
+    Only the fields given change; ``cron`` replaces ``every`` and the reverse; ``limit: null`` removes the limit.
+    """
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"cron": "30 3 * * 1-5", "timezone": "Europe/Paris", "limit": 100}]})
+
+    cron: str | None = Field(default=None, max_length=256, description="`0 2 * * *` (5 fields) or EventBridge's 6 fields.")
+    every: int | None = Field(default=None, ge=60_000, description="Interval in milliseconds (a whole number of minutes).")
+    timezone: str | None = Field(default=None, max_length=64, description="IANA time zone of the cron.")
+    limit: int | None = Field(default=None, ge=1, le=1_000_000, description="Stop after this many scheduled runs; null: no limit.")
+    description: str | None = Field(default=None, max_length=256)
+
+    @model_validator(mode="after")
+    def _something(self) -> SchedulePatch:
+        if not self.model_fields_set:
+            raise ValueError("give at least one of cron, every, timezone, limit, description")
+        if self.cron is not None and self.every is not None:
+            raise ValueError("give cron or every, not both")
+        return self
+
+
 class Schedule(CamelModel):
     """A recurring schedule as stored and as a client sees it."""
 

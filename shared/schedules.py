@@ -46,6 +46,7 @@ from shared.schedule_models import (  # noqa: F401  (re-exported: the routes imp
     Schedule,
     ScheduleCreate,
     SchedulePage,
+    SchedulePatch,
     ScheduleState,
 )
 from shared.store import decode_cursor, encode_cursor
@@ -400,6 +401,51 @@ class ScheduleService:
         if schedule.state == "paused":
             scheduler.set_recurring_state(name, enabled=True, settings=self.settings)
             self.store.update(name, {"state": "active", "updatedAt": iso(self.clock())})
+        return self.get(name, caller)
+
+    def update(self, name: str, patch: SchedulePatch, caller: Identity) -> Schedule:
+        """New cron, interval, time zone, limit or description; its runs, state and job template stay."""
+        require_admin(caller)
+        schedule = self._require(name)
+        if schedule.state == "completed":
+            raise Conflict(f"schedule '{name}' has completed its {schedule.limit} runs; create a new one")
+        given = patch.model_fields_set
+        cron_text, every = schedule.cron, schedule.every
+        if "cron" in given and patch.cron is not None:
+            cron_text, every = patch.cron, None
+        elif "every" in given and patch.every is not None:
+            cron_text, every = None, patch.every
+        limit = patch.limit if "limit" in given else schedule.limit
+        if limit is not None and limit <= schedule.run_count:
+            raise Invalid(f"limit {limit} is not above the {schedule.run_count} runs already made")
+        timezone = (patch.timezone or schedule.timezone) if "timezone" in given else schedule.timezone
+        description = patch.description if "description" in given else schedule.description
+        recurrence = cron.recurrence(cron=cron_text, every_ms=every, timezone=timezone)
+        start = datetime.fromtimestamp(parse_iso(schedule.start_date) / 1000, tz=UTC) if schedule.start_date else None
+        end = datetime.fromtimestamp(parse_iso(schedule.end_date) / 1000, tz=UTC) if schedule.end_date else None
+        scheduler.put_recurring(
+            name,
+            expression=recurrence.expression,
+            timezone=recurrence.timezone,
+            enabled=schedule.state == "active",
+            start=start,
+            end=end,
+            description=description or f"jobq: {schedule.type} on {schedule.queue}",
+            create=False,
+            settings=self.settings,
+        )
+        changes = {
+            "cron": cron_text,
+            "every": every,
+            "timezone": recurrence.timezone,
+            "expression": recurrence.expression,
+            "limit": limit,
+            "description": description,
+            "updatedAt": iso(self.clock()),
+        }
+        if not self.store.update(name, changes):
+            raise NotFound(f"schedule '{name}' not found")
+        logger.info("schedule changed", extra={"schedule": name, "expression": recurrence.expression, "timezone": recurrence.timezone})
         return self.get(name, caller)
 
     def delete(self, name: str, caller: Identity) -> None:

@@ -696,7 +696,7 @@ function pageSchedules() {
         s.state === "active" ? change(h("button", { class: "small", onclick: () => act("pause", "POST", `/schedules/${enc(s.name)}/pause`) }, "Pause")) : null,
         s.state === "paused" ? change(h("button", { class: "small", onclick: () => act("resume", "POST", `/schedules/${enc(s.name)}/resume`) }, "Resume")) : null,
         change(h("button", { class: "small", onclick: () => act("trigger", "POST", `/schedules/${enc(s.name)}/trigger`) }, "Trigger")),
-        canEdit ? change(h("button", { class: "small", onclick: () => edit(s) }, "Edit…")) : null,
+        canEdit ? change(h("button", { class: "small", "data-edit": s.name, onclick: () => edit(s) }, "Edit…")) : null,
         change(h("button", { class: "small danger", onclick: async () => {
           if (await ask(`Delete schedule ${s.name}?`, [], "Delete", true)) act("delete", "DELETE", `/schedules/${enc(s.name)}`);
         } }, "Delete"))))))
@@ -745,7 +745,8 @@ function chart(title, points, series, kind, resolution) {
   };
   const W = 640, H = 220, L = 44, R = 8, T = 10, B = 24;
   const values = points.map((p) => kind === "bars" ? series.reduce((a, x) => a + (p[x.key] || 0), 0) : Math.max(...series.map((x) => p[x.key] || 0)));
-  const max = Math.max(1, ...values);
+  // Counts get an even whole maximum, so the middle grid line is a whole number too.
+  const max = kind === "bars" ? Math.max(2, Math.ceil(Math.max(...values, 0) / 2) * 2) : Math.max(1, ...values);
   const x = (i) => L + (i + 0.5) * ((W - L - R) / Math.max(1, points.length));
   const y = (v) => H - B - (v / max) * (H - T - B);
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title });

@@ -11,7 +11,15 @@ from api.deps import CurrentUser, Cursors, job_service
 from api.envelope import Envelope, error_responses
 from shared.jobs import require_admin
 from shared.models import JobPublic
-from shared.schedules import SCHEDULE_NAME_PATTERN, Schedule, ScheduleCreate, SchedulePage, ScheduleService, ScheduleStore
+from shared.schedules import (
+    SCHEDULE_NAME_PATTERN,
+    Schedule,
+    ScheduleCreate,
+    SchedulePage,
+    SchedulePatch,
+    ScheduleService,
+    ScheduleStore,
+)
 
 
 def admin_only(caller: CurrentUser) -> None:
@@ -63,6 +71,17 @@ def list_schedules(
 @router.get("/{name}", response_model=Envelope[Schedule], summary="One schedule, with its next run (admin)", responses=error_responses(*ERRORS))
 def get_schedule(name: ScheduleName, caller: CurrentUser, schedules: Schedules) -> Envelope[Schedule]:
     return Envelope(data=schedules.get(name, caller))
+
+
+@router.patch(
+    "/{name}",
+    response_model=Envelope[Schedule],
+    summary="Change a schedule's cron, interval, time zone, limit or description (admin)",
+    description="Its runs, state and job template stay; the EventBridge schedule is updated in place.",
+    responses=error_responses(400, *ERRORS, 409),
+)
+def update_schedule(name: ScheduleName, body: SchedulePatch, caller: CurrentUser, schedules: Schedules) -> Envelope[Schedule]:
+    return Envelope(data=schedules.update(name, body, caller))
 
 
 @router.post("/{name}/pause", response_model=Envelope[Schedule], summary="Pause a schedule (admin)", responses=error_responses(*ERRORS, 409))

@@ -171,6 +171,7 @@ def test_schedule_commands(local_stack: LocalStackProcess) -> None:
     created = data(jobq(local_stack, "schedules", "add", name, "email-sending", "send-email", "--cron", "30 4 * * *", "--tz", "Asia/Tokyo",
                         "--limit", "3", *EMAIL, "--json", **admin))
     listed = jobq(local_stack, "schedules", "ls", **admin)
+    edited = data(jobq(local_stack, "schedules", "edit", name, "--cron", "0 5 * * 1", "--tz", "Europe/Berlin", "--no-limit", "--json", **admin))
     paused = data(jobq(local_stack, "schedules", "pause", name, "--json", **admin))
     resumed = data(jobq(local_stack, "schedules", "resume", name, "--json", **admin))
     triggered = data(jobq(local_stack, "schedules", "trigger", name, "--json", **admin))
@@ -179,6 +180,7 @@ def test_schedule_commands(local_stack: LocalStackProcess) -> None:
 
     assert created["timezone"] == "Asia/Tokyo" and created["limit"] == 3 and created["nextRunAt"]
     assert name in listed.stdout
+    assert (edited["cron"], edited["timezone"], edited["limit"]) == ("0 5 * * 1", "Europe/Berlin", None)
     assert (paused["state"], resumed["state"]) == ("paused", "active")
     assert triggered["jobId"].startswith(f"repeat:{name}:manual:")
     assert removed.exit_code == 0 and gone.exit_code == 4

@@ -204,6 +204,7 @@ def test_schedule_operations_as_an_admin(local_stack: LocalStackProcess) -> None
     with client_for(local_stack, "root", admin=True) as admin:
         created = admin.add_schedule(name, "email-sending", "send-email", EMAIL, cron="0 3 * * *", timezone="Europe/Paris", limit=5)
         listed = admin.schedules()
+        edited = admin.update_schedule(name, every=600_000, limit=9)
         paused = admin.pause_schedule(name)
         resumed = admin.resume_schedule(name)
         job = admin.trigger_schedule(name)
@@ -213,6 +214,7 @@ def test_schedule_operations_as_an_admin(local_stack: LocalStackProcess) -> None
 
     assert isinstance(created, Schedule) and created.next_run_at and created.timezone == "Europe/Paris"
     assert name in {s.name for s in listed}
+    assert (edited.cron, edited.every, edited.limit, edited.timezone) == (None, 600_000, 9, "Europe/Paris")
     assert (paused.state, resumed.state) == ("paused", "active")
     assert job.job_id.startswith(f"repeat:{name}:manual:")
 

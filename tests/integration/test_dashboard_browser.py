@@ -230,6 +230,19 @@ def test_every_page_renders_with_data(local_stack: LocalStackProcess, jobs: dict
     until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "tr[data-schedule]"))
     assert "2" in browser.find_element(By.CSS_SELECTOR, f'[data-next-run="{jobs["schedule"]}"]').text  # a date, not "—"
     shot(browser, shots, "07-schedules")
+    # Edit its cron, time zone and limit in place.
+    browser.find_element(By.CSS_SELECTOR, f'tr[data-schedule="{jobs["schedule"]}"] [data-edit]').click()
+    dialog = until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "dialog[open]"))[0]
+    for field, value in (("cron", "15 3 * * *"), ("timezone", "Asia/Tokyo"), ("limit", "40")):
+        box = dialog.find_element(By.NAME, field)
+        box.clear()
+        box.send_keys(value)
+    dialog.find_element(By.CSS_SELECTOR, "[data-confirm]").click()
+    with local_stack.client("root", admin=True) as admin:
+        def edited(_: WebDriver) -> bool:
+            s = admin.get(f"/schedules/{jobs['schedule']}").json()["data"]
+            return (s["cron"], s["timezone"], s["limit"]) == ("15 3 * * *", "Asia/Tokyo", 40)
+        until(browser, edited)
     go(browser, local_stack, "/metrics/email-sending?hours=1&resolution=minute")
     until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "[data-chart] rect"))  # bars for the finished jobs
     shot(browser, shots, "10-metrics")
