@@ -187,6 +187,31 @@ def test_a_failed_job_is_retried_from_the_page_and_completes(local_stack: LocalS
     shot(browser, shots, "02-jobs")
 
 
+def test_the_job_page_shows_progress_while_the_job_runs(local_stack: LocalStackProcess, jobs: dict[str, Any], browser: WebDriver,
+                                                       shots: Path) -> None:
+    sign_in(browser, local_stack, "root", admin=True)
+    # transcode-video reports progress after each format; the test stack spends 0.05 s on each: ~5 s in all.
+    with local_stack.client("uma") as uma:
+        job_id = uma.post("/jobs", json={"queue": "video-processing", "type": "transcode-video",
+                                         "data": {"videoUrl": "s3://in/long.mov", "formats": [f"f{i}" for i in range(100)]}}).json()["data"]["jobId"]
+    go(browser, local_stack, f"/job/{job_id}?user=uma")
+    seen: set[int] = set()
+
+    def finished(b: WebDriver) -> bool:
+        # Read in the page: it re-renders on every change, so element handles go stale.
+        progress, status = b.execute_script(
+            "const bar = document.getElementById('progress'), tag = document.querySelector('#job-view .panel [data-status]');"
+            "return [bar ? bar.dataset.progress : null, tag ? tag.dataset.status : null];")
+        if progress is not None:
+            seen.add(int(float(progress)))
+        return bool(status == "completed")
+
+    until(browser, finished, timeout=40)
+    assert {p for p in seen if 0 < p < 100}, f"no progress between 0 and 100 was shown: {sorted(seen)}"
+    assert max(seen) == 100
+    shot(browser, shots, "05b-job-video")
+
+
 def test_a_users_session_never_shows_another_users_job(local_stack: LocalStackProcess, jobs: dict[str, Any], browser: WebDriver,
                                                        shots: Path) -> None:
     sign_in(browser, local_stack, "uma", admin=False)
