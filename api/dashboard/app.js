@@ -554,7 +554,11 @@ function pageJob(parts, params) {
   async function refresh() {
     let job;
     try { job = await api("GET", `/jobs/${enc(jobId)}${suffix}`); } catch (e) {
-      if (e.status === 404) { put(view, h("p", { class: "empty", id: "job-missing" }, "No such job (or not yours).")); stopPage(); return; }
+      // 404: none of yours has this id; 403: a user asked for someone else's namespace (?userId=). Either way, nothing shown.
+      if (e.status === 404 || e.status === 403) {
+        put(view, h("p", { class: "empty", id: "job-missing" }, e.status === 404 ? "No such job (or not yours)." : e.message));
+        stopPage(); return;
+      }
       throw e;
     }
     await loadLogs();

@@ -72,6 +72,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/schedules"): Row("/schedules", ADMIN_ONLY),
     ("GET", "/schedules/{name}"): Row("/schedules/nightly", ADMIN_ONLY),
     ("DELETE", "/schedules/{name}"): Row("/schedules/nightly", (401, 403, 403, 204)),
+    ("PATCH", "/schedules/{name}"): Row("/schedules/nightly", ADMIN_ONLY, {"limit": 50}),
     ("POST", "/schedules/{name}/pause"): Row("/schedules/nightly/pause", ADMIN_ONLY),
     ("POST", "/schedules/{name}/resume"): Row("/schedules/nightly/resume", ADMIN_ONLY),
     ("POST", "/schedules/{name}/trigger"): Row("/schedules/nightly/trigger", (401, 403, 403, 201)),
