@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.errors import JobqError
+from shared.errors import JobqError, TooManyJobs
 from shared.observability import logger
 
 
@@ -29,7 +29,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(JobqError)
     async def jobq_error(_: Request, err: JobqError) -> JSONResponse:
         details = err.details if not hasattr(err.details, "model_dump") else None
-        return _error(err.status_code, err.code, err.message, details)
+        response = _error(err.status_code, err.code, err.message, details)
+        if isinstance(err, TooManyJobs):
+            response.headers["Retry-After"] = str(err.retry_after)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, err: RequestValidationError) -> JSONResponse:

@@ -6,6 +6,7 @@
     ├── Invalid             400: a request that breaks a rule (unknown queue, bad option)
     ├── Forbidden           403: needs admin
     ├── PayloadTooLarge     413: job data over the limit
+    ├── TooManyJobs         429: the queue (or the user on it) is at its unfinished-job limit
     ├── Unavailable         503: a dependency failed; the client may retry safely
     └── PermanentJobError   a processor's verdict: fail the job now, do not retry
 
@@ -53,6 +54,20 @@ class Forbidden(JobqError):
 class PayloadTooLarge(JobqError):
     status_code = 413
     code = "PAYLOAD_TOO_LARGE"
+
+
+class TooManyJobs(JobqError):
+    """Back-pressure: nothing was stored; ``retry_after`` seconds is a fair time to try again."""
+
+    status_code = 429
+    code = "TOO_MANY_JOBS"
+
+    def __init__(self, message: str, *, retry_after: int, paused: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        if paused:  # a paused queue drains only when someone resumes it: 503, as seed 000 answers an unavailable queue
+            self.status_code = 503
+            self.code = "QUEUE_PAUSED_AND_FULL"
 
 
 class Unavailable(JobqError):

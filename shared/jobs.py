@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from shared import queues, scheduler
+from shared.access import Action, Identity, QueueAccess, allows, authorize
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Forbidden, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
 from shared.models import HttpTarget, Job, JobCreate, QueueInfo, json_size
@@ -31,14 +32,6 @@ IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 DEDUP_DEFAULT_TTL_SECONDS = 7 * 86400  # "until the job finishes", bounded
 MAX_BULK_JOBS = 100
 _ID_NAMESPACE = uuid.UUID("5f1d3c2e-8a4b-4c6d-9e0f-1a2b3c4d5e6f")
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Who calls: the token's ``sub``; admin when the groups claim holds the admin group."""
-
-    user_id: str
-    is_admin: bool = False
 
 
 class ProcessorCatalog(Protocol):
@@ -70,6 +63,7 @@ class JobService:
     def _prepare(self, request: JobCreate, caller: Identity, job_id: str | None, now: int) -> tuple[QueueInfo, Job]:
         """Check a request against the queue and the limits, and build the job (not stored yet)."""
         queue = self.directory.get(request.queue)
+        authorize(caller, Action.CREATE, get_policy(queue).access, queue=queue.name)
         if not self.catalog.has(queue.name, request.type):
             valid = ", ".join(sorted(self.catalog.types(queue.name))) or "none registered"
             raise Invalid(f"no processor for type '{request.type}' on queue '{queue.name}'; valid types: {valid}")
@@ -83,6 +77,7 @@ class JobService:
             queue=queue.name,
             type=request.type,
             user_id=caller.user_id,
+            acting_client=caller.client_id,
             status=JobStatus.DELAYED if delay else JobStatus.WAITING,
             data=request.data,
             priority=options.priority,
@@ -105,6 +100,7 @@ class JobService:
         ``service_job_id``: an id the service chose (schedule firings); such ids contain ``:``,
         which client ids cannot, so no client can create or block them.
         """
+        caller = self.acting(caller, request.on_behalf_of)
         now = now_ms()
         job_id = service_job_id or request.options.job_id
         if idempotency_key is not None:
@@ -179,6 +175,8 @@ class JobService:
         for index, raw in enumerate(items):
             try:
                 request = JobCreate.model_validate(raw)
+                if request.on_behalf_of is not None and request.on_behalf_of != caller.user_id:
+                    raise Invalid("bulk items name no onBehalfOf of their own: send the X-On-Behalf-Of header once")
                 if request.options.job_id or request.options.deduplication or request.options.run_at or scheduler.needs_schedule(request.options.delay):
                     job, created = self.create(request, caller)  # needs its conditional write
                     outcomes[index] = BulkOutcome(index, 201 if created else 200, job)
@@ -216,28 +214,74 @@ class JobService:
 
     # ---- read -----------------------------------------------------------------------------
     @staticmethod
+    def acting(caller: Identity, on_behalf_of: str | None) -> Identity:
+        """The identity a request acts as: a service client naming a user in the body acts for them."""
+        if on_behalf_of is None or (caller.acting_for_user and on_behalf_of == caller.user_id):
+            return caller
+        if caller.acting_for_user:
+            raise Invalid("onBehalfOf and X-On-Behalf-Of name different users")
+        return caller.acting_for(on_behalf_of)
+
+    @staticmethod
     def owner_for(caller: Identity, user_id: str | None) -> str | None:
-        """Whose namespace a request addresses: the caller's, or (admins only) ``user_id``'s.
-        None: a user naming someone else, who is answered as for a job that does not exist."""
+        """Whose namespace a request addresses: the caller's, or ``user_id``'s for those who may
+        read other users' jobs somewhere (admins, readers, members of a queue's read or operate
+        groups); whether they may read this job is decided once its queue is known (``visible``).
+        None: anyone else naming another owner, who is answered as for a job that does not exist."""
         if user_id is None or user_id == caller.user_id:
             return caller.user_id
-        return user_id if caller.is_admin else None
+        if caller.client_id is None and (caller.sees_everything or caller.groups):
+            return user_id
+        return None
 
-    def get(self, job_id: str, caller: Identity, *, user_id: str | None = None) -> Job:
-        """The caller's job ``job_id`` (an admin: ``user_id``'s). Nobody else's namespace is read:
-        a user who names another owner gets the same 404 as for an id that does not exist."""
+    def visible(self, caller: Identity, job: Job) -> bool:
+        """Whether ``caller`` may read ``job``: one's own always (a service client's: on its queues);
+        another user's when the job's queue lets the caller read all its jobs."""
+        own = job.user_id == caller.user_id
+        if own and caller.client_id is None:
+            return True  # a user's own jobs, whatever the queue's policy says today
+        return allows(caller, Action.OWN if own else Action.READ, self._access_of(job.queue))
+
+    def _access_of(self, queue_name: str) -> QueueAccess | None:
+        try:
+            return get_policy(self.directory.get(queue_name)).access
+        except NotFound:
+            return None  # a queue removed from the stack: only admins and readers still see its jobs
+
+    def get(self, job_id: str, caller: Identity, *, user_id: str | None = None, change: bool = False) -> Job:
+        """The caller's job ``job_id`` (or ``user_id``'s, for those allowed). Nobody else's namespace is read.
+        A job the caller may not read is not found; one it may read but not ``change`` is 403."""
         owner = self.owner_for(caller, user_id)
         job = self.store.get(owner, job_id) if owner is not None else None
-        if job is None:
+        if job is None or not self.visible(caller, job):
             raise NotFound(f"job {job_id} not found")
+        if change:
+            own = job.user_id == caller.user_id
+            authorize(caller, Action.CHANGE_OWN if own else Action.OPERATE, self._access_of(job.queue), queue=job.queue)
         return job
+
+    def get_many(self, caller: Identity, refs: list[tuple[str, str | None]]) -> tuple[list[Job], list[str]]:
+        """Bulk status: ``(job_id, owner or None)`` pairs read in one BatchGetItem; the visible jobs,
+        and the ids of the rest (unknown and invisible alike, in request order)."""
+        named = [(job_id, self.owner_for(caller, owner)) for job_id, owner in refs]
+        wanted = list(dict.fromkeys(JobRef(owner, job_id) for job_id, owner in named if owner is not None))
+        found = self.store.get_many(wanted)
+        jobs = [found[ref] for ref in wanted if ref in found and self.visible(caller, found[ref])]
+        shown = {JobRef.of(job) for job in jobs}
+        missing = [job_id for job_id, owner in named if owner is None or JobRef(owner, job_id) not in shown]
+        return jobs, list(dict.fromkeys(missing))
 
     def list_for_user(
         self, user_id: str, caller: Identity, *, limit: int, cursor: str | None, status: JobStatus | None, queue: str | None
     ) -> tuple[list[Job], str | None]:
-        """A user's jobs, newest first. Users list their own; admins anyone's."""
-        if user_id != caller.user_id and not caller.is_admin:
-            raise Forbidden("you may list only your own jobs")
+        """A user's jobs, newest first. Users list their own; admins and readers anyone's; a queue's
+        readers (and service clients allowed on it, for the user they act for) with ``queue``."""
+        own = user_id == caller.user_id and caller.client_id is None
+        if not own and not caller.sees_everything:
+            if queue is None or not (caller.groups or (caller.client_id and user_id == caller.user_id)):
+                raise Forbidden("you may list only your own jobs")
+            action = Action.OWN if caller.client_id else Action.READ
+            authorize(caller, action, self._access_of(self.directory.get(queue).name), queue=queue)
         filters = {"queue": queue} if queue else None
         if status is not None:
             return self.store.page("byUserStatus", "userStatusKey", f"USER#{user_id}#{status.value}", limit=limit, cursor=cursor, filters=filters)
@@ -246,9 +290,10 @@ class JobService:
     def list_for_queue(
         self, caller: Identity, *, queue: str, limit: int, cursor: str | None, status: JobStatus | None
     ) -> tuple[list[Job], str | None]:
-        """A queue's jobs, newest first (admins)."""
-        require_admin(caller)
-        name = self.directory.get(queue).name
+        """A queue's jobs, newest first (admins, readers, the queue's read and operate groups)."""
+        info = self.directory.get(queue)
+        authorize(caller, Action.READ, get_policy(info).access, queue=info.name)
+        name = info.name
         if status is not None:
             return self.store.page("byQueueStatus", "queueStatusKey", f"QUEUE#{name}#{status.value}", limit=limit, cursor=cursor)
         return self.store.page("byQueue", "queueKey", f"QUEUE#{name}", limit=limit, cursor=cursor)
@@ -263,7 +308,7 @@ class JobService:
     def cancel(self, job_id: str, caller: Identity, *, user_id: str | None = None) -> Job:
         """Waiting or delayed: cancelled now. Active: marked, and its processor stops at its next progress report."""
         for _ in range(3):
-            job = self.get(job_id, caller, user_id=user_id)
+            job = self.get(job_id, caller, user_id=user_id, change=True)
             now = now_ms()
             try:
                 if job.status in (JobStatus.WAITING, JobStatus.DELAYED):
@@ -298,7 +343,7 @@ class JobService:
 
     def retry(self, job_id: str, caller: Identity, *, user_id: str | None = None) -> Job:
         """A failed or cancelled job goes back to waiting with a fresh set of attempts; its history stays."""
-        job = self.get(job_id, caller, user_id=user_id)
+        job = self.get(job_id, caller, user_id=user_id, change=True)
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise Conflict(f"job {job_id} is {job.status.value}; only failed or cancelled jobs can be retried")
         queue = self.directory.get(job.queue)
@@ -318,8 +363,8 @@ class JobService:
         return waiting
 
     def put_http_target(self, queue_name: str, job_type: str, target: HttpTarget, caller: Identity) -> HttpTarget:
-        require_admin(caller)
         queue = self.directory.get(queue_name)
+        authorize(caller, Action.OPERATE, get_policy(queue).access, queue=queue.name)
         try:
             target.check_url(allow_loopback_http=self.settings.allow_loopback_http_targets)
         except ValueError as err:
@@ -341,8 +386,8 @@ def _validation_message(err: ValidationError) -> str:
 
 
 def require_admin(caller: Identity) -> None:
-    if not caller.is_admin:
-        raise Forbidden("this operation needs the admin group")
+    """Stack-wide changes (schedules): admins only (shared/access.py)."""
+    authorize(caller, Action.ADMINISTER)
 
 
 __all__ = ["BulkOutcome", "Identity", "JobService", "require_admin"]

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from shared import strict_json
+from shared.access import QueueAccess
 from shared.status import JobStatus
 
 # Ids a client chooses (options.jobId) never contain ':'; ids the service makes (schedule
@@ -98,6 +100,9 @@ class JobCreate(CamelModel):
     type: str = Field(pattern=TYPE_PATTERN)
     data: dict[str, Any] = Field(default_factory=dict)
     options: JobOptions = Field(default_factory=JobOptions)
+    on_behalf_of: str | None = Field(
+        default=None, min_length=1, max_length=256, description="Service clients: the user the job is for (or the X-On-Behalf-Of header)."
+    )
 
     @field_validator("data")
     @classmethod
@@ -145,6 +150,8 @@ class Job(CamelModel):
     lease_token: str | None = None
     cancel_requested: bool = False
     retries: int = 0  # manual retries (POST /jobs/{id}/retry)
+    acting_client: str | None = None  # the service client that created it for user_id
+    counted: bool = False  # held a place under its queue's maxUnfinishedJobs (shared/admission.py)
     version: int = 1
     history: list[AttemptRecord] = Field(default_factory=list)
 
@@ -216,6 +223,7 @@ class JobPublic(CamelModel):
     cancel_requested: bool
     retries: int
     history: list[AttemptRecord]
+    acting_client: str | None = Field(default=None, description="The service client that created the job for userId, if one did.")
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
@@ -225,6 +233,75 @@ class JobPublic(CamelModel):
 class JobPage(CamelModel):
     jobs: list[JobPublic]
     next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class StatusRef(CamelModel):
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
+    user_id: str | None = Field(default=None, min_length=1, max_length=256, description="The owner (admins, readers); yours if absent.")
+
+
+class StatusRequest(CamelModel):
+    """``POST /jobs/status``: up to 100 of your job ids, or (admins, readers) ``jobs`` with owners."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"jobIds": ["invoice-42", "invoice-43"]}, {"jobs": [{"jobId": "invoice-42", "userId": "alice"}]}]})
+
+    job_ids: list[str] = Field(default_factory=list, max_length=100)
+    jobs: list[StatusRef] = Field(default_factory=list, max_length=100)
+
+    @field_validator("job_ids")
+    @classmethod
+    def _ids(cls, ids: list[str]) -> list[str]:
+        for job_id in ids:
+            if not isinstance(job_id, str) or re.fullmatch(JOB_ID_PATTERN, job_id) is None:
+                raise ValueError(f"'{str(job_id)[:130]}' is not a job id")
+        return ids
+
+    @model_validator(mode="after")
+    def _some(self) -> StatusRequest:
+        count = len(self.job_ids) + len(self.jobs)
+        if not count:
+            raise ValueError("give jobIds (or jobs) to look up")
+        if count > 100:
+            raise ValueError(f"at most 100 jobs per request; this one names {count}")
+        return self
+
+    def refs(self) -> list[tuple[str, str | None]]:
+        return [(job_id, None) for job_id in self.job_ids] + [(r.job_id, r.user_id) for r in self.jobs]
+
+
+class JobStatusView(CamelModel):
+    """What bulk status tells of one job: where it is, not its payload."""
+
+    job_id: str
+    user_id: str
+    queue: str
+    status: JobStatus
+    progress: Any
+    progress_message: str | None = None
+    result_url: str | None = Field(description="Where the result is: `GET` this path (the job) when the job has one; null otherwise.")
+    error: str | None = None
+    attempts: int
+    updated_at: str
+
+    @classmethod
+    def of(cls, job: Job) -> JobStatusView:
+        return cls(
+            job_id=job.job_id,
+            user_id=job.user_id,
+            queue=job.queue,
+            status=job.status,
+            progress=job.progress,
+            progress_message=job.progress_message,
+            result_url=f"/jobs/{job.job_id}?userId={quote(job.user_id, safe='')}" if job.result is not None else None,
+            error=job.error,
+            attempts=job.attempts,
+            updated_at=job.updated_at,
+        )
+
+
+class StatusResult(CamelModel):
+    jobs: list[JobStatusView]
+    not_found: list[str] = Field(description="Ids with no job you may see (unknown and not yours alike).")
 
 
 class BulkCreate(CamelModel):
@@ -401,6 +478,10 @@ class QueuePolicy(CamelModel):
     # redrive of all dead letters finds every failed job.
     remove_on_fail: Retention = Field(default_factory=lambda: Retention(max_age_seconds=DLQ_RETENTION_SECONDS, max_count=10_000))
     paused: bool = False
+    access: QueueAccess = Field(default_factory=QueueAccess)
+    # Back-pressure (shared/admission.py): unfinished = waiting, delayed, active, stalled.
+    max_unfinished_jobs: int | None = Field(default=None, ge=1, le=100_000_000)
+    max_unfinished_jobs_per_user: int | None = Field(default=None, ge=1, le=100_000_000)
 
     def expires_at(self, status: JobStatus, finished_ms: int) -> int | None:
         """The TTL (epoch seconds) of a job that just finished in ``status``: its retention by age.

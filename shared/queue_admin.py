@@ -17,9 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from botocore.exceptions import ClientError
 
 from shared import clients, dead_letters, maintenance, queue_config, stats
+from shared.access import Action, Identity, allows, authorize
 from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, Invalid, JobqError, NotFound, Unavailable
-from shared.jobs import Identity, JobService, require_admin
+from shared.jobs import JobService
 from shared.models import Job, QueueInfo, QueuePolicy
 from shared.observability import logger
 from shared.queue_models import (
@@ -56,17 +57,24 @@ class QueueService:
 
     # ---- lookup ------------------------------------------------------------------------------------
     def queue(self, name: str, caller: Identity) -> QueueInfo:
-        require_admin(caller)
+        """The queue, for a caller who may at least see it (the route guard, api/access.py, checks the exact action)."""
+        if not (caller.sees_everything or caller.groups):
+            authorize(caller, Action.VIEW)
         known = self.directory.all()
         if name not in known:
             valid = ", ".join(sorted(known)) or "none configured"
             raise NotFound(f"queue '{name}' not found; queues: {valid}")
+        authorize(caller, Action.VIEW, queue_config.get_policy(known[name]).access, queue=name)
         return known[name]
 
     # ---- summaries -------------------------------------------------------------------------------
     def overview(self, caller: Identity) -> list[QueueSummary]:
-        require_admin(caller)
-        known = sorted(self.directory.all().values(), key=lambda q: q.name)
+        """Every queue the caller may see: all for admins and readers, those its groups read or operate for others."""
+        known = [
+            q for q in sorted(self.directory.all().values(), key=lambda q: q.name) if allows(caller, Action.VIEW, queue_config.get_policy(q).access)
+        ]
+        if not known and not caller.sees_everything:
+            authorize(caller, Action.INSPECT)
         if not known:
             return []
         with ThreadPoolExecutor(max_workers=min(8, len(known))) as pool:
@@ -134,6 +142,9 @@ class QueueService:
             remove_on_complete=policy.remove_on_complete,
             remove_on_fail=policy.remove_on_fail,
             paused=policy.paused,
+            access=policy.access,
+            max_unfinished_jobs=policy.max_unfinished_jobs,
+            max_unfinished_jobs_per_user=policy.max_unfinished_jobs_per_user,
             batch_size=queue.batch_size,
             max_concurrency=queue.max_concurrency,
             visibility_timeout=queue.visibility_timeout,
@@ -156,6 +167,10 @@ class QueueService:
             for field in ("default_attempts", "default_backoff", "remove_on_complete", "remove_on_fail")
             if field in patch.model_fields_set and getattr(patch, field) is not None
         }
+        # Limits may be removed with null; the access block replaces the stored one whole.
+        changes.update({field: getattr(patch, field) for field in ("max_unfinished_jobs", "max_unfinished_jobs_per_user") if field in patch.model_fields_set})
+        if patch.access is not None:
+            changes["access"] = patch.access
         policy = queue_config.update_policy(queue, lambda p: p.model_copy(update=changes)) if changes else queue_config.get_policy(queue)
         logger.info("queue policy changed", extra={"queue": queue.name, "fields": sorted(patch.model_fields_set)})
         return self._configuration(queue, policy)

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from shared.access import QueueAccess
 from shared.models import JOB_ID_PATTERN, TYPE_PATTERN, Backoff, CamelModel, HttpTarget, JobPublic, Retention
 
 MAX_AGE_MS = 10 * 366 * 86400 * 1000  # ten years: older than anything a queue keeps
@@ -49,6 +50,9 @@ class QueueConfiguration(CamelModel):
     remove_on_complete: Retention
     remove_on_fail: Retention
     paused: bool
+    access: QueueAccess
+    max_unfinished_jobs: int | None
+    max_unfinished_jobs_per_user: int | None
     batch_size: int
     max_concurrency: int
     visibility_timeout: int
@@ -107,11 +111,19 @@ class QueuePatch(CamelModel):
     remove_on_complete: Retention | None = None
     remove_on_fail: Retention | None = None
     processors: dict[str, HttpTarget | None] | None = Field(default=None, max_length=50)
+    access: QueueAccess | None = Field(default=None, description="Who may create, read and operate (shared/access.py); replaces the stored one.")
+    max_unfinished_jobs: int | None = Field(
+        default=None, ge=1, le=100_000_000, description="Creates past this many waiting, delayed and active jobs answer 429; null removes the limit."
+    )
+    max_unfinished_jobs_per_user: int | None = Field(default=None, ge=1, le=100_000_000, description="The same, per user; null removes it.")
 
     @model_validator(mode="after")
     def _something(self) -> QueuePatch:
         if not self.model_fields_set:
-            raise ValueError("give at least one of defaultAttempts, defaultBackoff, removeOnComplete, removeOnFail, processors")
+            raise ValueError(
+                "give at least one of defaultAttempts, defaultBackoff, removeOnComplete, removeOnFail, processors, "
+                "access, maxUnfinishedJobs, maxUnfinishedJobsPerUser"
+            )
         for job_type in self.processors or {}:
             if not _matches(TYPE_PATTERN, job_type):
                 raise ValueError(f"processors: '{job_type}' is not a valid job type")

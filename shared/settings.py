@@ -20,6 +20,11 @@ class Settings(BaseSettings):
     # Identity: API Gateway's JWT authorizer fills in the claims.
     admin_groups_claim: str = "cognito:groups"
     admin_group: str = "admin"
+    # Issue 19 (shared/access.py): the read-only operator group, and the OAuth scope that marks a
+    # client-credentials token as a service client acting for users.
+    reader_group: str = "readonly"
+    service_client_scope: str = "jobq/on-behalf-of"
+    audit_retention_days: int = Field(default=365, ge=1, le=3650)
 
     max_data_bytes: int = 256 * 1024
     max_result_bytes: int = 128 * 1024

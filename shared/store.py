@@ -374,7 +374,7 @@ class JobStore:
         for start in range(0, len(wanted), 100):
             keys = [_job_key(ref.user_id, ref.job_id) for ref in wanted[start : start + 100]]
             request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
-            for _ in range(5):
+            for attempt in range(8):
                 try:
                     out = self._ddb.batch_get_item(RequestItems=request)
                 except ClientError as err:
@@ -385,7 +385,10 @@ class JobStore:
                 request = out.get("UnprocessedKeys") or {}
                 if not request:
                     break
-                time.sleep(0.05)
+                time.sleep(min(1.0, 0.05 * 2**attempt))  # throttled: back off, as DynamoDB asks
+            if request:
+                # Never report a job that exists as absent: the caller retries the whole read.
+                raise Unavailable("DynamoDB is throttling; retry the request")
         return found
 
     # ---- job logs: items beside the job (same pk, sk LOG#...), so the job item stays small --

@@ -20,8 +20,11 @@ from shared.models import (
     JobCreate,
     JobPage,
     JobPublic,
+    JobStatusView,
     LogLine,
     LogPage,
+    StatusRequest,
+    StatusResult,
 )
 from shared.status import JobStatus
 
@@ -94,6 +97,19 @@ def create_jobs(body: BulkCreate, caller: CurrentUser, jobs: Jobs) -> Envelope[B
     ]
     ok = sum(r.success for r in results)
     return Envelope(data=BulkResult(created=ok, failed=len(results) - ok, results=results))
+
+
+@router.post(
+    "/status",
+    response_model=Envelope[StatusResult],
+    summary="Status, progress and result pointer of up to 100 jobs in one call",
+    description="One BatchGetItem. Ids of jobs you may not see are listed in `notFound` with the unknown ones, "
+    "without saying which is which. Admins and readers may name owners with `jobs: [{jobId, userId}]`.",
+    responses=error_responses(400, 401, 403, 503),
+)
+def job_statuses(body: StatusRequest, caller: CurrentUser, jobs: Jobs) -> Envelope[StatusResult]:
+    found, missing = jobs.get_many(caller, body.refs())
+    return Envelope(data=StatusResult(jobs=[JobStatusView.of(j) for j in found], not_found=missing))
 
 
 @router.get(

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from api.access import StackGuard
 from api.deps import CurrentUser, Jobs
 from api.envelope import Envelope, error_responses
 from api.routes.scheduler import Check, check
-from api.routes.schedules import admin_only
 from shared import cron, maintenance, queues, scheduler
 from shared.clock import iso, now_ms, parse_iso
 
@@ -54,7 +54,7 @@ def _stale_after_ms(rate: str) -> int:
     "/health/detailed",
     response_model=Envelope[DetailedHealth],
     summary="Dependencies, each queue's health and the last maintenance runs (admin)",
-    dependencies=[Depends(admin_only)],
+    dependencies=[StackGuard],
     responses=error_responses(401, 403) | {503: {"model": Envelope[DetailedHealth], "description": "A dependency is down"}},
 )
 def detailed_health(caller: CurrentUser, jobs: Jobs) -> JSONResponse:

@@ -1,6 +1,6 @@
-"""Queue routes (admin): HTTP in, a call of shared.queue_admin, the envelope out.
+"""Queue routes (operators): HTTP in, a call of shared.queue_admin, the envelope out.
 
-Every route needs the admin group (403 otherwise); an unknown queue is a 404.
+Who may call each is the queue's policy (api/access.py, shared/access.py); an unknown queue is a 404.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from api.access import QueueGuard
 from api.deps import CurrentUser, Cursors, Jobs, job_service
 from api.envelope import Envelope, error_responses
-from shared.jobs import require_admin
 from shared.models import NAME_PATTERN, TYPE_PATTERN, HttpTarget, JobPage, JobPublic
 from shared.queue_admin import QueueService
 from shared.queue_models import (
@@ -31,13 +31,8 @@ from shared.queue_models import (
 )
 from shared.status import JobStatus
 
-
-def admin_only(caller: CurrentUser) -> None:
-    """Before the body is read: a non-admin gets 403 whatever it sends."""
-    require_admin(caller)
-
-
-router = APIRouter(prefix="/queues", tags=["queues"], dependencies=[Depends(admin_only)])
+# Before the body is read, the queue's policy decides (shared/access.py); changes are audited.
+router = APIRouter(prefix="/queues", tags=["queues"], dependencies=[QueueGuard])
 
 
 def queue_service() -> QueueService:

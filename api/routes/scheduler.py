@@ -11,14 +11,15 @@ import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from api.access import StackGuard
 from api.deps import CurrentUser, Jobs
 from api.envelope import Envelope, error_responses
-from api.routes.schedules import ScheduleName, Schedules, admin_only
+from api.routes.schedules import ScheduleName, Schedules
 from shared import maintenance, scheduler, stats
 from shared.clock import iso, now_ms
 from shared.errors import JobqError
@@ -27,7 +28,7 @@ from shared.models import JobCreate, JobPublic
 from shared.schedules import Schedule, ScheduleCreate
 
 router = APIRouter(prefix="/scheduler", tags=["scheduler"])
-Admin = [Depends(admin_only)]
+Admin = [StackGuard]
 
 
 class DelayedJobCreate(JobCreate):

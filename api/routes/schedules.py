@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
+from api.access import StackGuard
 from api.deps import CurrentUser, Cursors, job_service
 from api.envelope import Envelope, error_responses
-from shared.jobs import require_admin
 from shared.models import JobPublic
 from shared.schedules import (
     SCHEDULE_NAME_PATTERN,
@@ -22,11 +22,6 @@ from shared.schedules import (
 )
 
 
-def admin_only(caller: CurrentUser) -> None:
-    """Before the body is read: a non-admin gets 403 whatever it sends."""
-    require_admin(caller)
-
-
 @lru_cache(maxsize=1)
 def schedule_service() -> ScheduleService:
     jobs = job_service()
@@ -37,7 +32,7 @@ Schedules = Annotated[ScheduleService, Depends(schedule_service)]
 ScheduleName = Annotated[str, Path(pattern=SCHEDULE_NAME_PATTERN, description="The schedule's name")]
 ERRORS = (401, 403, 404, 503)
 
-router = APIRouter(prefix="/schedules", tags=["schedules"], dependencies=[Depends(admin_only)])
+router = APIRouter(prefix="/schedules", tags=["schedules"], dependencies=[StackGuard])
 
 
 @router.post(

@@ -40,3 +40,13 @@ def user(sub: str) -> dict[str, str]:
 
 def admin(sub: str = "root") -> dict[str, str]:
     return {**user(sub), "cognito:groups": "[admin]"}
+
+
+def in_group(sub: str, group: str) -> dict[str, str]:
+    """A user in one group, as an HTTP API renders a one-item list claim."""
+    return {**user(sub), "cognito:groups": f"[{group}]"}
+
+
+def service_client(client_id: str, scope: str = "jobq/on-behalf-of") -> dict[str, str]:
+    """A client-credentials access token (Cognito's shape: sub and client_id are the app client's id)."""
+    return {"sub": client_id, "client_id": client_id, "iss": "https://issuer.example.com", "token_use": "access", "scope": scope}

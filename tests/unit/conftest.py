@@ -76,6 +76,9 @@ def _forget_cached_clients() -> None:
 
     deps.job_service.cache_clear()
     deps.cursor_signer.cache_clear()
+    from api import access
+
+    access.audit_log.cache_clear()
     from api.routes import schedules as schedule_routes
 
     schedule_routes.schedule_service.cache_clear()

@@ -1,9 +1,18 @@
-"""Who may call what: every route of the app x {anonymous, another user, the owner, an admin}.
+"""Who may call what: every route of the app x every role.
 
 The routes come from the app's own OpenAPI document, so a new route fails
-``test_every_route_is_in_the_matrix`` until it has a row here. "owner" is alice, who owns
-the jobs the job routes name; "another user" is bob; the admin names alice's jobs with
-``?userId=alice``. On admin routes alice and bob are both plain users.
+``test_every_route_is_in_the_matrix`` until it has a row here. The queue the rows name,
+email-sending, has a policy (shared/access.py): ``create`` only for the group ``senders``,
+``read`` for ``support``, ``operate`` for ``email-ops``, and the service client
+``svc-billing``; report-generation lets only ``reporters`` create.
+
+    anonymous   no token
+    other       bob, in ``reporters``: may create on report-generation only, not here
+    owner       alice, in ``senders``: owns the jobs the job routes name
+    admin       root, in ``admin``; names alice's jobs with ``?userId=alice``
+    reader      rita, in ``readonly`` (the read-only operator role); ``?userId=alice``
+    operator    olga, in ``email-ops`` (operates email-sending); ``?userId=alice``
+    service     the client svc-billing (client-credentials scope), ``X-On-Behalf-Of: alice``
 """
 
 from __future__ import annotations
@@ -18,13 +27,15 @@ import pytest
 from api.app import app
 from api.main import handler
 from infra.local.esm import MappingRegistry
+from shared import queue_config, queues
+from shared.access import QueueAccess
 from shared.schedules import ScheduleCreate
-from tests.unit.api_events import admin, http_event, user
+from tests.unit.api_events import admin, http_event, in_group, service_client
 from tests.unit.conftest import FakeLambdaContext, Stack
 from tests.unit.scheduling import ADMIN, Scheduling, scheduling_fixture  # noqa: F401 (the fixture)
 from tests.unit.test_queues import mappings  # noqa: F401 (the fixture: pause and resume reach the Lambda API)
 
-ROLES = ("anonymous", "other", "owner", "admin")
+ROLES = ("anonymous", "other", "owner", "admin", "reader", "operator", "service")
 EMAIL = {"to": "a@example.com", "subject": "s", "body": "b"}
 JOB = {"queue": "email-sending", "type": "send-email", "data": EMAIL}
 SCHEDULE = {"queue": "email-sending", "type": "send-email", "data": EMAIL, "cron": "0 2 * * *"}
@@ -36,53 +47,65 @@ class Row:
     """One route: the request each role sends, and the status each role gets."""
 
     path: str  # concrete; "{job}" becomes a job of alice's, one per role
-    expected: tuple[int, int, int, int]  # anonymous, other, owner, admin
+    expected: tuple[int, int, int, int, int, int, int]  # in the order of ROLES
     body: Any = None
     job_state: str = "waiting"  # the state alice's jobs are in before the call
 
 
-USER = (401, 201, 201, 201)
-ADMIN_ONLY = (401, 403, 403, 200)
-OWNER = (401, 404, 200, 200)
+# anonymous, other, owner, admin, reader, operator, service
+CREATE = (401, 403, 201, 201, 403, 403, 201)  # the queue's create groups, admins, its service clients
+ADMIN_ONLY = (401, 403, 403, 200, 403, 403, 403)  # stack-wide changes
+INSPECT = (401, 403, 403, 200, 200, 403, 403)  # stack-wide reads: admins and readers
+VIEW = (401, 403, 403, 200, 200, 200, 403)  # a queue's stats and jobs: its read/operate groups too
+OPERATE = (401, 403, 403, 200, 403, 200, 403)  # changing a queue: admins and its operate groups
+READ_JOB = (401, 404, 200, 200, 200, 200, 200)
+CHANGE_JOB = (401, 404, 200, 200, 403, 200, 403)
+ANY_USER = (401, 200, 200, 200, 200, 200, 200)
+ADMIN_CREATES = (401, 403, 403, 201, 403, 403, 403)
 
 MATRIX: dict[tuple[str, str], Row] = {
-    ("GET", "/health"): Row("/health", (200, 200, 200, 200)),
-    ("GET", "/health/detailed"): Row("/health/detailed", ADMIN_ONLY),
-    ("POST", "/jobs"): Row("/jobs", USER, JOB),
-    ("GET", "/jobs"): Row("/jobs?queue=email-sending", ADMIN_ONLY),
-    ("POST", "/jobs/bulk"): Row("/jobs/bulk", (401, 200, 200, 200), {"jobs": [JOB]}),
-    ("GET", "/jobs/user/{user_id}"): Row("/jobs/user/alice", (401, 403, 200, 200)),
-    ("GET", "/jobs/{job_id}"): Row("/jobs/{job}", OWNER),
-    ("DELETE", "/jobs/{job_id}"): Row("/jobs/{job}", OWNER),
-    ("POST", "/jobs/{job_id}/retry"): Row("/jobs/{job}/retry", OWNER, job_state="cancelled"),
-    ("GET", "/jobs/{job_id}/logs"): Row("/jobs/{job}/logs", OWNER),
-    ("GET", "/queues"): Row("/queues", ADMIN_ONLY),
-    ("GET", "/queues/{name}"): Row("/queues/email-sending", ADMIN_ONLY),
-    ("PATCH", "/queues/{name}"): Row("/queues/email-sending", ADMIN_ONLY, {"defaultAttempts": 4}),
-    ("GET", "/queues/{name}/jobs"): Row("/queues/email-sending/jobs", ADMIN_ONLY),
-    ("POST", "/queues/{name}/pause"): Row("/queues/email-sending/pause", ADMIN_ONLY),
-    ("POST", "/queues/{name}/resume"): Row("/queues/email-sending/resume", ADMIN_ONLY),
-    ("POST", "/queues/{name}/clean"): Row("/queues/email-sending/clean", ADMIN_ONLY, {"olderThan": 0, "status": "completed"}),
-    ("GET", "/queues/{name}/metrics"): Row("/queues/email-sending/metrics", ADMIN_ONLY),
-    ("GET", "/queues/{name}/dead-letters"): Row("/queues/email-sending/dead-letters", ADMIN_ONLY),
-    ("DELETE", "/queues/{name}/dead-letters"): Row("/queues/email-sending/dead-letters", ADMIN_ONLY),
-    ("POST", "/queues/{name}/dead-letters/redrive"): Row("/queues/email-sending/dead-letters/redrive", ADMIN_ONLY, {}),
-    ("PUT", "/queues/{name}/processors/{job_type}"): Row("/queues/email-sending/processors/hook", ADMIN_ONLY, TARGET),
-    ("POST", "/schedules"): Row("/schedules", (401, 403, 403, 201), {**SCHEDULE, "name": "made"}),
-    ("GET", "/schedules"): Row("/schedules", ADMIN_ONLY),
-    ("GET", "/schedules/{name}"): Row("/schedules/nightly", ADMIN_ONLY),
-    ("DELETE", "/schedules/{name}"): Row("/schedules/nightly", (401, 403, 403, 204)),
+    ("GET", "/health"): Row("/health", (200,) * 7),
+    ("GET", "/health/detailed"): Row("/health/detailed", INSPECT),
+    ("GET", "/audit"): Row("/audit", INSPECT),
+    ("POST", "/jobs"): Row("/jobs", CREATE, JOB),
+    ("GET", "/jobs"): Row("/jobs?queue=email-sending", VIEW),
+    ("POST", "/jobs/bulk"): Row("/jobs/bulk", ANY_USER, {"jobs": [JOB]}),  # 200 with each item's own status
+    ("POST", "/jobs/status"): Row("/jobs/status", ANY_USER, {"jobIds": ["job-owner"]}),  # invisible ids: notFound
+    ("GET", "/jobs/user/{user_id}"): Row("/jobs/user/alice", (401, 403, 200, 200, 200, 403, 403)),
+    ("GET", "/jobs/{job_id}"): Row("/jobs/{job}", READ_JOB),
+    ("DELETE", "/jobs/{job_id}"): Row("/jobs/{job}", CHANGE_JOB),
+    ("POST", "/jobs/{job_id}/retry"): Row("/jobs/{job}/retry", CHANGE_JOB, job_state="cancelled"),
+    ("GET", "/jobs/{job_id}/logs"): Row("/jobs/{job}/logs", READ_JOB),
+    ("GET", "/queues"): Row("/queues", VIEW),
+    ("GET", "/queues/{name}"): Row("/queues/email-sending", VIEW),
+    ("PATCH", "/queues/{name}"): Row("/queues/email-sending", OPERATE, {"defaultAttempts": 4}),
+    ("GET", "/queues/{name}/jobs"): Row("/queues/email-sending/jobs", VIEW),
+    ("POST", "/queues/{name}/pause"): Row("/queues/email-sending/pause", OPERATE),
+    ("POST", "/queues/{name}/resume"): Row("/queues/email-sending/resume", OPERATE),
+    ("POST", "/queues/{name}/clean"): Row("/queues/email-sending/clean", OPERATE, {"olderThan": 0, "status": "completed"}),
+    ("GET", "/queues/{name}/metrics"): Row("/queues/email-sending/metrics", VIEW),
+    ("GET", "/queues/{name}/dead-letters"): Row("/queues/email-sending/dead-letters", VIEW),
+    ("DELETE", "/queues/{name}/dead-letters"): Row("/queues/email-sending/dead-letters", OPERATE),
+    ("POST", "/queues/{name}/dead-letters/redrive"): Row("/queues/email-sending/dead-letters/redrive", OPERATE, {}),
+    ("PUT", "/queues/{name}/processors/{job_type}"): Row("/queues/email-sending/processors/hook", OPERATE, TARGET),
+    ("POST", "/schedules"): Row("/schedules", ADMIN_CREATES, {**SCHEDULE, "name": "made"}),
+    ("GET", "/schedules"): Row("/schedules", INSPECT),
+    ("GET", "/schedules/{name}"): Row("/schedules/nightly", INSPECT),
+    ("DELETE", "/schedules/{name}"): Row("/schedules/nightly", (401, 403, 403, 204, 403, 403, 403)),
     ("PATCH", "/schedules/{name}"): Row("/schedules/nightly", ADMIN_ONLY, {"limit": 50}),
     ("POST", "/schedules/{name}/pause"): Row("/schedules/nightly/pause", ADMIN_ONLY),
     ("POST", "/schedules/{name}/resume"): Row("/schedules/nightly/resume", ADMIN_ONLY),
-    ("POST", "/schedules/{name}/trigger"): Row("/schedules/nightly/trigger", (401, 403, 403, 201)),
-    ("POST", "/scheduler/delayed"): Row("/scheduler/delayed", USER, {**JOB, "delay": 60_000}),
-    ("POST", "/scheduler/repeating"): Row("/scheduler/repeating", (401, 403, 403, 201), {**SCHEDULE, "name": "seeded"}),
-    ("POST", "/scheduler/jobs/{name}/trigger"): Row("/scheduler/jobs/nightly/trigger", (401, 403, 403, 201)),
-    ("GET", "/scheduler/stats"): Row("/scheduler/stats", ADMIN_ONLY),
-    ("GET", "/scheduler/health"): Row("/scheduler/health", ADMIN_ONLY),
-    ("GET", "/scheduler/metrics"): Row("/scheduler/metrics", ADMIN_ONLY),
+    ("POST", "/schedules/{name}/trigger"): Row("/schedules/nightly/trigger", ADMIN_CREATES),
+    ("POST", "/scheduler/delayed"): Row("/scheduler/delayed", CREATE, {**JOB, "delay": 60_000}),
+    ("POST", "/scheduler/repeating"): Row("/scheduler/repeating", ADMIN_CREATES, {**SCHEDULE, "name": "seeded"}),
+    ("POST", "/scheduler/jobs/{name}/trigger"): Row("/scheduler/jobs/nightly/trigger", ADMIN_CREATES),
+    ("GET", "/scheduler/stats"): Row("/scheduler/stats", INSPECT),
+    ("GET", "/scheduler/health"): Row("/scheduler/health", INSPECT),
+    ("GET", "/scheduler/metrics"): Row("/scheduler/metrics", INSPECT),
 }
+
+EMAIL_ACCESS = QueueAccess(create=["senders"], read=["support"], operate=["email-ops"], service_clients=["svc-billing"])
+ADDRESSES_OTHERS = ("admin", "reader", "operator")  # name alice's jobs with ?userId=alice
 
 
 def app_routes() -> set[tuple[str, str]]:
@@ -96,20 +119,35 @@ def test_every_route_is_in_the_matrix() -> None:
 
 
 def claims_for(role: str) -> dict[str, str] | None:
-    return {"anonymous": None, "other": user("bob"), "owner": user("alice"), "admin": admin()}[role]
+    return {
+        "anonymous": None,
+        "other": in_group("bob", "reporters"),
+        "owner": in_group("alice", "senders"),
+        "admin": admin(),
+        "reader": in_group("rita", "readonly"),
+        "operator": in_group("olga", "email-ops"),
+        "service": service_client("svc-billing"),
+    }[role]
+
+
+def headers_for(role: str) -> dict[str, str] | None:
+    return {"X-On-Behalf-Of": "alice"} if role == "service" else None
 
 
 @pytest.fixture
 def world(scheduling: Scheduling, mappings: MappingRegistry) -> Iterator[Callable[[str], None]]:  # noqa: F811
     """The schedule the schedule routes name; alice's jobs are made per row (``arrange``)."""
     scheduling.schedules.create(ScheduleCreate.model_validate({**SCHEDULE, "name": "nightly"}), ADMIN)
+    directory = queues.directory()
+    queue_config.update_policy(directory.get("email-sending"), lambda p: p.model_copy(update={"access": EMAIL_ACCESS}))
+    queue_config.update_policy(directory.get("report-generation"), lambda p: p.model_copy(update={"access": QueueAccess(create=["reporters"])}))
 
     def arrange(state: str) -> None:
         for role in ROLES:
-            send = handler(http_event("POST", "/jobs", body={**JOB, "options": {"jobId": f"job-{role}"}}, claims=user("alice")), FakeLambdaContext())
+            send = handler(http_event("POST", "/jobs", body={**JOB, "options": {"jobId": f"job-{role}"}}, claims=claims_for("owner")), FakeLambdaContext())
             assert send["statusCode"] == 201, send
             if state == "cancelled":
-                handler(http_event("DELETE", f"/jobs/job-{role}", claims=user("alice")), FakeLambdaContext())
+                handler(http_event("DELETE", f"/jobs/job-{role}", claims=claims_for("owner")), FakeLambdaContext())
 
     yield arrange
 
@@ -121,9 +159,11 @@ def test_who_may_call_each_route(world: Callable[[str], None], stack: Stack, met
     got = []
     for role in ROLES:
         path, _, query = row.path.replace("{job}", f"job-{role}").partition("?")
-        if role == "admin" and "{job}" in row.path:
+        if role in ADDRESSES_OTHERS and "{job}" in row.path:
             query = "userId=alice"
-        response = handler(http_event(method, path, body=row.body, claims=claims_for(role), query=query), FakeLambdaContext())
+        response = handler(
+            http_event(method, path, body=row.body, claims=claims_for(role), query=query, headers=headers_for(role)), FakeLambdaContext()
+        )
         got.append(response["statusCode"])
         if response["statusCode"] >= 400 and response.get("body"):
             assert json.loads(response["body"])["success"] is False
