@@ -16,8 +16,10 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from shared import queues, scheduler
+from shared import admission, queues, scheduler
 from shared.access import Action, Identity, QueueAccess, allows, authorize
+from shared.admission import AdmissionCounters
+from shared.admission_store import DynamoAdmissionCounters
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Forbidden, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
 from shared.models import HttpTarget, Job, JobCreate, QueueInfo, json_size
@@ -58,6 +60,7 @@ class JobService:
         self.directory = directory
         self.catalog = catalog
         self.settings = settings
+        self.admission: AdmissionCounters = DynamoAdmissionCounters(store.table_name)  # back-pressure (shared/admission.py)
 
     # ---- create -----------------------------------------------------------------------
     def _prepare(self, request: JobCreate, caller: Identity, job_id: str | None, now: int) -> tuple[QueueInfo, Job]:
@@ -112,9 +115,11 @@ class JobService:
             if found is not None:
                 return found, False
         queue, job = self._prepare(request, caller, job_id, now)
+        job = self._admit(queue, job, force=service_job_id is not None)
         try:
             self.store.create(job)
         except Conflict as clash:
+            self._give_back(job)  # nothing stored: the place is not this job's
             existing = clash.details  # in the caller's own namespace: the key says so
             if not isinstance(existing, Job) or existing.user_id != caller.user_id:
                 raise Conflict(f"jobId '{job.job_id}' is already in use") from clash
@@ -128,6 +133,17 @@ class JobService:
         emit("JobsCreated", queue.name)
         logger.info("job created", extra={"job_id": job.job_id, "queue": queue.name, "type": job.type})
         return job, True
+
+    def _admit(self, queue: QueueInfo, job: Job, *, force: bool = False) -> Job:
+        """Take the job's places under its queue's limits (TooManyJobs past them); ``force``: a service job, counted, never refused."""
+        held = admission.admit(
+            self.admission, queue.name, job.user_id, get_policy(queue), retry_after=self.settings.backpressure_retry_after_seconds, force=force
+        )
+        return job.model_copy(update={"held": held}) if held else job
+
+    def _give_back(self, job: Job) -> None:
+        if job.held:
+            self.admission.give_back(job.queue, job.user_id, job.held)
 
     def _idempotent(self, request: JobCreate, caller: Identity, key: str, now: int) -> tuple[Job | None, str]:
         if not 1 <= len(key) <= 255:
@@ -182,7 +198,7 @@ class JobService:
                     outcomes[index] = BulkOutcome(index, 201 if created else 200, job)
                     continue
                 queue, job = self._prepare(request, caller, None, now)
-                batch.append((index, queue, job))
+                batch.append((index, queue, self._admit(queue, job)))
             except ValidationError as err:
                 outcomes[index] = BulkOutcome(index, 400, error=Invalid(_validation_message(err)))
             except JobqError as err:
@@ -195,7 +211,8 @@ class JobService:
         try:
             self.store.create_many([job for _, _, job in batch])
         except JobqError as err:
-            for index, _, _ in batch:
+            for index, _, job in batch:
+                self._give_back(job)
                 outcomes[index] = BulkOutcome(index, err.status_code, error=err)
             return
         by_queue: dict[str, list[tuple[int, QueueInfo, Job]]] = {}

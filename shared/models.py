@@ -151,7 +151,9 @@ class Job(CamelModel):
     cancel_requested: bool = False
     retries: int = 0  # manual retries (POST /jobs/{id}/retry)
     acting_client: str | None = None  # the service client that created it for user_id
-    counted: bool = False  # held a place under its queue's maxUnfinishedJobs (shared/admission.py)
+    # The back-pressure counters this job holds a place in until it finishes ("queue", "user";
+    # shared/admission.py): the stream gives the place back, so only jobs that took one do.
+    held: list[str] | None = None
     version: int = 1
     history: list[AttemptRecord] = Field(default_factory=list)
 

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     reader_group: str = "readonly"
     service_client_scope: str = "jobq/on-behalf-of"
     audit_retention_days: int = Field(default=365, ge=1, le=3650)
+    backpressure_retry_after_seconds: int = Field(default=5, ge=1, le=3600)  # a full queue's Retry-After (x12 when paused)
 
     max_data_bytes: int = 256 * 1024
     max_result_bytes: int = 128 * 1024

@@ -45,7 +45,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from shared import clients
+from shared import admission, clients
 from shared.clock import parse_iso
 from shared.errors import Unavailable
 from shared.settings import get_settings
@@ -316,6 +316,7 @@ def apply_stream_records(records: list[Mapping[str, Any]], *, table_name: str | 
     deltas = aggregate(records)
     outcome.queues = len(deltas)
     actions = [action for queue in sorted(deltas) for action in _queue_actions(table, queue, deltas[queue], settings)]
+    actions += admission.release_actions(table, records)  # back-pressure places given back, in the same exactly-once write
     if not actions:
         return outcome
     digest, newest = _batch_identity(records)

@@ -65,7 +65,7 @@ def _listing(*parts: object) -> str:
     response_model=Envelope[JobPublic],
     summary="Create a job",
     responses={200: {"model": Envelope[JobPublic], "description": "The job already exists (same jobId, Idempotency-Key or deduplication key): it is returned"}}
-    | error_responses(400, 401, 409, 413, 503),
+    | error_responses(400, 401, 403, 409, 413, 429, 503),
 )
 def create_job(
     body: JobCreate, caller: CurrentUser, jobs: Jobs, response: Response, idempotency_key: IdempotencyKey = None

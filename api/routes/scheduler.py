@@ -71,7 +71,7 @@ class DelayedJobCreate(JobCreate):
     response_model=Envelope[JobPublic],
     summary="Create a delayed job: delay up to 15 minutes on SQS, longer on EventBridge Scheduler",
     responses={200: {"model": Envelope[JobPublic], "description": "The job already exists (same jobId): it is returned"}}
-    | error_responses(400, 401, 409, 413, 503),
+    | error_responses(400, 401, 403, 409, 413, 429, 503),
 )
 def create_delayed(body: DelayedJobCreate, caller: CurrentUser, jobs: Jobs, response: Response) -> Envelope[JobPublic]:
     job, created = jobs.create(body.as_job(), caller)

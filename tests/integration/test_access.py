@@ -268,10 +268,51 @@ def test_every_administrative_action_appears_in_the_audit_listing(
     assert as_group("plain").get("/audit").status_code == 403
 
 
-def _poll(predicate: Callable[[], bool], timeout: float = 30) -> None:
+# ---- back-pressure -------------------------------------------------------------------------------------------
+
+
+def _create_when_accepted(client: httpx.Client, body: dict[str, Any], timeout: float = 30) -> httpx.Response:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
+    while True:
+        response = client.post("/jobs", json=body)
+        if response.status_code not in (429, 503) or time.monotonic() > deadline:
+            return response
+        time.sleep(0.3)
+
+
+def test_a_full_queue_answers_429_and_accepts_again_once_jobs_finish(
+    as_group: Callable[..., httpx.Client], admin: httpx.Client, policy: Callable[..., Any], target: TargetServer
+) -> None:
+    assert admin.put(f"/queues/{QUEUE}/processors/slow", json={"kind": "http", "url": f"{target.url}/slow/1", "timeoutSeconds": 5}).status_code == 200
+    policy(maxUnfinishedJobs=2)
+    user = as_group("fiona")
+    running = [user.post("/jobs", json=job("slow")) for _ in range(2)]
+    assert [r.status_code for r in running] == [201, 201]
+    extra = unique("extra")
+    refused = user.post("/jobs", json=job("slow", jobId=extra))
+    assert refused.status_code == 429, refused.text
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert user.get(f"/jobs/{extra}").status_code == 404  # nothing stored
+
+    for response in running:
+        wait_for_status(user, response.json()["data"]["jobId"], {"completed"})
+    accepted = _create_when_accepted(user, job("slow", jobId=extra))
+    assert accepted.status_code == 201, accepted.text
+
+
+def test_a_paused_full_queue_answers_503_until_resumed_and_drained(
+    as_group: Callable[..., httpx.Client], admin: httpx.Client, policy: Callable[..., Any], echo: str
+) -> None:
+    policy(maxUnfinishedJobs=1)
+    user = as_group("petra")
+    assert admin.post(f"/queues/{QUEUE}/pause").status_code == 200
+    try:
+        held = user.post("/jobs", json=job())
+        assert held.status_code == 201
+        refused = user.post("/jobs", json=job())
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "QUEUE_PAUSED_AND_FULL" and "Retry-After" in refused.headers
+    finally:
+        assert admin.post(f"/queues/{QUEUE}/resume").status_code == 200
+    wait_for_status(user, held.json()["data"]["jobId"], {"completed"})
+    assert _create_when_accepted(user, job()).status_code == 201

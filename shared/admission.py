@@ -1,0 +1,147 @@
+"""Back-pressure: a queue's ``maxUnfinishedJobs`` and ``maxUnfinishedJobsPerUser`` (seed 000's
+``MAX_JOBS_PER_QUEUE``), held by counters, not counts.
+
+Which counter, and why: a conditional counter item per queue (``QUEUE#<q>/ADMISSION``) and per
+user on it (``QUEUE#<q>/ADMISSION#USER#<u>``), not the queue's STATS counters. STATS is written
+by the stream a batch after the job (a second or more): a burst of creates would all read the
+same old count and all pass, so a limit on it does not hold under concurrent creates. Here a
+create takes its place first with one conditional ``ADD unfinished 1`` (``unfinished < max``; both
+counters in one transaction when both limits are set). DynamoDB applies the writes to one item
+one after another, so of N concurrent creates at most ``max - unfinished`` succeed; the others
+get 429 (503 when the queue is paused: it will not drain until someone resumes it) and store
+nothing.
+
+The place is given back by the table's stream, in the EventsFunction's exactly-once batch
+transaction (shared/stats.py): a job that took a place (its ``held`` says which counters) and
+moves from waiting / delayed / active / stalled to completed / failed / cancelled, or is removed
+while unfinished, subtracts 1; a retry or redrive that brings it back adds 1 (never refused: it
+is not a create). A create that took a place but stores nothing (the id exists) gives it back at
+once; one whose enqueue fails deletes its job, and the stream gives the place back.
+
+Costs: only queues with a limit pay anything: one extra small write per create (two with a
+per-user limit), and the stream's give-backs ride in the batch transaction it writes anyway.
+Jobs created while a queue had no limit hold no place and never count toward one set later;
+a place taken by an API container that died between the counter and the job item stays taken
+(rare; a lower limit by one) until an operator resets the counter.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from shared.errors import TooManyJobs
+from shared.models import QueuePolicy
+from shared.status import FINISHED, JobStatus
+
+QUEUE_COUNTER = "queue"
+USER_COUNTER = "user"
+ADMISSION_SK = "ADMISSION"
+UNFINISHED = frozenset(s.value for s in JobStatus if s not in FINISHED)
+
+
+def user_sk(user_id: str) -> str:
+    return f"{ADMISSION_SK}#USER#{user_id}"
+
+
+class Full(Exception):
+    """A counter is at its limit: ``which`` is QUEUE_COUNTER or USER_COUNTER."""
+
+    def __init__(self, which: str) -> None:
+        super().__init__(which)
+        self.which = which
+
+
+class AdmissionCounters(Protocol):
+    def take(self, queue: str, user_id: str, limits: Mapping[str, int | None]) -> None: ...
+    def give_back(self, queue: str, user_id: str, held: Iterable[str]) -> None: ...
+
+
+def limits_of(policy: QueuePolicy) -> dict[str, int | None]:
+    """The counters a new job on this queue takes a place in, with their limits (None: counted, never refused)."""
+    limits: dict[str, int | None] = {}
+    if policy.max_unfinished_jobs is not None:
+        limits[QUEUE_COUNTER] = policy.max_unfinished_jobs
+    if policy.max_unfinished_jobs_per_user is not None:
+        limits[USER_COUNTER] = policy.max_unfinished_jobs_per_user
+    return limits
+
+
+def admit(counters: AdmissionCounters, queue: str, user_id: str, policy: QueuePolicy, *, retry_after: int, force: bool = False) -> list[str] | None:
+    """Take the job's places; the counters taken (the job's ``held``), or TooManyJobs.
+    ``force``: counted but never refused (a schedule's firing, which must not be lost)."""
+    limits = limits_of(policy)
+    if not limits:
+        return None
+    try:
+        counters.take(queue, user_id, {name: None for name in limits} if force else limits)
+    except Full as full:
+        if full.which == USER_COUNTER:
+            message = f"you have {limits[USER_COUNTER]} unfinished jobs on queue '{queue}', its limit per user; retry after some finish"
+        else:
+            message = f"queue '{queue}' holds {limits[QUEUE_COUNTER]} unfinished jobs, its limit; retry after some finish"
+        if policy.paused:
+            message += " (the queue is paused: it drains once resumed)"
+        raise TooManyJobs(message, retry_after=retry_after * (12 if policy.paused else 1), paused=policy.paused) from full
+    return sorted(limits)
+
+
+# ---- the stream side: places given back (shared/stats.py adds these to its batch transaction) ----------------
+
+
+def _text(image: Mapping[str, Any], name: str) -> str | None:
+    value = image.get(name)
+    return value.get("S") if isinstance(value, dict) else None
+
+
+def _held(image: Mapping[str, Any]) -> list[str]:
+    value = image.get("held")
+    items = value.get("L") if isinstance(value, dict) else None
+    return [i["S"] for i in items or [] if isinstance(i, dict) and isinstance(i.get("S"), str)]
+
+
+def changes(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
+    """Per counter item ``(queue, sk)``: what these stream records change in ``unfinished``."""
+    deltas: dict[tuple[str, str], int] = defaultdict(int)
+    for record in records:
+        change = record.get("dynamodb") or {}
+        keys = change.get("Keys") or {}
+        if _text(keys, "sk") != "JOB":
+            continue
+        old: Mapping[str, Any] = change.get("OldImage") or {}
+        new: Mapping[str, Any] = change.get("NewImage") or {}
+        image = new or old
+        held, queue, user = _held(image), _text(image, "queue"), _text(image, "userId")
+        if not held or not queue or not user:
+            continue
+        event = record.get("eventName")
+        was = _text(old, "status") in UNFINISHED
+        now = _text(new, "status") in UNFINISHED
+        step = 0
+        if event == "MODIFY" and was != now:
+            step = -1 if was else 1
+        elif event == "REMOVE" and was:
+            step = -1
+        if step:
+            for name in held:
+                deltas[(queue, ADMISSION_SK if name == QUEUE_COUNTER else user_sk(user))] += step
+    return {key: value for key, value in deltas.items() if value}
+
+
+def release_actions(table: str, records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """TransactWriteItems actions applying ``changes(records)``."""
+    return [
+        {
+            "Update": {
+                "TableName": table,
+                "Key": {"pk": {"S": f"QUEUE#{queue}"}, "sk": {"S": sk}},
+                "UpdateExpression": "ADD unfinished :d",
+                "ExpressionAttributeValues": {":d": {"N": str(delta)}},
+            }
+        }
+        for (queue, sk), delta in sorted(changes(records).items())
+    ]
+
+
+__all__ = ["ADMISSION_SK", "AdmissionCounters", "Full", "admit", "changes", "limits_of", "release_actions", "user_sk"]
