@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from infra.local.token import mint_client_token, mint_token
-from tests.integration.conftest import LocalStackProcess, wait_for_status
+from tests.integration.conftest import STACK_NAME, LocalStackProcess, wait_for_status
+from tests.integration.local_control import aws
 from tests.target_server import TargetServer
 
 pytestmark = pytest.mark.integration
@@ -237,6 +238,7 @@ def test_every_administrative_action_appears_in_the_audit_listing(
         ("POST", f"/queues/{QUEUE}/dead-letters/redrive", {"jobIds": ["nothing-here"]}, "redrive_dead_letters"),
         ("DELETE", "/queues/video-processing/dead-letters", None, "purge_dead_letters"),
         ("POST", "/schedules", schedule, "create_schedule"),
+        ("PATCH", f"/schedules/{name}", {"limit": 50}, "update_schedule"),
         ("POST", f"/schedules/{name}/pause", None, "pause_schedule"),
         ("POST", f"/schedules/{name}/resume", None, "resume_schedule"),
         ("POST", f"/schedules/{name}/trigger", None, "trigger_schedule"),
@@ -271,6 +273,21 @@ def test_every_administrative_action_appears_in_the_audit_listing(
 # ---- back-pressure -------------------------------------------------------------------------------------------
 
 
+def _places_taken(stack: LocalStackProcess) -> int:
+    item = aws(stack, "dynamodb").get_item(
+        TableName=f"{STACK_NAME}-JobsTable", Key={"pk": {"S": f"QUEUE#{QUEUE}"}, "sk": {"S": "ADMISSION"}}, ConsistentRead=True
+    ).get("Item") or {}
+    return int(item.get("unfinished", {}).get("N", 0))
+
+
+def _wait_until_no_place_is_taken(stack: LocalStackProcess, timeout: float = 30) -> None:
+    """Jobs of an earlier test that still hold a place finish first (the stream gives it back)."""
+    deadline = time.monotonic() + timeout
+    while _places_taken(stack) > 0:
+        assert time.monotonic() < deadline, f"{_places_taken(stack)} places still taken on {QUEUE}"
+        time.sleep(0.3)
+
+
 def _create_when_accepted(client: httpx.Client, body: dict[str, Any], timeout: float = 30) -> httpx.Response:
     deadline = time.monotonic() + timeout
     while True:
@@ -281,8 +298,9 @@ def _create_when_accepted(client: httpx.Client, body: dict[str, Any], timeout: f
 
 
 def test_a_full_queue_answers_429_and_accepts_again_once_jobs_finish(
-    as_group: Callable[..., httpx.Client], admin: httpx.Client, policy: Callable[..., Any], target: TargetServer
+    local_stack: LocalStackProcess, as_group: Callable[..., httpx.Client], admin: httpx.Client, policy: Callable[..., Any], target: TargetServer
 ) -> None:
+    _wait_until_no_place_is_taken(local_stack)
     assert admin.put(f"/queues/{QUEUE}/processors/slow", json={"kind": "http", "url": f"{target.url}/slow/1", "timeoutSeconds": 5}).status_code == 200
     policy(maxUnfinishedJobs=2)
     user = as_group("fiona")
@@ -298,11 +316,14 @@ def test_a_full_queue_answers_429_and_accepts_again_once_jobs_finish(
         wait_for_status(user, response.json()["data"]["jobId"], {"completed"})
     accepted = _create_when_accepted(user, job("slow", jobId=extra))
     assert accepted.status_code == 201, accepted.text
+    wait_for_status(user, extra, {"completed"})
+    _wait_until_no_place_is_taken(local_stack)  # given back by the stream, a batch later
 
 
 def test_a_paused_full_queue_answers_503_until_resumed_and_drained(
-    as_group: Callable[..., httpx.Client], admin: httpx.Client, policy: Callable[..., Any], echo: str
+    local_stack: LocalStackProcess, as_group: Callable[..., httpx.Client], admin: httpx.Client, policy: Callable[..., Any], echo: str
 ) -> None:
+    _wait_until_no_place_is_taken(local_stack)
     policy(maxUnfinishedJobs=1)
     user = as_group("petra")
     assert admin.post(f"/queues/{QUEUE}/pause").status_code == 200
@@ -315,4 +336,7 @@ def test_a_paused_full_queue_answers_503_until_resumed_and_drained(
     finally:
         assert admin.post(f"/queues/{QUEUE}/resume").status_code == 200
     wait_for_status(user, held.json()["data"]["jobId"], {"completed"})
-    assert _create_when_accepted(user, job()).status_code == 201
+    again = _create_when_accepted(user, job())
+    assert again.status_code == 201, again.text
+    wait_for_status(user, again.json()["data"]["jobId"], {"completed"})
+    _wait_until_no_place_is_taken(local_stack)
