@@ -550,7 +550,7 @@ function pageJob(parts, params) {
     }
   }
 
-  let last = null;
+  let last = null, ticks = 0;
   async function refresh() {
     let job;
     try { job = await api("GET", `/jobs/${enc(jobId)}${suffix}`); } catch (e) {
@@ -561,8 +561,10 @@ function pageJob(parts, params) {
       }
       throw e;
     }
-    await loadLogs();
     const key = JSON.stringify([job.status, job.progress, job.progressMessage, job.attempts, job.updatedAt]);
+    // Log lines are items of their own: read them when the job changed, else every fifth look.
+    ticks += 1;
+    if (key !== last || ticks % 5 === 0) await loadLogs();
     if (key === last) return;
     last = key;
     const f = session.features || {};
