@@ -8,6 +8,7 @@
         print(done.status, done.result)
 """
 
+from jobq_client.aio import AsyncClient
 from jobq_client.client import Client
 from jobq_client.errors import (
     ApiError,
@@ -27,6 +28,7 @@ from jobq_client.errors import (
 
 __all__ = [
     "ApiError",
+    "AsyncClient",
     "BadRequest",
     "Client",
     "Conflict",

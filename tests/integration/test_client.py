@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 
-from jobq_client import BadRequest, Client, Conflict, Forbidden, NotAvailable, NotFound, ServerError, Unauthorized, WaitTimeout
+from jobq_client import (
+    AsyncClient,
+    BadRequest,
+    Client,
+    Conflict,
+    Forbidden,
+    NotAvailable,
+    NotFound,
+    ServerError,
+    Unauthorized,
+    WaitTimeout,
+)
 from shared.models import JobPublic
 from shared.queue_models import QueueSummary
 from shared.schedule_models import Schedule
@@ -227,3 +239,26 @@ def test_what_the_api_does_not_offer_yet_says_so(local_stack: LocalStackProcess)
         if not jobq._offers_remove():
             with pytest.raises(NotAvailable):
                 jobq.remove(job.job_id)
+
+
+def test_the_async_client_adds_waits_and_pages_without_blocking_the_loop(local_stack: LocalStackProcess) -> None:
+    owner = f"async-{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> tuple[list[JobPublic], list[str]]:
+        async with AsyncClient(local_stack.api_url, local_stack.token(owner)) as jobq:
+            created = await asyncio.gather(*(jobq.add("email-sending", "send-email", {**EMAIL, "body": str(i)}) for i in range(3)))
+            done = await asyncio.gather(*(jobq.wait(job.job_id, timeout=30) for job in created))
+            listed = [job.job_id async for job in jobq.iter_jobs(page_size=2)]
+            with pytest.raises(NotFound):
+                await jobq.get("no-such-job")
+            return done, listed
+
+    # A loop of its own, not asyncio.run: that leaves the main thread without a current loop, and
+    # Mangum (the unit tests' Lambda entry, later in the same process) asks for one.
+    loop = asyncio.new_event_loop()
+    try:
+        done, listed = loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+    assert all(isinstance(job, JobPublic) and job.status is JobStatus.COMPLETED for job in done)
+    assert sorted(listed) == sorted(job.job_id for job in done)
