@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # Example processors (functions/processors/examples.py).
     reports_bucket: str = ""
     email_sender: str = "jobq@example.com"
+    # The send-email example's recipients (comma-separated addresses or * patterns); empty: the
+    # sender's own domain. template.yaml grants SES the same list (ses:Recipients).
+    email_allowed_recipients: str = ""
     video_step_seconds: float = Field(default=0.2, ge=0)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
+import re
 import time
 from typing import Any
 
@@ -12,6 +14,8 @@ from shared.errors import PermanentJobError
 from shared.settings import get_settings
 from shared.worker import JobContext
 
+_ADDRESS = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+")
+
 
 def _require(data: dict[str, Any], *names: str) -> None:
     missing = [n for n in names if not data.get(n)]
@@ -19,12 +23,30 @@ def _require(data: dict[str, Any], *names: str) -> None:
         raise PermanentJobError(f"data is missing {', '.join(missing)}")
 
 
+def allowed_recipients() -> list[str]:
+    """The patterns a send-email job may send to (EmailAllowedRecipients; else the sender's domain)."""
+    settings = get_settings()
+    listed = [p.strip() for p in settings.email_allowed_recipients.split(",") if p.strip()]
+    return listed or [f"*@{settings.email_sender.rpartition('@')[2]}"]
+
+
+def _check_recipient(to: Any) -> str:
+    # One address, and one this stack lets its example send to: the processor is no open relay.
+    if not isinstance(to, str) or not _ADDRESS.fullmatch(to):
+        raise PermanentJobError("data.to must be one email address")
+    patterns = allowed_recipients()
+    if not any(fnmatch.fnmatchcase(to, pattern) for pattern in patterns):
+        raise PermanentJobError(f"recipient {to} is not allowed: this stack sends only to {', '.join(patterns)} (EmailAllowedRecipients)")
+    return to
+
+
 def send_email(job: JobContext) -> dict[str, Any]:
-    """email-sending/send-email: data {to, subject, body} sent through SES."""
+    """email-sending/send-email: data {to, subject, body} sent through SES, to an allowed recipient only."""
     _require(job.data, "to", "subject", "body")
+    to = _check_recipient(job.data["to"])
     out = clients.client("ses").send_email(
         Source=get_settings().email_sender,
-        Destination={"ToAddresses": [str(job.data["to"])]},
+        Destination={"ToAddresses": [to]},
         Message={
             "Subject": {"Data": str(job.data["subject"])[:998]},
             "Body": {"Text": {"Data": str(job.data["body"])}},
