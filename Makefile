@@ -3,7 +3,8 @@
 # functions/ and shared/ are sibling packages; the default python builder would
 # zip the whole root (.venv, tests, .git ...). These targets put into each
 # artifact only the packages that function imports, and the third-party
-# dependencies go once into the layer. The consumer never ships FastAPI.
+# dependencies go once into the layer. The consumer never ships FastAPI; only the
+# consumers ship the processors package (the API knows the job types by name, shared/catalog.py).
 #
 # sam build runs `make build-<LogicalId>` with ARTIFACTS_DIR set, in the repo
 # root (samconfig.toml: build_in_source) or in a scratch copy of it.
@@ -20,18 +21,18 @@ artifacts-dir:
 # api/ brings the dashboard's static files (api/dashboard/*.html|js|css|svg), served at /dashboard;
 # checked: the build fails if they are missing. No build step: they ship as written.
 build-ApiFunction: artifacts-dir
-	$(COPY_PACKAGES) api shared functions | tar -x -C "$(ARTIFACTS_DIR)"
+	$(COPY_PACKAGES) api shared | tar -x -C "$(ARTIFACTS_DIR)"
 	test -f "$(ARTIFACTS_DIR)/api/dashboard/index.html" && test -f "$(ARTIFACTS_DIR)/api/dashboard/app.js"
 
 build-ConsumerFunction: artifacts-dir
-	$(COPY_PACKAGES) shared functions | tar -x -C "$(ARTIFACTS_DIR)"
+	$(COPY_PACKAGES) shared processors functions/__init__.py functions/consumer | tar -x -C "$(ARTIFACTS_DIR)"
 
 build-EventsFunction: artifacts-dir
 	$(COPY_PACKAGES) shared functions/__init__.py functions/events | tar -x -C "$(ARTIFACTS_DIR)"
 
-# Scheduling and maintenance: the domain and the processor registry (a firing creates a job).
+# Scheduling and maintenance: the domain alone (a firing creates a job; the catalog names its types).
 build-SchedulerFunction build-CleanupFunction build-HealthFunction: artifacts-dir
-	$(COPY_PACKAGES) shared functions/__init__.py functions/processors functions/scheduler functions/cleanup functions/health \
+	$(COPY_PACKAGES) shared functions/__init__.py functions/scheduler functions/cleanup functions/health \
 		| tar -x -C "$(ARTIFACTS_DIR)"
 
 # Wheels for the Lambda runtime (python3.12, x86_64), whatever python runs pip

@@ -9,8 +9,8 @@ from fastapi import Depends, Request
 
 from api.auth import identity_of
 from api.cursors import CursorSigner, cursor_signer
-from functions.processors.registry import ProcessorRegistry
 from shared import queues
+from shared.catalog import ProcessorCatalog
 from shared.jobs import Identity, JobService
 from shared.settings import Settings, get_settings
 from shared.store import JobStore
@@ -20,7 +20,7 @@ from shared.store import JobStore
 def job_service() -> JobService:
     settings = get_settings()
     store = JobStore(settings.table_name)
-    return JobService(store, queues.directory(), ProcessorRegistry(store, settings.target_cache_seconds), settings)
+    return JobService(store, queues.directory(), ProcessorCatalog(store, settings.target_cache_seconds), settings)
 
 
 def current_user(request: Request) -> Identity:

@@ -1,1 +1,1 @@
-"""Lambda entry points other than the API, and the processor registry. Never imports the web stack."""
+"""Lambda entry points other than the API. Never imports the web stack."""

@@ -38,7 +38,7 @@ class QueueDepth(CamelModel):
 
 
 class Processors(CamelModel):
-    code: list[str] = Field(description="Types run by Python processors (functions/processors/registry.py).")
+    code: list[str] = Field(description="Types run by Python processors (shared/catalog.py).")
     http: dict[str, HttpTarget] = Field(description="Types POSTed to an HTTP target.")
 
 

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     health_oldest_error_seconds: int = 1800  # ...: error
     health_check_rate: str = "rate(5 minutes)"  # the HealthFunction's rule (GET /health/detailed: is its report fresh?)
 
-    # Example processors (functions/processors/examples.py).
+    # Example processors (processors/examples.py).
     reports_bucket: str = ""
     email_sender: str = "jobq@example.com"
     # The send-email example's recipients (comma-separated addresses or * patterns); empty: the

@@ -14,8 +14,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.processors.registry import ProcessorRegistry
+from processors.registry import ProcessorRegistry
 from shared import queues
+from shared.catalog import ProcessorCatalog
 from shared.errors import JobqError
 from shared.observability import emit, job_log_keys, logger, tracer
 from shared.settings import get_settings
@@ -31,7 +32,7 @@ LEASE_MARGIN_MS = 5000
 def _worker() -> Worker:
     settings = get_settings()
     store = JobStore(settings.table_name)
-    return Worker(store, settings, ProcessorRegistry(store, settings.target_cache_seconds).resolve)
+    return Worker(store, settings, ProcessorRegistry(ProcessorCatalog(store, settings.target_cache_seconds)).resolve)
 
 
 def _record_handler(record: SQSRecord, context: LambdaContext | None) -> None:

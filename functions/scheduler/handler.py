@@ -18,8 +18,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.processors.registry import ProcessorRegistry
 from shared import queues
+from shared.catalog import ProcessorCatalog
 from shared.jobs import JobService
 from shared.observability import logger, tracer
 from shared.schedules import ScheduleService, ScheduleStore
@@ -31,7 +31,7 @@ from shared.store import JobStore
 def _service() -> ScheduleService:
     settings = get_settings()
     store = JobStore(settings.table_name)
-    jobs = JobService(store, queues.directory(), ProcessorRegistry(store, settings.target_cache_seconds), settings)
+    jobs = JobService(store, queues.directory(), ProcessorCatalog(store, settings.target_cache_seconds), settings)
     return ScheduleService(ScheduleStore(settings.table_name), jobs)
 
 

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from functions.processors.registry import ProcessorRegistry
 from infra.local.provision import Provisioner
+from processors.registry import ProcessorRegistry
 from shared import clients, queues
+from shared.catalog import ProcessorCatalog
 from shared.models import QueueInfo
 from shared.settings import Settings, get_settings
 from shared.store import JobStore
@@ -31,7 +32,7 @@ class Stack:
     store: JobStore
 
     def worker(self, resolve: Any = None, **kwargs: Any) -> Worker:
-        resolve = resolve or ProcessorRegistry(self.store, 0).resolve
+        resolve = resolve or ProcessorRegistry(ProcessorCatalog(self.store, 0)).resolve
         return Worker(self.store, self.settings, resolve, **kwargs)
 
     def receive(self, queue: str, *, dlq: bool = False, wait: int = 0, max_messages: int = 10) -> list[dict[str, Any]]:

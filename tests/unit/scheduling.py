@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from functions.processors.registry import ProcessorRegistry
 from shared import clients, queues
+from shared.catalog import ProcessorCatalog
 from shared.clock import iso, now_ms
 from shared.jobs import Identity, JobService
 from shared.models import AttemptRecord, Job
@@ -57,7 +57,7 @@ def scheduling_fixture(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Schedul
     schedule_routes.schedule_service.cache_clear()
     settings = get_settings()
     stack.settings = settings
-    jobs = JobService(stack.store, queues.directory(), ProcessorRegistry(stack.store, 0), settings)
+    jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), settings)
     return Scheduling(stack=stack, jobs=jobs, schedules=ScheduleService(ScheduleStore(stack.table_name), jobs))
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from functions.consumer.handler import handler
-from functions.processors.registry import ProcessorRegistry
+from shared.catalog import ProcessorCatalog
 from shared.clock import now_ms
 from shared.jobs import Identity, JobService
 from shared.models import HttpTarget, JobCreate
@@ -33,7 +33,7 @@ def target() -> Iterator[TargetServer]:
 def service(stack: Stack) -> JobService:
     from shared import queues
 
-    return JobService(stack.store, queues.directory(), ProcessorRegistry(stack.store, 0), stack.settings)
+    return JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
 
 
 def add_job(stack: Stack, target: TargetServer, path: str, *, job_type: str = "call", options: dict[str, Any] | None = None) -> str:

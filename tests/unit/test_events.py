@@ -23,9 +23,9 @@ def load(name: str) -> dict[str, Any]:
 
 
 def create(stack: Stack, job_id: str, user_id: str) -> None:
-    from functions.processors.registry import ProcessorRegistry
+    from shared.catalog import ProcessorCatalog
 
-    jobs = JobService(stack.store, queues.directory(), ProcessorRegistry(stack.store, 0), stack.settings)
+    jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
     request = JobCreate(
         queue="email-sending", type="send-email", data={"to": "a@example.com", "subject": "Hi", "body": "Hello"}, options={"jobId": job_id}
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from functions.processors.http import run_http_target
+from processors.http import run_http_target
 from shared.errors import PermanentJobError, RetryableJobError
 from shared.models import HttpTarget
 from shared.settings import get_settings

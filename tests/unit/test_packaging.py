@@ -53,10 +53,15 @@ def test_sam_build_ships_each_function_only_what_it_imports(tmp_path: Path) -> N
     assert len(consumers) == 3  # one per nested queue application
     for consumer in consumers:
         assert (consumer / "functions" / "consumer" / "handler.py").is_file()
+        assert (consumer / "processors" / "examples.py").is_file()
         assert not (consumer / "api").exists() and not (consumer / "fastapi").exists()
-    assert (build / "ApiFunction" / "api" / "main.py").is_file()
-    assert {f.name for f in (build / "ApiFunction" / "api" / "dashboard").iterdir()} >= {"index.html", "app.js", "app.css"}
-    assert not (build / "ApiFunction" / "jobq_client").exists()  # the client is not part of the service
+    api = build / "ApiFunction"
+    assert (api / "api" / "main.py").is_file() and (api / "shared" / "catalog.py").is_file()
+    assert {f.name for f in (api / "api" / "dashboard").iterdir()} >= {"index.html", "app.js", "app.css"}
+    assert not (api / "jobq_client").exists()  # the client is not part of the service
+    assert not (api / "processors").exists() and not (api / "functions").exists()  # the API does not ship the consumer
+    for name in ("SchedulerFunction", "HealthFunction", "CleanupFunction"):
+        assert not (build / name / "processors").exists()
     layer = build / "DependenciesLayer" / "python"
     assert (layer / "pydantic").is_dir() and (layer / "aws_lambda_powertools").is_dir()
     assert not (layer / "botocore").exists()  # the Lambda runtime has it

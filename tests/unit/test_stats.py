@@ -14,8 +14,8 @@ import pytest
 
 from functions.consumer.handler import handler as consumer
 from functions.events.handler import process
-from functions.processors.registry import ProcessorRegistry
 from shared import clients, queues, stats
+from shared.catalog import ProcessorCatalog
 from shared.clock import iso, now_ms
 from shared.jobs import Identity, JobService
 from shared.models import HttpTarget, JobCreate
@@ -41,7 +41,7 @@ def feed(stack: Stack) -> StreamFeed:
 
 
 def service(stack: Stack) -> JobService:
-    return JobService(stack.store, queues.directory(), ProcessorRegistry(stack.store, 0), stack.settings)
+    return JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
 
 
 def create(jobs: JobService, job_type: str, **options: Any) -> str:
