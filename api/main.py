@@ -9,13 +9,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
 from api.app import app
-from shared.observability import logger, tracer
+from shared.observability import logger, traced
 
 # lifespan="off": Mangum would run ASGI start-up on every cold start; start-up work is lazy instead.
 _asgi = Mangum(app, lifespan="off")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@tracer.capture_lambda_handler(capture_response=False)
+@traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return _asgi(event, context)

@@ -8,14 +8,15 @@ container (cached), so adding a queue is a template change and nothing else.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
-from aws_lambda_powertools.utilities import parameters
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from shared import clients
 from shared.errors import Invalid, Unavailable
-from shared.models import QueueInfo
+from shared.models import QueueDepth, QueueInfo
 from shared.settings import get_settings
 from shared.store import JobRef
 
@@ -24,16 +25,35 @@ class QueueDirectory:
     def __init__(self, parameter_path: str, cache_seconds: int) -> None:
         self.parameter_path = parameter_path if parameter_path.endswith("/") else parameter_path + "/"
         self.cache_seconds = cache_seconds
-        self._provider = parameters.SSMProvider(boto3_client=clients.client("ssm"))
+        self._cached: tuple[float, dict[str, QueueInfo]] | None = None
+        self._lock = threading.Lock()
 
     def all(self, *, refresh: bool = False) -> dict[str, QueueInfo]:
+        with self._lock:
+            cached = self._cached
+        if cached is not None and not refresh and time.monotonic() - cached[0] < self.cache_seconds:
+            return cached[1]
+        found = {info.name: info for info in (QueueInfo.model_validate_json(v) for v in self._read_parameters())}
+        with self._lock:
+            self._cached = (time.monotonic(), found)
+        return found
+
+    def _read_parameters(self) -> list[str]:
+        """Every parameter under the path (GetParametersByPath pages by 10)."""
+        ssm = clients.client("ssm")
+        values: list[str] = []
+        token: str | None = None
         try:
-            values = self._provider.get_multiple(
-                self.parameter_path, max_age=self.cache_seconds, transform="json", force_fetch=refresh
-            )
-        except (ClientError, parameters.exceptions.GetParameterError) as err:
+            while True:
+                page = ssm.get_parameters_by_path(
+                    Path=self.parameter_path, Recursive=False, **({"NextToken": token} if token else {})
+                )
+                values.extend(p["Value"] for p in page.get("Parameters", []))
+                token = page.get("NextToken")
+                if not token:
+                    return values
+        except (ClientError, BotoCoreError) as err:
             raise Unavailable(f"cannot read the queue directory under {self.parameter_path}") from err
-        return {info.name: info for info in (QueueInfo.model_validate(v) for v in values.values())}
 
     def get(self, name: str) -> QueueInfo:
         queues = self.all()
@@ -128,6 +148,38 @@ def send_to_dead_letters(queue: QueueInfo, body: str, *, reason: str, attributes
     attrs = {"jobqFailureReason": {"DataType": "String", "StringValue": reason[:1000] or "failed"}}
     attrs.update(attributes or {})
     clients.client("sqs").send_message(QueueUrl=queue.dlq_url, MessageBody=body, MessageAttributes=attrs)
+
+
+_DEPTH = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed")
+
+
+def depths(queue: QueueInfo) -> tuple[QueueDepth, int]:
+    """The queue's messages and its DLQ's depth, as SQS approximates them.
+
+    ``visible``: waiting to be received; ``in_flight``: received by a consumer (or a peek) and
+    not yet deleted; ``delayed``: sent with a delay that has not run out. The DLQ's depth is
+    its visible plus in-flight messages: a dead letter being peeked or redriven is still there.
+    """
+    try:
+        main = clients.client("sqs").get_queue_attributes(QueueUrl=queue.queue_url, AttributeNames=list(_DEPTH))["Attributes"]
+    except (ClientError, BotoCoreError) as err:
+        raise Unavailable(f"SQS is unavailable for queue {queue.name}; retry the request") from err
+    depth = QueueDepth(visible=int(main.get(_DEPTH[0], 0)), in_flight=int(main.get(_DEPTH[1], 0)), delayed=int(main.get(_DEPTH[2], 0)))
+    return depth, dead_letter_depth(queue)
+
+
+def dead_letter_depth(queue: QueueInfo) -> int:
+    """Messages in the queue's DLQ, visible or held by a reader (see ``depths``)."""
+    return dead_letters_in(queue.dlq_url, f"the dead-letter queue of {queue.name}")
+
+
+def dead_letters_in(url: str, what: str) -> int:
+    """A dead-letter queue's depth: its visible plus in-flight messages."""
+    try:
+        dlq = clients.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=list(_DEPTH[:2]))["Attributes"]
+    except (ClientError, BotoCoreError) as err:
+        raise Unavailable(f"SQS is unavailable for {what}; retry the request") from err
+    return int(dlq.get(_DEPTH[0], 0)) + int(dlq.get(_DEPTH[1], 0))
 
 
 def ping(queue: QueueInfo) -> None:

@@ -1,19 +1,33 @@
-"""Settings from the environment: one model, read once per cold start."""
+"""Settings from the environment: one model, read and validated once per cold start.
+
+Each field ``name`` comes from ``JOBQ_<NAME>``. ``table_name`` and ``queues_parameter_path``
+have no default: a function deployed without them stops at its first event with one error
+naming every missing or invalid variable, instead of failing later on a wrong table.
+(A plain pydantic model read from ``os.environ``: pydantic-settings would add its import to
+every cold start for what ``from_environ`` does in a few lines.)
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+ENV_PREFIX = "JOBQ_"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="JOBQ_", extra="ignore")
+class ConfigurationError(RuntimeError):
+    """The function's environment is missing or breaks a setting: a deployment error."""
 
-    table_name: str = "jobq"
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    table_name: str = Field(min_length=1)
     # Every queue publishes one SSM parameter under this path (infra/queue.yaml).
-    queues_parameter_path: str = "/jobq/queues/"
+    queues_parameter_path: str = Field(min_length=1)
     queue_cache_seconds: int = 60
     target_cache_seconds: int = 5
 
@@ -30,7 +44,6 @@ class Settings(BaseSettings):
     max_data_bytes: int = 256 * 1024
     max_result_bytes: int = 128 * 1024
     max_attempts_limit: int = 20
-    max_delay_ms: int = 15 * 60 * 1000
     backoff_cap_seconds: int = 3600
     log_ttl_days: int = 30  # job log lines expire by TTL (finished jobs expire by their queue's retention)
     # Used when a handler has no Lambda context to say how long it may run.
@@ -58,6 +71,10 @@ class Settings(BaseSettings):
     schedule_group: str = ""
     scheduler_role_arn: str = ""
     scheduler_target_arn: str = ""
+    # Where failed firings of schedules go (template.yaml ScheduleFiringsDeadLetterQueue): the schedules'
+    # DeadLetterConfig (ARN) and the HealthFunction's report (URL).
+    schedule_dead_letters_arn: str = ""
+    schedule_dead_letters_url: str = ""
     max_run_at_days: int = 366  # how far ahead options.runAt / delay may reach
     # Maintenance (shared/maintenance.py): orphans, stalled jobs, queue health, retention.
     orphan_grace_seconds: int = 120  # waiting/overdue this long without being picked up: wake it
@@ -79,6 +96,17 @@ class Settings(BaseSettings):
     video_step_seconds: float = Field(default=0.2, ge=0)
 
 
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values = {name: environ[ENV_PREFIX + name.upper()] for name in cls.model_fields if ENV_PREFIX + name.upper() in environ}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as err:
+            problems = "; ".join(f"{ENV_PREFIX}{str(e['loc'][0]).upper()}: {e['msg']}" for e in err.errors())
+            raise ConfigurationError(f"the function's environment is not valid: {problems}") from err
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return Settings.from_environ()

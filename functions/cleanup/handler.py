@@ -12,11 +12,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.maintenance import Maintenance
-from shared.observability import logger, tracer
+from shared.observability import logger, traced
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler(capture_response=False)
+@traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.debug("cleanup run", extra={"rule": (event.get("resources") or [None])[0], "time": event.get("time")})
     run = Maintenance.for_this_container().clean(time_left_ms=context.get_remaining_time_in_millis)

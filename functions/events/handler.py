@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared import stats
-from shared.observability import logger, tracer
+from shared.observability import logger, traced
 
 
 def process(event: dict[str, Any]) -> stats.BatchOutcome:
@@ -21,7 +21,7 @@ def process(event: dict[str, Any]) -> stats.BatchOutcome:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler(capture_response=False)
+@traced
 def handler(event: dict[str, Any], context: LambdaContext) -> None:
     outcome = process(event)
     logger.info("stream batch applied", extra=outcome.as_log())

@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared import queues
 from shared.catalog import ProcessorCatalog
 from shared.jobs import JobService
-from shared.observability import logger, tracer
+from shared.observability import logger, traced
 from shared.schedules import ScheduleService, ScheduleStore
 from shared.settings import get_settings
 from shared.store import JobStore
@@ -36,7 +36,7 @@ def _service() -> ScheduleService:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler(capture_response=False)
+@traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     name = event.get("schedule") if isinstance(event, dict) else None
     scheduled_time = event.get("scheduledTime") if isinstance(event, dict) else None

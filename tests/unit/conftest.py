@@ -54,6 +54,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
+        "JOBQ_TABLE_NAME": f"{STACK}-table-not-provisioned",  # the stack fixture sets the real one
         "JOBQ_QUEUES_PARAMETER_PATH": f"/jobq/{STACK}/queues/",
         "JOBQ_ALLOW_LOOPBACK_HTTP_TARGETS": "true",
         "JOBQ_QUEUE_CACHE_SECONDS": "0",
@@ -85,7 +86,7 @@ def _forget_cached_clients() -> None:
     schedule_routes.schedule_service.cache_clear()
     from functions.consumer import handler
 
-    handler._worker.cache_clear()
+    handler.worker.cache_clear()
     from shared.maintenance import Maintenance
 
     Maintenance.for_this_container.cache_clear()

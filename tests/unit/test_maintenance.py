@@ -124,7 +124,7 @@ def test_a_paused_queue_is_not_swept(stack: Stack, maintenance: Maintenance) -> 
 
 
 # ---- health ------------------------------------------------------------------------------------------
-SETTINGS = Settings()
+SETTINGS = Settings(table_name="jobq-test", queues_parameter_path="/jobq/test/queues/")
 
 
 @pytest.mark.parametrize(

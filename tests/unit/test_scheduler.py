@@ -80,7 +80,7 @@ def test_a_run_at_in_the_past_runs_now(scheduling: Scheduling) -> None:
 )
 def test_impossible_delays_are_refused_with_what_is_wrong(options: dict, message: str) -> None:
     with pytest.raises(Invalid, match=message):
-        scheduler.resolve_delay(request(**options).options, now_ms(), Settings())
+        scheduler.resolve_delay(request(**options).options, now_ms(), Settings(table_name="t", queues_parameter_path="/q/"))
 
 
 def test_a_run_at_without_a_time_zone_is_refused() -> None:

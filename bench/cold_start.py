@@ -1,0 +1,113 @@
+"""Cold start: what a fresh container imports before its first event, against its floor.
+
+    python3 dev.py ... or: .venv/bin/python bench/cold_start.py [--rounds 15]
+
+Each round starts one fresh interpreter per case, in alternating order, and each
+interpreter times its own imports (interpreter start-up is left out: it is the same for
+all). The figures are medians over the rounds, all taken in one run so the machine's load
+is shared alike. The cases:
+
+* consumer: ``functions.consumer.handler`` imported and its composition root built (the
+  worker, and with it the SQS and DynamoDB clients it uses), against ``import boto3`` and
+  an SQS and a DynamoDB client. Goal: <= 1.25 x.
+* api: ``api.main`` imported (the app, the Mangum handler), against ``import fastapi,
+  mangum, boto3, pydantic``. Goal: <= 1.2 x.
+
+Tracing is off (``POWERTOOLS_TRACE_DISABLED=true``) for the goals: with X-Ray tracing on,
+the X-Ray SDK is imported at the first invocation (shared/observability.py), which the
+last line measures on its own.
+No network: the clients are created, not called; the endpoint is 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_TIMED = """
+import time
+t0 = time.perf_counter()
+{body}
+print(time.perf_counter() - t0)
+"""
+
+CASES: dict[str, str] = {
+    "boto3 + sqs + dynamodb clients": (
+        "import boto3\n"
+        "s = boto3.session.Session()\n"
+        "s.client('sqs'); s.client('dynamodb')"
+    ),
+    "consumer": (
+        "import functions.consumer.handler as h\n"
+        "h.worker()\n"
+        "from shared import clients\n"
+        "clients.client('sqs'); clients.client('dynamodb')"
+    ),
+    "fastapi, mangum, boto3, pydantic": "import fastapi, mangum, boto3, pydantic",
+    "api": "import api.main",
+    "x-ray tracer (tracing on)": (
+        "from aws_lambda_powertools import Tracer\n"
+        "Tracer(service='bench')"
+    ),
+}
+
+
+def _environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBQ_", "POWERTOOLS_"))}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        PYTHONDONTWRITEBYTECODE="0",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_ENDPOINT_URL="http://127.0.0.1:9",
+        AWS_LAMBDA_FUNCTION_NAME="bench",
+        POWERTOOLS_TRACE_DISABLED="true",
+        POWERTOOLS_METRICS_NAMESPACE="jobq",
+        PYDANTIC_DISABLE_PLUGINS="__all__",  # as template.yaml's Globals and infra/queue.yaml set it
+        JOBQ_TABLE_NAME="jobq-bench",
+        JOBQ_QUEUES_PARAMETER_PATH="/jobq/bench/queues/",
+    )
+    return env
+
+
+def _run(body: str, env: dict[str, str]) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", _TIMED.format(body=body)], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"case failed:\n{body}\n{out.stderr[-2000:]}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    env = _environment()
+    for body in CASES.values():  # warm the bytecode caches once, so every round compiles nothing
+        _run(body, env)
+    times: dict[str, list[float]] = {name: [] for name in CASES}
+    names = list(CASES)
+    for round_ in range(args.rounds):
+        order = names if round_ % 2 == 0 else names[::-1]
+        for name in order:
+            times[name].append(_run(CASES[name], env))
+    median = {name: statistics.median(values) for name, values in times.items()}
+    print(f"cold start, median of {args.rounds} fresh interpreters per case (python {sys.version.split()[0]})")
+    for name in names:
+        print(f"  {name:<34} {median[name] * 1000:7.1f} ms")
+    consumer = median["consumer"] / median["boto3 + sqs + dynamodb clients"]
+    api = median["api"] / median["fastapi, mangum, boto3, pydantic"]
+    print(f"consumer / (boto3 + sqs + dynamodb clients) = {consumer:.2f} x   (goal <= 1.25 x) {'ok' if consumer <= 1.25 else 'OVER'}")
+    print(f"api / (fastapi, mangum, boto3, pydantic)    = {api:.2f} x   (goal <= 1.2 x) {'ok' if api <= 1.2 else 'OVER'}")
+
+
+if __name__ == "__main__":
+    main()
