@@ -89,17 +89,6 @@ def _batch(queue: QueueInfo, messages: list[dict[str, Any]], action: str) -> Non
             # Not released: they come back by themselves when their short visibility ends.
 
 
-def approximate_depth(queue: QueueInfo) -> int:
-    """Messages in the DLQ, visible or held by a reader."""
-    try:
-        attrs = _sqs().get_queue_attributes(
-            QueueUrl=queue.dlq_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        )["Attributes"]
-    except ClientError as err:
-        raise _unavailable(queue, err) from err
-    return int(attrs.get("ApproximateNumberOfMessages", 0)) + int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
-
-
 def ref_of(message: dict[str, Any]) -> JobRef | None:
     """The job (owner and id) a dead letter names, or None."""
     return queues.ref_of_body(message.get("Body"))
@@ -146,7 +135,7 @@ def peek(queue: QueueInfo, store: JobStore, *, limit: int, hold_seconds: int) ->
                 job=JobPublic.of(job) if job else None,
             )
         )
-    return DeadLetterList(dead_letters=letters, approximate_total=max(approximate_depth(queue), len(letters)))
+    return DeadLetterList(dead_letters=letters, approximate_total=max(queues.dead_letter_depth(queue), len(letters)))
 
 
 # ---- redrive -------------------------------------------------------------------------------------------
@@ -236,7 +225,7 @@ def redrive(
             work.one(JobRef.of(job))
         else:
             work.result.not_found.append(job_id)
-    work.result.remaining = approximate_depth(queue)
+    work.result.remaining = queues.dead_letter_depth(queue)
     return work.result
 
 
@@ -281,8 +270,8 @@ def purge(queue: QueueInfo, store: JobStore, *, budget_seconds: float) -> PurgeR
                 result.marked_failed.append(job.job_id)
         _batch(queue, messages, "delete")
         result.purged += len(messages)
-    result.remaining = approximate_depth(queue)
+    result.remaining = queues.dead_letter_depth(queue)
     return result
 
 
-__all__ = ["approximate_depth", "peek", "purge", "redrive", "ref_of"]
+__all__ = ["peek", "purge", "redrive", "ref_of"]

@@ -50,7 +50,7 @@ from pydantic import Field
 from shared import clients, queue_config, queues, stats
 from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, JobqError, Unavailable
-from shared.models import AttemptRecord, CamelModel, Job, QueueInfo, QueuePolicy, Retention
+from shared.models import AttemptRecord, CamelModel, Job, QueueDepth, QueueInfo, QueuePolicy, Retention
 from shared.observability import NAMESPACE, emit, logger
 from shared.queues import QueueDirectory
 from shared.settings import Settings, get_settings
@@ -70,12 +70,6 @@ class Recovery(CamelModel):
     stalled_resent: int = 0
     orphans_enqueued: int = 0
     overdue_enqueued: int = 0
-
-
-class QueueDepth(CamelModel):
-    visible: int = 0
-    in_flight: int = 0
-    delayed: int = 0
 
 
 class QueueHealth(CamelModel):
@@ -103,6 +97,10 @@ class HealthRun(CamelModel):
     status: HealthStatus
     queues: dict[str, QueueHealth]
     errors: dict[str, str] = Field(default_factory=dict)
+    # Firings of schedules that could not be delivered or whose job could not be created
+    # (template.yaml ScheduleFiringsDeadLetterQueue); None where the stack has no such queue.
+    failed_schedule_firings: int | None = None
+    reasons: list[str] = Field(default_factory=list)
 
 
 class Removed(CamelModel):
@@ -171,6 +169,16 @@ def _duration(seconds: int) -> str:
 def worst(statuses: list[HealthStatus]) -> HealthStatus:
     order: dict[HealthStatus, int] = {"healthy": 0, "warning": 1, "error": 2}
     return max(statuses, key=lambda s: order[s], default="healthy")
+
+
+def oldest_waiting_age(store: JobStore, queue: QueueInfo, now: int) -> int | None:
+    """How long the longest-waiting of the oldest few waiting jobs has waited, in ms.
+
+    A retried job waits since its retry (``updatedAt``), so the few created first are read
+    and the longest wait among them counts. None when nothing waits.
+    """
+    jobs, _ = store.page("byQueueStatus", "queueStatusKey", f"QUEUE#{queue.name}#{JobStatus.WAITING.value}", limit=10, newest_first=False)
+    return max((max(0, now - parse_iso(j.updated_at)) for j in jobs), default=None)
 
 
 # ---- stored results ---------------------------------------------------------------------------------------
@@ -258,15 +266,31 @@ class Maintenance:
             except JobqError as err:  # one queue's trouble must not hide the others'
                 errors[queue.name] = err.message
                 logger.error("health check of a queue failed", extra={"queue": queue.name, "error": err.message})
+        failed_firings, reasons = self._failed_schedule_firings(errors)
         run = HealthRun(
             ran_at=iso(now),
             duration_ms=int((time.monotonic() - started) * 1000),
-            status=worst([h.status for h in results.values()] + (["error"] if errors else [])),
+            status=worst([h.status for h in results.values()] + (["error"] if errors else []) + (["warning"] if reasons else [])),
             queues=results,
             errors=errors,
+            failed_schedule_firings=failed_firings,
+            reasons=reasons,
         )
         _put_report("MAINTENANCE", "HEALTH", run)
         return run
+
+    def _failed_schedule_firings(self, errors: dict[str, str]) -> tuple[int | None, list[str]]:
+        if not self.settings.schedule_dead_letters_url:
+            return None, []
+        try:
+            count = queues.dead_letters_in(self.settings.schedule_dead_letters_url, "the failed schedule firings queue")
+        except JobqError as err:
+            errors["scheduleFirings"] = err.message
+            return None, []
+        if count:
+            logger.warning("schedule firings failed", extra={"count": count})
+            return count, [f"{count} schedule firing{'s' if count != 1 else ''} failed and wait in the failed-firings queue"]
+        return 0, []
 
     def check_queue(self, queue: QueueInfo) -> QueueHealth:
         now = self.clock()
@@ -275,19 +299,15 @@ class Maintenance:
         if not policy.paused:
             recovery.orphans_enqueued, recovery.overdue_enqueued = self.wake_orphans(queue)
         counts = stats.read_counts(queue.name)
-        buckets = stats.read_buckets(queue.name, now - HOUR_MS, "minute")
-        completed = sum(b.completed for b in buckets)
-        failed = sum(b.failed for b in buckets)
-        finished = completed + failed
-        rate = failed / finished if finished else 0.0
-        depth, dlq_depth = self._depths(queue)
-        oldest = self._oldest_waiting_age(queue, now)
+        hour = stats.summarize(stats.read_buckets(queue.name, now - HOUR_MS, "minute"))
+        depth, dlq_depth = queues.depths(queue)
+        oldest = oldest_waiting_age(self.store, queue, now)
         stalled = recovery.stalled_retried + recovery.stalled_failed + recovery.stalled_cancelled
         status, reasons = assess(
             settings=self.settings,
             waiting=counts.get("waiting", 0),
-            failure_rate=rate,
-            finished_last_hour=finished,
+            failure_rate=hour.failure_rate,
+            finished_last_hour=hour.finished,
             dlq_depth=dlq_depth,
             oldest_waiting_age_ms=oldest,
             stalled=stalled,
@@ -300,8 +320,8 @@ class Maintenance:
             checked_at=iso(now),
             paused=policy.paused,
             counts=counts,
-            failure_rate=round(rate, 4),
-            finished_last_hour=finished,
+            failure_rate=round(hour.failure_rate, 4),
+            finished_last_hour=hour.finished,
             dlq_depth=dlq_depth,
             queue_depth=depth,
             oldest_waiting_age_ms=oldest,
@@ -331,23 +351,6 @@ class Maintenance:
         metrics.add_metric("StalledJobsRecovered", MetricUnit.Count, stalled)
         metrics.add_metric("OrphanedJobsEnqueued", MetricUnit.Count, health.recovery.orphans_enqueued + health.recovery.overdue_enqueued)
         metrics.flush_metrics()
-
-    def _depths(self, queue: QueueInfo) -> tuple[QueueDepth, int]:
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
-        try:
-            attrs = self._sqs.get_queue_attributes(QueueUrl=queue.queue_url, AttributeNames=names)["Attributes"]
-            dlq = self._sqs.get_queue_attributes(QueueUrl=queue.dlq_url, AttributeNames=names[:1])["Attributes"]
-        except ClientError as err:
-            raise Unavailable(f"cannot read the SQS attributes of queue {queue.name}") from err
-        depth = QueueDepth(
-            visible=int(attrs.get(names[0], 0)), in_flight=int(attrs.get(names[1], 0)), delayed=int(attrs.get(names[2], 0))
-        )
-        return depth, int(dlq.get(names[0], 0))
-
-    def _oldest_waiting_age(self, queue: QueueInfo, now: int) -> int | None:
-        """How long the longest-waiting of the oldest few waiting jobs has waited (a retried job waits since its retry)."""
-        jobs, _ = self._page(queue, JobStatus.WAITING, limit=10, newest_first=False)
-        return max((max(0, now - parse_iso(j.updated_at)) for j in jobs), default=None)
 
     def _page(
         self, queue: QueueInfo, status: JobStatus, *, limit: int, newest_first: bool, cursor: str | None = None, before: str | None = None

@@ -523,3 +523,11 @@ def representable(value: datetime | None, field: str) -> datetime | None:
 
 def json_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), default=str).encode())
+
+
+class QueueDepth(CamelModel):
+    """SQS's approximate message counts of the queue (wake-up calls, not jobs): see ``shared.queues.depths``."""
+
+    visible: int = 0
+    in_flight: int = 0
+    delayed: int = 0

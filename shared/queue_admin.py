@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from botocore.exceptions import ClientError
 
-from shared import clients, dead_letters, maintenance, queue_config, stats
+from shared import clients, dead_letters, maintenance, queue_config, queues, stats
 from shared.access import Action, Identity, allows, authorize
-from shared.clock import iso, now_ms, parse_iso
+from shared.clock import iso, now_ms
 from shared.errors import Conflict, Invalid, JobqError, NotFound, Unavailable
 from shared.jobs import JobService
 from shared.models import Job, QueueInfo, QueuePolicy
@@ -34,7 +34,6 @@ from shared.queue_models import (
     Processors,
     PurgeResult,
     QueueConfiguration,
-    QueueDepth,
     QueueMetrics,
     QueuePatch,
     QueueSummary,
@@ -89,21 +88,16 @@ class QueueService:
     def _summary(self, queue: QueueInfo) -> QueueSummary:
         now = now_ms()
         current = stats.read_stats(queue.name)
-        hour = stats.read_buckets(queue.name, now - HOUR_MS + 1, "minute")
+        hour = stats.summarize(stats.read_buckets(queue.name, now - HOUR_MS + 1, "minute"))
         policy = queue_config.get_policy(queue)
-        depth, dlq_depth = queue_depths(queue)
-        oldest = self._oldest_waiting_age(queue, now)
-        completed = sum(b.completed for b in hour)
-        failed = sum(b.failed for b in hour)
-        pt_count = sum(b.pt_count for b in hour)
-        histogram = [sum(column) for column in zip(*(b.histogram for b in hour), strict=True)] if hour else []
-        rate = failed / (completed + failed) if completed + failed else 0.0
+        depth, dlq_depth = queues.depths(queue)
+        oldest = maintenance.oldest_waiting_age(self.store, queue, now)
         # The HealthFunction's thresholds (shared/maintenance.py), on what this summary read just now.
         status, reasons = maintenance.assess(
             settings=self.settings,
             waiting=current.counts["waiting"],
-            failure_rate=rate,
-            finished_last_hour=completed + failed,
+            failure_rate=hour.failure_rate,
+            finished_last_hour=hour.finished,
             dlq_depth=dlq_depth,
             oldest_waiting_age_ms=oldest,
             stalled=current.counts["stalled"],
@@ -118,19 +112,14 @@ class QueueService:
             live_stats=LiveStats(**current.counts),
             dlq_depth=dlq_depth,
             queue_depth=depth,
-            processing_rate=round((completed + failed) / 60, 3),
-            failure_rate=round(rate, 4),
-            average_processing_time=round(sum(b.pt_sum for b in hour) / pt_count, 1) if pt_count else None,
-            p95_processing_time=stats.percentile(histogram, 0.95) if histogram else None,
+            processing_rate=round(hour.finished / 60, 3),
+            failure_rate=round(hour.failure_rate, 4),
+            average_processing_time=_round(hour.average_processing_ms),
+            p95_processing_time=hour.p95_processing_ms,
             oldest_waiting_age=oldest,
             last_processed_at=current.last_processed_at,
             configuration=self._configuration(queue, policy),
         )
-
-    def _oldest_waiting_age(self, queue: QueueInfo, now: int) -> int | None:
-        """As the HealthFunction measures it: the longest wait among the oldest few (a retried job waits since its retry)."""
-        jobs, _ = self.store.page("byQueueStatus", "queueStatusKey", f"QUEUE#{queue.name}#waiting", limit=10, newest_first=False)
-        return max((max(0, now - parse_iso(j.updated_at)) for j in jobs), default=None)
 
     def _configuration(self, queue: QueueInfo, policy: QueuePolicy) -> QueueConfiguration:
         catalog = self.jobs.catalog
@@ -254,19 +243,15 @@ class QueueService:
                     p95_processing_time=b.p95_processing_ms,
                 )
             )
-        window = [b for start, b in found.items() if start >= first]
-        completed = sum(b.completed for b in window)
-        failed = sum(b.failed for b in window)
-        pt_count = sum(b.pt_count for b in window)
-        histogram = [sum(column) for column in zip(*(b.histogram for b in window), strict=True)] if window else []
+        window = stats.summarize(b for start, b in found.items() if start >= first)
         totals = MetricTotals(
-            created=sum(b.created for b in window),
-            completed=completed,
-            failed=failed,
-            throughput=round((completed + failed) / (len(points) * minutes), 3),
-            failure_rate=round(failed / (completed + failed), 4) if completed + failed else 0.0,
-            average_processing_time=round(sum(b.pt_sum for b in window) / pt_count, 1) if pt_count else None,
-            p95_processing_time=stats.percentile(histogram, 0.95) if histogram else None,
+            created=window.created,
+            completed=window.completed,
+            failed=window.failed,
+            throughput=round(window.finished / (len(points) * minutes), 3),
+            failure_rate=round(window.failure_rate, 4),
+            average_processing_time=_round(window.average_processing_ms),
+            p95_processing_time=window.p95_processing_ms,
         )
         return QueueMetrics(queue=queue.name, hours=hours, resolution=resolution, points=points, totals=totals)  # type: ignore[arg-type]
 
@@ -294,27 +279,16 @@ class QueueService:
         return result
 
 
+def _round(ms: float | None) -> float | None:
+    return round(ms, 1) if ms is not None else None
+
+
 def _finished_before(job: Job, status: str, cutoff_iso: str) -> bool:
     stamp = getattr(job, _CLEAN_STAMP[status]) or job.updated_at
     return job.status.value == status and stamp < cutoff_iso
 
 
 # ---- SQS and Lambda -------------------------------------------------------------------------------------------
-
-
-def queue_depths(queue: QueueInfo) -> tuple[QueueDepth, int]:
-    """The queue's approximate message counts and its DLQ's depth."""
-    sqs = clients.client("sqs")
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
-    try:
-        main = sqs.get_queue_attributes(QueueUrl=queue.queue_url, AttributeNames=names)["Attributes"]
-        dlq = sqs.get_queue_attributes(QueueUrl=queue.dlq_url, AttributeNames=names[:2])["Attributes"]
-    except ClientError as err:
-        raise Unavailable(f"SQS is unavailable for queue {queue.name}; retry the request") from err
-    depth = QueueDepth(
-        visible=int(main.get(names[0], 0)), in_flight=int(main.get(names[1], 0)), delayed=int(main.get(names[2], 0))
-    )
-    return depth, int(dlq.get(names[0], 0)) + int(dlq.get(names[1], 0))
 
 
 def _mapping_id(queue: QueueInfo) -> str:
@@ -344,4 +318,4 @@ def consumer_state(queue: QueueInfo) -> str | None:
         return None
 
 
-__all__ = ["QueueService", "consumer_state", "queue_depths", "set_consumer_enabled"]
+__all__ = ["QueueService", "consumer_state", "set_consumer_enabled"]

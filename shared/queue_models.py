@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from shared.access import QueueAccess
-from shared.models import JOB_ID_PATTERN, TYPE_PATTERN, Backoff, CamelModel, HttpTarget, JobPublic, Retention
+from shared.models import JOB_ID_PATTERN, TYPE_PATTERN, Backoff, CamelModel, HttpTarget, JobPublic, QueueDepth, Retention
 
 MAX_AGE_MS = 10 * 366 * 86400 * 1000  # ten years: older than anything a queue keeps
 HealthStatus = Literal["healthy", "warning", "error"]
@@ -27,14 +27,6 @@ class LiveStats(CamelModel):
     cancelled: int = 0
     stalled: int = 0
     total: int = 0
-
-
-class QueueDepth(CamelModel):
-    """SQS's approximate message counts of the queue (wake-up calls, not jobs)."""
-
-    visible: int = 0
-    in_flight: int = 0
-    delayed: int = 0
 
 
 class Processors(CamelModel):

@@ -114,6 +114,14 @@ def enqueue(queue: QueueInfo, job: Job, *, settings: Settings | None = None) -> 
         queues.send_job(queue, JobRef.of(job), delay_seconds=-(-job.delay // 1000))
 
 
+def _target(settings: Settings, arn: str, payload: str) -> dict[str, Any]:
+    """A schedule's target; a firing Scheduler cannot deliver goes to the stack's failed-firings queue."""
+    target: dict[str, Any] = {"Arn": arn, "RoleArn": settings.scheduler_role_arn, "Input": payload, "RetryPolicy": RETRY_POLICY}
+    if settings.schedule_dead_letters_arn:
+        target["DeadLetterConfig"] = {"Arn": settings.schedule_dead_letters_arn}
+    return target
+
+
 def schedule_job(queue: QueueInfo, job: Job, *, settings: Settings | None = None) -> str:
     """A one-time schedule that sends the job's message to its queue when it is due. Returns its name."""
     settings = settings or get_settings()
@@ -130,12 +138,7 @@ def schedule_job(queue: QueueInfo, job: Job, *, settings: Settings | None = None
             FlexibleTimeWindow={"Mode": "OFF"},
             ActionAfterCompletion="DELETE",
             State="ENABLED",
-            Target={
-                "Arn": queue.queue_arn,
-                "RoleArn": settings.scheduler_role_arn,
-                "Input": queues.message_body(JobRef.of(job), queue.name),
-                "RetryPolicy": RETRY_POLICY,
-            },
+            Target=_target(settings, queue.queue_arn, queues.message_body(JobRef.of(job), queue.name)),
         )
     except ClientError as err:
         if _code(err) != "ConflictException":  # a retried create: the schedule is there already
@@ -202,12 +205,7 @@ def put_recurring(
         "ScheduleExpressionTimezone": timezone,
         "FlexibleTimeWindow": {"Mode": "OFF"},
         "State": "ENABLED" if enabled else "DISABLED",
-        "Target": {
-            "Arn": settings.scheduler_target_arn,
-            "RoleArn": settings.scheduler_role_arn,
-            "Input": firing_input(name),
-            "RetryPolicy": RETRY_POLICY,
-        },
+        "Target": _target(settings, settings.scheduler_target_arn, firing_input(name)),
     }
     if start is not None:
         params["StartDate"] = start

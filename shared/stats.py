@@ -466,14 +466,45 @@ def read_buckets(queue_name: str, since_ms: int, resolution: Resolution = "minut
     return buckets
 
 
-def failure_rate(queue_name: str, window_ms: int) -> float:
-    """Failed / (completed + failed) over the last ``window_ms`` (0.0 when nothing finished)."""
-    now = int(time.time() * 1000)
-    resolution: Resolution = "minute" if window_ms <= minute_window_ms() else "hour"
-    buckets = read_buckets(queue_name, now - window_ms, resolution)
-    completed = sum(b.completed for b in buckets)
-    failed = sum(b.failed for b in buckets)
-    return failed / (completed + failed) if completed + failed else 0.0
+@dataclass(frozen=True)
+class BucketSummary:
+    """Several buckets as one: what every view of "the last hour" or "the window" reports."""
+
+    created: int
+    completed: int
+    failed: int
+    pt_count: int
+    pt_sum: int
+    histogram: tuple[int, ...]
+
+    @property
+    def finished(self) -> int:
+        return self.completed + self.failed
+
+    @property
+    def failure_rate(self) -> float:
+        """Failed / (completed + failed); 0.0 when nothing finished."""
+        return self.failed / self.finished if self.finished else 0.0
+
+    @property
+    def average_processing_ms(self) -> float | None:
+        return self.pt_sum / self.pt_count if self.pt_count else None
+
+    @property
+    def p95_processing_ms(self) -> int | None:
+        return percentile(list(self.histogram), 0.95)
+
+
+def summarize(buckets: Iterable[Bucket]) -> BucketSummary:
+    items = list(buckets)
+    return BucketSummary(
+        created=sum(b.created for b in items),
+        completed=sum(b.completed for b in items),
+        failed=sum(b.failed for b in items),
+        pt_count=sum(b.pt_count for b in items),
+        pt_sum=sum(b.pt_sum for b in items),
+        histogram=tuple(sum(column) for column in zip(*(b.histogram for b in items), strict=True)) if items else (0,) * BINS,
+    )
 
 
 def minute_window_ms() -> int:
@@ -492,9 +523,9 @@ __all__ = [
     "apply_stream_records",
     "bucket_sk",
     "bucket_start",
-    "failure_rate",
     "percentile",
     "read_buckets",
     "read_counts",
     "read_stats",
+    "summarize",
 ]

@@ -81,6 +81,7 @@ def detailed_health(caller: CurrentUser, jobs: Jobs) -> JSONResponse:
         for name, queue in sorted(health_run.queues.items()):
             reasons.extend(f"{name}: {reason}" for reason in queue.reasons)
         reasons.extend(f"{name}: health check failed: {error}" for name, error in sorted(health_run.errors.items()))
+        reasons.extend(f"scheduler: {reason}" for reason in health_run.reasons)
     status: Literal["healthy", "degraded", "unhealthy"] = (
         "unhealthy" if any(c.status == "down" for c in checks.values()) else "degraded" if reasons else "healthy"
     )

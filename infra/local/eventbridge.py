@@ -145,9 +145,14 @@ class SchedulerEmulator:
         invoke: Invoker,
         clock: Callable[[], int],
         tick_seconds: float = 0.5,
+        on_failure: Callable[[str], str | None] | None = None,
+        retry_delay_seconds: float = 1.0,
     ) -> None:
         self.groups = groups
         self.invoke = invoke
+        # function ARN -> the SQS queue ARN of its on-failure destination (EventInvokeConfig), if any
+        self.on_failure = on_failure or (lambda arn: None)
+        self.retry_delay_seconds = retry_delay_seconds
         self.clock = clock
         self.tick_seconds = tick_seconds
         session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region)
@@ -342,15 +347,39 @@ class SchedulerEmulator:
             log.warning("schedule %s: target %s is not emulated (only SQS and Lambda)", detail.get("Name"), arn)
 
     def _invoke_async(self, arn: str, event: dict[str, Any], name: Any) -> None:
+        error: Exception | None = None
         for attempt in range(3):  # Lambda retries a failed asynchronous invocation twice
             try:
                 self.invoke(arn, event)
                 log.info("schedule %s fired: %s invoked", name, arn.rsplit(":", 1)[-1])
                 return
-            except Exception:
+            except Exception as exc:
+                error = exc
                 log.exception("schedule %s: invocation %d of %s failed", name, attempt + 1, arn)
-                if self._stop.wait(1.0):
+                if attempt < 2 and self._stop.wait(self.retry_delay_seconds):
                     return
+        destination = self.on_failure(arn)
+        if destination and error is not None:
+            self._send_failure_record(destination, arn, event, error)
+
+    def _send_failure_record(self, destination: str, arn: str, event: dict[str, Any], error: Exception) -> None:
+        """What Lambda sends an on-failure destination once an asynchronous invocation's retries are exhausted."""
+        record = {
+            "version": "1.0",
+            "timestamp": _iso_seconds(self.clock()),
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": f"{arn}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": 3,
+            },
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {"errorMessage": str(error), "errorType": type(error).__name__},
+        }
+        url = self._sqs.get_queue_url(QueueName=destination.rsplit(":", 1)[-1])["QueueUrl"]
+        self._sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+        log.warning("schedule firing sent to %s after three failed invocations of %s", destination, arn)
 
 
 # ---- EventBridge rules ------------------------------------------------------------------------------

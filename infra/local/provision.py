@@ -75,6 +75,8 @@ class FunctionSpec:
     # Every evaluated event (SQS, HttpApi, Schedule, DynamoDB ...), for emulators of event sources.
     events: dict[str, dict[str, Any]]
     stack_name: str
+    # EventInvokeConfig's OnFailure destination (an SQS queue ARN): where a failed async invoke goes.
+    on_failure_destination: str | None = None
 
 
 @dataclass(frozen=True)
@@ -491,6 +493,7 @@ class _StackRun:
             environment={k: _env_string(v) for k, v in variables.items()},
             events=events,
             stack_name=self.stack.name,
+            on_failure_destination=_on_failure_destination(props),
         )
         self.stack.functions.append(fn)
         self._record(logical, "AWS::Serverless::Function", name, {"Arn": arn}, props)
@@ -699,3 +702,10 @@ def _env_string(value: Any) -> str:
     if isinstance(value, list | dict):
         raise TemplateError(f"expected a scalar, got {value!r}")
     return str(value)
+
+
+def _on_failure_destination(props: dict[str, Any]) -> str | None:
+    destination = (((props.get("EventInvokeConfig") or {}).get("DestinationConfig") or {}).get("OnFailure") or {})
+    if destination.get("Type") == "SQS" and destination.get("Destination"):
+        return str(destination["Destination"])
+    return None

@@ -501,8 +501,17 @@ class LocalStack:
         ).start()
         groups = self.provisioned.all_schedule_groups()
         if groups:
+            def on_failure(arn: str) -> str | None:
+                fn = functions.get(arn.split(":$")[0])
+                return fn.on_failure_destination if fn else None
+
             self.scheduler = SchedulerEmulator(
-                endpoint_url=self.aws_endpoint, region=self.region, groups=groups, invoke=invoke, clock=self.clock.now_ms
+                endpoint_url=self.aws_endpoint,
+                region=self.region,
+                groups=groups,
+                invoke=invoke,
+                clock=self.clock.now_ms,
+                on_failure=on_failure,
             ).start()
 
     def _start_api(self) -> None:

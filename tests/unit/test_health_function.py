@@ -7,12 +7,14 @@ from typing import Any
 
 from api.main import handler as api_handler
 from functions.health.handler import handler as health_handler
-from shared import queue_config, queues
+from shared import clients, queue_config, queues
 from shared.clock import now_ms
+from shared.maintenance import Maintenance
+from shared.settings import get_settings
 from shared.status import JobStatus
 from shared.store import JobRef
 from tests.unit.api_events import admin, http_event, user
-from tests.unit.conftest import FakeLambdaContext, Stack
+from tests.unit.conftest import STACK, FakeLambdaContext, Stack
 from tests.unit.scheduling import Scheduling, put_job, scheduling_fixture  # noqa: F401 (the fixture)
 
 EVENT = {
@@ -76,3 +78,22 @@ def test_health_detailed_shows_each_queue_as_last_checked(scheduling: Scheduling
     data = detailed()[1]["data"]
     assert data["status"] == "degraded" and data["queues"]["video-processing"]["status"] == "warning"
     assert data["reasons"] == ["video-processing: the dead-letter queue holds 1 message"]
+
+
+def test_a_failed_schedule_firing_is_reported_by_the_health_sweep(scheduling: Scheduling, stack: Stack, monkeypatch: Any) -> None:
+    """What Lambda leaves in the on-failure destination after three failed invocations shows in the health report."""
+    sqs = clients.client("sqs")
+    url = sqs.get_queue_url(QueueName=f"{STACK}-scheduler-failed-firings")["QueueUrl"]
+    monkeypatch.setenv("JOBQ_SCHEDULE_DEAD_LETTERS_URL", url)
+    get_settings.cache_clear()
+    Maintenance.for_this_container.cache_clear()
+    queue_config.reset_cache()
+    record = {"requestContext": {"condition": "RetriesExhausted"}, "requestPayload": {"jobq": "schedule-firing", "schedule": "nightly"}}
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+
+    report = health_handler(EVENT, FakeLambdaContext())
+
+    assert report["failedScheduleFirings"] == 1 and report["status"] == "warning"
+    data = detailed()[1]["data"]
+    assert data["status"] == "degraded"
+    assert "scheduler: 1 schedule firing failed and wait in the failed-firings queue" in data["reasons"]

@@ -173,3 +173,32 @@ def test_the_local_clock_moves_every_handlers_clock() -> None:
     finally:
         clock.uninstall()
     assert abs(now_ms() - int(time.time() * 1000)) < 1000
+
+
+def test_a_firing_whose_function_fails_three_times_lands_in_its_on_failure_destination(world: dict[str, Any]) -> None:
+    dlq_url = world["sqs"].create_queue(QueueName=f"{world['group']}-firings-dlq")["QueueUrl"]
+    dlq_arn = world["sqs"].get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    attempts: list[dict[str, Any]] = []
+
+    def failing(fn: str, event: dict[str, Any]) -> None:
+        attempts.append(event)
+        raise RuntimeError("DynamoDB is unavailable")
+
+    emulator = SchedulerEmulator(
+        endpoint_url=world["emulator"]._sqs.meta.endpoint_url, region=REGION, groups=[world["group"]], invoke=failing,
+        clock=lambda: world["now"]["ms"], on_failure=lambda arn: dlq_arn if arn == FUNCTION_ARN else None, retry_delay_seconds=0.01,
+    )
+    world["scheduler"].create_schedule(
+        Name="repeat-nightly", GroupName=world["group"], ScheduleExpression="cron(0 2 * * ? *)", FlexibleTimeWindow={"Mode": "OFF"},
+        Target={"Arn": FUNCTION_ARN, "RoleArn": "r", "Input": '{"jobq":"schedule-firing","schedule":"nightly"}'},
+    )
+
+    emulator.fire("repeat-nightly", scheduled_ms=1893463200000)
+
+    received: list[dict[str, Any]] = []
+    wait_for(lambda: bool(received.extend(world["sqs"].receive_message(QueueUrl=dlq_url).get("Messages", [])) or received))
+    record = json.loads(received[0]["Body"])
+    assert len(attempts) == 3
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestPayload"] == {"jobq": "schedule-firing", "schedule": "nightly"}
+    assert record["responsePayload"]["errorMessage"] == "DynamoDB is unavailable"

@@ -202,8 +202,8 @@ def test_finished_jobs_land_in_the_buckets_of_when_they_finished(stack: Stack) -
     assert buckets[minute + 120_000].failed == 1
     hours = stats.read_buckets(QUEUE, minute, "hour")
     assert (sum(b.completed for b in hours), sum(b.failed for b in hours)) == (5, 1)
-    assert stats.failure_rate(QUEUE, 3_600_000) == pytest.approx(1 / 6)
-    assert stats.failure_rate("video-processing", 3_600_000) == 0.0
+    assert stats.summarize(stats.read_buckets(QUEUE, minute, "minute")).failure_rate == pytest.approx(1 / 6)
+    assert stats.summarize(stats.read_buckets("video-processing", minute, "minute")).failure_rate == 0.0
     assert stats.read_stats(QUEUE).last_processed_at == iso(minute + 120_000)
 
 
