@@ -85,6 +85,8 @@ class Settings(BaseModel):
     health_max_waiting: int = 100  # more waiting: warning
     health_oldest_warning_seconds: int = 300  # oldest waiting job older: warning
     health_oldest_error_seconds: int = 1800  # ...: error
+    recount_interval_seconds: int = Field(default=3600, ge=60)  # counters checked against Queries this often
+    events_failed_batches_url: str = ""  # template.yaml EventsFailedBatches: discarded stream batches
     health_check_rate: str = "rate(5 minutes)"  # the HealthFunction's rule (GET /health/detailed: is its report fresh?)
 
     # Example processors (processors/examples.py).

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from shared import admission, clients
 from shared.clock import parse_iso
@@ -408,8 +408,9 @@ def _table() -> str:
     return get_settings().table_name
 
 
-def _unavailable(err: ClientError) -> Unavailable:
-    return Unavailable(f"DynamoDB is unavailable ({err.response.get('Error', {}).get('Code', '')}); retry the request")
+def _unavailable(err: ClientError | BotoCoreError) -> Unavailable:
+    code = err.response.get("Error", {}).get("Code", "") if isinstance(err, ClientError) else type(err).__name__
+    return Unavailable(f"DynamoDB is unavailable ({code}); retry the request")
 
 
 def read_stats(queue_name: str) -> QueueStats:
@@ -424,6 +425,37 @@ def read_stats(queue_name: str) -> QueueStats:
     # A counter can dip below zero only for jobs written before the EventsFunction ran.
     counts = {name: max(0, _number(item, name) or 0) for name in COUNT_NAMES}
     return QueueStats(counts=counts, last_processed_at=_text(item, "lastProcessedAt"))
+
+
+def read_raw_counts(queue_name: str) -> dict[str, int]:
+    """The counters as stored, below zero included (what a recount compares with)."""
+    try:
+        out = clients.client("dynamodb").get_item(
+            TableName=_table(), Key={"pk": {"S": f"QUEUE#{queue_name}"}, "sk": {"S": STATS_SK}}, ConsistentRead=True
+        )
+    except (ClientError, BotoCoreError) as err:
+        raise _unavailable(err) from err
+    item = out.get("Item") or {}
+    return {name: _number(item, name) or 0 for name in COUNT_NAMES}
+
+
+def correct_counts(queue_name: str, drift: Mapping[str, int]) -> None:
+    """Add ``drift`` (counted minus stored) to the counters: an ADD, so stream batches applied meanwhile stay counted."""
+    changes = {name: amount for name, amount in drift.items() if amount and name in COUNT_NAMES}
+    if not changes:
+        return
+    names = {f"#c{i}": name for i, name in enumerate(changes)}
+    values = {f":c{i}": {"N": str(amount)} for i, amount in enumerate(changes.values())}
+    try:
+        clients.client("dynamodb").update_item(
+            TableName=_table(),
+            Key={"pk": {"S": f"QUEUE#{queue_name}"}, "sk": {"S": STATS_SK}},
+            UpdateExpression="ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(changes))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    except (ClientError, BotoCoreError) as err:
+        raise _unavailable(err) from err
 
 
 def read_counts(queue_name: str) -> dict[str, int]:

@@ -467,6 +467,27 @@ class JobStore:
         items, next_cursor = self._query_page(params, cursor)
         return _readable_jobs(items), next_cursor
 
+    def count(self, index: str, key_name: str, key_value: str) -> int:
+        """How many items a GSI partition holds: Queries with Select=COUNT, paged (a recount, not a request path)."""
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": index,
+            "KeyConditionExpression": "#k = :k",
+            "ExpressionAttributeNames": {"#k": key_name},
+            "ExpressionAttributeValues": {":k": {"S": key_value}},
+            "Select": "COUNT",
+        }
+        total = 0
+        try:
+            while True:
+                out = self._ddb.query(**params)
+                total += int(out.get("Count", 0))
+                if not out.get("LastEvaluatedKey"):
+                    return total
+                params["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+        except ClientError as err:
+            raise _unavailable(err) from err
+
     def _query_page(self, params: dict[str, Any], cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """One Query from ``cursor`` on: its items and the cursor of the page after, if any."""
         if cursor:
