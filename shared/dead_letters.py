@@ -33,7 +33,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared import clients, queue_config, queues
+from shared import clients, lifecycle, queue_config, queues
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, JobqError, Unavailable
 from shared.jobs import Identity, JobService
@@ -162,7 +162,7 @@ class _Redrive:
             if job is None:
                 self.result.skipped.append(Skipped(job_id=job_id, reason="the job no longer exists"))
             elif job.status is JobStatus.FAILED:
-                self.jobs.retry(job_id, self.caller, user_id=ref.user_id)  # waiting, fresh attempts, a new message; history kept
+                self.jobs.retry(job_id, self.caller, user_id=ref.user_id, why="redrive")  # waiting, fresh attempts, a new message; history kept
                 self.result.redriven.append(job_id)
             elif job.status in FINISHED:
                 self.result.skipped.append(Skipped(job_id=job_id, reason=f"the job is {job.status.value}"))
@@ -232,28 +232,19 @@ def redrive(
 # ---- purge -------------------------------------------------------------------------------------------
 
 
-def _fail_for_good(store: JobStore, job: Job, reason: str, policy: QueuePolicy) -> bool:
-    """An active or stalled job whose lease ran out becomes failed; True if it did."""
+def _fail_for_good(jobs: JobService, queue: QueueInfo, job: Job, reason: str, policy: QueuePolicy) -> bool:
+    """An active or stalled job whose lease ran out becomes failed (its DLQ message is the one purged); True if it did."""
     now = now_ms()
     if job.status not in (JobStatus.ACTIVE, JobStatus.STALLED) or (job.lease_until or 0) > now:
         return False
-    history = list(job.history)
-    if history and history[-1].outcome is None:
-        history[-1] = history[-1].model_copy(update={"ended_at": iso(now), "outcome": "failed", "error": reason})
     try:
-        store.transition(
-            job,
-            JobStatus.FAILED,
-            {"error": reason, "failed_at": iso(now), "updated_at": iso(now), "history": history},
-            remove=("lease_until", "lease_token"),
-            expires_at=policy.expires_at(JobStatus.FAILED, now),
-        )
+        jobs.transitions.apply(lifecycle.fail(job, token=None, error=reason, now=now, policy=policy, copy_to_dead_letters=False), queue)
     except JobqError:
         return False
     return True
 
 
-def purge(queue: QueueInfo, store: JobStore, *, budget_seconds: float) -> PurgeResult:
+def purge(queue: QueueInfo, jobs_service: JobService, *, budget_seconds: float) -> PurgeResult:
     """Delete the DLQ's messages; jobs that still claim to run are marked failed."""
     policy = queue_config.get_policy(queue)
     result = PurgeResult(purged=0, marked_failed=[], remaining=0)
@@ -264,9 +255,9 @@ def purge(queue: QueueInfo, store: JobStore, *, budget_seconds: float) -> PurgeR
         empty = 0 if messages else empty + 1
         if not messages:
             continue
-        jobs = store.get_many(r for r in (ref_of(m) for m in messages) if r)
+        jobs = jobs_service.store.get_many(r for r in (ref_of(m) for m in messages) if r)
         for job in jobs.values():
-            if job.queue == queue.name and _fail_for_good(store, job, "dead letter purged: the consumer never finished it", policy):
+            if job.queue == queue.name and _fail_for_good(jobs_service, queue, job, "dead letter purged: the consumer never finished it", policy):
                 result.marked_failed.append(job.job_id)
         _batch(queue, messages, "delete")
         result.purged += len(messages)

@@ -8,6 +8,7 @@
     ├── PayloadTooLarge     413: job data over the limit
     ├── TooManyJobs         429: the queue (or the user on it) is at its unfinished-job limit
     ├── Unavailable         503: a dependency failed; the client may retry safely
+    │   └── Throttled       503: a dependency asked us to slow down (throttling, capacity)
     └── PermanentJobError   a processor's verdict: fail the job now, do not retry
 
 Processors raise ``PermanentJobError`` for bad input; any other exception from a
@@ -73,6 +74,12 @@ class TooManyJobs(JobqError):
 class Unavailable(JobqError):
     status_code = 503
     code = "SERVICE_UNAVAILABLE"
+
+
+class Throttled(Unavailable):
+    """AWS throttled the call: worth retrying after a backoff, not worth an attempt of the job."""
+
+    code = "THROTTLED"
 
 
 class PermanentJobError(JobqError):

@@ -16,8 +16,10 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from shared import admission, queues, scheduler
+from shared import admission, lifecycle, queues, scheduler
 from shared.access import Action, Identity, QueueAccess, allows, authorize
+from shared.adapters.scheduler import EventBridgeDelayedSchedules
+from shared.adapters.sqs import SqsJobMessages
 from shared.admission import AdmissionCounters
 from shared.admission_store import DynamoAdmissionCounters
 from shared.clock import iso, now_ms
@@ -29,6 +31,7 @@ from shared.queues import QueueDirectory
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
 from shared.store import JobRef, JobStore
+from shared.transitions import Transitions
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 DEDUP_DEFAULT_TTL_SECONDS = 7 * 86400  # "until the job finishes", bounded
@@ -55,12 +58,15 @@ def _digest(text: str) -> str:
 
 
 class JobService:
-    def __init__(self, store: JobStore, directory: QueueDirectory, catalog: ProcessorCatalog, settings: Settings) -> None:
+    def __init__(
+        self, store: JobStore, directory: QueueDirectory, catalog: ProcessorCatalog, settings: Settings, *, transitions: Transitions | None = None
+    ) -> None:
         self.store = store
         self.directory = directory
         self.catalog = catalog
         self.settings = settings
         self.admission: AdmissionCounters = DynamoAdmissionCounters(store.table_name)  # back-pressure (shared/admission.py)
+        self.transitions = transitions or Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules())
 
     # ---- create -----------------------------------------------------------------------
     def _prepare(self, request: JobCreate, caller: Identity, job_id: str | None, now: int) -> tuple[QueueInfo, Job]:
@@ -127,9 +133,11 @@ class JobService:
         try:
             scheduler.enqueue(queue, job, settings=self.settings)  # SQS (delay up to 15 min) or a one-time schedule
         except Unavailable:
-            # Not enqueued: take the job back so the client's retry starts clean.
-            self.store.delete(job.user_id, job.job_id)
-            raise
+            # Not enqueued: take the job back so the client's retry starts clean; if even that fails,
+            # the job exists and the health sweep enqueues it (an orphan): say it is stored.
+            if self._take_back(job):
+                raise
+            return job, True
         emit("JobsCreated", queue.name)
         logger.info("job created", extra={"job_id": job.job_id, "queue": queue.name, "type": job.type})
         return job, True
@@ -144,6 +152,15 @@ class JobService:
     def _give_back(self, job: Job) -> None:
         if job.held:
             self.admission.give_back(job.queue, job.user_id, job.held)
+
+    def _take_back(self, job: Job) -> bool:
+        """Delete a job that could not be enqueued; False if it stays (DynamoDB failed too)."""
+        try:
+            self.store.delete(job.user_id, job.job_id)
+        except Unavailable:
+            logger.error("job stored but neither enqueued nor taken back; the health sweep enqueues it", extra={"job_id": job.job_id})
+            return False
+        return True
 
     def _idempotent(self, request: JobCreate, caller: Identity, key: str, now: int) -> tuple[Job | None, str]:
         if not 1 <= len(key) <= 255:
@@ -208,25 +225,24 @@ class JobService:
         return [outcomes[i] for i in range(len(items))]
 
     def _store_and_enqueue(self, batch: list[tuple[int, QueueInfo, Job]], outcomes: dict[int, BulkOutcome]) -> None:
-        try:
-            self.store.create_many([job for _, _, job in batch])
-        except JobqError as err:
-            for index, _, job in batch:
+        _, not_stored, why = self.store.create_many([job for _, _, job in batch])
+        missing = {job.job_id for job in not_stored}
+        for index, _, job in batch:
+            if job.job_id in missing:
                 self._give_back(job)
-                outcomes[index] = BulkOutcome(index, err.status_code, error=err)
-            return
+                error = why or Unavailable("not stored; retry this item")
+                outcomes[index] = BulkOutcome(index, error.status_code, error=error)
         by_queue: dict[str, list[tuple[int, QueueInfo, Job]]] = {}
-        for entry in batch:
+        for entry in (e for e in batch if e[2].job_id not in missing):
             by_queue.setdefault(entry[1].name, []).append(entry)
         for entries in by_queue.values():
             queue = entries[0][1]
             unsent = queues.send_jobs(queue, [(JobRef.of(job), -(-job.delay // 1000)) for _, _, job in entries])
             for index, _, job in entries:
-                if JobRef.of(job) in unsent:
-                    self.store.delete(job.user_id, job.job_id)
+                if JobRef.of(job) in unsent and self._take_back(job):
                     outcomes[index] = BulkOutcome(index, 503, error=Unavailable(f"could not enqueue on {queue.name}; retry this item"))
                 else:
-                    outcomes[index] = BulkOutcome(index, 201, job)
+                    outcomes[index] = BulkOutcome(index, 201, job)  # stored (and enqueued, or left to the health sweep)
             emit("JobsCreated", queue.name, len(entries) - len(unsent))
 
     # ---- read -----------------------------------------------------------------------------
@@ -323,61 +339,41 @@ class JobService:
 
     # ---- change -----------------------------------------------------------------------------
     def cancel(self, job_id: str, caller: Identity, *, user_id: str | None = None) -> Job:
-        """Waiting or delayed: cancelled now. Active: marked, and its processor stops at its next progress report."""
+        """Waiting, delayed or stalled: cancelled now. Active: marked, and its worker ends it cancelled."""
         for _ in range(3):
             job = self.get(job_id, caller, user_id=user_id, change=True)
+            queue = self.directory.get(job.queue)
             now = now_ms()
             try:
-                if job.status in (JobStatus.WAITING, JobStatus.DELAYED):
-                    cancelled = self.store.transition(
+                if job.status in (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.STALLED):
+                    change = lifecycle.cancel(
                         job,
-                        JobStatus.CANCELLED,
-                        {"cancelled_at": iso(now), "updated_at": iso(now)},
-                        expires_at=get_policy(self.directory.get(job.queue)).expires_at(JobStatus.CANCELLED, now),
+                        now=now,
+                        policy=get_policy(queue),
+                        reason="cancelled by request",
+                        has_schedule=job.status is JobStatus.DELAYED and scheduler.needs_schedule(job.delay),
                     )
-                    if job.status is JobStatus.DELAYED and scheduler.needs_schedule(job.delay):
-                        self._remove_schedule(job)
-                    emit("JobsCancelled", job.queue)
-                    logger.info("job cancelled", extra={"job_id": job.job_id, "queue": job.queue})
-                    return cancelled
-                if job.status in (JobStatus.ACTIVE, JobStatus.STALLED):
+                    return self.transitions.apply(change, queue)
+                if job.status is JobStatus.ACTIVE:
                     if job.cancel_requested:
                         return job
-                    logger.info("cancel requested for a running job", extra={"job_id": job.job_id, "queue": job.queue})
-                    return self.store.request_cancel(job, now=iso(now))
+                    return self.transitions.apply(lifecycle.request_cancel(job, now=now), queue)
             except Conflict:
                 continue  # it moved on while we looked: look again
-            raise Conflict(f"job {job_id} is {job.status.value}; only waiting, delayed or active jobs can be cancelled")
+            raise Conflict(f"job {job_id} is {job.status.value}; only waiting, delayed, active or stalled jobs can be cancelled")
         raise Conflict(f"job {job_id} kept changing; try again")
 
-    @staticmethod
-    def _remove_schedule(job: Job) -> None:
-        try:
-            scheduler.cancel_delayed(JobRef.of(job))
-        except Unavailable:
-            # Harmless if it stays: its firing wakes a cancelled job, which the consumer acknowledges.
-            logger.warning("could not remove a cancelled job's schedule", extra={"job_id": job.job_id})
-
-    def retry(self, job_id: str, caller: Identity, *, user_id: str | None = None) -> Job:
+    def retry(self, job_id: str, caller: Identity, *, user_id: str | None = None, why: str = "manual retry") -> Job:
         """A failed or cancelled job goes back to waiting with a fresh set of attempts; its history stays."""
         job = self.get(job_id, caller, user_id=user_id, change=True)
-        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-            raise Conflict(f"job {job_id} is {job.status.value}; only failed or cancelled jobs can be retried")
         queue = self.directory.get(job.queue)
-        now = now_ms()
-        waiting = self.store.transition(
-            job,
-            JobStatus.WAITING,
-            {"attempts": 0, "retries": job.retries + 1, "cancel_requested": False, "progress": 0, "updated_at": iso(now)},
-            remove=("error", "result", "progress_message", "processing_time", "failed_at", "cancelled_at", "completed_at", "run_at"),
-            clear_expiry=True,
-        )
         try:
-            queues.send_job(queue, JobRef.of(job))
+            return self.transitions.apply(lifecycle.requeue(job, now=now_ms(), why=why), queue, must_wake=True)
         except Unavailable as err:
-            raise Unavailable(f"job {job_id} is waiting but could not be enqueued yet; the health check will enqueue it") from err
-        logger.info("job retried", extra={"job_id": job.job_id, "queue": job.queue, "retries": waiting.retries})
-        return waiting
+            current = self.store.get(job.user_id, job.job_id)
+            if current is not None and current.status is JobStatus.WAITING and current.version > job.version:
+                raise Unavailable(f"job {job_id} is waiting but could not be enqueued yet; the health check will enqueue it") from err
+            raise
 
     def put_http_target(self, queue_name: str, job_type: str, target: HttpTarget, caller: Identity) -> HttpTarget:
         queue = self.directory.get(queue_name)

@@ -47,19 +47,21 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from botocore.exceptions import ClientError
 from pydantic import Field
 
-from shared import clients, queue_config, queues, stats
+from shared import clients, lifecycle, queue_config, queues, stats
+from shared.adapters.sqs import SqsJobMessages
 from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, JobqError, Unavailable
-from shared.models import AttemptRecord, CamelModel, Job, QueueDepth, QueueInfo, QueuePolicy, Retention
+from shared.models import CamelModel, Job, QueueDepth, QueueInfo, QueuePolicy, Retention
 from shared.observability import NAMESPACE, emit, logger
 from shared.queues import QueueDirectory
 from shared.settings import Settings, get_settings
 from shared.status import JobStatus
 from shared.store import JobRef, JobStore
+from shared.transitions import Transitions
 
 HealthStatus = Literal["healthy", "warning", "error"]
 HOUR_MS = 3_600_000
-STALLED_ERROR = "lease expired: the consumer stopped (timeout or crash) while the job ran"
+STALLED_ERROR = lifecycle.LEASE_EXPIRED
 
 
 # ---- what a run reports ----------------------------------------------------------------------------
@@ -264,12 +266,14 @@ class Maintenance:
         *,
         clock: Callable[[], int] = now_ms,
         policy: Callable[[QueueInfo], QueuePolicy] = queue_config.get_policy,
+        transitions: Transitions | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
         self.settings = settings
         self.clock = clock
         self.policy = policy
+        self.transitions = transitions or Transitions(store, SqsJobMessages())
 
     @property
     def _ddb(self) -> Any:
@@ -452,43 +456,24 @@ class Maintenance:
         return recovery
 
     def _recover(self, queue: QueueInfo, job: Job, recovery: Recovery) -> None:
+        """A job whose lease ran out: cancelled if asked, failed if that was its last attempt, else stalled and woken."""
         now = self.clock()
-        history = _close(job.history, now, "stalled", STALLED_ERROR)
+        policy = self.policy(queue)
+        if job.cancel_requested:
+            change, counter = lifecycle.cancel(job, now=now, policy=policy, reason=STALLED_ERROR), "stalled_cancelled"
+        elif job.attempts >= job.max_attempts:
+            error = f"the consumer stopped during the final attempt ({STALLED_ERROR})"
+            change, counter = lifecycle.fail(job, token=None, error=error, now=now, policy=policy), "stalled_failed"
+        else:
+            change, counter = lifecycle.stall(job, now=now), "stalled_retried"
         try:
-            if job.cancel_requested:
-                self.store.transition(
-                    job,
-                    JobStatus.CANCELLED,
-                    {"cancelled_at": iso(now), "updated_at": iso(now), "history": _close(job.history, now, "cancelled", STALLED_ERROR)},
-                    remove=("lease_until", "lease_token"),
-                    expires_at=queue_config.get_policy(queue).expires_at(JobStatus.CANCELLED, now),
-                )
-                recovery.stalled_cancelled += 1
-                emit("JobsCancelled", queue.name)
-                logger.info("stalled job cancelled (cancel was requested)", extra={"job_id": job.job_id, "queue": queue.name})
-                return
-            if job.attempts >= job.max_attempts:
-                error = f"the consumer stopped during the final attempt ({STALLED_ERROR})"
-                self.store.transition(
-                    job,
-                    JobStatus.FAILED,
-                    {"error": error, "failed_at": iso(now), "updated_at": iso(now), "history": _close(job.history, now, "failed", error)},
-                    remove=("lease_until", "lease_token"),
-                    expires_at=queue_config.get_policy(queue).expires_at(JobStatus.FAILED, now),
-                )
-                queues.send_to_dead_letters(queue, queues.message_body(JobRef.of(job), queue.name), reason=error)
-                recovery.stalled_failed += 1
-                emit("JobsFailed", queue.name)
-                logger.error("stalled job failed: no attempts left", extra={"job_id": job.job_id, "queue": queue.name})
-                return
-            self.store.transition(
-                job, JobStatus.STALLED, {"updated_at": iso(now), "history": history}, remove=("lease_until", "lease_token")
-            )
+            self.transitions.apply(change, queue)
         except Conflict:
             return  # it moved on meanwhile (its worker finished, another run got it): nothing to recover
-        recovery.stalled_retried += 1
-        logger.warning("stalled job re-enqueued", extra={"job_id": job.job_id, "queue": queue.name, "attempts": job.attempts})
-        self._wake(queue, [JobRef.of(job)], now)
+        except JobqError as err:  # one job's trouble (SQS or DynamoDB unavailable) must not stop the sweep
+            logger.error("could not recover a stalled job; the next run tries again", extra={"job_id": job.job_id, "error": err.message})
+            return
+        setattr(recovery, counter, getattr(recovery, counter) + 1)
 
     # ---- orphans ------------------------------------------------------------------------------------------
     def wake_orphans(self, queue: QueueInfo) -> tuple[int, int]:
@@ -667,10 +652,3 @@ def _token(job: Job | JobRef) -> str:
 def _finished_at(job: Job) -> int:
     stamp = job.completed_at or job.failed_at or job.cancelled_at or job.updated_at
     return parse_iso(stamp)
-
-
-def _close(history: list[AttemptRecord], now: int, outcome: str, error: str | None) -> list[AttemptRecord]:
-    """End the open attempt record (the one the dead consumer started), if there is one."""
-    if not history or history[-1].outcome is not None:
-        return list(history)
-    return [*history[:-1], history[-1].model_copy(update={"ended_at": iso(now), "outcome": outcome, "error": error})]

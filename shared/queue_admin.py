@@ -274,7 +274,7 @@ class QueueService:
 
     def purge_dead_letters(self, name: str, caller: Identity) -> PurgeResult:
         queue = self.queue(name, caller)
-        result = dead_letters.purge(queue, self.store, budget_seconds=self.settings.admin_request_budget_seconds)
+        result = dead_letters.purge(queue, self.jobs, budget_seconds=self.settings.admin_request_budget_seconds)
         logger.info("dead letters purged", extra={"queue": queue.name, "purged": result.purged})
         return result
 

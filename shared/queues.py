@@ -115,6 +115,8 @@ def send_job(queue: QueueInfo, ref: JobRef, *, delay_seconds: int = 0) -> str:
         )
     except ClientError as err:
         raise Unavailable(f"cannot enqueue on {queue.name}: {err.response['Error'].get('Code')}") from err
+    except BotoCoreError as err:
+        raise Unavailable(f"cannot enqueue on {queue.name}: {type(err).__name__}") from err
     return str(out["MessageId"])
 
 
@@ -130,7 +132,7 @@ def send_jobs(queue: QueueInfo, jobs: list[tuple[JobRef, int]]) -> set[JobRef]:
         ]
         try:
             out = sqs.send_message_batch(QueueUrl=queue.queue_url, Entries=entries)
-        except ClientError:
+        except (ClientError, BotoCoreError):
             failed.update(ref for ref, _ in chunk)
             continue
         failed.update(chunk[int(entry["Id"])][0] for entry in out.get("Failed", []))

@@ -1,7 +1,7 @@
 """The job state machine: one enum and the table of allowed transitions.
 
-Every write that changes a job's status goes through ``JobStore.transition`` and is a
-conditional write on the current status (see shared/store.py).
+Every write that changes a job's status is an operation of shared/lifecycle.py, checked
+against this table, and one conditional write on the status as read.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     # active -> active: an expired lease is reclaimed on redelivery.
     # active -> delayed: a failed attempt waits out its backoff.
     S.ACTIVE: frozenset({S.ACTIVE, S.COMPLETED, S.FAILED, S.DELAYED, S.CANCELLED, S.STALLED}),
-    S.STALLED: frozenset({S.ACTIVE, S.WAITING, S.FAILED, S.CANCELLED}),
+    # stalled -> completed | delayed: an attempt's outcome kept through a failed final write
+    # lands after the health sweep found its lease expired (shared/lifecycle.py).
+    S.STALLED: frozenset({S.ACTIVE, S.WAITING, S.COMPLETED, S.DELAYED, S.FAILED, S.CANCELLED}),
     S.COMPLETED: frozenset(),
     # a manual retry puts a finished-unsuccessfully job back in line
     S.FAILED: frozenset({S.WAITING}),

@@ -16,9 +16,11 @@ GSIs on jobs (sparse: only job items carry these attributes), sort key ``created
     byQueue         queueKey=QUEUE#<queue>
     byQueueStatus   queueStatusKey=QUEUE#<queue>#<status>
 
-Every status change is ``transition()``: the state machine is checked in Python and
-the write is conditional on what was read (version, or the worker's lease token), so a
-racing writer gets ``Conflict`` instead of overwriting. botocore's errors stop here.
+Every status change is ``apply()`` of a change the lifecycle made (shared/lifecycle.py),
+called by shared/transitions.py alone: the write sets only what the change changes, adds 1
+to the version and is conditional on the status as read and the change's guard (lease
+token, version or attempt), so a racing writer gets ``Conflict`` instead of overwriting.
+botocore's errors stop here.
 """
 
 from __future__ import annotations
@@ -33,13 +35,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError, ParamValidationError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from shared import clients
-from shared.errors import Conflict, Invalid, NotFound, Unavailable
+from shared.errors import Conflict, Invalid, JobqError, NotFound, Throttled, Unavailable
+from shared.lifecycle import Change, Guard
 from shared.models import HttpTarget, Job
 from shared.observability import logger
-from shared.status import JobStatus, can_transition
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -159,8 +161,8 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
     return key
 
 
-def _is(err: ClientError, code: str) -> bool:
-    return err.response.get("Error", {}).get("Code") == code
+def _is(err: ClientError | BotoCoreError, code: str) -> bool:
+    return isinstance(err, ClientError) and err.response.get("Error", {}).get("Code") == code
 
 
 class JobStore:
@@ -181,7 +183,7 @@ class JobStore:
                 ConditionExpression="attribute_not_exists(pk)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as err:
+        except (ClientError, BotoCoreError) as err:
             if _is(err, "ConditionalCheckFailedException"):
                 existing = err.response.get("Item")
                 raise Conflict(
@@ -194,7 +196,7 @@ class JobStore:
         """The job ``job_id`` of user ``user_id``, or None. No other user's job is ever read."""
         try:
             out = self._ddb.get_item(TableName=self.table_name, Key=_job_key(user_id, job_id), ConsistentRead=consistent)
-        except ClientError as err:
+        except (ClientError, BotoCoreError) as err:
             raise _unavailable(err) from err
         item = out.get("Item")
         return from_item(item) if item else None
@@ -208,7 +210,7 @@ class JobStore:
     def delete(self, user_id: str, job_id: str) -> None:
         try:
             self._ddb.delete_item(TableName=self.table_name, Key=_job_key(user_id, job_id))
-        except ClientError as err:
+        except (ClientError, BotoCoreError) as err:
             raise _unavailable(err) from err
 
     def delete_unchanged(self, job: Job) -> bool:
@@ -221,124 +223,118 @@ class JobStore:
                 ExpressionAttributeNames={"#status": "status", "#version": "version"},
                 ExpressionAttributeValues={":status": {"S": job.status.value}, ":version": {"N": str(job.version)}},
             )
-        except ClientError as err:
+        except (ClientError, BotoCoreError) as err:
             if _is(err, "ConditionalCheckFailedException"):
                 return False
             raise _unavailable(err) from err
         return True
 
-    def transition(
-        self,
-        job: Job,
-        target: JobStatus,
-        changes: dict[str, Any],
-        *,
-        remove: Iterable[str] = (),
-        owner_token: str | None = None,
-        expires_at: int | None = None,
-        clear_expiry: bool = False,
-        unless_cancel_requested: bool = False,
-    ) -> Job:
-        """Move ``job`` (as read) to ``target`` with ``changes`` (model field names).
+    def apply(self, change: Change) -> Job:
+        """Write one lifecycle change: SET only what it changes, ``ADD version 1``, conditional on its guard.
 
-        The write is conditional: on the lease token when the worker that owns the job
-        writes (progress reports by the same worker do not invalidate it), otherwise on
-        the version read. Raises ``Conflict`` if the job changed under us.
+        Returns the job as written (``ALL_NEW``). ``Conflict`` (with the job as it is now as
+        details, when it exists) if the job is no longer as the change expects.
         """
-        if not can_transition(job.status, target):
-            raise Conflict(f"job {job.job_id} is {job.status.value}; it cannot become {target.value}")
-        fields = {**job.model_dump(), **changes, "status": target, "version": job.version + 1}
-        fields.update(dict.fromkeys(remove))
-        updated = Job.model_validate(fields)  # validates the changes and their combination
-
-        new_item = to_item(updated)
-        names: dict[str, str] = {"#status": "status"}
-        values: dict[str, Any] = {":expected_status": {"S": job.status.value}}
+        updated = change.after()  # validates the change before anything is written
+        item = to_item(updated)
+        names: dict[str, str] = {"#status": "status", "#version": "version"}
+        values: dict[str, Any] = {":expected_status": {"S": change.job.status.value}, ":one": {"N": "1"}}
         sets: list[str] = []
         removes: list[str] = []
-        touched = set(updated.model_dump(by_alias=True, exclude_none=True)) | set(_index_keys(updated))
-        for i, name in enumerate(sorted(touched)):
-            names[f"#a{i}"] = name
-            values[f":v{i}"] = new_item[name]
-            sets.append(f"#a{i} = :v{i}")
-        for j, field in enumerate(remove):
-            alias = Job.model_fields[field].alias or field
-            names[f"#r{j}"] = alias
+        fields = dict(change.sets)
+        if change.status_changes:
+            fields["status"] = change.target
+        attributes = {Job.model_fields[f].alias or f: f for f in fields}
+        if change.status_changes:  # the status-keyed index entries move; the others stay
+            attributes.update({"userStatusKey": "", "queueStatusKey": ""})
+        for i, alias in enumerate(sorted(attributes)):
+            names[f"#a{i}"] = alias
+            if alias in item:
+                values[f":v{i}"] = item[alias]
+                sets.append(f"#a{i} = :v{i}")
+            else:
+                removes.append(f"#a{i}")
+        for j, field in enumerate(change.removes):
+            names[f"#r{j}"] = Job.model_fields[field].alias or field
             removes.append(f"#r{j}")
-        if expires_at is not None:
+        if change.expires_at is not None:
             names["#ttl"] = "expiresAt"
-            values[":ttl"] = {"N": str(expires_at)}
+            values[":ttl"] = {"N": str(change.expires_at)}
             sets.append("#ttl = :ttl")
-        if clear_expiry:
+        elif change.clear_expiry:
             names["#ttl"] = "expiresAt"
             removes.append("#ttl")
-        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        if owner_token is not None:
-            condition = "#status = :expected_status AND #token = :token"
+        expression = " ".join(
+            part for part in ("SET " + ", ".join(sets) if sets else "", "REMOVE " + ", ".join(removes) if removes else "", "ADD #version :one") if part
+        )
+        condition = "#status = :expected_status"
+        if change.guard is Guard.LEASE:
+            condition += " AND #token = :token"
             names["#token"] = "leaseToken"
-            values[":token"] = {"S": owner_token}
-        else:
-            condition = "#status = :expected_status AND #version = :expected_version"
-            names["#version"] = "version"
-            values[":expected_version"] = {"N": str(job.version)}
-        if unless_cancel_requested:
-            # a worker's progress write fails once a cancel was asked for: that is how it hears of it
+            values[":token"] = {"S": change.token or ""}
+        elif change.guard is Guard.VERSION:
+            condition += " AND #version = :expected_version"
+            values[":expected_version"] = {"N": str(change.job.version)}
+        elif change.guard is Guard.ATTEMPT:
+            condition += " AND #attempts = :attempt"
+            names["#attempts"] = "attempts"
+            values[":attempt"] = {"N": str(change.job.attempts)}
+        if change.unless_cancel_requested:
             names["#cancel"] = "cancelRequested"
             values[":false"] = {"BOOL": False}
             condition += " AND (attribute_not_exists(#cancel) OR #cancel = :false)"
         try:
-            self._ddb.update_item(
+            out = self._ddb.update_item(
                 TableName=self.table_name,
-                Key=_job_key(job.user_id, job.job_id),
+                Key=_job_key(change.job.user_id, change.job.job_id),
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as err:
+        except (ClientError, BotoCoreError) as err:
             if _is(err, "ConditionalCheckFailedException"):
-                raise Conflict(f"job {job.job_id} changed while it was being updated") from err
+                current = err.response.get("Item")
+                raise Conflict(
+                    f"job {change.job.job_id} changed while it was being updated ({change.operation})",
+                    details=from_item(current) if current else None,
+                ) from err
             raise _unavailable(err) from err
-        return updated
+        return from_item(out["Attributes"])
 
-    def request_cancel(self, job: Job, *, now: str) -> Job:
-        """Ask the worker running ``job`` to stop; it hears at its next progress report."""
-        try:
-            self._ddb.update_item(
-                TableName=self.table_name,
-                Key=_job_key(job.user_id, job.job_id),
-                UpdateExpression="SET cancelRequested = :true, updatedAt = :now, version = version + :one",
-                ConditionExpression="#status = :active",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":true": {"BOOL": True},
-                    ":now": {"S": now},
-                    ":one": {"N": "1"},
-                    ":active": {"S": JobStatus.ACTIVE.value},
-                },
-            )
-        except ClientError as err:
-            if _is(err, "ConditionalCheckFailedException"):
-                raise Conflict(f"job {job.job_id} changed while it was being cancelled") from err
-            raise _unavailable(err) from err
-        return job.model_copy(update={"cancel_requested": True, "updated_at": now, "version": job.version + 1})
+    def create_many(self, jobs: list[Job]) -> tuple[list[Job], list[Job], JobqError | None]:
+        """Store new jobs with generated ids, 25 to a BatchWriteItem (no condition: ids are fresh UUIDs).
 
-    def create_many(self, jobs: list[Job]) -> None:
-        """Store new jobs with generated ids, 25 to a BatchWriteItem (no condition: ids are fresh UUIDs)."""
+        Returns ``(stored, not_stored, why)``: each job is in exactly one of the two lists, so a
+        caller can say of every job whether it exists (a failed chunk does not undo the earlier ones).
+        """
+        stored: list[Job] = []
+        not_stored: list[Job] = []
+        why: JobqError | None = None
         for start in range(0, len(jobs), 25):
-            requests = [{"PutRequest": {"Item": to_item(job)}} for job in jobs[start : start + 25]]
-            pending: dict[str, Any] = {self.table_name: requests}
-            for attempt in range(6):
-                try:
+            chunk = jobs[start : start + 25]
+            if why is not None:  # DynamoDB failed on an earlier chunk: do not hammer it
+                not_stored.extend(chunk)
+                continue
+            pending: dict[str, Any] = {self.table_name: [{"PutRequest": {"Item": to_item(job)}} for job in chunk]}
+            try:
+                for attempt in range(6):
                     out = self._ddb.batch_write_item(RequestItems=pending)
-                except ClientError as err:
-                    raise _unavailable(err) from err
-                pending = out.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                time.sleep(0.05 * 2**attempt)
-            if pending:
-                raise Unavailable("DynamoDB is throttling; some jobs of the batch were not stored")
+                    pending = out.get("UnprocessedItems") or {}
+                    if not pending:
+                        break
+                    time.sleep(0.05 * 2**attempt)
+            except (ClientError, BotoCoreError) as err:
+                why = _unavailable(err)
+                pending = {self.table_name: [{"PutRequest": {"Item": to_item(job)}} for job in chunk]}
+            left = {item["PutRequest"]["Item"]["pk"]["S"] for item in (pending.get(self.table_name) or [])}
+            for job in chunk:
+                (not_stored if _job_key(job.user_id, job.job_id)["pk"]["S"] in left else stored).append(job)
+            if left and why is None:
+                why = Throttled("DynamoDB is throttling; some jobs of the batch were not stored")
+        return stored, not_stored, why
 
     # ---- markers: idempotency keys and deduplication keys ------------------------------
     def claim_marker(self, key: str, attributes: dict[str, str], *, expires_at: int, now_s: int) -> dict[str, str] | None:
@@ -354,7 +350,7 @@ class JobStore:
                 ExpressionAttributeValues={":now": {"N": str(now_s)}},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as err:
+        except (ClientError, BotoCoreError) as err:
             if _is(err, "ConditionalCheckFailedException"):
                 old = err.response.get("Item") or {}
                 return {k: v["S"] for k, v in old.items() if "S" in v and k not in ("pk", "sk")}
@@ -364,7 +360,7 @@ class JobStore:
     def delete_marker(self, key: str) -> None:
         try:
             self._ddb.delete_item(TableName=self.table_name, Key={"pk": {"S": key}, "sk": {"S": "MARKER"}})
-        except ClientError as err:
+        except (ClientError, BotoCoreError) as err:
             raise _unavailable(err) from err
 
     def get_many(self, refs: Iterable[JobRef]) -> dict[JobRef, Job]:
@@ -403,7 +399,7 @@ class JobStore:
             item["attempt"] = {"N": str(attempt)}
         try:
             self._ddb.put_item(TableName=self.table_name, Item=item)
-        except ClientError as err:
+        except (ClientError, BotoCoreError) as err:
             raise _unavailable(err) from err
 
     def page_logs(self, user_id: str, job_id: str, *, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -485,7 +481,7 @@ class JobStore:
                 if not out.get("LastEvaluatedKey"):
                     return total
                 params["ExclusiveStartKey"] = out["LastEvaluatedKey"]
-        except ClientError as err:
+        except (ClientError, BotoCoreError) as err:
             raise _unavailable(err) from err
 
     def _query_page(self, params: dict[str, Any], cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -496,7 +492,7 @@ class JobStore:
             out = self._ddb.query(**params)
         except ParamValidationError as err:
             raise Invalid("cursor is not valid for this listing") from err
-        except ClientError as err:
+        except (ClientError, BotoCoreError) as err:
             if _is(err, "ValidationException") and cursor:
                 raise Invalid("cursor is not valid for this listing") from err
             raise _unavailable(err) from err
@@ -513,7 +509,7 @@ class JobStore:
         }
         try:
             self._ddb.put_item(TableName=self.table_name, Item=item)
-        except ClientError as err:
+        except (ClientError, BotoCoreError) as err:
             raise _unavailable(err) from err
 
     def get_target(self, queue: str, job_type: str) -> HttpTarget | None:
@@ -521,7 +517,7 @@ class JobStore:
             out = self._ddb.get_item(
                 TableName=self.table_name, Key={"pk": {"S": f"QUEUE#{queue}"}, "sk": {"S": f"TARGET#{job_type}"}}
             )
-        except ClientError as err:
+        except (ClientError, BotoCoreError) as err:
             raise _unavailable(err) from err
         item = out.get("Item")
         return HttpTarget.model_validate_json(item["target"]["S"]) if item else None
@@ -533,7 +529,7 @@ class JobStore:
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues={":pk": {"S": f"QUEUE#{queue}"}, ":prefix": {"S": "TARGET#"}},
             )
-        except ClientError as err:
+        except (ClientError, BotoCoreError) as err:
             raise _unavailable(err) from err
         return {
             item["sk"]["S"].removeprefix("TARGET#"): HttpTarget.model_validate_json(item["target"]["S"]) for item in out["Items"]
@@ -542,7 +538,7 @@ class JobStore:
     def ping(self) -> None:
         try:
             self._ddb.describe_table(TableName=self.table_name)
-        except ClientError as err:
+        except (ClientError, BotoCoreError) as err:
             raise _unavailable(err) from err
 
 
@@ -557,8 +553,15 @@ def _readable_jobs(items: list[dict[str, Any]]) -> list[Job]:
     return jobs
 
 
-def _unavailable(err: ClientError) -> Exception:
+_THROTTLING = ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded")
+
+
+def _unavailable(err: ClientError | BotoCoreError) -> JobqError:
+    if isinstance(err, BotoCoreError):
+        return Unavailable(f"DynamoDB did not answer ({type(err).__name__}); retry the request")
     code = err.response.get("Error", {}).get("Code", "")
     if code in ("ValidationException", "ItemCollectionSizeLimitExceededException"):
         return Invalid(f"the job could not be stored: {err.response['Error'].get('Message', code)}")
+    if code in _THROTTLING:
+        return Throttled(f"DynamoDB is throttling ({code}); retry the request")
     return Unavailable(f"DynamoDB is unavailable ({code}); retry the request")

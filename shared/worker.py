@@ -8,22 +8,26 @@ unaffected. Returning acknowledges the record (Lambda deletes it).
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from shared import queue_config, queues, strict_json
+from shared import lifecycle, queue_config, queues, strict_json
+from shared.adapters.sqs import SqsJobMessages
 from shared.backoff import backoff_seconds
-from shared.clock import iso, now_ms, parse_iso
-from shared.errors import Conflict, PermanentJobError
-from shared.models import AttemptRecord, Job, QueueInfo, json_size
-from shared.observability import emit, logger
+from shared.clock import now_ms, parse_iso
+from shared.errors import Conflict, PermanentJobError, Unavailable
+from shared.lifecycle import Change, Guard
+from shared.models import Job, QueueInfo, QueuePolicy, json_size
+from shared.observability import logger
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
 from shared.store import JobRef, JobStore
+from shared.transitions import DeliveryRef, Transitions
 
 Processor = Callable[["JobContext"], Any]
 ProcessorResolver = Callable[[QueueInfo, Job], Processor]
@@ -55,6 +59,35 @@ class Outcome(StrEnum):
     RETRYING = "retrying"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
+    KEPT = "kept"  # the ending could not be written; it travels in a message that a later delivery writes
+
+# The part of a consumer's remaining time kept back from retrying a final write: enough to send
+# the kept outcome's message and return.
+FINAL_WRITE_RESERVE_MS = 3000
+# A throttled claim: the message comes back after min(2**receives, this) seconds, no attempt spent.
+THROTTLE_BACKOFF_CAP_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How an attempt ended, as the worker decided it: enough to write it now or from a later delivery."""
+
+    operation: str  # complete | retry_later | fail | cancel
+    attempt: int
+    result: Any = None
+    error: str | None = None
+    processing_ms: int | None = None
+    wait_seconds: int = 0
+
+    def as_body(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Ending | None:
+        try:
+            return cls(**body)
+        except TypeError:
+            return None
 
 
 @dataclass(frozen=True)
@@ -77,6 +110,11 @@ class JobContext:
         self._store = store
         self._token = token
         self._clock = clock
+
+    @property
+    def token(self) -> str:
+        """This attempt's lease token."""
+        return self._token
 
     @property
     def job_id(self) -> str:
@@ -120,17 +158,15 @@ class JobContext:
             strict_json.check(message, "message")
         if isinstance(progress, dict) and json_size(progress) > MAX_PROGRESS_BYTES:
             raise ValueError(f"a progress object is at most {MAX_PROGRESS_BYTES} bytes")
+        change = lifecycle.progress(self.snapshot, token=self._token, value=progress, message=message, now=self._clock())
         try:
-            self.snapshot = self._store.transition(
-                self.snapshot,
-                JobStatus.ACTIVE,
-                {"progress": progress, "progress_message": message, "updated_at": iso(self._clock())},
-                owner_token=self._token,
-                unless_cancel_requested=True,
-            )
+            self.snapshot = self._store.apply(change)
         except Conflict:
             self._raise_interruption()
             raise
+        except Unavailable as err:
+            # A progress report is not worth the attempt: the processor goes on; the next report retries.
+            logger.warning("progress not recorded; going on", extra={"job_id": self.job_id, "error": err.message})
 
     def log(self, message: str) -> None:
         """Append a line to the job's log (GET /jobs/{id}/logs)."""
@@ -162,11 +198,19 @@ class Worker:
         resolve: ProcessorResolver,
         *,
         clock: Callable[[], int] = now_ms,
+        messages: SqsJobMessages | None = None,
+        policy: Callable[[QueueInfo], QueuePolicy] = queue_config.get_policy,
+        transitions: Transitions | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.resolve = resolve
         self.clock = clock
+        self.messages = messages or SqsJobMessages()
+        self.policy = policy
+        self.transitions = transitions or Transitions(store, self.messages)
+        # Endings this container could neither write nor send: applied if the same delivery comes back here.
+        self._kept: dict[JobRef, Ending] = {}
 
     # ---- one message ---------------------------------------------------------------
     def handle(self, delivery: Delivery, *, remaining_ms: int | None = None) -> Outcome:
@@ -175,14 +219,28 @@ class Worker:
             logger.error("malformed message moved to the DLQ", extra={"message_id": delivery.message_id})
             queues.send_to_dead_letters(delivery.queue, delivery.body, reason="malformed message: no jobId and userId")
             return Outcome.SKIPPED
+        message = _message_of(delivery.body)
         lease_ms = remaining_ms if remaining_ms is not None else self.settings.default_lease_seconds * 1000
-        claimed = self._claim(ref, delivery, lease_ms)
+        deadline = time.monotonic() * 1000 + max(0, lease_ms - FINAL_WRITE_RESERVE_MS)
+        try:
+            kept = Ending.from_body(message["keptOutcome"]) if isinstance(message.get("keptOutcome"), dict) else None
+            written = self._write_kept(ref, kept, delivery, deadline) if kept is not None else None
+            if written is not None:
+                return written
+            # No ending to write (or it was written: a kept retry's message is the job's wake-up): a delivery like any other.
+            claimed = self._claim(ref, delivery, lease_ms, deadline)
+        except Unavailable as err:
+            # Throttled or down before any work started: come back soon, without spending an attempt.
+            wait = min(2 ** max(delivery.receive_count, 1), THROTTLE_BACKOFF_CAP_SECONDS)
+            logger.warning("AWS unavailable on the consumer path; backing off", extra={"job_id": ref.job_id, "retry_in_s": wait, "error": err.message})
+            self._set_visibility(delivery, wait)
+            raise RetryLater(err.message) from err
         if isinstance(claimed, Outcome):
             return claimed
         job, token = claimed
-        return self._run(job, token, delivery)
+        return self._run(job, token, delivery, deadline)
 
-    def _claim(self, ref: JobRef, delivery: Delivery, lease_ms: int) -> tuple[Job, str] | Outcome:
+    def _claim(self, ref: JobRef, delivery: Delivery, lease_ms: int, deadline: float) -> tuple[Job, str] | Outcome:
         job_id = ref.job_id
         for _ in range(3):  # re-read after losing a race
             job = self.store.get(ref.user_id, ref.job_id)
@@ -193,200 +251,168 @@ class Worker:
             if job.status in FINISHED:
                 logger.info("delivery of a finished job acknowledged", extra={"job_id": job_id, "status": job.status.value})
                 return Outcome.SKIPPED
-            if job.status is JobStatus.ACTIVE and (job.lease_until or 0) > now:
+            if job.status is JobStatus.ACTIVE and not lifecycle.lease_expired(job, now):
+                kept = self._kept.get(ref)
+                written = self._write_kept(ref, kept, delivery, deadline) if kept is not None else None
+                if written is not None:
+                    return written
                 logger.info("duplicate delivery of a running job acknowledged", extra={"job_id": job_id})
                 return Outcome.SKIPPED
             if job.status is JobStatus.DELAYED and job.run_at and parse_iso(job.run_at) > now + 1000:
                 # Woken early (a retried send, a manual redrive): sleep again until due.
-                queues.change_visibility(delivery.queue, delivery.receipt_handle, -(-(parse_iso(job.run_at) - now) // 1000))
+                self._set_visibility(delivery, -(-(parse_iso(job.run_at) - now) // 1000))
                 raise RetryLater(f"job {job_id} is not due before {job.run_at}")
-            if job.cancel_requested and job.status in (JobStatus.ACTIVE, JobStatus.STALLED):
-                # Cancelled while running, and its worker died before it heard: it ends cancelled.
-                try:
-                    self.store.transition(
-                        job,
-                        JobStatus.CANCELLED,
-                        {"cancelled_at": iso(now), "updated_at": iso(now), "history": _close(job.history, now, "cancelled", "lease expired")},
-                        remove=("lease_until", "lease_token"),
-                        expires_at=self._expiry(job, JobStatus.CANCELLED, now),
-                    )
-                except Conflict:
-                    continue
-                return Outcome.CANCELLED
-            history = list(job.history)
-            if job.status in (JobStatus.ACTIVE, JobStatus.STALLED) and history and history[-1].outcome is None:
-                # Its last worker died: the lease ran out before it finished.
-                history[-1] = history[-1].model_copy(update={"ended_at": iso(now), "outcome": "stalled", "error": "lease expired"})
-            if job.attempts >= job.max_attempts:
-                try:
-                    self._fail(job, delivery, "the consumer stopped during the final attempt (lease expired)", history=history)
-                except Conflict:
-                    continue
-                return Outcome.FAILED
-            token = uuid.uuid4().hex
-            attempt = job.attempts + 1
             try:
-                job = self.store.transition(
-                    job,
-                    JobStatus.ACTIVE,
-                    {
-                        "attempts": attempt,
-                        "lease_until": now + lease_ms,
-                        "lease_token": token,
-                        "started_at": iso(now),
-                        "updated_at": iso(now),
-                        "history": [*history, AttemptRecord(attempt=attempt, started_at=iso(now))],
-                    },
-                )
+                if job.cancel_requested and job.status in (JobStatus.ACTIVE, JobStatus.STALLED):
+                    # Cancelled while running, and its worker died before it heard: it ends cancelled.
+                    change = lifecycle.cancel(job, now=now, policy=self._policy(job), reason="cancelled; its consumer had stopped")
+                    self.transitions.apply(change, delivery.queue)
+                    return Outcome.CANCELLED
+                if job.attempts >= job.max_attempts:
+                    error = f"the consumer stopped during the final attempt ({lifecycle.LEASE_EXPIRED})"
+                    self.transitions.apply(lifecycle.fail(job, token=None, error=error, now=now, policy=self._policy(job)), delivery.queue)
+                    return Outcome.FAILED
+                token = uuid.uuid4().hex
+                job = self.transitions.apply(lifecycle.claim(job, now=now, lease_ms=lease_ms, token=token), delivery.queue)
             except Conflict:
                 continue
             return job, token
         logger.warning("job kept changing while being claimed; will retry", extra={"job_id": job_id})
         raise RetryLater(f"could not claim job {job_id}")
 
-    def _run(self, job: Job, token: str, delivery: Delivery) -> Outcome:
+    def _run(self, job: Job, token: str, delivery: Delivery, deadline: float) -> Outcome:
         context = JobContext(job, self.store, token, self.clock, self.settings.log_ttl_days * 86400)
         started = time.monotonic()
+
+        def took() -> int:
+            return int((time.monotonic() - started) * 1000)
+
         try:
             processor = self.resolve(delivery.queue, job)
             result = processor(context)
         except JobCancelled:
-            return self._end_cancelled(context.snapshot, token, started)
+            return self._end(context, delivery, Ending("cancel", job.attempts, processing_ms=took()), deadline)
         except LeaseLost:
             logger.warning("lease lost while running; another delivery owns the job now", extra={"job_id": job.job_id})
             return Outcome.SKIPPED
         except PermanentJobError as err:
-            return self._end_failed(context.snapshot, token, delivery, err.message, started)
+            return self._end(context, delivery, Ending("fail", job.attempts, error=err.message, processing_ms=took()), deadline)
         except Exception as err:
             message = f"{type(err).__name__}: {err}"
-            if context.snapshot.attempts >= context.snapshot.max_attempts:
-                return self._end_failed(context.snapshot, token, delivery, message, started)
-            return self._retry(context.snapshot, token, delivery, message, started)
+            if job.attempts >= job.max_attempts:
+                return self._end(context, delivery, Ending("fail", job.attempts, error=message, processing_ms=took()), deadline)
+            wait = backoff_seconds(job.backoff, job.attempts, cap_seconds=self.settings.backoff_cap_seconds)
+            return self._end(context, delivery, Ending("retry_later", job.attempts, error=message, processing_ms=took(), wait_seconds=wait), deadline)
         problem = _result_problem(result, self.settings.max_result_bytes)
         if problem:
-            return self._end_failed(context.snapshot, token, delivery, problem, started)
-        job = context.snapshot
-        elapsed = int((time.monotonic() - started) * 1000)
-        now = self.clock()
-        try:
-            self.store.transition(
-                job,
-                JobStatus.COMPLETED,
-                {
-                    "result": result,
-                    "processing_time": elapsed,
-                    "completed_at": iso(now),
-                    "updated_at": iso(now),
-                    "history": _close(job.history, now, "completed"),
-                },
-                remove=("lease_until", "lease_token"),
-                owner_token=token,
-                expires_at=self._expiry(job, JobStatus.COMPLETED, now),
-            )
-        except Conflict:
-            logger.warning("job changed while running (lease lost); result dropped", extra={"job_id": job.job_id})
-            return Outcome.SKIPPED
-        emit("JobsCompleted", job.queue)
-        emit("ProcessingTime", job.queue, elapsed, unit="Milliseconds")  # type: ignore[arg-type]
-        logger.info("job completed", extra={"job_id": job.job_id, "attempt": job.attempts, "processing_ms": elapsed})
-        return Outcome.COMPLETED
+            return self._end(context, delivery, Ending("fail", job.attempts, error=problem, processing_ms=took()), deadline)
+        return self._end(context, delivery, Ending("complete", job.attempts, result=result, processing_ms=took()), deadline)
 
     # ---- endings ----------------------------------------------------------------------
-    def _retry(self, job: Job, token: str, delivery: Delivery, error: str, started: float) -> Outcome:
+    def _change(self, job: Job, ending: Ending, token: str | None) -> Change:
         now = self.clock()
-        wait = backoff_seconds(job.backoff, job.attempts, cap_seconds=self.settings.backoff_cap_seconds)
-        try:
-            self.store.transition(
-                job,
-                JobStatus.DELAYED,
-                {
-                    "error": error,
-                    "run_at": iso(now + wait * 1000),
-                    "processing_time": int((time.monotonic() - started) * 1000),
-                    "updated_at": iso(now),
-                    "history": _close(job.history, now, "retrying", error),
-                },
-                remove=("lease_until", "lease_token"),
-                owner_token=token,
+        if ending.operation == "complete":
+            return lifecycle.complete(job, token=token, result=ending.result, processing_ms=ending.processing_ms or 0, now=now, policy=self._policy(job))
+        if ending.operation == "retry_later":
+            return lifecycle.retry_later(
+                job, token=token, error=ending.error or "failed", wait_seconds=ending.wait_seconds, processing_ms=ending.processing_ms, now=now
             )
-        except Conflict:
-            logger.warning("job changed while running (lease lost)", extra={"job_id": job.job_id})
-            return Outcome.SKIPPED
-        emit("JobsRetried", job.queue)
-        logger.warning(
-            "attempt failed; retrying after backoff",
-            extra={"job_id": job.job_id, "attempt": job.attempts, "max_attempts": job.max_attempts, "retry_in_s": wait, "error": error},
-        )
-        queues.change_visibility(delivery.queue, delivery.receipt_handle, wait)
-        raise RetryLater(error)
+        if ending.operation == "fail":
+            return lifecycle.fail(job, token=token, error=ending.error or "failed", now=now, policy=self._policy(job), processing_ms=ending.processing_ms)
+        return lifecycle.end_for_cancel(job, token=token, now=now, policy=self._policy(job))
 
-    def _end_failed(self, job: Job, token: str, delivery: Delivery, error: str, started: float) -> Outcome:
+    def _end(self, context: JobContext, delivery: Delivery, ending: Ending, deadline: float) -> Outcome:
+        """Write the attempt's ending: retried while time allows; a cancel wins; kept when it cannot be written."""
+        job, token = context.snapshot, context.token
+        ref = DeliveryRef(delivery.receipt_handle, delivery.body)
         try:
-            self._fail(job, delivery, error, token=token, processing_ms=int((time.monotonic() - started) * 1000))
-        except Conflict:
-            logger.warning("job changed while running (lease lost)", extra={"job_id": job.job_id})
-            return Outcome.SKIPPED
-        return Outcome.FAILED
+            self.transitions.apply(self._change(job, ending, token), delivery.queue, delivery=ref, within_ms=self._left(deadline))
+        except Conflict as clash:
+            current = clash.details if isinstance(clash.details, Job) else self.store.get(job.user_id, job.job_id)
+            if current is None or current.lease_token != token or current.status is not JobStatus.ACTIVE:
+                logger.warning("job changed while running (lease lost); its ending dropped", extra={"job_id": job.job_id})
+                return Outcome.SKIPPED
+            if not current.cancel_requested:
+                raise
+            # A cancel was requested while the attempt ran: the job ends cancelled, whatever the attempt did.
+            ending = Ending("cancel", ending.attempt, processing_ms=ending.processing_ms)
+            try:
+                self.transitions.apply(self._change(current, ending, token), delivery.queue, within_ms=self._left(deadline))
+            except Unavailable:
+                return self._keep(job, ending, delivery)
+            return Outcome.CANCELLED
+        except Unavailable:
+            return self._keep(job, ending, delivery)
+        if ending.operation == "retry_later":
+            raise RetryLater(ending.error or "retrying")  # the message returns after the backoff set as its visibility
+        return _OUTCOME_OF[ending.operation]
 
-    def _end_cancelled(self, job: Job, token: str, started: float) -> Outcome:
-        now = self.clock()
+    def _keep(self, job: Job, ending: Ending, delivery: Delivery) -> Outcome:
+        """The ending could not be written in time: it travels in a new message, and a later delivery writes it.
+
+        The job stays active under this attempt's lease meanwhile; whichever delivery comes next
+        writes the ending exactly as it was decided, so a success stays a success.
+        """
+        body = {**_message_of(delivery.body), "jobId": job.job_id, "userId": job.user_id, "queue": job.queue, "keptOutcome": ending.as_body()}
         try:
-            self.store.transition(
-                job,
-                JobStatus.CANCELLED,
-                {
-                    "cancelled_at": iso(now),
-                    "updated_at": iso(now),
-                    "processing_time": int((time.monotonic() - started) * 1000),
-                    "history": _close(job.history, now, "cancelled", "cancelled while running"),
-                },
-                remove=("lease_until", "lease_token"),
-                owner_token=token,
-                expires_at=self._expiry(job, JobStatus.CANCELLED, now),
-            )
-        except Conflict:
-            return Outcome.SKIPPED
-        emit("JobsCancelled", job.queue)
-        logger.info("job cancelled while running", extra={"job_id": job.job_id})
-        return Outcome.CANCELLED
+            self.messages.send_body(delivery.queue, body, delay_seconds=1)
+        except Unavailable:
+            # SQS is down too: keep it here for a redelivery to this container, and let the message come back.
+            self._kept[JobRef.of(job)] = ending
+            logger.error("ending kept in memory; the message returns", extra={"job_id": job.job_id, "operation": ending.operation})
+            self._set_visibility(delivery, 5)
+            raise RetryLater(f"the ending of job {job.job_id} could not be written yet") from None
+        logger.warning("ending could not be written; kept in a message", extra={"job_id": job.job_id, "operation": ending.operation})
+        return Outcome.KEPT
 
-    def _fail(
-        self,
-        job: Job,
-        delivery: Delivery,
-        error: str,
-        *,
-        token: str | None = None,
-        history: list[AttemptRecord] | None = None,
-        processing_ms: int | None = None,
-    ) -> None:
-        now = self.clock()
-        changes: dict[str, Any] = {
-            "error": error,
-            "failed_at": iso(now),
-            "updated_at": iso(now),
-            "history": _close(history if history is not None else job.history, now, "failed", error),
-        }
-        if processing_ms is not None:
-            changes["processing_time"] = processing_ms
-        self.store.transition(
-            job, JobStatus.FAILED, changes, remove=("lease_until", "lease_token"), owner_token=token, expires_at=self._expiry(job, JobStatus.FAILED, now)
-        )
-        queues.send_to_dead_letters(delivery.queue, delivery.body, reason=error)
-        emit("JobsFailed", job.queue)
-        logger.error("job failed", extra={"job_id": job.job_id, "attempts": job.attempts, "error": error})
+    def _write_kept(self, ref: JobRef, ending: Ending, delivery: Delivery, deadline: float) -> Outcome | None:
+        """A kept ending: written if the job is still in that attempt (active, or stalled by the health sweep meanwhile).
+
+        None when there is nothing to write (written before, or another attempt began): the
+        delivery is then handled like any other.
+        """
+        job_id = ref.job_id
+        job = self.store.get(ref.user_id, ref.job_id)
+        if job is None or job.attempts != ending.attempt or job.status not in (JobStatus.ACTIVE, JobStatus.STALLED):
+            self._kept.pop(ref, None)
+            return None
+        if job.cancel_requested:
+            ending = Ending("cancel", ending.attempt, processing_ms=ending.processing_ms)
+        change = replace(self._change(job, ending, None), guard=Guard.ATTEMPT, token=None, unless_cancel_requested=ending.operation != "cancel")
+        ref = DeliveryRef(delivery.receipt_handle, delivery.body)
+        try:
+            self.transitions.apply(change, delivery.queue, delivery=ref, within_ms=self._left(deadline))
+        except Conflict:
+            if self._changed_only_by_cancel(ref, ending):
+                return self._write_kept(ref, ending, delivery, deadline)
+            return None
+        self._kept.pop(ref, None)
+        logger.info("kept ending written", extra={"job_id": job_id, "operation": ending.operation})
+        if ending.operation == "retry_later":
+            raise RetryLater(ending.error or "retrying")
+        return _OUTCOME_OF[ending.operation]
+
+    def _changed_only_by_cancel(self, ref: JobRef, ending: Ending) -> bool:
+        current = self.store.get(ref.user_id, ref.job_id)
+        return bool(current and current.cancel_requested and ending.operation != "cancel" and current.attempts == ending.attempt)
+
+    # ---- helpers -----------------------------------------------------------------------
+    def _policy(self, job: Job) -> QueuePolicy:
+        """The job's queue's runtime policy (retention), cached per container."""
+        return self.policy(queues.directory().get(job.queue))
+
+    def _set_visibility(self, delivery: Delivery, seconds: int) -> None:
+        try:
+            self.messages.change_visibility(delivery.queue, delivery.receipt_handle, seconds)
+        except Unavailable as err:  # the message comes back after its visibility timeout instead
+            logger.warning("could not change a message's visibility", extra={"error": err.message})
 
     @staticmethod
-    def _expiry(job: Job, status: JobStatus, now: int) -> int | None:
-        """When the finished job expires: its queue's retention by age (the policy is cached per container)."""
-        return queue_config.get_policy(queues.directory().get(job.queue)).expires_at(status, now)
+    def _left(deadline: float) -> int:
+        return max(0, int(deadline - time.monotonic() * 1000))
 
 
-def _close(history: list[AttemptRecord], now: int, outcome: str, error: str | None = None) -> list[AttemptRecord]:
-    """End the open attempt record, if there is one."""
-    if not history or history[-1].outcome is not None:
-        return list(history)
-    return [*history[:-1], history[-1].model_copy(update={"ended_at": iso(now), "outcome": outcome, "error": error})]
+_OUTCOME_OF = {"complete": Outcome.COMPLETED, "fail": Outcome.FAILED, "cancel": Outcome.CANCELLED, "retry_later": Outcome.RETRYING}
 
 
 def _result_problem(result: Any, limit: int) -> str | None:
@@ -398,3 +424,11 @@ def _result_problem(result: Any, limit: int) -> str | None:
     except (TypeError, ValueError) as err:
         return f"the processor returned a result that is not JSON: {err}"
     return f"the processor's result is {size} bytes; the limit is {limit}" if size > limit else None
+
+
+def _message_of(body: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}

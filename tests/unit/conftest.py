@@ -15,9 +15,10 @@ from infra.local.provision import Provisioner
 from processors.registry import ProcessorRegistry
 from shared import clients, queues
 from shared.catalog import ProcessorCatalog
-from shared.models import QueueInfo
+from shared.models import Job, QueueInfo
 from shared.settings import Settings, get_settings
-from shared.store import JobStore
+from shared.status import JobStatus
+from shared.store import JobStore, to_item
 from shared.worker import Worker
 
 STACK = "jobq"  # as samconfig.toml deploys it, so the ARNs in events/ match
@@ -153,3 +154,10 @@ class FakeLambdaContext:
 
 def dumps(value: Any) -> str:
     return json.dumps(value)
+
+
+def arrange(stack: Stack, job: Job, status: JobStatus, changes: dict[str, Any]) -> Job:
+    """Put a stored job in a state for a test (a whole-item put, as if the lifecycle had got it there)."""
+    moved = Job.model_validate({**job.model_dump(), **changes, "status": status, "version": job.version + 1})
+    clients.client("dynamodb").put_item(TableName=stack.table_name, Item=to_item(moved))
+    return moved

@@ -10,7 +10,7 @@ from shared.clock import now_ms
 from shared.maintenance import Maintenance, _Budget, read_last_cleanup_run
 from shared.models import QueueInfo, QueuePolicy, Retention
 from shared.status import JobStatus
-from tests.unit.conftest import FakeLambdaContext, Stack
+from tests.unit.conftest import FakeLambdaContext, Stack, arrange
 from tests.unit.scheduling import put_job
 from tests.unit.stream_feed import StreamFeed
 
@@ -107,7 +107,7 @@ def test_each_queue_keeps_its_own_retention(stack: Stack, maintenance: Maintenan
 def test_a_job_retried_after_it_was_read_is_not_deleted(stack: Stack, maintenance: Maintenance) -> None:
     job = put_job(stack, JobStatus.FAILED, finished_ms=now_ms() - 3 * DAY)
     stale = stack.store.require(job.user_id, job.job_id)
-    stack.store.transition(stale, JobStatus.WAITING, {"attempts": 0})  # POST /jobs/{id}/retry meanwhile
+    arrange(stack, stale, JobStatus.WAITING, {"attempts": 0})  # POST /jobs/{id}/retry meanwhile
 
     assert maintenance._delete([stale], _Budget(10, None)) == 0
     assert stack.store.require(job.user_id, job.job_id).status is JobStatus.WAITING

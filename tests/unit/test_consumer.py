@@ -18,7 +18,7 @@ from shared.status import JobStatus
 from shared.store import _job_key
 from shared.worker import Delivery, Outcome, RetryLater
 from tests.target_server import TargetServer
-from tests.unit.conftest import FakeLambdaContext, Stack, sqs_event
+from tests.unit.conftest import FakeLambdaContext, Stack, arrange, sqs_event
 
 ADMIN = Identity("root", is_admin=True)
 ALICE = Identity("alice")
@@ -154,7 +154,7 @@ def test_duplicate_delivery_of_a_running_job_does_nothing(stack: Stack, target: 
 def test_a_cancelled_job_is_skipped(stack: Stack, target: TargetServer) -> None:
     job_id = add_job(stack, target, "/ok")
     job = stack.store.require("alice", job_id)
-    stack.store.transition(job, JobStatus.CANCELLED, {"cancelled_at": "2026-01-01T00:00:00.000Z"})
+    arrange(stack, job, JobStatus.CANCELLED, {"cancelled_at": "2026-01-01T00:00:00.000Z"})
 
     assert deliver(stack) == {"batchItemFailures": []}
 
@@ -189,7 +189,7 @@ def test_a_lease_that_ran_out_on_the_final_attempt_fails_the_job_into_the_dlq(st
     message = stack.receive("email-sending")[0]
     delivery = Delivery(message["MessageId"], message["Body"], message["ReceiptHandle"], stack.queues["email-sending"])
     job = stack.store.require("alice", job_id)
-    stack.store.transition(job, JobStatus.ACTIVE, {"attempts": 1, "lease_until": now_ms() - 1, "lease_token": "dead"})
+    arrange(stack, job, JobStatus.ACTIVE, {"attempts": 1, "lease_until": now_ms() - 1, "lease_token": "dead"})
 
     assert stack.worker().handle(delivery) is Outcome.FAILED
 

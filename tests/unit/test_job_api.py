@@ -12,7 +12,7 @@ from functions.consumer.handler import handler as consumer
 from shared.status import JobStatus
 from shared.worker import Delivery, JobContext, Outcome, RetryLater
 from tests.unit.api_events import admin, user
-from tests.unit.conftest import FakeLambdaContext, Stack, sqs_event
+from tests.unit.conftest import FakeLambdaContext, Stack, arrange, sqs_event
 from tests.unit.test_api import call, send_email
 
 
@@ -132,9 +132,9 @@ def test_a_finished_job_cannot_be_cancelled(stack: Stack) -> None:
 def test_a_failed_job_is_retried_with_fresh_attempts_and_keeps_its_history(stack: Stack) -> None:
     job_id = create("alice", attempts=1, jobId="will-fail")["jobId"]
     job = stack.store.require("alice", job_id)
-    job = stack.store.transition(job, JobStatus.ACTIVE, {"attempts": 1, "history": [{"attempt": 1, "startedAt": "2026-01-01T00:00:00.000Z"}]})
+    job = arrange(stack, job, JobStatus.ACTIVE, {"attempts": 1, "history": [{"attempt": 1, "startedAt": "2026-01-01T00:00:00.000Z"}]})
     failed_attempt = {"attempt": 1, "startedAt": "2026-01-01T00:00:00.000Z", "endedAt": "2026-01-01T00:00:01.000Z", "outcome": "failed", "error": "boom"}
-    stack.store.transition(job, JobStatus.FAILED, {"error": "boom", "history": [failed_attempt]})
+    arrange(stack, job, JobStatus.FAILED, {"error": "boom", "history": [failed_attempt]})
     stack.receive("email-sending")  # drop the first message: the job already failed
 
     status, body = call("POST", f"/jobs/{job_id}/retry", claims=user("alice"))

@@ -201,6 +201,7 @@ def _deliver(stack: Stack, queue: str) -> None:
 
 def test_a_consumers_dynamodb_calls_stay_within_its_policy(stack: Stack, provisioned: ProvisionedStack, target: TargetServer) -> None:
     from functions.processors.registry import ProcessorRegistry
+
     from shared import queues
 
     jobs = JobService(stack.store, queues.directory(), ProcessorRegistry(stack.store, 0), stack.settings)
@@ -227,6 +228,7 @@ def test_a_consumers_dynamodb_calls_stay_within_its_policy(stack: Stack, provisi
 
 def test_the_events_functions_writes_stay_within_its_policy(stack: Stack, provisioned: ProvisionedStack) -> None:
     from functions.processors.registry import ProcessorRegistry
+
     from shared import queues
 
     feed = StreamFeed(stack.table_name)

@@ -25,7 +25,7 @@ from shared.models import QueuePolicy
 from shared.status import JobStatus
 from tests.target_server import TargetServer
 from tests.unit.api_events import admin, http_event, user
-from tests.unit.conftest import FakeLambdaContext, Stack, sqs_event
+from tests.unit.conftest import FakeLambdaContext, Stack, arrange, sqs_event
 from tests.unit.stream_feed import StreamFeed
 
 QUEUE = "email-sending"
@@ -414,7 +414,7 @@ def test_purging_dead_letters_empties_the_dlq_and_fails_jobs_that_claim_to_run(s
     (failed,) = fail_jobs(stack, target, 1)
     crashed = create(send_email())["jobId"]
     job = stack.store.require("alice", crashed)
-    stack.store.transition(job, JobStatus.ACTIVE, {"attempts": 1, "lease_until": now_ms() - 1000, "lease_token": "t"})
+    arrange(stack, job, JobStatus.ACTIVE, {"attempts": 1, "lease_until": now_ms() - 1000, "lease_token": "t"})
     clients.client("sqs").send_message(QueueUrl=stack.queues[QUEUE].dlq_url, MessageBody=json.dumps({"jobId": crashed, "userId": "alice", "queue": QUEUE}))
 
     status, out = call("DELETE", f"/queues/{QUEUE}/dead-letters")
