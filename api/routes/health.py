@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from api.deps import Jobs
 from api.envelope import Envelope
+from api.models import Health, LivenessCheck
 from shared import queues
 from shared.clock import iso, now_ms
 from shared.errors import JobqError
@@ -22,26 +21,13 @@ CACHE_SECONDS = 10.0
 _cached: tuple[float, int, dict[str, object]] | None = None
 
 
-class Check(BaseModel):
-    status: Literal["up", "down"]
-    latency_ms: int
-    message: str | None = None
-
-
-class Health(BaseModel):
-    status: Literal["healthy", "unhealthy"]
-    timestamp: str
-    version: str
-    checks: dict[str, Check]
-
-
-def _check(probe: object) -> Check:
+def _check(probe: object) -> LivenessCheck:
     started = time.monotonic()
     try:
         probe()  # type: ignore[operator]
     except JobqError as err:
-        return Check(status="down", latency_ms=int((time.monotonic() - started) * 1000), message=err.message)
-    return Check(status="up", latency_ms=int((time.monotonic() - started) * 1000))
+        return LivenessCheck(status="down", latency_ms=int((time.monotonic() - started) * 1000), message=err.message)
+    return LivenessCheck(status="up", latency_ms=int((time.monotonic() - started) * 1000))
 
 
 @router.get("/health", response_model=Envelope[Health], summary="Liveness and dependency reachability")

@@ -3,41 +3,21 @@ CleanupFunction last found and did (shared/maintenance.py)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
 
 from api.access import StackGuard
 from api.deps import CurrentUser, Jobs
 from api.envelope import Envelope, error_responses
-from api.routes.scheduler import Check, check
+from api.models import DetailedHealth, MaintenanceRuns
+from api.routes.scheduler import check
 from shared import cron, maintenance, queues, scheduler
 from shared.clock import iso, now_ms, parse_iso
 
 router = APIRouter(tags=["health"])
 VERSION = "0.1.0"
-
-
-class MaintenanceRuns(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-    health: dict[str, Any] | None
-    cleanup: dict[str, Any] | None
-
-
-class DetailedHealth(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-    status: Literal["healthy", "degraded", "unhealthy"]
-    timestamp: str
-    version: str
-    reasons: list[str]
-    checks: dict[str, Check]
-    queues: dict[str, maintenance.QueueHealth]
-    maintenance: MaintenanceRuns
 
 
 def _stale_after_ms(rate: str) -> int:

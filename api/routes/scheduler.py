@@ -8,61 +8,25 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
 
 from api.access import StackGuard
 from api.deps import CurrentUser, Jobs
 from api.envelope import Envelope, error_responses
+from api.models import Check, DelayedJobCreate, SchedulerHealth, SchedulerMetrics, SchedulerStats
 from api.routes.schedules import ScheduleName, Schedules
 from shared import maintenance, scheduler, stats
 from shared.clock import iso, now_ms
 from shared.errors import JobqError
 from shared.jobs import JobService
-from shared.models import JobCreate, JobPublic
+from shared.models import JobPublic
 from shared.schedules import Schedule, ScheduleCreate
 
 router = APIRouter(prefix="/scheduler", tags=["scheduler"])
 Admin = [StackGuard]
-
-
-class DelayedJobCreate(JobCreate):
-    """``POST /scheduler/delayed``: a job with ``delay`` (ms) or ``runAt``, here or in ``options``."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"queue": "email-sending", "type": "send-email", "data": {"to": "a@example.com", "subject": "Later", "body": "Hi"}, "delay": 3600000},
-                {"queue": "report-generation", "type": "generate-report", "data": {}, "runAt": "2030-01-01T09:00:00Z"},
-            ]
-        },
-    )
-
-    delay: int | None = Field(default=None, ge=0, description="Milliseconds; same as options.delay.")
-    run_at: datetime | None = Field(default=None, description="ISO 8601 with an offset; same as options.runAt.")
-
-    @model_validator(mode="after")
-    def _when(self) -> DelayedJobCreate:
-        if self.delay is not None or self.run_at is not None:
-            if self.options.delay or self.options.run_at:
-                raise ValueError("give the delay either at the top level or in options, not both")
-            update: dict[str, Any] = {}
-            if self.delay is not None:
-                update["delay"] = self.delay
-            if self.run_at is not None:
-                update["run_at"] = self.run_at
-            self.options = self.options.model_validate({**self.options.model_dump(), **update})
-        if not self.options.delay and self.options.run_at is None:
-            raise ValueError("a delayed job needs delay (ms) or runAt")
-        return self
-
-    def as_job(self) -> JobCreate:
-        return JobCreate(queue=self.queue, type=self.type, data=self.data, options=self.options)
 
 
 @router.post(
@@ -111,30 +75,10 @@ def _delayed_jobs(jobs: JobService) -> int | None:
         return None
 
 
-class SchedulerStats(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-    repeating: dict[str, int] = Field(description="Schedules by state: total, active, paused, completed.")
-    delayed: int | None = Field(description="Jobs delayed now, over every queue (counters).")
-    total_runs: int
-    manual_runs: int
-    runs_last24h: int = Field(alias="runsLast24h")
-    schedules_with_errors: list[str]
-    next_runs: list[dict[str, Any]]
-
-
 @router.get("/stats", response_model=Envelope[SchedulerStats], summary="Schedules, runs and delayed jobs (admin)", dependencies=Admin,
             responses=error_responses(401, 403, 503))
 def scheduler_stats(caller: CurrentUser, schedules: Schedules, jobs: Jobs) -> Envelope[SchedulerStats]:
     return Envelope(data=SchedulerStats.model_validate(schedules.stats(caller, delayed_jobs=_delayed_jobs(jobs))))
-
-
-class Check(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-    status: Literal["up", "down"]
-    latency_ms: int
-    message: str | None = None
 
 
 def check(probe: Any) -> Check:
@@ -144,18 +88,6 @@ def check(probe: Any) -> Check:
     except JobqError as err:
         return Check(status="down", latency_ms=int((time.monotonic() - started) * 1000), message=err.message)
     return Check(status="up", latency_ms=int((time.monotonic() - started) * 1000))
-
-
-class SchedulerHealth(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-    status: Literal["healthy", "degraded", "unhealthy"]
-    timestamp: str
-    schedule_group: str
-    checks: dict[str, Check]
-    schedules: dict[str, Any]
-    overdue_delayed_jobs_woken: int | None = Field(description="Delayed jobs the last health run found overdue and woke.")
-    last_health_run: str | None
 
 
 @router.get(
@@ -188,14 +120,6 @@ def scheduler_health(caller: CurrentUser, schedules: Schedules) -> JSONResponse:
     )
     code = 503 if status == "unhealthy" else 200
     return JSONResponse(status_code=code, content={"success": code == 200, "data": body.model_dump(mode="json", by_alias=True)})
-
-
-class SchedulerMetrics(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-    hours: int
-    totals: dict[str, int]
-    series: list[dict[str, Any]]
 
 
 @router.get(

@@ -29,7 +29,7 @@ TEMPLATES = ["template.yaml", "infra/queue.yaml"]
 BANDIT_RUNS = {
     # B101 (assert): the asserts narrow types on invariants established just above; no
     # Lambda runtime or local stack runs python -O, and none is an authorization check.
-    ("api", "functions", "shared"): "B101",
+    ("api", "functions", "processors", "shared"): "B101",
     # B105/B106 (hard-coded password) in infra/ are moto's dummy credentials ("testing") and
     # the local issuer's claim names: the local stack never talks to AWS.
     ("infra",): "B101,B105,B106",
@@ -118,3 +118,25 @@ def test_pip_audit_finds_no_known_vulnerability_in_what_the_lambdas_ship(tmp_pat
     if unaudited and len(unaudited) == len(dependencies):
         pytest.skip(f"pip-audit skipped: its vulnerability database answered for none of the {len(dependencies)} packages ({unaudited[0]['skip_reason']})")
     assert unaudited == [], f"pip-audit could not audit: {[d['skip_reason'] for d in unaudited]}"
+
+
+def test_ruff_finds_nothing() -> None:
+    out = _run([str(BIN / "ruff"), "check", "."])
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_mypy_finds_nothing_in_the_code_that_ships() -> None:
+    """pyproject.toml [tool.mypy] says what is checked and how strictly; each ``type: ignore`` says why."""
+    out = _run([sys.executable, "-m", "mypy"])
+    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
+
+
+def test_every_type_ignore_says_why() -> None:
+    bare = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for folder in ("api", "functions", "processors", "shared", "infra", "tests", "bench")
+        for path in (ROOT / folder).rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "type: ignore" in line and not re.search(r"type: ignore\[[^\]]+\]\s*(#|-)\s*\S", line)
+    ]
+    assert bare == [], "a type: ignore names its code and says why after it:\n" + "\n".join(bare)

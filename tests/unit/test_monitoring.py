@@ -161,7 +161,7 @@ def test_the_dashboard_graphs_every_queue_from_the_stacks_own_metrics(stack: Sta
 
 def test_the_alarms_and_dashboard_read_only_metrics_the_code_emits(stack: Stack) -> None:
     source = "\n".join(p.read_text() for d in ("shared", "functions") for p in (ROOT / d).rglob("*.py"))
-    emitted = set(re.findall(r'(?:emit|add_metric)\(\s*"(\w+)"', source))
+    emitted = set(re.findall(r'(?:emit|add_metric|Metric)\(\s*"(\w+)"', source))  # Metric: a lifecycle effect
     body = boto3.client("cloudwatch").get_dashboard(DashboardName=STACK)["DashboardBody"]
     read = set(re.findall(r'MetricName=\\?"(\w+)\\?"', body))
     for alarm in _alarms().values():

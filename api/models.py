@@ -1,0 +1,109 @@
+"""Request and response models of the API routes that have no domain model of their own (health, scheduler).
+
+Each is camelCase on the wire through ``CamelModel``, except ``GET /health``'s, which keeps the
+snake_case shape it has always answered with (load balancers and monitors parse it).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.maintenance import QueueHealth
+from shared.models import CamelModel, JobCreate
+
+
+class Check(CamelModel):
+    status: Literal["up", "down"]
+    latency_ms: int
+    message: str | None = None
+
+
+class MaintenanceRuns(CamelModel):
+    health: dict[str, Any] | None
+    cleanup: dict[str, Any] | None
+
+
+class DetailedHealth(CamelModel):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    timestamp: str
+    version: str
+    reasons: list[str]
+    checks: dict[str, Check]
+    queues: dict[str, QueueHealth]
+    maintenance: MaintenanceRuns
+
+
+class SchedulerStats(CamelModel):
+    repeating: dict[str, int] = Field(description="Schedules by state: total, active, paused, completed.")
+    delayed: int | None = Field(description="Jobs delayed now, over every queue (counters).")
+    total_runs: int
+    manual_runs: int
+    runs_last24h: int = Field(alias="runsLast24h")
+    schedules_with_errors: list[str]
+    next_runs: list[dict[str, Any]]
+
+
+class SchedulerHealth(CamelModel):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    timestamp: str
+    schedule_group: str
+    checks: dict[str, Check]
+    schedules: dict[str, Any]
+    overdue_delayed_jobs_woken: int | None = Field(description="Delayed jobs the last health run found overdue and woke.")
+    last_health_run: str | None
+
+
+class SchedulerMetrics(CamelModel):
+    hours: int
+    totals: dict[str, int]
+    series: list[dict[str, Any]]
+
+
+class LivenessCheck(BaseModel):
+    status: Literal["up", "down"]
+    latency_ms: int
+    message: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["healthy", "unhealthy"]
+    timestamp: str
+    version: str
+    checks: dict[str, LivenessCheck]
+
+
+class DelayedJobCreate(JobCreate):
+    """``POST /scheduler/delayed``: a job with ``delay`` (ms) or ``runAt``, here or in ``options``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"queue": "email-sending", "type": "send-email", "data": {"to": "a@example.com", "subject": "Later", "body": "Hi"}, "delay": 3600000},
+                {"queue": "report-generation", "type": "generate-report", "data": {}, "runAt": "2030-01-01T09:00:00Z"},
+            ]
+        },
+    )
+
+    delay: int | None = Field(default=None, ge=0, description="Milliseconds; same as options.delay.")
+    run_at: datetime | None = Field(default=None, description="ISO 8601 with an offset; same as options.runAt.")
+
+    @model_validator(mode="after")
+    def _when(self) -> DelayedJobCreate:
+        if self.delay is not None or self.run_at is not None:
+            if self.options.delay or self.options.run_at:
+                raise ValueError("give the delay either at the top level or in options, not both")
+            update: dict[str, Any] = {}
+            if self.delay is not None:
+                update["delay"] = self.delay
+            if self.run_at is not None:
+                update["run_at"] = self.run_at
+            self.options = self.options.model_validate({**self.options.model_dump(), **update})
+        if not self.options.delay and self.options.run_at is None:
+            raise ValueError("a delayed job needs delay (ms) or runAt")
+        return self
+
+    def as_job(self) -> JobCreate:
+        return JobCreate(queue=self.queue, type=self.type, data=self.data, options=self.options)
