@@ -18,4 +18,4 @@ _asgi = Mangum(app, lifespan="off")
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return _asgi(event, context)
+    return _asgi(event, context)  # type: ignore[arg-type]  # Mangum's LambdaContext Protocol and Powertools' class describe one runtime object

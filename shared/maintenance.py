@@ -48,6 +48,7 @@ from botocore.exceptions import ClientError
 from pydantic import Field
 
 from shared import clients, lifecycle, queue_config, queues, stats
+from shared.adapters import counters
 from shared.adapters.sqs import SqsJobMessages
 from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, JobqError, Unavailable
@@ -347,11 +348,11 @@ class Maintenance:
             status.value: self.store.count("byQueueStatus", "queueStatusKey", f"QUEUE#{queue.name}#{status.value}") for status in JobStatus
         }
         counted["total"] = sum(counted.values())
-        stored = stats.read_raw_counts(queue.name)
+        stored = counters.read_raw_counts(queue.name)
         drift = {name: counted[name] - stored.get(name, 0) for name in counted if counted[name] != stored.get(name, 0)}
         corrected: dict[str, int] = {}
         if drift and previous is not None and previous.drift == drift:
-            stats.correct_counts(queue.name, drift)
+            counters.correct_counts(queue.name, drift)
             corrected, drift = drift, {}
             logger.warning("queue counters corrected by a recount", extra={"queue": queue.name, "corrected": corrected})
         elif drift:
@@ -367,8 +368,8 @@ class Maintenance:
         if not policy.paused:
             recovery.orphans_enqueued, recovery.overdue_enqueued = self.wake_orphans(queue)
         recount = self.recount(queue, force=force_recount)
-        counts = stats.read_counts(queue.name)
-        hour = stats.summarize(stats.read_buckets(queue.name, now - HOUR_MS, "minute"))
+        counts = counters.read_counts(queue.name)
+        hour = stats.summarize(counters.read_buckets(queue.name, now - HOUR_MS, "minute"))
         depth, dlq_depth = queues.depths(queue)
         oldest = oldest_waiting_age(self.store, queue, now)
         stalled = recovery.stalled_retried + recovery.stalled_failed + recovery.stalled_cancelled
@@ -541,7 +542,7 @@ class Maintenance:
         for queue in sorted(self.directory.all(refresh=True).values(), key=lambda q: q.name):
             try:
                 policy = self.policy(queue)
-                counts = stats.read_counts(queue.name)
+                counts = counters.read_counts(queue.name)
                 rules = (
                     (JobStatus.COMPLETED, policy.remove_on_complete),
                     (JobStatus.FAILED, policy.remove_on_fail),

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from shared import clients, dead_letters, maintenance, queue_config, queues, stats
 from shared.access import Action, Identity, allows, authorize
+from shared.adapters import counters
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Invalid, JobqError, NotFound, Unavailable
 from shared.jobs import JobService
@@ -87,8 +88,8 @@ class QueueService:
 
     def _summary(self, queue: QueueInfo) -> QueueSummary:
         now = now_ms()
-        current = stats.read_stats(queue.name)
-        hour = stats.summarize(stats.read_buckets(queue.name, now - HOUR_MS + 1, "minute"))
+        current = counters.read_stats(queue.name)
+        hour = stats.summarize(counters.read_buckets(queue.name, now - HOUR_MS + 1, "minute"))
         policy = queue_config.get_policy(queue)
         depth, dlq_depth = queues.depths(queue)
         oldest = maintenance.oldest_waiting_age(self.store, queue, now)
@@ -226,7 +227,7 @@ class QueueService:
         now = now_ms()
         last = stats.bucket_start(now, resolution)  # type: ignore[arg-type]
         first = last - (hours * HOUR_MS // step - 1) * step
-        found = {b.start_ms: b for b in stats.read_buckets(queue.name, first, resolution)}  # type: ignore[arg-type]
+        found = {b.start_ms: b for b in counters.read_buckets(queue.name, first, resolution)}  # type: ignore[arg-type]
         minutes = step / 60_000
         points = []
         for start in range(first, last + 1, step):

@@ -1,4 +1,5 @@
-"""Queue counters and metric buckets: kept by the EventsFunction from the table's stream.
+"""Queue counters and metric buckets: what the table's stream means for them (the writing and
+reading is shared/adapters/counters.py), kept by the EventsFunction.
 
 Items (all in the jobs table, none of them a job; the stream filter lets only ``sk=JOB`` through):
 
@@ -35,7 +36,6 @@ neither (template.yaml), and runs one batch per shard at a time (Parallelization
 from __future__ import annotations
 
 import hashlib
-import random
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -43,11 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from shared import admission, clients
 from shared.clock import parse_iso
-from shared.errors import Unavailable
 from shared.settings import get_settings
 from shared.status import JobStatus
 
@@ -130,21 +126,22 @@ class QueueDelta:
     buckets: dict[tuple[Resolution, int], BucketDelta] = field(default_factory=dict)
 
     def bump(self, at_ms: int, values: Mapping[str, int]) -> None:
-        for resolution in ("minute", "hour"):
-            start = bucket_start(at_ms, resolution)  # type: ignore[arg-type]
-            bucket = self.buckets.setdefault((resolution, start), BucketDelta(resolution, start))  # type: ignore[arg-type]
+        resolutions: tuple[Resolution, ...] = ("minute", "hour")
+        for resolution in resolutions:
+            start = bucket_start(at_ms, resolution)
+            bucket = self.buckets.setdefault((resolution, start), BucketDelta(resolution, start))
             bucket.values.update(values)
 
     def is_empty(self) -> bool:
         return not any(self.counts.values()) and not self.buckets and self.last_processed_at is None
 
 
-def _text(image: Mapping[str, Any], name: str) -> str | None:
+def attribute_text(image: Mapping[str, Any], name: str) -> str | None:
     value = image.get(name)
     return value.get("S") if isinstance(value, dict) else None
 
 
-def _number(image: Mapping[str, Any], name: str) -> int | None:
+def attribute_number(image: Mapping[str, Any], name: str) -> int | None:
     value = image.get(name)
     if isinstance(value, dict) and "N" in value:
         try:
@@ -154,9 +151,9 @@ def _number(image: Mapping[str, Any], name: str) -> int | None:
     return None
 
 
-def _when(image: Mapping[str, Any], *names: str) -> int | None:
+def attribute_time(image: Mapping[str, Any], *names: str) -> int | None:
     for name in names:
-        text = _text(image, name)
+        text = attribute_text(image, name)
         if text:
             try:
                 return parse_iso(text)
@@ -165,31 +162,31 @@ def _when(image: Mapping[str, Any], *names: str) -> int | None:
     return None
 
 
-def _is_job(record: Mapping[str, Any]) -> bool:
+def is_job_record(record: Mapping[str, Any]) -> bool:
     keys = (record.get("dynamodb") or {}).get("Keys") or {}
-    return _text(keys, "sk") == "JOB" and (_text(keys, "pk") or "").startswith("JOB#")
+    return attribute_text(keys, "sk") == "JOB" and (attribute_text(keys, "pk") or "").startswith("JOB#")
 
 
 def aggregate(records: Iterable[Mapping[str, Any]]) -> dict[str, QueueDelta]:
     """Per queue: the change to its counters and buckets that these stream records make."""
     deltas: dict[str, QueueDelta] = {}
     for record in records:
-        if not _is_job(record):
+        if not is_job_record(record):
             continue
         change = record.get("dynamodb") or {}
         new: Mapping[str, Any] = change.get("NewImage") or {}
         old: Mapping[str, Any] = change.get("OldImage") or {}
         event = record.get("eventName")
         image = new or old
-        queue = _text(image, "queue")
+        queue = attribute_text(image, "queue")
         if not queue:
             continue
         delta = deltas.setdefault(queue, QueueDelta())
-        before, after = _text(old, "status"), _text(new, "status")
+        before, after = attribute_text(old, "status"), attribute_text(new, "status")
         if event == "INSERT" and after:
             delta.counts[after] += 1
             delta.counts["total"] += 1
-            created = _when(new, "createdAt")
+            created = attribute_time(new, "createdAt")
             if created is not None:
                 delta.bump(created, {"created": 1})
         elif event == "REMOVE" and before:
@@ -204,21 +201,21 @@ def aggregate(records: Iterable[Mapping[str, Any]]) -> dict[str, QueueDelta]:
 
 def _finished(delta: QueueDelta, before: str, after: str, new: Mapping[str, Any]) -> None:
     if after in _FINISHED_AT:
-        at = _when(new, _FINISHED_AT[after], "updatedAt")
+        at = attribute_time(new, _FINISHED_AT[after], "updatedAt")
         if at is None:
             return
         values = {after: 1}
         if after == JobStatus.COMPLETED.value:
-            took = _number(new, "processingTime")
+            took = attribute_number(new, "processingTime")
             if took is not None and took >= 0:
                 values.update({"ptCount": 1, "ptSum": took, f"h{histogram_bin(took):02d}": 1})
         delta.bump(at, values)
         if after in (JobStatus.COMPLETED.value, JobStatus.FAILED.value):
-            stamp = _text(new, _FINISHED_AT[after])
+            stamp = attribute_text(new, _FINISHED_AT[after])
             if stamp and (delta.last_processed_at is None or stamp > delta.last_processed_at):
                 delta.last_processed_at = stamp
     elif before == JobStatus.ACTIVE.value and after == JobStatus.DELAYED.value:
-        at = _when(new, "updatedAt")
+        at = attribute_time(new, "updatedAt")
         if at is not None:
             delta.bump(at, {"retried": 1})
 
@@ -241,60 +238,7 @@ class BatchOutcome:
         return dict(self.__dict__)
 
 
-def _queue_actions(table: str, queue: str, delta: QueueDelta, settings: Any) -> list[dict[str, Any]]:
-    actions: list[dict[str, Any]] = []
-    names: dict[str, str] = {}
-    values: dict[str, Any] = {}
-    adds: list[str] = []
-    for i, name in enumerate(COUNT_NAMES):
-        if delta.counts.get(name):
-            names[f"#c{i}"] = name
-            values[f":c{i}"] = {"N": str(delta.counts[name])}
-            adds.append(f"#c{i} :c{i}")
-    expression = ("ADD " + ", ".join(adds)) if adds else ""
-    if delta.last_processed_at:
-        names["#lp"] = "lastProcessedAt"
-        values[":lp"] = {"S": delta.last_processed_at}
-        expression += " SET #lp = :lp"
-    if expression:
-        actions.append(
-            {
-                "Update": {
-                    "TableName": table,
-                    "Key": {"pk": {"S": f"QUEUE#{queue}"}, "sk": {"S": STATS_SK}},
-                    "UpdateExpression": expression.strip(),
-                    "ExpressionAttributeNames": names,
-                    "ExpressionAttributeValues": values,
-                }
-            }
-        )
-    for (resolution, start), bucket in sorted(delta.buckets.items()):
-        keep = settings.minute_bucket_retention_hours * 3600 if resolution == "minute" else settings.hour_bucket_retention_days * 86400
-        names = {"#start": "bucketStart", "#ttl": "expiresAt"}
-        values = {":start": {"N": str(start)}, ":ttl": {"N": str(start // 1000 + keep)}}
-        adds = []
-        for i, (name, amount) in enumerate(sorted(bucket.values.items())):
-            if amount:
-                names[f"#v{i}"] = name
-                values[f":v{i}"] = {"N": str(amount)}
-                adds.append(f"#v{i} :v{i}")
-        if not adds:
-            continue
-        actions.append(
-            {
-                "Update": {
-                    "TableName": table,
-                    "Key": {"pk": {"S": f"QUEUE#{queue}"}, "sk": {"S": bucket_sk(resolution, start)}},
-                    "UpdateExpression": "ADD " + ", ".join(adds) + " SET #start = :start, #ttl = :ttl",
-                    "ExpressionAttributeNames": names,
-                    "ExpressionAttributeValues": values,
-                }
-            }
-        )
-    return actions
-
-
-def _batch_identity(records: list[Mapping[str, Any]]) -> tuple[str, int]:
+def batch_identity(records: list[Mapping[str, Any]]) -> tuple[str, int]:
     """A digest of the batch (its eventIDs, in order) and the newest record's time (epoch s)."""
     digest = hashlib.sha256()
     newest = 0
@@ -306,69 +250,6 @@ def _batch_identity(records: list[Mapping[str, Any]]) -> tuple[str, int]:
         if isinstance(stamp, int | float):
             newest = max(newest, int(stamp))
     return digest.hexdigest()[:40], newest or int(time.time())
-
-
-def apply_stream_records(records: list[Mapping[str, Any]], *, table_name: str | None = None) -> BatchOutcome:
-    """Apply one stream batch to the counters and buckets, exactly once (see the module docstring)."""
-    settings = get_settings()
-    table = table_name or settings.table_name
-    outcome = BatchOutcome(records=len(records), job_records=sum(1 for r in records if _is_job(r)))
-    deltas = aggregate(records)
-    outcome.queues = len(deltas)
-    actions = [action for queue in sorted(deltas) for action in _queue_actions(table, queue, deltas[queue], settings)]
-    actions += admission.release_actions(table, records)  # back-pressure places given back, in the same exactly-once write
-    if not actions:
-        return outcome
-    digest, newest = _batch_identity(records)
-    per_chunk = MAX_TRANSACTION_ACTIONS - 1
-    for index, start in enumerate(range(0, len(actions), per_chunk)):
-        chunk = actions[start : start + per_chunk]
-        marker = {
-            "Put": {
-                "TableName": table,
-                "Item": {
-                    "pk": {"S": f"STREAMBATCH#{digest}#{index}"},
-                    "sk": {"S": "APPLIED"},
-                    "records": {"N": str(len(records))},
-                    "expiresAt": {"N": str(newest + MARKER_TTL_SECONDS)},
-                },
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }
-        }
-        if _transact([marker, *chunk]):
-            outcome.transactions += 1
-            outcome.write_actions += len(chunk) + 1
-        else:
-            outcome.duplicates += 1
-    return outcome
-
-
-_RETRYABLE_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
-
-
-def _transact(items: list[dict[str, Any]], *, attempts: int = 6) -> bool:
-    """Write one transaction; False if its marker (item 0) exists: the batch was applied before."""
-    ddb = clients.client("dynamodb")
-    for attempt in range(attempts):
-        try:
-            ddb.transact_write_items(TransactItems=items)
-            return True
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            reasons = [r.get("Code") for r in err.response.get("CancellationReasons") or []]
-            if code == "TransactionCanceledException" and reasons and reasons[0] == "ConditionalCheckFailed":
-                return False
-            retryable = code in ("TransactionConflictException", "ThrottlingException", "InternalServerError") or (
-                code == "TransactionCanceledException" and any(r in _RETRYABLE_REASONS for r in reasons)
-            )
-            if not retryable or attempt == attempts - 1:
-                raise Unavailable(f"could not apply the stream batch ({code} {reasons})") from err
-            # Several shards update one queue's STATS item: back off with jitter and go again.
-            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))  # nosec B311 - jitter, not a secret
-    return False  # pragma: no cover - the loop returns or raises
-
-
-# ---- reading -----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -402,100 +283,6 @@ class Bucket:
     @property
     def p95_processing_ms(self) -> int | None:
         return percentile(list(self.histogram), 0.95)
-
-
-def _table() -> str:
-    return get_settings().table_name
-
-
-def _unavailable(err: ClientError | BotoCoreError) -> Unavailable:
-    code = err.response.get("Error", {}).get("Code", "") if isinstance(err, ClientError) else type(err).__name__
-    return Unavailable(f"DynamoDB is unavailable ({code}); retry the request")
-
-
-def read_stats(queue_name: str) -> QueueStats:
-    """A queue's live counts (never below zero) and when it last finished a job: one GetItem."""
-    try:
-        out = clients.client("dynamodb").get_item(
-            TableName=_table(), Key={"pk": {"S": f"QUEUE#{queue_name}"}, "sk": {"S": STATS_SK}}
-        )
-    except ClientError as err:
-        raise _unavailable(err) from err
-    item = out.get("Item") or {}
-    # A counter can dip below zero only for jobs written before the EventsFunction ran.
-    counts = {name: max(0, _number(item, name) or 0) for name in COUNT_NAMES}
-    return QueueStats(counts=counts, last_processed_at=_text(item, "lastProcessedAt"))
-
-
-def read_raw_counts(queue_name: str) -> dict[str, int]:
-    """The counters as stored, below zero included (what a recount compares with)."""
-    try:
-        out = clients.client("dynamodb").get_item(
-            TableName=_table(), Key={"pk": {"S": f"QUEUE#{queue_name}"}, "sk": {"S": STATS_SK}}, ConsistentRead=True
-        )
-    except (ClientError, BotoCoreError) as err:
-        raise _unavailable(err) from err
-    item = out.get("Item") or {}
-    return {name: _number(item, name) or 0 for name in COUNT_NAMES}
-
-
-def correct_counts(queue_name: str, drift: Mapping[str, int]) -> None:
-    """Add ``drift`` (counted minus stored) to the counters: an ADD, so stream batches applied meanwhile stay counted."""
-    changes = {name: amount for name, amount in drift.items() if amount and name in COUNT_NAMES}
-    if not changes:
-        return
-    names = {f"#c{i}": name for i, name in enumerate(changes)}
-    values = {f":c{i}": {"N": str(amount)} for i, amount in enumerate(changes.values())}
-    try:
-        clients.client("dynamodb").update_item(
-            TableName=_table(),
-            Key={"pk": {"S": f"QUEUE#{queue_name}"}, "sk": {"S": STATS_SK}},
-            UpdateExpression="ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(changes))),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
-    except (ClientError, BotoCoreError) as err:
-        raise _unavailable(err) from err
-
-
-def read_counts(queue_name: str) -> dict[str, int]:
-    """``{waiting, active, delayed, completed, failed, cancelled, stalled, total}`` for a queue."""
-    return read_stats(queue_name).counts
-
-
-def _bucket_of(item: Mapping[str, Any], resolution: Resolution) -> Bucket:
-    return Bucket(
-        resolution=resolution,
-        start_ms=_number(item, "bucketStart") or 0,
-        **{name: _number(item, name) or 0 for name in EVENT_NAMES},
-        pt_count=_number(item, "ptCount") or 0,
-        pt_sum=_number(item, "ptSum") or 0,
-        histogram=tuple(_number(item, f"h{i:02d}") or 0 for i in range(BINS)),
-    )
-
-
-def read_buckets(queue_name: str, since_ms: int, resolution: Resolution = "minute", until_ms: int | None = None) -> list[Bucket]:
-    """The queue's metric buckets from the one holding ``since_ms`` on, oldest first: one Query."""
-    if resolution not in ("minute", "hour"):
-        raise ValueError(f"resolution is minute or hour, not {resolution!r}")
-    low = bucket_sk(resolution, bucket_start(since_ms, resolution))
-    high = bucket_sk(resolution, bucket_start(until_ms, resolution)) if until_ms is not None else f"METRICS#{resolution.upper()}#~"
-    params: dict[str, Any] = {
-        "TableName": _table(),
-        "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
-        "ExpressionAttributeValues": {":pk": {"S": f"QUEUE#{queue_name}"}, ":low": {"S": low}, ":high": {"S": high}},
-    }
-    buckets: list[Bucket] = []
-    try:
-        while True:
-            out = clients.client("dynamodb").query(**params)
-            buckets.extend(_bucket_of(item, resolution) for item in out.get("Items", []))
-            if not out.get("LastEvaluatedKey"):
-                break
-            params["ExclusiveStartKey"] = out["LastEvaluatedKey"]
-    except ClientError as err:
-        raise _unavailable(err) from err
-    return buckets
 
 
 @dataclass(frozen=True)
@@ -552,12 +339,8 @@ __all__ = [
     "QueueDelta",
     "QueueStats",
     "aggregate",
-    "apply_stream_records",
     "bucket_sk",
     "bucket_start",
     "percentile",
-    "read_buckets",
-    "read_counts",
-    "read_stats",
     "summarize",
 ]

@@ -19,12 +19,14 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from shared.errors import JobqError, Unavailable
 from shared.lifecycle import Change, DeadLetterCopy, Log, Metric, RemoveSchedule, Wake
 from shared.models import Job, QueueInfo
 from shared.observability import emit, logger
+
+T = TypeVar("T")
 
 
 class JobWriter(Protocol):
@@ -83,16 +85,20 @@ class Transitions:
         """
         deadline = self.monotonic_ms() + within_ms
         for copy in change.effects_of(DeadLetterCopy):
-            self._retrying(lambda c=copy: self.messages.dead_letter(queue, change.job, reason=c.reason), deadline)
+
+            def send(reason: str = copy.reason) -> None:
+                self.messages.dead_letter(queue, change.job, reason=reason)
+
+            self._retrying(send, deadline)
         written = self._retrying(lambda: self.jobs.apply(change), deadline)
         self._follow(change, written, queue, delivery, must_wake=must_wake)
         return written
 
-    def _retrying(self, call: Callable[[], Job | None], deadline: int) -> Job:
+    def _retrying(self, call: Callable[[], T], deadline: int) -> T:
         attempt = 0
         while True:
             try:
-                return call()  # type: ignore[return-value]  # the DLQ copy returns None; its result is not used
+                return call()
             except Unavailable:
                 wait_ms = min(2000, 50 * 2**attempt) * (0.5 + random.random())
                 if self.monotonic_ms() + wait_ms >= deadline:

@@ -18,7 +18,8 @@ from api.deps import CurrentUser, Jobs
 from api.envelope import Envelope, error_responses
 from api.models import Check, DelayedJobCreate, SchedulerHealth, SchedulerMetrics, SchedulerStats
 from api.routes.schedules import ScheduleName, Schedules
-from shared import maintenance, scheduler, stats
+from shared import maintenance, scheduler
+from shared.adapters import counters
 from shared.clock import iso, now_ms
 from shared.errors import JobqError
 from shared.jobs import JobService
@@ -34,8 +35,8 @@ Admin = [StackGuard]
     status_code=201,
     response_model=Envelope[JobPublic],
     summary="Create a delayed job: delay up to 15 minutes on SQS, longer on EventBridge Scheduler",
-    responses={200: {"model": Envelope[JobPublic], "description": "The job already exists (same jobId): it is returned"}}
-    | error_responses(400, 401, 403, 409, 413, 429, 503),
+    responses=error_responses(400, 401, 403, 409, 413, 429, 503)
+    | {200: {"model": Envelope[JobPublic], "description": "The job already exists (same jobId): it is returned"}},
 )
 def create_delayed(body: DelayedJobCreate, caller: CurrentUser, jobs: Jobs, response: Response) -> Envelope[JobPublic]:
     job, created = jobs.create(body.as_job(), caller)
@@ -70,7 +71,7 @@ def trigger(name: ScheduleName, caller: CurrentUser, schedules: Schedules) -> En
 
 def _delayed_jobs(jobs: JobService) -> int | None:
     try:
-        return sum(stats.read_counts(name).get("delayed", 0) for name in jobs.directory.all())
+        return sum(counters.read_counts(name).get("delayed", 0) for name in jobs.directory.all())
     except JobqError:
         return None
 

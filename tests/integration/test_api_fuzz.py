@@ -25,12 +25,12 @@ from typing import Any
 
 import pytest
 import schemathesis
+from functions.processors.registry import CODE_PROCESSORS
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from functions.processors.registry import CODE_PROCESSORS
 from infra.local.token import mint_token
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,9 +11,9 @@ from typing import Any
 
 import boto3
 import pytest
+from functions.processors.registry import ProcessorRegistry
 
 from functions.consumer.handler import handler
-from functions.processors.registry import ProcessorRegistry
 from infra.local.provision import Provisioner
 from shared import queues
 from shared.jobs import Identity, JobService

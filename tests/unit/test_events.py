@@ -9,6 +9,7 @@ from typing import Any
 from api.main import handler as api_handler
 from functions.consumer.handler import handler as consumer_handler
 from shared import queues
+from shared.adapters import counters
 from shared.jobs import Identity, JobService
 from shared.models import JobCreate
 from shared.status import JobStatus
@@ -122,14 +123,13 @@ def test_eventbridge_health_event_checks_every_queue(scheduling: Scheduling) -> 
 
 def test_dynamodb_stream_event_updates_the_queue_counters_once(stack: Stack) -> None:
     from functions.events.handler import handler as events_handler
-    from shared import stats
 
     event = load("dynamodb-stream-jobs.json")
 
     events_handler(event, FakeLambdaContext())
     events_handler(event, FakeLambdaContext())  # Lambda retries a batch as it was: counted once
 
-    counts = stats.read_counts("email-sending")
+    counts = counters.read_counts("email-sending")
     assert (counts["waiting"], counts["completed"], counts["total"]) == (1, 1, 1)
-    minute = stats.read_buckets("email-sending", since_ms=1795485600000 - 60_000, resolution="minute", until_ms=1795485720000)
+    minute = counters.read_buckets("email-sending", since_ms=1795485600000 - 60_000, resolution="minute", until_ms=1795485720000)
     assert sum(b.completed for b in minute) == 1

@@ -19,6 +19,7 @@ from infra.local.esm import EventSourceMapping, MappingRegistry
 from infra.local.lambda_api import LambdaApi
 from infra.local.provision import EventSourceMappingSpec, FunctionSpec
 from shared import clients, queue_config, stats
+from shared.adapters import counters
 from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, Unavailable
 from shared.models import QueuePolicy
@@ -312,7 +313,7 @@ def test_clean_removes_exactly_the_finished_jobs_older_than_the_cutoff(stack: St
     assert all(stack.store.get("alice", job_id) is None for job_id in done)
     assert stack.store.require("alice", waiting).status is JobStatus.WAITING
     feed.deliver()
-    assert stats.read_counts(QUEUE) == {**dict.fromkeys(stats.COUNT_NAMES, 0), "waiting": 1, "total": 1}
+    assert counters.read_counts(QUEUE) == {**dict.fromkeys(stats.COUNT_NAMES, 0), "waiting": 1, "total": 1}
 
 
 def test_clean_validates_its_request(stack: Stack) -> None:

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from functions.events.handler import handler as events_handler
-from shared import clients, queue_config, queues, stats
+from shared import clients, queue_config, queues
+from shared.adapters import counters
 from shared.maintenance import Maintenance
 from shared.settings import get_settings
 from shared.status import JobStatus
@@ -32,14 +33,14 @@ def test_counters_are_right_after_a_stream_batch_is_redelivered_with_different_c
     # the retry came as a batch of all three: its digest differs, so the two are counted again.
     events_handler({"Records": event["Records"][:2]}, FakeLambdaContext())
     events_handler(event, FakeLambdaContext())
-    assert stats.read_counts("email-sending")["waiting"] == 5
+    assert counters.read_counts("email-sending")["waiting"] == 5
 
     first = maintenance.check_health().queues["email-sending"].recount
     assert first is not None and first.drift == {"waiting": -2, "total": -2} and first.corrected == {}
     second = maintenance.check_health().queues["email-sending"].recount
 
     assert second is not None and second.corrected == {"waiting": -2, "total": -2}
-    counts = stats.read_counts("email-sending")
+    counts = counters.read_counts("email-sending")
     assert (counts["waiting"], counts["total"]) == (3, 3)
     assert maintenance.check_health().queues["email-sending"].recount is None  # next one at the interval
 
@@ -56,7 +57,7 @@ def test_a_difference_the_stream_has_not_caught_up_with_is_not_corrected(stack: 
     second = maintenance.check_health().queues["email-sending"].recount
 
     assert second is not None and second.drift == {} and second.corrected == {}
-    assert stats.read_counts("email-sending")["waiting"] == 2
+    assert counters.read_counts("email-sending")["waiting"] == 2
 
 
 def test_a_discarded_stream_batch_raises_every_queue_health_to_error(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ import pytest
 from functions.consumer.handler import handler as consumer
 from functions.events.handler import process
 from shared import clients, queues, stats
+from shared.adapters import counters
 from shared.catalog import ProcessorCatalog
 from shared.clock import iso, now_ms
 from shared.jobs import Identity, JobService
@@ -102,15 +103,15 @@ def test_counts_match_the_jobs_after_a_mixed_run(stack: Stack, target: TargetSer
     jobs.cancel(create(jobs, "echo", delay=60_000), ALICE)
     create(jobs, "echo", delay=60_000)
     feed.deliver()
-    assert stats.read_counts(QUEUE) == {**dict.fromkeys(stats.COUNT_NAMES, 0), "waiting": 5, "delayed": 1, "cancelled": 1, "total": 7}
+    assert counters.read_counts(QUEUE) == {**dict.fromkeys(stats.COUNT_NAMES, 0), "waiting": 5, "delayed": 1, "cancelled": 1, "total": 7}
 
     run_consumer(stack)
     feed.deliver()
 
-    counts = stats.read_counts(QUEUE)
+    counts = counters.read_counts(QUEUE)
     assert counts == {**dict.fromkeys(stats.COUNT_NAMES, 0), "completed": 3, "failed": 2, "cancelled": 1, "delayed": 1, "total": 7}
     assert counts == listed_counts(stack)
-    assert stats.read_stats(QUEUE).last_processed_at is not None
+    assert counters.read_stats(QUEUE).last_processed_at is not None
 
 
 def test_a_redelivered_batch_changes_nothing(stack: Stack, feed: StreamFeed) -> None:
@@ -124,7 +125,7 @@ def test_a_redelivered_batch_changes_nothing(stack: Stack, feed: StreamFeed) -> 
 
     assert (first.transactions, first.duplicates) == (1, 0)
     assert (again.transactions, again.duplicates, again.write_actions) == (0, 1, 0)
-    assert stats.read_counts(QUEUE)["waiting"] == 2
+    assert counters.read_counts(QUEUE)["waiting"] == 2
 
 
 def test_a_batch_too_big_for_one_transaction_is_split_and_each_part_counts_once(stack: Stack) -> None:
@@ -133,16 +134,16 @@ def test_a_batch_too_big_for_one_transaction_is_split_and_each_part_counts_once(
         job_record(f"j{i}", "INSERT", None, {"status": "waiting", "createdAt": iso(start + i * 60_000)}, 100 + i) for i in range(110)
     ]
 
-    first = stats.apply_stream_records(records)
-    again = stats.apply_stream_records(records)
+    first = counters.apply_stream_records(records)
+    again = counters.apply_stream_records(records)
 
     # 1 STATS update + 110 minute buckets + 2 or 3 hour buckets: two transactions of at most 100 items.
     assert first.transactions == 2 and first.duplicates == 0
     assert again.transactions == 0 and again.duplicates == 2
-    assert stats.read_counts(QUEUE)["waiting"] == 110
-    minutes = stats.read_buckets(QUEUE, start, "minute")
+    assert counters.read_counts(QUEUE)["waiting"] == 110
+    minutes = counters.read_buckets(QUEUE, start, "minute")
     assert len(minutes) == 110 and all(b.created == 1 for b in minutes)
-    assert sum(b.created for b in stats.read_buckets(QUEUE, start, "hour")) == 110
+    assert sum(b.created for b in counters.read_buckets(QUEUE, start, "hour")) == 110
 
 
 def test_removing_a_job_takes_it_out_of_the_counts(stack: Stack, feed: StreamFeed) -> None:
@@ -153,7 +154,7 @@ def test_removing_a_job_takes_it_out_of_the_counts(stack: Stack, feed: StreamFee
 
     feed.deliver()
 
-    assert stats.read_counts(QUEUE)["waiting"] == 0 and stats.read_counts(QUEUE)["total"] == 0
+    assert counters.read_counts(QUEUE)["waiting"] == 0 and counters.read_counts(QUEUE)["total"] == 0
 
 
 def test_the_counters_own_writes_and_other_items_never_count(stack: Stack, feed: StreamFeed) -> None:
@@ -165,10 +166,10 @@ def test_the_counters_own_writes_and_other_items_never_count(stack: Stack, feed:
     raw = feed.read()
     assert raw and all(r["dynamodb"]["Keys"]["sk"]["S"] != "JOB" for r in raw)
 
-    outcome = stats.apply_stream_records(raw)  # unfiltered, as if the filter were missing
+    outcome = counters.apply_stream_records(raw)  # unfiltered, as if the filter were missing
 
     assert (outcome.job_records, outcome.transactions) == (0, 0)
-    assert stats.read_counts(QUEUE)["waiting"] == 1
+    assert counters.read_counts(QUEUE)["waiting"] == 1
 
 
 def test_a_progress_report_changes_no_count() -> None:
@@ -192,24 +193,24 @@ def test_finished_jobs_land_in_the_buckets_of_when_they_finished(stack: Stack) -
     records.append(job_record("r1", "MODIFY", active, {"status": "delayed", "updatedAt": iso(minute + 1000)}, 11))
     records.append(job_record("x1", "MODIFY", {"status": "waiting"}, {"status": "cancelled", "cancelledAt": iso(minute)}, 12))
 
-    stats.apply_stream_records(records)
+    counters.apply_stream_records(records)
 
-    buckets = {b.start_ms: b for b in stats.read_buckets(QUEUE, minute, "minute")}
+    buckets = {b.start_ms: b for b in counters.read_buckets(QUEUE, minute, "minute")}
     first = buckets[minute]
     assert (first.completed, first.failed, first.retried, first.cancelled) == (5, 0, 1, 1)
     assert first.average_processing_ms == 1200
     assert 4000 <= (first.p95_processing_ms or 0) <= 6000
     assert buckets[minute + 120_000].failed == 1
-    hours = stats.read_buckets(QUEUE, minute, "hour")
+    hours = counters.read_buckets(QUEUE, minute, "hour")
     assert (sum(b.completed for b in hours), sum(b.failed for b in hours)) == (5, 1)
-    assert stats.summarize(stats.read_buckets(QUEUE, minute, "minute")).failure_rate == pytest.approx(1 / 6)
-    assert stats.summarize(stats.read_buckets("video-processing", minute, "minute")).failure_rate == 0.0
-    assert stats.read_stats(QUEUE).last_processed_at == iso(minute + 120_000)
+    assert stats.summarize(counters.read_buckets(QUEUE, minute, "minute")).failure_rate == pytest.approx(1 / 6)
+    assert stats.summarize(counters.read_buckets("video-processing", minute, "minute")).failure_rate == 0.0
+    assert counters.read_stats(QUEUE).last_processed_at == iso(minute + 120_000)
 
 
 def test_buckets_expire_with_the_table_ttl(stack: Stack) -> None:
     at = stats.bucket_start(now_ms(), "minute")
-    stats.apply_stream_records([job_record("j", "INSERT", None, {"status": "waiting", "createdAt": iso(at)}, 1)])
+    counters.apply_stream_records([job_record("j", "INSERT", None, {"status": "waiting", "createdAt": iso(at)}, 1)])
 
     minute = queue_item(stack, stats.bucket_sk("minute", at))
     hour_start = stats.bucket_start(at, "hour")
