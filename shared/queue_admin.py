@@ -14,13 +14,12 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from botocore.exceptions import ClientError
-
-from shared import clients, dead_letters, maintenance, queue_config, queues, stats
+from shared import dead_letters, maintenance, queue_config, queues, stats
 from shared.access import Action, Identity, allows, authorize
 from shared.adapters import counters
+from shared.adapters.consumer_switch import consumer_state, set_consumer_enabled
 from shared.clock import iso, now_ms
-from shared.errors import Conflict, Invalid, JobqError, NotFound, Unavailable
+from shared.errors import Conflict, Invalid, NotFound
 from shared.jobs import JobService
 from shared.models import Job, QueueInfo, QueuePolicy
 from shared.observability import logger
@@ -287,36 +286,6 @@ def _round(ms: float | None) -> float | None:
 def _finished_before(job: Job, status: str, cutoff_iso: str) -> bool:
     stamp = getattr(job, _CLEAN_STAMP[status]) or job.updated_at
     return job.status.value == status and stamp < cutoff_iso
-
-
-# ---- SQS and Lambda -------------------------------------------------------------------------------------------
-
-
-def _mapping_id(queue: QueueInfo) -> str:
-    if not queue.event_source_mapping_id:
-        raise Unavailable(f"queue {queue.name} publishes no eventSourceMappingId; redeploy the stack")
-    return queue.event_source_mapping_id
-
-
-def set_consumer_enabled(queue: QueueInfo, *, enabled: bool) -> str | None:
-    """Enable or disable the consumer's event source mapping; Lambda's State after the call."""
-    try:
-        out = clients.client("lambda").update_event_source_mapping(UUID=_mapping_id(queue), Enabled=enabled)
-    except ClientError as err:
-        code = err.response.get("Error", {}).get("Code", "")
-        if code in ("ResourceInUseException", "ResourceConflictException"):
-            raise Conflict(f"the consumer of {queue.name} is being updated; try again in a few seconds") from err
-        raise Unavailable(f"cannot switch the consumer of {queue.name} ({code}); retry the request") from err
-    return out.get("State")
-
-
-def consumer_state(queue: QueueInfo) -> str | None:
-    """Lambda's State of the consumer's event source mapping (None if it cannot be read)."""
-    try:
-        return clients.client("lambda").get_event_source_mapping(UUID=_mapping_id(queue)).get("State")
-    except (ClientError, JobqError) as err:
-        logger.warning("event source mapping state unavailable", extra={"queue": queue.name, "error": str(err)})
-        return None
 
 
 __all__ = ["QueueService", "consumer_state", "set_consumer_enabled"]
