@@ -315,10 +315,7 @@ class JobService:
                 raise Forbidden("you may list only your own jobs")
             action = Action.OWN if caller.client_id else Action.READ
             authorize(caller, action, self._access_of(self.directory.get(queue).name), queue=queue)
-        filters = {"queue": queue} if queue else None
-        if status is not None:
-            return self.store.page("byUserStatus", "userStatusKey", f"USER#{user_id}#{status.value}", limit=limit, cursor=cursor, filters=filters)
-        return self.store.page("byUser", "userKey", f"USER#{user_id}", limit=limit, cursor=cursor, filters=filters)
+        return self.store.page_by_user(user_id, status, limit=limit, cursor=cursor, queue=queue)
 
     def list_for_queue(
         self, caller: Identity, *, queue: str, limit: int, cursor: str | None, status: JobStatus | None
@@ -327,9 +324,7 @@ class JobService:
         info = self.directory.get(queue)
         authorize(caller, Action.READ, get_policy(info).access, queue=info.name)
         name = info.name
-        if status is not None:
-            return self.store.page("byQueueStatus", "queueStatusKey", f"QUEUE#{name}#{status.value}", limit=limit, cursor=cursor)
-        return self.store.page("byQueue", "queueKey", f"QUEUE#{name}", limit=limit, cursor=cursor)
+        return self.store.page_by_queue(name, status, limit=limit, cursor=cursor)
 
     def logs(
         self, job_id: str, caller: Identity, *, limit: int, cursor: str | None, user_id: str | None = None

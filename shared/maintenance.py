@@ -41,17 +41,16 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Literal
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
-from botocore.exceptions import ClientError
 from pydantic import Field
 
-from shared import clients, lifecycle, queue_config, queues, stats
-from shared.adapters import counters
+from shared import lifecycle, queue_config, queues, stats
+from shared.adapters import counters, reports
 from shared.adapters.sqs import SqsJobMessages
 from shared.clock import iso, now_ms, parse_iso
-from shared.errors import Conflict, JobqError, Unavailable
+from shared.errors import Conflict, JobqError
 from shared.models import CamelModel, Job, QueueDepth, QueueInfo, QueuePolicy, Retention
 from shared.observability import NAMESPACE, emit, logger
 from shared.queues import QueueDirectory
@@ -205,48 +204,24 @@ def oldest_waiting_age(store: JobStore, queue: QueueInfo, now: int) -> int | Non
     A retried job waits since its retry (``updatedAt``), so the few created first are read
     and the longest wait among them counts. None when nothing waits.
     """
-    jobs, _ = store.page("byQueueStatus", "queueStatusKey", f"QUEUE#{queue.name}#{JobStatus.WAITING.value}", limit=10, newest_first=False)
+    jobs, _ = store.page_by_queue(queue.name, JobStatus.WAITING, limit=10, newest_first=False)
     return max((max(0, now - parse_iso(j.updated_at)) for j in jobs), default=None)
 
 
 # ---- stored results ---------------------------------------------------------------------------------------
-def _put_report(pk: str, sk: str, report: CamelModel, extra: dict[str, Any] | None = None) -> None:
-    item: dict[str, Any] = {"pk": {"S": pk}, "sk": {"S": sk}, "report": {"S": report.model_dump_json(by_alias=True)}}
-    item.update(extra or {})
-    try:
-        clients.client("dynamodb").put_item(TableName=_table(), Item=item)
-    except ClientError as err:
-        raise Unavailable(f"cannot store the maintenance report {pk}/{sk}") from err
-
-
-def _get_report(pk: str, sk: str) -> dict[str, Any] | None:
-    try:
-        out = clients.client("dynamodb").get_item(TableName=_table(), Key={"pk": {"S": pk}, "sk": {"S": sk}})
-    except ClientError as err:
-        raise Unavailable(f"cannot read the maintenance report {pk}/{sk}") from err
-    item = out.get("Item")
-    return json.loads(item["report"]["S"]) if item and "report" in item else None
-
-
-def _table() -> str:
-    from shared.settings import get_settings
-
-    return get_settings().table_name
-
-
 def read_health(queue_name: str) -> QueueHealth | None:
     """The queue's health as the HealthFunction last stored it (None before its first run)."""
-    report = _get_report(f"QUEUE#{queue_name}", "HEALTH")
+    report = reports.get_queue_report(queue_name, "HEALTH")
     return QueueHealth.model_validate(report) if report else None
 
 
 def read_last_health_run() -> HealthRun | None:
-    report = _get_report("MAINTENANCE", "HEALTH")
+    report = reports.get_run("HEALTH")
     return HealthRun.model_validate(report) if report else None
 
 
 def read_last_cleanup_run() -> CleanupRun | None:
-    report = _get_report("MAINTENANCE", "CLEANUP")
+    report = reports.get_run("CLEANUP")
     return CleanupRun.model_validate(report) if report else None
 
 
@@ -276,14 +251,6 @@ class Maintenance:
         self.policy = policy
         self.transitions = transitions or Transitions(store, SqsJobMessages())
 
-    @property
-    def _ddb(self) -> Any:
-        return clients.client("dynamodb")
-
-    @property
-    def _sqs(self) -> Any:
-        return clients.client("sqs")
-
     # ---- health ----------------------------------------------------------------------------------------
     def check_health(self) -> HealthRun:
         started = time.monotonic()
@@ -311,7 +278,7 @@ class Maintenance:
             discarded_stream_batches=discarded,
             reasons=reasons,
         )
-        _put_report("MAINTENANCE", "HEALTH", run)
+        reports.put_run("HEALTH", run)
         return run
 
     def _failed_schedule_firings(self, errors: dict[str, str]) -> tuple[int | None, list[str]]:
@@ -339,13 +306,13 @@ class Maintenance:
     def recount(self, queue: QueueInfo, *, force: bool = False) -> Recount | None:
         """Check the queue's counters against Queries when due (or forced, or a drift awaits confirmation)."""
         now = self.clock()
-        raw = _get_report(f"QUEUE#{queue.name}", "RECOUNT")
+        raw = reports.get_queue_report(queue.name, "RECOUNT")
         previous = Recount.model_validate(raw) if raw else None
         due = force or previous is None or bool(previous.drift) or now - previous.checked_at_ms >= self.settings.recount_interval_seconds * 1000
         if not due:
             return None
         counted = {
-            status.value: self.store.count("byQueueStatus", "queueStatusKey", f"QUEUE#{queue.name}#{status.value}") for status in JobStatus
+            status.value: self.store.count_by_queue(queue.name, status) for status in JobStatus
         }
         counted["total"] = sum(counted.values())
         stored = counters.read_raw_counts(queue.name)
@@ -358,7 +325,7 @@ class Maintenance:
         elif drift:
             logger.info("queue counters differ from a recount; checking again next run", extra={"queue": queue.name, "drift": drift})
         result = Recount(checked_at=iso(now), checked_at_ms=now, counted=counted, drift=drift, corrected=corrected)
-        _put_report(f"QUEUE#{queue.name}", "RECOUNT", result)
+        reports.put_queue_report(queue.name, "RECOUNT", result)
         return result
 
     def check_queue(self, queue: QueueInfo, *, discarded_stream_batches: int = 0, force_recount: bool = False) -> QueueHealth:
@@ -399,12 +366,7 @@ class Maintenance:
             recovery=recovery,
             recount=recount,
         )
-        _put_report(
-            f"QUEUE#{queue.name}",
-            "HEALTH",
-            health,
-            {"status": {"S": status}, "reasons": {"L": [{"S": r} for r in reasons]}, "checkedAt": {"S": health.checked_at}},
-        )
+        reports.put_queue_report(queue.name, "HEALTH", health, status=status, reasons=reasons)
         self._emit(health, stalled)
         if status != "healthy":
             logger.warning("queue is not healthy", extra={"queue": queue.name, "status": status, "reasons": reasons})
@@ -427,15 +389,7 @@ class Maintenance:
     def _page(
         self, queue: QueueInfo, status: JobStatus, *, limit: int, newest_first: bool, cursor: str | None = None, before: str | None = None
     ) -> tuple[list[Job], str | None]:
-        return self.store.page(
-            "byQueueStatus",
-            "queueStatusKey",
-            f"QUEUE#{queue.name}#{status.value}",
-            limit=limit,
-            cursor=cursor,
-            newest_first=newest_first,
-            created_before=before,
-        )
+        return self.store.page_by_queue(queue.name, status, limit=limit, cursor=cursor, newest_first=newest_first, created_before=before)
 
     # ---- stalled jobs ------------------------------------------------------------------------------------
     def recover_stalled(self, queue: QueueInfo) -> Recovery:
@@ -481,7 +435,7 @@ class Maintenance:
         """``(waiting woken, delayed woken)``: jobs nobody will pick up without a new message."""
         now = self.clock()
         grace_ms = self.settings.orphan_grace_seconds * 1000
-        state = self._sweep_state(queue.name)
+        state = reports.get_sweep_state(queue.name)
         # Keyed by [owner, id] as JSON text: job ids are unique per owner only.
         resent: dict[str, int] = {
             token: at for token, at in state.get("resent", {}).items() if at > now - self.settings.orphan_resend_seconds * 1000
@@ -503,7 +457,7 @@ class Maintenance:
             logger.warning("orphaned job enqueued", extra={"job_id": ref.job_id, "queue": queue.name})
         if len(resent) > 1000:  # keep the item small: the oldest entries go first
             resent = dict(sorted(resent.items(), key=lambda kv: kv[1])[-1000:])
-        self._save_sweep_state(queue.name, resent, cursor)
+        reports.put_sweep_state(queue.name, {"resent": resent, "delayedCursor": cursor})
         return len(woken_waiting), len(woken_delayed)
 
     def _wake(self, queue: QueueInfo, refs: list[JobRef], now: int) -> list[JobRef]:
@@ -513,24 +467,6 @@ class Maintenance:
         if unsent:
             logger.warning("could not enqueue some jobs; the next run retries", extra={"queue": queue.name, "count": len(unsent)})
         return [ref for ref in refs if ref not in unsent]
-
-    def _sweep_state(self, queue_name: str) -> dict[str, Any]:
-        try:
-            out = self._ddb.get_item(TableName=self.store.table_name, Key={"pk": {"S": f"QUEUE#{queue_name}"}, "sk": {"S": "SWEEP"}})
-        except ClientError as err:
-            raise Unavailable(f"cannot read the sweep state of queue {queue_name}") from err
-        item = out.get("Item") or {}
-        return json.loads(item["state"]["S"]) if "state" in item else {}
-
-    def _save_sweep_state(self, queue_name: str, resent: dict[str, int], cursor: str | None) -> None:
-        state = {"resent": resent, "delayedCursor": cursor}
-        try:
-            self._ddb.put_item(
-                TableName=self.store.table_name,
-                Item={"pk": {"S": f"QUEUE#{queue_name}"}, "sk": {"S": "SWEEP"}, "state": {"S": json.dumps(state, separators=(",", ":"))}},
-            )
-        except ClientError as err:
-            raise Unavailable(f"cannot store the sweep state of queue {queue_name}") from err
 
     # ---- retention ------------------------------------------------------------------------------------------
     def clean(self, *, time_left_ms: Callable[[], int] | None = None, max_deletes: int = 50_000) -> CleanupRun:
@@ -559,7 +495,7 @@ class Maintenance:
                 logger.error("retention of a queue failed", extra={"queue": queue.name, "error": err.message})
         run.incomplete = budget.exhausted
         run.duration_ms = int((time.monotonic() - started) * 1000)
-        _put_report("MAINTENANCE", "CLEANUP", run)
+        reports.put_run("CLEANUP", run)
         logger.info("retention applied", extra={"removed": run.total_removed, "incomplete": run.incomplete})
         return run
 

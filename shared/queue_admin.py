@@ -192,10 +192,9 @@ class QueueService:
         with ThreadPoolExecutor(max_workers=8) as pool:
             while more and time.monotonic() < deadline:
                 room = request.limit - len(removed)
-                page, cursor = self.store.page(
-                    "byQueueStatus",
-                    "queueStatusKey",
-                    f"QUEUE#{queue.name}#{request.status}",
+                page, cursor = self.store.page_by_queue(
+                    queue.name,
+                    JobStatus(request.status),
                     limit=min(100, max(25, room)),
                     cursor=cursor,
                     newest_first=False,

@@ -42,6 +42,7 @@ from shared.errors import Conflict, Invalid, JobqError, NotFound, Throttled, Una
 from shared.lifecycle import Change, Guard
 from shared.models import HttpTarget, Job
 from shared.observability import logger
+from shared.status import JobStatus
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -420,7 +421,7 @@ class JobStore:
         ]
         return lines, next_cursor
 
-    def page(
+    def _page(
         self,
         index: str,
         key_name: str,
@@ -463,7 +464,39 @@ class JobStore:
         items, next_cursor = self._query_page(params, cursor)
         return _readable_jobs(items), next_cursor
 
-    def count(self, index: str, key_name: str, key_value: str) -> int:
+    # ---- listings: the indexes and their keys are this module's business ---------------
+    def page_by_queue(
+        self,
+        queue: str,
+        status: JobStatus | None = None,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        newest_first: bool = True,
+        created_before: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """A queue's jobs (of one status), newest first unless asked otherwise."""
+        if status is not None:
+            return self._page(
+                "byQueueStatus", "queueStatusKey", f"QUEUE#{queue}#{status.value}",
+                limit=limit, cursor=cursor, newest_first=newest_first, created_before=created_before,
+            )  # fmt: skip
+        return self._page("byQueue", "queueKey", f"QUEUE#{queue}", limit=limit, cursor=cursor, newest_first=newest_first, created_before=created_before)
+
+    def page_by_user(
+        self, user_id: str, status: JobStatus | None = None, *, limit: int, cursor: str | None = None, queue: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        """A user's jobs (of one status, of one queue), newest first."""
+        filters = {"queue": queue} if queue else None
+        if status is not None:
+            return self._page("byUserStatus", "userStatusKey", f"USER#{user_id}#{status.value}", limit=limit, cursor=cursor, filters=filters)
+        return self._page("byUser", "userKey", f"USER#{user_id}", limit=limit, cursor=cursor, filters=filters)
+
+    def count_by_queue(self, queue: str, status: JobStatus) -> int:
+        """How many jobs of ``status`` a queue holds, counted from its index (a recount, never a request path)."""
+        return self._count("byQueueStatus", "queueStatusKey", f"QUEUE#{queue}#{status.value}")
+
+    def _count(self, index: str, key_name: str, key_value: str) -> int:
         """How many items a GSI partition holds: Queries with Select=COUNT, paged (a recount, not a request path)."""
         params: dict[str, Any] = {
             "TableName": self.table_name,

@@ -59,7 +59,7 @@ def listed_counts(stack: Stack) -> dict[str, int]:
     """Counts the slow way: a Query per status on the byQueueStatus index."""
     counts = {}
     for status in JobStatus:
-        jobs, _ = stack.store.page("byQueueStatus", "queueStatusKey", f"QUEUE#{QUEUE}#{status.value}", limit=100)
+        jobs, _ = stack.store.page_by_queue(QUEUE, status, limit=100)
         counts[status.value] = len(jobs)
     counts["total"] = sum(counts.values())
     return counts
