@@ -1,13 +1,33 @@
-"""Time in one place, so tests can move it."""
+"""Time in one place: every service's clock is ``now_ms`` unless it is given another.
+
+A process that runs on a clock of its own (the local stack, whose tests move time forward)
+says so once with ``use(its_now_ms)``; nothing patches this module.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+
+Clock = Callable[[], int]  # epoch milliseconds
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+_source: Clock = wall_clock_ms
 
 
 def now_ms() -> int:
-    return int(time.time() * 1000)
+    return _source()
+
+
+def use(source: Clock | None) -> None:
+    """Make ``now_ms`` follow ``source`` (None: the wall clock again)."""
+    global _source
+    _source = source or wall_clock_ms
 
 
 def iso(ms: int) -> str:

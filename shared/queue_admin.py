@@ -221,15 +221,16 @@ class QueueService:
             raise Invalid(f"per-minute metrics are kept {self.settings.minute_bucket_retention_hours} hours; ask for resolution=hour")
         if resolution == "hour" and hours > self.settings.hour_bucket_retention_days * 24:
             raise Invalid(f"metrics are kept {self.settings.hour_bucket_retention_days} days")
-        step = 60_000 if resolution == "minute" else HOUR_MS
+        chosen: stats.Resolution = "minute" if resolution == "minute" else "hour"
+        step = 60_000 if chosen == "minute" else HOUR_MS
         now = now_ms()
-        last = stats.bucket_start(now, resolution)  # type: ignore[arg-type]
+        last = stats.bucket_start(now, chosen)
         first = last - (hours * HOUR_MS // step - 1) * step
-        found = {b.start_ms: b for b in counters.read_buckets(queue.name, first, resolution)}  # type: ignore[arg-type]
+        found = {b.start_ms: b for b in counters.read_buckets(queue.name, first, chosen)}
         minutes = step / 60_000
         points = []
         for start in range(first, last + 1, step):
-            b = found.get(start) or stats.Bucket(resolution=resolution, start_ms=start)  # type: ignore[arg-type]
+            b = found.get(start) or stats.Bucket(resolution=chosen, start_ms=start)
             points.append(
                 MetricPoint(
                     timestamp=iso(start),
@@ -252,7 +253,7 @@ class QueueService:
             average_processing_time=_round(window.average_processing_ms),
             p95_processing_time=window.p95_processing_ms,
         )
-        return QueueMetrics(queue=queue.name, hours=hours, resolution=resolution, points=points, totals=totals)  # type: ignore[arg-type]
+        return QueueMetrics(queue=queue.name, hours=hours, resolution=chosen, points=points, totals=totals)
 
     # ---- jobs and dead letters ------------------------------------------------------------------------------
     def list_jobs(self, name: str, caller: Identity, *, status: JobStatus | None, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:

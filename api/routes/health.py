@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -21,10 +22,10 @@ CACHE_SECONDS = 10.0
 _cached: tuple[float, int, dict[str, object]] | None = None
 
 
-def _check(probe: object) -> LivenessCheck:
+def _check(probe: Callable[[], object]) -> LivenessCheck:
     started = time.monotonic()
     try:
-        probe()  # type: ignore[operator]
+        probe()
     except JobqError as err:
         return LivenessCheck(status="down", latency_ms=int((time.monotonic() - started) * 1000), message=err.message)
     return LivenessCheck(status="up", latency_ms=int((time.monotonic() - started) * 1000))

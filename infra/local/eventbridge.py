@@ -34,7 +34,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -53,40 +52,29 @@ Invoker = Callable[[str, dict[str, Any]], Any]  # (function ARN, event) -> resul
 
 
 # ---- the clock -----------------------------------------------------------------------------------
-class _ShiftedTime:
-    """Stands in for the ``time`` module inside ``shared.clock``: ``time()`` plus an offset."""
-
-    def __init__(self, clock: LocalClock) -> None:
-        self._clock = clock
-
-    def time(self) -> float:
-        return time.time() + self._clock.offset_seconds
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-
 class LocalClock:
     """The local stack's clock: real time plus an offset that tests can move forward."""
 
     def __init__(self) -> None:
         self.offset_seconds = 0.0
-        self._patched: ModuleType | None = None
+        self._installed = False
 
     def now_ms(self) -> int:
         return int((time.time() + self.offset_seconds) * 1000)
 
     def install(self) -> None:
-        """Make ``shared.clock.now_ms`` (every handler's clock) follow this clock."""
+        """Pass this clock to every handler's services (``shared.clock.now_ms``)."""
         import shared.clock
 
-        shared.clock.time = _ShiftedTime(self)  # type: ignore[assignment]
-        self._patched = shared.clock
+        shared.clock.use(self.now_ms)
+        self._installed = True
 
     def uninstall(self) -> None:
-        if self._patched is not None:
-            self._patched.time = time  # type: ignore[attr-defined]
-            self._patched = None
+        if self._installed:
+            import shared.clock
+
+            shared.clock.use(None)
+            self._installed = False
         self.offset_seconds = 0.0
 
     def advance(self, seconds: float) -> None:

@@ -134,7 +134,7 @@ def test_mypy_finds_nothing_in_the_code_that_ships() -> None:
 def test_every_type_ignore_says_why() -> None:
     bare = [
         f"{path.relative_to(ROOT)}:{n}"
-        for folder in ("api", "functions", "processors", "shared", "infra", "tests", "bench")
+        for folder in ("api", "functions", "processors", "shared")  # what mypy checks
         for path in (ROOT / folder).rglob("*.py")
         for n, line in enumerate(path.read_text().splitlines(), 1)
         if "type: ignore" in line and not re.search(r"type: ignore\[[^\]]+\]\s*(#|-)\s*\S", line)

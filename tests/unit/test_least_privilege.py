@@ -200,11 +200,10 @@ def _deliver(stack: Stack, queue: str) -> None:
 
 
 def test_a_consumers_dynamodb_calls_stay_within_its_policy(stack: Stack, provisioned: ProvisionedStack, target: TargetServer) -> None:
-    from functions.processors.registry import ProcessorRegistry
-
     from shared import queues
+    from shared.catalog import ProcessorCatalog
 
-    jobs = JobService(stack.store, queues.directory(), ProcessorRegistry(stack.store, 0), stack.settings)
+    jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
     jobs.put_http_target("email-sending", "ok", HttpTarget(url=f"{target.url}/ok", timeout_seconds=1), ADMIN)
     jobs.put_http_target("email-sending", "bad", HttpTarget(url=f"{target.url}/status/400", timeout_seconds=1), ADMIN)
     jobs.create(JobCreate(queue="email-sending", type="ok", data={"n": 1}), ALICE)
@@ -227,12 +226,11 @@ def test_a_consumers_dynamodb_calls_stay_within_its_policy(stack: Stack, provisi
 
 
 def test_the_events_functions_writes_stay_within_its_policy(stack: Stack, provisioned: ProvisionedStack) -> None:
-    from functions.processors.registry import ProcessorRegistry
-
     from shared import queues
+    from shared.catalog import ProcessorCatalog
 
     feed = StreamFeed(stack.table_name)
-    jobs = JobService(stack.store, queues.directory(), ProcessorRegistry(stack.store, 0), stack.settings)
+    jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
     jobs.create(JobCreate(queue="video-processing", type="transcode-video", data={"videoUrl": "s3://v/a"}), ALICE)
     event = feed.next_event()
     assert event["Records"]
