@@ -8,6 +8,7 @@ same place after checking the token.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -17,7 +18,7 @@ from shared.errors import Forbidden, Invalid
 from shared.settings import Settings
 
 
-def claims_of(scope: dict[str, Any]) -> dict[str, Any] | None:
+def claims_of(scope: Mapping[str, Any]) -> dict[str, Any] | None:
     event = scope.get("aws.event") or {}
     claims = (((event.get("requestContext") or {}).get("authorizer") or {}).get("jwt") or {}).get("claims")
     return claims if isinstance(claims, dict) else None

@@ -19,7 +19,7 @@ import hmac
 import secrets
 from functools import lru_cache
 
-from shared import clients
+from shared.adapters import clients
 from shared.errors import Invalid, Unavailable
 from shared.observability import logger
 from shared.settings import get_settings

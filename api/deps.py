@@ -9,11 +9,11 @@ from fastapi import Depends, Request
 
 from api.auth import identity_of
 from api.cursors import CursorSigner, cursor_signer
-from shared import queues
+from shared.adapters import queues
+from shared.adapters.jobs import JobStore
 from shared.catalog import ProcessorCatalog
 from shared.jobs import Identity, JobService
 from shared.settings import Settings, get_settings
-from shared.store import JobStore
 
 
 @lru_cache(maxsize=1)

@@ -46,7 +46,7 @@ CASES: dict[str, str] = {
     "consumer": (
         "import functions.consumer.handler as h\n"
         "h.worker()\n"
-        "from shared import clients\n"
+        "from shared.adapters import clients\n"
         "clients.client('sqs'); clients.client('dynamodb')"
     ),
     "fastapi, mangum, boto3, pydantic": "import fastapi, mangum, boto3, pydantic",

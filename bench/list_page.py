@@ -47,11 +47,11 @@ def main() -> None:
         os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
 
         from api.main import handler
-        from shared import clients
+        from shared.adapters import clients
+        from shared.adapters.jobs import JobStore
         from shared.clock import iso, now_ms
         from shared.models import Job
         from shared.status import JobStatus
-        from shared.store import JobStore
         from tests.unit.api_events import http_event, user
         from tests.unit.conftest import FakeLambdaContext
 

@@ -9,7 +9,7 @@ import re
 import time
 from typing import Any
 
-from shared import clients
+from shared.adapters import clients
 from shared.errors import PermanentJobError
 from shared.settings import get_settings
 from shared.worker import JobContext

@@ -31,62 +31,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from shared import clients, lifecycle, queue_config, queues
+from shared import lifecycle
+from shared.adapters import policies, queues
+from shared.adapters.jobs import JobStore
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, JobqError, Unavailable
 from shared.jobs import Identity, JobService
-from shared.models import Job, JobPublic, QueueInfo, QueuePolicy
+from shared.models import Job, JobPublic, JobRef, QueueInfo, QueuePolicy
 from shared.queue_models import DeadLetter, DeadLetterList, PurgeResult, RedriveResult, Skipped
 from shared.status import FINISHED, JobStatus
-from shared.store import JobRef, JobStore
 
 REASON_ATTRIBUTE = "jobqFailureReason"
-
-
-def _sqs() -> Any:
-    return clients.client("sqs")
-
-
-def _unavailable(queue: QueueInfo, err: ClientError) -> Unavailable:
-    code = err.response.get("Error", {}).get("Code", "")
-    return Unavailable(f"the dead-letter queue of {queue.name} is unavailable ({code}); retry the request")
-
-
-def _receive(queue: QueueInfo, count: int, hold_seconds: int) -> list[dict[str, Any]]:
-    try:
-        out = _sqs().receive_message(
-            QueueUrl=queue.dlq_url,
-            MaxNumberOfMessages=max(1, min(10, count)),
-            VisibilityTimeout=hold_seconds,
-            WaitTimeSeconds=0,
-            MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-    except ClientError as err:
-        raise _unavailable(queue, err) from err
-    return list(out.get("Messages") or [])
-
-
-def _batch(queue: QueueInfo, messages: list[dict[str, Any]], action: str) -> None:
-    """Delete or release (visibility 0) messages, ten at a time; best effort for release."""
-    for start in range(0, len(messages), 10):
-        chunk = messages[start : start + 10]
-        try:
-            if action == "delete":
-                _sqs().delete_message_batch(
-                    QueueUrl=queue.dlq_url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
-                )
-            else:
-                _sqs().change_message_visibility_batch(
-                    QueueUrl=queue.dlq_url,
-                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for i, m in enumerate(chunk)],
-                )
-        except ClientError as err:
-            if action == "delete":
-                raise _unavailable(queue, err) from err
-            # Not released: they come back by themselves when their short visibility ends.
 
 
 def ref_of(message: dict[str, Any]) -> JobRef | None:
@@ -112,11 +67,11 @@ def peek(queue: QueueInfo, store: JobStore, *, limit: int, hold_seconds: int) ->
     empty = 0
     try:
         while len(messages) < limit and empty < 2:  # short polling samples servers: one empty answer is not proof
-            batch = _receive(queue, limit - len(messages), hold_seconds)
+            batch = queues.receive_dead_letters(queue, limit - len(messages), hold_seconds)
             empty = 0 if batch else empty + 1
             messages.extend(batch)
     finally:
-        _batch(queue, messages, "release")
+        queues.settle_dead_letters(queue, messages, "release")
     jobs = store.get_many(r for r in (ref_of(m) for m in messages) if r)
     letters = []
     for message in messages:
@@ -172,7 +127,7 @@ class _Redrive:
         except Conflict:
             self.result.skipped.append(Skipped(job_id=job_id, reason="the job changed meanwhile; redrive it again"))
             return False
-        except (Unavailable, ClientError):
+        except Unavailable:
             self.result.skipped.append(Skipped(job_id=job_id, reason="it could not be enqueued; redrive it again"))
             return False
         self.seen.add(ref)
@@ -202,7 +157,7 @@ def redrive(
     empty = 0
     try:
         while time.monotonic() < deadline and empty < 2 and not (wanted is not None and wanted <= handled):
-            messages = _receive(queue, 10, hold)
+            messages = queues.receive_dead_letters(queue, 10, hold)
             empty = 0 if messages else empty + 1
             done = []
             for message in messages:
@@ -215,9 +170,9 @@ def redrive(
                         handled.add(ref.job_id)
                 else:
                     held.append(message)
-            _batch(queue, done, "delete")
+            queues.settle_dead_letters(queue, done, "delete")
     finally:
-        _batch(queue, held, "release")
+        queues.settle_dead_letters(queue, held, "release")
     owner = user_id or caller.user_id
     for job_id in sorted((wanted or set()) - handled):
         job = jobs.store.get(owner, job_id)
@@ -246,12 +201,12 @@ def _fail_for_good(jobs: JobService, queue: QueueInfo, job: Job, reason: str, po
 
 def purge(queue: QueueInfo, jobs_service: JobService, *, budget_seconds: float) -> PurgeResult:
     """Delete the DLQ's messages; jobs that still claim to run are marked failed."""
-    policy = queue_config.get_policy(queue)
+    policy = policies.get_policy(queue)
     result = PurgeResult(purged=0, marked_failed=[], remaining=0)
     deadline = time.monotonic() + budget_seconds
     empty = 0
     while time.monotonic() < deadline and empty < 2:
-        messages = _receive(queue, 10, int(budget_seconds) + 30)
+        messages = queues.receive_dead_letters(queue, 10, int(budget_seconds) + 30)
         empty = 0 if messages else empty + 1
         if not messages:
             continue
@@ -259,7 +214,7 @@ def purge(queue: QueueInfo, jobs_service: JobService, *, budget_seconds: float) 
         for job in jobs.values():
             if job.queue == queue.name and _fail_for_good(jobs_service, queue, job, "dead letter purged: the consumer never finished it", policy):
                 result.marked_failed.append(job.job_id)
-        _batch(queue, messages, "delete")
+        queues.settle_dead_letters(queue, messages, "delete")
         result.purged += len(messages)
     result.remaining = queues.dead_letter_depth(queue)
     return result

@@ -1,7 +1,7 @@
 """Job use cases the API calls: create (single, idempotent, deduplicated, bulk), read, list,
 cancel, retry, logs, and registering HTTP targets.
 
-Job ids are scoped by owner in the table (shared/store.py): every read and write names
+Job ids are scoped by owner in the table (shared/adapters/jobs.py): every read and write names
 ``(user_id, job_id)``, and a caller's requests name the caller's own namespace unless an
 admin passes another owner. So no create path (jobId, Idempotency-Key, deduplication) can
 find, return or collide with another user's job: there is nothing to check, the other
@@ -16,21 +16,22 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from shared import admission, lifecycle, queues, scheduler
+from shared import admission, lifecycle
 from shared.access import Action, Identity, QueueAccess, allows, authorize
+from shared.adapters import queues, scheduler
+from shared.adapters.jobs import JobStore
+from shared.adapters.policies import get_policy
+from shared.adapters.queues import QueueDirectory
 from shared.adapters.scheduler import EventBridgeDelayedSchedules
 from shared.adapters.sqs import SqsJobMessages
 from shared.admission import AdmissionCounters
 from shared.admission_store import DynamoAdmissionCounters
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Forbidden, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
-from shared.models import HttpTarget, Job, JobCreate, QueueInfo, json_size
+from shared.models import HttpTarget, Job, JobCreate, JobRef, QueueInfo, json_size
 from shared.observability import emit, logger
-from shared.queue_config import get_policy
-from shared.queues import QueueDirectory
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
-from shared.store import JobRef, JobStore
 from shared.transitions import Transitions
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600

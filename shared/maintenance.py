@@ -22,16 +22,7 @@ Health, per queue, every few minutes (``Maintenance.check_health``):
   ``QUEUE#<q> / HEALTH`` (read by GET /queues and GET /health/detailed) and emitted as
   metrics.
 
-Retention, per queue, hourly (``Maintenance.clean``): the queue's policy
-(shared/queue_config.py) removes ``completed`` jobs by ``removeOnComplete`` and
-``failed``/``cancelled`` jobs by ``removeOnFail``: older than ``maxAgeSeconds``, and
-beyond the newest ``maxCount``. Queries of ``QUEUE#<q>#<status>`` on byQueueStatus
-(oldest first, ``created_before``), never a Scan; each delete is conditional on the job's
-status and version, so a job retried meanwhile is kept. Every finished job also carries
-the table's TTL (``expiresAt``, stamped when it finishes), which removes it for free if
-no policy does first; idempotency and deduplication markers and schedule run markers are
-removed by that TTL alone (they are keyed by a digest, so only TTL can find them without a
-Scan, and readers already treat an expired marker as absent).
+Retention, per queue, hourly, is shared/retention.py; what the runs store is shared/adapters/reports.py.
 """
 
 from __future__ import annotations
@@ -40,23 +31,23 @@ import functools
 import json
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from pydantic import Field
 
-from shared import lifecycle, queue_config, queues, stats
-from shared.adapters import counters, reports
+from shared import lifecycle, stats
+from shared.adapters import counters, policies, queues, reports
+from shared.adapters.jobs import JobStore
+from shared.adapters.queues import QueueDirectory
 from shared.adapters.sqs import SqsJobMessages
 from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, JobqError
-from shared.models import CamelModel, Job, QueueDepth, QueueInfo, QueuePolicy, Retention
-from shared.observability import NAMESPACE, emit, logger
-from shared.queues import QueueDirectory
+from shared.models import CamelModel, Job, JobRef, QueueDepth, QueueInfo, QueuePolicy
+from shared.observability import NAMESPACE, logger
+from shared.retention import Retention
 from shared.settings import Settings, get_settings
 from shared.status import JobStatus
-from shared.store import JobRef, JobStore
 from shared.transitions import Transitions
 
 HealthStatus = Literal["healthy", "warning", "error"]
@@ -122,22 +113,6 @@ class HealthRun(CamelModel):
     # metric buckets missed them; every queue's health is ``error`` while any wait there.
     discarded_stream_batches: int | None = None
     reasons: list[str] = Field(default_factory=list)
-
-
-class Removed(CamelModel):
-    by_age: int = 0
-    by_count: int = 0
-
-
-class CleanupRun(CamelModel):
-    """What one CleanupFunction run removed (``MAINTENANCE / CLEANUP``)."""
-
-    ran_at: str
-    duration_ms: int
-    removed: dict[str, dict[str, Removed]] = Field(default_factory=dict)  # queue -> status -> counts
-    total_removed: int = 0
-    incomplete: bool = False  # stopped at its time or delete budget; the next run goes on
-    errors: dict[str, str] = Field(default_factory=dict)
 
 
 # ---- thresholds (pure) -------------------------------------------------------------------------------
@@ -220,13 +195,10 @@ def read_last_health_run() -> HealthRun | None:
     return HealthRun.model_validate(report) if report else None
 
 
-def read_last_cleanup_run() -> CleanupRun | None:
-    report = reports.get_run("CLEANUP")
-    return CleanupRun.model_validate(report) if report else None
-
-
 # ---- the runs ---------------------------------------------------------------------------------------------
-class Maintenance:
+class Maintenance(Retention):
+    """The health sweep and, from Retention, the cleanup: what the HealthFunction and the CleanupFunction run."""
+
     @classmethod
     @functools.cache
     def for_this_container(cls) -> Maintenance:
@@ -241,7 +213,7 @@ class Maintenance:
         settings: Settings,
         *,
         clock: Callable[[], int] = now_ms,
-        policy: Callable[[QueueInfo], QueuePolicy] = queue_config.get_policy,
+        policy: Callable[[QueueInfo], QueuePolicy] = policies.get_policy,
         transitions: Transitions | None = None,
     ) -> None:
         self.store = store
@@ -260,7 +232,7 @@ class Maintenance:
         discarded = self._discarded_stream_batches(errors)
         previous = read_last_health_run()
         # New discarded batches: recount every queue now rather than at the next interval.
-        force = bool(discarded) and discarded > ((previous.discarded_stream_batches or 0) if previous else 0)
+        force = discarded is not None and discarded > ((previous.discarded_stream_batches or 0) if previous else 0)
         for queue in sorted(self.directory.all(refresh=True).values(), key=lambda q: q.name):
             try:
                 results[queue.name] = self.check_queue(queue, discarded_stream_batches=discarded or 0, force_recount=force)
@@ -386,11 +358,6 @@ class Maintenance:
         metrics.add_metric("OrphanedJobsEnqueued", MetricUnit.Count, health.recovery.orphans_enqueued + health.recovery.overdue_enqueued)
         metrics.flush_metrics()
 
-    def _page(
-        self, queue: QueueInfo, status: JobStatus, *, limit: int, newest_first: bool, cursor: str | None = None, before: str | None = None
-    ) -> tuple[list[Job], str | None]:
-        return self.store.page_by_queue(queue.name, status, limit=limit, cursor=cursor, newest_first=newest_first, created_before=before)
-
     # ---- stalled jobs ------------------------------------------------------------------------------------
     def recover_stalled(self, queue: QueueInfo) -> Recovery:
         recovery = Recovery()
@@ -468,124 +435,7 @@ class Maintenance:
             logger.warning("could not enqueue some jobs; the next run retries", extra={"queue": queue.name, "count": len(unsent)})
         return [ref for ref in refs if ref not in unsent]
 
-    # ---- retention ------------------------------------------------------------------------------------------
-    def clean(self, *, time_left_ms: Callable[[], int] | None = None, max_deletes: int = 50_000) -> CleanupRun:
-        """Apply every queue's retention; stops early (``incomplete``) when time or the delete budget runs out."""
-        started = time.monotonic()
-        now = self.clock()
-        run = CleanupRun(ran_at=iso(now), duration_ms=0)
-        budget = _Budget(max_deletes, time_left_ms)
-        for queue in sorted(self.directory.all(refresh=True).values(), key=lambda q: q.name):
-            try:
-                policy = self.policy(queue)
-                counts = counters.read_counts(queue.name)
-                rules = (
-                    (JobStatus.COMPLETED, policy.remove_on_complete),
-                    (JobStatus.FAILED, policy.remove_on_fail),
-                    (JobStatus.CANCELLED, policy.remove_on_fail),
-                )
-                for status, retention in rules:
-                    removed = self.apply_retention(queue, status, retention, counts.get(status.value), budget)
-                    if removed.by_age or removed.by_count:
-                        run.removed.setdefault(queue.name, {})[status.value] = removed
-                        run.total_removed += removed.by_age + removed.by_count
-                        emit("JobsRemoved", queue.name, removed.by_age + removed.by_count)
-            except JobqError as err:
-                run.errors[queue.name] = err.message
-                logger.error("retention of a queue failed", extra={"queue": queue.name, "error": err.message})
-        run.incomplete = budget.exhausted
-        run.duration_ms = int((time.monotonic() - started) * 1000)
-        reports.put_run("CLEANUP", run)
-        logger.info("retention applied", extra={"removed": run.total_removed, "incomplete": run.incomplete})
-        return run
-
-    def apply_retention(self, queue: QueueInfo, status: JobStatus, retention: Retention, counted: int | None, budget: _Budget) -> Removed:
-        removed = Removed()
-        if retention.max_age_seconds is not None:
-            removed.by_age = self._remove_older_than(queue, status, self.clock() - retention.max_age_seconds * 1000, budget)
-        # The counters say whether there is anything beyond the newest N: the newest N are read only then
-        # (or when the counters show nothing, which costs one empty Query if that is the truth).
-        if retention.max_count is not None and (not counted or counted - removed.by_age > retention.max_count):
-            removed.by_count = self._remove_beyond(queue, status, retention.max_count, budget)
-        return removed
-
-    def _remove_older_than(self, queue: QueueInfo, status: JobStatus, cutoff: int, budget: _Budget) -> int:
-        """Jobs of ``status`` that finished before ``cutoff``: oldest first, only those created before it."""
-        removed = 0
-        cursor: str | None = None
-        while not budget.exhausted:
-            jobs, cursor = self._page(queue, status, limit=self.settings.maintenance_batch, newest_first=False, cursor=cursor, before=iso(cutoff))
-            removed += self._delete([j for j in jobs if _finished_at(j) < cutoff], budget)
-            if cursor is None:
-                break
-        return removed
-
-    def _remove_beyond(self, queue: QueueInfo, status: JobStatus, keep: int, budget: _Budget) -> int:
-        """All but the newest ``keep`` jobs of ``status``."""
-        boundary: str | None = None
-        if keep > 0:
-            seen = 0
-            cursor: str | None = None
-            while seen < keep:
-                jobs, cursor = self._page(queue, status, limit=min(1000, keep - seen), newest_first=True, cursor=cursor)
-                seen += len(jobs)
-                if jobs and seen >= keep:
-                    last = jobs[keep - (seen - len(jobs)) - 1]
-                    boundary = f"{last.created_at}#{last.job_id}"
-                if cursor is None:
-                    break
-            if boundary is None:
-                return 0  # fewer than ``keep``
-        removed = 0
-        cursor = None
-        while not budget.exhausted:
-            jobs, cursor = self._page(
-                queue, status, limit=self.settings.maintenance_batch, newest_first=False, cursor=cursor, before=boundary or "~"
-            )
-            removed += self._delete(jobs, budget)
-            if cursor is None:
-                break
-        return removed
-
-    def _delete(self, jobs: list[Job], budget: _Budget) -> int:
-        jobs = jobs[: budget.take(len(jobs))]
-        if not jobs:
-            return 0
-        with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
-            return sum(pool.map(self._delete_one, jobs))
-
-    def _delete_one(self, job: Job) -> int:
-        """Delete a finished job unless it changed since it was read (a retry, say)."""
-        return int(self.store.delete_unchanged(job))
-
-
-class _Budget:
-    """How many more deletes this run may do, and whether its time is up."""
-
-    def __init__(self, deletes: int, time_left_ms: Callable[[], int] | None, reserve_ms: int = 10_000) -> None:
-        self.left = deletes
-        self.time_left_ms = time_left_ms
-        self.reserve_ms = reserve_ms
-        self.stopped = False
-
-    @property
-    def exhausted(self) -> bool:
-        if self.left <= 0 or self.stopped:
-            return True
-        if self.time_left_ms is not None and self.time_left_ms() < self.reserve_ms:
-            self.stopped = True
-        return self.stopped
-
-    def take(self, wanted: int) -> int:
-        granted = 0 if self.exhausted else min(wanted, self.left)
-        self.left -= granted
-        return granted
-
-
 def _token(job: Job | JobRef) -> str:
     return json.dumps([job.user_id, job.job_id], separators=(",", ":"))
 
 
-def _finished_at(job: Job) -> int:
-    stamp = job.completed_at or job.failed_at or job.cancelled_at or job.updated_at
-    return parse_iso(stamp)

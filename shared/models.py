@@ -7,6 +7,7 @@ import json
 import re
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -526,8 +527,20 @@ def json_size(value: Any) -> int:
 
 
 class QueueDepth(CamelModel):
-    """SQS's approximate message counts of the queue (wake-up calls, not jobs): see ``shared.queues.depths``."""
+    """SQS's approximate message counts of the queue (wake-up calls, not jobs): see ``shared.adapters.queues.depths``."""
 
     visible: int = 0
     in_flight: int = 0
     delayed: int = 0
+
+
+@dataclass(frozen=True, order=True)
+class JobRef:
+    """A job's address: its owner's user id and its id (unique per owner, not globally)."""
+
+    user_id: str
+    job_id: str
+
+    @classmethod
+    def of(cls, job: Job) -> JobRef:
+        return cls(job.user_id, job.job_id)

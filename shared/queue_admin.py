@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from shared import dead_letters, maintenance, queue_config, queues, stats
+from shared import dead_letters, maintenance, stats
 from shared.access import Action, Identity, allows, authorize
-from shared.adapters import counters
+from shared.adapters import counters, policies, queues
 from shared.adapters.consumer_switch import consumer_state, set_consumer_enabled
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Invalid, NotFound
@@ -63,14 +64,14 @@ class QueueService:
         if name not in known:
             valid = ", ".join(sorted(known)) or "none configured"
             raise NotFound(f"queue '{name}' not found; queues: {valid}")
-        authorize(caller, Action.VIEW, queue_config.get_policy(known[name]).access, queue=name)
+        authorize(caller, Action.VIEW, policies.get_policy(known[name]).access, queue=name)
         return known[name]
 
     # ---- summaries -------------------------------------------------------------------------------
     def overview(self, caller: Identity) -> list[QueueSummary]:
         """Every queue the caller may see: all for admins and readers, those its groups read or operate for others."""
         known = [
-            q for q in sorted(self.directory.all().values(), key=lambda q: q.name) if allows(caller, Action.VIEW, queue_config.get_policy(q).access)
+            q for q in sorted(self.directory.all().values(), key=lambda q: q.name) if allows(caller, Action.VIEW, policies.get_policy(q).access)
         ]
         if not known and not caller.sees_everything:
             authorize(caller, Action.INSPECT)
@@ -89,7 +90,7 @@ class QueueService:
         now = now_ms()
         current = counters.read_stats(queue.name)
         hour = stats.summarize(counters.read_buckets(queue.name, now - HOUR_MS + 1, "minute"))
-        policy = queue_config.get_policy(queue)
+        policy = policies.get_policy(queue)
         depth, dlq_depth = queues.depths(queue)
         oldest = maintenance.oldest_waiting_age(self.store, queue, now)
         # The HealthFunction's thresholds (shared/maintenance.py), on what this summary read just now.
@@ -148,10 +149,10 @@ class QueueService:
             if target is None:
                 if self.jobs.catalog.is_code_type(queue.name, job_type):
                     raise Conflict(f"type '{job_type}' on queue '{queue.name}' is handled by a code processor")
-                queue_config.delete_target(queue.name, job_type)
+                policies.delete_target(queue.name, job_type)
             else:
                 self.jobs.put_http_target(queue.name, job_type, target, caller)  # validates the URL, like PUT
-        changes = {
+        changes: dict[str, Any] = {
             field: getattr(patch, field)
             for field in ("default_attempts", "default_backoff", "remove_on_complete", "remove_on_fail")
             if field in patch.model_fields_set and getattr(patch, field) is not None
@@ -160,7 +161,7 @@ class QueueService:
         changes.update({field: getattr(patch, field) for field in ("max_unfinished_jobs", "max_unfinished_jobs_per_user") if field in patch.model_fields_set})
         if patch.access is not None:
             changes["access"] = patch.access
-        policy = queue_config.update_policy(queue, lambda p: p.model_copy(update=changes)) if changes else queue_config.get_policy(queue)
+        policy = policies.update_policy(queue, lambda p: p.model_copy(update=changes)) if changes else policies.get_policy(queue)
         logger.info("queue policy changed", extra={"queue": queue.name, "fields": sorted(patch.model_fields_set)})
         return self._configuration(queue, policy)
 
@@ -174,7 +175,7 @@ class QueueService:
     def _switch(self, queue: QueueInfo, *, paused: bool) -> PauseState:
         # The mapping first: if that fails, the policy still tells the truth.
         state = set_consumer_enabled(queue, enabled=not paused)
-        policy = queue_config.update_policy(queue, lambda p: p.model_copy(update={"paused": paused}))
+        policy = policies.update_policy(queue, lambda p: p.model_copy(update={"paused": paused}))
         logger.info("queue paused" if paused else "queue resumed", extra={"queue": queue.name, "consumer_state": state})
         return PauseState(name=queue.name, paused=policy.paused, is_active=not policy.paused, consumer_state=state)
 

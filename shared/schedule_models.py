@@ -1,6 +1,6 @@
 """Models of recurring schedules as clients send and see them (``/schedules``).
 
-Free of boto3 and the web stack, so the Python client (jobq_client) types its results with
+Free of the AWS SDK and the web stack, so the Python client (jobq_client) types its results with
 these very classes; shared/schedules.py holds the use cases and the table.
 """
 
@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from shared import cron, strict_json
+from shared.cron import Recurrence
 from shared.models import CamelModel, JobOptions, representable
 
 SCHEDULE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$"
@@ -139,7 +140,7 @@ class Schedule(CamelModel):
     schedule_name: str = ""  # the EventBridge Scheduler schedule
     version: int = 1
 
-    def recurrence(self) -> cron.Recurrence:
+    def recurrence(self) -> Recurrence:  # the field ``cron`` shadows the module in the class body
         return cron.recurrence(cron=self.cron, every_ms=self.every, timezone=self.timezone)
 
 

@@ -66,7 +66,7 @@ class Settings(BaseModel):
     # Only the local stack sets this: plain http targets on loopback.
     allow_loopback_http_targets: bool = False
 
-    # EventBridge Scheduler (shared/scheduler.py): the stack's schedule group, the role its
+    # EventBridge Scheduler (shared/adapters/scheduler.py): the stack's schedule group, the role its
     # schedules assume, and the function recurring schedules invoke.
     schedule_group: str = ""
     scheduler_role_arn: str = ""

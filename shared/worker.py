@@ -16,17 +16,18 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from shared import lifecycle, queue_config, queues, strict_json
+from shared import lifecycle, strict_json
+from shared.adapters import policies, queues
+from shared.adapters.jobs import JobStore
 from shared.adapters.sqs import SqsJobMessages
 from shared.backoff import backoff_seconds
 from shared.clock import now_ms, parse_iso
 from shared.errors import Conflict, PermanentJobError, Unavailable
 from shared.lifecycle import Change, Guard
-from shared.models import Job, QueueInfo, QueuePolicy, json_size
+from shared.models import Job, JobRef, QueueInfo, QueuePolicy, json_size
 from shared.observability import logger
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
-from shared.store import JobRef, JobStore
 from shared.transitions import DeliveryRef, Transitions
 
 Processor = Callable[["JobContext"], Any]
@@ -199,7 +200,7 @@ class Worker:
         *,
         clock: Callable[[], int] = now_ms,
         messages: SqsJobMessages | None = None,
-        policy: Callable[[QueueInfo], QueuePolicy] = queue_config.get_policy,
+        policy: Callable[[QueueInfo], QueuePolicy] = policies.get_policy,
         transitions: Transitions | None = None,
     ) -> None:
         self.store = store
@@ -217,7 +218,7 @@ class Worker:
         ref = queues.ref_of_body(delivery.body)
         if ref is None:
             logger.error("malformed message moved to the DLQ", extra={"message_id": delivery.message_id})
-            queues.send_to_dead_letters(delivery.queue, delivery.body, reason="malformed message: no jobId and userId")
+            queues.send_to_dead_letters(delivery.queue, delivery.body, reason="malformed message: no jobId and userId")  # raises if it cannot: the message stays
             return Outcome.SKIPPED
         message = _message_of(delivery.body)
         lease_ms = remaining_ms if remaining_ms is not None else self.settings.default_lease_seconds * 1000
@@ -379,9 +380,9 @@ class Worker:
         if job.cancel_requested:
             ending = Ending("cancel", ending.attempt, processing_ms=ending.processing_ms)
         change = replace(self._change(job, ending, None), guard=Guard.ATTEMPT, token=None, unless_cancel_requested=ending.operation != "cancel")
-        ref = DeliveryRef(delivery.receipt_handle, delivery.body)
+        handle = DeliveryRef(delivery.receipt_handle, delivery.body)
         try:
-            self.transitions.apply(change, delivery.queue, delivery=ref, within_ms=self._left(deadline))
+            self.transitions.apply(change, delivery.queue, delivery=handle, within_ms=self._left(deadline))
         except Conflict:
             if self._changed_only_by_cancel(ref, ending):
                 return self._write_kept(ref, ending, delivery, deadline)

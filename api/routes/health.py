@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from api.deps import Jobs
 from api.envelope import Envelope
 from api.models import Health, LivenessCheck
-from shared import queues
+from shared.adapters import queues
 from shared.clock import iso, now_ms
 from shared.errors import JobqError
 

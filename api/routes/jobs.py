@@ -17,6 +17,7 @@ from shared.models import (
     BulkCreate,
     BulkItemResult,
     BulkResult,
+    Job,
     JobCreate,
     JobPage,
     JobPublic,
@@ -50,7 +51,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _page(jobs: list, next_cursor: str | None) -> Envelope[JobPage]:  # type: ignore[type-arg]
+def _page(jobs: list[Job], next_cursor: str | None) -> Envelope[JobPage]:
     return Envelope(data=JobPage(jobs=[JobPublic.of(j) for j in jobs], next_cursor=next_cursor))
 
 
@@ -64,8 +65,8 @@ def _listing(*parts: object) -> str:
     status_code=201,
     response_model=Envelope[JobPublic],
     summary="Create a job",
-    responses={200: {"model": Envelope[JobPublic], "description": "The job already exists (same jobId, Idempotency-Key or deduplication key): it is returned"}}
-    | error_responses(400, 401, 403, 409, 413, 429, 503),
+    responses=error_responses(400, 401, 403, 409, 413, 429, 503)
+    | {200: {"model": Envelope[JobPublic], "description": "The job already exists (same jobId, Idempotency-Key or deduplication key): it is returned"}},
 )
 def create_job(
     body: JobCreate, caller: CurrentUser, jobs: Jobs, response: Response, idempotency_key: IdempotencyKey = None
@@ -165,8 +166,7 @@ def get_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, user_id: Owner = Non
     summary="Cancel a job",
     description="A waiting or delayed job is cancelled at once (200). An active job is marked (202): its processor "
     "stops at its next progress report and the job ends `cancelled`. A finished job: 409.",
-    responses={202: {"model": Envelope[JobPublic], "description": "Cancellation requested; the job is still active"}}
-    | error_responses(401, 404, 409),
+    responses=error_responses(401, 404, 409) | {202: {"model": Envelope[JobPublic], "description": "Cancellation requested; the job is still active"}},
 )
 def cancel_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, response: Response, user_id: Owner = None) -> Envelope[JobPublic]:
     job = jobs.cancel(job_id, caller, user_id=user_id)

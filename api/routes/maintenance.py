@@ -13,7 +13,8 @@ from api.deps import CurrentUser, Jobs
 from api.envelope import Envelope, error_responses
 from api.models import DetailedHealth, MaintenanceRuns
 from api.routes.scheduler import check
-from shared import cron, maintenance, queues, scheduler
+from shared import cron, maintenance, retention
+from shared.adapters import queues, scheduler
 from shared.clock import iso, now_ms, parse_iso
 
 router = APIRouter(tags=["health"])
@@ -51,7 +52,7 @@ def detailed_health(caller: CurrentUser, jobs: Jobs) -> JSONResponse:
     health_run = cleanup_run = None
     if checks["dynamodb"].status == "up":
         health_run = maintenance.read_last_health_run()
-        cleanup_run = maintenance.read_last_cleanup_run()
+        cleanup_run = retention.read_last_cleanup_run()
     now = now_ms()
     if health_run is None:
         reasons.append("the HealthFunction has not reported yet")

@@ -18,8 +18,8 @@ from api.deps import CurrentUser, Jobs
 from api.envelope import Envelope, error_responses
 from api.models import Check, DelayedJobCreate, SchedulerHealth, SchedulerMetrics, SchedulerStats
 from api.routes.schedules import ScheduleName, Schedules
-from shared import maintenance, scheduler
-from shared.adapters import counters
+from shared import maintenance
+from shared.adapters import counters, scheduler
 from shared.clock import iso, now_ms
 from shared.errors import JobqError
 from shared.jobs import JobService

@@ -14,12 +14,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from processors.registry import ProcessorRegistry
-from shared import queues
+from shared.adapters import queues
+from shared.adapters.jobs import JobStore
 from shared.catalog import ProcessorCatalog
 from shared.errors import JobqError
 from shared.observability import emit, job_log_keys, logger, traced
 from shared.settings import get_settings
-from shared.store import JobStore
 from shared.worker import Delivery, RetryLater, Worker
 
 # Leave the lease a little longer than the invocation can live, so a redelivery never

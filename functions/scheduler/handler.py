@@ -1,7 +1,7 @@
 """The SchedulerFunction: what a recurring EventBridge Scheduler schedule invokes.
 
 Scheduler invokes it asynchronously with the schedule's target Input, its context
-attributes filled in (shared/scheduler.py ``firing_input``)::
+attributes filled in (shared/adapters/scheduler.py ``firing_input``)::
 
     {"jobq": "schedule-firing", "schedule": "nightly-report",
      "scheduledTime": "2030-01-01T07:00:00Z", "executionId": "...", "attempt": "1"}
@@ -18,13 +18,13 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import queues
+from shared.adapters import queues
+from shared.adapters.jobs import JobStore
 from shared.catalog import ProcessorCatalog
 from shared.jobs import JobService
 from shared.observability import logger, traced
 from shared.schedules import ScheduleService, ScheduleStore
 from shared.settings import get_settings
-from shared.store import JobStore
 
 
 @lru_cache(maxsize=1)

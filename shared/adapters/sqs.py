@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared import clients, queues
+from shared.adapters import clients, queues
 from shared.adapters.aws_errors import aws_errors
-from shared.models import Job, QueueInfo
-from shared.store import JobRef
+from shared.models import Job, JobRef, QueueInfo
 
 MAX_VISIBILITY_SECONDS = 43_200  # SQS: 12 hours
 
@@ -30,5 +29,4 @@ class SqsJobMessages:
             )
 
     def dead_letter(self, queue: QueueInfo, job: Job, *, reason: str, body: str | None = None) -> None:
-        with aws_errors(f"cannot copy job {job.job_id} to the dead-letter queue of {queue.name}"):
-            queues.send_to_dead_letters(queue, body or queues.message_body(JobRef.of(job), queue.name), reason=reason)
+        queues.send_to_dead_letters(queue, body or queues.message_body(JobRef.of(job), queue.name), reason=reason)

@@ -3,15 +3,16 @@ scheduling and maintenance integration tests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import boto3
 import httpx
 
+from shared.adapters.jobs import to_item
 from shared.models import Job
-from shared.store import to_item
 from tests.integration.conftest import STACK_NAME, LocalStackProcess
 
 
@@ -45,3 +46,11 @@ def clock_moved(stack: LocalStackProcess, seconds: float) -> Iterator[None]:
         yield
     finally:
         control(stack, "clock", {"offsetSeconds": 0})
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float, interval: float = 0.3) -> None:
+    """Poll ``predicate`` until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(interval)

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from shared.adapters.scheduler import delay_schedule_name
 from shared.clock import parse_iso
-from shared.scheduler import delay_schedule_name
-from shared.store import JobRef
+from shared.models import JobRef
 from tests.integration.conftest import STACK_NAME, LocalStackProcess, wait_for_status
 from tests.integration.local_control import aws, clock_moved, control, schedule_names
 from tests.target_server import TargetServer

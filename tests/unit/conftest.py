@@ -13,12 +13,12 @@ from moto import mock_aws
 
 from infra.local.provision import Provisioner
 from processors.registry import ProcessorRegistry
-from shared import clients, queues
+from shared.adapters import clients, queues
+from shared.adapters.jobs import JobStore, to_item
 from shared.catalog import ProcessorCatalog
 from shared.models import Job, QueueInfo
 from shared.settings import Settings, get_settings
 from shared.status import JobStatus
-from shared.store import JobStore, to_item
 from shared.worker import Worker
 
 STACK = "jobq"  # as samconfig.toml deploys it, so the ARNs in events/ match

@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from shared import clients
+from shared.adapters import clients
 
 
 def _json_error(status: int, code: str, message: str) -> tuple[int, str, str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared import clients, queues
+from shared.adapters import clients, queues
 from shared.catalog import ProcessorCatalog
 from shared.clock import iso, now_ms
 from shared.jobs import Identity, JobService

@@ -13,7 +13,7 @@ from typing import Any
 from functions.events.handler import handler
 from infra.local.cfn import load_template
 from infra.local.streams import build_stream_event, matches_filters
-from shared import clients
+from shared.adapters import clients
 from tests.unit.conftest import FakeLambdaContext
 
 ROOT = Path(__file__).resolve().parents[2]

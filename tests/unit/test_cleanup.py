@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from functions.cleanup.handler import handler as cleanup_handler
-from shared import queue_config, queues
+from shared.adapters import policies, queues
 from shared.clock import now_ms
-from shared.maintenance import Maintenance, _Budget, read_last_cleanup_run
+from shared.maintenance import Maintenance
 from shared.models import QueueInfo, QueuePolicy, Retention
+from shared.retention import _Budget, read_last_cleanup_run
 from shared.status import JobStatus
 from tests.unit.conftest import FakeLambdaContext, Stack, arrange
 from tests.unit.scheduling import put_job
@@ -31,7 +32,7 @@ SCHEDULED_EVENT = {
 
 @pytest.fixture
 def maintenance(stack: Stack) -> Maintenance:
-    queue_config.reset_cache()
+    policies.reset_cache()
     return Maintenance(stack.store, queues.directory(), stack.settings)
 
 
@@ -39,7 +40,7 @@ def retain(stack: Stack, *, complete: Retention | None = None, fail: Retention |
     info = stack.queues[queue]
     policy = QueuePolicy.defaults_for(info)
     policy = policy.model_copy(update={k: v for k, v in (("remove_on_complete", complete), ("remove_on_fail", fail)) if v is not None})
-    queue_config.put_policy(info, policy)
+    policies.put_policy(info, policy)
 
 
 def finished(stack: Stack, status: JobStatus, count: int, *, age_ms: int = 0, queue: str = "email-sending") -> list[str]:

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from functions.consumer.handler import handler
+from shared.adapters.jobs import _job_key
 from shared.catalog import ProcessorCatalog
 from shared.clock import now_ms
 from shared.jobs import Identity, JobService
 from shared.models import HttpTarget, JobCreate
 from shared.status import JobStatus
-from shared.store import _job_key
 from shared.worker import Delivery, Outcome, RetryLater
 from tests.target_server import TargetServer
 from tests.unit.conftest import FakeLambdaContext, Stack, arrange, sqs_event
@@ -31,7 +31,7 @@ def target() -> Iterator[TargetServer]:
 
 
 def service(stack: Stack) -> JobService:
-    from shared import queues
+    from shared.adapters import queues
 
     return JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
 
@@ -203,7 +203,7 @@ def test_a_job_of_a_type_without_processor_fails_permanently(stack: Stack) -> No
     jobs = service(stack)
     jobs.put_http_target("email-sending", "gone", HttpTarget(url="http://127.0.0.1:9/x"), ADMIN)
     job, _ = jobs.create(JobCreate(queue="email-sending", type="gone", data={}), ALICE)
-    from shared import clients
+    from shared.adapters import clients
 
     clients.client("dynamodb").delete_item(
         TableName=stack.table_name, Key={"pk": {"S": "QUEUE#email-sending"}, "sk": {"S": "TARGET#gone"}}
@@ -216,7 +216,7 @@ def test_a_job_of_a_type_without_processor_fails_permanently(stack: Stack) -> No
 
 
 def test_a_malformed_message_goes_to_the_dlq(stack: Stack) -> None:
-    from shared import clients
+    from shared.adapters import clients
 
     clients.client("sqs").send_message(QueueUrl=stack.queues["email-sending"].queue_url, MessageBody="not json")
 
@@ -230,7 +230,7 @@ def test_a_delayed_job_woken_early_goes_back_to_sleep(stack: Stack, target: Targ
     job = stack.store.require("alice", job_id)
     assert job.status is JobStatus.DELAYED
     assert stack.receive("email-sending") == []  # SQS holds it for the delay
-    from shared import clients
+    from shared.adapters import clients
 
     clients.client("sqs").send_message(
         QueueUrl=stack.queues["email-sending"].queue_url, MessageBody=f'{{"jobId": "{job_id}", "userId": "alice"}}'
@@ -246,7 +246,7 @@ def test_a_delayed_job_woken_early_goes_back_to_sleep(stack: Stack, target: Targ
 
 
 def test_a_message_that_keeps_killing_the_consumer_reaches_the_dlq_through_the_redrive_policy(stack: Stack) -> None:
-    from shared import clients
+    from shared.adapters import clients
 
     sqs = clients.client("sqs")
     queue = stack.queues["email-sending"]
@@ -263,12 +263,12 @@ def test_a_message_that_keeps_killing_the_consumer_reaches_the_dlq_through_the_r
 
 
 def test_a_finished_job_expires_by_its_queues_retention(stack: Stack, target: TargetServer) -> None:
-    from shared import clients, queue_config
+    from shared.adapters import clients, policies
     from shared.models import QueuePolicy, Retention
 
     queue = stack.queues["email-sending"]
-    queue_config.put_policy(queue, QueuePolicy.defaults_for(queue).model_copy(update={"remove_on_complete": Retention(max_age_seconds=3600)}))
-    queue_config.reset_cache()
+    policies.put_policy(queue, QueuePolicy.defaults_for(queue).model_copy(update={"remove_on_complete": Retention(max_age_seconds=3600)}))
+    policies.reset_cache()
     job_id = add_job(stack, target, "/ok")
 
     deliver(stack)

@@ -8,8 +8,7 @@ from typing import Any
 
 from api.main import handler as api_handler
 from functions.consumer.handler import handler as consumer_handler
-from shared import queues
-from shared.adapters import counters
+from shared.adapters import counters, queues
 from shared.jobs import Identity, JobService
 from shared.models import JobCreate
 from shared.status import JobStatus

@@ -10,15 +10,14 @@ from typing import Any
 import pytest
 
 from api.main import handler as api_handler
-from shared import queue_config, queues
+from shared.adapters import policies, queues
 from shared.catalog import ProcessorCatalog
 from shared.clock import iso, now_ms
 from shared.jobs import Identity, JobService
 from shared.lifecycle import MAX_ERROR_CHARS, MAX_HISTORY, MAX_RECORD_ERROR_CHARS
 from shared.maintenance import Maintenance
-from shared.models import AttemptRecord, HttpTarget, JobCreate
+from shared.models import AttemptRecord, HttpTarget, JobCreate, JobRef
 from shared.status import JobStatus
-from shared.store import JobRef
 from shared.worker import Delivery, JobContext, Outcome, RetryLater
 from tests.target_server import TargetServer
 from tests.unit.api_events import http_event, user
@@ -128,7 +127,7 @@ def test_the_dead_letter_copy_of_a_failed_job_is_not_lost_when_sqs_fails(stack: 
 
 
 def test_one_sqs_error_in_the_health_sweep_stops_neither_the_queue_nor_the_others(stack: Stack) -> None:
-    queue_config.reset_cache()
+    policies.reset_cache()
     dying = put_job(stack, JobStatus.ACTIVE, attempts=3, max_attempts=3, lease_until=now_ms() - 60_000, lease_token="gone")
     stalled = put_job(stack, JobStatus.ACTIVE, attempts=1, lease_until=now_ms() - 60_000, lease_token="gone")
     dlq_url = stack.queues[QUEUE].dlq_url

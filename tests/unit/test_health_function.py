@@ -7,12 +7,12 @@ from typing import Any
 
 from api.main import handler as api_handler
 from functions.health.handler import handler as health_handler
-from shared import clients, queue_config, queues
+from shared.adapters import clients, policies, queues
 from shared.clock import now_ms
 from shared.maintenance import Maintenance
+from shared.models import JobRef
 from shared.settings import get_settings
 from shared.status import JobStatus
-from shared.store import JobRef
 from tests.unit.api_events import admin, http_event, user
 from tests.unit.conftest import STACK, FakeLambdaContext, Stack
 from tests.unit.scheduling import Scheduling, put_job, scheduling_fixture  # noqa: F401 (the fixture)
@@ -37,7 +37,7 @@ def detailed(*, as_admin: bool = True) -> tuple[int, Any]:
 
 
 def test_the_health_function_recovers_and_reports_on_its_rules_event(stack: Stack) -> None:
-    queue_config.reset_cache()
+    policies.reset_cache()
     stalled = put_job(stack, JobStatus.ACTIVE, attempts=1, lease_until=now_ms() - 60_000, lease_token="gone")
     orphan = put_job(stack, JobStatus.WAITING, created_ms=now_ms() - 600_000)
 
@@ -66,7 +66,7 @@ def test_health_detailed_before_the_first_run_says_so(scheduling: Scheduling) ->
 
 
 def test_health_detailed_shows_each_queue_as_last_checked(scheduling: Scheduling, stack: Stack) -> None:
-    queue_config.reset_cache()
+    policies.reset_cache()
     health_handler(EVENT, FakeLambdaContext())
     status, body = detailed()
     assert status == 200 and body["data"]["status"] == "healthy" and body["data"]["reasons"] == []
@@ -87,7 +87,7 @@ def test_a_failed_schedule_firing_is_reported_by_the_health_sweep(scheduling: Sc
     monkeypatch.setenv("JOBQ_SCHEDULE_DEAD_LETTERS_URL", url)
     get_settings.cache_clear()
     Maintenance.for_this_container.cache_clear()
-    queue_config.reset_cache()
+    policies.reset_cache()
     record = {"requestContext": {"condition": "RetriesExhausted"}, "requestPayload": {"jobq": "schedule-firing", "schedule": "nightly"}}
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
 

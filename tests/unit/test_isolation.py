@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from api.main import handler
-from shared.models import HttpTarget
+from shared.adapters.jobs import to_item
+from shared.models import HttpTarget, JobRef
 from shared.schedules import ScheduleCreate, firing_job_id
 from shared.status import JobStatus
-from shared.store import JobRef, to_item
 from tests.unit.api_events import admin, http_event, user
 from tests.unit.conftest import FakeLambdaContext, Stack
 from tests.unit.scheduling import ADMIN, Scheduling, scheduling_fixture  # noqa: F401 (the fixture)
@@ -156,7 +156,7 @@ def test_listings_render_a_job_stored_with_values_json_does_not_have(stack: Stac
     old = stack.store.require("alice", "fine").model_copy(
         update={"job_id": "legacy", "data": {"note": "\ud800", "ratio": float("nan")}, "result": {"x": float("inf")}}
     )
-    from shared import clients
+    from shared.adapters import clients
 
     clients.client("dynamodb").put_item(TableName=stack.table_name, Item=to_item(old))  # as written before the API refused them
 

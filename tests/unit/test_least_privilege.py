@@ -17,7 +17,7 @@ import pytest
 
 from functions.events.handler import handler as events_handler
 from infra.local.provision import ProvisionedStack, Provisioner, ResourceRecord
-from shared import clients
+from shared.adapters import clients
 from shared.jobs import Identity, JobService
 from shared.models import HttpTarget, JobCreate
 from tests.target_server import TargetServer
@@ -200,7 +200,7 @@ def _deliver(stack: Stack, queue: str) -> None:
 
 
 def test_a_consumers_dynamodb_calls_stay_within_its_policy(stack: Stack, provisioned: ProvisionedStack, target: TargetServer) -> None:
-    from shared import queues
+    from shared.adapters import queues
     from shared.catalog import ProcessorCatalog
 
     jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
@@ -226,7 +226,7 @@ def test_a_consumers_dynamodb_calls_stay_within_its_policy(stack: Stack, provisi
 
 
 def test_the_events_functions_writes_stay_within_its_policy(stack: Stack, provisioned: ProvisionedStack) -> None:
-    from shared import queues
+    from shared.adapters import queues
     from shared.catalog import ProcessorCatalog
 
     feed = StreamFeed(stack.table_name)

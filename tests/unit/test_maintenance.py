@@ -6,13 +6,12 @@ import json
 
 import pytest
 
-from shared import queue_config, queues
+from shared.adapters import policies, queues
 from shared.clock import now_ms
 from shared.maintenance import Maintenance, assess, read_health
-from shared.models import QueuePolicy
+from shared.models import JobRef, QueuePolicy
 from shared.settings import Settings
 from shared.status import JobStatus
-from shared.store import JobRef
 from shared.worker import Delivery
 from tests.unit.conftest import Stack
 from tests.unit.scheduling import put_job
@@ -22,7 +21,7 @@ MINUTE = 60_000
 
 @pytest.fixture
 def maintenance(stack: Stack) -> Maintenance:
-    queue_config.reset_cache()
+    policies.reset_cache()
     return Maintenance(stack.store, queues.directory(), stack.settings)
 
 
@@ -114,7 +113,7 @@ def test_a_delayed_job_long_overdue_is_woken(stack: Stack, maintenance: Maintena
 
 def test_a_paused_queue_is_not_swept(stack: Stack, maintenance: Maintenance) -> None:
     queue = stack.queues["email-sending"]
-    queue_config.put_policy(queue, QueuePolicy.defaults_for(queue).model_copy(update={"paused": True}))
+    policies.put_policy(queue, QueuePolicy.defaults_for(queue).model_copy(update={"paused": True}))
     put_job(stack, JobStatus.WAITING, created_ms=now_ms() - 10 * MINUTE)
 
     health = maintenance.check_queue(queue)

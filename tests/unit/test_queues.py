@@ -18,8 +18,8 @@ from functions.consumer.handler import handler as consumer
 from infra.local.esm import EventSourceMapping, MappingRegistry
 from infra.local.lambda_api import LambdaApi
 from infra.local.provision import EventSourceMappingSpec, FunctionSpec
-from shared import clients, queue_config, stats
-from shared.adapters import counters
+from shared import stats
+from shared.adapters import clients, counters, policies
 from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, Unavailable
 from shared.models import QueuePolicy
@@ -34,9 +34,9 @@ QUEUE = "email-sending"
 
 @pytest.fixture(autouse=True)
 def fresh_policy_cache() -> Iterator[None]:
-    queue_config.reset_cache()
+    policies.reset_cache()
     yield
-    queue_config.reset_cache()
+    policies.reset_cache()
 
 
 @pytest.fixture
@@ -198,7 +198,7 @@ def test_patch_sets_retention_and_keeps_what_it_does_not_name(stack: Stack) -> N
     assert status == 200
     assert out["data"]["removeOnComplete"] == {"maxAgeSeconds": 3600, "maxCount": 100}
     assert out["data"]["defaultAttempts"] == 4
-    policy = queue_config.get_policy(stack.queues[QUEUE])
+    policy = policies.get_policy(stack.queues[QUEUE])
     assert policy.remove_on_complete.max_count == 100 and policy.remove_on_fail.max_age_seconds == 14 * 86400
 
 
@@ -238,7 +238,7 @@ def test_patch_adds_and_removes_http_targets(stack: Stack) -> None:
 
 def test_a_policy_change_reaches_other_containers_within_the_cache_time(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     queue = stack.queues[QUEUE]
-    assert queue_config.get_policy(queue).default_attempts == 5  # read and cached by this container
+    assert policies.get_policy(queue).default_attempts == 5  # read and cached by this container
     changed = QueuePolicy.defaults_for(queue).model_copy(update={"default_attempts": 9})
     # Another container's write: straight to the table, this container's cache is not told.
     clients.client("dynamodb").put_item(
@@ -246,19 +246,19 @@ def test_a_policy_change_reaches_other_containers_within_the_cache_time(stack: S
         Item={"pk": {"S": f"QUEUE#{QUEUE}"}, "sk": {"S": "POLICY"}, "policy": {"S": changed.model_dump_json(by_alias=True)}, "version": {"N": "1"}},
     )
 
-    assert queue_config.get_policy(queue).default_attempts == 5  # within policy_cache_seconds
+    assert policies.get_policy(queue).default_attempts == 5  # within policy_cache_seconds
     monkeypatch.setattr(stack.settings, "policy_cache_seconds", 0)  # ... and once it has passed
-    assert queue_config.get_policy(queue).default_attempts == 9
+    assert policies.get_policy(queue).default_attempts == 9
 
 
 def test_concurrent_policy_writes_do_not_lose_each_other(stack: Stack) -> None:
     queue = stack.queues[QUEUE]
-    _, version = queue_config.read_policy(queue)
-    queue_config.update_policy(queue, lambda p: p.model_copy(update={"default_attempts": 8}))
+    _, version = policies.read_policy(queue)
+    policies.update_policy(queue, lambda p: p.model_copy(update={"default_attempts": 8}))
 
     with pytest.raises(Conflict):
-        queue_config.put_policy(queue, QueuePolicy.defaults_for(queue), expected_version=version)
-    assert queue_config.read_policy(queue)[0].default_attempts == 8
+        policies.put_policy(queue, QueuePolicy.defaults_for(queue), expected_version=version)
+    assert policies.read_policy(queue)[0].default_attempts == 8
 
 
 # ---- pause and resume ---------------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def test_pause_fails_cleanly_when_the_mapping_cannot_be_switched(stack: Stack, m
         queue_service()._switch(unknown, paused=True)
 
     assert mappings[QUEUE].enabled is True
-    assert queue_config.get_policy(stack.queues[QUEUE]).paused is False
+    assert policies.get_policy(stack.queues[QUEUE]).paused is False
 
 
 # ---- clean ---------------------------------------------------------------------------------------------------

@@ -7,8 +7,7 @@ import json
 import pytest
 
 from functions.events.handler import handler as events_handler
-from shared import clients, queue_config, queues
-from shared.adapters import counters
+from shared.adapters import clients, counters, policies, queues
 from shared.maintenance import Maintenance
 from shared.settings import get_settings
 from shared.status import JobStatus
@@ -19,7 +18,7 @@ from tests.unit.stream_feed import StreamFeed
 
 @pytest.fixture
 def maintenance(stack: Stack) -> Maintenance:
-    queue_config.reset_cache()
+    policies.reset_cache()
     return Maintenance(stack.store, queues.directory(), stack.settings)
 
 
@@ -67,7 +66,7 @@ def test_a_discarded_stream_batch_raises_every_queue_health_to_error(stack: Stac
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"requestContext": {"condition": "RetryAttemptsExhausted"}, "DDBStreamBatchInfo": {"batchSize": 3}}))
     monkeypatch.setenv("JOBQ_EVENTS_FAILED_BATCHES_URL", url)
     get_settings.cache_clear()
-    queue_config.reset_cache()
+    policies.reset_cache()
     maintenance = Maintenance(stack.store, queues.directory(), get_settings())
 
     run = maintenance.check_health()

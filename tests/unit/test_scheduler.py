@@ -8,13 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.exceptions import ClientError
 
-from shared import queues, scheduler
+from shared.adapters import queues, scheduler
 from shared.clock import now_ms, parse_iso
 from shared.errors import Invalid, Unavailable
-from shared.models import JobCreate
+from shared.models import JobCreate, JobRef
 from shared.settings import Settings
 from shared.status import JobStatus
-from shared.store import JobRef
 from tests.unit.conftest import Stack
 from tests.unit.scheduling import ALICE, ROLE_ARN, Scheduling, scheduling_fixture  # noqa: F401 (the fixture)
 

@@ -10,11 +10,12 @@ import pytest
 
 from api.main import handler as api_handler
 from functions.scheduler.handler import handler as scheduler_handler
-from shared import cron, scheduler
+from shared import cron
+from shared.adapters import scheduler
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
+from shared.models import JobRef
 from shared.schedules import ScheduleCreate, firing_job_id
 from shared.status import JobStatus
-from shared.store import JobRef
 from tests.unit.api_events import admin as admin_claims
 from tests.unit.api_events import http_event, user
 from tests.unit.conftest import FakeLambdaContext

@@ -14,8 +14,8 @@ import pytest
 
 from functions.consumer.handler import handler as consumer
 from functions.events.handler import process
-from shared import clients, queues, stats
-from shared.adapters import counters
+from shared import stats
+from shared.adapters import clients, counters, queues
 from shared.catalog import ProcessorCatalog
 from shared.clock import iso, now_ms
 from shared.jobs import Identity, JobService

@@ -14,11 +14,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared import clients
+from shared.adapters import clients
+from shared.adapters.aws_errors import aws_errors
 from shared.errors import Invalid, Unavailable
-from shared.models import QueueDepth, QueueInfo
+from shared.models import JobRef, QueueDepth, QueueInfo
 from shared.settings import get_settings
-from shared.store import JobRef
 
 
 class QueueDirectory:
@@ -139,17 +139,12 @@ def send_jobs(queue: QueueInfo, jobs: list[tuple[JobRef, int]]) -> set[JobRef]:
     return failed
 
 
-def change_visibility(queue: QueueInfo, receipt_handle: str, seconds: int) -> None:
-    clients.client("sqs").change_message_visibility(
-        QueueUrl=queue.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=max(0, min(seconds, 43200))
-    )
-
-
 def send_to_dead_letters(queue: QueueInfo, body: str, *, reason: str, attributes: dict[str, Any] | None = None) -> None:
     """Put a finished-unsuccessfully job's message in the queue's DLQ, saying why."""
     attrs = {"jobqFailureReason": {"DataType": "String", "StringValue": reason[:1000] or "failed"}}
     attrs.update(attributes or {})
-    clients.client("sqs").send_message(QueueUrl=queue.dlq_url, MessageBody=body, MessageAttributes=attrs)
+    with aws_errors(f"cannot copy a message to the dead-letter queue of {queue.name}"):
+        clients.client("sqs").send_message(QueueUrl=queue.dlq_url, MessageBody=body, MessageAttributes=attrs)
 
 
 _DEPTH = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed")
@@ -189,3 +184,44 @@ def ping(queue: QueueInfo) -> None:
         clients.client("sqs").get_queue_attributes(QueueUrl=queue.queue_url, AttributeNames=["QueueArn"])
     except ClientError as err:
         raise Unavailable(f"SQS queue {queue.name} unreachable") from err
+
+
+def _dlq_unavailable(queue: QueueInfo, err: ClientError | BotoCoreError) -> Unavailable:
+    code = err.response.get("Error", {}).get("Code", "") if isinstance(err, ClientError) else type(err).__name__
+    return Unavailable(f"the dead-letter queue of {queue.name} is unavailable ({code}); retry the request")
+
+
+def receive_dead_letters(queue: QueueInfo, count: int, hold_seconds: int) -> list[dict[str, Any]]:
+    """Up to ``count`` dead letters, held from other readers for ``hold_seconds``."""
+    try:
+        out = clients.client("sqs").receive_message(
+            QueueUrl=queue.dlq_url,
+            MaxNumberOfMessages=max(1, min(10, count)),
+            VisibilityTimeout=hold_seconds,
+            WaitTimeSeconds=0,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+    except (ClientError, BotoCoreError) as err:
+        raise _dlq_unavailable(queue, err) from err
+    return list(out.get("Messages") or [])
+
+
+def settle_dead_letters(queue: QueueInfo, messages: list[dict[str, Any]], action: str) -> None:
+    """Delete or release (visibility 0) messages, ten at a time; best effort for release."""
+    for start in range(0, len(messages), 10):
+        chunk = messages[start : start + 10]
+        try:
+            if action == "delete":
+                clients.client("sqs").delete_message_batch(
+                    QueueUrl=queue.dlq_url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
+                )
+            else:
+                clients.client("sqs").change_message_visibility_batch(
+                    QueueUrl=queue.dlq_url,
+                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for i, m in enumerate(chunk)],
+                )
+        except (ClientError, BotoCoreError) as err:
+            if action == "delete":
+                raise _dlq_unavailable(queue, err) from err
+            # Not released: they come back by themselves when their short visibility ends.

@@ -1,4 +1,4 @@
-"""The DynamoDB store: jobs and queue processor targets in one table.
+"""The jobs repository on DynamoDB: jobs, their log lines and queue processor targets in one table.
 
 Keys (template.yaml's JobsTable):
     job             pk=JOB#<owner>#<jobId>    sk=JOB
@@ -31,16 +31,15 @@ import math
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from shared import clients
+from shared.adapters import clients
 from shared.errors import Conflict, Invalid, JobqError, NotFound, Throttled, Unavailable
 from shared.lifecycle import Change, Guard
-from shared.models import HttpTarget, Job
+from shared.models import HttpTarget, Job, JobRef
 from shared.observability import logger
 from shared.status import JobStatus
 
@@ -50,18 +49,6 @@ _deserializer = TypeDeserializer()
 # Stored as JSON text: DynamoDB rejects Python floats, and clients send floats.
 _JSON_FIELDS = ("data", "result", "progress")
 _INTERNAL = ("pk", "sk", "userKey", "userStatusKey", "queueKey", "queueStatusKey", "createdKey", "expiresAt")
-
-
-@dataclass(frozen=True, order=True)
-class JobRef:
-    """A job's address: its owner's user id and its id (unique per owner, not globally)."""
-
-    user_id: str
-    job_id: str
-
-    @classmethod
-    def of(cls, job: Job) -> JobRef:
-        return cls(job.user_id, job.job_id)
 
 
 def _job_pk(user_id: str, job_id: str) -> str:
@@ -99,7 +86,8 @@ def _plain(value: Any) -> Any:
 def _encode(name: str, value: Any) -> dict[str, Any]:
     if name in _JSON_FIELDS:
         return {"S": json.dumps(value, separators=(",", ":"))}
-    return _serializer.serialize(value)
+    encoded: dict[str, Any] = dict(_serializer.serialize(value))
+    return encoded
 
 
 def to_item(job: Job) -> dict[str, Any]:
@@ -162,6 +150,12 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
     return key
 
 
+def _old_item(err: ClientError) -> dict[str, Any] | None:
+    """The item as it was, which a failed condition returns (ReturnValuesOnConditionCheckFailure)."""
+    item = err.response.get("Item")
+    return dict(item) if isinstance(item, dict) else None
+
+
 def _is(err: ClientError | BotoCoreError, code: str) -> bool:
     return isinstance(err, ClientError) and err.response.get("Error", {}).get("Code") == code
 
@@ -185,8 +179,8 @@ class JobStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except (ClientError, BotoCoreError) as err:
-            if _is(err, "ConditionalCheckFailedException"):
-                existing = err.response.get("Item")
+            if isinstance(err, ClientError) and _is(err, "ConditionalCheckFailedException"):
+                existing = _old_item(err)
                 raise Conflict(
                     f"job {job.job_id} already exists", details=from_item(existing) if existing else self.get(job.user_id, job.job_id)
                 ) from err
@@ -296,8 +290,8 @@ class JobStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except (ClientError, BotoCoreError) as err:
-            if _is(err, "ConditionalCheckFailedException"):
-                current = err.response.get("Item")
+            if isinstance(err, ClientError) and _is(err, "ConditionalCheckFailedException"):
+                current = _old_item(err)
                 raise Conflict(
                     f"job {change.job.job_id} changed while it was being updated ({change.operation})",
                     details=from_item(current) if current else None,
@@ -352,8 +346,8 @@ class JobStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except (ClientError, BotoCoreError) as err:
-            if _is(err, "ConditionalCheckFailedException"):
-                old = err.response.get("Item") or {}
+            if isinstance(err, ClientError) and _is(err, "ConditionalCheckFailedException"):
+                old = _old_item(err) or {}
                 return {k: v["S"] for k, v in old.items() if "S" in v and k not in ("pk", "sk")}
             raise _unavailable(err) from err
         return None
