@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,15 @@ class Stack:
             MessageAttributeNames=["All"],
         )
         return out.get("Messages", [])
+
+
+@pytest.fixture(autouse=True)
+def required_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two settings every function is deployed with (template.yaml); tests of pure rules read settings too."""
+    for name, value in {"JOBQ_TABLE_NAME": f"{STACK}-table-not-provisioned", "JOBQ_QUEUES_PARAMETER_PATH": f"/jobq/{STACK}/queues/"}.items():
+        if name not in os.environ:
+            monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
 
 
 @pytest.fixture

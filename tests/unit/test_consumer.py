@@ -12,7 +12,7 @@ import pytest
 from functions.consumer.handler import handler
 from shared.adapters.jobs import _job_key
 from shared.catalog import ProcessorCatalog
-from shared.clock import now_ms
+from shared.clock import now_ms, parse_iso
 from shared.jobs import Identity, JobService
 from shared.models import HttpTarget, JobCreate
 from shared.status import JobStatus
@@ -243,6 +243,14 @@ def test_a_delayed_job_woken_early_goes_back_to_sleep(stack: Stack, target: Targ
 
     assert stack.store.require("alice", job_id).status is JobStatus.DELAYED
     assert target.calls_for(job_id) == []
+    # The message sleeps until the job is due, not for the queue's visibility timeout.
+    run_at = parse_iso(job.run_at or "")
+    assert stack.receive("email-sending") == []
+    deadline = time.monotonic() + 10
+    while not (back := [m for m in stack.receive("email-sending") if m["MessageId"] == message["MessageId"]]):
+        assert time.monotonic() < deadline, "the early message never came back"
+        time.sleep(0.2)
+    assert back and now_ms() >= run_at - 1000  # SQS counts visibility in whole seconds
 
 
 def test_a_message_that_keeps_killing_the_consumer_reaches_the_dlq_through_the_redrive_policy(stack: Stack) -> None:
