@@ -100,7 +100,7 @@ class Transitions:
             try:
                 return call()
             except Unavailable:
-                wait_ms = min(2000, 50 * 2**attempt) * (0.5 + random.random())
+                wait_ms = min(2000, 50 * 2**attempt) * (0.5 + random.random())  # nosec B311 - jitter, not a secret
                 if self.monotonic_ms() + wait_ms >= deadline:
                     raise
                 attempt += 1

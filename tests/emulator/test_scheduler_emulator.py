@@ -56,7 +56,7 @@ def messages(world: dict[str, Any]) -> list[str]:
     return [m["Body"] for m in out.get("Messages", [])]
 
 
-def wait_for(predicate: Any, timeout: float = 3.0) -> None:
+def wait_for(predicate: Any, timeout: float = 10.0) -> None:  # generous: the emulator threads share a loaded machine
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
