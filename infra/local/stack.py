@@ -149,7 +149,7 @@ def _port_is_free(port: int) -> bool:
 def _forget_cached_clients() -> None:
     # In-process runs (tests): boto3 clients and settings cached by an earlier test would
     # keep pointing elsewhere. Only modules already imported are touched.
-    for name in ("shared.adapters.clients", "shared.queues"):
+    for name in ("shared.adapters.clients", "shared.adapters.queues"):
         module = sys.modules.get(name)
         if module is not None and callable(getattr(module, "reset", None)):
             module.reset()

@@ -32,6 +32,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from infra.local.token import mint_token
+from shared.catalog import CODE_PROCESSORS
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = "jobq local stack ready: "
