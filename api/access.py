@@ -17,10 +17,10 @@ from typing import Any
 from fastapi import Depends, Request
 
 from api.deps import CurrentUser, job_service
-from shared import queue_config
 from shared.access import Action, Identity, authorize
+from shared.adapters import policies
+from shared.adapters.audit import DynamoAuditStore
 from shared.audit import AuditLog, entry_for
-from shared.audit_store import DynamoAuditStore
 from shared.errors import JobqError
 from shared.observability import emit, logger
 from shared.settings import get_settings
@@ -83,7 +83,7 @@ def queue_guard(request: Request, caller: CurrentUser, body: bytes = Depends(req
         if not (caller.sees_everything or caller.groups):
             authorize(caller, action)  # nothing to look up: no queue's policy names this caller
         if not caller.is_admin:
-            authorize(caller, action, queue_config.get_policy(job_service().directory.get(name)).access, queue=name)
+            authorize(caller, action, policies.get_policy(job_service().directory.get(name)).access, queue=name)
     yield
     if request.method not in READS:
         _record(request, caller, body)

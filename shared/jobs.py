@@ -19,13 +19,13 @@ from pydantic import ValidationError
 from shared import admission, lifecycle
 from shared.access import Action, Identity, QueueAccess, allows, authorize
 from shared.adapters import queues, scheduler
+from shared.adapters.admission import DynamoAdmissionCounters
 from shared.adapters.jobs import JobStore
 from shared.adapters.policies import get_policy
 from shared.adapters.queues import QueueDirectory
 from shared.adapters.scheduler import EventBridgeDelayedSchedules
 from shared.adapters.sqs import SqsJobMessages
 from shared.admission import AdmissionCounters
-from shared.admission_store import DynamoAdmissionCounters
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Forbidden, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
 from shared.models import HttpTarget, Job, JobCreate, JobRef, QueueInfo, json_size

@@ -25,7 +25,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from functions.processors.registry import CODE_PROCESSORS
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error

@@ -11,9 +11,9 @@ import pytest
 
 from api.deps import job_service
 from api.main import handler
-from shared import queue_config
 from shared.access import Identity
-from shared.admission_store import DynamoAdmissionCounters
+from shared.adapters import policies
+from shared.adapters.admission import DynamoAdmissionCounters
 from shared.errors import TooManyJobs
 from shared.models import JobCreate, QueuePolicy
 from tests.unit.api_events import http_event, user
@@ -25,7 +25,7 @@ EMAIL = {"to": "a@example.com", "subject": "s", "body": "b"}
 
 
 def limit(stack: Stack, **fields: Any) -> None:
-    queue_config.update_policy(stack.queues[QUEUE], lambda p: p.model_copy(update=fields))
+    policies.update_policy(stack.queues[QUEUE], lambda p: p.model_copy(update=fields))
 
 
 def create(who: str, **options: Any) -> dict[str, Any]:
@@ -127,4 +127,4 @@ def test_limits_are_set_and_removed_through_the_queue_policy(stack: Stack, field
     assert json.loads(set_["body"])["data"][field] == 3
     cleared = handler(http_event("PATCH", f"/queues/{QUEUE}", body={field: None}, claims=admin()), FakeLambdaContext())
     assert json.loads(cleared["body"])["data"][field] is None
-    assert QueuePolicy.model_validate(queue_config.read_policy(stack.queues[QUEUE])[0].model_dump()).max_unfinished_jobs is None
+    assert QueuePolicy.model_validate(policies.read_policy(stack.queues[QUEUE])[0].model_dump()).max_unfinished_jobs is None

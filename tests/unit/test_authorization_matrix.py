@@ -27,8 +27,9 @@ import pytest
 from api.app import app
 from api.main import handler
 from infra.local.esm import MappingRegistry
-from shared import queue_config, queues
+from shared import queues
 from shared.access import QueueAccess
+from shared.adapters import policies
 from shared.schedules import ScheduleCreate
 from tests.unit.api_events import admin, http_event, in_group, service_client
 from tests.unit.conftest import FakeLambdaContext, Stack
@@ -139,8 +140,8 @@ def world(scheduling: Scheduling, mappings: MappingRegistry) -> Iterator[Callabl
     """The schedule the schedule routes name; alice's jobs are made per row (``arrange``)."""
     scheduling.schedules.create(ScheduleCreate.model_validate({**SCHEDULE, "name": "nightly"}), ADMIN)
     directory = queues.directory()
-    queue_config.update_policy(directory.get("email-sending"), lambda p: p.model_copy(update={"access": EMAIL_ACCESS}))
-    queue_config.update_policy(directory.get("report-generation"), lambda p: p.model_copy(update={"access": QueueAccess(create=["reporters"])}))
+    policies.update_policy(directory.get("email-sending"), lambda p: p.model_copy(update={"access": EMAIL_ACCESS}))
+    policies.update_policy(directory.get("report-generation"), lambda p: p.model_copy(update={"access": QueueAccess(create=["reporters"])}))
 
     def arrange(state: str) -> None:
         for role in ROLES:

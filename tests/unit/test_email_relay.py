@@ -11,11 +11,11 @@ from typing import Any
 
 import boto3
 import pytest
-from functions.processors.registry import ProcessorRegistry
 
 from functions.consumer.handler import handler
 from infra.local.provision import Provisioner
 from shared import queues
+from shared.catalog import ProcessorCatalog
 from shared.jobs import Identity, JobService
 from shared.models import Job, JobCreate
 from shared.settings import get_settings
@@ -27,7 +27,7 @@ PARAMETERS = {"JwtIssuer": "https://issuer.example.com", "JwtAudience": "jobq"}
 
 
 def _send(stack: Stack, to: Any) -> Job:
-    jobs = JobService(stack.store, queues.directory(), ProcessorRegistry(stack.store, 0), stack.settings)
+    jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
     job, _ = jobs.create(JobCreate(queue="email-sending", type="send-email", data={"to": to, "subject": "Hi", "body": "Hello"}), ALICE)
     handler(sqs_event(stack, "email-sending", stack.receive("email-sending")), FakeLambdaContext())
     return jobs.get(job.job_id, ALICE)

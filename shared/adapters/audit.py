@@ -16,10 +16,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared import clients
+from shared.adapters import clients
+from shared.adapters.jobs import decode_cursor, encode_cursor
 from shared.audit import AuditEntry
 from shared.errors import Unavailable
-from shared.store import decode_cursor, encode_cursor
 
 AUDIT_PK = "AUDIT"
 

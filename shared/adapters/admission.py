@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared import clients
+from shared.adapters import clients
 from shared.admission import ADMISSION_SK, QUEUE_COUNTER, Full, user_sk
 from shared.errors import Unavailable
 from shared.observability import logger
