@@ -27,9 +27,8 @@ import pytest
 from api.app import app
 from api.main import handler
 from infra.local.esm import MappingRegistry
-from shared import queues
 from shared.access import QueueAccess
-from shared.adapters import policies
+from shared.adapters import policies, queues
 from shared.schedules import ScheduleCreate
 from tests.unit.api_events import admin, http_event, in_group, service_client
 from tests.unit.conftest import FakeLambdaContext, Stack

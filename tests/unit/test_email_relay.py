@@ -14,7 +14,7 @@ import pytest
 
 from functions.consumer.handler import handler
 from infra.local.provision import Provisioner
-from shared import queues
+from shared.adapters import queues
 from shared.catalog import ProcessorCatalog
 from shared.jobs import Identity, JobService
 from shared.models import Job, JobCreate
