@@ -1,7 +1,7 @@
 // jobq dashboard: vanilla JS, no build step. Every call goes to the same API with the user's
 // token, so the page shows exactly what the API lets that token see (an admin everything, a
 // user only their own jobs). Routes live in the URL fragment: #/queues, #/jobs?queue=&status=,
-// #/job/<id>?user=, #/dlq/<queue>, #/schedules, #/metrics/<queue>.
+// #/job/<id>?user=, #/dlq/<queue>, #/schedules, #/metrics/<queue>, #/audit.
 "use strict";
 
 // Behind a named stage (/prod/dashboard) the API is under /prod.
@@ -222,7 +222,7 @@ async function start() {
 function renderChrome() {
   document.body.classList.toggle("readonly", session.readOnly);
   const links = session.admin
-    ? [["#/queues", "Queues"], ["#/jobs", "Jobs"], ["#/dlq", "Dead letters"], ["#/schedules", "Schedules"], ["#/metrics", "Metrics"]]
+    ? [["#/queues", "Queues"], ["#/jobs", "Jobs"], ["#/dlq", "Dead letters"], ["#/schedules", "Schedules"], ["#/metrics", "Metrics"], ["#/audit", "Audit"]]
     : [["#/jobs", "My jobs"]];
   put($("#nav"), ...links.map(([href, label]) => h("a", { href, "data-nav": label }, label)));
   const roToggle = session.forcedReadOnly ? null : h("button", {
@@ -274,7 +274,7 @@ function route() {
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   const page = parts[0] || (session.admin ? "queues" : "jobs");
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("on", a.getAttribute("href") === `#/${page}`);
-  const pages = { queues: pageQueues, jobs: pageJobs, job: pageJob, dlq: pageDlq, schedules: pageSchedules, metrics: pageMetrics };
+  const pages = { queues: pageQueues, jobs: pageJobs, job: pageJob, dlq: pageDlq, schedules: pageSchedules, metrics: pageMetrics, audit: pageAudit };
   const render = pages[page] || pageNotFound;
   if (!session.admin && render !== pageJobs && render !== pageJob) { pageJobs(parts, params); return; }
   render(parts, params);
@@ -662,6 +662,32 @@ function pageDlq(parts) {
   }
   if (!queue) { mount(h("p", { class: "empty" }, "no queues")); return; }
   stopPage = every(5000, load);
+}
+
+// ---- audit ------------------------------------------------------------------------------------
+function pageAudit() {
+  const body = h("tbody");
+  const more = h("button", { class: "small", id: "audit-older" }, "Older");
+  mount(h("h1", {}, "Audit"),
+    h("p", { class: "muted" }, "Administrative actions, newest first: who, when, what, and API Gateway's request id."),
+    h("table", { id: "audit" }, h("thead", {}, h("tr", {}, ["when", "who", "action", "target", "request", "body"].map((c) => h("th", {}, c)))), body),
+    h("div", { class: "toolbar" }, more));
+  let cursor = null;
+  async function load() {
+    const page = await api("GET", `/audit${qs({ limit: 50, cursor })}`);
+    cursor = page.nextCursor;
+    more.disabled = !cursor;
+    body.append(...page.entries.map((e) => h("tr", { "data-request": e.requestId || "" },
+      h("td", { title: e.at }, fmtTime(e.at)),
+      h("td", {}, e.clientId ? `${e.actor} (client)` : e.actor, e.groups.length ? h("div", { class: "reasons" }, e.groups.join(", ")) : null),
+      h("td", {}, h("strong", {}, e.action), h("div", { class: "reasons mono" }, e.route)),
+      h("td", { class: "mono" }, Object.entries(e.target).map(([k, v]) => `${k}=${v}`).join(" ")),
+      h("td", { class: "mono" }, e.requestId || "—"),
+      h("td", { class: "mono" }, e.body == null ? "" : JSON.stringify(e.body).slice(0, 200)))));
+    if (!body.children.length) body.append(h("tr", {}, h("td", { colspan: 6, class: "empty" }, "no administrative actions yet")));
+  }
+  more.onclick = () => load().catch((e) => toast(e.message, true));
+  load().catch((e) => toast(e.message, true));
 }
 
 // ---- schedules --------------------------------------------------------------------------------

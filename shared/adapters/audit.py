@@ -1,6 +1,8 @@
 """Audit entries in the jobs table (the AWS side of shared/audit.py).
 
-    audit entry    pk=AUDIT    sk=<at ISO>#<random>    entry (JSON)    expiresAt (TTL)
+    audit entry    pk=AUDIT    sk=<epoch ns, 20 digits>#<random>    entry (JSON)    expiresAt (TTL)
+
+(nanoseconds, so two actions in one millisecond still list in the order they were made)
 
 One partition: administrative actions come by the handful per minute, far below a partition's
 1,000 writes a second, and one partition is what lets ``GET /audit`` be a single Query, newest
@@ -11,6 +13,7 @@ the index keys).
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -35,7 +38,7 @@ class DynamoAuditStore:
     def put(self, entry: AuditEntry, *, expires_at: int) -> None:
         item = {
             "pk": {"S": AUDIT_PK},
-            "sk": {"S": f"{entry.at}#{uuid.uuid4().hex[:12]}"},
+            "sk": {"S": f"{time.time_ns():020d}#{uuid.uuid4().hex[:12]}"},
             "entry": {"S": entry.model_dump_json(by_alias=True)},
             "expiresAt": {"N": str(expires_at)},
         }

@@ -268,6 +268,10 @@ def test_every_page_renders_with_data(local_stack: LocalStackProcess, jobs: dict
             s = admin.get(f"/schedules/{jobs['schedule']}").json()["data"]
             return (s["cron"], s["timezone"], s["limit"]) == ("15 3 * * *", "Asia/Tokyo", 40)
         until(browser, edited)
+    # ...and the edit is in the audit trail, with who made it.
+    go(browser, local_stack, "/audit")
+    until(browser, lambda b: any("update_schedule" in row.text and "root" in row.text for row in b.find_elements(By.CSS_SELECTOR, "#audit tr[data-request]")))
+    shot(browser, shots, "11-audit")
     go(browser, local_stack, "/metrics/email-sending?hours=1&resolution=minute")
     until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "[data-chart] rect"))  # bars for the finished jobs
     shot(browser, shots, "10-metrics")
