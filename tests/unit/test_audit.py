@@ -10,7 +10,7 @@ import pytest
 
 from api import access
 from api.main import handler
-from shared import clients
+from shared.adapters import clients
 from shared.settings import get_settings
 from tests.unit.api_events import admin, http_event, in_group
 from tests.unit.conftest import FakeLambdaContext, Stack

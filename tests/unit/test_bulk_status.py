@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from api.main import handler
-from shared import clients
+from shared.adapters import clients
 from tests.unit.api_events import admin, http_event, in_group, user
 from tests.unit.conftest import FakeLambdaContext, Stack
 
