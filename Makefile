@@ -30,6 +30,10 @@ build-ConsumerFunction: artifacts-dir
 build-EventsFunction: artifacts-dir
 	$(COPY_PACKAGES) shared functions/__init__.py functions/events | tar -x -C "$(ARTIFACTS_DIR)"
 
+# Live events: the WebSocket routes and the stream consumer that pushes (and the webhook deliveries).
+build-RealtimeConnectionsFunction build-RealtimeEventsFunction build-WebhookDeliveryFunction: artifacts-dir
+	$(COPY_PACKAGES) shared functions/__init__.py functions/realtime | tar -x -C "$(ARTIFACTS_DIR)"
+
 # Scheduling and maintenance: the domain alone (a firing creates a job; the catalog names its types).
 build-SchedulerFunction build-CleanupFunction build-HealthFunction: artifacts-dir
 	$(COPY_PACKAGES) shared functions/__init__.py functions/scheduler functions/cleanup functions/health \

@@ -97,6 +97,18 @@ class Settings(BaseModel):
     email_allowed_recipients: str = ""
     video_step_seconds: float = Field(default=0.2, ge=0)
 
+    # Live events (shared/realtime.py): the WebSocket $connect handler checks tokens against the
+    # HTTP API's issuer and audiences; connections and subscriptions live in their own table.
+    jwt_issuer: str = ""
+    jwt_audience: str = ""  # comma-separated, as the template joins JwtAudience
+    realtime_table_name: str = ""
+    websocket_endpoint: str = ""  # wss://<api>.execute-api.<region>.amazonaws.com/<stage>
+    realtime_connection_ttl_seconds: int = Field(default=3 * 3600, ge=60)  # API Gateway closes a connection after 2 h
+    realtime_progress_interval_ms: int = Field(default=1000, ge=0)  # at most one progress event per job and connection per interval
+    realtime_inline_result_bytes: int = Field(default=32 * 1024, ge=0)  # a larger result is sent as a pointer
+    realtime_send_workers: int = Field(default=16, ge=1, le=64)
+    realtime_subscriber_cache_ms: int = Field(default=1000, ge=0)  # progress records reuse a job's subscriber list this long
+
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -22,6 +22,7 @@ from infra.local.stack import DEFAULT_STACK_NAME, DEFAULT_TEMPLATE, LocalStack
 
 DEFAULT_AWS_PORT = 5000
 DASHBOARD_USER = "local-admin"
+DEFAULT_WS_PORT = 8001
 _EXAMPLE_JOB = '{"queue":"email-sending","type":"send-email","data":{"to":"bob@example.com","subject":"Hi","body":"Hello"}}'
 
 
@@ -30,6 +31,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=DEFAULT_API_PORT, help="API port (default 8000; 0 = any free port)")
     parser.add_argument(
         "--aws-port", type=int, default=None, help="moto port (default 5000 if free, else any free port; 0 = any)"
+    )
+    parser.add_argument(
+        "--ws-port", type=int, default=None, help="WebSocket API port (default 8001 if free, else any free port; 0 = any)"
     )
     parser.add_argument("--stack-name", default=DEFAULT_STACK_NAME, help="prefix of every resource (default jobq-local)")
     parser.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="issuer key and stack state (default .jobq-local)")
@@ -70,12 +74,21 @@ def _aws_port(requested: int | None) -> int:
     return DEFAULT_AWS_PORT if _port_is_free(DEFAULT_AWS_PORT) else 0
 
 
+def _ws_port(requested: int | None) -> int:
+    if requested is not None:
+        return requested
+    from infra.local.stack import _port_is_free
+
+    return DEFAULT_WS_PORT if _port_is_free(DEFAULT_WS_PORT) else 0
+
+
 def _banner(stack: LocalStack, print_env: bool) -> str:
     py = shlex.quote(sys.executable) if not sys.executable.endswith("/.venv/bin/python") else ".venv/bin/python"
     lines = [
         "",
         "jobq local stack (moto, no AWS account)",
         f"  API           {stack.api_url}    docs: {stack.api_url}/docs",
+        f"  WebSocket     {stack.websocket_url}?token=$TOKEN    then send {{\"action\":\"subscribe\",\"jobId\":\"<jobId>\"}}",
         f"  AWS (moto)    {stack.aws_endpoint}    e.g. AWS_ENDPOINT_URL={stack.aws_endpoint} aws sqs list-queues",
         f"  stack         {stack.stack_name}    table: {os.environ.get('JOBQ_TABLE_NAME', '?')}",
         "  queues:",
@@ -133,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_log=not args.no_access_log,
         rule_interval=args.rule_interval,
         meter=args.meter,
+        websocket_port=_ws_port(args.ws_port),
     )
     try:
         stack.start()
@@ -140,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("jobq.local").error("start failed: %s", exc, exc_info=args.log_level == "DEBUG")
         return 1
     print(_banner(stack, args.print_env), flush=True)
-    print(f"jobq local stack ready: {stack.api_url}  (started in {stack.timings['total']:.1f}s; Ctrl-C stops)", flush=True)
+    print(f"jobq local stack ready: {stack.api_url}  websocket: {stack.websocket_url}  (started in {stack.timings['total']:.1f}s; Ctrl-C stops)", flush=True)
     try:
         while not stopping.wait(0.2):
             pass

@@ -180,9 +180,18 @@ class Provisioner:
     AWS_ENDPOINT_URL). The credentials are moto's dummies: this never provisions real AWS.
     """
 
-    def __init__(self, *, endpoint_url: str | None, region: str = "us-east-1", account_id: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None,
+        region: str = "us-east-1",
+        account_id: str | None = None,
+        websocket_endpoint: str | None = None,
+    ) -> None:
         self.endpoint_url = endpoint_url
         self.region = region
+        # The ApiEndpoint of WebSocket APIs (infra/local/websocket.py serves them); None: AWS's form.
+        self.websocket_endpoint = websocket_endpoint
         self._session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region)
         # One botocore data loader per process: a fresh one re-reads every service model (~25 ms a client).
         self._session._session.register_component("data_loader", _shared_loader())
@@ -608,6 +617,20 @@ class _StackRun:
             {"ApiEndpoint": f"https://{api_id}.execute-api.{self.p.region}.amazonaws.com"},
             props,
         )
+
+    def _create_AWS_ApiGatewayV2_Api(self, logical: str, raw: dict[str, Any]) -> None:
+        """Described only; a WebSocket API is served by infra/local/websocket.py at ``websocket_endpoint``."""
+        props = self.evaluator.evaluate(raw)
+        api_id = hashlib.sha1(f"{self.stack.name}/{logical}".encode()).hexdigest()[:10]
+        websocket = props.get("ProtocolType") == "WEBSOCKET"
+        endpoint = f"{'wss' if websocket else 'https'}://{api_id}.execute-api.{self.p.region}.amazonaws.com"
+        if websocket and self.p.websocket_endpoint:
+            endpoint = self.p.websocket_endpoint.rstrip("/")
+        self._record(logical, "AWS::ApiGatewayV2::Api", api_id, {"ApiEndpoint": endpoint, "ApiId": api_id}, props)
+
+    def _create_AWS_ApiGatewayV2_Stage(self, logical: str, raw: dict[str, Any]) -> None:
+        props = self.evaluator.evaluate(raw)
+        self._record(logical, "AWS::ApiGatewayV2::Stage", str(props.get("StageName", "$default")), {}, props)
 
     def _create_AWS_Serverless_Application(self, logical: str, raw: dict[str, Any]) -> None:
         props = self.evaluator.evaluate(raw)

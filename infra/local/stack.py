@@ -183,8 +183,11 @@ class LocalStack:
         access_log: bool = False,
         rule_interval: float | None = None,
         meter: str | Path | None = None,
+        websocket_port: int | None = 0,
     ) -> None:
         self.api_port = api_port
+        # The WebSocket API (infra/local/websocket.py): 0 picks a free port, None serves none.
+        self.websocket_port = websocket_port
         self.aws_port = aws_port
         self.stack_name = stack_name
         self.state_dir = Path(state_dir) if state_dir else DEFAULT_STATE_DIR
@@ -208,6 +211,11 @@ class LocalStack:
         self.rules: RuleRunner | None = None
 
         self.api_url: str | None = None
+        self.websocket_url: str | None = None  # ws://127.0.0.1:<port>/<stage>
+        self.websocket: Any = None  # the WebSocketApiEmulator
+        self._ws_socket: socket.socket | None = None
+        self._ws_server: Any = None
+        self._ws_thread: threading.Thread | None = None
         self.aws_endpoint: str = ""
         self.issuer: LocalIssuer | None = None
         self.provisioned: ProvisionedStack | None = None
@@ -277,6 +285,15 @@ class LocalStack:
         if self.lambda_api is not None:
             self.lambda_api.stop()
             self.lambda_api = None
+        if self._ws_server is not None:
+            self._ws_server.should_exit = True
+        if self._ws_thread is not None:
+            self._ws_thread.join(5.0)
+            self._ws_thread = None
+        self._ws_server = self.websocket = None
+        if self._ws_socket is not None:
+            self._ws_socket.close()
+            self._ws_socket = None
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
         if self._uvicorn_thread is not None:
@@ -318,6 +335,10 @@ class LocalStack:
             self.issuer = LocalIssuer.load(self.state_dir, issuer=issuer_url(port), audience=AUDIENCE)
         else:
             self.issuer = LocalIssuer.load(self.state_dir, audience=AUDIENCE)
+        websocket_base = None
+        if self.websocket_port is not None:
+            self._ws_socket = _bind(self.websocket_port)
+            websocket_base = f"ws://127.0.0.1:{self._ws_socket.getsockname()[1]}"
         self._step("issuer", t)
 
         t = time.monotonic()
@@ -327,7 +348,7 @@ class LocalStack:
         self._step("moto", t)
 
         t = time.monotonic()
-        provisioner = Provisioner(endpoint_url=self.aws_endpoint, region=self.region)
+        provisioner = Provisioner(endpoint_url=self.aws_endpoint, region=self.region, websocket_endpoint=websocket_base)
         parameters = {"JwtIssuer": self.issuer.issuer, "JwtAudience": self.issuer.audience, **self.parameters}
         self.provisioned = provisioner.provision(self.template, self.stack_name, parameters)
         self._step("provision", t)
@@ -353,6 +374,8 @@ class LocalStack:
         t = time.monotonic()
         if self._api_socket is not None:
             self._start_api()
+        if self._ws_socket is not None:
+            self._start_websocket()
         self._step("api", t)
         self._write_state()
 
@@ -548,12 +571,58 @@ class LocalStack:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.01)
 
+    def _start_websocket(self) -> None:
+        """The template's WebSocket API on its own port: routes to handlers, and @connections."""
+        assert self.provisioned is not None and self._ws_socket is not None
+        import uvicorn
+
+        from infra.local.websocket import TokenRedaction, WebSocketApiEmulator, websocket_apis
+
+        apis = websocket_apis(self.provisioned)
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        if not any(isinstance(f, TokenRedaction) for f in uvicorn_log.filters):
+            uvicorn_log.addFilter(TokenRedaction())
+        if not apis:
+            return
+        if len(apis) > 1:
+            log.warning("%d WebSocket APIs in the template; serving %s only", len(apis), apis[0].logical_id)
+        api = apis[0]
+        handlers: dict[str, Handler] = {}
+        for route in api.routes.values():  # imported here, in the main thread, as the other functions are
+            fn = route.function
+            if fn.handler not in handlers:
+                with self._env.temporarily({"POWERTOOLS_SERVICE_NAME": fn.environment.get("POWERTOOLS_SERVICE_NAME", "")}):
+                    handlers[fn.handler] = self.handler_resolver(fn.handler)
+        self.websocket = WebSocketApiEmulator(api, lambda fn: handlers[fn.handler], account_id=self.provisioned.account_id)
+        port = self._ws_socket.getsockname()[1]
+        self.websocket_url = f"ws://127.0.0.1:{port}" + ("" if api.stage == "$default" else f"/{api.stage}")
+        config = uvicorn.Config(
+            self.websocket,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ws="auto",  # the websockets package (requirements-dev.txt)
+            ws_max_size=128 * 1024,
+            ws_ping_interval=None,  # API Gateway does not ping; clients keep the connection alive
+            timeout_graceful_shutdown=1,
+        )
+        server = uvicorn.Server(config)
+        self._ws_server = server
+        self._ws_thread = threading.Thread(target=server.run, kwargs={"sockets": [self._ws_socket]}, name="websocket-api", daemon=True)
+        self._ws_thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if not self._ws_thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the WebSocket API did not start")
+            time.sleep(0.01)
+
     def _write_state(self) -> None:
         assert self.issuer is not None
         self.state_dir.mkdir(parents=True, exist_ok=True)
         state = {
             "stackName": self.stack_name,
             "apiUrl": self.api_url,
+            "websocketUrl": self.websocket_url,
             "awsEndpoint": self.aws_endpoint,
             "issuer": self.issuer.issuer,
             "audience": self.issuer.audience,

@@ -1,0 +1,52 @@
+"""The live-events services, built once per container from the settings (the composition root)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from shared import queues
+from shared.realtime import EventFanout, RealtimeService
+from shared.realtime_auth import TokenVerifier
+from shared.realtime_gateway import ConnectionsApi, DynamoConnectionStore, StoreJobReader
+from shared.settings import get_settings
+from shared.store import JobStore
+
+
+class _QueueNames:
+    def names(self) -> set[str]:
+        return set(queues.directory().all())
+
+
+@lru_cache(maxsize=1)
+def realtime_service() -> RealtimeService:
+    settings = get_settings()
+    return RealtimeService(
+        DynamoConnectionStore(settings.realtime_table_name),
+        ConnectionsApi(settings.websocket_endpoint),
+        StoreJobReader(JobStore(settings.table_name)),
+        _QueueNames(),
+        settings,
+    )
+
+
+@lru_cache(maxsize=1)
+def token_verifier() -> TokenVerifier:
+    settings = get_settings()
+    return TokenVerifier(
+        settings.jwt_issuer,
+        [a.strip() for a in settings.jwt_audience.split(",")],
+        groups_claim=settings.admin_groups_claim,
+        admin_group=settings.admin_group,
+    )
+
+
+@lru_cache(maxsize=1)
+def event_fanout() -> EventFanout:
+    settings = get_settings()
+    return EventFanout(DynamoConnectionStore(settings.realtime_table_name), ConnectionsApi(settings.websocket_endpoint), settings)
+
+
+def reset() -> None:
+    """Tests: forget the services (they hold clients of one endpoint)."""
+    for builder in (realtime_service, token_verifier, event_fanout):
+        builder.cache_clear()

@@ -1,0 +1,592 @@
+"""Live job events: what a change of a job means to its watchers, who may watch, and the fan-out.
+
+A client connects to the WebSocket API with its JWT (verified in ``$connect``), then sends
+
+    {"action": "subscribe", "jobId": "invoice-42"}                     # its own job
+    {"action": "subscribe", "jobId": "invoice-42", "userId": "alice"}  # an admin: alice's job
+    {"action": "subscribe", "queue": "email-sending"}                  # an admin: every job of a queue
+    {"action": "unsubscribe", ...the same fields...}
+    {"action": "ping"}
+
+and receives events as seed 002 writes them, plus the job's ``userId``, ``queue``, ``status``
+and ``at`` (when the change was written) on every one::
+
+    {"type": "job:progress", "jobId", "progress", "message", ...}
+    {"type": "job:completed", "jobId", "result" | "resultRef", ...}
+
+Event types: ``job:waiting``, ``job:delayed``, ``job:active``, ``job:progress``,
+``job:completed``, ``job:failed`` (``error``, ``willRetry``), ``job:cancelled``, ``job:stalled``.
+Subscribing answers ``{"type": "subscribed", ...}`` and then the job's current state as its
+event (a finished job's final event), so a client that subscribes late misses nothing.
+
+Who sees what is the HTTP API's rule: a job's owner and admins; a queue: admins. It is checked
+when subscribing and again for every event sent (the subscription carries the subscriber).
+
+Cost: progress is coalesced per connection and job to one event per
+``realtime_progress_interval_ms`` (the latest wins, the last one is never dropped), and a
+progress record looks its subscribers up at most once per ``realtime_subscriber_cache_ms``
+per container; status changes always read them fresh (strongly consistent), so an ending is
+never missed by a subscriber that subscribed before it was written.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from shared.clock import now_ms, parse_iso
+from shared.errors import Forbidden, Invalid, JobqError, NotFound
+from shared.jobs import Identity
+from shared.models import JOB_ID_PATTERN, NAME_PATTERN, Job, json_size
+from shared.observability import logger
+from shared.settings import Settings
+from shared.status import FINISHED, JobStatus
+
+
+class EventType(StrEnum):
+    WAITING = "job:waiting"
+    DELAYED = "job:delayed"
+    ACTIVE = "job:active"
+    PROGRESS = "job:progress"
+    COMPLETED = "job:completed"
+    FAILED = "job:failed"
+    CANCELLED = "job:cancelled"
+    STALLED = "job:stalled"
+
+
+ENDINGS: frozenset[EventType] = frozenset({EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED})
+
+
+# ---- topics and subscribers ---------------------------------------------------------------------------
+
+
+def job_topic(user_id: str, job_id: str) -> str:
+    """A job's watchers, keyed by its owner and id (two users may both have ``invoice-42``)."""
+    return f"JOB#{user_id}#{job_id}"
+
+
+def queue_topic(queue: str) -> str:
+    return f"QUEUE#{queue}"
+
+
+@dataclass(frozen=True)
+class Connection:
+    connection_id: str
+    user_id: str
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """One subscription of one connection, with who subscribed (checked again for every event)."""
+
+    connection_id: str
+    user_id: str
+    is_admin: bool
+
+    def may_see(self, job: Job) -> bool:
+        return self.is_admin or self.user_id == job.user_id
+
+
+class SendResult(StrEnum):
+    SENT = "sent"
+    GONE = "gone"  # 410: the client went away; the connection is forgotten
+    FAILED = "failed"
+
+
+class ConnectionStore(Protocol):
+    """Connections and subscriptions (shared/realtime_gateway.py: DynamoDB items with a TTL)."""
+
+    def put_connection(self, connection: Connection, *, now_ms: int, expires_at: int) -> None: ...
+    def get_connection(self, connection_id: str) -> Connection | None: ...
+    def forget_connection(self, connection_id: str) -> int: ...
+    def subscribe(self, connection: Connection, topic: str, *, expires_at: int) -> None: ...
+    def unsubscribe(self, connection_id: str, topic: str) -> None: ...
+    def subscribers(self, topic: str) -> list[Subscriber]: ...
+
+
+class ConnectionSender(Protocol):
+    """API Gateway's @connections API (PostToConnection)."""
+
+    def post(self, connection_id: str, message: Mapping[str, Any]) -> SendResult: ...
+
+
+class JobReader(Protocol):
+    def get(self, user_id: str, job_id: str) -> Job | None: ...
+
+
+class QueueNames(Protocol):
+    def names(self) -> set[str]: ...
+
+
+# ---- what a change means --------------------------------------------------------------------------------
+
+
+def _at_ms(job: Job) -> int:
+    try:
+        return parse_iso(job.updated_at)
+    except (TypeError, ValueError):
+        return now_ms()
+
+
+def _base(kind: EventType, job: Job) -> dict[str, Any]:
+    return {
+        "type": kind.value,
+        "jobId": job.job_id,
+        "userId": job.user_id,
+        "queue": job.queue,
+        "status": job.status.value,
+        "at": job.updated_at,
+    }
+
+
+def event_for(kind: EventType, job: Job, *, inline_result_bytes: int) -> dict[str, Any]:
+    """The message for ``kind`` about ``job`` as it is now (seed 002's fields first)."""
+    event = _base(kind, job)
+    if kind is EventType.PROGRESS:
+        event.update(progress=job.progress, message=job.progress_message)
+    elif kind is EventType.ACTIVE:
+        event.update(attempt=job.attempts, maxAttempts=job.max_attempts, progress=job.progress, message=job.progress_message)
+    elif kind is EventType.DELAYED:
+        event.update(runAt=job.run_at, delay=job.delay)
+    elif kind is EventType.COMPLETED:
+        size = json_size(job.result)
+        if size <= inline_result_bytes:
+            event["result"] = job.result
+        else:
+            # PostToConnection takes 128 KiB: a large result is fetched from the API instead.
+            event["resultRef"] = {"href": f"/jobs/{job.job_id}?userId={job.user_id}", "bytes": size}
+        event.update(attempts=job.attempts, processingTime=job.processing_time)
+    elif kind is EventType.FAILED:
+        retrying = job.status is JobStatus.DELAYED
+        event.update(error=job.error, willRetry=retrying, attempt=job.attempts, maxAttempts=job.max_attempts)
+        if retrying:
+            event["runAt"] = job.run_at
+    elif kind is EventType.STALLED:
+        event.update(attempt=job.attempts, maxAttempts=job.max_attempts)
+    return event
+
+
+def change_kind(old: Job | None, new: Job | None) -> EventType | None:
+    """The event a stream record stands for; None for writes no watcher cares about."""
+    if new is None:
+        return None  # removed (clean, TTL): not an event of the job's life
+    status = new.status
+    if old is None:
+        return {JobStatus.WAITING: EventType.WAITING, JobStatus.DELAYED: EventType.DELAYED}.get(status)
+    if status is JobStatus.ACTIVE:
+        if old.status is not JobStatus.ACTIVE or old.attempts != new.attempts:
+            return EventType.ACTIVE
+        if old.progress != new.progress or old.progress_message != new.progress_message:
+            return EventType.PROGRESS
+        return None  # a cancel request, a lease change
+    if old.status is status:
+        return None
+    if status is JobStatus.DELAYED:
+        return EventType.FAILED if old.status is JobStatus.ACTIVE else EventType.DELAYED  # a failed attempt waits out its backoff
+    return {
+        JobStatus.WAITING: EventType.WAITING,
+        JobStatus.COMPLETED: EventType.COMPLETED,
+        JobStatus.FAILED: EventType.FAILED,
+        JobStatus.CANCELLED: EventType.CANCELLED,
+        JobStatus.STALLED: EventType.STALLED,
+    }.get(status)
+
+
+def current_event(job: Job, *, inline_result_bytes: int) -> dict[str, Any]:
+    """The job's present state as an event: what a new subscriber gets at once."""
+    kind = {
+        JobStatus.WAITING: EventType.WAITING,
+        JobStatus.DELAYED: EventType.FAILED if job.error and job.attempts else EventType.DELAYED,
+        JobStatus.ACTIVE: EventType.ACTIVE,
+        JobStatus.COMPLETED: EventType.COMPLETED,
+        JobStatus.FAILED: EventType.FAILED,
+        JobStatus.CANCELLED: EventType.CANCELLED,
+        JobStatus.STALLED: EventType.STALLED,
+    }[job.status]
+    return event_for(kind, job, inline_result_bytes=inline_result_bytes)
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """One stream record of a job item: the item before and after (None: absent)."""
+
+    old: Job | None
+    new: Job | None
+
+
+# ---- connections and subscriptions (the WebSocket routes) -------------------------------------------------
+
+
+class RealtimeService:
+    """$connect, $disconnect and $default: who is connected and what they watch."""
+
+    def __init__(
+        self,
+        connections: ConnectionStore,
+        sender: ConnectionSender,
+        jobs: JobReader,
+        queues: QueueNames,
+        settings: Settings,
+        *,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.connections = connections
+        self.sender = sender
+        self.jobs = jobs
+        self.queues = queues
+        self.settings = settings
+        self.clock = clock
+
+    def _expires_at(self) -> int:
+        return self.clock() // 1000 + self.settings.realtime_connection_ttl_seconds
+
+    def connect(self, connection_id: str, caller: Identity) -> None:
+        self.connections.put_connection(
+            Connection(connection_id, caller.user_id, caller.is_admin), now_ms=self.clock(), expires_at=self._expires_at()
+        )
+
+    def disconnect(self, connection_id: str) -> int:
+        return self.connections.forget_connection(connection_id)
+
+    def message(self, connection_id: str, body: str | None) -> list[dict[str, Any]]:
+        """One client message: the replies, posted to the connection in order (and returned)."""
+        try:
+            replies = self._message(connection_id, body)
+        except JobqError as err:
+            if err.status_code >= 500:
+                raise  # the store is down: the route fails, API Gateway tells the client
+            replies = [{"type": "error", "code": err.code, "message": err.message}]
+        for reply in replies:
+            self.sender.post(connection_id, reply)
+        return replies
+
+    def _message(self, connection_id: str, body: str | None) -> list[dict[str, Any]]:
+        request = _parse(body)
+        action = request.get("action")
+        if action == "ping":
+            return [{"type": "pong"}]
+        if action not in ("subscribe", "unsubscribe"):
+            raise Invalid('action must be "subscribe", "unsubscribe" or "ping"')
+        connection = self.connections.get_connection(connection_id)
+        if connection is None:
+            raise NotFound("this connection is not known (it expired): reconnect")
+        topic, target, job = self._topic(connection, request)
+        if action == "unsubscribe":
+            self.connections.unsubscribe(connection_id, topic)
+            return [{"type": "unsubscribed", **target}]
+        # Subscribe first, read second: a change written after the read finds the subscription.
+        self.connections.subscribe(connection, topic, expires_at=self._expires_at())
+        reply: dict[str, Any] = {"type": "subscribed", **target}
+        if job is None:
+            return [reply]
+        found = self.jobs.get(job[0], job[1])
+        reply["status"] = found.status.value if found else None
+        if found is None:
+            return [reply]
+        return [reply, current_event(found, inline_result_bytes=self.settings.realtime_inline_result_bytes)]
+
+    def _topic(self, caller: Connection, request: Mapping[str, Any]) -> tuple[str, dict[str, str], tuple[str, str] | None]:
+        job_id, queue, user_id = request.get("jobId"), request.get("queue"), request.get("userId")
+        if (job_id is None) == (queue is None):
+            raise Invalid("send either jobId (a job) or queue (every job of a queue, admins only)")
+        if queue is not None:
+            if not caller.is_admin:
+                raise Forbidden("only admins may subscribe to a whole queue")
+            if not isinstance(queue, str) or queue not in self.queues.names():
+                raise Invalid(f"unknown queue {queue!r}; queues: {', '.join(sorted(self.queues.names()))}")
+            return queue_topic(queue), {"queue": queue}, None
+        if not isinstance(job_id, str) or not _matches(JOB_ID_PATTERN, job_id):
+            raise Invalid("jobId is not a valid job id")
+        owner = caller.user_id
+        if user_id is not None and user_id != caller.user_id:
+            if not isinstance(user_id, str) or not user_id:
+                raise Invalid("userId must be a user id")
+            if not caller.is_admin:
+                # As on the HTTP API: another user's jobs do not exist for you.
+                raise NotFound(f"job {job_id} not found")
+            owner = user_id
+        # Your own namespace: a job you are about to create may be subscribed to already.
+        return job_topic(owner, job_id), {"jobId": job_id, "userId": owner}, (owner, job_id)
+
+
+def _matches(pattern: str, value: str) -> bool:
+    import re
+
+    return re.fullmatch(pattern, value) is not None
+
+
+def _parse(body: str | None) -> dict[str, Any]:
+    if not body:
+        raise Invalid("send a JSON object, e.g. {\"action\": \"subscribe\", \"jobId\": \"...\"}")
+    if len(body) > 4096:
+        raise Invalid("a message is at most 4096 characters")
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise Invalid("the message is not JSON") from None
+    if not isinstance(value, dict):
+        raise Invalid("send a JSON object")
+    return value
+
+
+_ = NAME_PATTERN  # queue names are checked against the directory, which only holds valid names
+
+
+# ---- coalescing progress ----------------------------------------------------------------------------------------
+
+Key = tuple[str, str, str]  # (connection id, job owner, job id)
+
+
+@dataclass
+class _Held:
+    due_ms: int
+    event: dict[str, Any]
+
+
+class ProgressThrottle:
+    """At most one progress event per key per ``interval_ms`` of the job's own timeline.
+
+    ``offer`` says whether to send now; a held event is replaced by a later one (the latest
+    wins) and is sent once its interval is over (``due``), unless an ending of the job comes
+    first (``drop``). Kept per container: one shard's records are handled by one invocation
+    at a time, so it sees a job's progress in order. Memory is bounded by ``max_keys``.
+    """
+
+    def __init__(self, interval_ms: int, *, max_keys: int = 100_000) -> None:
+        self.interval_ms = interval_ms
+        self.max_keys = max_keys
+        self._last_sent: OrderedDict[Key, int] = OrderedDict()
+        self._held: dict[Key, _Held] = {}
+        self._lock = threading.Lock()
+
+    def offer(self, key: Key, at_ms: int, event: dict[str, Any]) -> bool:
+        if self.interval_ms <= 0:
+            return True
+        with self._lock:
+            last = self._last_sent.get(key)
+            if last is None or at_ms >= last + self.interval_ms:
+                self._held.pop(key, None)  # superseded by this one
+                self._sent(key, at_ms)
+                return True
+            self._held[key] = _Held(last + self.interval_ms, event)
+            return False
+
+    def drop(self, key: Key) -> None:
+        with self._lock:
+            self._held.pop(key, None)
+            self._last_sent.pop(key, None)
+
+    def drop_connection(self, connection_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._held if k[0] == connection_id]:
+                del self._held[key]
+
+    def next_due(self) -> int | None:
+        with self._lock:
+            return min((h.due_ms for h in self._held.values()), default=None)
+
+    def due(self, now: int) -> list[tuple[Key, dict[str, Any]]]:
+        with self._lock:
+            ready = [(k, h) for k, h in self._held.items() if h.due_ms <= now]
+            for key, held in ready:
+                del self._held[key]
+                self._sent(key, held.due_ms)
+            return [(k, h.event) for k, h in ready]
+
+    def held(self) -> int:
+        with self._lock:
+            return len(self._held)
+
+    def _sent(self, key: Key, at_ms: int) -> None:
+        self._last_sent[key] = at_ms
+        self._last_sent.move_to_end(key)
+        while len(self._last_sent) > self.max_keys:
+            self._last_sent.popitem(last=False)
+
+
+# ---- the fan-out (the stream consumer) ----------------------------------------------------------------------------
+
+
+@dataclass
+class FanoutOutcome:
+    records: int = 0
+    events: int = 0
+    lookups: int = 0  # subscriber Queries made
+    cached_lookups: int = 0
+    sent: int = 0
+    held: int = 0  # progress held back by coalescing (sent later, or superseded)
+    gone: int = 0
+    failed: int = 0
+    denied: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+    def as_log(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v}
+
+
+class _SubscriberCache:
+    """Subscriber lists of progress records, reused for a moment (a busy job reports often)."""
+
+    def __init__(self, ttl_ms: int, max_entries: int = 10_000) -> None:
+        self.ttl_ms = ttl_ms
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[int, list[Subscriber]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, topic: str, now: int) -> list[Subscriber] | None:
+        with self._lock:
+            entry = self._entries.get(topic)
+            if entry is None or now - entry[0] > self.ttl_ms:
+                return None
+            return entry[1]
+
+    def put(self, topic: str, subscribers: list[Subscriber], now: int) -> None:
+        with self._lock:
+            self._entries[topic] = (now, subscribers)
+            self._entries.move_to_end(topic)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def forget_connection(self, connection_id: str) -> None:
+        with self._lock:
+            for topic, (at, subs) in list(self._entries.items()):
+                kept = [s for s in subs if s.connection_id != connection_id]
+                if len(kept) != len(subs):
+                    self._entries[topic] = (at, kept)
+
+
+class EventFanout:
+    """Job changes in (one stream batch, in order), PostToConnection to their subscribers out."""
+
+    def __init__(
+        self,
+        connections: ConnectionStore,
+        sender: ConnectionSender,
+        settings: Settings,
+        *,
+        throttle: ProgressThrottle | None = None,
+        clock: Callable[[], int] = now_ms,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.connections = connections
+        self.sender = sender
+        self.settings = settings
+        self.throttle = throttle or ProgressThrottle(settings.realtime_progress_interval_ms)
+        self.cache = _SubscriberCache(settings.realtime_subscriber_cache_ms)
+        self.clock = clock
+        self.sleep = sleep
+        self._pool = ThreadPoolExecutor(max_workers=settings.realtime_send_workers, thread_name_prefix="push")
+
+    def publish(self, changes: Iterable[JobChange], *, remaining_ms: Callable[[], int] | None = None) -> FanoutOutcome:
+        outcome = FanoutOutcome()
+        outbox: list[tuple[str, dict[str, Any]]] = []
+        for change in changes:
+            outcome.records += 1
+            kind = change_kind(change.old, change.new)
+            if kind is None or change.new is None:
+                continue
+            job = change.new
+            outcome.events += 1
+            outcome.by_type[kind.value] = outcome.by_type.get(kind.value, 0) + 1
+            event = event_for(kind, job, inline_result_bytes=self.settings.realtime_inline_result_bytes)
+            for subscriber in self._subscribers(job, progress=kind is EventType.PROGRESS, outcome=outcome):
+                if not subscriber.may_see(job):
+                    outcome.denied += 1  # a subscription that no longer holds (defence in depth)
+                    continue
+                key = (subscriber.connection_id, job.user_id, job.job_id)
+                if kind is EventType.PROGRESS:
+                    if not self.throttle.offer(key, _at_ms(job), event):
+                        outcome.held += 1
+                        continue
+                else:
+                    self.throttle.drop(key)  # an ending (or a new attempt) supersedes held progress
+                outbox.append((subscriber.connection_id, event))
+        self._send(outbox, outcome)
+        self._flush_held(outcome, remaining_ms)
+        return outcome
+
+    def _subscribers(self, job: Job, *, progress: bool, outcome: FanoutOutcome) -> list[Subscriber]:
+        found: dict[str, Subscriber] = {}
+        for topic in (job_topic(job.user_id, job.job_id), queue_topic(job.queue)):
+            now = self.clock()
+            subscribers = self.cache.get(topic, now) if progress else None
+            if subscribers is None:
+                subscribers = self.connections.subscribers(topic)
+                outcome.lookups += 1
+                self.cache.put(topic, subscribers, now)
+            else:
+                outcome.cached_lookups += 1
+            for subscriber in subscribers:
+                # A connection subscribed to both the job and its queue gets the event once.
+                found.setdefault(subscriber.connection_id, subscriber)
+        return list(found.values())
+
+    def _send(self, outbox: list[tuple[str, dict[str, Any]]], outcome: FanoutOutcome) -> None:
+        if not outbox:
+            return
+        per_connection: dict[str, list[dict[str, Any]]] = {}
+        for connection_id, event in outbox:
+            per_connection.setdefault(connection_id, []).append(event)
+
+        def deliver(connection_id: str, events: list[dict[str, Any]]) -> tuple[int, SendResult | None]:
+            sent = 0
+            for event in events:  # in order, one connection at a time
+                result = self.sender.post(connection_id, event)
+                if result is not SendResult.SENT:
+                    return sent, result
+                sent += 1
+            return sent, None
+
+        futures = {cid: self._pool.submit(deliver, cid, events) for cid, events in per_connection.items()}
+        for connection_id, future in futures.items():
+            sent, problem = future.result()
+            outcome.sent += sent
+            if problem is SendResult.GONE:
+                outcome.gone += 1
+                self._forget(connection_id)
+            elif problem is SendResult.FAILED:
+                outcome.failed += 1
+
+    def _forget(self, connection_id: str) -> None:
+        self.throttle.drop_connection(connection_id)
+        self.cache.forget_connection(connection_id)
+        try:
+            self.connections.forget_connection(connection_id)
+        except JobqError as err:  # TTL removes it anyway
+            logger.warning("could not forget a gone connection", extra={"connection_id": connection_id, "error": str(err)})
+
+    def _flush_held(self, outcome: FanoutOutcome, remaining_ms: Callable[[], int] | None) -> None:
+        """Send held progress once its interval is over, so the latest progress is never lost.
+
+        Waits at most one interval (and never past the invocation's time): the shard's next
+        batch starts after it, which is what bounds the push rate of a busy job.
+        """
+        while True:
+            due_ms = self.throttle.next_due()
+            if due_ms is None:
+                return
+            wait_ms = due_ms - self.clock()
+            if wait_ms > self.throttle.interval_ms:
+                return
+            if remaining_ms is not None and remaining_ms() < wait_ms + 2000:
+                return  # the next batch (or the job's ending) takes it
+            if wait_ms > 0:
+                self.sleep(wait_ms / 1000)
+            ready = self.throttle.due(self.clock())
+            self._send([(key[0], event) for key, event in ready], outcome)
+
+    def flush_all_now(self) -> None:
+        """Tests: nothing held."""
+        self._send([(k[0], e) for k, e in self.throttle.due(2**62)], FanoutOutcome())
+
+
+def is_finished(job: Job | None) -> bool:
+    return job is not None and job.status in FINISHED

@@ -1,0 +1,221 @@
+"""The AWS calls of live events: connection and subscription items, and PostToConnection.
+
+Items of the realtime table (template.yaml's RealtimeTable; all expire by ``expiresAt``):
+
+    connection      pk=CONN#<connectionId>  sk=CONN            userId, admin, connectedAt
+    its topics      pk=CONN#<connectionId>  sk=TOPIC#<topic>   (what $disconnect removes)
+    subscription    pk=<topic>              sk=CONN#<connectionId>   userId, admin
+
+``<topic>`` is ``JOB#<owner>#<jobId>`` or ``QUEUE#<queue>`` (shared/realtime.py). Looking up a
+job's subscribers is one Query on its topic; a connection's own items are one Query on its id.
+botocore's errors stop here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared import clients
+from shared.errors import Unavailable
+from shared.models import Job
+from shared.observability import logger
+from shared.realtime import Connection, SendResult, Subscriber
+from shared.store import JobStore
+
+_CONN = "CONN"
+
+
+def _conn_pk(connection_id: str) -> str:
+    return f"CONN#{connection_id}"
+
+
+def _unavailable(err: Exception) -> Unavailable:
+    code = err.response.get("Error", {}).get("Code", "") if isinstance(err, ClientError) else type(err).__name__
+    return Unavailable(f"DynamoDB is unavailable ({code})")
+
+
+class DynamoConnectionStore:
+    """shared.realtime.ConnectionStore on DynamoDB."""
+
+    def __init__(self, table_name: str, ddb: Any = None) -> None:
+        self.table_name = table_name
+        self._ddb = ddb or clients.client("dynamodb")
+
+    def put_connection(self, connection: Connection, *, now_ms: int, expires_at: int) -> None:
+        item = {
+            "pk": {"S": _conn_pk(connection.connection_id)},
+            "sk": {"S": _CONN},
+            "userId": {"S": connection.user_id},
+            "admin": {"BOOL": connection.is_admin},
+            "connectedAt": {"N": str(now_ms)},
+            "expiresAt": {"N": str(expires_at)},
+        }
+        try:
+            self._ddb.put_item(TableName=self.table_name, Item=item)
+        except (ClientError, BotoCoreError) as err:
+            raise _unavailable(err) from err
+
+    def get_connection(self, connection_id: str) -> Connection | None:
+        try:
+            out = self._ddb.get_item(
+                TableName=self.table_name, Key={"pk": {"S": _conn_pk(connection_id)}, "sk": {"S": _CONN}}, ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as err:
+            raise _unavailable(err) from err
+        item = out.get("Item")
+        if not item or int(item.get("expiresAt", {}).get("N", "0")) < time.time():
+            return None  # TTL deletes lazily: an expired connection counts as gone
+        return Connection(connection_id, item["userId"]["S"], bool(item.get("admin", {}).get("BOOL")))
+
+    def subscribe(self, connection: Connection, topic: str, *, expires_at: int) -> None:
+        ttl = {"N": str(expires_at)}
+        self._write(
+            [
+                {"PutRequest": {"Item": {"pk": {"S": _conn_pk(connection.connection_id)}, "sk": {"S": f"TOPIC#{topic}"}, "expiresAt": ttl}}},
+                {
+                    "PutRequest": {
+                        "Item": {
+                            "pk": {"S": topic},
+                            "sk": {"S": _conn_pk(connection.connection_id)},
+                            "userId": {"S": connection.user_id},
+                            "admin": {"BOOL": connection.is_admin},
+                            "expiresAt": ttl,
+                        }
+                    }
+                },
+            ]
+        )
+
+    def unsubscribe(self, connection_id: str, topic: str) -> None:
+        self._write(
+            [
+                {"DeleteRequest": {"Key": {"pk": {"S": topic}, "sk": {"S": _conn_pk(connection_id)}}}},
+                {"DeleteRequest": {"Key": {"pk": {"S": _conn_pk(connection_id)}, "sk": {"S": f"TOPIC#{topic}"}}}},
+            ]
+        )
+
+    def forget_connection(self, connection_id: str) -> int:
+        """Remove the connection and every subscription of it; returns how many items went."""
+        keys: list[dict[str, Any]] = []
+        for item in self._query(_conn_pk(connection_id)):
+            sk = item["sk"]["S"]
+            keys.append({"pk": {"S": _conn_pk(connection_id)}, "sk": {"S": sk}})
+            if sk.startswith("TOPIC#"):
+                keys.append({"pk": {"S": sk.removeprefix("TOPIC#")}, "sk": {"S": _conn_pk(connection_id)}})
+        self._write([{"DeleteRequest": {"Key": key}} for key in keys])
+        return len(keys)
+
+    def subscribers(self, topic: str) -> list[Subscriber]:
+        now = time.time()
+        return [
+            Subscriber(item["sk"]["S"].removeprefix("CONN#"), item["userId"]["S"], bool(item.get("admin", {}).get("BOOL")))
+            for item in self._query(topic)
+            if int(item.get("expiresAt", {}).get("N", "0")) >= now
+        ]
+
+    def _query(self, pk: str) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
+            "ConsistentRead": True,  # a subscription written just before an ending must be seen
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            try:
+                out = self._ddb.query(**params)
+            except (ClientError, BotoCoreError) as err:
+                raise _unavailable(err) from err
+            items.extend(out.get("Items", []))
+            last = out.get("LastEvaluatedKey")
+            if not last:
+                return items
+            params["ExclusiveStartKey"] = last
+
+    def _write(self, requests: list[dict[str, Any]]) -> None:
+        for start in range(0, len(requests), 25):
+            pending: dict[str, Any] = {self.table_name: requests[start : start + 25]}
+            for attempt in range(6):
+                try:
+                    out = self._ddb.batch_write_item(RequestItems=pending)
+                except (ClientError, BotoCoreError) as err:
+                    raise _unavailable(err) from err
+                pending = out.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            if pending:
+                raise Unavailable("DynamoDB is throttling the realtime table")
+
+
+def management_url(websocket_endpoint: str) -> str:
+    """The @connections API of a WebSocket stage: ``wss://host/stage`` -> ``https://host/stage``."""
+    if websocket_endpoint.startswith("wss://"):
+        return "https://" + websocket_endpoint[len("wss://") :]
+    if websocket_endpoint.startswith("ws://"):
+        return "http://" + websocket_endpoint[len("ws://") :]
+    return websocket_endpoint
+
+
+_client_lock = threading.Lock()
+
+
+@functools.cache
+def _management_client(endpoint_url: str) -> Any:
+    with _client_lock:
+        core = boto3.session.Session()
+        return core.client(
+            "apigatewaymanagementapi",
+            endpoint_url=endpoint_url,
+            config=Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=2, read_timeout=5, max_pool_connections=64),
+        )
+
+
+class ConnectionsApi:
+    """shared.realtime.ConnectionSender on API Gateway's management API (PostToConnection)."""
+
+    def __init__(self, websocket_endpoint: str, client: Any = None) -> None:
+        self.endpoint = management_url(websocket_endpoint)
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = _management_client(self.endpoint)
+        return self._client
+
+    def post(self, connection_id: str, message: Mapping[str, Any]) -> SendResult:
+        data = json.dumps(message, separators=(",", ":"), default=str).encode()
+        try:
+            self.client.post_to_connection(ConnectionId=connection_id, Data=data)
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "")
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code == "GoneException" or status == 410:
+                return SendResult.GONE
+            logger.warning("PostToConnection failed", extra={"connection_id": connection_id, "code": code})
+            return SendResult.FAILED
+        except BotoCoreError as err:
+            logger.warning("PostToConnection failed", extra={"connection_id": connection_id, "error": type(err).__name__})
+            return SendResult.FAILED
+        return SendResult.SENT
+
+
+class StoreJobReader:
+    """shared.realtime.JobReader on the job store: a job exists for ``user_id`` only if it is theirs."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+
+    def get(self, user_id: str, job_id: str) -> Job | None:
+        job = self.store.get(job_id)
+        return job if job is not None and job.user_id == user_id else None
