@@ -23,7 +23,8 @@ Who sees what is the HTTP API's rule: a job's owner and admins; a queue: admins.
 when subscribing and again for every event sent (the subscription carries the subscriber).
 
 Cost: progress is coalesced per connection and job to one event per
-``realtime_progress_interval_ms`` (the latest wins, the last one is never dropped), and a
+``realtime_progress_interval_ms`` of the job's timeline (the latest wins; a held one goes out
+with the shard's next batch once due, or is superseded by the job's next change), and a
 progress record looks its subscribers up at most once per ``realtime_subscriber_cache_ms``
 per container; status changes always read them fresh (strongly consistent), so an ending is
 never missed by a subscriber that subscribed before it was written.
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -474,7 +474,6 @@ class EventFanout:
         *,
         throttle: ProgressThrottle | None = None,
         clock: Callable[[], int] = now_ms,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.connections = connections
         self.sender = sender
@@ -482,10 +481,9 @@ class EventFanout:
         self.throttle = throttle or ProgressThrottle(settings.realtime_progress_interval_ms)
         self.cache = _SubscriberCache(settings.realtime_subscriber_cache_ms)
         self.clock = clock
-        self.sleep = sleep
         self._pool = ThreadPoolExecutor(max_workers=settings.realtime_send_workers, thread_name_prefix="push")
 
-    def publish(self, changes: Iterable[JobChange], *, remaining_ms: Callable[[], int] | None = None) -> FanoutOutcome:
+    def publish(self, changes: Iterable[JobChange]) -> FanoutOutcome:
         outcome = FanoutOutcome()
         outbox: list[tuple[str, dict[str, Any]]] = []
         for change in changes:
@@ -510,7 +508,7 @@ class EventFanout:
                     self.throttle.drop(key)  # an ending (or a new attempt) supersedes held progress
                 outbox.append((subscriber.connection_id, event))
         self._send(outbox, outcome)
-        self._flush_held(outcome, remaining_ms)
+        self._flush_held(outcome)
         return outcome
 
     def _subscribers(self, job: Job, *, progress: bool, outcome: FanoutOutcome) -> list[Subscriber]:
@@ -563,25 +561,15 @@ class EventFanout:
         except JobqError as err:  # TTL removes it anyway
             logger.warning("could not forget a gone connection", extra={"connection_id": connection_id, "error": str(err)})
 
-    def _flush_held(self, outcome: FanoutOutcome, remaining_ms: Callable[[], int] | None) -> None:
-        """Send held progress once its interval is over, so the latest progress is never lost.
+    def _flush_held(self, outcome: FanoutOutcome) -> None:
+        """Send held progress whose interval is over (the latest of each job and connection).
 
-        Waits at most one interval (and never past the invocation's time): the shard's next
-        batch starts after it, which is what bounds the push rate of a busy job.
+        No waiting: a held event goes out with the shard's next batch once due, unless the
+        job's next change (a later progress, an ending) superseded it. Sleeping here for it
+        would hold up every other job's events on the shard.
         """
-        while True:
-            due_ms = self.throttle.next_due()
-            if due_ms is None:
-                return
-            wait_ms = due_ms - self.clock()
-            if wait_ms > self.throttle.interval_ms:
-                return
-            if remaining_ms is not None and remaining_ms() < wait_ms + 2000:
-                return  # the next batch (or the job's ending) takes it
-            if wait_ms > 0:
-                self.sleep(wait_ms / 1000)
-            ready = self.throttle.due(self.clock())
-            self._send([(key[0], event) for key, event in ready], outcome)
+        ready = self.throttle.due(self.clock())
+        self._send([(key[0], event) for key, event in ready], outcome)
 
     def flush_all_now(self) -> None:
         """Tests: nothing held."""

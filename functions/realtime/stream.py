@@ -32,8 +32,7 @@ def changes_of(records: list[dict[str, Any]]) -> list[JobChange]:
 
 
 def process(event: dict[str, Any], context: LambdaContext | None = None) -> FanoutOutcome:
-    remaining = context.get_remaining_time_in_millis if context is not None else None
-    return event_fanout().publish(changes_of(list(event.get("Records") or [])), remaining_ms=remaining)
+    return event_fanout().publish(changes_of(list(event.get("Records") or [])))
 
 
 @logger.inject_lambda_context
