@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from infra.local.provision import FunctionSpec, ProvisionedStack
 from infra.local.runtime import Handler, LambdaContext
@@ -116,8 +116,8 @@ def websocket_apis(stack: ProvisionedStack) -> list[WebSocketApiSpec]:
 
 
 def _connection_id() -> str:
-    # API Gateway's ids look like "L0SM9cOFvHcCIhw=": 10 random bytes, base64.
-    return base64.b64encode(secrets.token_bytes(10)).decode()
+    # API Gateway's ids look like "L0SM9cOFvHcCIhw=": 10 random bytes, base64 (URL-safe here: never a "/").
+    return base64.urlsafe_b64encode(secrets.token_bytes(10)).decode()
 
 
 @dataclass
@@ -302,7 +302,7 @@ class WebSocketApiEmulator:
         if not path.startswith(prefix):
             await _respond(send, 404, {"message": "Not Found"})
             return
-        connection_id = path[len(prefix) :]
+        connection_id = unquote(path[len(prefix) :])  # boto3 quotes the id's '='
         body = b""
         while True:
             message = await receive()

@@ -28,6 +28,7 @@ RULE_INTERVAL_SECONDS = 2
 @dataclass
 class LocalStackProcess:
     api_url: str
+    websocket_url: str
     aws_endpoint: str
     state_dir: Path
     process: subprocess.Popen[str]
@@ -58,12 +59,13 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
     state_dir = tmp_path_factory.mktemp("jobq-local")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBQ_"))}
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.local", "--port", "0", "--aws-port", "0", "--stack-name", STACK_NAME,
+        [sys.executable, "-m", "infra.local", "--port", "0", "--aws-port", "0", "--ws-port", "0", "--stack-name", STACK_NAME,
          "--state-dir", str(state_dir), "--no-access-log", "--log-level", "WARNING",
          # The CleanupFunction's and HealthFunction's rules every 2 s instead of hourly / every 5 minutes.
          "--rule-interval", str(RULE_INTERVAL_SECONDS)],
         cwd=ROOT,
-        env={**env, "PYTHONUNBUFFERED": "1", "JOBQ_VIDEO_STEP_SECONDS": "0.05"},
+        # Live events: progress coalesced per 100 ms instead of per second, so a short job shows several.
+        env={**env, "PYTHONUNBUFFERED": "1", "JOBQ_VIDEO_STEP_SECONDS": "0.05", "JOBQ_REALTIME_PROGRESS_INTERVAL_MS": "100"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -89,7 +91,9 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
     log = state_dir / "stack.log"
     threading.Thread(target=_drain, args=(process, log), daemon=True).start()
     state = read_stack_state(state_dir) or {}
-    stack = LocalStackProcess(api_url=api_url, aws_endpoint=state["awsEndpoint"], state_dir=state_dir, process=process)
+    stack = LocalStackProcess(
+        api_url=api_url, websocket_url=state["websocketUrl"], aws_endpoint=state["awsEndpoint"], state_dir=state_dir, process=process
+    )
     yield stack
     process.terminate()
     try:
