@@ -6,7 +6,7 @@ from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
-from api.routes import audit, dashboard, health, jobs, maintenance, queues, scheduler, schedules
+from api.routes import audit, dashboard, health, jobs, maintenance, queues, scheduler, schedules, webhooks
 from api.strict_body import strict_json_body
 
 DESCRIPTION = """\
@@ -41,6 +41,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(maintenance.router)
     app.include_router(jobs.router)
+    app.include_router(webhooks.router)
     app.include_router(queues.router)
     app.include_router(schedules.router)
     app.include_router(scheduler.router)

@@ -81,6 +81,11 @@ class JobService:
         if size > self.settings.max_data_bytes:
             raise PayloadTooLarge(f"data is {size} bytes; the limit is {self.settings.max_data_bytes}")
         options = request.options
+        if options.webhook is not None:
+            try:
+                options.webhook.check_url(allow_loopback_http=self.settings.allow_loopback_http_targets)
+            except ValueError as err:
+                raise Invalid(f"options.webhook: {err}") from None
         delay = scheduler.resolve_delay(options, now, self.settings)  # delay or runAt; past 15 min: Scheduler
         job = Job(
             job_id=job_id or options.job_id or str(uuid.uuid4()),
@@ -95,6 +100,7 @@ class JobService:
             backoff=options.backoff or get_policy(queue).default_backoff,
             delay=delay,
             run_at=iso(now + delay) if delay else None,
+            webhook=options.webhook,
             created_at=iso(now),
             updated_at=iso(now),
         )

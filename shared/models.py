@@ -56,6 +56,33 @@ class Deduplication(CamelModel):
     )
 
 
+WEBHOOK_EVENTS = ("job:waiting", "job:delayed", "job:active", "job:progress", "job:completed", "job:failed", "job:cancelled", "job:stalled")
+WebhookEvent = Literal["job:waiting", "job:delayed", "job:active", "job:progress", "job:completed", "job:failed", "job:cancelled", "job:stalled"]
+
+
+class WebhookOptions(CamelModel):
+    """``options.webhook`` (and a queue's default): these events of the job are POSTed to ``url``, signed."""
+
+    url: str = Field(max_length=2048, description="https only on AWS (http to 127.0.0.1 in the local stack).")
+    events: list[WebhookEvent] = Field(
+        default_factory=lambda: ["job:completed", "job:failed", "job:cancelled"],
+        min_length=1,
+        max_length=len(WEBHOOK_EVENTS),
+        description="Which events to send; the endings by default. job:progress is coalesced to one a second.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _absolute(cls, url: str) -> str:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError("url must start with https://")
+        return url
+
+    def check_url(self, *, allow_loopback_http: bool) -> None:
+        """The address rules of HTTP targets (HttpTarget.check_url): raise ValueError when broken."""
+        HttpTarget(url=self.url).check_url(allow_loopback_http=allow_loopback_http)
+
+
 class JobOptions(CamelModel):
     priority: int = Field(default=0, ge=0, le=1000, description="Recorded with the job; 0 is the default.")
     attempts: int | None = Field(default=None, ge=1, le=20, description="Attempts before the job fails; the queue's default if absent.")
@@ -72,6 +99,7 @@ class JobOptions(CamelModel):
         "creating it twice returns the first job; other users' ids are never seen.",
     )
     deduplication: Deduplication | None = None
+    webhook: WebhookOptions | None = Field(default=None, description="Where to POST the job's ending (signed); the queue's default if absent.")
 
     @field_validator("run_at")
     @classmethod
@@ -157,6 +185,7 @@ class Job(CamelModel):
     held: list[str] | None = None
     version: int = 1
     history: list[AttemptRecord] = Field(default_factory=list)
+    webhook: WebhookOptions | None = None
 
 
 class JobPublic(CamelModel):
@@ -227,6 +256,7 @@ class JobPublic(CamelModel):
     retries: int
     history: list[AttemptRecord]
     acting_client: str | None = Field(default=None, description="The service client that created the job for userId, if one did.")
+    webhook: WebhookOptions | None = None
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
@@ -459,6 +489,7 @@ class QueueInfo(CamelModel):
     default_attempts: int = 3
     default_backoff_type: BackoffType = BackoffType.EXPONENTIAL
     default_backoff_delay: int = 1000
+    webhook_secret_arn: str = ""  # the queue's webhook signing secret (Secrets Manager)
 
 
 DLQ_RETENTION_SECONDS = 14 * 86400  # a DLQ's MessageRetentionPeriod (infra/queue.yaml): SQS's maximum
@@ -485,6 +516,7 @@ class QueuePolicy(CamelModel):
     # Back-pressure (shared/admission.py): unfinished = waiting, delayed, active, stalled.
     max_unfinished_jobs: int | None = Field(default=None, ge=1, le=100_000_000)
     max_unfinished_jobs_per_user: int | None = Field(default=None, ge=1, le=100_000_000)
+    webhook: WebhookOptions | None = None  # the default of jobs without options.webhook
 
     def expires_at(self, status: JobStatus, finished_ms: int) -> int | None:
         """The TTL (epoch seconds) of a job that just finished in ``status``: its retention by age.

@@ -140,6 +140,7 @@ class QueueService:
             visibility_timeout=queue.visibility_timeout,
             max_receive_count=queue.max_receive_count,
             processors=Processors(code=code, http=http),
+            webhook=policy.webhook,
         )
 
     # ---- runtime settings ----------------------------------------------------------------------------
@@ -161,6 +162,13 @@ class QueueService:
         changes.update({field: getattr(patch, field) for field in ("max_unfinished_jobs", "max_unfinished_jobs_per_user") if field in patch.model_fields_set})
         if patch.access is not None:
             changes["access"] = patch.access
+        if "webhook" in patch.model_fields_set:  # null removes the queue's default webhook
+            if patch.webhook is not None:
+                try:
+                    patch.webhook.check_url(allow_loopback_http=self.settings.allow_loopback_http_targets)
+                except ValueError as err:
+                    raise Invalid(f"webhook: {err}") from None
+            changes["webhook"] = patch.webhook
         policy = policies.update_policy(queue, lambda p: p.model_copy(update=changes)) if changes else policies.get_policy(queue)
         logger.info("queue policy changed", extra={"queue": queue.name, "fields": sorted(patch.model_fields_set)})
         return self._configuration(queue, policy)

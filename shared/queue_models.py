@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from shared.access import QueueAccess
-from shared.models import JOB_ID_PATTERN, TYPE_PATTERN, Backoff, CamelModel, HttpTarget, JobPublic, QueueDepth, Retention
+from shared.models import JOB_ID_PATTERN, TYPE_PATTERN, Backoff, CamelModel, HttpTarget, JobPublic, QueueDepth, Retention, WebhookOptions
 
 MAX_AGE_MS = 10 * 366 * 86400 * 1000  # ten years: older than anything a queue keeps
 HealthStatus = Literal["healthy", "warning", "error"]
@@ -50,6 +50,7 @@ class QueueConfiguration(CamelModel):
     visibility_timeout: int
     max_receive_count: int
     processors: Processors
+    webhook: WebhookOptions | None = None
 
 
 class QueueSummary(CamelModel):
@@ -108,13 +109,14 @@ class QueuePatch(CamelModel):
         default=None, ge=1, le=100_000_000, description="Creates past this many waiting, delayed and active jobs answer 429; null removes the limit."
     )
     max_unfinished_jobs_per_user: int | None = Field(default=None, ge=1, le=100_000_000, description="The same, per user; null removes it.")
+    webhook: WebhookOptions | None = Field(default=None, description="The default webhook of the queue's jobs; null removes it.")
 
     @model_validator(mode="after")
     def _something(self) -> QueuePatch:
         if not self.model_fields_set:
             raise ValueError(
                 "give at least one of defaultAttempts, defaultBackoff, removeOnComplete, removeOnFail, processors, "
-                "access, maxUnfinishedJobs, maxUnfinishedJobsPerUser"
+                "access, maxUnfinishedJobs, maxUnfinishedJobsPerUser, webhook"
             )
         for job_type in self.processors or {}:
             if not _matches(TYPE_PATTERN, job_type):

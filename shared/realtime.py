@@ -426,6 +426,7 @@ class FanoutOutcome:
     gone: int = 0
     failed: int = 0
     denied: int = 0
+    webhooks: int = 0  # webhook deliveries queued (shared/webhooks.py)
     by_type: dict[str, int] = field(default_factory=dict)
 
     def as_log(self) -> dict[str, Any]:

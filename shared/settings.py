@@ -108,6 +108,14 @@ class Settings(BaseModel):
     realtime_inline_result_bytes: int = Field(default=32 * 1024, ge=0)  # a larger result is sent as a pointer
     realtime_send_workers: int = Field(default=16, ge=1, le=64)
     realtime_subscriber_cache_ms: int = Field(default=1000, ge=0)  # progress records reuse a job's subscriber list this long
+    # Webhooks (shared/webhooks.py): deliveries go through an SQS queue, retried with backoff.
+    webhook_queue_url: str = ""
+    webhook_max_attempts: int = Field(default=15, ge=1, le=50)  # with 5 s doubling to 1 h: about 6 hours of receiver downtime
+    webhook_backoff_ms: int = Field(default=5000, ge=0)
+    webhook_backoff_cap_seconds: int = Field(default=3600, ge=1)
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=30)
+    webhook_secret_cache_seconds: int = Field(default=300, ge=0)
+    webhook_delivery_ttl_days: int = Field(default=30, ge=1)
 
 
     @classmethod

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from shared import queues
+from shared import queue_config, queues
+from shared.errors import NotFound
+from shared.models import WebhookOptions
 from shared.realtime import EventFanout, RealtimeService
 from shared.realtime_auth import TokenVerifier
 from shared.realtime_gateway import ConnectionsApi, DynamoConnectionStore, StoreJobReader
 from shared.settings import get_settings
 from shared.store import JobStore
+from shared.webhook_gateway import DynamoDeliveryLog, SecretsManagerSecrets, SqsDeliveryQueue, UrllibPoster
+from shared.webhooks import WebhookDeliverer, WebhookDispatcher
 
 
 class _QueueNames:
@@ -46,7 +50,36 @@ def event_fanout() -> EventFanout:
     return EventFanout(DynamoConnectionStore(settings.realtime_table_name), ConnectionsApi(settings.websocket_endpoint), settings)
 
 
+def queue_webhook(queue: str) -> WebhookOptions | None:
+    """The queue policy's default webhook (the policy is cached a few seconds per container)."""
+    try:
+        return queue_config.get_policy(queues.directory().get(queue)).webhook
+    except NotFound:
+        return None
+
+
+@lru_cache(maxsize=1)
+def webhook_dispatcher() -> WebhookDispatcher:
+    settings = get_settings()
+    return WebhookDispatcher(
+        DynamoDeliveryLog(settings.realtime_table_name), SqsDeliveryQueue(settings.webhook_queue_url), queue_webhook, settings
+    )
+
+
+@lru_cache(maxsize=1)
+def webhook_deliverer() -> WebhookDeliverer:
+    settings = get_settings()
+    secrets = SecretsManagerSecrets(settings.webhook_secret_cache_seconds)
+    return WebhookDeliverer(
+        DynamoDeliveryLog(settings.realtime_table_name),
+        SqsDeliveryQueue(settings.webhook_queue_url),
+        UrllibPoster(),
+        lambda queue: secrets.get(queues.directory().get(queue).webhook_secret_arn),
+        settings,
+    )
+
+
 def reset() -> None:
     """Tests: forget the services (they hold clients of one endpoint)."""
-    for builder in (realtime_service, token_verifier, event_fanout):
+    for builder in (realtime_service, token_verifier, event_fanout, webhook_dispatcher, webhook_deliverer):
         builder.cache_clear()

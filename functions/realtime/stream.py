@@ -1,10 +1,12 @@
-"""The RealtimeEventsFunction: job changes from the table's stream pushed to WebSocket subscribers.
+"""The RealtimeEventsFunction: job changes from the table's stream, to webhooks and WebSocket subscribers.
 
 Lambda's DynamoDB event source mapping (template.yaml: job items only, no batching window)
 calls this with up to BatchSize records of a shard, in order. Each record becomes a
-``JobChange`` (old and new image as jobs); shared/realtime.py decides the event, finds the
-subscribers and posts. A push that fails is logged, not retried: the subscriber catches up
-with the job's current state when it subscribes again.
+``JobChange`` (old and new image as jobs). Webhook deliveries are queued first
+(shared/webhooks.py): if that fails the handler raises and Lambda retries the batch, so no
+ending is lost. Then shared/realtime.py finds the subscribers and posts. A push that fails is
+logged, not retried: the subscriber catches up with the job's current state when it
+subscribes again.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.realtime.services import event_fanout
+from functions.realtime.services import event_fanout, webhook_dispatcher
 from shared.observability import logger, tracer
 from shared.realtime import FanoutOutcome, JobChange
 from shared.store import from_item
@@ -32,7 +34,11 @@ def changes_of(records: list[dict[str, Any]]) -> list[JobChange]:
 
 
 def process(event: dict[str, Any], context: LambdaContext | None = None) -> FanoutOutcome:
-    return event_fanout().publish(changes_of(list(event.get("Records") or [])))
+    changes = changes_of(list(event.get("Records") or []))
+    webhooks = webhook_dispatcher().dispatch(changes)
+    outcome = event_fanout().publish(changes)
+    outcome.webhooks = webhooks
+    return outcome
 
 
 @logger.inject_lambda_context

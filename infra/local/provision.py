@@ -26,6 +26,8 @@ import functools
 import hashlib
 import json
 import logging
+import secrets
+import string
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -423,6 +425,27 @@ class _StackRun:
         self.p.client("ssm").put_parameter(**kwargs)
         self.stack.ssm_parameters[name] = kwargs["Value"]
         self._record(logical, "AWS::SSM::Parameter", name, {"Type": kwargs["Type"], "Value": kwargs["Value"]}, props)
+
+    def _create_AWS_SecretsManager_Secret(self, logical: str, raw: dict[str, Any]) -> None:
+        """Created in moto; ``GenerateSecretString`` becomes a random alphanumeric string of its length."""
+        props = self.evaluator.evaluate(raw)
+        name = props.get("Name") or self._physical_name(logical, 512)
+        manager = self.p.client("secretsmanager")
+        try:
+            arn = manager.describe_secret(SecretId=name)["ARN"]  # a rerun keeps the secret
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+            value = props.get("SecretString")
+            if value is None:
+                length = int((props.get("GenerateSecretString") or {}).get("PasswordLength", 32))
+                alphabet = string.ascii_letters + string.digits
+                value = "".join(secrets.choice(alphabet) for _ in range(length))
+            kwargs: dict[str, Any] = {"Name": name, "SecretString": str(value)}
+            if props.get("Description"):
+                kwargs["Description"] = props["Description"]
+            arn = manager.create_secret(**kwargs)["ARN"]
+        self._record(logical, "AWS::SecretsManager::Secret", arn, {"Id": arn}, {k: v for k, v in props.items() if k != "SecretString"})
 
     def _create_AWS_Scheduler_ScheduleGroup(self, logical: str, raw: dict[str, Any]) -> None:
         # Created in moto (its CreateSchedule needs the group); infra/local/eventbridge.py fires the schedules.

@@ -75,7 +75,11 @@ def eventually(predicate: Callable[[], bool], timeout: float = 8.0, interval: fl
 
 
 def test_template_yields_the_three_queues_with_the_templates_concurrency(provisioned: ProvisionedStack) -> None:
-    by_queue = {m.queue_arn.split(":")[-1].removeprefix(f"{provisioned.name}-"): m for m in provisioned.all_mappings()}
+    by_queue = {
+        m.queue_arn.split(":")[-1].removeprefix(f"{provisioned.name}-"): m
+        for m in provisioned.all_mappings()
+        if m.function.handler == "functions.consumer.handler.handler"  # not the webhook deliveries' mapping
+    }
     assert {q: m.maximum_concurrency for q, m in by_queue.items()} == {
         "email-sending": 10,
         "report-generation": 5,
@@ -584,7 +588,8 @@ def test_the_local_stack_wires_queues_consumers_and_api_from_the_template(tmp_pa
         assert os.environ["JOBQ_ALLOW_LOOPBACK_HTTP_TARGETS"] == "true"
         assert os.environ["JOBQ_EMAIL_SENDER"] == "jobq@example.com"
         assert sorted(stack.queues) == ["email-sending", "report-generation", "video-processing"]
-        assert sorted(stack.mappings) == sorted(stack.queues)
+        # one mapping per job queue, and the webhook deliveries' (template.yaml's WebhookDeliveryFunction)
+        assert sorted(stack.mappings) == sorted([*stack.queues, f"{stack.stack_name}-webhook-deliveries"])
         email = stack.queues["email-sending"]
 
         stack.mappings["report-generation"].enabled = False

@@ -1,0 +1,55 @@
+"""A job's webhook deliveries: what was sent where, how often, and with what answer."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import Field
+
+from api.deps import CurrentUser, Jobs, SettingsDep
+from api.envelope import Envelope, error_responses
+from shared.models import JOB_ID_PATTERN, CamelModel, WebhookOptions
+from shared.webhook_gateway import DynamoDeliveryLog
+
+router = APIRouter(prefix="/jobs", tags=["webhooks"])
+
+JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job's id")]
+
+
+class WebhookDelivery(CamelModel):
+    delivery_id: str
+    event: str
+    url: str
+    status: str = Field(description="pending, delivered, retrying (nextAttemptAt says when), failed (in the DLQ)")
+    attempts: int
+    created_at: str | None = None
+    last_attempt_at: str | None = None
+    next_attempt_at: str | None = None
+    delivered_at: str | None = None
+    http_status: int | None = None
+    error: str | None = None
+
+
+class JobWebhooks(CamelModel):
+    job_id: str
+    webhook: WebhookOptions | None = Field(description="The job's own options.webhook; null: its queue's default applies, if any")
+    deliveries: list[WebhookDelivery]
+
+
+@lru_cache(maxsize=4)
+def _log(table_name: str) -> DynamoDeliveryLog:
+    return DynamoDeliveryLog(table_name)
+
+
+@router.get(
+    "/{job_id}/webhooks",
+    response_model=Envelope[JobWebhooks],
+    summary="A job's webhook deliveries, oldest first",
+    responses=error_responses(401, 404),
+)
+def job_webhooks(job_id: JobId, caller: CurrentUser, jobs: Jobs, settings: SettingsDep) -> Envelope[JobWebhooks]:
+    job = jobs.get(job_id, caller)  # the owner or an admin; anyone else: 404
+    records = _log(settings.realtime_table_name).deliveries(job.user_id, job.job_id) if settings.realtime_table_name else []
+    return Envelope(data=JobWebhooks(job_id=job.job_id, webhook=job.webhook, deliveries=[WebhookDelivery.model_validate(r) for r in records]))
