@@ -84,16 +84,20 @@ class DynamoDeliveryLog:
             ":url": {"S": delivery.url},
             ":id": {"S": delivery.delivery_id},
         }
-        sets = ["#status = :status", "#attempts = :attempts", "#last = :last", "#event = :event", "#url = :url", "deliveryId = :id"]
+        names["#id"] = "deliveryId"
+        sets = ["#status = :status", "#attempts = :attempts", "#last = :last", "#event = :event", "#url = :url", "#id = :id"]
         removes = []
+        # every name aliased: "error" is one of DynamoDB's reserved words
         for attribute, value in (("httpStatus", http_status), ("error", error), ("nextAttemptAt", next_attempt_at)):
+            names[f"#{attribute}"] = attribute
             if value is None:
-                removes.append(attribute)
+                removes.append(f"#{attribute}")
             else:
                 values[f":{attribute}"] = {"N": str(value)} if isinstance(value, int) else {"S": str(value)}
-                sets.append(f"{attribute} = :{attribute}")
+                sets.append(f"#{attribute} = :{attribute}")
         if status is DeliveryStatus.DELIVERED:
-            sets.append("deliveredAt = :last")
+            names["#deliveredAt"] = "deliveredAt"
+            sets.append("#deliveredAt = :last")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         try:
             self._ddb.update_item(

@@ -65,7 +65,9 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
          "--rule-interval", str(RULE_INTERVAL_SECONDS)],
         cwd=ROOT,
         # Live events: progress coalesced per 100 ms instead of per second, so a short job shows several.
-        env={**env, "PYTHONUNBUFFERED": "1", "JOBQ_VIDEO_STEP_SECONDS": "0.05", "JOBQ_REALTIME_PROGRESS_INTERVAL_MS": "100"},
+        # Webhooks: a failed delivery comes back after about a second instead of 5 s doubling.
+        env={**env, "PYTHONUNBUFFERED": "1", "JOBQ_VIDEO_STEP_SECONDS": "0.05", "JOBQ_REALTIME_PROGRESS_INTERVAL_MS": "100",
+             "JOBQ_WEBHOOK_BACKOFF_MS": "500"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

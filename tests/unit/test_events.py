@@ -42,6 +42,7 @@ def test_every_event_file_has_a_test() -> None:
         "eventbridge-health.json",
         "scheduler-firing.json",
         "sqs-email-sending.json",
+        "sqs-webhook-delivery.json",  # tests/unit/test_webhooks.py
         # fed to the live-events handlers in tests/unit/test_realtime.py
         "websocket-connect.json",
         "websocket-disconnect.json",
