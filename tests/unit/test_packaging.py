@@ -65,3 +65,7 @@ def test_sam_build_ships_each_function_only_what_it_imports(tmp_path: Path) -> N
     layer = build / "DependenciesLayer" / "python"
     assert (layer / "pydantic").is_dir() and (layer / "aws_lambda_powertools").is_dir()
     assert not (layer / "botocore").exists()  # the Lambda runtime has it
+    assert (layer / "jwt").is_dir()  # the WebSocket $connect handler verifies tokens
+    for function in ("RealtimeConnectionsFunction", "RealtimeEventsFunction", "WebhookDeliveryFunction"):
+        assert (build / function / "functions" / "realtime" / "connections.py").is_file()
+        assert not (build / function / "api").exists() and not (build / function / "functions" / "processors").exists()
