@@ -644,7 +644,7 @@ class _StackRun:
     def _create_AWS_ApiGatewayV2_Api(self, logical: str, raw: dict[str, Any]) -> None:
         """Described only; a WebSocket API is served by infra/local/websocket.py at ``websocket_endpoint``."""
         props = self.evaluator.evaluate(raw)
-        api_id = hashlib.sha1(f"{self.stack.name}/{logical}".encode()).hexdigest()[:10]
+        api_id = hashlib.sha1(f"{self.stack.name}/{logical}".encode(), usedforsecurity=False).hexdigest()[:10]
         websocket = props.get("ProtocolType") == "WEBSOCKET"
         endpoint = f"{'wss' if websocket else 'https'}://{api_id}.execute-api.{self.p.region}.amazonaws.com"
         if websocket and self.p.websocket_endpoint:
