@@ -66,13 +66,13 @@ def _policy_resources(stack: ProvisionedStack) -> Iterator[tuple[str, dict[str, 
 
 def test_no_grant_reaches_another_stacks_queues_or_tables(provisioned: ProvisionedStack) -> None:
     queue_arns = {r.attrs["Arn"] for s in provisioned.walk() for r in s.resources.values() if r.type == "AWS::SQS::Queue"}
-    table = provisioned.resources["JobsTable"].attrs["Arn"]
+    tables = tuple(r.attrs["Arn"] for r in provisioned.resources.values() if r.type == "AWS::DynamoDB::Table")  # the jobs and the realtime table
     wide = []
     for owner, statement in _policy_resources(provisioned):
         for resource in _as_list(statement.get("Resource", [])):
             prefix_wildcard = f":{STACK}-*" in resource or f":{STACK}*" in resource  # matches "jobq-staging-..." too
             other_queue = resource.startswith("arn:aws:sqs:") and resource not in queue_arns
-            other_table = resource.startswith("arn:aws:dynamodb:") and not resource.startswith(table)
+            other_table = resource.startswith("arn:aws:dynamodb:") and not resource.startswith(tables)
             if prefix_wildcard or other_queue or other_table:
                 wide.append((owner, resource))
     assert wide == []
@@ -100,16 +100,17 @@ def test_every_role_that_uses_a_queue_is_granted_exactly_that_queue(provisioned:
         assert not any(principal == role_arn["SchedulerRole"] and resource == dlq for principal, _, resource in grants)
 
 
-def test_the_events_function_reads_only_its_tables_stream(provisioned: ProvisionedStack) -> None:
-    function = provisioned.resources["EventsFunction"].properties
+@pytest.mark.parametrize("reader", ["EventsFunction", "RealtimeEventsFunction"])
+def test_the_stream_readers_read_only_their_tables_stream(provisioned: ProvisionedStack, reader: str) -> None:
+    function = provisioned.resources[reader].properties
     stream = provisioned.resources["JobsTable"].attrs["StreamArn"]
 
     # A DynamoDB event would make SAM attach AWSLambdaDynamoDBExecutionRole (every stream in the account).
     assert all(e.get("Type") != "DynamoDB" for e in (function.get("Events") or {}).values())
     assert not [p for p in function["Policies"] if isinstance(p, str)]  # no managed policy either
-    reads = [s for s in _statements_of(provisioned.resources["EventsFunction"]) if "dynamodb:GetRecords" in _as_list(s["Action"])]
+    reads = [s for s in _statements_of(provisioned.resources[reader]) if "dynamodb:GetRecords" in _as_list(s["Action"])]
     assert [s["Resource"] for s in reads] == [stream]
-    mapping = provisioned.resources["EventsFunctionJobChanges"].properties
+    mapping = provisioned.resources[f"{reader}JobChanges"].properties
     assert mapping["EventSourceArn"] == stream
 
 
