@@ -78,9 +78,9 @@ class WebhookOptions(CamelModel):
             raise ValueError("url must start with https://")
         return url
 
-    def check_url(self, *, allow_loopback_http: bool) -> None:
+    def check_url(self, *, allow_loopback_http: bool, resolve: Resolver | None = None) -> None:
         """The address rules of HTTP targets (HttpTarget.check_url): raise ValueError when broken."""
-        HttpTarget(url=self.url).check_url(allow_loopback_http=allow_loopback_http)
+        HttpTarget(url=self.url).check_url(allow_loopback_http=allow_loopback_http, resolve=resolve)
 
 
 class JobOptions(CamelModel):

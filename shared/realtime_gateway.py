@@ -211,11 +211,10 @@ class ConnectionsApi:
 
 
 class StoreJobReader:
-    """shared.realtime.JobReader on the job store: a job exists for ``user_id`` only if it is theirs."""
+    """shared.realtime.JobReader on the job store: ``user_id``'s job ``job_id`` (ids are per owner)."""
 
     def __init__(self, store: JobStore) -> None:
         self.store = store
 
     def get(self, user_id: str, job_id: str) -> Job | None:
-        job = self.store.get(job_id)
-        return job if job is not None and job.user_id == user_id else None
+        return self.store.get(user_id, job_id)

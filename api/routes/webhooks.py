@@ -10,6 +10,7 @@ from pydantic import Field
 
 from api.deps import CurrentUser, Jobs, SettingsDep
 from api.envelope import Envelope, error_responses
+from api.routes.jobs import Owner
 from shared.models import JOB_ID_PATTERN, CamelModel, WebhookOptions
 from shared.webhook_gateway import DynamoDeliveryLog
 
@@ -47,9 +48,9 @@ def _log(table_name: str) -> DynamoDeliveryLog:
     "/{job_id}/webhooks",
     response_model=Envelope[JobWebhooks],
     summary="A job's webhook deliveries, oldest first",
-    responses=error_responses(401, 404),
+    responses=error_responses(401, 403, 404),
 )
-def job_webhooks(job_id: JobId, caller: CurrentUser, jobs: Jobs, settings: SettingsDep) -> Envelope[JobWebhooks]:
-    job = jobs.get(job_id, caller)  # the owner or an admin; anyone else: 404
+def job_webhooks(job_id: JobId, caller: CurrentUser, jobs: Jobs, settings: SettingsDep, user_id: Owner = None) -> Envelope[JobWebhooks]:
+    job = jobs.get(job_id, caller, user_id=user_id)  # your own job, or (admins) userId's
     records = _log(settings.realtime_table_name).deliveries(job.user_id, job.job_id) if settings.realtime_table_name else []
     return Envelope(data=JobWebhooks(job_id=job.job_id, webhook=job.webhook, deliveries=[WebhookDelivery.model_validate(r) for r in records]))

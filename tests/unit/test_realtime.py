@@ -199,7 +199,7 @@ def test_subscribing_to_a_finished_job_sends_its_final_event_at_once(live: Live)
     live.connect("c1", live.token("alice"))
     job = live.create("alice", "report-1")
     live.stack.store.transition(job, JobStatus.ACTIVE, {"attempts": 1, "lease_token": "t"})
-    running = live.stack.store.require("report-1")
+    running = live.stack.store.require("alice", "report-1")
     live.stack.store.transition(running, JobStatus.COMPLETED, {"result": {"rows": 3}}, owner_token="t")
 
     replies = live.send("c1", {"action": "subscribe", "jobId": "report-1"})
@@ -214,7 +214,7 @@ def test_another_user_cannot_watch_my_job_by_naming_me(live: Live) -> None:
 
     replies = live.send("bob", {"action": "subscribe", "jobId": "invoice-42", "userId": "alice"})
 
-    assert replies == [{"type": "error", "code": "NOT_FOUND", "message": "job invoice-42 not found"}]
+    assert replies == [{"type": "error", "code": "FORBIDDEN", "message": "only admins may address another user's job (userId)"}]
 
 
 def test_only_admins_subscribe_to_a_whole_queue(live: Live) -> None:

@@ -206,9 +206,11 @@ def test_progress_webhooks_are_opt_in_and_coalesced(hooks: Hooks) -> None:
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/hook", "http://example.com/hook", "file:///etc/passwd"])
 def test_a_jobs_webhook_must_be_https_on_aws(stack: Stack, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    import shared.models
     from functions.processors.registry import ProcessorRegistry
 
     monkeypatch.setenv("JOBQ_ALLOW_LOOPBACK_HTTP_TARGETS", "false")
+    monkeypatch.setattr(shared.models, "_resolve", lambda host, port: ["93.184.215.14"])  # DNS, faked: no network in tests
     get_settings.cache_clear()
     jobs = JobService(stack.store, queues.directory(), ProcessorRegistry(stack.store, 0), get_settings())
     with pytest.raises((Invalid, ValueError)):
@@ -218,4 +220,4 @@ def test_a_jobs_webhook_must_be_https_on_aws(stack: Stack, monkeypatch: pytest.M
                   options={"webhook": {"url": "https://hooks.example.com/jobq"}}),
         Identity("alice"),
     )
-    assert stack.store.require(job.job_id).webhook.url == "https://hooks.example.com/jobq"
+    assert stack.store.require("alice", job.job_id).webhook.url == "https://hooks.example.com/jobq"
