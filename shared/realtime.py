@@ -3,7 +3,7 @@
 A client connects to the WebSocket API with its JWT (verified in ``$connect``), then sends
 
     {"action": "subscribe", "jobId": "invoice-42"}                     # its own job
-    {"action": "subscribe", "jobId": "invoice-42", "userId": "alice"}  # an admin: alice's job (a user: FORBIDDEN)
+    {"action": "subscribe", "jobId": "invoice-42", "userId": "alice"}  # an admin: alice's job (a user: NOT_FOUND)
     {"action": "subscribe", "queue": "email-sending"}                  # an admin: every job of a queue
     {"action": "unsubscribe", ...the same fields...}
     {"action": "ping"}
@@ -310,8 +310,8 @@ class RealtimeService:
             if not isinstance(user_id, str) or not user_id:
                 raise Invalid("userId must be a user id")
             if not caller.is_admin:
-                # As on the HTTP API (?userId= of someone else): 403, and nothing of theirs is read.
-                raise Forbidden("only admins may address another user's job (userId)")
+                # As on the HTTP API (?userId= of someone else): the 404 of an id that does not exist.
+                raise NotFound(f"job {job_id} not found")
             owner = user_id
         # Your own namespace: a job you are about to create may be subscribed to already.
         return job_topic(owner, job_id), {"jobId": job_id, "userId": owner}, (owner, job_id)

@@ -95,7 +95,7 @@ def test_a_subscriber_sees_nothing_of_another_users_job(local_stack: LocalStackP
         alice.send({"action": "subscribe", "jobId": job_id})
         bob.send({"action": "subscribe", "jobId": job_id})  # the same id in bob's namespace: not alice's job
         refused = bob.send({"action": "subscribe", "jobId": job_id, "userId": "alice"})
-        assert refused["type"] == "error" and refused["code"] == "FORBIDDEN"  # as GET /jobs/{id}?userId= of someone else
+        assert refused["type"] == "error" and refused["code"] == "NOT_FOUND"  # as GET /jobs/{id}?userId= of someone else
         assert api.post("/jobs", json=video_job(job_id, 2)).status_code == 201
 
         alice.next(lambda m: m["type"] == "job:completed")
