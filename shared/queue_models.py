@@ -9,7 +9,17 @@ from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from shared.access import QueueAccess
-from shared.models import JOB_ID_PATTERN, TYPE_PATTERN, Backoff, CamelModel, HttpTarget, JobPublic, QueueDepth, Retention, WebhookOptions
+from shared.models import (
+    JOB_ID_PATTERN,
+    TYPE_PATTERN,
+    Backoff,
+    CamelModel,
+    HttpTarget,
+    JobPublic,
+    QueueDepth,
+    Retention,
+    WebhookOptions,
+)
 
 MAX_AGE_MS = 10 * 366 * 86400 * 1000  # ten years: older than anything a queue keeps
 HealthStatus = Literal["healthy", "warning", "error"]

@@ -102,7 +102,7 @@ class SendResult(StrEnum):
 
 
 class ConnectionStore(Protocol):
-    """Connections and subscriptions (shared/realtime_gateway.py: DynamoDB items with a TTL)."""
+    """Connections and subscriptions (shared/adapters/realtime.py: DynamoDB items with a TTL)."""
 
     def put_connection(self, connection: Connection, *, now_ms: int, expires_at: int) -> None: ...
     def get_connection(self, connection_id: str) -> Connection | None: ...

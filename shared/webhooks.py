@@ -100,7 +100,7 @@ def delivery_id(user_id: str, job_id: str, version: int, kind: str) -> str:
 
 
 class DeliveryLog(Protocol):
-    """Delivery records beside the job (shared/webhook_gateway.py)."""
+    """Delivery records beside the job (shared/adapters/webhooks.py)."""
 
     def record_pending(self, delivery: Delivery, *, now_ms: int, expires_at: int) -> None: ...
     def record_attempt(

@@ -11,8 +11,8 @@ from pydantic import Field
 from api.deps import CurrentUser, Jobs, SettingsDep
 from api.envelope import Envelope, error_responses
 from api.routes.jobs import Owner
+from shared.adapters.webhooks import DynamoDeliveryLog
 from shared.models import JOB_ID_PATTERN, CamelModel, WebhookOptions
-from shared.webhook_gateway import DynamoDeliveryLog
 
 router = APIRouter(prefix="/jobs", tags=["webhooks"])
 

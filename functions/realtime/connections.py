@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.realtime.services import realtime_service, token_verifier
 from shared.errors import JobqError
-from shared.observability import logger, tracer
+from shared.observability import logger, traced
 from shared.realtime_auth import Unauthorized, token_of
 
 
@@ -46,6 +46,6 @@ def route(event: dict[str, Any]) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler(capture_response=False)
+@traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return route(event)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from shared import queue_config, queues
+from shared.adapters import policies as queue_config
+from shared.adapters import queues
+from shared.adapters.jobs import JobStore
+from shared.adapters.realtime import ConnectionsApi, DynamoConnectionStore, StoreJobReader
+from shared.adapters.webhooks import DynamoDeliveryLog, SecretsManagerSecrets, SqsDeliveryQueue, UrllibPoster
 from shared.errors import NotFound
 from shared.models import WebhookOptions
 from shared.realtime import EventFanout, RealtimeService
 from shared.realtime_auth import TokenVerifier
-from shared.realtime_gateway import ConnectionsApi, DynamoConnectionStore, StoreJobReader
 from shared.settings import get_settings
-from shared.store import JobStore
-from shared.webhook_gateway import DynamoDeliveryLog, SecretsManagerSecrets, SqsDeliveryQueue, UrllibPoster
 from shared.webhooks import WebhookDeliverer, WebhookDispatcher
 
 

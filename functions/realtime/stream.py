@@ -16,9 +16,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.realtime.services import event_fanout, webhook_dispatcher
-from shared.observability import logger, tracer
+from shared.adapters.jobs import from_item
+from shared.observability import logger, traced
 from shared.realtime import FanoutOutcome, JobChange
-from shared.store import from_item
 
 
 def changes_of(records: list[dict[str, Any]]) -> list[JobChange]:
@@ -42,7 +42,7 @@ def process(event: dict[str, Any], context: LambdaContext | None = None) -> Fano
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler(capture_response=False)
+@traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     outcome = process(event, context)
     logger.info("events pushed", extra=outcome.as_log())

@@ -21,13 +21,13 @@ import pytest
 from functions.realtime import services
 from functions.realtime.connections import handler as connections_handler
 from functions.realtime.stream import handler as stream_handler
-from shared import queues
+from shared.adapters import queues
+from shared.adapters.jobs import to_item
 from shared.jobs import Identity, JobService
 from shared.models import Job, JobCreate
 from shared.realtime import EventType, ProgressThrottle, change_kind
 from shared.settings import get_settings
 from shared.status import JobStatus
-from shared.store import to_item
 from tests.connections_server import ConnectionsServer
 from tests.unit.conftest import FakeLambdaContext, Stack
 
@@ -59,9 +59,9 @@ class Live:
         return self.server.received(connection_id)[before:]
 
     def create(self, user: str, job_id: str, queue: str = "email-sending") -> Job:
-        from functions.processors.registry import ProcessorRegistry
+        from shared.catalog import ProcessorCatalog
 
-        jobs = JobService(self.stack.store, queues.directory(), ProcessorRegistry(self.stack.store, 0), self.stack.settings)
+        jobs = JobService(self.stack.store, queues.directory(), ProcessorCatalog(self.stack.store, 0), self.stack.settings)
         types = {"email-sending": ("send-email", {"to": "a@example.com", "subject": "Hi", "body": "Hello"}),
                  "video-processing": ("transcode-video", {"videoUrl": "s3://v/1"})}
         job_type, data = types[queue]
@@ -91,7 +91,7 @@ def _event(route_key: str, connection_id: str) -> dict[str, Any]:
 
 @pytest.fixture
 def live(stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Live]:
-    from shared import clients
+    from shared.adapters import clients
 
     table = clients.client("dynamodb").list_tables()["TableNames"]
     realtime_table = next(t for t in table if t.endswith("RealtimeTable"))
@@ -198,9 +198,10 @@ def test_the_subscribe_sample_event_answers_subscribed_and_the_jobs_state(live: 
 def test_subscribing_to_a_finished_job_sends_its_final_event_at_once(live: Live) -> None:
     live.connect("c1", live.token("alice"))
     job = live.create("alice", "report-1")
-    live.stack.store.transition(job, JobStatus.ACTIVE, {"attempts": 1, "lease_token": "t"})
-    running = live.stack.store.require("alice", "report-1")
-    live.stack.store.transition(running, JobStatus.COMPLETED, {"result": {"rows": 3}}, owner_token="t")
+    done = _moved(job, JobStatus.COMPLETED, attempts=1, result={"rows": 3})
+    from shared.adapters import clients
+
+    clients.client("dynamodb").put_item(TableName=live.stack.table_name, Item=to_item(done))  # as the consumer left it
 
     replies = live.send("c1", {"action": "subscribe", "jobId": "report-1"})
 

@@ -14,14 +14,14 @@ import pytest
 from functions.realtime import services
 from functions.realtime.stream import handler as stream_handler
 from functions.realtime.webhooks import handler as webhook_handler
-from shared import clients, queues
+from shared.adapters import clients, queues
+from shared.adapters.jobs import to_item
+from shared.adapters.webhooks import DynamoDeliveryLog
 from shared.errors import Invalid
 from shared.jobs import Identity, JobService
 from shared.models import Job, JobCreate
 from shared.settings import get_settings
 from shared.status import JobStatus
-from shared.store import to_item
-from shared.webhook_gateway import DynamoDeliveryLog
 from shared.webhooks import sign, verify
 from tests.unit.conftest import STACK, FakeLambdaContext, Stack
 from tests.webhook_receiver import WebhookReceiver
@@ -37,9 +37,9 @@ class Hooks:
     log: DynamoDeliveryLog
 
     def job(self, job_id: str, url: str, **webhook: Any) -> Job:
-        from functions.processors.registry import ProcessorRegistry
+        from shared.catalog import ProcessorCatalog
 
-        jobs = JobService(self.stack.store, queues.directory(), ProcessorRegistry(self.stack.store, 0), self.stack.settings)
+        jobs = JobService(self.stack.store, queues.directory(), ProcessorCatalog(self.stack.store, 0), self.stack.settings)
         request = JobCreate(queue="email-sending", type="send-email", data={"to": "a@example.com", "subject": "Hi", "body": "Hello"},
                             options={"jobId": job_id, "webhook": {"url": url, **webhook}})
         job, _ = jobs.create(request, Identity("alice"))
@@ -207,12 +207,12 @@ def test_progress_webhooks_are_opt_in_and_coalesced(hooks: Hooks) -> None:
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/hook", "http://example.com/hook", "file:///etc/passwd"])
 def test_a_jobs_webhook_must_be_https_on_aws(stack: Stack, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     import shared.models
-    from functions.processors.registry import ProcessorRegistry
+    from shared.catalog import ProcessorCatalog
 
     monkeypatch.setenv("JOBQ_ALLOW_LOOPBACK_HTTP_TARGETS", "false")
     monkeypatch.setattr(shared.models, "_resolve", lambda host, port: ["93.184.215.14"])  # DNS, faked: no network in tests
     get_settings.cache_clear()
-    jobs = JobService(stack.store, queues.directory(), ProcessorRegistry(stack.store, 0), get_settings())
+    jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), get_settings())
     with pytest.raises((Invalid, ValueError)):
         jobs.create(JobCreate(queue="email-sending", type="send-email", data={}, options={"webhook": {"url": url}}), Identity("alice"))
     job, _ = jobs.create(

@@ -24,12 +24,12 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared import clients
+from shared.adapters import clients
+from shared.adapters.jobs import JobStore
 from shared.errors import Unavailable
 from shared.models import Job
 from shared.observability import logger
 from shared.realtime import Connection, SendResult, Subscriber
-from shared.store import JobStore
 
 _CONN = "CONN"
 

@@ -20,7 +20,7 @@ from urllib.request import HTTPRedirectHandler, Request, build_opener
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared import clients
+from shared.adapters import clients
 from shared.clock import iso
 from shared.errors import Unavailable
 from shared.webhooks import Delivery, DeliveryStatus
