@@ -58,6 +58,7 @@ class Deduplication(CamelModel):
 
 WEBHOOK_EVENTS = ("job:waiting", "job:delayed", "job:active", "job:progress", "job:completed", "job:failed", "job:cancelled", "job:stalled")
 WebhookEvent = Literal["job:waiting", "job:delayed", "job:active", "job:progress", "job:completed", "job:failed", "job:cancelled", "job:stalled"]
+DEFAULT_WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("job:completed", "job:failed", "job:cancelled")
 
 
 class WebhookOptions(CamelModel):
@@ -65,7 +66,7 @@ class WebhookOptions(CamelModel):
 
     url: str = Field(max_length=2048, description="https only on AWS (http to 127.0.0.1 in the local stack).")
     events: list[WebhookEvent] = Field(
-        default_factory=lambda: ["job:completed", "job:failed", "job:cancelled"],
+        default_factory=lambda: list(DEFAULT_WEBHOOK_EVENTS),
         min_length=1,
         max_length=len(WEBHOOK_EVENTS),
         description="Which events to send; the endings by default. job:progress is coalesced to one a second.",

@@ -27,4 +27,4 @@ def _record_handler(record: SQSRecord) -> None:
 @traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event=event, record_handler=_record_handler, processor=processor, context=context)
+    return dict(process_partial_response(event=event, record_handler=_record_handler, processor=processor, context=context))
