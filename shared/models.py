@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
@@ -18,6 +19,7 @@ from pydantic.alias_generators import to_camel
 
 from shared import strict_json
 from shared.access import QueueAccess
+from shared.priority import Priority, parse_priority, priority_name
 from shared.status import JobStatus
 
 # Ids a client chooses (options.jobId) never contain ':'; ids the service makes (schedule
@@ -25,6 +27,8 @@ from shared.status import JobStatus
 CLIENT_JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"  # any job id: the client's or the service's
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# GET /jobs/dashboard and GET /jobs/user are routes (seed 001): a job of that id could not be read.
+RESERVED_JOB_IDS = frozenset({"dashboard", "user"})
 TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 
 
@@ -85,7 +89,9 @@ class WebhookOptions(CamelModel):
 
 
 class JobOptions(CamelModel):
-    priority: int = Field(default=0, ge=0, le=1000, description="Recorded with the job; 0 is the default.")
+    priority: Priority = Field(
+        default=0, description="A number, higher is more important (negative allowed), or critical|high|normal|low|bulk; 0 (normal) is the default."
+    )
     attempts: int | None = Field(default=None, ge=1, le=20, description="Attempts before the job fails; the queue's default if absent.")
     backoff: Backoff | None = Field(default=None, description="Delay between attempts; the queue's default if absent.")
     delay: int = Field(default=0, ge=0, description="Milliseconds to wait before the first attempt (at most JOBQ_MAX_RUN_AT_DAYS, 366).")
@@ -101,6 +107,13 @@ class JobOptions(CamelModel):
     )
     deduplication: Deduplication | None = None
     webhook: WebhookOptions | None = Field(default=None, description="Where to POST the job's ending (signed); the queue's default if absent.")
+
+    @field_validator("job_id")
+    @classmethod
+    def _not_a_route(cls, value: str | None) -> str | None:
+        if value is not None and value.lower() in RESERVED_JOB_IDS:
+            raise ValueError(f"jobId '{value}' is taken by a route (GET /jobs/{value.lower()}); choose another")
+        return value
 
     @field_validator("run_at")
     @classmethod
@@ -138,6 +151,15 @@ class JobCreate(CamelModel):
     @classmethod
     def _strict(cls, data: dict[str, Any]) -> dict[str, Any]:
         return strict_json.check(data, "data")
+
+    @model_validator(mode="after")
+    def _priority_in_data(self) -> JobCreate:
+        """Seed 004 writes the priority into the data (``"data": {..., "priority": "high"}``): honoured
+        when ``options.priority`` is absent and the value is a valid priority; the data keeps it."""
+        if "priority" not in self.options.model_fields_set and "priority" in self.data:
+            with contextlib.suppress(ValueError):  # not a priority: the data's own business
+                self.options.priority = parse_priority(self.data["priority"])
+        return self
 
 
 class AttemptRecord(CamelModel):
@@ -206,6 +228,7 @@ class JobPublic(CamelModel):
                     "status": "completed",
                     "data": {"to": "user@example.com", "subject": "Welcome", "body": "Hello"},
                     "priority": 0,
+                    "priorityName": "normal",
                     "progress": 100,
                     "progressMessage": None,
                     "result": {"messageId": "0100018c-example"},
@@ -237,6 +260,7 @@ class JobPublic(CamelModel):
     status: JobStatus
     data: dict[str, Any]
     priority: int
+    priority_name: str | None = Field(default=None, description="The named level of `priority`, if it is one (high = 5).")
     progress: Any
     progress_message: str | None
     result: Any
@@ -261,12 +285,15 @@ class JobPublic(CamelModel):
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
-        return cls.model_validate(job.model_dump())
+        return cls.model_validate({**job.model_dump(), "priority_name": priority_name(job.priority)})
 
 
 class JobPage(CamelModel):
     jobs: list[JobPublic]
     next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page; null on the last page.")
+    page: int | None = Field(default=None, description="The page number asked for with `page` (seed 000's paging).")
+    limit: int | None = None
+    has_more: bool = Field(default=False, description="More jobs may follow (nextCursor is set).")
 
 
 class StatusRef(CamelModel):
@@ -491,6 +518,7 @@ class QueueInfo(CamelModel):
     default_backoff_type: BackoffType = BackoffType.EXPONENTIAL
     default_backoff_delay: int = 1000
     webhook_secret_arn: str = ""  # the queue's webhook signing secret (Secrets Manager)
+    description: str = ""  # the template's QueueDescription; PATCH /queues/{name} may override it
 
 
 DLQ_RETENTION_SECONDS = 14 * 86400  # a DLQ's MessageRetentionPeriod (infra/queue.yaml): SQS's maximum
@@ -518,6 +546,7 @@ class QueuePolicy(CamelModel):
     max_unfinished_jobs: int | None = Field(default=None, ge=1, le=100_000_000)
     max_unfinished_jobs_per_user: int | None = Field(default=None, ge=1, le=100_000_000)
     webhook: WebhookOptions | None = None  # the default of jobs without options.webhook
+    description: str | None = Field(default=None, max_length=256, description="Shown by GET /queues; the template's when absent.")
 
     def expires_at(self, status: JobStatus, finished_ms: int) -> int | None:
         """The TTL (epoch seconds) of a job that just finished in ``status``: its retention by age.
