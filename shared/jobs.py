@@ -377,6 +377,22 @@ class JobService:
                 raise Unavailable(f"job {job_id} is waiting but could not be enqueued yet; the health check will enqueue it") from err
             raise
 
+    def remove(self, job_id: str, caller: Identity) -> Job:
+        """Delete a job that is not running (``DELETE /jobs/{id}?action=remove``); the job as it was.
+
+        Conditional on the job being as read, so a job that started meanwhile stays (409). A waiting
+        job's message finds no job and is acknowledged; a delayed job's schedule is removed.
+        """
+        job = self.get(job_id, caller)
+        if job.status in (JobStatus.ACTIVE, JobStatus.STALLED):
+            raise Conflict(f"job {job_id} is {job.status.value}; cancel it first (DELETE /jobs/{job_id})")
+        if not self.store.delete_unchanged(job):
+            raise Conflict(f"job {job_id} changed while it was being removed; look again")
+        if job.status is JobStatus.DELAYED and scheduler.needs_schedule(job.delay):
+            self._remove_schedule(job)
+        logger.info("job removed", extra={"job_id": job.job_id, "queue": job.queue, "status": job.status.value})
+        return job
+
     def put_http_target(self, queue_name: str, job_type: str, target: HttpTarget, caller: Identity) -> HttpTarget:
         queue = self.directory.get(queue_name)
         authorize(caller, Action.OPERATE, get_policy(queue).access, queue=queue.name)

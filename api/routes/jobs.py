@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Response
 
+from api.cursors import CursorSigner
 from api.deps import CurrentUser, Cursors, Jobs
 from api.envelope import Envelope, error_responses
+from api.routes.schedules import schedule_service
 from shared.clock import iso
+from shared.dashboard import Dashboard, build_dashboard
+from shared.errors import Invalid
 from shared.jobs import MAX_BULK_JOBS
 from shared.models import (
     JOB_ID_PATTERN,
@@ -27,6 +31,8 @@ from shared.models import (
     StatusRequest,
     StatusResult,
 )
+from shared.paging import Fetch, numbered_page
+from shared.queue_admin import QueueService
 from shared.status import JobStatus
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -51,8 +57,26 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _page(jobs: list[Job], next_cursor: str | None) -> Envelope[JobPage]:
-    return Envelope(data=JobPage(jobs=[JobPublic.of(j) for j in jobs], next_cursor=next_cursor))
+PageNumber = Annotated[int | None, Query(ge=1, description="Seed 000's page number (1: the newest); instead of `cursor`")]
+
+
+def _page(jobs: list[Job], next_cursor: str | None, *, page: int | None = None, limit: int | None = None) -> Envelope[JobPage]:
+    return Envelope(
+        data=JobPage(jobs=[JobPublic.of(j) for j in jobs], next_cursor=next_cursor, page=page, limit=limit, has_more=next_cursor is not None)
+    )
+
+
+def paged(
+    fetch: Fetch[Job], *, page: int | None, limit: int, cursor: str | None, cursors: CursorSigner, listing: str
+) -> Envelope[JobPage]:
+    """One page by number (``page``) or by signed cursor; ``fetch(limit, store_cursor)`` is one Query."""
+    if page is not None:
+        if cursor:
+            raise Invalid("give page or cursor, not both")
+        found, after = numbered_page(fetch, page=page, limit=limit)
+        return _page(found, cursors.seal(after, listing), page=page, limit=limit)
+    found, after = fetch(limit, cursors.open(cursor, listing))
+    return _page(found, cursors.seal(after, listing), limit=limit)
 
 
 def _listing(*parts: object) -> str:
@@ -125,12 +149,55 @@ def list_jobs(
     cursors: Cursors,
     queue: Annotated[str, Query(pattern=NAME_PATTERN, description="The queue")],
     status: StatusFilter = None,
+    page: PageNumber = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> Envelope[JobPage]:
-    listing = _listing("queue", queue, status)
-    found, after = jobs.list_for_queue(caller, queue=queue, status=status, limit=limit, cursor=cursors.open(cursor, listing))
-    return _page(found, cursors.seal(after, listing))
+    return paged(
+        lambda n, c: jobs.list_for_queue(caller, queue=queue, status=status, limit=n, cursor=c),
+        page=page,
+        limit=limit,
+        cursor=cursor,
+        cursors=cursors,
+        listing=_listing("queue", queue, status),
+    )
+
+
+@router.get(
+    "/user",
+    response_model=Envelope[JobPage],
+    summary="List your own jobs, newest first (seed 001's GET /jobs/user)",
+    responses=error_responses(400, 401),
+)
+def list_my_jobs(
+    caller: CurrentUser,
+    jobs: Jobs,
+    cursors: Cursors,
+    status: StatusFilter = None,
+    queue: QueueFilter = None,
+    page: PageNumber = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> Envelope[JobPage]:
+    return paged(
+        lambda n, c: jobs.list_for_user(caller.user_id, caller, status=status, queue=queue, limit=n, cursor=c),
+        page=page,
+        limit=limit,
+        cursor=cursor,
+        cursors=cursors,
+        listing=_listing("user", caller.user_id, status, queue),  # the same listing as /jobs/user/{own id}
+    )
+
+
+@router.get(
+    "/dashboard",
+    response_model=Envelope[Dashboard],
+    summary="Everything an operator's dashboard shows, in one call (admin; seed 001)",
+    description="Every queue's stats and health, recent failures, active jobs, and the schedules due next.",
+    responses=error_responses(401, 403, 503),
+)
+def dashboard(caller: CurrentUser, jobs: Jobs) -> Envelope[Dashboard]:
+    return Envelope(data=build_dashboard(QueueService(jobs), schedule_service(), caller))
 
 
 @router.get(
@@ -147,12 +214,18 @@ def list_user_jobs(
     cursors: Cursors,
     status: StatusFilter = None,
     queue: QueueFilter = None,
+    page: PageNumber = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> Envelope[JobPage]:
-    listing = _listing("user", user_id, status, queue)
-    found, after = jobs.list_for_user(user_id, caller, status=status, queue=queue, limit=limit, cursor=cursors.open(cursor, listing))
-    return _page(found, cursors.seal(after, listing))
+    return paged(
+        lambda n, c: jobs.list_for_user(user_id, caller, status=status, queue=queue, limit=n, cursor=c),
+        page=page,
+        limit=limit,
+        cursor=cursor,
+        cursors=cursors,
+        listing=_listing("user", user_id, status, queue),
+    )
 
 
 @router.get("/{job_id}", response_model=Envelope[JobPublic], summary="Get a job", responses=error_responses(401, 404))
@@ -163,16 +236,43 @@ def get_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, user_id: Owner = Non
 @router.delete(
     "/{job_id}",
     response_model=Envelope[JobPublic],
-    summary="Cancel a job",
-    description="A waiting or delayed job is cancelled at once (200). An active job is marked (202): its processor "
-    "stops at its next progress report and the job ends `cancelled`. A finished job: 409.",
-    responses=error_responses(401, 404, 409) | {202: {"model": Envelope[JobPublic], "description": "Cancellation requested; the job is still active"}},
+    summary="Cancel a job; or remove it, or retry it (`?action=`, seed 004)",
+    description="`action=cancel` (the default): a waiting or delayed job is cancelled at once (200). An active job is "
+    "marked (202): its processor stops at its next progress report (an HTTP target's request is abandoned within "
+    "seconds) and the job ends `cancelled`. A finished job: 409. `action=remove`: the job is deleted unless it is "
+    "active (409: cancel it first); the answer is the job as it was. `action=retry`: as `POST /jobs/{jobId}/retry`.",
+    responses=error_responses(400, 401, 404, 409, 503) | {202: {"model": Envelope[JobPublic], "description": "Cancellation requested; the job is still active"}},
 )
-def cancel_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, response: Response, user_id: Owner = None) -> Envelope[JobPublic]:
-    job = jobs.cancel(job_id, caller, user_id=user_id)
+def cancel_job(
+    job_id: JobId,
+    caller: CurrentUser,
+    jobs: Jobs,
+    response: Response,
+    user_id: Owner = None,
+    action: Annotated[Literal["cancel", "remove", "retry"], Query(description="What to do with the job")] = "cancel",
+) -> Envelope[JobPublic]:
+    if action == "remove":
+        return Envelope(data=JobPublic.of(jobs.remove(job_id, caller, user_id=user_id)))
+    if action == "retry":
+        return Envelope(data=JobPublic.of(jobs.retry(job_id, caller, user_id=user_id)))
+    return _cancelled(jobs.cancel(job_id, caller, user_id=user_id), response)
+
+
+def _cancelled(job: Job, response: Response) -> Envelope[JobPublic]:
     if job.status is not JobStatus.CANCELLED:
         response.status_code = 202
     return Envelope(data=JobPublic.of(job))
+
+
+@router.post(
+    "/user/{job_id}/cancel",
+    response_model=Envelope[JobPublic],
+    summary="Cancel one of your jobs (seed 001); same as DELETE /jobs/{jobId}",
+    responses={202: {"model": Envelope[JobPublic], "description": "Cancellation requested; the job is still active"}}
+    | error_responses(401, 404, 409),
+)
+def cancel_my_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, response: Response) -> Envelope[JobPublic]:
+    return _cancelled(jobs.cancel(job_id, caller), response)
 
 
 @router.post(
