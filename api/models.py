@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from shared.maintenance import QueueHealth
 from shared.models import CamelModel, JobCreate
@@ -36,7 +36,19 @@ class DetailedHealth(CamelModel):
     maintenance: MaintenanceRuns
 
 
+class QueueHealthLine(CamelModel):
+    name: str
+    health_status: str
+    processing_rate: float = Field(description="Jobs finished per minute over the last hour.")
+    total_jobs: int
+
+
 class SchedulerStats(CamelModel):
+    scheduled_jobs_count: int = Field(description="Recurring schedules (every state).")
+    scheduled_jobs: list[str] = Field(description="Their names (the job type unless a name was given).")
+    queue_health: list[QueueHealthLine]
+    uptime: int = Field(description="Seconds this API container has been running.")
+    last_health_check: str | None = Field(description="When the HealthFunction last assessed the queues.")
     repeating: dict[str, int] = Field(description="Schedules by state: total, active, paused, completed.")
     delayed: int | None = Field(description="Jobs delayed now, over every queue (counters).")
     total_runs: int
@@ -62,36 +74,28 @@ class SchedulerMetrics(CamelModel):
     series: list[dict[str, Any]]
 
 
-class LivenessCheck(BaseModel):
-    status: Literal["up", "down"]
-    latency_ms: int
-    message: str | None = None
-
-
-class Health(BaseModel):
-    status: Literal["healthy", "unhealthy"]
-    timestamp: str
-    version: str
-    checks: dict[str, LivenessCheck]
-
-
 class DelayedJobCreate(JobCreate):
     """``POST /scheduler/delayed``: a job with ``delay`` (ms) or ``runAt``, here or in ``options``."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"queue": "email-sending", "type": "send-email", "data": {"to": "a@example.com", "subject": "Later", "body": "Hi"}, "delay": 3600000},
+                {"queue": "email-sending", "type": "send-email", "data": {"to": "a@example.com", "subject": "Later", "body": "Hi"}, "delayMs": 300000},
                 {"queue": "report-generation", "type": "generate-report", "data": {}, "runAt": "2030-01-01T09:00:00Z"},
             ]
         },
     )
 
     delay: int | None = Field(default=None, ge=0, description="Milliseconds; same as options.delay.")
+    delay_ms: int | None = Field(default=None, ge=0, description="Milliseconds, as seed 000 writes it; same as delay.")
     run_at: datetime | None = Field(default=None, description="ISO 8601 with an offset; same as options.runAt.")
 
     @model_validator(mode="after")
     def _when(self) -> DelayedJobCreate:
+        if self.delay_ms is not None:
+            if self.delay is not None:
+                raise ValueError("give delayMs or delay, not both")
+            self.delay = self.delay_ms
         if self.delay is not None or self.run_at is not None:
             if self.options.delay or self.options.run_at:
                 raise ValueError("give the delay either at the top level or in options, not both")

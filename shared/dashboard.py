@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from shared.access import Action, Identity, authorize
 from shared.clock import iso, now_ms
-from shared.jobs import Identity, require_admin
 from shared.models import CamelModel, Job
 from shared.queue_models import LiveStats, QueueSummary
 from shared.status import JobStatus
@@ -73,7 +73,7 @@ class Dashboard(CamelModel):
 
 
 def build_dashboard(queues: QueueService, schedules: ScheduleService, caller: Identity) -> Dashboard:
-    require_admin(caller)
+    authorize(caller, Action.INSPECT)  # stack-wide reads: admins and readers
     summaries = queues.overview(caller)
     jobs = queues.jobs
 

@@ -377,19 +377,18 @@ class JobService:
                 raise Unavailable(f"job {job_id} is waiting but could not be enqueued yet; the health check will enqueue it") from err
             raise
 
-    def remove(self, job_id: str, caller: Identity) -> Job:
+    def remove(self, job_id: str, caller: Identity, *, user_id: str | None = None) -> Job:
         """Delete a job that is not running (``DELETE /jobs/{id}?action=remove``); the job as it was.
 
         Conditional on the job being as read, so a job that started meanwhile stays (409). A waiting
         job's message finds no job and is acknowledged; a delayed job's schedule is removed.
         """
-        job = self.get(job_id, caller)
+        job = self.get(job_id, caller, user_id=user_id, change=True)
         if job.status in (JobStatus.ACTIVE, JobStatus.STALLED):
             raise Conflict(f"job {job_id} is {job.status.value}; cancel it first (DELETE /jobs/{job_id})")
         if not self.store.delete_unchanged(job):
             raise Conflict(f"job {job_id} changed while it was being removed; look again")
-        if job.status is JobStatus.DELAYED and scheduler.needs_schedule(job.delay):
-            self._remove_schedule(job)
+        remove_delayed_schedule(job)
         logger.info("job removed", extra={"job_id": job.job_id, "queue": job.queue, "status": job.status.value})
         return job
 
@@ -414,6 +413,17 @@ class JobService:
 def _validation_message(err: ValidationError) -> str:
     parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()[:5]]
     return "invalid job: " + "; ".join(parts)
+
+
+def remove_delayed_schedule(job: Job) -> None:
+    """After a delayed job is deleted, its one-time schedule too (best effort: a firing for a job that
+    no longer exists is acknowledged and does nothing)."""
+    if job.status is not JobStatus.DELAYED or not scheduler.needs_schedule(job.delay):
+        return
+    try:
+        scheduler.cancel_delayed(JobRef.of(job))
+    except Unavailable:
+        logger.warning("could not remove a removed job's schedule", extra={"job_id": job.job_id})
 
 
 def require_admin(caller: Identity) -> None:

@@ -15,30 +15,40 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
+
 from shared import dead_letters, maintenance, stats
 from shared.access import Action, Identity, allows, authorize
 from shared.adapters import counters, policies, queues
 from shared.adapters.consumer_switch import consumer_state, set_consumer_enabled
 from shared.clock import iso, now_ms
-from shared.errors import Conflict, Invalid, NotFound
-from shared.jobs import JobService
+from shared.errors import Conflict, Invalid, JobqError, NotFound
+from shared.jobs import JobService, remove_delayed_schedule
 from shared.models import Job, QueueInfo, QueuePolicy
 from shared.observability import logger
 from shared.queue_models import (
+    READ_ONLY,
+    BulkRemoval,
+    CleanOptions,
     CleanRequest,
     CleanResult,
     DeadLetterList,
     LiveStats,
     MetricPoint,
     MetricTotals,
+    NotRemoved,
     PauseState,
     Processors,
     PurgeResult,
+    QueueAction,
     QueueConfiguration,
     QueueMetrics,
     QueuePatch,
     QueueSummary,
     RedriveResult,
+    RemovedJob,
+    RetentionPolicy,
 )
 from shared.status import JobStatus
 
@@ -77,16 +87,17 @@ class QueueService:
             authorize(caller, Action.INSPECT)
         if not known:
             return []
+        checked = _health_checks()
         with ThreadPoolExecutor(max_workers=min(8, len(known))) as pool:
-            return list(pool.map(self._summary, known))
+            return list(pool.map(lambda q: self._summary(q, checked.get(q.name)), known))
 
     def describe(self, name: str, caller: Identity) -> QueueSummary:
         queue = self.queue(name, caller)
-        summary = self._summary(queue)
+        summary = self._summary(queue, _health_checks().get(queue.name))
         summary.consumer_state = consumer_state(queue)
         return summary
 
-    def _summary(self, queue: QueueInfo) -> QueueSummary:
+    def _summary(self, queue: QueueInfo, last_health_check: str | None = None) -> QueueSummary:
         now = now_ms()
         current = counters.read_stats(queue.name)
         hour = stats.summarize(counters.read_buckets(queue.name, now - HOUR_MS + 1, "minute"))
@@ -104,8 +115,10 @@ class QueueService:
             stalled=current.counts["stalled"],
             paused=policy.paused,
         )
+        counts = current.counts
         return QueueSummary(
             name=queue.name,
+            description=policy.description if policy.description is not None else queue.description,
             is_active=not policy.paused,
             paused=policy.paused,
             health_status=status,
@@ -119,6 +132,13 @@ class QueueService:
             p95_processing_time=hour.p95_processing_ms,
             oldest_waiting_age=oldest,
             last_processed_at=current.last_processed_at,
+            last_health_check=last_health_check,
+            total_jobs=counts["total"],
+            completed_jobs=counts["completed"],
+            failed_jobs=counts["failed"],
+            active_jobs=counts["active"],
+            waiting_jobs=counts["waiting"],
+            delayed_jobs=counts["delayed"],
             configuration=self._configuration(queue, policy),
         )
 
@@ -127,10 +147,14 @@ class QueueService:
         http = self.store.list_targets(queue.name)
         code = sorted(t for t in catalog.types(queue.name) if t not in http and catalog.is_code_type(queue.name, t))
         return QueueConfiguration(
+            concurrency=queue.max_concurrency,
+            retry_attempts=policy.default_attempts,
+            retry_delay=policy.default_backoff.delay,
+            remove_on_complete=policy.remove_on_complete.max_count,
+            remove_on_fail=policy.remove_on_fail.max_count,
             default_attempts=policy.default_attempts,
             default_backoff=policy.default_backoff,
-            remove_on_complete=policy.remove_on_complete,
-            remove_on_fail=policy.remove_on_fail,
+            retention=RetentionPolicy(remove_on_complete=policy.remove_on_complete, remove_on_fail=policy.remove_on_fail),
             paused=policy.paused,
             access=policy.access,
             max_unfinished_jobs=policy.max_unfinished_jobs,
@@ -146,18 +170,27 @@ class QueueService:
     # ---- runtime settings ----------------------------------------------------------------------------
     def update(self, name: str, patch: QueuePatch, caller: Identity) -> QueueConfiguration:
         queue = self.queue(name, caller)
-        for job_type, target in (patch.processors or {}).items():
+        current = self._configuration(queue, policies.get_policy(queue))
+        changed = [
+            f"{to_camel(field)} ({why})"
+            for field, why in READ_ONLY.items()
+            if field in patch.model_fields_set and getattr(patch, field) is not None and getattr(patch, field) != getattr(current, field)
+        ]
+        if changed:
+            raise Invalid("read-only fields cannot be changed here: " + "; ".join(changed))
+        try:
+            targets = patch.targets(set(current.processors.code))
+        except (ValueError, ValidationError) as err:
+            raise Invalid(str(err).replace("Value error, ", "")) from err
+        for job_type, target in targets.items():
             if target is None:
                 if self.jobs.catalog.is_code_type(queue.name, job_type):
                     raise Conflict(f"type '{job_type}' on queue '{queue.name}' is handled by a code processor")
-                policies.delete_target(queue.name, job_type)
-            else:
+                if job_type in current.processors.http:
+                    policies.delete_target(queue.name, job_type)
+            elif current.processors.http.get(job_type) != target:
                 self.jobs.put_http_target(queue.name, job_type, target, caller)  # validates the URL, like PUT
-        changes: dict[str, Any] = {
-            field: getattr(patch, field)
-            for field in ("default_attempts", "default_backoff", "remove_on_complete", "remove_on_fail")
-            if field in patch.model_fields_set and getattr(patch, field) is not None
-        }
+        changes = _policy_changes(patch)
         # Limits may be removed with null; the access block replaces the stored one whole.
         changes.update({field: getattr(patch, field) for field in ("max_unfinished_jobs", "max_unfinished_jobs_per_user") if field in patch.model_fields_set})
         if patch.access is not None:
@@ -169,7 +202,7 @@ class QueueService:
                 except ValueError as err:
                     raise Invalid(f"webhook: {err}") from None
             changes["webhook"] = patch.webhook
-        policy = policies.update_policy(queue, lambda p: p.model_copy(update=changes)) if changes else policies.get_policy(queue)
+        policy = policies.update_policy(queue, lambda p: _apply(p, changes)) if changes else policies.get_policy(queue)
         logger.info("queue policy changed", extra={"queue": queue.name, "fields": sorted(patch.model_fields_set)})
         return self._configuration(queue, policy)
 
@@ -220,6 +253,60 @@ class QueueService:
     def _remove(self, job: Job) -> str | None:
         """Delete one job if it is still as read (status and version); its id, or None."""
         return job.job_id if self.store.delete_unchanged(job) else None
+
+    # ---- seed 004: actions and bulk removal -----------------------------------------------------------
+    def act(self, name: str, action: QueueAction, caller: Identity) -> PauseState | CleanResult:
+        """``POST /queues/{name} {"action": ...}``: pause, resume, or clean with BullMQ's (grace, limit, type)."""
+        if action.action == "pause":
+            return self.pause(name, caller)
+        if action.action == "resume":
+            return self.resume(name, caller)
+        options = action.options or CleanOptions()
+        return self.clean(name, CleanRequest(older_than=options.grace, status=options.type, limit=options.limit), caller)
+
+    def remove_jobs(
+        self, name: str, caller: Identity, *, refs: list[tuple[str, str]] | None = None, status: JobStatus | None = None, limit: int = 1000
+    ) -> BulkRemoval:
+        """Remove the jobs named by ``(userId, jobId)`` refs, or up to ``limit`` jobs of ``status``, oldest first.
+
+        Each delete is conditional on the job being as read, and running jobs are left alone, so
+        nothing that started or changed meanwhile is lost; the answer lists what was removed."""
+        queue = self.queue(name, caller)
+        result = BulkRemoval(removed=[], not_removed=[])
+        if refs is not None:
+            for owner, job_id in refs:
+                job = self.store.get(job_id)
+                if job is None or job.user_id != owner or job.queue != queue.name:
+                    result.not_removed.append(NotRemoved(job_id=job_id, reason=f"no job {owner}/{job_id} in queue {queue.name}"))
+                else:
+                    self._remove_one(job, result)
+            return result
+        if status in (JobStatus.ACTIVE, JobStatus.STALLED):
+            raise Invalid(f"{status.value} jobs are running: cancel them (DELETE /jobs/{{jobId}}) instead of removing them")
+        assert status is not None
+        deadline = time.monotonic() + self.settings.admin_request_budget_seconds
+        cursor: str | None = None
+        while time.monotonic() < deadline and len(result.removed) < limit:
+            page, cursor = self.store.page(
+                "byQueueStatus", "queueStatusKey", f"QUEUE#{queue.name}#{status.value}", limit=min(100, limit - len(result.removed)),
+                cursor=cursor, newest_first=False,
+            )
+            for job in page:
+                self._remove_one(job, result)
+            if cursor is None:
+                break
+        result.has_more = cursor is not None
+        logger.info("jobs removed", extra={"queue": queue.name, "removed": len(result.removed), "status": status.value})
+        return result
+
+    def _remove_one(self, job: Job, result: BulkRemoval) -> None:
+        if job.status in (JobStatus.ACTIVE, JobStatus.STALLED):
+            result.not_removed.append(NotRemoved(job_id=job.job_id, reason=f"the job is {job.status.value}; cancel it first"))
+        elif not self.store.delete_unchanged(job):
+            result.not_removed.append(NotRemoved(job_id=job.job_id, reason="the job changed meanwhile; look again"))
+        else:
+            remove_delayed_schedule(job)
+            result.removed.append(RemovedJob(job_id=job.job_id, user_id=job.user_id, status=job.status.value))
 
     # ---- metrics ----------------------------------------------------------------------------------------
     def metrics(self, name: str, caller: Identity, *, hours: int, resolution: str | None = None) -> QueueMetrics:
@@ -290,6 +377,70 @@ class QueueService:
 
 def _round(ms: float | None) -> float | None:
     return round(ms, 1) if ms is not None else None
+
+
+def _policy_changes(patch: QueuePatch) -> dict[str, Any]:
+    """What a PATCH changes in the stored policy; seed 000's names and numbers mapped to jobq's fields.
+
+    Values are model objects or ``("max_count", n)`` for a bare number (keep the newest n; the age stays)."""
+    given = patch.model_fields_set
+    changes: dict[str, Any] = {}
+    if "retry_attempts" in given and patch.retry_attempts is not None:
+        changes["default_attempts"] = patch.retry_attempts
+    if "default_attempts" in given and patch.default_attempts is not None:
+        changes["default_attempts"] = patch.default_attempts
+    if "default_backoff" in given and patch.default_backoff is not None:
+        changes["default_backoff"] = patch.default_backoff
+    if "retry_delay" in given and patch.retry_delay is not None:
+        changes["retry_delay"] = patch.retry_delay
+    if "description" in given:
+        changes["description"] = patch.description
+    for field in ("remove_on_complete", "remove_on_fail"):
+        from_retention = getattr(patch.retention, field) if patch.retention is not None else None
+        value = getattr(patch, field) if field in given else None
+        if from_retention is not None:
+            changes[field] = from_retention
+        if isinstance(value, int):
+            changes[field + "_count"] = value
+        elif value is not None:
+            changes[field] = value
+    return changes
+
+
+def _apply(policy: QueuePolicy, changes: dict[str, Any]) -> QueuePolicy:
+    update = {
+        k: v
+        for k, v in changes.items()
+        if k
+        in (
+            "default_attempts",
+            "default_backoff",
+            "description",
+            "remove_on_complete",
+            "remove_on_fail",
+            "access",
+            "max_unfinished_jobs",
+            "max_unfinished_jobs_per_user",
+            "webhook",
+        )
+    }
+    updated = policy.model_copy(update=update)
+    if "retry_delay" in changes:
+        updated = updated.model_copy(update={"default_backoff": updated.default_backoff.model_copy(update={"delay": changes["retry_delay"]})})
+    for field in ("remove_on_complete", "remove_on_fail"):
+        if field + "_count" in changes:
+            retention = getattr(updated, field).model_copy(update={"max_count": changes[field + "_count"]})
+            updated = updated.model_copy(update={field: retention})
+    return updated
+
+
+def _health_checks() -> dict[str, str]:
+    """queue -> when the HealthFunction last assessed it (one GetItem: its last run's report)."""
+    try:
+        run = maintenance.read_last_health_run()
+    except JobqError:
+        return {}
+    return {name: health.checked_at for name, health in run.queues.items()} if run else {}
 
 
 def _finished_before(job: Job, status: str, cutoff_iso: str) -> bool:

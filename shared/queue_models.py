@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -44,13 +44,26 @@ class Processors(CamelModel):
     http: dict[str, HttpTarget] = Field(description="Types POSTed to an HTTP target.")
 
 
-class QueueConfiguration(CamelModel):
-    """The runtime policy (PATCH /queues/{name}) and what the template fixed for the queue."""
-
-    default_attempts: int
-    default_backoff: Backoff
+class RetentionPolicy(CamelModel):
     remove_on_complete: Retention
     remove_on_fail: Retention
+
+
+class QueueConfiguration(CamelModel):
+    """The runtime policy (PATCH /queues/{name}) and what the template fixed for the queue.
+
+    Seed 000's fields come first (``concurrency``, ``retryAttempts``, ``retryDelay``,
+    ``removeOnComplete`` and ``removeOnFail`` as numbers: keep the newest N); ``retention`` has
+    the full retention (by age and by count)."""
+
+    concurrency: int = Field(description="The consumer's maximum concurrency (template; read-only).")
+    retry_attempts: int = Field(description="= defaultAttempts.")
+    retry_delay: int = Field(description="= defaultBackoff.delay (ms).")
+    remove_on_complete: int | None = Field(description="Keep the newest N completed jobs (retention.removeOnComplete.maxCount).")
+    remove_on_fail: int | None = Field(description="Keep the newest N failed jobs (retention.removeOnFail.maxCount).")
+    default_attempts: int
+    default_backoff: Backoff
+    retention: RetentionPolicy
     paused: bool
     access: QueueAccess
     max_unfinished_jobs: int | None
@@ -67,6 +80,7 @@ class QueueSummary(CamelModel):
     model_config = _OUT
 
     name: str
+    description: str = ""
     is_active: bool = Field(description="False while the queue is paused: it accepts jobs but starts none.")
     paused: bool
     consumer_state: str | None = Field(
@@ -83,17 +97,103 @@ class QueueSummary(CamelModel):
     p95_processing_time: int | None = Field(description="Milliseconds, completed jobs of the last hour.")
     oldest_waiting_age: int | None = Field(description="Milliseconds since the oldest waiting job was created.")
     last_processed_at: str | None
+    last_health_check: str | None = Field(default=None, description="When the HealthFunction last assessed this queue.")
+    total_jobs: int = Field(default=0, description="Seed 000's counts, the same as liveStats.")
+    completed_jobs: int = 0
+    failed_jobs: int = 0
+    active_jobs: int = 0
+    waiting_jobs: int = 0
+    delayed_jobs: int = 0
     configuration: QueueConfiguration
 
 
-class QueueList(CamelModel):
+class QueueDetails(QueueSummary):
+    """``GET /queues/{name}``; with ``includeJobs=true`` (seed 004) also a page of its jobs."""
+
+    jobs: list[JobPublic] | None = Field(default=None, description="With includeJobs=true: newest first, `status` and `limit` apply.")
+    next_cursor: str | None = Field(default=None, description="With includeJobs=true: the rest, from GET /queues/{name}/jobs?cursor=.")
+
+
+class CleanOptions(CamelModel):
+    """BullMQ's ``clean(grace, limit, type)``: jobs of ``type`` finished more than ``grace`` ms ago."""
+
+    grace: int = Field(default=0, ge=0, description="Milliseconds; as olderThan.")
+    limit: int = Field(default=1000, ge=1, le=10_000)
+    type: Literal["completed", "failed", "cancelled"] = "completed"
+
+
+class QueueAction(CamelModel):
+    """``POST /queues/{name}`` (seed 004): ``{"action": "pause" | "resume" | "clean", "options": {...}}``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"action": "pause"},
+                {"action": "resume"},
+                {"action": "clean", "options": {"grace": 86400000, "limit": 100, "type": "completed"}},
+            ]
+        },
+    )
+
+    action: Literal["pause", "resume", "clean"]
+    options: CleanOptions | None = None
+
+    @model_validator(mode="after")
+    def _options_for_clean(self) -> QueueAction:
+        if self.options is not None and self.action != "clean":
+            raise ValueError(f"options apply to clean only, not to {self.action}")
+        return self
+
+
+class RemovedJob(CamelModel):
     model_config = _OUT
 
-    queues: list[QueueSummary]
+    job_id: str
+    user_id: str
+    status: str
+
+
+class NotRemoved(CamelModel):
+    model_config = _OUT
+
+    job_id: str
+    reason: str
+
+
+class BulkRemoval(CamelModel):
+    """``DELETE /queues/{name}?jobIds=`` or ``?status=``: what was removed, and what was not and why."""
+
+    model_config = _OUT
+
+    removed: list[RemovedJob]
+    not_removed: list[NotRemoved] = Field(description="Running, changed meanwhile, not in this queue, or not found.")
+    has_more: bool = Field(default=False, description="By status: more jobs may match; call again.")
+
+
+class RetentionPatch(CamelModel):
+    remove_on_complete: Retention | None = None
+    remove_on_fail: Retention | None = None
+
+
+# Fields of QueueConfiguration a PATCH cannot change: accepted when they equal the current value
+# (a read-modify-write sends them back), refused with a 400 naming them otherwise.
+READ_ONLY = {
+    "concurrency": "the consumer's MaximumConcurrency is set in template.yaml",
+    "batch_size": "set in template.yaml",
+    "max_concurrency": "set in template.yaml",
+    "visibility_timeout": "set in template.yaml",
+    "max_receive_count": "set in template.yaml",
+    "paused": "use POST /queues/{name}/pause or /resume",
+}
 
 
 class QueuePatch(CamelModel):
-    """``PATCH /queues/{name}``: the fields given replace the stored ones; ``null`` in ``processors`` removes a target."""
+    """``PATCH /queues/{name}``: the fields given replace the stored ones; ``null`` in ``processors`` removes a target.
+
+    Takes what ``GET /queues/{name}`` returns as ``configuration``, changed or not: seed 000's
+    ``retryAttempts`` / ``retryDelay`` / ``removeOnComplete: N`` mean ``defaultAttempts`` /
+    ``defaultBackoff.delay`` / ``maxCount``; read-only fields must keep their value.
+    """
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -104,16 +204,29 @@ class QueuePatch(CamelModel):
                     "removeOnComplete": {"maxAgeSeconds": 86400, "maxCount": 1000},
                     "removeOnFail": {"maxAgeSeconds": 604800},
                     "processors": {"webhook": {"kind": "http", "url": "https://worker.example.com/jobs", "timeoutSeconds": 30}},
-                }
+                },
+                {"retryAttempts": 5, "retryDelay": 2000, "removeOnComplete": 100, "removeOnFail": 50},
             ]
         },
     )
 
     default_attempts: int | None = Field(default=None, ge=1, le=20)
     default_backoff: Backoff | None = None
-    remove_on_complete: Retention | None = None
-    remove_on_fail: Retention | None = None
-    processors: dict[str, HttpTarget | None] | None = Field(default=None, max_length=50)
+    remove_on_complete: Retention | int | None = Field(default=None, description="An object, or a number: keep the newest N.")
+    remove_on_fail: Retention | int | None = Field(default=None, description="An object, or a number: keep the newest N.")
+    retention: RetentionPatch | None = None
+    retry_attempts: int | None = Field(default=None, ge=1, le=20, description="Seed 000's name of defaultAttempts.")
+    retry_delay: int | None = Field(default=None, ge=0, le=12 * 3600 * 1000, description="Seed 000's name of defaultBackoff.delay.")
+    description: str | None = Field(default=None, max_length=256)
+    processors: dict[str, Any] | None = Field(
+        default=None, description="{type: <http target> | null}, or GET's {code: [...], http: {type: <http target>}}."
+    )
+    concurrency: int | None = None
+    batch_size: int | None = None
+    max_concurrency: int | None = None
+    visibility_timeout: int | None = None
+    max_receive_count: int | None = None
+    paused: bool | None = None
     access: QueueAccess | None = Field(default=None, description="Who may create, read and operate (shared/access.py); replaces the stored one.")
     max_unfinished_jobs: int | None = Field(
         default=None, ge=1, le=100_000_000, description="Creates past this many waiting, delayed and active jobs answer 429; null removes the limit."
@@ -128,10 +241,31 @@ class QueuePatch(CamelModel):
                 "give at least one of defaultAttempts, defaultBackoff, removeOnComplete, removeOnFail, processors, "
                 "access, maxUnfinishedJobs, maxUnfinishedJobsPerUser, webhook"
             )
-        for job_type in self.processors or {}:
+        for name in ("remove_on_complete", "remove_on_fail"):
+            value = getattr(self, name)
+            if isinstance(value, int) and value < 0:
+                raise ValueError(f"{to_camel(name)}: keep at least 0 jobs")
+        return self
+
+    def targets(self, code_types: set[str]) -> dict[str, HttpTarget | None]:
+        """The HTTP targets to put (or remove: None); ValueError for a bad entry or a changed code list."""
+        given = self.processors or {}
+        listing = isinstance(given.get("code"), list) or (isinstance(given.get("http"), dict) and "url" not in given["http"])
+        if listing:
+            unknown = set(given) - {"code", "http"}
+            if unknown:
+                raise ValueError(f"processors: unknown keys {', '.join(sorted(unknown))} beside code and http")
+            if "code" in given and set(given["code"] or []) != code_types:
+                raise ValueError("processors.code is read-only: code processors are listed in functions/processors/registry.py")
+            entries: dict[str, Any] = given.get("http") or {}
+        else:
+            entries = given
+        out: dict[str, HttpTarget | None] = {}
+        for job_type, target in entries.items():
             if not _matches(TYPE_PATTERN, job_type):
                 raise ValueError(f"processors: '{job_type}' is not a valid job type")
-        return self
+            out[job_type] = None if target is None else HttpTarget.model_validate(target)
+        return out
 
 
 def _matches(pattern: str, value: str) -> bool:

@@ -6,6 +6,7 @@ these very classes; shared/schedules.py holds the use cases and the table.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -44,7 +45,10 @@ class ScheduleCreate(CamelModel):
         }
     )
 
-    name: str = Field(pattern=SCHEDULE_NAME_PATTERN, description="Unique; the schedule is repeat-<name> in the console.")
+    name: str = Field(
+        pattern=SCHEDULE_NAME_PATTERN,
+        description="Unique; the schedule is repeat-<name> in the console. Absent (seed 000's body): the job type.",
+    )
     queue: str
     type: str
     data: dict[str, Any] = Field(default_factory=dict)
@@ -79,10 +83,22 @@ class ScheduleCreate(CamelModel):
         if isinstance(repeat, dict):
             for key, item in repeat.items():
                 value.setdefault(key, item)
-        for alias, name in (("pattern", "cron"), ("tz", "timezone")):
+        for alias, name in (("pattern", "cron"), ("tz", "timezone"), ("cronExpression", "cron")):
             if alias in value:
                 value.setdefault(name, value.pop(alias))
+        if value.get("name") is None and isinstance(value.get("type"), str):
+            # Seed 000 names no schedule: it is addressed by its job name (POST /scheduler/jobs/{jobName}/trigger).
+            if not re.fullmatch(SCHEDULE_NAME_PATTERN, value["type"]):
+                raise ValueError(f"type '{value['type']}' cannot name a schedule (letters, digits, _ . -, up to 48): give a name")
+            value["name"] = value["type"]
         return value
+
+    def same_as(self, schedule: Schedule) -> bool:
+        """True if ``schedule`` is what this request would create (a client re-registering at start-up)."""
+        options = self.options.model_dump(by_alias=True, mode="json", exclude_none=True, exclude_defaults=True)
+        mine = (self.queue, self.type, self.data, options, self.cron, self.every, self.limit)
+        theirs = (schedule.queue, schedule.type, schedule.data, schedule.options, schedule.cron, schedule.every, schedule.limit)
+        return mine == theirs and (self.timezone or "UTC") == schedule.timezone
 
 
 class SchedulePatch(CamelModel):

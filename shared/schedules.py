@@ -115,6 +115,23 @@ class ScheduleService:
         logger.info("schedule created", extra={"schedule": schedule.name, "expression": schedule.expression, "queue": schedule.queue})
         return self._public(schedule)
 
+    def create_or_match(self, request: ScheduleCreate, caller: Identity) -> tuple[Schedule, bool]:
+        """Create the schedule; if one of that name exists with the same definition, return it (``created`` False).
+
+        A client that registers its schedules at every start (seed 000 names them by job type) gets
+        the one it made before; a different definition under a taken name is a 409.
+        """
+        try:
+            return self.create(request, caller), True
+        except Conflict:
+            existing = self.store.get(request.name)
+            if existing is None or not request.same_as(existing):
+                raise Conflict(
+                    f"schedule '{request.name}' already exists with another definition; give another name, "
+                    f"or DELETE /schedules/{request.name} first"
+                ) from None
+            return self._public(existing), False
+
     def _put_schedule(self, schedule: Schedule, request: ScheduleCreate, *, create: bool) -> None:
         scheduler.put_recurring(
             schedule.name,
@@ -328,6 +345,7 @@ class ScheduleService:
         day = self.store.firing_counts(now - 86400_000, now)
         return {
             "repeating": {"total": len(schedules), **by_state},
+            "names": sorted(s.name for s in schedules),
             "delayed": delayed_jobs,
             "totalRuns": sum(s.run_count for s in schedules),
             "manualRuns": sum(s.manual_runs for s in schedules),

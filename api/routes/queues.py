@@ -6,6 +6,7 @@ Who may call each is the queue's policy (api/access.py, shared/access.py); an un
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -13,16 +14,20 @@ from fastapi import APIRouter, Depends, Path, Query
 from api.access import QueueGuard
 from api.deps import CurrentUser, Cursors, Jobs, job_service
 from api.envelope import Envelope, error_responses
-from shared.models import NAME_PATTERN, TYPE_PATTERN, HttpTarget, JobPage, JobPublic
+from api.routes.jobs import PageNumber, paged
+from shared.errors import Invalid
+from shared.models import JOB_ID_PATTERN, NAME_PATTERN, TYPE_PATTERN, HttpTarget, JobPage, JobPublic
 from shared.queue_admin import QueueService
 from shared.queue_models import (
+    BulkRemoval,
     CleanRequest,
     CleanResult,
     DeadLetterList,
     PauseState,
     PurgeResult,
+    QueueAction,
     QueueConfiguration,
-    QueueList,
+    QueueDetails,
     QueueMetrics,
     QueuePatch,
     QueueSummary,
@@ -42,16 +47,96 @@ def queue_service() -> QueueService:
 Queues = Annotated[QueueService, Depends(queue_service)]
 QueueName = Annotated[str, Path(pattern=NAME_PATTERN, description="The queue's name")]
 ADMIN_ERRORS = (401, 403, 404, 503)
+MAX_BULK_REMOVAL = 100
+StatusQuery = Annotated[JobStatus | None, Query(description="Only jobs in this status")]
+LimitQuery = Annotated[int, Query(ge=1, le=100, description="Jobs per page")]
 
 
-@router.get("", response_model=Envelope[QueueList], summary="Every queue with its live stats (admin)", responses=error_responses(401, 403, 503))
-def list_queues(caller: CurrentUser, queues: Queues) -> Envelope[QueueList]:
-    return Envelope(data=QueueList(queues=queues.overview(caller)))
+@router.get(
+    "",
+    response_model=Envelope[list[QueueSummary]],
+    summary="Every queue with its live stats (admin)",
+    description="`data` is the list itself, as seed 000 prints it.",
+    responses=error_responses(401, 403, 503),
+)
+def list_queues(caller: CurrentUser, queues: Queues) -> Envelope[list[QueueSummary]]:
+    return Envelope(data=queues.overview(caller))
 
 
-@router.get("/{name}", response_model=Envelope[QueueSummary], summary="One queue with its live stats (admin)", responses=error_responses(*ADMIN_ERRORS))
-def get_queue(name: QueueName, caller: CurrentUser, queues: Queues) -> Envelope[QueueSummary]:
-    return Envelope(data=queues.describe(name, caller))
+@router.get(
+    "/{name}",
+    response_model=Envelope[QueueDetails],
+    summary="One queue with its live stats; with includeJobs=true a page of its jobs too (admin)",
+    responses=error_responses(400, *ADMIN_ERRORS),
+)
+def get_queue(
+    name: QueueName,
+    caller: CurrentUser,
+    queues: Queues,
+    cursors: Cursors,
+    include_jobs: Annotated[bool, Query(alias="includeJobs", description="Add the newest jobs (seed 004)")] = False,
+    status: StatusQuery = None,
+    limit: LimitQuery = 20,
+) -> Envelope[QueueDetails]:
+    details = QueueDetails.model_validate(queues.describe(name, caller).model_dump())
+    if include_jobs:
+        jobs, after = queues.list_jobs(name, caller, status=status, limit=limit, cursor=None)
+        details.jobs = [JobPublic.of(j) for j in jobs]
+        details.next_cursor = cursors.seal(after, queue_jobs_listing(name, status))
+    return Envelope(data=details)
+
+
+@router.post(
+    "/{name}",
+    response_model=Envelope[PauseState | CleanResult],
+    summary="Queue actions (seed 004): pause, resume, or clean with {grace, limit, type} (admin)",
+    responses=error_responses(400, *ADMIN_ERRORS, 409),
+)
+def queue_action(name: QueueName, body: QueueAction, caller: CurrentUser, queues: Queues) -> Envelope[PauseState | CleanResult]:
+    return Envelope(data=queues.act(name, body, caller))
+
+
+@router.delete(
+    "/{name}",
+    response_model=Envelope[BulkRemoval],
+    summary="Remove jobs in bulk (seed 004): ?jobIds=a,b,c or ?status=failed (admin)",
+    description=(
+        "`jobIds`: comma-separated; each is `<userId>/<jobId>` (the `userId` and `jobId` a listing shows), or a bare "
+        "jobId of the owner named by `userId` (the caller when absent). `status`: every job of that status, oldest "
+        "first, up to `limit`. Each delete is conditional on the job not having changed since it was read; running "
+        "jobs are not removed (cancel them). The answer lists what was removed and why the others were not."
+    ),
+    responses=error_responses(400, *ADMIN_ERRORS),
+)
+def remove_jobs(
+    name: QueueName,
+    caller: CurrentUser,
+    queues: Queues,
+    job_ids: Annotated[str | None, Query(alias="jobIds", max_length=20_000, description="a,b,c or alice/a,bob/b")] = None,
+    status: StatusQuery = None,
+    user_id: Annotated[str | None, Query(alias="userId", max_length=256, description="Owner of bare jobIds")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="By status: at most this many")] = 1000,
+) -> Envelope[BulkRemoval]:
+    if (job_ids is None) == (status is None):
+        raise Invalid("give jobIds or status (not both)")
+    if job_ids is None:
+        return Envelope(data=queues.remove_jobs(name, caller, status=status, limit=limit))
+    return Envelope(data=queues.remove_jobs(name, caller, refs=job_refs(job_ids, user_id or caller.user_id)))
+
+
+def job_refs(text: str, default_owner: str) -> list[tuple[str, str]]:
+    """``a,alice/b`` -> ``[(default_owner, a), (alice, b)]``; a job id has no ``/``, a user id may."""
+    refs = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        owner, _, job_id = part.rpartition("/")
+        if not re.fullmatch(JOB_ID_PATTERN, job_id) or (_ and not owner):
+            raise Invalid(f"jobIds: '{part}' is not a job id or <userId>/<jobId>")
+        refs.append((owner or default_owner, job_id))
+    if not refs or len(refs) > MAX_BULK_REMOVAL:
+        raise Invalid(f"jobIds: give 1 to {MAX_BULK_REMOVAL} ids")
+    return refs
 
 
 @router.patch(
@@ -73,13 +158,24 @@ def queue_jobs(
     caller: CurrentUser,
     queues: Queues,
     cursors: Cursors,
-    status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
-    limit: Annotated[int, Query(ge=1, le=100, description="Jobs per page")] = 20,
+    status: StatusQuery = None,
+    page: PageNumber = None,
+    limit: LimitQuery = 20,
     cursor: Annotated[str | None, Query(max_length=2048, description="`nextCursor` of the previous page")] = None,
 ) -> Envelope[JobPage]:
-    listing = json.dumps(["queue-jobs", name, status])
-    jobs, after = queues.list_jobs(name, caller, status=status, limit=limit, cursor=cursors.open(cursor, listing))
-    return Envelope(data=JobPage(jobs=[JobPublic.of(j) for j in jobs], next_cursor=cursors.seal(after, listing)))
+    return paged(
+        lambda n, c: queues.list_jobs(name, caller, status=status, limit=n, cursor=c),
+        page=page,
+        limit=limit,
+        cursor=cursor,
+        cursors=cursors,
+        listing=queue_jobs_listing(name, status),
+    )
+
+
+def queue_jobs_listing(name: str, status: JobStatus | None) -> str:
+    """What a cursor of the queue's job listing is bound to (GET /queues/{name}/jobs and ?includeJobs=true)."""
+    return json.dumps(["queue-jobs", name, status])
 
 
 @router.post(
@@ -171,7 +267,7 @@ def purge_dead_letters(name: QueueName, caller: CurrentUser, queues: Queues) -> 
     "/{name}/processors/{job_type}",
     response_model=Envelope[HttpTarget],
     summary="Register an HTTP target for a job type (admin)",
-    responses=error_responses(400, 401, 403, 409),
+    responses=error_responses(400, 401, 403, 404, 409),
 )
 def put_processor(
     name: Annotated[str, Path(pattern=NAME_PATTERN)],
@@ -179,5 +275,7 @@ def put_processor(
     target: HttpTarget,
     caller: CurrentUser,
     jobs: Jobs,
+    queues: Queues,
 ) -> Envelope[HttpTarget]:
+    queues.queue(name, caller)  # an unknown queue is a 404 here as on every /queues/{name} route
     return Envelope(data=jobs.put_http_target(name, job_type, target, caller))

@@ -17,6 +17,7 @@ from api.access import StackGuard
 from api.deps import CurrentUser, Jobs
 from api.envelope import Envelope, error_responses
 from api.models import Check, DelayedJobCreate, SchedulerHealth, SchedulerMetrics, SchedulerStats
+from api.routes.health import uptime_seconds
 from api.routes.schedules import ScheduleName, Schedules
 from shared import maintenance
 from shared.adapters import counters, scheduler
@@ -24,6 +25,7 @@ from shared.clock import iso, now_ms
 from shared.errors import JobqError
 from shared.jobs import JobService
 from shared.models import JobPublic
+from shared.queue_admin import QueueService
 from shared.schedules import Schedule, ScheduleCreate
 
 router = APIRouter(prefix="/scheduler", tags=["scheduler"])
@@ -50,11 +52,20 @@ def create_delayed(body: DelayedJobCreate, caller: CurrentUser, jobs: Jobs, resp
     status_code=201,
     response_model=Envelope[Schedule],
     summary="Create a recurring schedule (admin); same as POST /schedules",
+    description=(
+        "Seed 000's body works as written: `{queue, type, data, cronExpression, description}`. Without `name` the "
+        "schedule is named after its job type, which `POST /scheduler/jobs/{jobName}/trigger` takes. Sending the "
+        "same definition again returns the schedule (200); another definition under a taken name is a 409."
+    ),
     dependencies=Admin,
-    responses=error_responses(400, 401, 403, 409, 413, 503),
+    responses={200: {"model": Envelope[Schedule], "description": "The same schedule exists already: it is returned"}}
+    | error_responses(400, 401, 403, 409, 413, 503),
 )
-def create_repeating(body: ScheduleCreate, caller: CurrentUser, schedules: Schedules) -> Envelope[Schedule]:
-    return Envelope(data=schedules.create(body, caller))
+def create_repeating(body: ScheduleCreate, caller: CurrentUser, schedules: Schedules, response: Response) -> Envelope[Schedule]:
+    schedule, created = schedules.create_or_match(body, caller)
+    if not created:
+        response.status_code = 200
+    return Envelope(data=schedule)
 
 
 @router.post(
@@ -79,7 +90,25 @@ def _delayed_jobs(jobs: JobService) -> int | None:
 @router.get("/stats", response_model=Envelope[SchedulerStats], summary="Schedules, runs and delayed jobs (admin)", dependencies=Admin,
             responses=error_responses(401, 403, 503))
 def scheduler_stats(caller: CurrentUser, schedules: Schedules, jobs: Jobs) -> Envelope[SchedulerStats]:
-    return Envelope(data=SchedulerStats.model_validate(schedules.stats(caller, delayed_jobs=_delayed_jobs(jobs))))
+    found = schedules.stats(caller, delayed_jobs=_delayed_jobs(jobs))
+    names = found.pop("names")
+    queues = QueueService(jobs).overview(caller)
+    last = maintenance.read_last_health_run()
+    return Envelope(
+        data=SchedulerStats.model_validate(
+            {
+                **found,
+                "scheduledJobsCount": found["repeating"]["total"],
+                "scheduledJobs": names,
+                "queueHealth": [
+                    {"name": q.name, "healthStatus": q.health_status, "processingRate": q.processing_rate, "totalJobs": q.live_stats.total}
+                    for q in queues
+                ],
+                "uptime": uptime_seconds(),
+                "lastHealthCheck": last.ran_at if last else None,
+            }
+        )
+    )
 
 
 def check(probe: Any) -> Check:

@@ -77,7 +77,7 @@ def test_without_a_valid_token_api_gateway_answers_401(local_stack: LocalStackPr
     assert httpx.get(f"{local_stack.api_url}/jobs/{uuid.uuid4()}").status_code == 401
     bad = httpx.get(f"{local_stack.api_url}/jobs/x", headers={"Authorization": "Bearer not-a-jwt"})
     assert bad.status_code == 401
-    assert httpx.get(f"{local_stack.api_url}/health").json()["data"]["status"] == "healthy"
+    assert httpx.get(f"{local_stack.api_url}/health").json()["status"] == "healthy"
 
 
 def test_the_example_email_processor_sends_through_ses(local_stack: LocalStackProcess) -> None:

@@ -90,7 +90,7 @@ def test_retention_removes_what_it_should_and_keeps_the_newest_n(local_stack: Lo
             wait_until(lambda: all(admin.get(f"/jobs/{job_id}", params={"userId": "alice"}).status_code == 404 for job_id in gone), timeout=20)
             assert all(admin.get(f"/jobs/{job_id}", params={"userId": "alice"}).status_code == 200 for job_id in kept)
         finally:
-            restore = {"removeOnComplete": before["removeOnComplete"], "removeOnFail": before["removeOnFail"]}
+            restore = {"retention": before["retention"]}
             assert admin.patch(f"/queues/{queue}", json=restore).status_code == 200
 
 

@@ -225,6 +225,6 @@ def test_runtime_settings_take_effect_without_a_deploy_and_only_admins_see_queue
         alice.delete(f"/jobs/{job['jobId']}")
     finally:
         data(admin.patch(f"/queues/{queue}", json={"defaultAttempts": 3, "defaultBackoff": {"type": "exponential", "delay": 1000}}))
-    queues = {q["name"]: q for q in data(admin.get("/queues"))["queues"]}
+    queues = {q["name"]: q for q in data(admin.get("/queues"))}
     assert sorted(queues) == ["email-sending", "report-generation", "video-processing"]
     assert queues[queue]["configuration"]["defaultAttempts"] == 3 and queues[queue]["healthStatus"] in ("healthy", "warning", "error")

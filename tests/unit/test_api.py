@@ -127,7 +127,7 @@ def test_registering_an_http_target_needs_admin_and_a_valid_url(stack: Stack, mo
     status, body = call("PUT", "/queues/email-sending/processors/send-email", body=target, claims=admin())
     assert status == 409
     status, body = call("PUT", "/queues/nope/processors/x", body=target, claims=admin())
-    assert status == 400 and "unknown queue" in body["error"]["message"]
+    assert status == 404 and "not found" in body["error"]["message"]
 
 
 def test_health_reports_dynamodb_and_sqs(stack: Stack) -> None:
@@ -135,8 +135,9 @@ def test_health_reports_dynamodb_and_sqs(stack: Stack) -> None:
 
     health._cached = None
     status, body = call("GET", "/health")
-    assert status == 200 and body["data"]["status"] == "healthy"
-    assert {name: check["status"] for name, check in body["data"]["checks"].items()} == {"dynamodb": "up", "sqs": "up"}
+    assert status == 200 and body["status"] == "healthy"  # seed 000's shape: no envelope
+    assert body["checks"] == {"database": True, "redis": True, "queues": True, "memory": True, "dynamodb": True, "sqs": True}
+    assert {name: probe["status"] for name, probe in body["details"]["probes"].items()} == {"dynamodb": "up", "sqs": "up"}
 
 
 def test_an_unknown_route_is_a_404_in_the_envelope(stack: Stack) -> None:

@@ -134,7 +134,7 @@ def test_the_queue_list_shows_live_stats_depths_and_configuration(stack: Stack, 
     status, out = call("GET", "/queues")
 
     assert status == 200
-    by_name = {q["name"]: q for q in out["data"]["queues"]}
+    by_name = {q["name"]: q for q in out["data"]}
     assert sorted(by_name) == ["email-sending", "report-generation", "video-processing"]
     email = by_name[QUEUE]
     assert email["liveStats"] == {"waiting": 2, "active": 0, "delayed": 0, "completed": 0, "failed": 0, "cancelled": 0, "stalled": 0, "total": 2}
@@ -196,7 +196,8 @@ def test_patch_sets_retention_and_keeps_what_it_does_not_name(stack: Stack) -> N
     status, out = call("PATCH", f"/queues/{QUEUE}", body={"removeOnComplete": {"maxAgeSeconds": 3600, "maxCount": 100}})
 
     assert status == 200
-    assert out["data"]["removeOnComplete"] == {"maxAgeSeconds": 3600, "maxCount": 100}
+    assert out["data"]["retention"]["removeOnComplete"] == {"maxAgeSeconds": 3600, "maxCount": 100}
+    assert out["data"]["removeOnComplete"] == 100  # seed 000: keep the newest N
     assert out["data"]["defaultAttempts"] == 4
     policy = policies.get_policy(stack.queues[QUEUE])
     assert policy.remove_on_complete.max_count == 100 and policy.remove_on_fail.max_age_seconds == 14 * 86400
