@@ -97,10 +97,12 @@ def peek(queue: QueueInfo, store: JobStore, *, limit: int, hold_seconds: int) ->
 
 
 class _Redrive:
-    def __init__(self, queue: QueueInfo, jobs: JobService, caller: Identity) -> None:
+    def __init__(self, queue: QueueInfo, jobs: JobService, caller: Identity, *, priority: int | None = None, attempts: int | None = None) -> None:
         self.queue = queue
         self.jobs = jobs
         self.caller = caller
+        self.priority = priority
+        self.attempts = attempts
         self.result = RedriveResult(redriven=[], requeued=[], skipped=[], not_found=[], remaining=0)
         self.seen: set[JobRef] = set()
 
@@ -117,7 +119,8 @@ class _Redrive:
             if job is None:
                 self.result.skipped.append(Skipped(job_id=job_id, reason="the job no longer exists"))
             elif job.status is JobStatus.FAILED:
-                self.jobs.retry(job_id, self.caller, user_id=ref.user_id, why="redrive")  # waiting, fresh attempts, a new message; history kept
+                # waiting, fresh attempts (or as many as asked), a new message; history kept
+                self.jobs.retry(job_id, self.caller, user_id=ref.user_id, why="redrive", priority=self.priority, attempts=self.attempts)
                 self.result.redriven.append(job_id)
             elif job.status in FINISHED:
                 self.result.skipped.append(Skipped(job_id=job_id, reason=f"the job is {job.status.value}"))
@@ -142,13 +145,16 @@ def redrive(
     job_ids: list[str] | None,
     budget_seconds: float,
     user_id: str | None = None,
+    priority: int | None = None,
+    attempts: int | None = None,
 ) -> RedriveResult:
     """Move all dead letters (or those of ``job_ids``) back to the queue; see the module docstring.
 
     ``job_ids`` match the dead letters of any owner, or only ``user_id``'s when given; an id
     whose message is gone is looked up in ``user_id``'s namespace (default: the caller's).
+    ``priority`` and ``attempts`` apply to the failed jobs revived (not to jobs only woken again).
     """
-    work = _Redrive(queue, jobs, caller)
+    work = _Redrive(queue, jobs, caller, priority=priority, attempts=attempts)
     wanted = set(job_ids) if job_ids else None
     handled: set[str] = set()
     deadline = time.monotonic() + budget_seconds

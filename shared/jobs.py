@@ -365,12 +365,24 @@ class JobService:
             raise Conflict(f"job {job_id} is {job.status.value}; only waiting, delayed, active or stalled jobs can be cancelled")
         raise Conflict(f"job {job_id} kept changing; try again")
 
-    def retry(self, job_id: str, caller: Identity, *, user_id: str | None = None, why: str = "manual retry") -> Job:
-        """A failed or cancelled job goes back to waiting with a fresh set of attempts; its history stays."""
+    def retry(
+        self,
+        job_id: str,
+        caller: Identity,
+        *,
+        user_id: str | None = None,
+        why: str = "manual retry",
+        priority: int | None = None,
+        attempts: int | None = None,
+    ) -> Job:
+        """A failed or cancelled job goes back to waiting with a fresh set of attempts; its history stays.
+
+        ``priority`` and ``attempts`` replace the job's own (seed 002 revives dead letters at low priority, once)."""
         job = self.get(job_id, caller, user_id=user_id, change=True)
         queue = self.directory.get(job.queue)
         try:
-            return self.transitions.apply(lifecycle.requeue(job, now=now_ms(), why=why), queue, must_wake=True)
+            change = lifecycle.requeue(job, now=now_ms(), why=why, priority=priority, max_attempts=attempts)
+            return self.transitions.apply(change, queue, must_wake=True)
         except Unavailable as err:
             current = self.store.get(job.user_id, job.job_id)
             if current is not None and current.status is JobStatus.WAITING and current.version > job.version:

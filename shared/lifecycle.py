@@ -338,15 +338,22 @@ def stall(job: Job, *, now: int) -> Change:
     )
 
 
-def requeue(job: Job, *, now: int, why: str) -> Change:
-    """A manual retry or a redrive: back to waiting with a fresh set of attempts; earlier attempts stay in history."""
+def requeue(job: Job, *, now: int, why: str, priority: int | None = None, max_attempts: int | None = None) -> Change:
+    """A manual retry or a redrive: back to waiting with a fresh set of attempts; earlier attempts stay in history.
+
+    ``priority`` and ``max_attempts`` replace the job's own (seed 002 revives dead letters at low priority, once)."""
     if job.status not in (S.FAILED, S.CANCELLED):
         raise Conflict(f"job {job.job_id} is {job.status.value}; only failed or cancelled jobs can be retried")
+    sets: dict[str, Any] = {"attempts": 0, "retries": job.retries + 1, "cancel_requested": False, "progress": 0, "updated_at": iso(now)}
+    if priority is not None:
+        sets["priority"] = priority
+    if max_attempts is not None:
+        sets["max_attempts"] = max_attempts
     return Change(
         "requeue",
         job,
         S.WAITING,
-        sets={"attempts": 0, "retries": job.retries + 1, "cancel_requested": False, "progress": 0, "updated_at": iso(now)},
+        sets=sets,
         removes=("error", "result", "progress_message", "processing_time", "failed_at", "cancelled_at", "completed_at", "run_at"),
         guard=Guard.VERSION,
         clear_expiry=True,

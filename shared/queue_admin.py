@@ -360,10 +360,26 @@ class QueueService:
         queue = self.queue(name, caller)
         return dead_letters.peek(queue, self.store, limit=limit, hold_seconds=self.settings.dead_letter_peek_seconds)
 
-    def redrive(self, name: str, caller: Identity, *, job_ids: list[str] | None, user_id: str | None = None) -> RedriveResult:
+    def redrive(
+        self,
+        name: str,
+        caller: Identity,
+        *,
+        job_ids: list[str] | None,
+        user_id: str | None = None,
+        priority: int | None = None,
+        attempts: int | None = None,
+    ) -> RedriveResult:
         queue = self.queue(name, caller)
         result = dead_letters.redrive(
-            queue, self.jobs, caller, job_ids=job_ids, user_id=user_id, budget_seconds=self.settings.admin_request_budget_seconds
+            queue,
+            self.jobs,
+            caller,
+            job_ids=job_ids,
+            user_id=user_id,
+            budget_seconds=self.settings.admin_request_budget_seconds,
+            priority=priority,
+            attempts=attempts,
         )
         logger.info("dead letters redriven", extra={"queue": queue.name, "redriven": len(result.redriven), "requeued": len(result.requeued)})
         return result

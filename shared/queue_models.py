@@ -20,6 +20,7 @@ from shared.models import (
     Retention,
     WebhookOptions,
 )
+from shared.priority import Priority
 
 MAX_AGE_MS = 10 * 366 * 86400 * 1000  # ten years: older than anything a queue keeps
 HealthStatus = Literal["healthy", "warning", "error"]
@@ -359,7 +360,10 @@ class RedriveRequest(CamelModel):
     """``POST /queues/{name}/dead-letters/redrive``: all of them, or only these jobs."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", json_schema_extra={"examples": [{}, {"jobIds": ["job-1"]}]}
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra={"examples": [{}, {"jobIds": ["job-1"]}, {"jobIds": ["job-1"], "priority": "low", "attempts": 1}]},
     )
 
     job_ids: list[str] | None = Field(default=None, min_length=1, max_length=100)
@@ -369,6 +373,8 @@ class RedriveRequest(CamelModel):
         max_length=256,
         description="Whose jobs `jobIds` are; without it, they match dead letters of any owner (and ids whose message is gone are yours).",
     )
+    priority: Priority | None = Field(default=None, description="The revived jobs' priority (seed 002: low); their own if absent.")
+    attempts: int | None = Field(default=None, ge=1, le=20, description="The revived jobs' attempts (seed 002: 1); their own if absent.")
 
     @model_validator(mode="after")
     def _ids(self) -> RedriveRequest:

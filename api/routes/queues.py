@@ -250,7 +250,11 @@ def list_dead_letters(
 def redrive_dead_letters(
     name: QueueName, caller: CurrentUser, queues: Queues, body: RedriveRequest | None = None
 ) -> Envelope[RedriveResult]:
-    return Envelope(data=queues.redrive(name, caller, job_ids=body.job_ids if body else None, user_id=body.user_id if body else None))
+    if body is None:
+        return Envelope(data=queues.redrive(name, caller, job_ids=None))
+    return Envelope(
+        data=queues.redrive(name, caller, job_ids=body.job_ids, user_id=body.user_id, priority=body.priority, attempts=body.attempts)
+    )
 
 
 @router.delete(
