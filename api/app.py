@@ -34,8 +34,28 @@ class StagePath:
         await self.app(scope, receive, send)
 
 
+class SeedPrefix:
+    """Seeds 001, 002 and 004 call ``/api/jobs``, seed 000's frontend ``/api/v1/jobs``: the same routes.
+    Added before StagePath, so it sees the path after the stage is taken off."""
+
+    PREFIXES = ("/api/v1", "/api")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            for prefix in self.PREFIXES:
+                if path.startswith(prefix + "/"):
+                    scope = {**scope, "path": path[len(prefix) :]}
+                    break
+        await self.app(scope, receive, send)
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="jobq", version="0.1.0", description=DESCRIPTION, dependencies=[Depends(strict_json_body)])
+    app.add_middleware(SeedPrefix)
     app.add_middleware(StagePath)
     errors.install(app)
     app.include_router(health.router)

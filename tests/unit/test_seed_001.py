@@ -120,3 +120,12 @@ def test_a_job_id_that_a_route_takes_is_refused(stack: Stack) -> None:
         "POST", "/jobs", body={"queue": "email-sending", "type": "send-email", "data": EMAIL, "options": {"jobId": "dashboard"}}, claims=user("alice")
     )
     assert status == 400 and "taken by a route" in body["error"]["message"]
+
+
+def test_the_seeds_api_prefix_reaches_the_same_routes(stack: Stack) -> None:
+    job = email_job("alice")
+    status, body = call("GET", "/api/jobs/user", claims=user("alice"))
+    assert status == 200 and [j["jobId"] for j in body["data"]["jobs"]] == [job["jobId"]]
+    assert call("GET", f"/api/v1/jobs/{job['jobId']}", claims=user("alice"))[1]["data"]["jobId"] == job["jobId"]
+    assert call("GET", "/api/jobs/dashboard", claims=admin())[0] == 200
+    assert call("GET", "/apiary", claims=user("alice"))[0] == 404
