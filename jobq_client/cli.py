@@ -192,7 +192,7 @@ def add(
     field: Annotated[list[str] | None, typer.Option("-d", help="A data field key=value (repeatable; JSON values parsed).")] = None,
     attempts: Annotated[int | None, typer.Option(help="Attempts before the job fails.")] = None,
     delay: Annotated[int | None, typer.Option(help="Milliseconds before the first attempt.")] = None,
-    priority: Annotated[int | None, typer.Option(help="0-1000.")] = None,
+    priority: Annotated[str | None, typer.Option(help="A number, higher first (-1000 to 1000), or critical|high|normal|low|bulk.")] = None,
     job_id: Annotated[str | None, typer.Option("--job-id", help="Your own id: adding it twice returns the first job.")] = None,
     backoff: Annotated[str | None, typer.Option(help="fixed:MS or exponential:MS.")] = None,
     wait: Annotated[bool, typer.Option("--wait", "-w", help="Show progress until the job ends; exit 1 if it failed.")] = False,

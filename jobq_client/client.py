@@ -30,7 +30,6 @@ from shared.queue_models import (
     DeadLetterList,
     PauseState,
     PurgeResult,
-    QueueList,
     QueueMetrics,
     QueueSummary,
     RedriveResult,
@@ -245,7 +244,7 @@ class Client:
 
     # ---- queues (admin) --------------------------------------------------------------------------
     def queues(self) -> list[QueueSummary]:
-        return self._call("GET", "/queues", QueueList).queues
+        return [QueueSummary.model_validate(q) for q in self._call("GET", "/queues", None) or []]  # data is the list (seed 000)
 
     def queue(self, name: str) -> QueueSummary:
         return self._call("GET", f"/queues/{_seg(name)}", QueueSummary)
@@ -317,7 +316,12 @@ class Client:
 
     # ---- health and capabilities ------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        return self._call("GET", "/health", None) or {}
+        """``GET /health`` as seed 000 prints it (no envelope): status, timestamp, uptime, checks, details."""
+        response = self._send("GET", "/health", safe=True)
+        body = _json(response)
+        if not isinstance(body, dict) or "status" not in body:
+            raise error_for(response.status_code, body)
+        return body
 
     def openapi(self) -> dict[str, Any]:
         """The API's OpenAPI document (public), read once: what this deployment offers."""

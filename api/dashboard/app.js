@@ -205,7 +205,7 @@ async function start() {
   session.readOnly = session.forcedReadOnly || sessionStorage.getItem("jobq.readonly") === "1";
   // Admin or not is the API's answer, not the token's look: GET /queues is admin only.
   try {
-    session.queues = (await api("GET", "/queues")).queues;
+    session.queues = await api("GET", "/queues");
     session.admin = true;
   } catch (e) {
     if (e.status === 401) return;
@@ -296,7 +296,7 @@ function pageQueues() {
         h("th", { class: "num", title: "processing time of completed jobs, last hour" }, "avg / p95"))),
       table));
   stopPage = every(3000, async () => {
-    const queues = (await api("GET", "/queues")).queues;
+    const queues = await api("GET", "/queues");
     session.queues = queues;
     put(table, ...queues.map(queueRow));
     $("#refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
@@ -367,7 +367,7 @@ function pageJobs(_parts, params) {
       s || "all", s && counts[s] !== undefined ? h("span", { class: "count", "data-tab-count": s }, counts[s]) : null)));
   async function refreshCounts() {
     if (!session.admin || !filters.queue) return;
-    session.queues = (await api("GET", "/queues")).queues;
+    session.queues = await api("GET", "/queues");
     const stats = (session.queues.find((q) => q.name === filters.queue) || {}).liveStats || {};
     for (const el of tabs.querySelectorAll("[data-tab-count]")) el.textContent = stats[el.dataset.tabCount] ?? 0;
   }
