@@ -275,8 +275,8 @@ class QueueService:
         result = BulkRemoval(removed=[], not_removed=[])
         if refs is not None:
             for owner, job_id in refs:
-                job = self.store.get(job_id)
-                if job is None or job.user_id != owner or job.queue != queue.name:
+                job = self.store.get(owner, job_id)  # the owner's namespace only
+                if job is None or job.queue != queue.name:
                     result.not_removed.append(NotRemoved(job_id=job_id, reason=f"no job {owner}/{job_id} in queue {queue.name}"))
                 else:
                     self._remove_one(job, result)

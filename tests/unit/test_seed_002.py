@@ -22,6 +22,7 @@ from tests.unit.api_events import admin, http_event, user
 from tests.unit.conftest import FakeLambdaContext, Stack, sqs_event
 
 QUEUE = "email-sending"
+OWNER = "customer-123"
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +51,7 @@ def register(target: TargetServer, job_type: str, path: str, **rule: Any) -> Non
 
 def create(job_type: str, data: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
     body = {"queue": QUEUE, "type": job_type, "data": data or {"url": "https://example.com", "customerId": "customer-123"}, "options": options}
-    status, out = call("POST", "/jobs", body=body, claims=user("customer-123"))
+    status, out = call("POST", "/jobs", body=body, claims=user(OWNER))
     assert status == 201, out
     return dict(out["data"])
 
@@ -72,16 +73,16 @@ def test_dead_letters_are_revived_at_low_priority_with_one_attempt(stack: Stack,
     register(target, "scrape-website", "/always/500")
     failed = [create("scrape-website", attempts=1, priority="critical")["jobId"] for _ in range(2)]
     run_consumer(stack)
-    assert all(stack.store.require(job_id).status is JobStatus.FAILED for job_id in failed)
+    assert all(stack.store.require(OWNER, job_id).status is JobStatus.FAILED for job_id in failed)
 
     # reprocessFailedJobs(): re-add with {priority: JobPriority.LOW, attempts: 1}
     status, out = call("POST", f"/queues/{QUEUE}/dead-letters/redrive", body={"jobIds": failed, "priority": "low", "attempts": 1})
 
     assert status == 200 and sorted(out["data"]["redriven"]) == sorted(failed)
     for job_id in failed:
-        job = stack.store.require(job_id)
+        job = stack.store.require(OWNER, job_id)
         assert job.status is JobStatus.WAITING and job.priority == -5 and job.max_attempts == 1 and job.attempts == 0
     run_consumer(stack)  # still failing: one attempt, then failed again, not retried
-    assert all(stack.store.require(job_id).status is JobStatus.FAILED and stack.store.require(job_id).attempts == 1 for job_id in failed)
+    assert all(stack.store.require(OWNER, job_id).status is JobStatus.FAILED and stack.store.require(OWNER, job_id).attempts == 1 for job_id in failed)
     status, bad = call("POST", f"/queues/{QUEUE}/dead-letters/redrive", body={"jobIds": failed, "priority": "lowest"})
     assert status == 400 and "low (-5)" in bad["error"]["message"]

@@ -59,7 +59,7 @@ def fail(stack: Stack, owner: str = "alice") -> dict[str, Any]:
     job = create({"queue": QUEUE, "type": "flaky", "data": {}, "options": {"attempts": 1}}, owner)
     while messages := stack.receive(QUEUE):
         consumer(sqs_event(stack, QUEUE, messages), FakeLambdaContext())
-    assert stack.store.require(job["jobId"]).status is JobStatus.FAILED
+    assert stack.store.require(job["userId"], job["jobId"]).status is JobStatus.FAILED
     return job
 
 
@@ -74,7 +74,8 @@ def test_delete_with_action_remove_deletes_the_job_for_its_owner_or_an_admin(sta
     assert status == 200 and body["data"]["jobId"] == job["jobId"]
     assert call("GET", f"/jobs/{job['jobId']}", claims=user("alice"))[0] == 404
     other = create(RESEARCH)
-    assert call("DELETE", f"/jobs/{other['jobId']}?action=remove")[0] == 200  # an admin
+    assert call("DELETE", f"/jobs/{other['jobId']}?action=remove")[0] == 404  # an admin's own namespace: none of that id
+    assert call("DELETE", f"/jobs/{other['jobId']}?action=remove&userId=alice")[0] == 200  # an admin, naming the owner
 
 
 def test_delete_with_action_retry_retries_a_failed_job(stack: Stack, target: TargetServer) -> None:
@@ -86,7 +87,7 @@ def test_delete_with_action_retry_retries_a_failed_job(stack: Stack, target: Tar
 
 def test_removing_a_running_job_is_refused(stack: Stack, target: TargetServer) -> None:
     job = create(RESEARCH)
-    stored = stack.store.require(job["jobId"])
+    stored = stack.store.require(job["userId"], job["jobId"])
     stack.store.transition(stored, JobStatus.ACTIVE, {"attempts": 1, "lease_token": "t", "lease_until": 2**40})
     status, body = call("DELETE", f"/jobs/{job['jobId']}?action=remove", claims=user("alice"))
     assert status == 409 and "cancel it first" in body["error"]["message"]
@@ -158,7 +159,7 @@ def test_bulk_removal_by_status_removes_every_failed_job_and_only_those(stack: S
 
     assert status == 200 and sorted(r["jobId"] for r in body["data"]["removed"]) == sorted(failed)
     assert all(r["status"] == "failed" for r in body["data"]["removed"]) and body["data"]["hasMore"] is False
-    assert stack.store.require(waiting["jobId"]).status is JobStatus.WAITING
+    assert stack.store.require(waiting["userId"], waiting["jobId"]).status is JobStatus.WAITING
     StreamFeed(stack.table_name).deliver()
     assert call("GET", f"/queues/{QUEUE}")[1]["data"]["liveStats"]["failed"] == 0
 
@@ -179,7 +180,7 @@ def test_bulk_removal_leaves_a_job_that_changed_since_it_was_read(stack: Stack, 
 
     assert status == 200 and body["data"]["removed"] == []
     assert body["data"]["notRemoved"] == [{"jobId": job["jobId"], "reason": "the job changed meanwhile; look again"}]
-    assert stack.store.require(job["jobId"]).status is JobStatus.WAITING
+    assert stack.store.require(job["userId"], job["jobId"]).status is JobStatus.WAITING
 
 
 def test_bulk_removal_is_for_admins_and_needs_ids_or_a_status(stack: Stack, target: TargetServer) -> None:
