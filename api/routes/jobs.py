@@ -271,8 +271,8 @@ def _cancelled(job: Job, response: Response) -> Envelope[JobPublic]:
     responses={202: {"model": Envelope[JobPublic], "description": "Cancellation requested; the job is still active"}}
     | error_responses(401, 404, 409),
 )
-def cancel_my_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, response: Response) -> Envelope[JobPublic]:
-    return _cancelled(jobs.cancel(job_id, caller), response)
+def cancel_my_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, response: Response, user_id: Owner = None) -> Envelope[JobPublic]:
+    return _cancelled(jobs.cancel(job_id, caller, user_id=user_id), response)
 
 
 @router.post(

@@ -72,6 +72,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/jobs/bulk"): Row("/jobs/bulk", ANY_USER, {"jobs": [JOB]}),  # 200 with each item's own status
     ("POST", "/jobs/status"): Row("/jobs/status", ANY_USER, {"jobIds": ["job-owner"]}),  # invisible ids: notFound
     ("GET", "/jobs/user/{user_id}"): Row("/jobs/user/alice", (401, 403, 200, 200, 200, 403, 403)),
+    ("GET", "/jobs/user"): Row("/jobs/user", ANY_USER),  # each caller's own jobs
+    ("GET", "/jobs/dashboard"): Row("/jobs/dashboard", INSPECT),
+    ("POST", "/jobs/user/{job_id}/cancel"): Row("/jobs/user/{job}/cancel", CHANGE_JOB),
     ("GET", "/jobs/{job_id}"): Row("/jobs/{job}", READ_JOB),
     ("DELETE", "/jobs/{job_id}"): Row("/jobs/{job}", CHANGE_JOB),
     ("POST", "/jobs/{job_id}/retry"): Row("/jobs/{job}/retry", CHANGE_JOB, job_state="cancelled"),
@@ -79,6 +82,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/jobs/{job_id}/webhooks"): Row("/jobs/{job}/webhooks", READ_JOB),
     ("GET", "/queues"): Row("/queues", VIEW),
     ("GET", "/queues/{name}"): Row("/queues/email-sending", VIEW),
+    ("POST", "/queues/{name}"): Row("/queues/email-sending", OPERATE, {"action": "resume"}),
+    ("DELETE", "/queues/{name}"): Row("/queues/email-sending?status=failed", OPERATE),
     ("PATCH", "/queues/{name}"): Row("/queues/email-sending", OPERATE, {"defaultAttempts": 4}),
     ("GET", "/queues/{name}/jobs"): Row("/queues/email-sending/jobs", VIEW),
     ("POST", "/queues/{name}/pause"): Row("/queues/email-sending/pause", OPERATE),
