@@ -72,7 +72,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/jobs/bulk"): Row("/jobs/bulk", ANY_USER, {"jobs": [JOB]}),  # 200 with each item's own status
     ("POST", "/jobs/status"): Row("/jobs/status", ANY_USER, {"jobIds": ["job-owner"]}),  # invisible ids: notFound
     ("GET", "/jobs/user/{user_id}"): Row("/jobs/user/alice", (401, 403, 200, 200, 200, 403, 403)),
-    ("GET", "/jobs/user"): Row("/jobs/user", ANY_USER),  # each caller's own jobs
+    ("GET", "/jobs/user"): Row("/jobs/user", (401, 200, 200, 200, 200, 200, 403)),  # as /jobs/user/{own id}
     ("GET", "/jobs/dashboard"): Row("/jobs/dashboard", INSPECT),
     ("POST", "/jobs/user/{job_id}/cancel"): Row("/jobs/user/{job}/cancel", CHANGE_JOB),
     ("GET", "/jobs/{job_id}"): Row("/jobs/{job}", READ_JOB),
