@@ -287,10 +287,7 @@ class QueueService:
         deadline = time.monotonic() + self.settings.admin_request_budget_seconds
         cursor: str | None = None
         while time.monotonic() < deadline and len(result.removed) < limit:
-            page, cursor = self.store.page(
-                "byQueueStatus", "queueStatusKey", f"QUEUE#{queue.name}#{status.value}", limit=min(100, limit - len(result.removed)),
-                cursor=cursor, newest_first=False,
-            )
+            page, cursor = self.store.page_by_queue(queue.name, status, limit=min(100, limit - len(result.removed)), cursor=cursor, newest_first=False)
             for job in page:
                 self._remove_one(job, result)
             if cursor is None:

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from api.main import handler
 from api.routes import health
 from functions.consumer.handler import handler as consumer
-from shared import clients, queue_config
+from shared.adapters import clients, policies
 from shared.clock import now_ms, parse_iso
 from tests.target_server import TargetServer
 from tests.unit.api_events import admin, http_event, user
@@ -46,10 +46,10 @@ def as_admin(method: str, path: str, body: Any = None) -> tuple[int, Any]:
 
 @pytest.fixture(autouse=True)
 def fresh_caches() -> Iterator[None]:
-    queue_config.reset_cache()
+    policies.reset_cache()
     health._cached = None
     yield
-    queue_config.reset_cache()
+    policies.reset_cache()
 
 
 @pytest.fixture

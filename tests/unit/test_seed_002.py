@@ -15,7 +15,7 @@ import pytest
 
 from api.main import handler
 from functions.consumer.handler import handler as consumer
-from shared import queue_config
+from shared.adapters import policies
 from shared.status import JobStatus
 from tests.target_server import TargetServer
 from tests.unit.api_events import admin, http_event, user
@@ -27,9 +27,9 @@ OWNER = "customer-123"
 
 @pytest.fixture(autouse=True)
 def fresh_policy_cache() -> Iterator[None]:
-    queue_config.reset_cache()
+    policies.reset_cache()
     yield
-    queue_config.reset_cache()
+    policies.reset_cache()
 
 
 @pytest.fixture

@@ -13,12 +13,13 @@ from api.deps import job_service
 from api.main import handler
 from functions.consumer.handler import handler as consumer
 from infra.local.esm import MappingRegistry
-from shared import clients, queue_config
+from shared.adapters import clients, policies
 from shared.jobs import Identity
 from shared.status import JobStatus
 from tests.target_server import TargetServer
 from tests.unit.api_events import admin, http_event, user
 from tests.unit.conftest import FakeLambdaContext, Stack, sqs_event
+from tests.unit.scheduling import put_job
 from tests.unit.stream_feed import StreamFeed
 from tests.unit.test_queues import mappings  # noqa: F401 (the fixture: the consumer mappings behind Lambda's API)
 
@@ -28,9 +29,9 @@ RESEARCH = {"queue": QUEUE, "type": "research", "data": {"companyId": "comp_123"
 
 @pytest.fixture(autouse=True)
 def fresh_policy_cache() -> Iterator[None]:
-    queue_config.reset_cache()
+    policies.reset_cache()
     yield
-    queue_config.reset_cache()
+    policies.reset_cache()
 
 
 @pytest.fixture
@@ -86,10 +87,8 @@ def test_delete_with_action_retry_retries_a_failed_job(stack: Stack, target: Tar
 
 
 def test_removing_a_running_job_is_refused(stack: Stack, target: TargetServer) -> None:
-    job = create(RESEARCH)
-    stored = stack.store.require(job["userId"], job["jobId"])
-    stack.store.transition(stored, JobStatus.ACTIVE, {"attempts": 1, "lease_token": "t", "lease_until": 2**40})
-    status, body = call("DELETE", f"/jobs/{job['jobId']}?action=remove", claims=user("alice"))
+    job = put_job(stack, JobStatus.ACTIVE, queue=QUEUE, type="research", user_id="alice", attempts=1, lease_token="t", lease_until=2**40)
+    status, body = call("DELETE", f"/jobs/{job.job_id}?action=remove", claims=user("alice"))
     assert status == 409 and "cancel it first" in body["error"]["message"]
 
 
