@@ -268,8 +268,7 @@ def _cancelled(job: Job, response: Response) -> Envelope[JobPublic]:
     "/user/{job_id}/cancel",
     response_model=Envelope[JobPublic],
     summary="Cancel one of your jobs (seed 001); same as DELETE /jobs/{jobId}",
-    responses={202: {"model": Envelope[JobPublic], "description": "Cancellation requested; the job is still active"}}
-    | error_responses(401, 404, 409),
+    responses=error_responses(401, 404, 409) | {202: {"model": Envelope[JobPublic], "description": "Cancellation requested; the job is still active"}},
 )
 def cancel_my_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, response: Response, user_id: Owner = None) -> Envelope[JobPublic]:
     return _cancelled(jobs.cancel(job_id, caller, user_id=user_id), response)

@@ -58,8 +58,8 @@ def create_delayed(body: DelayedJobCreate, caller: CurrentUser, jobs: Jobs, resp
         "same definition again returns the schedule (200); another definition under a taken name is a 409."
     ),
     dependencies=Admin,
-    responses={200: {"model": Envelope[Schedule], "description": "The same schedule exists already: it is returned"}}
-    | error_responses(400, 401, 403, 409, 413, 503),
+    responses=error_responses(400, 401, 403, 409, 413, 503)
+    | {200: {"model": Envelope[Schedule], "description": "The same schedule exists already: it is returned"}},
 )
 def create_repeating(body: ScheduleCreate, caller: CurrentUser, schedules: Schedules, response: Response) -> Envelope[Schedule]:
     schedule, created = schedules.create_or_match(body, caller)
