@@ -26,6 +26,7 @@ botocore's errors stop here.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import time
@@ -48,6 +49,7 @@ _deserializer = TypeDeserializer()
 
 # Stored as JSON text: DynamoDB rejects Python floats, and clients send floats.
 _JSON_FIELDS = ("data", "result", "progress")
+_LOG_SEQUENCE = itertools.count()
 _INTERNAL = ("pk", "sk", "userKey", "userStatusKey", "queueKey", "queueStatusKey", "createdKey", "expiresAt")
 
 
@@ -386,7 +388,9 @@ class JobStore:
     def append_log(self, user_id: str, job_id: str, message: str, *, at_ms: int, attempt: int | None, expires_at: int) -> None:
         item = {
             "pk": {"S": _job_pk(user_id, job_id)},
-            "sk": {"S": f"LOG#{at_ms:015d}#{uuid.uuid4().hex[:8]}"},
+            # The process-wide sequence keeps lines written in the same millisecond in order;
+            # the random tail keeps two consumers' lines apart.
+            "sk": {"S": f"LOG#{at_ms:015d}#{next(_LOG_SEQUENCE):012d}{uuid.uuid4().hex[:6]}"},
             "message": {"S": message},
             "expiresAt": {"N": str(expires_at)},
         }
