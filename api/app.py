@@ -6,7 +6,7 @@ from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
-from api.routes import audit, dashboard, health, jobs, maintenance, queues, scheduler, schedules, webhooks
+from api.routes import audit, dashboard, health, jobs, maintenance, queues, quotas, scheduler, schedules, webhooks
 from api.strict_body import strict_json_body
 
 DESCRIPTION = """\
@@ -65,6 +65,7 @@ def create_app() -> FastAPI:
     app.include_router(queues.router)
     app.include_router(schedules.router)
     app.include_router(scheduler.router)
+    app.include_router(quotas.router)
     app.include_router(audit.router)
     app.include_router(dashboard.router)
     return app

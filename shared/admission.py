@@ -37,12 +37,26 @@ from shared.status import FINISHED, JobStatus
 
 QUEUE_COUNTER = "queue"
 USER_COUNTER = "user"
+ACCOUNT_COUNTER = "account"  # the user's unfinished jobs over every queue (shared/quotas.py)
 ADMISSION_SK = "ADMISSION"
+ACCOUNT_SK = "UNFINISHED"
 UNFINISHED = frozenset(s.value for s in JobStatus if s not in FINISHED)
 
 
 def user_sk(user_id: str) -> str:
     return f"{ADMISSION_SK}#USER#{user_id}"
+
+
+def quota_pk(user_id: str) -> str:
+    """The partition of a user's quota items (shared/adapters/quotas.py): account counter, rate windows, overrides."""
+    return f"QUOTA#USER#{user_id}"
+
+
+def counter_key(name: str, queue: str, user_id: str) -> tuple[str, str]:
+    """``(pk, sk)`` of the counter item ``name`` for a job of ``user_id`` on ``queue``."""
+    if name == ACCOUNT_COUNTER:
+        return quota_pk(user_id), ACCOUNT_SK
+    return f"QUEUE#{queue}", ADMISSION_SK if name == QUEUE_COUNTER else user_sk(user_id)
 
 
 class Full(Exception):
@@ -68,22 +82,37 @@ def limits_of(policy: QueuePolicy) -> dict[str, int | None]:
     return limits
 
 
-def admit(counters: AdmissionCounters, queue: str, user_id: str, policy: QueuePolicy, *, retry_after: int, force: bool = False) -> list[str] | None:
+def admit(
+    counters: AdmissionCounters,
+    queue: str,
+    user_id: str,
+    policy: QueuePolicy,
+    *,
+    retry_after: int,
+    force: bool = False,
+    account_limit: int | None = None,
+) -> list[str] | None:
     """Take the job's places; the counters taken (the job's ``held``), or TooManyJobs.
-    ``force``: counted but never refused (a schedule's firing, which must not be lost)."""
+    ``force``: counted but never refused (a schedule's firing, which must not be lost).
+    ``account_limit``: the user's quota of unfinished jobs over every queue (None: no quota)."""
     limits = limits_of(policy)
+    if account_limit is not None:
+        limits[ACCOUNT_COUNTER] = account_limit
     if not limits:
         return None
     try:
         counters.take(queue, user_id, {name: None for name in limits} if force else limits)
     except Full as full:
-        if full.which == USER_COUNTER:
+        if full.which == ACCOUNT_COUNTER:
+            message = f"you have {limits[ACCOUNT_COUNTER]} unfinished jobs, your quota; retry after some finish"
+        elif full.which == USER_COUNTER:
             message = f"you have {limits[USER_COUNTER]} unfinished jobs on queue '{queue}', its limit per user; retry after some finish"
         else:
             message = f"queue '{queue}' holds {limits[QUEUE_COUNTER]} unfinished jobs, its limit; retry after some finish"
-        if policy.paused:
+        paused = policy.paused and full.which != ACCOUNT_COUNTER
+        if paused:
             message += " (the queue is paused: it drains once resumed)"
-        raise TooManyJobs(message, retry_after=retry_after * (12 if policy.paused else 1), paused=policy.paused) from full
+        raise TooManyJobs(message, retry_after=retry_after * (12 if paused else 1), paused=paused) from full
     return sorted(limits)
 
 
@@ -102,7 +131,7 @@ def _held(image: Mapping[str, Any]) -> list[str]:
 
 
 def changes(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
-    """Per counter item ``(queue, sk)``: what these stream records change in ``unfinished``."""
+    """Per counter item ``(pk, sk)``: what these stream records change in ``unfinished``."""
     deltas: dict[tuple[str, str], int] = defaultdict(int)
     for record in records:
         change = record.get("dynamodb") or {}
@@ -125,7 +154,7 @@ def changes(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
             step = -1
         if step:
             for name in held:
-                deltas[(queue, ADMISSION_SK if name == QUEUE_COUNTER else user_sk(user))] += step
+                deltas[counter_key(name, queue, user)] += step
     return {key: value for key, value in deltas.items() if value}
 
 
@@ -135,13 +164,25 @@ def release_actions(table: str, records: Iterable[Mapping[str, Any]]) -> list[di
         {
             "Update": {
                 "TableName": table,
-                "Key": {"pk": {"S": f"QUEUE#{queue}"}, "sk": {"S": sk}},
+                "Key": {"pk": {"S": pk}, "sk": {"S": sk}},
                 "UpdateExpression": "ADD unfinished :d",
                 "ExpressionAttributeValues": {":d": {"N": str(delta)}},
             }
         }
-        for (queue, sk), delta in sorted(changes(records).items())
+        for (pk, sk), delta in sorted(changes(records).items())
     ]
 
 
-__all__ = ["ADMISSION_SK", "AdmissionCounters", "Full", "admit", "changes", "limits_of", "release_actions", "user_sk"]
+__all__ = [
+    "ACCOUNT_COUNTER",
+    "ADMISSION_SK",
+    "AdmissionCounters",
+    "Full",
+    "admit",
+    "changes",
+    "counter_key",
+    "limits_of",
+    "quota_pk",
+    "release_actions",
+    "user_sk",
+]

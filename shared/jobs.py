@@ -23,6 +23,7 @@ from shared.adapters.admission import DynamoAdmissionCounters
 from shared.adapters.jobs import JobStore
 from shared.adapters.policies import get_policy
 from shared.adapters.queues import QueueDirectory
+from shared.adapters.quotas import DynamoQuotaStore
 from shared.adapters.scheduler import EventBridgeDelayedSchedules
 from shared.adapters.sqs import SqsJobMessages
 from shared.admission import AdmissionCounters
@@ -30,6 +31,7 @@ from shared.clock import iso, now_ms
 from shared.errors import Conflict, Forbidden, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
 from shared.models import HttpTarget, Job, JobCreate, JobRef, QueueInfo, json_size
 from shared.observability import emit, logger
+from shared.quotas import Quotas
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
 from shared.transitions import Transitions
@@ -67,6 +69,12 @@ class JobService:
         self.catalog = catalog
         self.settings = settings
         self.admission: AdmissionCounters = DynamoAdmissionCounters(store.table_name)  # back-pressure (shared/admission.py)
+        self.quotas = Quotas(
+            DynamoQuotaStore(store.table_name),
+            jobs_per_minute=settings.user_jobs_per_minute,
+            max_unfinished_jobs=settings.user_max_unfinished_jobs,
+            cache_seconds=settings.policy_cache_seconds,
+        )
         self.transitions = transitions or Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules())
 
     # ---- create -----------------------------------------------------------------------
@@ -107,7 +115,13 @@ class JobService:
         return queue, job
 
     def create(
-        self, request: JobCreate, caller: Identity, *, idempotency_key: str | None = None, service_job_id: str | None = None
+        self,
+        request: JobCreate,
+        caller: Identity,
+        *,
+        idempotency_key: str | None = None,
+        service_job_id: str | None = None,
+        rate_taken: bool = False,
     ) -> tuple[Job, bool]:
         """Store and enqueue a job in the caller's namespace. Returns ``(job, created)``.
 
@@ -115,6 +129,7 @@ class JobService:
         deduplication key return the job that exists instead of a second one.
         ``service_job_id``: an id the service chose (schedule firings); such ids contain ``:``,
         which client ids cannot, so no client can create or block them.
+        ``rate_taken``: the caller (a bulk request) already counted this job against the user's rate quota.
         """
         caller = self.acting(caller, request.on_behalf_of)
         now = now_ms()
@@ -128,6 +143,8 @@ class JobService:
             if found is not None:
                 return found, False
         queue, job = self._prepare(request, caller, job_id, now)
+        if service_job_id is None and not rate_taken:
+            self.quotas.take_rate(job.user_id)  # a replayed create (above) is free; a refused one stores nothing
         job = self._admit(queue, job, force=service_job_id is not None)
         try:
             self.store.create(job)
@@ -152,7 +169,13 @@ class JobService:
     def _admit(self, queue: QueueInfo, job: Job, *, force: bool = False) -> Job:
         """Take the job's places under its queue's limits (TooManyJobs past them); ``force``: a service job, counted, never refused."""
         held = admission.admit(
-            self.admission, queue.name, job.user_id, get_policy(queue), retry_after=self.settings.backpressure_retry_after_seconds, force=force
+            self.admission,
+            queue.name,
+            job.user_id,
+            get_policy(queue),
+            retry_after=self.settings.backpressure_retry_after_seconds,
+            force=force,
+            account_limit=self.quotas.of(job.user_id).max_unfinished_jobs,
         )
         return job.model_copy(update={"held": held}) if held else job
 
@@ -210,6 +233,8 @@ class JobService:
         if len(items) > MAX_BULK_JOBS:
             raise Invalid(f"at most {MAX_BULK_JOBS} jobs per bulk request; this one has {len(items)}")
         now = now_ms()
+        # The whole request against the caller's rate quota in one write: all its items, or 429 and none.
+        self.quotas.take_rate(caller.user_id, len(items))
         outcomes: dict[int, BulkOutcome] = {}
         batch: list[tuple[int, QueueInfo, Job]] = []
         for index, raw in enumerate(items):
@@ -218,7 +243,7 @@ class JobService:
                 if request.on_behalf_of is not None and request.on_behalf_of != caller.user_id:
                     raise Invalid("bulk items name no onBehalfOf of their own: send the X-On-Behalf-Of header once")
                 if request.options.job_id or request.options.deduplication or request.options.run_at or scheduler.needs_schedule(request.options.delay):
-                    job, created = self.create(request, caller)  # needs its conditional write
+                    job, created = self.create(request, caller, rate_taken=True)  # needs its conditional write
                     outcomes[index] = BulkOutcome(index, 201 if created else 200, job)
                     continue
                 queue, job = self._prepare(request, caller, None, now)

@@ -40,6 +40,9 @@ class Settings(BaseModel):
     service_client_scope: str = "jobq/on-behalf-of"
     audit_retention_days: int = Field(default=365, ge=1, le=3650)
     backpressure_retry_after_seconds: int = Field(default=5, ge=1, le=3600)  # a full queue's Retry-After (x12 when paused)
+    # Per-user quotas (shared/quotas.py), the stack's UserJobsPerMinute / UserMaxUnfinishedJobs; 0: no limit.
+    user_jobs_per_minute: int = Field(default=0, ge=0)
+    user_max_unfinished_jobs: int = Field(default=0, ge=0)
 
     max_data_bytes: int = 256 * 1024
     max_result_bytes: int = 128 * 1024

@@ -1,7 +1,8 @@
 """The back-pressure counters in DynamoDB (shared/admission.py says what they mean).
 
-    queue counter   pk=QUEUE#<queue>   sk=ADMISSION                unfinished (N)
-    user counter    pk=QUEUE#<queue>   sk=ADMISSION#USER#<userId>  unfinished (N)
+    queue counter    pk=QUEUE#<queue>        sk=ADMISSION                unfinished (N)
+    user counter     pk=QUEUE#<queue>        sk=ADMISSION#USER#<userId>  unfinished (N)
+    account counter  pk=QUOTA#USER#<userId>  sk=UNFINISHED               unfinished (N), every queue (quotas)
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.adapters import clients
-from shared.admission import ADMISSION_SK, QUEUE_COUNTER, Full, user_sk
+from shared.admission import ADMISSION_SK, Full, counter_key, user_sk
 from shared.errors import Unavailable
 from shared.observability import logger
 
@@ -21,10 +22,10 @@ class DynamoAdmissionCounters:
     def __init__(self, table_name: str) -> None:
         self.table_name = table_name
 
-    def _update(self, queue: str, sk: str, step: int, limit: int | None) -> dict[str, Any]:
+    def _update(self, key: tuple[str, str], step: int, limit: int | None) -> dict[str, Any]:
         update: dict[str, Any] = {
             "TableName": self.table_name,
-            "Key": {"pk": {"S": f"QUEUE#{queue}"}, "sk": {"S": sk}},
+            "Key": {"pk": {"S": key[0]}, "sk": {"S": key[1]}},
             "UpdateExpression": "ADD unfinished :step",
             "ExpressionAttributeValues": {":step": {"N": str(step)}},
         }
@@ -33,12 +34,9 @@ class DynamoAdmissionCounters:
             update["ExpressionAttributeValues"][":max"] = {"N": str(limit)}
         return update
 
-    def _sk(self, name: str, user_id: str) -> str:
-        return ADMISSION_SK if name == QUEUE_COUNTER else user_sk(user_id)
-
     def take(self, queue: str, user_id: str, limits: Mapping[str, int | None]) -> None:
         names = sorted(limits)
-        updates = [self._update(queue, self._sk(name, user_id), 1, limits[name]) for name in names]
+        updates = [self._update(counter_key(name, queue, user_id), 1, limits[name]) for name in names]
         ddb = clients.client("dynamodb")
         try:
             if len(updates) == 1:
@@ -62,7 +60,7 @@ class DynamoAdmissionCounters:
         ddb = clients.client("dynamodb")
         for name in held:
             try:
-                ddb.update_item(**self._update(queue, self._sk(name, user_id), -1, None))
+                ddb.update_item(**self._update(counter_key(name, queue, user_id), -1, None))
             except (ClientError, BotoCoreError):
                 # A place kept: the limit is one lower until an operator resets the counter. Never fail the request for it.
                 logger.error("back-pressure place not given back", extra={"queue": queue, "counter": name})

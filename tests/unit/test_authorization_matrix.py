@@ -67,6 +67,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/health"): Row("/health", (200,) * 7),
     ("GET", "/health/detailed"): Row("/health/detailed", INSPECT),
     ("GET", "/audit"): Row("/audit", INSPECT),
+    ("GET", "/quotas/{user_id}"): Row("/quotas/alice", INSPECT),
+    ("PUT", "/quotas/{user_id}"): Row("/quotas/alice", ADMIN_ONLY, {"jobsPerMinute": 50}),
+    ("DELETE", "/quotas/{user_id}"): Row("/quotas/alice", (401, 403, 403, 204, 403, 403, 403)),
     ("POST", "/jobs"): Row("/jobs", CREATE, JOB),
     ("GET", "/jobs"): Row("/jobs?queue=email-sending", VIEW),
     ("POST", "/jobs/bulk"): Row("/jobs/bulk", ANY_USER, {"jobs": [JOB]}),  # 200 with each item's own status

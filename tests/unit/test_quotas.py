@@ -1,0 +1,120 @@
+"""Per-user quotas (shared/quotas.py) on moto: past a user's rate or unfinished-job quota a create
+gets 429 with Retry-After and stores nothing; other users are unaffected; an admin's override
+changes one user's limits; finished jobs give their place back through the stream."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from api.deps import job_service
+from api.main import handler
+from shared.adapters.quotas import DynamoQuotaStore
+from tests.unit.api_events import admin, http_event, user
+from tests.unit.conftest import FakeLambdaContext, Stack
+from tests.unit.stream_feed import StreamFeed
+
+QUEUE = "email-sending"
+EMAIL = {"to": "a@example.com", "subject": "s", "body": "b"}
+
+
+@pytest.fixture
+def quotas(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """The stack with UserJobsPerMinute 3 and UserMaxUnfinishedJobs 5."""
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("JOBQ_USER_JOBS_PER_MINUTE", "3")
+    monkeypatch.setenv("JOBQ_USER_MAX_UNFINISHED_JOBS", "5")
+    monkeypatch.setenv("JOBQ_POLICY_CACHE_SECONDS", "0")
+    get_settings.cache_clear()
+    job_service.cache_clear()
+    return stack
+
+
+def call(method: str, path: str, claims: dict[str, str], body: Any = None, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return handler(http_event(method, path, body=body, claims=claims, headers=headers), FakeLambdaContext())
+
+
+def create(who: str, **options: Any) -> dict[str, Any]:
+    return call("POST", "/jobs", user(who), {"queue": QUEUE, "type": "send-email", "data": EMAIL, "options": options})
+
+
+def stored(stack: Stack, who: str) -> int:
+    return len(stack.store.page_by_user(who, None, limit=100, cursor=None)[0])
+
+
+def test_a_user_past_the_rate_quota_gets_429_with_retry_after_and_nothing_is_stored(quotas: Stack) -> None:
+    assert [create("ann")["statusCode"] for _ in range(3)] == [201, 201, 201]
+    refused = create("ann", jobId="fourth")
+    assert refused["statusCode"] == 429
+    assert 1 <= int(refused["headers"]["retry-after"]) <= 60
+    error = json.loads(refused["body"])["error"]
+    assert error["code"] == "TOO_MANY_JOBS" and "jobsPerMinute" in error["message"]
+    assert quotas.store.get("ann", "fourth") is None and stored(quotas, "ann") == 3
+
+
+def test_another_user_is_unaffected_by_a_user_at_the_quota(quotas: Stack) -> None:
+    for _ in range(4):
+        create("ann")
+    assert [create("bob")["statusCode"] for _ in range(3)] == [201, 201, 201]
+
+
+def test_a_bulk_request_past_the_rate_quota_stores_none_of_its_jobs(quotas: Stack) -> None:
+    assert create("ann")["statusCode"] == 201
+    jobs = [{"queue": QUEUE, "type": "send-email", "data": EMAIL} for _ in range(3)]
+    refused = call("POST", "/jobs/bulk", user("ann"), {"jobs": jobs})
+    assert refused["statusCode"] == 429 and "retry-after" in refused["headers"]
+    assert stored(quotas, "ann") == 1
+    assert call("POST", "/jobs/bulk", user("ann"), {"jobs": jobs[:2]})["statusCode"] in (200, 201, 207)
+    assert stored(quotas, "ann") == 3
+
+
+def test_a_bulk_request_larger_than_the_quota_is_a_clear_400(quotas: Stack) -> None:
+    jobs = [{"queue": QUEUE, "type": "send-email", "data": EMAIL} for _ in range(4)]
+    refused = call("POST", "/jobs/bulk", user("ann"), {"jobs": jobs})
+    assert refused["statusCode"] == 400 and "at most 3 per request" in json.loads(refused["body"])["error"]["message"]
+    assert stored(quotas, "ann") == 0
+
+
+def test_a_replayed_idempotent_create_costs_no_quota(quotas: Stack) -> None:
+    body = {"queue": QUEUE, "type": "send-email", "data": EMAIL}
+    for _ in range(5):
+        assert call("POST", "/jobs", user("ann"), body, headers={"Idempotency-Key": "k1"})["statusCode"] in (200, 201)
+    assert [create("ann")["statusCode"] for _ in range(2)] == [201, 201]
+
+
+def test_an_override_raises_one_users_limit_and_removing_it_restores_the_default(quotas: Stack) -> None:
+    changed = call("PUT", "/quotas/ann", admin(), {"jobsPerMinute": 10, "maxUnfinishedJobs": 20})
+    assert changed["statusCode"] == 200
+    data = json.loads(changed["body"])["data"]
+    assert data["jobsPerMinute"] == 10 and data["maxUnfinishedJobs"] == 20 and data["overridden"] is True
+    assert [create("ann")["statusCode"] for _ in range(10)] == [201] * 10
+    assert create("ann")["statusCode"] == 429
+    assert create("bob")["statusCode"] == 201  # bob keeps the default
+    usage = json.loads(call("GET", "/quotas/ann", admin())["body"])["data"]
+    assert usage["createdThisMinute"] == 10 and usage["unfinishedJobs"] == 10
+    assert call("DELETE", "/quotas/ann", admin())["statusCode"] == 204
+    assert json.loads(call("GET", "/quotas/ann", admin())["body"])["data"]["jobsPerMinute"] == 3
+
+
+def test_only_admins_change_quotas(quotas: Stack) -> None:
+    assert call("PUT", "/quotas/ann", user("ann"), {"jobsPerMinute": 1000})["statusCode"] == 403
+    assert call("GET", "/quotas/ann", user("ann"))["statusCode"] == 403
+    assert DynamoQuotaStore(quotas.table_name).get_override("ann") is None
+
+
+def test_past_the_unfinished_quota_429_and_a_finished_job_gives_its_place_back(quotas: Stack) -> None:
+    feed = StreamFeed(quotas.table_name)
+    call("PUT", "/quotas/ann", admin(), {"jobsPerMinute": 100})  # the rate out of the way
+    assert [create("ann", jobId=f"j{i}")["statusCode"] for i in range(5)] == [201] * 5
+    refused = create("ann", jobId="j5")
+    assert refused["statusCode"] == 429 and int(refused["headers"]["retry-after"]) == quotas.settings.backpressure_retry_after_seconds
+    assert "unfinished" in json.loads(refused["body"])["error"]["message"]
+    assert quotas.store.get("ann", "j5") is None
+    assert create("bob")["statusCode"] == 201
+    assert call("DELETE", "/jobs/j0", user("ann"))["statusCode"] == 200  # cancelled: finished
+    feed.deliver()
+    assert DynamoQuotaStore(quotas.table_name).unfinished("ann") == 4
+    assert create("ann", jobId="j5")["statusCode"] == 201
