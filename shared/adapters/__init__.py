@@ -1,6 +1,6 @@
 """Every AWS call of jobq lives in this package; nothing outside it imports boto3 or botocore.
 
-    aws_errors       ClientError / BotoCoreError -> jobq's errors (shared/errors.py), by one table
+    aws_errors       ClientError / BotoCoreError -> jobq's errors (shared/errors.py), by one table every adapter uses
     clients          the boto3 clients, one per service and container
     jobs             the jobs repository on DynamoDB: key formats and index names are spelled here alone
     queues           the queue directory (SSM) and SQS: job messages, dead letters, depths

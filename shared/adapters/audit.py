@@ -17,12 +17,10 @@ import time
 import uuid
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from shared.adapters import clients
+from shared.adapters.aws_errors import aws_errors
 from shared.adapters.jobs import decode_cursor, encode_cursor
 from shared.audit import AuditEntry
-from shared.errors import Unavailable
 
 AUDIT_PK = "AUDIT"
 
@@ -42,10 +40,8 @@ class DynamoAuditStore:
             "entry": {"S": entry.model_dump_json(by_alias=True)},
             "expiresAt": {"N": str(expires_at)},
         }
-        try:
+        with aws_errors("the audit trail cannot be written"):
             self._ddb.put_item(TableName=self.table_name, Item=item)
-        except (ClientError, BotoCoreError) as err:
-            raise Unavailable("the audit trail cannot be written") from err
 
     def page(self, *, limit: int, cursor: str | None) -> tuple[list[AuditEntry], str | None]:
         params: dict[str, Any] = {
@@ -57,10 +53,8 @@ class DynamoAuditStore:
         }
         if cursor:
             params["ExclusiveStartKey"] = decode_cursor(cursor)
-        try:
+        with aws_errors("the audit trail cannot be read"):
             out = self._ddb.query(**params)
-        except (ClientError, BotoCoreError) as err:
-            raise Unavailable("the audit trail cannot be read; retry the request") from err
         last = out.get("LastEvaluatedKey")
         entries = [AuditEntry.model_validate_json(item["entry"]["S"]) for item in out.get("Items", [])]
         return entries, encode_cursor(last) if last else None

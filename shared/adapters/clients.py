@@ -12,10 +12,6 @@ import boto3
 import botocore.loaders
 import botocore.session
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
-# What any AWS call may raise: a service's error answer, or no answer at all (connection, timeout).
-AWS_ERRORS = (ClientError, BotoCoreError)
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
 

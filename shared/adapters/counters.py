@@ -13,7 +13,7 @@ from typing import Any
 
 from shared import admission
 from shared.adapters import clients
-from shared.adapters.aws_errors import aws_code, cancellation_reasons, domain_error
+from shared.adapters.aws_errors import AWS_ERRORS, aws_code, cancellation_reasons, domain_error
 from shared.errors import Unavailable
 from shared.settings import get_settings
 from shared.stats import (
@@ -136,7 +136,7 @@ def _transact(items: list[dict[str, Any]], *, attempts: int = 6) -> bool:
         try:
             ddb.transact_write_items(TransactItems=items)
             return True
-        except clients.AWS_ERRORS as err:
+        except AWS_ERRORS as err:
             code = aws_code(err)
             reasons = cancellation_reasons(err)
             if code == "TransactionCanceledException" and reasons and reasons[0] == "ConditionalCheckFailed":
@@ -164,7 +164,7 @@ def read_stats(queue_name: str) -> QueueStats:
         out = clients.client("dynamodb").get_item(
             TableName=_table(), Key={"pk": {"S": f"QUEUE#{queue_name}"}, "sk": {"S": STATS_SK}}
         )
-    except clients.AWS_ERRORS as err:
+    except AWS_ERRORS as err:
         raise domain_error(err, "DynamoDB (queue counters)") from err
     item = out.get("Item") or {}
     # A counter can dip below zero only for jobs written before the EventsFunction ran.
@@ -178,7 +178,7 @@ def read_raw_counts(queue_name: str) -> dict[str, int]:
         out = clients.client("dynamodb").get_item(
             TableName=_table(), Key={"pk": {"S": f"QUEUE#{queue_name}"}, "sk": {"S": STATS_SK}}, ConsistentRead=True
         )
-    except clients.AWS_ERRORS as err:
+    except AWS_ERRORS as err:
         raise domain_error(err, "DynamoDB (queue counters)") from err
     item = out.get("Item") or {}
     return {name: attribute_number(item, name) or 0 for name in COUNT_NAMES}
@@ -199,7 +199,7 @@ def correct_counts(queue_name: str, drift: Mapping[str, int]) -> None:
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
-    except clients.AWS_ERRORS as err:
+    except AWS_ERRORS as err:
         raise domain_error(err, "DynamoDB (queue counters)") from err
 
 
@@ -238,7 +238,7 @@ def read_buckets(queue_name: str, since_ms: int, resolution: Resolution = "minut
             if not out.get("LastEvaluatedKey"):
                 break
             params["ExclusiveStartKey"] = out["LastEvaluatedKey"]
-    except clients.AWS_ERRORS as err:
+    except AWS_ERRORS as err:
         raise domain_error(err, "DynamoDB (queue counters)") from err
     return buckets
 

@@ -20,7 +20,7 @@ Every status change is ``apply()`` of a change the lifecycle made (shared/lifecy
 called by shared/transitions.py alone: the write sets only what the change changes, adds 1
 to the version and is conditional on the status as read and the change's guard (lease
 token, version or attempt), so a racing writer gets ``Conflict`` instead of overwriting.
-botocore's errors stop here.
+botocore's errors stop here (mapped by shared/adapters/aws_errors.py).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from shared.adapters import clients
+from shared.adapters.aws_errors import AWS_ERRORS, aws_code, domain_error, old_item
 from shared.errors import Conflict, Invalid, JobqError, NotFound, Throttled, Unavailable
 from shared.lifecycle import Change, Guard
 from shared.models import HttpTarget, Job, JobRef
@@ -152,14 +152,11 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
     return key
 
 
-def _old_item(err: ClientError) -> dict[str, Any] | None:
-    """The item as it was, which a failed condition returns (ReturnValuesOnConditionCheckFailure)."""
-    item = err.response.get("Item")
-    return dict(item) if isinstance(item, dict) else None
+_old_item = old_item
 
 
-def _is(err: ClientError | BotoCoreError, code: str) -> bool:
-    return isinstance(err, ClientError) and err.response.get("Error", {}).get("Code") == code
+def _is(err: BaseException, code: str) -> bool:
+    return aws_code(err) == code
 
 
 class JobStore:
@@ -180,8 +177,8 @@ class JobStore:
                 ConditionExpression="attribute_not_exists(pk)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except (ClientError, BotoCoreError) as err:
-            if isinstance(err, ClientError) and _is(err, "ConditionalCheckFailedException"):
+        except AWS_ERRORS as err:
+            if _is(err, "ConditionalCheckFailedException"):
                 existing = _old_item(err)
                 raise Conflict(
                     f"job {job.job_id} already exists", details=from_item(existing) if existing else self.get(job.user_id, job.job_id)
@@ -193,7 +190,7 @@ class JobStore:
         """The job ``job_id`` of user ``user_id``, or None. No other user's job is ever read."""
         try:
             out = self._ddb.get_item(TableName=self.table_name, Key=_job_key(user_id, job_id), ConsistentRead=consistent)
-        except (ClientError, BotoCoreError) as err:
+        except AWS_ERRORS as err:
             raise _unavailable(err) from err
         item = out.get("Item")
         return from_item(item) if item else None
@@ -207,7 +204,7 @@ class JobStore:
     def delete(self, user_id: str, job_id: str) -> None:
         try:
             self._ddb.delete_item(TableName=self.table_name, Key=_job_key(user_id, job_id))
-        except (ClientError, BotoCoreError) as err:
+        except AWS_ERRORS as err:
             raise _unavailable(err) from err
 
     def delete_unchanged(self, job: Job) -> bool:
@@ -220,7 +217,7 @@ class JobStore:
                 ExpressionAttributeNames={"#status": "status", "#version": "version"},
                 ExpressionAttributeValues={":status": {"S": job.status.value}, ":version": {"N": str(job.version)}},
             )
-        except (ClientError, BotoCoreError) as err:
+        except AWS_ERRORS as err:
             if _is(err, "ConditionalCheckFailedException"):
                 return False
             raise _unavailable(err) from err
@@ -291,8 +288,8 @@ class JobStore:
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except (ClientError, BotoCoreError) as err:
-            if isinstance(err, ClientError) and _is(err, "ConditionalCheckFailedException"):
+        except AWS_ERRORS as err:
+            if _is(err, "ConditionalCheckFailedException"):
                 current = _old_item(err)
                 raise Conflict(
                     f"job {change.job.job_id} changed while it was being updated ({change.operation})",
@@ -323,7 +320,7 @@ class JobStore:
                     if not pending:
                         break
                     time.sleep(0.05 * 2**attempt)
-            except (ClientError, BotoCoreError) as err:
+            except AWS_ERRORS as err:
                 why = _unavailable(err)
                 pending = {self.table_name: [{"PutRequest": {"Item": to_item(job)}} for job in chunk]}
             left = {item["PutRequest"]["Item"]["pk"]["S"] for item in (pending.get(self.table_name) or [])}
@@ -347,8 +344,8 @@ class JobStore:
                 ExpressionAttributeValues={":now": {"N": str(now_s)}},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except (ClientError, BotoCoreError) as err:
-            if isinstance(err, ClientError) and _is(err, "ConditionalCheckFailedException"):
+        except AWS_ERRORS as err:
+            if _is(err, "ConditionalCheckFailedException"):
                 old = _old_item(err) or {}
                 return {k: v["S"] for k, v in old.items() if "S" in v and k not in ("pk", "sk")}
             raise _unavailable(err) from err
@@ -357,7 +354,7 @@ class JobStore:
     def delete_marker(self, key: str) -> None:
         try:
             self._ddb.delete_item(TableName=self.table_name, Key={"pk": {"S": key}, "sk": {"S": "MARKER"}})
-        except (ClientError, BotoCoreError) as err:
+        except AWS_ERRORS as err:
             raise _unavailable(err) from err
 
     def get_many(self, refs: Iterable[JobRef]) -> dict[JobRef, Job]:
@@ -370,7 +367,7 @@ class JobStore:
             for attempt in range(8):
                 try:
                     out = self._ddb.batch_get_item(RequestItems=request)
-                except ClientError as err:
+                except AWS_ERRORS as err:
                     raise _unavailable(err) from err
                 for item in out.get("Responses", {}).get(self.table_name, []):
                     job = from_item(item)
@@ -398,7 +395,7 @@ class JobStore:
             item["attempt"] = {"N": str(attempt)}
         try:
             self._ddb.put_item(TableName=self.table_name, Item=item)
-        except (ClientError, BotoCoreError) as err:
+        except AWS_ERRORS as err:
             raise _unavailable(err) from err
 
     def page_logs(self, user_id: str, job_id: str, *, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -512,7 +509,7 @@ class JobStore:
                 if not out.get("LastEvaluatedKey"):
                     return total
                 params["ExclusiveStartKey"] = out["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as err:
+        except AWS_ERRORS as err:
             raise _unavailable(err) from err
 
     def _query_page(self, params: dict[str, Any], cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -521,12 +518,11 @@ class JobStore:
             params = {**params, "ExclusiveStartKey": decode_cursor(cursor)}
         try:
             out = self._ddb.query(**params)
-        except ParamValidationError as err:
-            raise Invalid("cursor is not valid for this listing") from err
-        except (ClientError, BotoCoreError) as err:
-            if _is(err, "ValidationException") and cursor:
+        except AWS_ERRORS as err:
+            mapped = _unavailable(err)
+            if isinstance(mapped, Invalid) and cursor:  # a key no Query of this listing made
                 raise Invalid("cursor is not valid for this listing") from err
-            raise _unavailable(err) from err
+            raise mapped from err
         last = out.get("LastEvaluatedKey")
         return out.get("Items", []), encode_cursor(last) if last else None
 
@@ -540,7 +536,7 @@ class JobStore:
         }
         try:
             self._ddb.put_item(TableName=self.table_name, Item=item)
-        except (ClientError, BotoCoreError) as err:
+        except AWS_ERRORS as err:
             raise _unavailable(err) from err
 
     def get_target(self, queue: str, job_type: str) -> HttpTarget | None:
@@ -548,7 +544,7 @@ class JobStore:
             out = self._ddb.get_item(
                 TableName=self.table_name, Key={"pk": {"S": f"QUEUE#{queue}"}, "sk": {"S": f"TARGET#{job_type}"}}
             )
-        except (ClientError, BotoCoreError) as err:
+        except AWS_ERRORS as err:
             raise _unavailable(err) from err
         item = out.get("Item")
         return HttpTarget.model_validate_json(item["target"]["S"]) if item else None
@@ -560,7 +556,7 @@ class JobStore:
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues={":pk": {"S": f"QUEUE#{queue}"}, ":prefix": {"S": "TARGET#"}},
             )
-        except (ClientError, BotoCoreError) as err:
+        except AWS_ERRORS as err:
             raise _unavailable(err) from err
         return {
             item["sk"]["S"].removeprefix("TARGET#"): HttpTarget.model_validate_json(item["target"]["S"]) for item in out["Items"]
@@ -569,7 +565,7 @@ class JobStore:
     def ping(self) -> None:
         try:
             self._ddb.describe_table(TableName=self.table_name)
-        except (ClientError, BotoCoreError) as err:
+        except AWS_ERRORS as err:
             raise _unavailable(err) from err
 
 
@@ -584,15 +580,6 @@ def _readable_jobs(items: list[dict[str, Any]]) -> list[Job]:
     return jobs
 
 
-_THROTTLING = ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded")
-
-
-def _unavailable(err: ClientError | BotoCoreError) -> JobqError:
-    if isinstance(err, BotoCoreError):
-        return Unavailable(f"DynamoDB did not answer ({type(err).__name__}); retry the request")
-    code = err.response.get("Error", {}).get("Code", "")
-    if code in ("ValidationException", "ItemCollectionSizeLimitExceededException"):
-        return Invalid(f"the job could not be stored: {err.response['Error'].get('Message', code)}")
-    if code in _THROTTLING:
-        return Throttled(f"DynamoDB is throttling ({code}); retry the request")
-    return Unavailable(f"DynamoDB is unavailable ({code}); retry the request")
+def _unavailable(err: Any) -> JobqError:
+    """jobq's error for a DynamoDB error, by the one table (aws_errors.py)."""
+    return domain_error(err, "DynamoDB (jobs)")

@@ -12,11 +12,9 @@ import threading
 import time
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from shared.adapters import clients
-from shared.adapters.aws_errors import aws_errors
-from shared.errors import Invalid, Unavailable
+from shared.adapters.aws_errors import AWS_ERRORS, aws_errors, domain_error
+from shared.errors import Invalid
 from shared.models import JobRef, QueueDepth, QueueInfo
 from shared.settings import get_settings
 
@@ -43,17 +41,13 @@ class QueueDirectory:
         ssm = clients.client("ssm")
         values: list[str] = []
         token: str | None = None
-        try:
+        with aws_errors(f"cannot read the queue directory under {self.parameter_path}"):
             while True:
-                page = ssm.get_parameters_by_path(
-                    Path=self.parameter_path, Recursive=False, **({"NextToken": token} if token else {})
-                )
+                page = ssm.get_parameters_by_path(Path=self.parameter_path, Recursive=False, **({"NextToken": token} if token else {}))
                 values.extend(p["Value"] for p in page.get("Parameters", []))
                 token = page.get("NextToken")
                 if not token:
                     return values
-        except (ClientError, BotoCoreError) as err:
-            raise Unavailable(f"cannot read the queue directory under {self.parameter_path}") from err
 
     def get(self, name: str) -> QueueInfo:
         queues = self.all()
@@ -107,16 +101,12 @@ def ref_of_body(body: str | None) -> JobRef | None:
 
 
 def send_job(queue: QueueInfo, ref: JobRef, *, delay_seconds: int = 0) -> str:
-    try:
+    with aws_errors(f"cannot enqueue on {queue.name}"):
         out = clients.client("sqs").send_message(
             QueueUrl=queue.queue_url,
             MessageBody=message_body(ref, queue.name),
             DelaySeconds=max(0, min(delay_seconds, 900)),
         )
-    except ClientError as err:
-        raise Unavailable(f"cannot enqueue on {queue.name}: {err.response['Error'].get('Code')}") from err
-    except BotoCoreError as err:
-        raise Unavailable(f"cannot enqueue on {queue.name}: {type(err).__name__}") from err
     return str(out["MessageId"])
 
 
@@ -132,7 +122,7 @@ def send_jobs(queue: QueueInfo, jobs: list[tuple[JobRef, int]]) -> set[JobRef]:
         ]
         try:
             out = sqs.send_message_batch(QueueUrl=queue.queue_url, Entries=entries)
-        except (ClientError, BotoCoreError):
+        except AWS_ERRORS:
             failed.update(ref for ref, _ in chunk)
             continue
         failed.update(chunk[int(entry["Id"])][0] for entry in out.get("Failed", []))
@@ -157,10 +147,8 @@ def depths(queue: QueueInfo) -> tuple[QueueDepth, int]:
     not yet deleted; ``delayed``: sent with a delay that has not run out. The DLQ's depth is
     its visible plus in-flight messages: a dead letter being peeked or redriven is still there.
     """
-    try:
+    with aws_errors(f"SQS is unavailable for queue {queue.name}"):
         main = clients.client("sqs").get_queue_attributes(QueueUrl=queue.queue_url, AttributeNames=list(_DEPTH))["Attributes"]
-    except (ClientError, BotoCoreError) as err:
-        raise Unavailable(f"SQS is unavailable for queue {queue.name}; retry the request") from err
     depth = QueueDepth(visible=int(main.get(_DEPTH[0], 0)), in_flight=int(main.get(_DEPTH[1], 0)), delayed=int(main.get(_DEPTH[2], 0)))
     return depth, dead_letter_depth(queue)
 
@@ -172,28 +160,19 @@ def dead_letter_depth(queue: QueueInfo) -> int:
 
 def dead_letters_in(url: str, what: str) -> int:
     """A dead-letter queue's depth: its visible plus in-flight messages."""
-    try:
+    with aws_errors(f"SQS is unavailable for {what}"):
         dlq = clients.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=list(_DEPTH[:2]))["Attributes"]
-    except (ClientError, BotoCoreError) as err:
-        raise Unavailable(f"SQS is unavailable for {what}; retry the request") from err
     return int(dlq.get(_DEPTH[0], 0)) + int(dlq.get(_DEPTH[1], 0))
 
 
 def ping(queue: QueueInfo) -> None:
-    try:
+    with aws_errors(f"SQS queue {queue.name} unreachable"):
         clients.client("sqs").get_queue_attributes(QueueUrl=queue.queue_url, AttributeNames=["QueueArn"])
-    except ClientError as err:
-        raise Unavailable(f"SQS queue {queue.name} unreachable") from err
-
-
-def _dlq_unavailable(queue: QueueInfo, err: ClientError | BotoCoreError) -> Unavailable:
-    code = err.response.get("Error", {}).get("Code", "") if isinstance(err, ClientError) else type(err).__name__
-    return Unavailable(f"the dead-letter queue of {queue.name} is unavailable ({code}); retry the request")
 
 
 def receive_dead_letters(queue: QueueInfo, count: int, hold_seconds: int) -> list[dict[str, Any]]:
     """Up to ``count`` dead letters, held from other readers for ``hold_seconds``."""
-    try:
+    with aws_errors(f"the dead-letter queue of {queue.name} is unavailable"):
         out = clients.client("sqs").receive_message(
             QueueUrl=queue.dlq_url,
             MaxNumberOfMessages=max(1, min(10, count)),
@@ -202,8 +181,6 @@ def receive_dead_letters(queue: QueueInfo, count: int, hold_seconds: int) -> lis
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
-    except (ClientError, BotoCoreError) as err:
-        raise _dlq_unavailable(queue, err) from err
     return list(out.get("Messages") or [])
 
 
@@ -221,7 +198,7 @@ def settle_dead_letters(queue: QueueInfo, messages: list[dict[str, Any]], action
                     QueueUrl=queue.dlq_url,
                     Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for i, m in enumerate(chunk)],
                 )
-        except (ClientError, BotoCoreError) as err:
+        except AWS_ERRORS as err:
             if action == "delete":
-                raise _dlq_unavailable(queue, err) from err
+                raise domain_error(err, f"the dead-letter queue of {queue.name} is unavailable") from err
             # Not released: they come back by themselves when their short visibility ends.

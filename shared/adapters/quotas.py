@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from shared.adapters import clients
 from shared.adapters.aws_errors import aws_errors
 from shared.admission import ACCOUNT_SK, quota_pk
-from shared.errors import Unavailable
+from shared.errors import Conflict
 from shared.quotas import QuotaOverride
 
 _LIMITS_SK = "LIMITS"
@@ -33,19 +31,18 @@ class DynamoQuotaStore:
 
     def take_rate(self, user_id: str, window: int, count: int, limit: int, *, expires_at: int) -> bool:
         try:
-            clients.client("dynamodb").update_item(
-                TableName=self.table_name,
-                Key=self._key(user_id, _rate_sk(window)),
-                UpdateExpression="ADD n :count SET expiresAt = if_not_exists(expiresAt, :expires)",
-                ConditionExpression="attribute_not_exists(n) OR n <= :room",
-                ExpressionAttributeValues={":count": {"N": str(count)}, ":room": {"N": str(limit - count)}, ":expires": {"N": str(expires_at)}},
-            )
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise Unavailable("cannot count the request against your quota; retry it") from err
-        except BotoCoreError as err:
-            raise Unavailable("cannot count the request against your quota; retry it") from err
+            with aws_errors("cannot count the request against your quota"):
+                clients.client("dynamodb").update_item(
+                    TableName=self.table_name,
+                    Key=self._key(user_id, _rate_sk(window)),
+                    UpdateExpression="ADD n :count SET expiresAt = if_not_exists(expiresAt, :expires)",
+                    ConditionExpression="attribute_not_exists(n) OR n <= :room",
+                    ExpressionAttributeValues={
+                        ":count": {"N": str(count)}, ":room": {"N": str(limit - count)}, ":expires": {"N": str(expires_at)}
+                    },
+                )
+        except Conflict:  # the window is full
+            return False
         return True
 
     def _get(self, user_id: str, sk: str) -> dict[str, Any]:

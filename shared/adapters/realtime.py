@@ -22,9 +22,9 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.adapters import clients
+from shared.adapters.aws_errors import AWS_ERRORS, aws_code, aws_errors, domain_error, http_status
 from shared.adapters.jobs import JobStore
 from shared.errors import Unavailable
 from shared.models import Job
@@ -38,9 +38,7 @@ def _conn_pk(connection_id: str) -> str:
     return f"CONN#{connection_id}"
 
 
-def _unavailable(err: Exception) -> Unavailable:
-    code = err.response.get("Error", {}).get("Code", "") if isinstance(err, ClientError) else type(err).__name__
-    return Unavailable(f"DynamoDB is unavailable ({code})")
+_WHAT = "DynamoDB (realtime connections)"
 
 
 class DynamoConnectionStore:
@@ -59,18 +57,14 @@ class DynamoConnectionStore:
             "connectedAt": {"N": str(now_ms)},
             "expiresAt": {"N": str(expires_at)},
         }
-        try:
+        with aws_errors(_WHAT):
             self._ddb.put_item(TableName=self.table_name, Item=item)
-        except (ClientError, BotoCoreError) as err:
-            raise _unavailable(err) from err
 
     def get_connection(self, connection_id: str) -> Connection | None:
-        try:
+        with aws_errors(_WHAT):
             out = self._ddb.get_item(
                 TableName=self.table_name, Key={"pk": {"S": _conn_pk(connection_id)}, "sk": {"S": _CONN}}, ConsistentRead=True
             )
-        except (ClientError, BotoCoreError) as err:
-            raise _unavailable(err) from err
         item = out.get("Item")
         if not item or int(item.get("expiresAt", {}).get("N", "0")) < time.time():
             return None  # TTL deletes lazily: an expired connection counts as gone
@@ -131,10 +125,8 @@ class DynamoConnectionStore:
         }
         items: list[dict[str, Any]] = []
         while True:
-            try:
+            with aws_errors(_WHAT):
                 out = self._ddb.query(**params)
-            except (ClientError, BotoCoreError) as err:
-                raise _unavailable(err) from err
             items.extend(out.get("Items", []))
             last = out.get("LastEvaluatedKey")
             if not last:
@@ -145,10 +137,8 @@ class DynamoConnectionStore:
         for start in range(0, len(requests), 25):
             pending: dict[str, Any] = {self.table_name: requests[start : start + 25]}
             for attempt in range(6):
-                try:
+                with aws_errors(_WHAT):
                     out = self._ddb.batch_write_item(RequestItems=pending)
-                except (ClientError, BotoCoreError) as err:
-                    raise _unavailable(err) from err
                 pending = out.get("UnprocessedItems") or {}
                 if not pending:
                     break
@@ -197,15 +187,10 @@ class ConnectionsApi:
         data = json.dumps(message, separators=(",", ":"), default=str).encode()
         try:
             self.client.post_to_connection(ConnectionId=connection_id, Data=data)
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code == "GoneException" or status == 410:
+        except AWS_ERRORS as err:
+            if aws_code(err) == "GoneException" or http_status(err) == 410:
                 return SendResult.GONE
-            logger.warning("PostToConnection failed", extra={"connection_id": connection_id, "code": code})
-            return SendResult.FAILED
-        except BotoCoreError as err:
-            logger.warning("PostToConnection failed", extra={"connection_id": connection_id, "error": type(err).__name__})
+            logger.warning("PostToConnection failed", extra={"connection_id": connection_id, "error": str(domain_error(err, "PostToConnection"))})
             return SendResult.FAILED
         return SendResult.SENT
 

@@ -26,9 +26,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from shared.adapters import clients, queues
+from shared.adapters.aws_errors import aws_errors
 from shared.clock import parse_iso
 from shared.errors import Conflict, Invalid, NotFound, Unavailable
 from shared.models import Job, JobOptions, JobRef, QueueInfo
@@ -96,14 +95,6 @@ def _group(settings: Settings) -> str:
     return settings.schedule_group
 
 
-def _code(err: ClientError) -> str:
-    return str(err.response.get("Error", {}).get("Code", ""))
-
-
-def _unavailable(err: ClientError, what: str) -> Unavailable:
-    return Unavailable(f"EventBridge Scheduler could not {what} ({_code(err)}); retry the request")
-
-
 # ---- delayed jobs -------------------------------------------------------------------------------
 def enqueue(queue: QueueInfo, job: Job, *, settings: Settings | None = None) -> None:
     """Send a new job's first wake-up: now, after an SQS delay, or from a one-time schedule."""
@@ -128,20 +119,20 @@ def schedule_job(queue: QueueInfo, job: Job, *, settings: Settings | None = None
         raise Invalid(f"job {job.job_id} has no runAt to schedule")
     name = delay_schedule_name(JobRef.of(job))
     try:
-        _client().create_schedule(
-            Name=name,
-            GroupName=_group(settings),
-            Description=f"jobq: wake delayed job {job.job_id} on {queue.name}"[:512],
-            ScheduleExpression=at_expression(parse_iso(job.run_at)),
-            ScheduleExpressionTimezone="UTC",
-            FlexibleTimeWindow={"Mode": "OFF"},
-            ActionAfterCompletion="DELETE",
-            State="ENABLED",
-            Target=_target(settings, queue.queue_arn, queues.message_body(JobRef.of(job), queue.name)),
-        )
-    except ClientError as err:
-        if _code(err) != "ConflictException":  # a retried create: the schedule is there already
-            raise _unavailable(err, f"schedule job {job.job_id}") from err
+        with aws_errors(f"EventBridge Scheduler could not schedule job {job.job_id}"):
+            _client().create_schedule(
+                Name=name,
+                GroupName=_group(settings),
+                Description=f"jobq: wake delayed job {job.job_id} on {queue.name}"[:512],
+                ScheduleExpression=at_expression(parse_iso(job.run_at)),
+                ScheduleExpressionTimezone="UTC",
+                FlexibleTimeWindow={"Mode": "OFF"},
+                ActionAfterCompletion="DELETE",
+                State="ENABLED",
+                Target=_target(settings, queue.queue_arn, queues.message_body(JobRef.of(job), queue.name)),
+            )
+    except Conflict:
+        pass  # a retried create: the schedule is there already
     logger.info("delayed job scheduled", extra={"job_id": job.job_id, "queue": queue.name, "run_at": job.run_at, "schedule": name})
     return name
 
@@ -156,11 +147,10 @@ def cancel_delayed(ref: JobRef, *, settings: Settings | None = None) -> bool:
     if not settings.schedule_group:
         return False
     try:
-        _client().delete_schedule(Name=delay_schedule_name(ref), GroupName=settings.schedule_group)
-    except ClientError as err:
-        if _code(err) == "ResourceNotFoundException":
-            return False
-        raise _unavailable(err, f"remove the schedule of job {ref.job_id}") from err
+        with aws_errors(f"EventBridge Scheduler could not remove the schedule of job {ref.job_id}"):
+            _client().delete_schedule(Name=delay_schedule_name(ref), GroupName=settings.schedule_group)
+    except NotFound:
+        return False  # fired (and deleted itself) or never made
     logger.info("delayed job's schedule removed", extra={"job_id": ref.job_id})
     return True
 
@@ -211,16 +201,12 @@ def put_recurring(
     if end is not None:
         params["EndDate"] = end
     try:
-        out = _client().create_schedule(**params) if create else _client().update_schedule(**params)
-    except ClientError as err:
-        code = _code(err)
-        if code == "ConflictException":
-            raise Conflict(f"schedule '{name}' already exists") from err
-        if code == "ResourceNotFoundException":
-            raise NotFound(f"schedule '{name}' has no EventBridge schedule") from err
-        if code == "ValidationException":
-            raise Invalid(f"EventBridge Scheduler rejected schedule '{name}': {err.response['Error'].get('Message', '')}") from err
-        raise _unavailable(err, f"save schedule '{name}'") from err
+        with aws_errors(f"EventBridge Scheduler could not save schedule '{name}'"):
+            out = _client().create_schedule(**params) if create else _client().update_schedule(**params)
+    except Conflict as err:
+        raise Conflict(f"schedule '{name}' already exists") from err
+    except NotFound as err:
+        raise NotFound(f"schedule '{name}' has no EventBridge schedule") from err
     return str(out.get("ScheduleArn", ""))
 
 
@@ -229,11 +215,10 @@ def set_recurring_state(name: str, *, enabled: bool, settings: Settings | None =
     settings = settings or get_settings()
     group = _group(settings)
     try:
-        current = _client().get_schedule(Name=repeat_schedule_name(name), GroupName=group)
-    except ClientError as err:
-        if _code(err) == "ResourceNotFoundException":
-            raise NotFound(f"schedule '{name}' has no EventBridge schedule") from err
-        raise _unavailable(err, f"read schedule '{name}'") from err
+        with aws_errors(f"EventBridge Scheduler could not read schedule '{name}'"):
+            current = _client().get_schedule(Name=repeat_schedule_name(name), GroupName=group)
+    except NotFound as err:
+        raise NotFound(f"schedule '{name}' has no EventBridge schedule") from err
     params = {
         key: current[key]
         for key in (
@@ -243,30 +228,25 @@ def set_recurring_state(name: str, *, enabled: bool, settings: Settings | None =
         if current.get(key) is not None
     }
     params["State"] = "ENABLED" if enabled else "DISABLED"
-    try:
+    with aws_errors(f"EventBridge Scheduler could not {'resume' if enabled else 'pause'} schedule '{name}'"):
         _client().update_schedule(**params)
-    except ClientError as err:
-        raise _unavailable(err, f"{'resume' if enabled else 'pause'} schedule '{name}'") from err
 
 
 def delete_recurring(name: str, *, settings: Settings | None = None) -> bool:
     settings = settings or get_settings()
     try:
-        _client().delete_schedule(Name=repeat_schedule_name(name), GroupName=_group(settings))
-    except ClientError as err:
-        if _code(err) == "ResourceNotFoundException":
-            return False
-        raise _unavailable(err, f"delete schedule '{name}'") from err
+        with aws_errors(f"EventBridge Scheduler could not delete schedule '{name}'"):
+            _client().delete_schedule(Name=repeat_schedule_name(name), GroupName=_group(settings))
+    except NotFound:
+        return False
     return True
 
 
 def ping(settings: Settings | None = None) -> None:
     """Scheduler reachable and the group there (GET /scheduler/health, /health/detailed)."""
     settings = settings or get_settings()
-    try:
+    with aws_errors("EventBridge Scheduler could not read the schedule group"):
         _client().get_schedule_group(Name=_group(settings))
-    except ClientError as err:
-        raise _unavailable(err, "read the schedule group") from err
 
 
 class EventBridgeDelayedSchedules:

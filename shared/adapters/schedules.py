@@ -14,9 +14,9 @@ import zlib
 from typing import Any, Literal
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
 
 from shared.adapters import clients
+from shared.adapters.aws_errors import AWS_ERRORS, aws_errors, cancellation_reasons, domain_error
 from shared.adapters.jobs import decode_cursor, encode_cursor
 from shared.clock import iso
 from shared.errors import Conflict, Invalid, Unavailable
@@ -55,12 +55,7 @@ def _from_item(item: dict[str, Any]) -> Schedule:
     return Schedule.model_validate(raw)
 
 
-def _code(err: ClientError) -> str:
-    return str(err.response.get("Error", {}).get("Code", ""))
-
-
-def _unavailable(err: ClientError) -> Unavailable:
-    return Unavailable(f"DynamoDB is unavailable ({_code(err)}); retry the request")
+_WHAT = "DynamoDB (schedules)"
 
 
 class ScheduleStore:
@@ -75,24 +70,19 @@ class ScheduleStore:
 
     def create(self, schedule: Schedule) -> None:
         try:
-            self._ddb.put_item(TableName=self.table_name, Item=_to_item(schedule), ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as err:
-            if _code(err) == "ConditionalCheckFailedException":
-                raise Conflict(f"schedule '{schedule.name}' already exists") from err
-            raise _unavailable(err) from err
+            with aws_errors(_WHAT):
+                self._ddb.put_item(TableName=self.table_name, Item=_to_item(schedule), ConditionExpression="attribute_not_exists(pk)")
+        except Conflict as err:
+            raise Conflict(f"schedule '{schedule.name}' already exists") from err
 
     def get(self, name: str) -> Schedule | None:
-        try:
+        with aws_errors(_WHAT):
             out = self._ddb.get_item(TableName=self.table_name, Key=_key(name), ConsistentRead=True)
-        except ClientError as err:
-            raise _unavailable(err) from err
         return _from_item(out["Item"]) if "Item" in out else None
 
     def delete(self, name: str) -> None:
-        try:
+        with aws_errors(_WHAT):
             self._ddb.delete_item(TableName=self.table_name, Key=_key(name))
-        except ClientError as err:
-            raise _unavailable(err) from err
 
     def page(self, *, limit: int, cursor: str | None) -> tuple[list[Schedule], str | None]:
         params: dict[str, Any] = {
@@ -104,11 +94,12 @@ class ScheduleStore:
         if cursor:
             params["ExclusiveStartKey"] = decode_cursor(cursor)
         try:
-            out = self._ddb.query(**params)
-        except ClientError as err:
-            if _code(err) == "ValidationException" and cursor:
+            with aws_errors(_WHAT):
+                out = self._ddb.query(**params)
+        except Invalid as err:
+            if cursor:
                 raise Invalid("cursor is not valid for this listing") from err
-            raise _unavailable(err) from err
+            raise
         last = out.get("LastEvaluatedKey")
         return [_from_item(i) for i in out.get("Items", [])], encode_cursor(last) if last else None
 
@@ -129,40 +120,38 @@ class ScheduleStore:
         names["#version"] = "version"
         values[":one"] = {"N": "1"}
         try:
-            self._ddb.update_item(
-                TableName=self.table_name,
-                Key=_key(name),
-                UpdateExpression="SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(sets))) + ", #version = #version + :one",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as err:
-            if _code(err) == "ConditionalCheckFailedException":
-                return False
-            raise _unavailable(err) from err
+            with aws_errors(_WHAT):
+                self._ddb.update_item(
+                    TableName=self.table_name,
+                    Key=_key(name),
+                    UpdateExpression="SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(sets))) + ", #version = #version + :one",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+        except Conflict:
+            return False
         return True
 
     def mark_completed(self, name: str, *, now: int) -> bool:
         """``active`` -> ``completed`` once the run count reached the limit; True if this call did it."""
         try:
-            self._ddb.update_item(
-                TableName=self.table_name,
-                Key=_key(name),
-                UpdateExpression="SET #state = :completed, updatedAt = :now, version = version + :one",
-                ConditionExpression="#state = :active AND runCount >= #limit",
-                ExpressionAttributeNames={"#state": "state", "#limit": "limit"},
-                ExpressionAttributeValues={
-                    ":completed": {"S": "completed"},
-                    ":active": {"S": "active"},
-                    ":now": {"S": iso(now)},
-                    ":one": {"N": "1"},
-                },
-            )
-        except ClientError as err:
-            if _code(err) == "ConditionalCheckFailedException":
-                return False
-            raise _unavailable(err) from err
+            with aws_errors(_WHAT):
+                self._ddb.update_item(
+                    TableName=self.table_name,
+                    Key=_key(name),
+                    UpdateExpression="SET #state = :completed, updatedAt = :now, version = version + :one",
+                    ConditionExpression="#state = :active AND runCount >= #limit",
+                    ExpressionAttributeNames={"#state": "state", "#limit": "limit"},
+                    ExpressionAttributeValues={
+                        ":completed": {"S": "completed"},
+                        ":active": {"S": "active"},
+                        ":now": {"S": iso(now)},
+                        ":one": {"N": "1"},
+                    },
+                )
+        except Conflict:
+            return False
         return True
 
     def reserve_run(self, schedule: Schedule, scheduled_time: str, job_id: str, *, now: int) -> Literal["reserved", "duplicate", "refused"]:
@@ -200,11 +189,11 @@ class ScheduleStore:
                     },
                 ]
             )
-        except ClientError as err:
-            if _code(err) != "TransactionCanceledException":
-                raise _unavailable(err) from err
-            reasons = [r.get("Code") for r in err.response.get("CancellationReasons", [])]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
+        except AWS_ERRORS as err:
+            reasons = cancellation_reasons(err)
+            if not reasons:
+                raise domain_error(err, _WHAT) from err
+            if reasons[0] == "ConditionalCheckFailed":
                 return "duplicate"
             if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
                 return "refused"
@@ -222,8 +211,8 @@ class ScheduleStore:
                 ExpressionAttributeNames={"#o": outcome},
                 ExpressionAttributeValues={":one": {"N": "1"}, ":ttl": {"N": str(now // 1000 + METRIC_TTL_SECONDS)}},
             )
-        except ClientError as err:  # a counter must never fail a firing
-            logger.warning("could not count a schedule firing", extra={"schedule": name, "error": _code(err)})
+        except AWS_ERRORS as err:  # a counter must never fail a firing
+            logger.warning("could not count a schedule firing", extra={"schedule": name, "error": str(domain_error(err, _WHAT))})
 
     def firing_counts(self, since_ms: int, until_ms: int) -> dict[str, dict[str, int]]:
         """hour (``YYYY-MM-DDTHH``) -> outcome -> count, shards summed."""
@@ -238,10 +227,8 @@ class ScheduleStore:
             },
         }
         while True:
-            try:
+            with aws_errors(_WHAT):
                 out = self._ddb.query(**params)
-            except ClientError as err:
-                raise _unavailable(err) from err
             for item in out.get("Items", []):
                 hour = item["sk"]["S"].split("#")[1]
                 bucket = out_counts.setdefault(hour, {})

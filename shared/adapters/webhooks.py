@@ -18,21 +18,15 @@ from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.request import HTTPRedirectHandler, Request, build_opener
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from shared.adapters import clients
+from shared.adapters.aws_errors import aws_errors
 from shared.clock import iso
-from shared.errors import Unavailable
+from shared.errors import Conflict, Unavailable
 from shared.webhooks import Delivery, DeliveryStatus
 
 
 def _pk(user_id: str, job_id: str) -> str:
     return f"WEBHOOK#{user_id}#{job_id}"
-
-
-def _unavailable(service: str, err: Exception) -> Unavailable:
-    code = err.response.get("Error", {}).get("Code", "") if isinstance(err, ClientError) else type(err).__name__
-    return Unavailable(f"{service} is unavailable ({code})")
 
 
 class DynamoDeliveryLog:
@@ -55,13 +49,10 @@ class DynamoDeliveryLog:
             "expiresAt": {"N": str(expires_at)},
         }
         try:
-            self._ddb.put_item(TableName=self.table_name, Item=item, ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return  # the same change read twice: one record
-            raise _unavailable("DynamoDB", err) from err
-        except BotoCoreError as err:
-            raise _unavailable("DynamoDB", err) from err
+            with aws_errors("DynamoDB (webhook deliveries)"):
+                self._ddb.put_item(TableName=self.table_name, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except Conflict:
+            return  # the same change read twice: one record
 
     def record_attempt(
         self,
@@ -100,27 +91,22 @@ class DynamoDeliveryLog:
             sets.append("#deliveredAt = :last")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         try:
-            self._ddb.update_item(
-                TableName=self.table_name,
-                Key=self._key(delivery),
-                UpdateExpression=expression,
-                # a late duplicate never turns a delivered record back into a failure
-                ConditionExpression="attribute_not_exists(#status) OR #status <> :delivered",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return
-            raise _unavailable("DynamoDB", err) from err
-        except BotoCoreError as err:
-            raise _unavailable("DynamoDB", err) from err
+            with aws_errors("DynamoDB (webhook deliveries)"):
+                self._ddb.update_item(
+                    TableName=self.table_name,
+                    Key=self._key(delivery),
+                    UpdateExpression=expression,
+                    # a late duplicate never turns a delivered record back into a failure
+                    ConditionExpression="attribute_not_exists(#status) OR #status <> :delivered",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+        except Conflict:
+            return
 
     def is_delivered(self, delivery: Delivery) -> bool:
-        try:
+        with aws_errors("DynamoDB (webhook deliveries)"):
             out = self._ddb.get_item(TableName=self.table_name, Key=self._key(delivery), ConsistentRead=True)
-        except (ClientError, BotoCoreError) as err:
-            raise _unavailable("DynamoDB", err) from err
         return (out.get("Item") or {}).get("status", {}).get("S") == DeliveryStatus.DELIVERED.value
 
     def deliveries(self, user_id: str, job_id: str) -> list[dict[str, Any]]:
@@ -131,10 +117,8 @@ class DynamoDeliveryLog:
         }
         items: list[dict[str, Any]] = []
         while True:
-            try:
+            with aws_errors("DynamoDB (webhook deliveries)"):
                 out = self._ddb.query(**params)
-            except (ClientError, BotoCoreError) as err:
-                raise _unavailable("DynamoDB", err) from err
             items.extend(out.get("Items", []))
             if not out.get("LastEvaluatedKey"):
                 break
@@ -163,10 +147,8 @@ class SqsDeliveryQueue:
         for start in range(0, len(deliveries), 10):
             entries = [{"Id": str(i), "MessageBody": d.to_message()} for i, d in enumerate(deliveries[start : start + 10])]
             for _ in range(3):
-                try:
+                with aws_errors("SQS (webhook deliveries)"):
                     out = self._sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
-                except (ClientError, BotoCoreError) as err:
-                    raise _unavailable("SQS", err) from err
                 failed = {f["Id"] for f in out.get("Failed", [])}
                 entries = [e for e in entries if e["Id"] in failed]
                 if not entries:
@@ -175,10 +157,8 @@ class SqsDeliveryQueue:
                 raise Unavailable(f"SQS did not take {len(entries)} webhook deliveries")
 
     def retry_later(self, receipt_handle: str, seconds: int) -> None:
-        try:
+        with aws_errors("SQS (webhook deliveries)"):
             self._sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=min(seconds, 12 * 3600))
-        except (ClientError, BotoCoreError) as err:
-            raise _unavailable("SQS", err) from err
 
 
 class SecretsManagerSecrets:
@@ -198,10 +178,8 @@ class SecretsManagerSecrets:
             if hit and time.monotonic() - hit[0] < self.cache_seconds:
                 return hit[1]
         client = self._client or clients.client("secretsmanager")
-        try:
+        with aws_errors("Secrets Manager (webhook secret)"):
             value = str(client.get_secret_value(SecretId=arn)["SecretString"])
-        except (ClientError, BotoCoreError) as err:
-            raise _unavailable("Secrets Manager", err) from err
         with self._lock:
             self._cache[arn] = (time.monotonic(), value)
         return value
