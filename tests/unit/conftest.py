@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,13 @@ def required_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    with in_moto(monkeypatch):
+        yield
+
+
+@contextmanager
+def in_moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """AWS in process, with the environment the functions are deployed with (any fixture scope)."""
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -105,6 +113,11 @@ def _forget_cached_clients() -> None:
 
 @pytest.fixture
 def stack(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    return provision(monkeypatch)
+
+
+def provision(monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """template.yaml's resources in moto (inside ``in_moto``), the settings pointing at them."""
     # The local stack's provisioner, on template.yaml itself: no second copy of the resources.
     provisioned = Provisioner(endpoint_url=None).provision(  # type: ignore[arg-type] - None: moto in process
         ROOT / "template.yaml", STACK, {"JwtIssuer": "https://issuer.example.com", "JwtAudience": "jobq"}

@@ -46,6 +46,11 @@ class Scheduling:
 @pytest.fixture(name="scheduling")
 def scheduling_fixture(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Scheduling:
     """Import ``scheduling_fixture`` into a test module to use ``scheduling``."""
+    return with_scheduler(stack, monkeypatch)
+
+
+def with_scheduler(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Scheduling:
+    """The stack's scheduler settings in the environment, and the services on the real store."""
     monkeypatch.setenv("JOBQ_SCHEDULE_GROUP", GROUP)
     monkeypatch.setenv("JOBQ_SCHEDULER_ROLE_ARN", ROLE_ARN)
     monkeypatch.setenv("JOBQ_SCHEDULER_TARGET_ARN", TARGET_ARN)

@@ -26,14 +26,13 @@ import pytest
 
 from api.app import app
 from api.main import handler
-from infra.local.esm import MappingRegistry
 from shared.access import QueueAccess
 from shared.adapters import policies, queues
 from shared.schedules import ScheduleCreate
 from tests.unit.api_events import admin, http_event, in_group, service_client
-from tests.unit.conftest import FakeLambdaContext, Stack
-from tests.unit.scheduling import ADMIN, Scheduling, scheduling_fixture  # noqa: F401 (the fixture)
-from tests.unit.test_queues import mappings  # noqa: F401 (the fixture: pause and resume reach the Lambda API)
+from tests.unit.conftest import FakeLambdaContext, in_moto, provision
+from tests.unit.scheduling import ADMIN, with_scheduler
+from tests.unit.test_queues import emulated_mappings
 
 ROLES = ("anonymous", "other", "owner", "admin", "reader", "operator", "service")
 EMAIL = {"to": "a@example.com", "subject": "s", "body": "b"}
@@ -143,31 +142,51 @@ def headers_for(role: str) -> dict[str, str] | None:
     return {"X-On-Behalf-Of": "alice"} if role == "service" else None
 
 
-@pytest.fixture
-def world(scheduling: Scheduling, mappings: MappingRegistry) -> Iterator[Callable[[str], None]]:  # noqa: F811
-    """The schedule the schedule routes name; alice's jobs are made per row (``arrange``)."""
-    scheduling.schedules.create(ScheduleCreate.model_validate({**SCHEDULE, "name": "nightly"}), ADMIN)
-    directory = queues.directory()
-    policies.update_policy(directory.get("email-sending"), lambda p: p.model_copy(update={"access": EMAIL_ACCESS}))
-    policies.update_policy(directory.get("report-generation"), lambda p: p.model_copy(update={"access": QueueAccess(create=["reporters"])}))
+@pytest.fixture(scope="module")
+def world() -> Iterator[Callable[[int, str], str]]:
+    """One stack for the whole matrix (provisioning it per row cost minutes): each row gets its own
+    jobs of alice's (``arrange``), and the state a row changes (the schedule, the queue's pause) is
+    put back before the next."""
+    with pytest.MonkeyPatch.context() as mp, in_moto(mp):
+        stack = provision(mp)
+        scheduling = with_scheduler(stack, mp)
+        with emulated_mappings(stack, mp):
+            directory = queues.directory()
+            policies.update_policy(directory.get("email-sending"), lambda p: p.model_copy(update={"access": EMAIL_ACCESS}))
+            policies.update_policy(
+                directory.get("report-generation"), lambda p: p.model_copy(update={"access": QueueAccess(create=["reporters"])})
+            )
 
-    def arrange(state: str) -> None:
-        for role in ROLES:
-            send = handler(http_event("POST", "/jobs", body={**JOB, "options": {"jobId": f"job-{role}"}}, claims=claims_for("owner")), FakeLambdaContext())
-            assert send["statusCode"] == 201, send
-            if state == "cancelled":
-                handler(http_event("DELETE", f"/jobs/job-{role}", claims=claims_for("owner")), FakeLambdaContext())
+            def arrange(row: int, state: str) -> str:
+                """alice's jobs for row ``row`` (``<prefix>-<role>``); returns the prefix."""
+                if scheduling.schedules.store.get("nightly") is None:
+                    scheduling.schedules.create(ScheduleCreate.model_validate({**SCHEDULE, "name": "nightly"}), ADMIN)
+                else:
+                    scheduling.schedules.resume("nightly", ADMIN)
+                policies.update_policy(directory.get("email-sending"), lambda p: p.model_copy(update={"paused": False}))
+                prefix = f"r{row}"
+                for role in ROLES:
+                    job_id = f"{prefix}-{role}"
+                    body = {**JOB, "options": {"jobId": job_id}}
+                    send = handler(http_event("POST", "/jobs", body=body, claims=claims_for("owner")), FakeLambdaContext())
+                    assert send["statusCode"] == 201, send
+                    if state == "cancelled":
+                        handler(http_event("DELETE", f"/jobs/{job_id}", claims=claims_for("owner")), FakeLambdaContext())
+                return prefix
 
-    yield arrange
+            yield arrange
 
 
-@pytest.mark.parametrize(("method", "template"), sorted(MATRIX), ids=[f"{m} {p}" for m, p in sorted(MATRIX)])
-def test_who_may_call_each_route(world: Callable[[str], None], stack: Stack, method: str, template: str) -> None:
+ROWS = sorted(MATRIX)
+
+
+@pytest.mark.parametrize(("method", "template"), ROWS, ids=[f"{m} {p}" for m, p in ROWS])
+def test_who_may_call_each_route(world: Callable[[int, str], str], method: str, template: str) -> None:
     row = MATRIX[(method, template)]
-    world(row.job_state)
+    prefix = world(ROWS.index((method, template)), row.job_state)
     got = []
     for role in ROLES:
-        path, _, query = row.path.replace("{job}", f"job-{role}").partition("?")
+        path, _, query = row.path.replace("{job}", f"{prefix}-{role}").partition("?")
         if role in ADDRESSES_OTHERS and "{job}" in row.path:
             query = "userId=alice"
         response = handler(

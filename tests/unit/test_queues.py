@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -53,6 +54,12 @@ def feed(stack: Stack) -> StreamFeed:
 @pytest.fixture
 def mappings(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[MappingRegistry]:
     """One emulated consumer mapping per queue (not polling), behind the Lambda API emulation."""
+    with emulated_mappings(stack, monkeypatch) as registry:
+        yield registry
+
+
+@contextmanager
+def emulated_mappings(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[MappingRegistry]:
     registry = MappingRegistry()
     for name, info in stack.queues.items():
         fn = FunctionSpec(name, f"jobq-{name}-consumer", f"arn:aws:lambda:us-east-1:123456789012:function:jobq-{name}", "x.y", 30, 256, {}, {}, "jobq")
