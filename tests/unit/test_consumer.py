@@ -243,17 +243,20 @@ def test_a_delayed_job_woken_early_goes_back_to_sleep(stack: Stack, target: Targ
 
     assert stack.store.require("alice", job_id).status is JobStatus.DELAYED
     assert target.calls_for(job_id) == []
-    # The message sleeps until the job is due, not for the queue's visibility timeout.
+    # The message sleeps until the job is due, not for the queue's visibility timeout: invisible
+    # on every receive before runAt (SQS counts visibility in whole seconds), back soon after.
     run_at = parse_iso(job.run_at or "")
-    assert stack.receive("email-sending") == []
     deadline = time.monotonic() + 10
-    while not (back := [m for m in stack.receive("email-sending") if m["MessageId"] == message["MessageId"]]):
+    while not [m for m in stack.receive("email-sending") if m["MessageId"] == message["MessageId"]]:
         assert time.monotonic() < deadline, "the early message never came back"
         time.sleep(0.2)
-    assert back and now_ms() >= run_at - 1000  # SQS counts visibility in whole seconds
+    assert now_ms() >= run_at - 1000, "the message came back before the job was due"
 
 
-def test_a_message_that_keeps_killing_the_consumer_reaches_the_dlq_through_the_redrive_policy(stack: Stack) -> None:
+def test_a_job_whose_message_kept_killing_the_consumer_is_listed_with_its_job_and_redriven_to_completion(
+    stack: Stack, target: TargetServer
+) -> None:
+    from shared import dead_letters
     from shared.adapters import clients
 
     sqs = clients.client("sqs")
@@ -261,13 +264,27 @@ def test_a_message_that_keeps_killing_the_consumer_reaches_the_dlq_through_the_r
     policy = json.loads(sqs.get_queue_attributes(QueueUrl=queue.queue_url, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"])
     assert policy["deadLetterTargetArn"] == queue.dlq_arn
     assert int(policy["maxReceiveCount"]) == queue.max_receive_count > 20  # above any job's attempts
-    # a consumer that dies never deletes nor answers: after maxReceiveCount receives SQS moves the message
     sqs.set_queue_attributes(QueueUrl=queue.queue_url, Attributes={"RedrivePolicy": json.dumps({**policy, "maxReceiveCount": 2})})
-    sqs.send_message(QueueUrl=queue.queue_url, MessageBody='{"jobId": "poison"}')
+    job_id = add_job(stack, target, "/ok")
+    # A consumer that dies on the message (out of memory, a crash) never answers: after
+    # maxReceiveCount receives SQS moves it, and the job still says waiting.
     for _ in range(2):
         assert len(sqs.receive_message(QueueUrl=queue.queue_url, VisibilityTimeout=0)["Messages"]) == 1
     assert "Messages" not in sqs.receive_message(QueueUrl=queue.queue_url, VisibilityTimeout=0)
-    assert [m["Body"] for m in stack.receive("email-sending", dlq=True)] == ['{"jobId": "poison"}']
+
+    listing = dead_letters.peek(queue, stack.store, limit=10, hold_seconds=1)
+
+    (letter,) = listing.dead_letters
+    assert (letter.job_id, letter.user_id) == (job_id, "alice")
+    assert letter.job is not None and letter.job.status is JobStatus.WAITING
+    assert letter.reason and "receives" in letter.reason  # said why it is there: SQS moved it, jobq did not fail it
+
+    result = dead_letters.redrive(queue, service(stack), ADMIN, job_ids=None, budget_seconds=5)
+
+    assert result.requeued == [job_id] and result.remaining == 0
+    assert deliver(stack) == {"batchItemFailures": []}
+    assert stack.store.require("alice", job_id).status is JobStatus.COMPLETED
+    assert len(target.calls_for(job_id)) == 1
 
 
 def test_a_finished_job_expires_by_its_queues_retention(stack: Stack, target: TargetServer) -> None:

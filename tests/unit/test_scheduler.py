@@ -120,6 +120,7 @@ def test_woken_early_the_job_goes_back_to_sleep(scheduling: Scheduling, stack: S
     with pytest.raises(RetryLater):
         stack.worker().handle(queues_delivery(message, queue))
     assert stack.store.require(job.user_id, job.job_id).status is JobStatus.DELAYED
+    assert stack.receive("email-sending") == []  # asleep until runAt (30 minutes), not back at once
 
 
 def test_cancelling_a_delayed_job_removes_its_schedule(scheduling: Scheduling) -> None:
