@@ -102,8 +102,13 @@ def wait_until(predicate: object, *, timeout: float) -> None:
 
 
 def test_health_detailed_shows_what_the_health_function_found(local_stack: LocalStackProcess) -> None:
-    time.sleep(2.5)  # one rule period: a report exists
     with local_stack.client("root", admin=True) as admin:
+
+        def both_reports_exist() -> bool:  # the rules run every 2 s: the first runs may still be ahead
+            maintenance = admin.get("/health/detailed").json().get("data", {}).get("maintenance") or {}
+            return bool((maintenance.get("health") or {}).get("ranAt") and (maintenance.get("cleanup") or {}).get("ranAt"))
+
+        wait_until(both_reports_exist, timeout=30)
         response = admin.get("/health/detailed")
     with local_stack.client("alice") as alice:
         forbidden = alice.get("/health/detailed")
