@@ -46,6 +46,8 @@ class ProcessorCatalog(Protocol):
     def has(self, queue: str, job_type: str) -> bool: ...
     def types(self, queue: str) -> set[str]: ...
     def is_code_type(self, queue: str, job_type: str) -> bool: ...
+    def queues_for(self, job_type: str, queues: list[str]) -> list[str]: ...
+    def check_data(self, queue: str, job_type: str, data: dict[str, Any]) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ class JobService:
     # ---- create -----------------------------------------------------------------------
     def _prepare(self, request: JobCreate, caller: Identity, job_id: str | None, now: int) -> tuple[QueueInfo, Job]:
         """Check a request against the queue and the limits, and build the job (not stored yet)."""
-        queue = self.directory.get(request.queue)
+        queue = self.directory.get(request.queue) if request.queue else self.queue_for_type(request.type)
         authorize(caller, Action.CREATE, get_policy(queue).access, queue=queue.name)
         if not self.catalog.has(queue.name, request.type):
             valid = ", ".join(sorted(self.catalog.types(queue.name))) or "none registered"
@@ -88,6 +90,7 @@ class JobService:
         size = json_size(request.data)
         if size > self.settings.max_data_bytes:
             raise PayloadTooLarge(f"data is {size} bytes; the limit is {self.settings.max_data_bytes}")
+        self.check_data(queue.name, request.type, request.data)
         options = request.options
         if options.webhook is not None:
             try:
@@ -114,6 +117,21 @@ class JobService:
         )
         return queue, job
 
+    def queue_for_type(self, job_type: str) -> QueueInfo:
+        """The one queue with a processor for ``job_type`` (a body without ``queue``, seed 004)."""
+        known = self.directory.all()
+        found = self.catalog.queues_for(job_type, sorted(known))
+        if len(found) != 1:
+            where = f"several queues ({', '.join(found)})" if found else "no queue"
+            raise Invalid(f"type '{job_type}' is handled by {where}: give queue")
+        return known[found[0]]
+
+    def check_data(self, queue: str, job_type: str, data: dict[str, Any]) -> None:
+        """A 400 naming each missing or wrong field, when the type declares its data (a model or a JSON Schema)."""
+        problems = self.catalog.check_data(queue, job_type, data)
+        if problems:
+            raise Invalid(f"data does not fit type '{job_type}': " + "; ".join(problems), details=problems)
+
     def create(
         self,
         request: JobCreate,
@@ -133,6 +151,8 @@ class JobService:
         """
         caller = self.acting(caller, request.on_behalf_of)
         now = now_ms()
+        if request.queue is None:  # inferred first: the same job with or without its queue is one job (keys, fingerprints)
+            request = request.model_copy(update={"queue": self.queue_for_type(request.type).name})
         job_id = service_job_id or request.options.job_id
         if idempotency_key is not None:
             found, job_id = self._idempotent(request, caller, idempotency_key, now)

@@ -30,6 +30,10 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 # GET /jobs/dashboard and GET /jobs/user are routes (seed 001): a job of that id could not be read.
 RESERVED_JOB_IDS = frozenset({"dashboard", "user"})
 TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+MAX_DATA_SCHEMA_BYTES = 16 * 1024  # a target's dataSchema is stored in its (small) item
+# Seed 003's generic task written at the top of a POST /jobs body (shared/catalog.py runs it).
+GENERIC_TASK_TYPE = "generic-task"
+GENERIC_TASK_FIELDS = ("service", "method", "args", "kwargs", "name")
 
 
 class CamelModel(BaseModel):
@@ -139,7 +143,9 @@ class JobCreate(CamelModel):
         }
     )
 
-    queue: str = Field(pattern=NAME_PATTERN)
+    queue: str | None = Field(
+        default=None, pattern=NAME_PATTERN, description="Absent: the one queue that has a processor for the type (400 if none or several)."
+    )
     type: str = Field(pattern=TYPE_PATTERN)
     data: dict[str, Any] = Field(default_factory=dict)
     options: JobOptions = Field(default_factory=JobOptions)
@@ -151,6 +157,17 @@ class JobCreate(CamelModel):
     @classmethod
     def _strict(cls, data: dict[str, Any]) -> dict[str, Any]:
         return strict_json.check(data, "data")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _generic_task(cls, value: Any) -> Any:
+        """Seed 003's generic task at the top level: ``{"service", "method", "args"}`` is a ``generic-task`` job."""
+        if isinstance(value, dict) and "service" in value and "type" not in value:
+            value = dict(value)
+            task = {key: value.pop(key) for key in GENERIC_TASK_FIELDS if key in value}
+            data = value.get("data")
+            value.update(type=GENERIC_TASK_TYPE, data={**(data if isinstance(data, dict) else {}), **task})
+        return value
 
     @model_validator(mode="after")
     def _priority_in_data(self) -> JobCreate:
@@ -419,35 +436,78 @@ class HttpTarget(CamelModel):
     kind: Literal["http"] = "http"
     url: str = Field(max_length=2048)
     timeout_seconds: float = Field(default=30, gt=0, le=900)
+    data_schema: dict[str, Any] | None = Field(
+        default=None, description="A JSON Schema (2020-12) the job's data must satisfy: checked at creation, a 400 naming the fields."
+    )
+    retry_on: list[int] | None = Field(
+        default=None, max_length=50, description="HTTP statuses that are retried; any other non-2xx fails at once. Default: 5xx, 408, 425, 429."
+    )
+    fail_on: list[int] = Field(
+        default_factory=list, max_length=50, description="HTTP statuses that fail the job at once (e.g. 503 from a target that never recovers)."
+    )
+    cancel_url: str | None = Field(
+        default=None, max_length=2048, description="POSTed {jobId, userId, queue, type, event: 'cancelled'} when a job it works on is cancelled."
+    )
+
+    @field_validator("retry_on", "fail_on")
+    @classmethod
+    def _statuses(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and not all(300 <= status <= 599 for status in value):
+            raise ValueError("statuses are 300 to 599 (a 2xx always completes the job)")
+        return value
+
+    @field_validator("data_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if json_size(value) > MAX_DATA_SCHEMA_BYTES:
+            raise ValueError(f"dataSchema is at most {MAX_DATA_SCHEMA_BYTES} bytes")
+        from jsonschema import Draft202012Validator, SchemaError  # the API alone checks data: not at the consumer's cold start
+
+        try:
+            Draft202012Validator.check_schema(value)
+        except SchemaError as err:
+            raise ValueError(f"dataSchema is not a valid JSON Schema: {err.message}") from None
+        return value
+
+    def data_problems(self, data: dict[str, Any]) -> list[str]:
+        """``data.<field>: <what is wrong>`` for each way ``data`` breaks ``dataSchema`` (none: [])."""
+        if self.data_schema is None:
+            return []
+        from jsonschema import Draft202012Validator
+
+        try:
+            errors = sorted(Draft202012Validator(self.data_schema).iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+        except Exception as err:  # a $ref that resolves nowhere (remote documents are never fetched): still the caller's 400
+            return [f"data: the type's dataSchema cannot be applied ({type(err).__name__}); ask an admin to fix it"]
+        return [".".join(["data", *(str(p) for p in error.absolute_path)]) + f": {error.message}" for error in errors[:20]]
+
+    def is_retried(self, status: int) -> bool:
+        """The target's rule for a non-2xx answer: True to retry, False to fail the job at once."""
+        if status in self.fail_on:
+            return False
+        if self.retry_on is not None:
+            return status in self.retry_on
+        return status >= 500 or status in (408, 425, 429)
 
     def check_url(self, *, allow_loopback_http: bool, resolve: Resolver | None = None) -> None:
-        """Raise ValueError unless the URL may be called.
+        """Raise ValueError unless the URL (and the cancelUrl) may be called.
 
         On AWS (``allow_loopback_http`` false): https only, and every address the host
         resolves to is public (no loopback, link-local such as 169.254.169.254, private,
         shared, reserved or multicast). The local stack also allows http to loopback and
         does not resolve names (tests never leave 127.0.0.1); address literals are checked.
         """
-        parts = urlsplit(self.url)
-        host = parts.hostname
-        if not host:
-            raise ValueError("url must be an absolute URL with a host")
-        if allow_loopback_http:
-            if parts.scheme == "http" and not _is_loopback(host):
-                raise ValueError("url must be https, or http to 127.0.0.1/localhost in the local stack")
-            literal = _address(host)
-            if literal is not None and not literal.is_loopback and not literal.is_global:
-                raise ValueError(f"url must not point to a private, link-local or reserved address ({literal})")
-            return
-        if parts.scheme != "https":
-            raise ValueError("url must be https")
-        for address in _addresses(host, parts.port or 443, resolve or _resolve):
-            if not address.is_global or address.is_multicast:
-                raise ValueError(f"url must not point to a loopback, private, link-local or reserved address ({host} is {address})")
+        for name, url in (("url", self.url), ("cancelUrl", self.cancel_url)):
+            if url is not None:
+                _check_url(name, url, allow_loopback_http=allow_loopback_http, resolve=resolve)
 
-    @field_validator("url")
+    @field_validator("url", "cancel_url")
     @classmethod
-    def _absolute(cls, url: str) -> str:
+    def _absolute(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
         if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
             raise ValueError("url must not contain spaces, CR, LF or other control characters")
         parts = urlsplit(url)
@@ -488,6 +548,25 @@ def _addresses(host: str, port: int, resolve: Resolver) -> list[ipaddress.IPv4Ad
     if not found:
         raise ValueError(f"url's host {host} does not resolve")
     return found
+
+
+def _check_url(name: str, url: str, *, allow_loopback_http: bool, resolve: Resolver | None) -> None:
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"{name} must be an absolute URL with a host")
+    if allow_loopback_http:
+        if parts.scheme == "http" and not _is_loopback(host):
+            raise ValueError(f"{name} must be https, or http to 127.0.0.1/localhost in the local stack")
+        literal = _address(host)
+        if literal is not None and not literal.is_loopback and not literal.is_global:
+            raise ValueError(f"{name} must not point to a private, link-local or reserved address ({literal})")
+        return
+    if parts.scheme != "https":
+        raise ValueError(f"{name} must be https")
+    for address in _addresses(host, parts.port or 443, resolve or _resolve):
+        if not address.is_global or address.is_multicast:
+            raise ValueError(f"{name} must not point to a loopback, private, link-local or reserved address ({host} is {address})")
 
 
 def _is_loopback(host: str) -> bool:

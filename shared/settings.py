@@ -30,6 +30,8 @@ class Settings(BaseModel):
     queues_parameter_path: str = Field(min_length=1)
     queue_cache_seconds: int = 60
     target_cache_seconds: int = 5
+    # How often a consumer waiting on an HTTP target looks whether the job was cancelled (one read each).
+    http_cancel_poll_seconds: float = Field(default=1.0, gt=0, le=60)
 
     # Identity: API Gateway's JWT authorizer fills in the claims.
     admin_groups_claim: str = "cognito:groups"

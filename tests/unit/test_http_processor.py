@@ -24,6 +24,7 @@ class Job:
     data: dict[str, Any] = {"to": "a@example.com"}
     attempt = 2
     max_attempts = 3
+    cancelled = False
 
 
 @pytest.fixture(autouse=True)

@@ -235,7 +235,7 @@ def test_patch_rejects_what_it_cannot_apply_and_changes_nothing(stack: Stack) ->
 def test_patch_adds_and_removes_http_targets(stack: Stack) -> None:
     hook = {"kind": "http", "url": "https://worker.example.com/jobs", "timeoutSeconds": 5}
     status, out = call("PATCH", f"/queues/{QUEUE}", body={"processors": {"hook": hook}})
-    assert status == 200 and out["data"]["processors"]["http"] == {"hook": hook}
+    assert status == 200 and out["data"]["processors"]["http"]["hook"].items() >= hook.items()
     create({**send_email(), "type": "hook"})
 
     status, out = call("PATCH", f"/queues/{QUEUE}", body={"processors": {"hook": None}})

@@ -7,6 +7,8 @@ its job types are HTTP targets on jobq's example queues, and every body is the s
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -255,3 +257,27 @@ def test_system_health_is_503_when_the_database_is_down(stack: Stack) -> None:
 def test_detailed_health_is_for_admins(stack: Stack) -> None:
     assert call("GET", "/health/detailed", claims=user("u1"))[0] == 403
     assert as_admin("GET", "/health/detailed")[0] in (200, 503)
+
+
+def test_cancelling_a_job_whose_http_target_is_working_stops_waiting_and_tells_the_target(stack: Stack) -> None:
+    with TargetServer() as server:
+        hook = {"kind": "http", "url": f"{server.url}/slow/6", "timeoutSeconds": 30, "cancelUrl": f"{server.url}/ok"}
+        assert as_admin("PUT", f"/queues/{QUEUE}/processors/slow-report", hook)[0] == 200
+        job_id = call("POST", "/jobs", body={**CREATE_JOB, "type": "slow-report"}, claims=user("u1"))[1]["data"]["jobId"]
+        worker = threading.Thread(target=run_consumer, args=(stack,))
+        worker.start()
+        deadline = time.monotonic() + 5
+        while not server.calls_for(job_id):  # the target is working on it
+            assert time.monotonic() < deadline, "the target was never called"
+            time.sleep(0.05)
+
+        cancelled_at = time.monotonic()
+        status, body = call("DELETE", f"/jobs/{job_id}", claims=user("u1"))
+        worker.join(timeout=10)
+
+        assert status == 202 and body["data"]["cancelRequested"] is True
+        assert not worker.is_alive() and time.monotonic() - cancelled_at < 4  # not the target's 6 s
+        job = call("GET", f"/jobs/{job_id}", claims=user("u1"))[1]["data"]
+        assert job["status"] == "cancelled" and job["history"][-1]["outcome"] == "cancelled"
+        notices = [c.payload for c in server.calls_for(job_id) if c.payload.get("event") == "cancelled"]
+        assert notices == [{"jobId": job_id, "userId": "u1", "queue": QUEUE, "type": "slow-report", "event": "cancelled"}]
