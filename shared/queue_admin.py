@@ -178,6 +178,7 @@ class QueueService:
         ]
         if changed:
             raise Invalid("read-only fields cannot be changed here: " + "; ".join(changed))
+        patch = _one_name_per_setting(patch, current)
         try:
             targets = patch.targets(set(current.processors.code))
         except (ValueError, ValidationError) as err:
@@ -390,6 +391,40 @@ class QueueService:
 
 def _round(ms: float | None) -> float | None:
     return round(ms, 1) if ms is not None else None
+
+
+def _one_name_per_setting(patch: QueuePatch, current: QueueConfiguration) -> QueuePatch:
+    """A read-modify-write of GET's configuration sends each setting under both its names (seed
+    000's ``retryAttempts``, ``retryDelay``, ``removeOnComplete: N`` and jobq's); the name the
+    client changed is the change, the one sent back as it was is dropped. Both changed to
+    different values: a 400 naming them."""
+    dropped: dict[str, None] = {}
+    # (seed name, jobq name, their values in the patch, their current values, the fields to drop
+    # when the seed's / jobq's is the one sent back; None: the seed's is applied last anyway)
+    pairs: list[tuple[str, str, Any, Any, Any, Any, str, str | None]] = [
+        ("retryAttempts", "defaultAttempts", patch.retry_attempts, patch.default_attempts,
+         current.retry_attempts, current.default_attempts, "retry_attempts", "default_attempts"),
+    ]
+    if patch.default_backoff is not None:
+        pairs.append(("retryDelay", "defaultBackoff.delay", patch.retry_delay, patch.default_backoff.delay,
+                      current.retry_delay, current.default_backoff.delay, "retry_delay", None))
+    for field in ("remove_on_complete", "remove_on_fail"):
+        number = getattr(patch, field)
+        from_retention = getattr(patch.retention, field) if patch.retention is not None else None
+        if isinstance(number, int) and from_retention is not None:
+            was = getattr(current, field)
+            pairs.append((to_camel(field), f"retention.{to_camel(field)}.maxCount", number, from_retention.max_count, was, was, field, None))
+    for alias, name, alias_value, value, alias_was, was, alias_field, own_field in pairs:
+        if alias_value is None or value is None or alias_value == value:
+            continue
+        if alias_value == alias_was:
+            dropped[alias_field] = None  # sent back unchanged: the other name carries the change
+        elif value == was:
+            if own_field is not None:
+                dropped[own_field] = None
+        else:
+            raise Invalid(f"{alias} and {name} are one setting and were changed to different values ({alias_value}, {value}); give one")
+    return patch.model_copy(update=dropped) if dropped else patch
 
 
 def _policy_changes(patch: QueuePatch) -> dict[str, Any]:

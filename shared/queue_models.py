@@ -257,7 +257,7 @@ class QueuePatch(CamelModel):
             if unknown:
                 raise ValueError(f"processors: unknown keys {', '.join(sorted(unknown))} beside code and http")
             if "code" in given and set(given["code"] or []) != code_types:
-                raise ValueError("processors.code is read-only: code processors are listed in functions/processors/registry.py")
+                raise ValueError("processors.code is read-only: code processors are listed in shared/catalog.py")
             entries: dict[str, Any] = given.get("http") or {}
         else:
             entries = given

@@ -161,6 +161,49 @@ def test_queue_jobs_pause_resume_clean_and_metrics(stack: Stack, target: TargetS
     assert status == 200 and metrics["data"]["hours"] == 24
 
 
+def test_patch_takes_the_configuration_get_returns(stack: Stack, target: TargetServer) -> None:
+    typed = {"kind": "http", "url": f"{target.url}/ok", "timeoutSeconds": 5, "dataSchema": {"type": "object"}, "failOn": [503], "cancelUrl": f"{target.url}/ok"}
+    assert as_admin("PUT", f"/queues/{QUEUE}/processors/typed", typed)[0] == 200
+    config = as_admin("GET", f"/queues/{QUEUE}")[1]["data"]["configuration"]
+
+    status, same = as_admin("PATCH", f"/queues/{QUEUE}", config)  # read-modify-write without a change
+    assert status == 200, same
+    status, changed = as_admin("PATCH", f"/queues/{QUEUE}", {**config, "retryAttempts": 7, "retryDelay": 2500, "removeOnFail": 50})
+    assert status == 200 and changed["data"]["defaultAttempts"] == 7 and changed["data"]["defaultBackoff"]["delay"] == 2500
+    assert changed["data"]["retention"]["removeOnFail"]["maxCount"] == 50
+    status, changed = as_admin("PATCH", f"/queues/{QUEUE}", {**changed["data"], "defaultAttempts": 4})  # jobq's name this time
+    assert status == 200 and changed["data"]["retryAttempts"] == 4
+    status, refused = as_admin("PATCH", f"/queues/{QUEUE}", {**changed["data"], "defaultAttempts": 5, "retryAttempts": 6})
+    assert status == 400 and "retryAttempts and defaultAttempts are one setting" in refused["error"]["message"]
+    after = as_admin("GET", f"/queues/{QUEUE}")[1]["data"]["configuration"]
+    assert after["processors"] == config["processors"] and after["processors"]["http"]["typed"]["failOn"] == [503]
+    status, refused = as_admin("PATCH", f"/queues/{QUEUE}", {**config, "concurrency": config["concurrency"] + 1})
+    assert status == 400 and "concurrency" in refused["error"]["message"]
+
+
+UNKNOWN_QUEUE_ROUTES = [
+    ("GET", "/queues/nope", None),
+    ("POST", "/queues/nope", {"action": "pause"}),
+    ("DELETE", "/queues/nope?jobIds=a", None),
+    ("PATCH", "/queues/nope", {"retryAttempts": 2}),
+    ("GET", "/queues/nope/jobs", None),
+    ("POST", "/queues/nope/pause", None),
+    ("POST", "/queues/nope/resume", None),
+    ("POST", "/queues/nope/clean", {"olderThan": 0, "status": "completed"}),
+    ("GET", "/queues/nope/metrics", None),
+    ("GET", "/queues/nope/dead-letters", None),
+    ("POST", "/queues/nope/dead-letters/redrive", {}),
+    ("DELETE", "/queues/nope/dead-letters", None),
+    ("PUT", "/queues/nope/processors/x", {"url": "http://127.0.0.1:9/x"}),
+]
+
+
+def test_an_unknown_queue_is_a_404_on_every_queue_route(stack: Stack) -> None:
+    for method, path, body in UNKNOWN_QUEUE_ROUTES:
+        status, out = as_admin(method, path, body)
+        assert status == 404 and "queue 'nope' not found" in out["error"]["message"], (method, path, out)
+
+
 # ---- scheduler -------------------------------------------------------------------------------------------
 def test_schedule_delayed_job_with_delay_ms(scheduling: Scheduling, target: TargetServer) -> None:
     body = {"queue": QUEUE, "type": "analyze-video-content", "data": {"videoId": "video123", "analysisType": "comprehensive"}, "delayMs": 300000}
