@@ -266,7 +266,9 @@ def test_scheduler_stats_as_the_seed_prints(scheduling: Scheduling, target: Targ
 
 
 def test_scheduler_health_and_metrics_answer(scheduling: Scheduling) -> None:
-    assert as_admin("GET", "/scheduler/health")[0] == 200
+    status, health = as_admin("GET", "/scheduler/health")  # seed 000's "Queue Health Summary"
+    assert status == 200 and [q["name"] for q in health["data"]["queueHealth"]] == ["email-sending", "report-generation", "video-processing"]
+    assert {"healthStatus", "processingRate", "totalJobs"} <= set(health["data"]["queueHealth"][0])
     status, metrics = as_admin("GET", "/scheduler/metrics")
     assert status == 200 and metrics["data"]["hours"] == 24
 
