@@ -454,6 +454,7 @@ class JobService:
         authorize(caller, Action.OPERATE, get_policy(queue).access, queue=queue.name)
         try:
             target.check_url(allow_loopback_http=self.settings.allow_loopback_http_targets)
+            target.check_data_schema()
         except ValueError as err:
             raise Invalid(str(err)) from err
         if target.timeout_seconds > queue.consumer_timeout:

@@ -458,18 +458,22 @@ class HttpTarget(CamelModel):
 
     @field_validator("data_schema")
     @classmethod
-    def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        if json_size(value) > MAX_DATA_SCHEMA_BYTES:
+    def _schema_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and json_size(value) > MAX_DATA_SCHEMA_BYTES:
             raise ValueError(f"dataSchema is at most {MAX_DATA_SCHEMA_BYTES} bytes")
-        from jsonschema import Draft202012Validator, SchemaError  # the API alone checks data: not at the consumer's cold start
+        return value
+
+    def check_data_schema(self) -> None:
+        """Raise ValueError unless ``dataSchema`` is a valid JSON Schema (checked when the target is
+        registered, not each time it is read: the consumer never imports jsonschema)."""
+        if self.data_schema is None:
+            return
+        from jsonschema import Draft202012Validator, SchemaError
 
         try:
-            Draft202012Validator.check_schema(value)
+            Draft202012Validator.check_schema(self.data_schema)
         except SchemaError as err:
             raise ValueError(f"dataSchema is not a valid JSON Schema: {err.message}") from None
-        return value
 
     def data_problems(self, data: dict[str, Any]) -> list[str]:
         """``data.<field>: <what is wrong>`` for each way ``data`` breaks ``dataSchema`` (none: [])."""
