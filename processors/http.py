@@ -23,10 +23,10 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.errors import PermanentJobError, RetryableJobError
+from shared.errors import PermanentJobError, RetryableJobError, Unavailable
 from shared.models import HttpTarget
 from shared.settings import get_settings
-from shared.worker import JobCancelled, JobContext
+from shared.worker import JobCancelled, JobContext, JobInterrupted
 
 MAX_RESPONSE_BYTES = 1024 * 1024
 CANCEL_NOTICE_TIMEOUT_SECONDS = 3
@@ -101,10 +101,17 @@ def run_http_target(target: HttpTarget, job: JobContext) -> Any:
         request.join(min(poll, max(0.0, deadline - time.monotonic())))
         if not request.is_alive():
             break
-        if job.cancelled:
+        try:
+            job.check_interrupted()
+        except JobCancelled:
             request.abort()
             _tell_cancelled(target, payload)
-            raise JobCancelled(f"job {job.job_id} was cancelled while its target worked on it")
+            raise JobCancelled(f"job {job.job_id} was cancelled while its target worked on it") from None
+        except JobInterrupted:  # another worker holds the job now: stop calling on its behalf
+            request.abort()
+            raise
+        except Unavailable:
+            pass  # the job could not be read this time: the target keeps working, the next look retries
         if time.monotonic() >= deadline:
             request.abort()
             raise RetryableJobError(f"target {target.url} unreachable: no answer within {target.timeout_seconds:g} s")

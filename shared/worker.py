@@ -183,6 +183,11 @@ class JobContext:
         current = self._store.get(self.user_id, self.job_id)
         return current is None or current.cancel_requested or current.status is not JobStatus.ACTIVE
 
+    def check_interrupted(self) -> None:
+        """One read: raise ``JobCancelled`` if a cancel was requested, ``LeaseLost`` if the job is no
+        longer this worker's (for processors that wait on something else, as the http processor)."""
+        self._raise_interruption()
+
     def _raise_interruption(self) -> None:
         current = self._store.get(self.user_id, self.job_id)
         if current is not None and current.cancel_requested:
