@@ -1,7 +1,7 @@
 """Job use cases the API calls: create (single, idempotent, deduplicated, bulk), read, list,
 cancel, retry, logs, and registering HTTP targets.
 
-Job ids are scoped by owner in the table (shared/adapters/jobs.py): every read and write names
+Job ids are scoped by owner in the table (shared/adapters/job_repository.py): every read and write names
 ``(user_id, job_id)``, and a caller's requests name the caller's own namespace unless an
 admin passes another owner. So no create path (jobId, Idempotency-Key, deduplication) can
 find, return or collide with another user's job: there is nothing to check, the other
@@ -20,7 +20,7 @@ from shared import admission, lifecycle
 from shared.access import Action, Identity, QueueAccess, allows, authorize
 from shared.adapters import queues, scheduler
 from shared.adapters.admission import DynamoAdmissionCounters
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.adapters.policies import get_policy
 from shared.adapters.queues import QueueDirectory
 from shared.adapters.quotas import DynamoQuotaStore

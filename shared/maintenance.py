@@ -38,7 +38,7 @@ from pydantic import Field
 
 from shared import lifecycle, stats
 from shared.adapters import counters, policies, queues, reports
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.adapters.queues import QueueDirectory
 from shared.adapters.sqs import SqsJobMessages
 from shared.clock import iso, now_ms, parse_iso

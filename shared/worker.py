@@ -18,7 +18,7 @@ from typing import Any
 
 from shared import lifecycle, strict_json
 from shared.adapters import policies, queues
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.adapters.sqs import SqsJobMessages
 from shared.backoff import backoff_seconds
 from shared.clock import now_ms, parse_iso

@@ -16,7 +16,7 @@ from moto import mock_aws
 from infra.local.provision import Provisioner
 from processors.registry import ProcessorRegistry
 from shared.adapters import clients, queues
-from shared.adapters.jobs import JobStore, to_item
+from shared.adapters.job_repository import JobStore, to_item
 from shared.catalog import ProcessorCatalog
 from shared.models import Job, QueueInfo
 from shared.settings import Settings, get_settings
