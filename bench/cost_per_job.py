@@ -319,7 +319,9 @@ def main() -> None:
             admin = stack.client("root", admin=True)
             response = admin.put(f"/queues/{args.queue}/processors/{job_type}", json={"kind": "http", "url": target.url, "timeoutSeconds": 10})
             assert response.status_code in (200, 201), response.text
-            for name in (q["name"] for q in admin.get("/queues").json()["data"]["queues"] if q["name"] != args.queue):
+            listed = admin.get("/queues").json()["data"]
+            rows = listed if isinstance(listed, list) else listed["queues"]  # seed 000 shape: the list itself
+            for name in (q["name"] for q in rows if q["name"] != args.queue):
                 admin.post(f"/queues/{name}/pause")
             prices = {}
             for size in (int(s) for s in args.sizes.split(",")):
