@@ -38,6 +38,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from shared.adapters import clients
 from shared.adapters.aws_errors import AWS_ERRORS, aws_code, domain_error, old_item
+from shared.clock import iso
 from shared.errors import Conflict, Invalid, JobqError, NotFound, Throttled, Unavailable
 from shared.lifecycle import Change, Guard
 from shared.models import HttpTarget, Job, JobRef
@@ -134,6 +135,9 @@ def from_item(item: dict[str, Any]) -> Job:
     for name in _JSON_FIELDS:
         if isinstance(raw.get(name), str):
             raw[name] = _json_field(raw[name])
+    for record in raw.get("history") or ():
+        if isinstance(record, dict) and "attempt" not in record:  # appended by a read-free claim (JobStore.claim)
+            record["attempt"] = raw.get("attempts", 0)
     return Job.model_validate(_renderable(_plain(raw)))
 
 
@@ -295,6 +299,56 @@ class JobStore:
                     f"job {change.job.job_id} changed while it was being updated ({change.operation})",
                     details=from_item(current) if current else None,
                 ) from err
+            raise _unavailable(err) from err
+        return from_item(out["Attributes"])
+
+    def claim(self, user_id: str, job_id: str, *, now: int, lease_ms: int, token: str, max_history: int) -> Job:
+        """Take a claimable job for one attempt in one conditional UpdateItem, without reading it first.
+
+        The write is conditional on what makes a claim plain: the job is waiting, stalled or a
+        delayed job that is due, has attempts left, no cancel requested and room in its history.
+        Returns the job as written (``ALL_NEW``). ``Conflict`` otherwise, with the job as it is
+        (``ReturnValuesOnConditionCheckFailure``, no extra read) as details, or None if there is
+        no such job: the caller decides from that job what else to do (shared/worker.py).
+        The new attempt record is appended without its number (an update expression cannot
+        compute it); ``from_item`` numbers it from ``attempts``.
+        """
+        names = {
+            "#status": "status", "#version": "version", "#attempts": "attempts", "#max": "maxAttempts", "#runAt": "runAt",
+            "#cancel": "cancelRequested", "#history": "history", "#leaseUntil": "leaseUntil", "#leaseToken": "leaseToken",
+            "#startedAt": "startedAt", "#updatedAt": "updatedAt",
+        }  # fmt: skip
+        at = iso(now)
+        values: dict[str, Any] = {
+            ":waiting": {"S": JobStatus.WAITING.value}, ":stalled": {"S": JobStatus.STALLED.value}, ":delayed": {"S": JobStatus.DELAYED.value},
+            ":active": {"S": JobStatus.ACTIVE.value}, ":due": {"S": iso(now + 1000)}, ":false": {"BOOL": False},
+            ":max_history": {"N": str(max_history)}, ":one": {"N": "1"}, ":lease_until": {"N": str(now + lease_ms)},
+            ":token": {"S": token}, ":now": {"S": at}, ":empty": {"L": []}, ":record": {"L": [{"M": {"startedAt": {"S": at}}}]},
+        }  # fmt: skip
+        condition = (
+            "#status IN (:waiting, :stalled, :delayed) AND (#status <> :delayed OR #runAt <= :due) AND #attempts < #max"
+            " AND (attribute_not_exists(#cancel) OR #cancel = :false)"
+            " AND (attribute_not_exists(#history) OR size(#history) < :max_history)"
+        )
+        expression = (
+            "SET #status = :active, #leaseUntil = :lease_until, #leaseToken = :token, #startedAt = :now, #updatedAt = :now,"
+            " #history = list_append(if_not_exists(#history, :empty), :record) ADD #attempts :one, #version :one"
+        )
+        try:
+            out = self._ddb.update_item(
+                TableName=self.table_name,
+                Key=_job_key(user_id, job_id),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except AWS_ERRORS as err:
+            if _is(err, "ConditionalCheckFailedException"):
+                current = _old_item(err)
+                raise Conflict(f"job {job_id} is not plainly claimable", details=from_item(current) if current else None) from err
             raise _unavailable(err) from err
         return from_item(out["Attributes"])
 
