@@ -179,7 +179,9 @@ def oldest_waiting_age(store: JobStore, queue: QueueInfo, now: int) -> int | Non
     A retried job waits since its retry (``updatedAt``), so the few created first are read
     and the longest wait among them counts. None when nothing waits.
     """
-    jobs, _ = store.page_by_queue(queue.name, JobStatus.WAITING, limit=10, newest_first=False)
+    # Waiting jobs are not indexed by state (docs/data-model.md): the queue's newest entries are read.
+    scan = get_settings().sweep_scan_entries
+    jobs, _ = store.page_by_queue(queue.name, JobStatus.WAITING, limit=scan, scan_entries=scan)
     return max((max(0, now - parse_iso(j.updated_at)) for j in jobs), default=None)
 
 
