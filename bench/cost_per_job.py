@@ -189,10 +189,17 @@ def _settled(control: httpx.Client, quiet_seconds: float = 3.0, timeout: float =
     raise SystemExit("the stack did not settle (still writing after the last job)")
 
 
+def _completed(admin: httpx.Client, queue: str) -> int:
+    response = admin.get(f"/queues/{queue}")
+    if response.status_code != 200:
+        raise SystemExit(f"GET /queues/{queue}: {response.status_code} {response.text[:300]}")
+    return int(response.json()["data"]["liveStats"]["completed"])
+
+
 def run_workload(stack: StackProcess, *, queue: str, job_type: str, size: int, jobs: int, clients: int, target: Target) -> dict[str, Any]:
     control = httpx.Client(base_url=stack.api_url, timeout=30)
     admin = stack.client("root", admin=True)
-    before_completed = admin.get(f"/queues/{queue}").json()["data"]["liveStats"]["completed"]
+    before_completed = _completed(admin, queue)
     with target.lock:
         target.seen.clear()
         target.calls = 0
@@ -222,7 +229,7 @@ def run_workload(stack: StackProcess, *, queue: str, job_type: str, size: int, j
     processed = time.monotonic() - began
     snapshot = _settled(control)
     # Checked after the snapshot, so these reads are not the workload's cost.
-    completed = admin.get(f"/queues/{queue}").json()["data"]["liveStats"]["completed"] - before_completed
+    completed = _completed(admin, queue) - before_completed
     sample = admin.get(f"/jobs/{ids[0]}", params={"userId": "bench"})
     status = sample.json()["data"]["status"] if sample.status_code == 200 else "?"
     return {

@@ -18,7 +18,7 @@ from shared.models import HttpTarget
 from shared.settings import get_settings
 from shared.worker import JobContext
 
-MAX_RESPONSE_BYTES = 1024 * 1024
+MAX_RESPONSE_BYTES = 5_100_000  # a 5 MB result (the job result limit) and its envelope
 _RETRYABLE_4XX = frozenset({408, 425, 429})
 
 

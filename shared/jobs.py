@@ -39,6 +39,8 @@ from shared.transitions import Transitions
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 DEDUP_DEFAULT_TTL_SECONDS = 7 * 86400  # "until the job finishes", bounded
 MAX_BULK_JOBS = 100
+# Data and result in one answer (GET /jobs/{id}) together at most: Lambda answers up to 6 MB.
+ANSWER_PAYLOAD_BYTES = 5_000_000
 _ID_NAMESPACE = uuid.UUID("5f1d3c2e-8a4b-4c6d-9e0f-1a2b3c4d5e6f")
 
 
@@ -324,6 +326,14 @@ class JobService:
             own = job.user_id == caller.user_id
             authorize(caller, Action.CHANGE_OWN if own else Action.OPERATE, self._access_of(job.queue), queue=job.queue)
         return job
+
+    def read(self, job_id: str, caller: Identity, *, user_id: str | None = None) -> Job:
+        """The job as ``get`` finds it, its data (and result, while both fit one answer) read back from S3."""
+        return self.store.with_payloads(self.get(job_id, caller, user_id=user_id), result_budget=ANSWER_PAYLOAD_BYTES)
+
+    def result(self, job_id: str, caller: Identity, *, user_id: str | None = None) -> Any:
+        """The job's result alone (None while it has none), wherever it is stored."""
+        return self.store.with_payloads(self.get(job_id, caller, user_id=user_id), data=False).result
 
     def get_many(self, caller: Identity, refs: list[tuple[str, str | None]]) -> tuple[list[Job], list[str]]:
         """Bulk status: ``(job_id, owner or None)`` pairs read in one BatchGetItem; the visible jobs,

@@ -44,8 +44,10 @@ class Settings(BaseModel):
     user_jobs_per_minute: int = Field(default=0, ge=0)
     user_max_unfinished_jobs: int = Field(default=0, ge=0)
 
-    max_data_bytes: int = 256 * 1024
-    max_result_bytes: int = 128 * 1024
+    # Past a few KB they are stored in S3 (the claim check, shared/adapters/payloads.py); 5 MB keeps a
+    # job's answer inside Lambda's 6 MB response and API Gateway's 10 MB request (README).
+    max_data_bytes: int = 5_000_000
+    max_result_bytes: int = 5_000_000
     max_attempts_limit: int = 20
     backoff_cap_seconds: int = 3600
     log_ttl_days: int = 30  # job log lines expire by TTL (finished jobs expire by their queue's retention)

@@ -294,7 +294,8 @@ class Worker:
             return int((time.monotonic() - started) * 1000)
 
         try:
-            processor = self.resolve(delivery.queue, job)
+            context.snapshot = self.store.with_payloads(job)  # data stored apart (S3) is read back first
+            processor = self.resolve(delivery.queue, context.snapshot)
             result = processor(context)
         except JobCancelled:
             return self._end(context, delivery, Ending("cancel", job.attempts, processing_ms=took()), deadline)

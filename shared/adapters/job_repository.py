@@ -45,6 +45,8 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from shared.adapters import clients
 from shared.adapters.aws_errors import AWS_ERRORS, aws_code, domain_error, old_item
+from shared.adapters.payloads import PayloadStore
+from shared.adapters.payloads import bucket_name as payloads_bucket
 from shared.clock import iso
 from shared.errors import Conflict, Invalid, JobqError, NotFound, Throttled, Unavailable
 from shared.lifecycle import Change, Guard
@@ -64,6 +66,11 @@ _INTERNAL = ("pk", "sk", "ownerKey", "queueKey", "stateKey", "createdKey", "expi
 INDEXED_STATES = frozenset({JobStatus.DELAYED, JobStatus.STALLED, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 # A filter no index keys reads at most this many index entries per page (and returns a cursor).
 SCAN_FACTOR = 5
+# Past these (their JSON, bytes) data and results go to S3, the item keeping the key: three
+# writes of the item cost ~1,875 $/M per extra KB against 5.40 $/M for a PUT and a GET
+# (docs/data-model.md); a result is written inline once, so it stays inline longer.
+INLINE_DATA_BYTES = 2048
+INLINE_RESULT_BYTES = 4096
 _INDEX_KEYS = {"byOwner": "ownerKey", "byQueue": "queueKey", "byQueueState": "stateKey"}
 
 
@@ -227,9 +234,41 @@ def _is(err: BaseException, code: str) -> bool:
 
 
 class JobStore:
-    def __init__(self, table_name: str, *, index_shards: int | None = None) -> None:
+    def __init__(self, table_name: str, *, index_shards: int | None = None, payloads: PayloadStore | None = None) -> None:
         self.table_name = table_name
         self.shards = index_shards or default_shards()
+        bucket = payloads_bucket()
+        self.payloads = payloads or (PayloadStore(bucket) if bucket else None)
+
+    # ---- the claim check: large data and results as S3 objects (shared/adapters/payloads.py) ----
+    def _stored_item(self, job: Job) -> dict[str, Any]:
+        """The job's item, its data moved to S3 when past ``INLINE_DATA_BYTES``."""
+        item = to_item(job, self.shards)
+        data = item.get("data", {}).get("S", "")
+        if self.payloads is not None and len(data.encode()) > INLINE_DATA_BYTES:
+            item.pop("data")
+            item["dataRef"] = {"S": self.payloads.put(job.user_id, job.job_id, f"data-{uuid.uuid4().hex[:12]}", data.encode())}
+        return item
+
+    def with_payloads(self, job: Job, *, data: bool = True, result_budget: int | None = None) -> Job:
+        """``job`` with its data and result read back from S3 where they were stored apart.
+
+        ``result_budget``: leave the result out (``JobPublic.omitted``) when data and result
+        together would pass it (bytes), so an answer stays within Lambda's response limit.
+        """
+        if self.payloads is None:
+            return job
+        update: dict[str, Any] = {}
+        size = 0
+        if data and job.data_ref and not job.data:
+            raw = self.payloads.get(job.data_ref)
+            size += len(raw)
+            update["data"] = _json_field(raw.decode())
+        if job.result_ref and job.result is None:
+            raw = self.payloads.get(job.result_ref)
+            if result_budget is None or size + len(raw) <= result_budget:
+                update["result"] = _json_field(raw.decode())
+        return job.model_copy(update=update) if update else job
 
     @property
     def _ddb(self) -> Any:
@@ -241,7 +280,7 @@ class JobStore:
         try:
             self._ddb.put_item(
                 TableName=self.table_name,
-                Item=to_item(job, self.shards),
+                Item=self._stored_item(job),
                 ConditionExpression="attribute_not_exists(pk)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -299,6 +338,10 @@ class JobStore:
         """
         updated = change.after()  # validates the change before anything is written
         item = to_item(updated, self.shards)
+        result_text = item.get("result", {}).get("S", "")
+        if "result" in change.sets and self.payloads is not None and len(result_text.encode()) > INLINE_RESULT_BYTES:
+            item.pop("result")
+            item["resultRef"] = {"S": self.payloads.put(updated.user_id, updated.job_id, f"result-{uuid.uuid4().hex[:12]}", result_text.encode())}
         names: dict[str, str] = {"#status": "status", "#version": "version"}
         values: dict[str, Any] = {":expected_status": {"S": change.job.status.value}, ":one": {"N": "1"}}
         sets: list[str] = []
@@ -307,6 +350,8 @@ class JobStore:
         if change.status_changes:
             fields["status"] = change.target
         attributes = {Job.model_fields[f].alias or f: f for f in fields}
+        if "result" in fields or "result" in change.removes:
+            attributes["resultRef"] = ""  # set with an offloaded result, removed otherwise
         if change.status_changes and (change.target in INDEXED_STATES or change.job.status in INDEXED_STATES):
             attributes["stateKey"] = ""  # byQueueState: put, moved or removed; the other indexes never change
         for i, alias in enumerate(sorted(attributes)):
@@ -364,7 +409,16 @@ class JobStore:
                     details=from_item(current) if current else None,
                 ) from err
             raise _unavailable(err) from err
-        return from_item(out["Attributes"])
+        written = from_item(out["Attributes"])
+        # What was read back from S3 before stays known: the change did not touch it.
+        carried: dict[str, Any] = {}
+        if written.data_ref and written.data_ref == change.job.data_ref:
+            carried["data"] = change.job.data
+        if "result" in change.sets:
+            carried["result"] = change.sets["result"]
+        elif written.result_ref and written.result_ref == change.job.result_ref:
+            carried["result"] = change.job.result
+        return written.model_copy(update=carried) if carried else written
 
     def claim(self, user_id: str, job_id: str, *, now: int, lease_ms: int, token: str, max_history: int) -> Job:
         """Take a claimable job for one attempt in one conditional UpdateItem, without reading it first.
@@ -431,7 +485,8 @@ class JobStore:
             if why is not None:  # DynamoDB failed on an earlier chunk: do not hammer it
                 not_stored.extend(chunk)
                 continue
-            pending: dict[str, Any] = {self.table_name: [{"PutRequest": {"Item": to_item(job, self.shards)}} for job in chunk]}
+            items = [self._stored_item(job) for job in chunk]
+            pending: dict[str, Any] = {self.table_name: [{"PutRequest": {"Item": item}} for item in items]}
             try:
                 for attempt in range(6):
                     out = self._ddb.batch_write_item(RequestItems=pending)
@@ -441,7 +496,7 @@ class JobStore:
                     time.sleep(0.05 * 2**attempt)
             except AWS_ERRORS as err:
                 why = _unavailable(err)
-                pending = {self.table_name: [{"PutRequest": {"Item": to_item(job, self.shards)}} for job in chunk]}
+                pending = {self.table_name: [{"PutRequest": {"Item": item}} for item in items]}
             left = {item["PutRequest"]["Item"]["pk"]["S"] for item in (pending.get(self.table_name) or [])}
             for job in chunk:
                 (not_stored if _job_key(job.user_id, job.job_id)["pk"]["S"] in left else stored).append(job)
@@ -652,20 +707,21 @@ class JobStore:
         if not keys:
             return []
         by_pk: dict[str, dict[str, Any]] = {}
-        request: dict[str, Any] = {self.table_name: {"Keys": keys}}
-        for attempt in range(8):
-            try:
-                out = self._ddb.batch_get_item(RequestItems=request)
-            except AWS_ERRORS as err:
-                raise _unavailable(err) from err
-            for item in out.get("Responses", {}).get(self.table_name, []):
-                by_pk[item["pk"]["S"]] = item
-            request = out.get("UnprocessedKeys") or {}
-            if not request:
-                break
-            time.sleep(min(1.0, 0.05 * 2**attempt))
-        if request:
-            raise Unavailable("DynamoDB is throttling; retry the request")
+        for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys a call
+            request: dict[str, Any] = {self.table_name: {"Keys": keys[start : start + 100]}}
+            for attempt in range(8):
+                try:
+                    out = self._ddb.batch_get_item(RequestItems=request)
+                except AWS_ERRORS as err:
+                    raise _unavailable(err) from err
+                for item in out.get("Responses", {}).get(self.table_name, []):
+                    by_pk[item["pk"]["S"]] = item
+                request = out.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+            if request:
+                raise Unavailable("DynamoDB is throttling; retry the request")
         return _readable_jobs([by_pk[k["pk"]["S"]] for k in keys if k["pk"]["S"] in by_pk])
 
     def page_by_queue(

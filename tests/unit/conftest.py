@@ -126,6 +126,7 @@ def provision(monkeypatch: pytest.MonkeyPatch) -> Stack:
     bucket = provisioned.resources["ReportsBucket"].ref
     monkeypatch.setenv("JOBQ_TABLE_NAME", table_name)
     monkeypatch.setenv("JOBQ_REPORTS_BUCKET", bucket)
+    monkeypatch.setenv("JOBQ_PAYLOAD_BUCKET", bucket)
     clients.client("ses").verify_email_identity(EmailAddress=get_settings().email_sender)
     get_settings.cache_clear()
     settings = get_settings()

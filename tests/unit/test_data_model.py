@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from functions.consumer.handler import handler as consumer
 from shared.adapters import queues
 from shared.adapters.job_repository import JobStore, shard_of
 from shared.clock import now_ms
 from shared.errors import Invalid
 from shared.models import JobRef
+from shared.settings import get_settings
 from shared.status import JobStatus
-from shared.worker import Outcome
+from shared.worker import Delivery, Outcome
+from tests.target_server import TargetServer
 from tests.unit.api_events import admin, user
-from tests.unit.conftest import Stack
+from tests.unit.conftest import FakeLambdaContext, Stack, sqs_event
 from tests.unit.faults import failing
 from tests.unit.scheduling import put_job
 from tests.unit.test_api import call
@@ -83,8 +89,6 @@ def test_a_claim_is_one_conditional_write_and_no_read(stack: Stack) -> None:
         seen["status"] = stack.store.require(job.user_id, job.job_id).status  # read by the test, after the claim
         return {"ok": True}
 
-    from shared.worker import Delivery
-
     delivery = Delivery(message["MessageId"], message["Body"], message["ReceiptHandle"], stack.queues["email-sending"])
     with failing("dynamodb", "GetItem", response=None) as reads, failing("dynamodb", "UpdateItem", response=None) as writes:
         outcome = stack.worker(lambda queue, j: processor).handle(delivery)
@@ -96,3 +100,64 @@ def test_a_claim_is_one_conditional_write_and_no_read(stack: Stack) -> None:
     done = stack.store.require(job.user_id, job.job_id)
     assert done.status is JobStatus.COMPLETED and done.attempts == 1
     assert [(r.attempt, r.outcome) for r in done.history] == [(1, "completed")]
+
+
+# ---- the claim check: data and results past a few KB live in S3 -------------------------------------
+@pytest.fixture
+def target(monkeypatch: pytest.MonkeyPatch) -> Iterator[TargetServer]:
+    monkeypatch.setenv("JOBQ_ALLOW_LOOPBACK_HTTP_TARGETS", "true")  # as the local stack allows
+    get_settings.cache_clear()
+    with TargetServer() as server:
+        yield server
+    get_settings.cache_clear()
+
+
+def _create_big(blob: str) -> str:
+    status, body = call("POST", "/jobs", body={"queue": "email-sending", "type": "call", "data": {"blob": blob}}, claims=user("alice"))
+    assert status == 201, body
+    return str(body["data"]["jobId"])
+
+
+def _delivery(stack: Stack, job_id: str) -> Delivery:
+    (message,) = [m for m in stack.receive("email-sending", wait=1) if job_id in m["Body"]]
+    return Delivery(message["MessageId"], message["Body"], message["ReceiptHandle"], stack.queues["email-sending"])
+
+
+def test_a_4_mb_payload_and_result_round_trip_through_the_api_an_http_target_and_a_code_processor(stack: Stack, target: TargetServer) -> None:
+    blob = os.urandom(2_000_000).hex()  # 4,000,000 characters of data
+    status, _ = call("PUT", "/queues/email-sending/processors/call", body={"kind": "http", "url": f"{target.url}/ok", "timeoutSeconds": 10}, claims=admin())
+    assert status in (200, 201)
+
+    by_http = _create_big(blob)
+    assert consumer(sqs_event(stack, "email-sending", stack.receive("email-sending", wait=1)), FakeLambdaContext()) == {"batchItemFailures": []}
+    by_code = _create_big(blob)
+    outcome = stack.worker(lambda queue, job: lambda context: {"reversed": context.data["blob"][::-1]}).handle(_delivery(stack, by_code))
+
+    assert outcome is Outcome.COMPLETED
+    assert [c.payload["data"]["blob"] == blob for c in target.calls] == [True]  # the target got the data whole
+    _, job = call("GET", f"/jobs/{by_http}", claims=user("alice"))
+    assert job["data"]["status"] == "completed" and job["data"]["data"] == {"blob": blob}
+    assert job["data"]["omitted"] == ["result"] and job["data"]["result"] is None  # 8 MB would not fit one Lambda answer
+    _, result = call("GET", f"/jobs/{by_http}/result", claims=user("alice"))
+    assert result["data"] == {"echo": {"blob": blob}, "attempt": 1}
+    _, result = call("GET", f"/jobs/{by_code}/result", claims=user("alice"))
+    assert result["data"] == {"reversed": blob[::-1]}
+    _, listing = call("GET", "/jobs/user/alice", claims=user("alice"))
+    assert {j["jobId"]: j["omitted"] for j in listing["data"]["jobs"]} == {by_http: ["data", "result"], by_code: ["data", "result"]}
+    items = [stack_item(stack, "alice", job_id) for job_id in (by_http, by_code)]
+    assert all(len(json.dumps(item)) < 4096 for item in items)  # the job items stay small: the payloads are in S3
+
+
+def test_data_past_5_mb_is_refused_and_nothing_is_stored(stack: Stack) -> None:
+    status, body = call("POST", "/jobs", body={"queue": "email-sending", "type": "send-email", "data": {"to": "a@example.com", "subject": "s", "body": "x" * 5_000_000}}, claims=user("alice"))
+
+    assert status == 413 and body["success"] is False
+    assert stack.store.page_by_user("alice", limit=10)[0] == []
+
+
+def stack_item(stack: Stack, user_id: str, job_id: str) -> dict[str, Any]:
+    from shared.adapters import clients
+
+    key = {"pk": {"S": f"JOB#{user_id}#{job_id}"}, "sk": {"S": "JOB"}}
+    item: dict[str, Any] = clients.client("dynamodb").get_item(TableName=stack.table_name, Key=key)["Item"]
+    return item
