@@ -118,7 +118,7 @@ class StackProcess:
         self.state_dir = state_dir
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBQ_"))}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "infra.local", "--port", "0", "--aws-port", "0", "--stack-name", STACK_NAME,
+            [sys.executable, "-m", "infra.local", "--port", "0", "--aws-port", "0", "--ws-port", "0", "--stack-name", STACK_NAME,
              "--state-dir", str(state_dir), "--no-access-log", "--log-level", "WARNING",
              # the hourly cleanup and 5-minute health rules would be another workload's cost
              "--rule-interval", "86400", "--meter", str(state_dir / "meter.json"),
