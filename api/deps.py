@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from api.auth import identity_of
 from api.cursors import CursorSigner, cursor_signer
 from shared.adapters import queues
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.catalog import ProcessorCatalog
 from shared.jobs import Identity, JobService
 from shared.settings import Settings, get_settings

@@ -28,7 +28,7 @@ from shared.models import HttpTarget
 from shared.settings import get_settings
 from shared.worker import JobCancelled, JobContext, JobInterrupted
 
-MAX_RESPONSE_BYTES = 1024 * 1024
+MAX_RESPONSE_BYTES = 5_100_000  # a 5 MB result (the job result limit) and its envelope
 CANCEL_NOTICE_TIMEOUT_SECONDS = 3
 
 

@@ -1,7 +1,7 @@
 """Job use cases the API calls: create (single, idempotent, deduplicated, bulk), read, list,
 cancel, retry, logs, and registering HTTP targets.
 
-Job ids are scoped by owner in the table (shared/adapters/jobs.py): every read and write names
+Job ids are scoped by owner in the table (shared/adapters/job_repository.py): every read and write names
 ``(user_id, job_id)``, and a caller's requests name the caller's own namespace unless an
 admin passes another owner. So no create path (jobId, Idempotency-Key, deduplication) can
 find, return or collide with another user's job: there is nothing to check, the other
@@ -20,7 +20,7 @@ from shared import admission, lifecycle
 from shared.access import Action, Identity, QueueAccess, allows, authorize
 from shared.adapters import queues, scheduler
 from shared.adapters.admission import DynamoAdmissionCounters
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.adapters.policies import get_policy
 from shared.adapters.queues import QueueDirectory
 from shared.adapters.quotas import DynamoQuotaStore
@@ -39,6 +39,8 @@ from shared.transitions import Transitions
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 DEDUP_DEFAULT_TTL_SECONDS = 7 * 86400  # "until the job finishes", bounded
 MAX_BULK_JOBS = 100
+# Data and result in one answer (GET /jobs/{id}) together at most: Lambda answers up to 6 MB.
+ANSWER_PAYLOAD_BYTES = 5_000_000
 _ID_NAMESPACE = uuid.UUID("5f1d3c2e-8a4b-4c6d-9e0f-1a2b3c4d5e6f")
 
 
@@ -344,6 +346,14 @@ class JobService:
             own = job.user_id == caller.user_id
             authorize(caller, Action.CHANGE_OWN if own else Action.OPERATE, self._access_of(job.queue), queue=job.queue)
         return job
+
+    def read(self, job_id: str, caller: Identity, *, user_id: str | None = None) -> Job:
+        """The job as ``get`` finds it, its data (and result, while both fit one answer) read back from S3."""
+        return self.store.with_payloads(self.get(job_id, caller, user_id=user_id), result_budget=ANSWER_PAYLOAD_BYTES)
+
+    def result(self, job_id: str, caller: Identity, *, user_id: str | None = None) -> Any:
+        """The job's result alone (None while it has none), wherever it is stored."""
+        return self.store.with_payloads(self.get(job_id, caller, user_id=user_id), data=False).result
 
     def get_many(self, caller: Identity, refs: list[tuple[str, str | None]]) -> tuple[list[Job], list[str]]:
         """Bulk status: ``(job_id, owner or None)`` pairs read in one BatchGetItem; the visible jobs,

@@ -38,7 +38,7 @@ from pydantic import Field
 
 from shared import lifecycle, stats
 from shared.adapters import counters, policies, queues, reports
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.adapters.queues import QueueDirectory
 from shared.adapters.sqs import SqsJobMessages
 from shared.clock import iso, now_ms, parse_iso
@@ -173,13 +173,14 @@ def worst(statuses: list[HealthStatus]) -> HealthStatus:
     return max(statuses, key=lambda s: order[s], default="healthy")
 
 
-def oldest_waiting_age(store: JobStore, queue: QueueInfo, now: int) -> int | None:
+def oldest_waiting_age(store: JobStore, queue: QueueInfo, now: int, *, scan: int = 100) -> int | None:
     """How long the longest-waiting of the oldest few waiting jobs has waited, in ms.
 
     A retried job waits since its retry (``updatedAt``), so the few created first are read
     and the longest wait among them counts. None when nothing waits.
     """
-    jobs, _ = store.page_by_queue(queue.name, JobStatus.WAITING, limit=10, newest_first=False)
+    # Waiting jobs are not indexed by state (docs/data-model.md): the queue's newest ``scan`` entries are read.
+    jobs, _ = store.page_by_queue(queue.name, JobStatus.WAITING, limit=scan, scan_entries=scan)
     return max((max(0, now - parse_iso(j.updated_at)) for j in jobs), default=None)
 
 
@@ -310,7 +311,7 @@ class Maintenance(Retention):
         counts = counters.read_counts(queue.name)
         hour = stats.summarize(counters.read_buckets(queue.name, now - HOUR_MS, "minute"))
         depth, dlq_depth = queues.depths(queue)
-        oldest = oldest_waiting_age(self.store, queue, now)
+        oldest = oldest_waiting_age(self.store, queue, now, scan=self.settings.sweep_scan_entries)
         stalled = recovery.stalled_retried + recovery.stalled_failed + recovery.stalled_cancelled
         status, reasons = assess(
             settings=self.settings,

@@ -226,6 +226,10 @@ class Job(CamelModel):
     version: int = 1
     history: list[AttemptRecord] = Field(default_factory=list)
     webhook: WebhookOptions | None = None
+    # Where data and result are when too large for the item (shared/adapters/payloads.py): read
+    # from the store, never dumped (the repository writes them; clients never see them).
+    data_ref: str | None = Field(default=None, exclude=True)
+    result_ref: str | None = Field(default=None, exclude=True)
 
 
 class JobPublic(CamelModel):
@@ -299,10 +303,17 @@ class JobPublic(CamelModel):
     history: list[AttemptRecord]
     acting_client: str | None = Field(default=None, description="The service client that created the job for userId, if one did.")
     webhook: WebhookOptions | None = None
+    omitted: list[Literal["data", "result"]] = Field(
+        default_factory=list,
+        description="Left out of this answer: data or a result stored apart (past a few KB) is not in listings, and a result "
+        "is not in GET /jobs/{id} when data and result together pass 5 MB; GET /jobs/{id} returns the data, "
+        "GET /jobs/{id}/result the result.",
+    )
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
-        return cls.model_validate({**job.model_dump(), "priority_name": priority_name(job.priority)})
+        omitted = [name for name, ref, value in (("data", job.data_ref, job.data), ("result", job.result_ref, job.result)) if ref and not value]
+        return cls.model_validate({**job.model_dump(), "priority_name": priority_name(job.priority), "omitted": omitted})
 
 
 class JobPage(CamelModel):

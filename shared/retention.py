@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pydantic import Field
 
 from shared.adapters import counters, reports
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.adapters.queues import QueueDirectory
 from shared.clock import iso, parse_iso
 from shared.errors import JobqError

@@ -46,8 +46,10 @@ class Settings(BaseModel):
     user_jobs_per_minute: int = Field(default=0, ge=0)
     user_max_unfinished_jobs: int = Field(default=0, ge=0)
 
-    max_data_bytes: int = 256 * 1024
-    max_result_bytes: int = 128 * 1024
+    # Past a few KB they are stored in S3 (the claim check, shared/adapters/payloads.py); 5 MB keeps a
+    # job's answer inside Lambda's 6 MB response and API Gateway's 10 MB request (README).
+    max_data_bytes: int = 5_000_000
+    max_result_bytes: int = 5_000_000
     max_attempts_limit: int = 20
     backoff_cap_seconds: int = 3600
     log_ttl_days: int = 30  # job log lines expire by TTL (finished jobs expire by their queue's retention)
@@ -85,6 +87,12 @@ class Settings(BaseModel):
     orphan_grace_seconds: int = 120  # waiting/overdue this long without being picked up: wake it
     orphan_resend_seconds: int = 3600  # ...at most once per this many seconds per job
     maintenance_batch: int = 100  # jobs read per queue and status per run and page
+    # Write shards of the jobs table's shared index keys (template.yaml's IndexShards): a queue's
+    # or a user's index writes spread over this many partition keys. Only ever raised.
+    index_shards: int = Field(default=8, ge=1, le=64)
+    # How many of a queue's newest index entries the health sweep reads for waiting and active
+    # jobs (not indexed by state: docs/data-model.md).
+    sweep_scan_entries: int = Field(default=2000, ge=10)
     health_failure_rate: float = 0.10  # over this in the last hour: error
     health_min_finished: int = 10  # finished jobs in the hour before the failure rate counts
     health_max_waiting: int = 100  # more waiting: warning

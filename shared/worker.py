@@ -18,7 +18,7 @@ from typing import Any
 
 from shared import lifecycle, strict_json
 from shared.adapters import policies, queues
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.adapters.sqs import SqsJobMessages
 from shared.backoff import backoff_seconds
 from shared.clock import now_ms, parse_iso
@@ -248,8 +248,13 @@ class Worker:
 
     def _claim(self, ref: JobRef, delivery: Delivery, lease_ms: int, deadline: float) -> tuple[Job, str] | Outcome:
         job_id = ref.job_id
-        for _ in range(3):  # re-read after losing a race
-            job = self.store.get(ref.user_id, ref.job_id)
+        token = uuid.uuid4().hex
+        try:  # the plain case, one write and no read: a waiting (or due) job with attempts left
+            return self.store.claim(ref.user_id, ref.job_id, now=self.clock(), lease_ms=lease_ms, token=token, max_history=lifecycle.MAX_HISTORY), token
+        except Conflict as refused:  # the failed condition returned the job as it is: decide from it
+            seen: Job | None = refused.details if isinstance(refused.details, Job) else None
+        for round_ in range(3):  # re-read after losing a race
+            job = seen if round_ == 0 else self.store.get(ref.user_id, ref.job_id)
             if job is None:
                 logger.warning("message for an unknown job acknowledged", extra={"job_id": job_id})
                 return Outcome.SKIPPED
@@ -294,7 +299,8 @@ class Worker:
             return int((time.monotonic() - started) * 1000)
 
         try:
-            processor = self.resolve(delivery.queue, job)
+            context.snapshot = self.store.with_payloads(job)  # data stored apart (S3) is read back first
+            processor = self.resolve(delivery.queue, context.snapshot)
             result = processor(context)
         except JobCancelled:
             return self._end(context, delivery, Ending("cancel", job.attempts, processing_ms=took()), deadline)

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from processors.registry import ProcessorRegistry
 from shared.adapters import queues
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.catalog import ProcessorCatalog
 from shared.errors import JobqError
 from shared.observability import emit, job_log_keys, logger, traced

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from shared.adapters import policies as queue_config
 from shared.adapters import queues
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.adapters.realtime import ConnectionsApi, DynamoConnectionStore, StoreJobReader
 from shared.adapters.webhooks import DynamoDeliveryLog, SecretsManagerSecrets, SqsDeliveryQueue, UrllibPoster
 from shared.errors import NotFound

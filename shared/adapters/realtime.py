@@ -25,7 +25,7 @@ from botocore.config import Config
 
 from shared.adapters import clients
 from shared.adapters.aws_errors import AWS_ERRORS, aws_code, aws_errors, domain_error, http_status
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.errors import Unavailable
 from shared.models import Job
 from shared.observability import logger

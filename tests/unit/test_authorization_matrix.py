@@ -81,6 +81,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("DELETE", "/jobs/{job_id}"): Row("/jobs/{job}", CHANGE_JOB),
     ("POST", "/jobs/{job_id}/retry"): Row("/jobs/{job}/retry", CHANGE_JOB, job_state="cancelled"),
     ("GET", "/jobs/{job_id}/logs"): Row("/jobs/{job}/logs", READ_JOB),
+    ("GET", "/jobs/{job_id}/result"): Row("/jobs/{job}/result", READ_JOB),
     ("GET", "/jobs/{job_id}/webhooks"): Row("/jobs/{job}/webhooks", READ_JOB),
     ("GET", "/queues"): Row("/queues", VIEW),
     ("GET", "/queues/{name}"): Row("/queues/email-sending", VIEW),

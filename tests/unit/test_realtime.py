@@ -22,7 +22,7 @@ from functions.realtime import services
 from functions.realtime.connections import handler as connections_handler
 from functions.realtime.stream import handler as stream_handler
 from shared.adapters import queues
-from shared.adapters.jobs import to_item
+from shared.adapters.job_repository import to_item
 from shared.jobs import Identity, JobService
 from shared.models import Job, JobCreate
 from shared.realtime import EventType, ProgressThrottle, change_kind

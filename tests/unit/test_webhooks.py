@@ -15,7 +15,7 @@ from functions.realtime import services
 from functions.realtime.stream import handler as stream_handler
 from functions.realtime.webhooks import handler as webhook_handler
 from shared.adapters import clients, queues
-from shared.adapters.jobs import to_item
+from shared.adapters.job_repository import to_item
 from shared.adapters.webhooks import DynamoDeliveryLog
 from shared.errors import Invalid
 from shared.jobs import Identity, JobService

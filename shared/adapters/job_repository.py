@@ -10,11 +10,16 @@ percent-encoded (``%`` and ``#`` escaped), so the key is unambiguous for any use
 job id never holds ``#``. Only this module spells keys; everything else passes
 ``(user_id, job_id)``.
 GSIs on jobs (sparse: only job items carry these attributes), sort key ``createdKey``
-(``<createdAt>#<jobId>``, so newest first is ScanIndexForward=False):
-    byUser          userKey=USER#<userId>
-    byUserStatus    userStatusKey=USER#<userId>#<status>
-    byQueue         queueKey=QUEUE#<queue>
-    byQueueStatus   queueStatusKey=QUEUE#<queue>#<status>
+(``<createdAt>#<jobId>``, so newest first is ScanIndexForward=False), every one KEYS_ONLY (byOwner
+also projects the immutable ``queue``) so that no later write of a job touches an index:
+    byOwner         ownerKey=O#<owner>#<shard>             written once, at create
+    byQueue         queueKey=Q#<queue>#<shard>             written once, at create
+    byQueueState    stateKey=Q#<queue>#<status>#<shard>    only while delayed, stalled, completed,
+                                                           failed or cancelled (docs/data-model.md)
+``<shard>`` is crc32(pk) mod ``IndexShards``: a queue's or a user's writes spread over that many
+partition keys; a listing queries every shard and merges them (``_merged_page``), and its cursor
+holds each shard's position. Waiting and active jobs are found by a bounded scan of byQueue or
+byOwner (their items read and filtered), as no index keys them.
 
 Every status change is ``apply()`` of a change the lifecycle made (shared/lifecycle.py),
 called by shared/transitions.py alone: the write sets only what the change changes, adds 1
@@ -29,15 +34,20 @@ import base64
 import itertools
 import json
 import math
+import os
 import time
 import uuid
-from collections.abc import Iterable
+import zlib
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from shared.adapters import clients
 from shared.adapters.aws_errors import AWS_ERRORS, aws_code, domain_error, old_item
+from shared.adapters.payloads import PayloadStore
+from shared.adapters.payloads import bucket_name as payloads_bucket
+from shared.clock import iso
 from shared.errors import Conflict, Invalid, JobqError, NotFound, Throttled, Unavailable
 from shared.lifecycle import Change, Guard
 from shared.models import HttpTarget, Job, JobRef
@@ -50,28 +60,53 @@ _deserializer = TypeDeserializer()
 # Stored as JSON text: DynamoDB rejects Python floats, and clients send floats.
 _JSON_FIELDS = ("data", "result", "progress")
 _LOG_SEQUENCE = itertools.count()
-_INTERNAL = ("pk", "sk", "userKey", "userStatusKey", "queueKey", "queueStatusKey", "createdKey", "expiresAt")
+_INTERNAL = ("pk", "sk", "ownerKey", "queueKey", "stateKey", "createdKey", "expiresAt")
+# The statuses byQueueState keys: those worth finding by state. Waiting and active jobs are the
+# queue's live set (SQS holds it); keying them would move an index entry on every claim.
+INDEXED_STATES = frozenset({JobStatus.DELAYED, JobStatus.STALLED, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+# A filter no index keys reads at most this many index entries per page (and returns a cursor).
+SCAN_FACTOR = 5
+# Past these (their JSON, bytes) data and results go to S3, the item keeping the key: three
+# writes of the item cost ~1,875 $/M per extra KB against 5.40 $/M for a PUT and a GET
+# (docs/data-model.md); a result is written inline once, so it stays inline longer.
+INLINE_DATA_BYTES = 2048
+INLINE_RESULT_BYTES = 4096
+_INDEX_KEYS = {"byOwner": "ownerKey", "byQueue": "queueKey", "byQueueState": "stateKey"}
 
 
 def _job_pk(user_id: str, job_id: str) -> str:
     if not user_id or not job_id or "#" in job_id:
         raise Invalid("a job is addressed by a user id and a job id without '#'")
-    owner = user_id.replace("%", "%25").replace("#", "%23")
-    return f"JOB#{owner}#{job_id}"
+    return f"JOB#{_owner(user_id)}#{job_id}"
 
 
 def _job_key(user_id: str, job_id: str) -> dict[str, Any]:
     return {"pk": {"S": _job_pk(user_id, job_id)}, "sk": {"S": "JOB"}}
 
 
-def _index_keys(job: Job) -> dict[str, str]:
-    return {
-        "userKey": f"USER#{job.user_id}",
-        "userStatusKey": f"USER#{job.user_id}#{job.status.value}",
-        "queueKey": f"QUEUE#{job.queue}",
-        "queueStatusKey": f"QUEUE#{job.queue}#{job.status.value}",
+def _owner(user_id: str) -> str:
+    return user_id.replace("%", "%25").replace("#", "%23")
+
+
+def shard_of(user_id: str, job_id: str, shards: int) -> int:
+    """The job's index shard: fixed by its key, so its entries are put once and deleted once."""
+    return zlib.crc32(_job_pk(user_id, job_id).encode()) % shards
+
+
+def _state_key(queue: str, status: JobStatus, shard: int) -> str:
+    return f"Q#{queue}#{status.value}#{shard}"
+
+
+def _index_keys(job: Job, shards: int) -> dict[str, str]:
+    shard = shard_of(job.user_id, job.job_id, shards)
+    keys = {
+        "ownerKey": f"O#{_owner(job.user_id)}#{shard}",
+        "queueKey": f"Q#{job.queue}#{shard}",
         "createdKey": f"{job.created_at}#{job.job_id}",
     }
+    if job.status in INDEXED_STATES:
+        keys["stateKey"] = _state_key(job.queue, job.status, shard)
+    return keys
 
 
 def _plain(value: Any) -> Any:
@@ -92,11 +127,19 @@ def _encode(name: str, value: Any) -> dict[str, Any]:
     return encoded
 
 
-def to_item(job: Job) -> dict[str, Any]:
+def default_shards() -> int:
+    """``JOBQ_INDEX_SHARDS`` (template.yaml's IndexShards), 8 when unset."""
+    try:
+        return max(1, int(os.environ.get("JOBQ_INDEX_SHARDS", "8")))
+    except ValueError:
+        return 8
+
+
+def to_item(job: Job, shards: int | None = None) -> dict[str, Any]:
     fields = job.model_dump(by_alias=True, mode="json", exclude_none=True)
     item = {name: _encode(name, value) for name, value in fields.items()}
     item.update(_job_key(job.user_id, job.job_id))
-    item.update({k: {"S": v} for k, v in _index_keys(job).items()})
+    item.update({k: {"S": v} for k, v in _index_keys(job, shards or default_shards()).items()})
     return item
 
 
@@ -134,6 +177,9 @@ def from_item(item: dict[str, Any]) -> Job:
     for name in _JSON_FIELDS:
         if isinstance(raw.get(name), str):
             raw[name] = _json_field(raw[name])
+    for record in raw.get("history") or ():
+        if isinstance(record, dict) and "attempt" not in record:  # appended by a read-free claim (JobStore.claim)
+            record["attempt"] = raw.get("attempts", 0)
     return Job.model_validate(_renderable(_plain(raw)))
 
 
@@ -152,6 +198,34 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
     return key
 
 
+def _encode_positions(positions: dict[str, Any]) -> str:
+    """A merged listing's cursor: each shard's position (a key to go on from, or "done")."""
+    return encode_cursor({"v": {"N": "2"}, "p": {"M": {s: {"S": "done"} if p == "done" else {"M": p} for s, p in positions.items()}}})
+
+
+def _decode_positions(cursor: str | None, shards: int) -> dict[str, Any]:
+    if not cursor:
+        return {}
+    raw = decode_cursor(cursor)
+    bad = Invalid("cursor is not valid for this listing")
+    if raw.get("v") != {"N": "2"} or not isinstance(raw.get("p"), dict) or not isinstance(raw["p"].get("M"), dict):
+        raise bad
+    positions: dict[str, Any] = {}
+    for shard, position in raw["p"]["M"].items():
+        if not shard.isdigit() or int(shard) >= shards or not isinstance(position, dict):
+            raise bad
+        if position == {"S": "done"}:
+            positions[shard] = "done"
+            continue
+        key = position.get("M")
+        if not isinstance(key, dict) or set(key) - {"pk", "sk", "createdKey"} or not all(
+            isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values()
+        ):
+            raise bad
+        positions[shard] = key
+    return positions
+
+
 _old_item = old_item
 
 
@@ -160,8 +234,41 @@ def _is(err: BaseException, code: str) -> bool:
 
 
 class JobStore:
-    def __init__(self, table_name: str) -> None:
+    def __init__(self, table_name: str, *, index_shards: int | None = None, payloads: PayloadStore | None = None) -> None:
         self.table_name = table_name
+        self.shards = index_shards or default_shards()
+        bucket = payloads_bucket()
+        self.payloads = payloads or (PayloadStore(bucket) if bucket else None)
+
+    # ---- the claim check: large data and results as S3 objects (shared/adapters/payloads.py) ----
+    def _stored_item(self, job: Job) -> dict[str, Any]:
+        """The job's item, its data moved to S3 when past ``INLINE_DATA_BYTES``."""
+        item = to_item(job, self.shards)
+        data = item.get("data", {}).get("S", "")
+        if self.payloads is not None and len(data.encode()) > INLINE_DATA_BYTES:
+            item.pop("data")
+            item["dataRef"] = {"S": self.payloads.put(job.user_id, job.job_id, f"data-{uuid.uuid4().hex[:12]}", data.encode())}
+        return item
+
+    def with_payloads(self, job: Job, *, data: bool = True, result_budget: int | None = None) -> Job:
+        """``job`` with its data and result read back from S3 where they were stored apart.
+
+        ``result_budget``: leave the result out (``JobPublic.omitted``) when data and result
+        together would pass it (bytes), so an answer stays within Lambda's response limit.
+        """
+        if self.payloads is None:
+            return job
+        update: dict[str, Any] = {}
+        size = 0
+        if data and job.data_ref and not job.data:
+            raw = self.payloads.get(job.data_ref)
+            size += len(raw)
+            update["data"] = _json_field(raw.decode())
+        if job.result_ref and job.result is None:
+            raw = self.payloads.get(job.result_ref)
+            if result_budget is None or size + len(raw) <= result_budget:
+                update["result"] = _json_field(raw.decode())
+        return job.model_copy(update=update) if update else job
 
     @property
     def _ddb(self) -> Any:
@@ -173,7 +280,7 @@ class JobStore:
         try:
             self._ddb.put_item(
                 TableName=self.table_name,
-                Item=to_item(job),
+                Item=self._stored_item(job),
                 ConditionExpression="attribute_not_exists(pk)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -230,7 +337,11 @@ class JobStore:
         details, when it exists) if the job is no longer as the change expects.
         """
         updated = change.after()  # validates the change before anything is written
-        item = to_item(updated)
+        item = to_item(updated, self.shards)
+        result_text = item.get("result", {}).get("S", "")
+        if "result" in change.sets and self.payloads is not None and len(result_text.encode()) > INLINE_RESULT_BYTES:
+            item.pop("result")
+            item["resultRef"] = {"S": self.payloads.put(updated.user_id, updated.job_id, f"result-{uuid.uuid4().hex[:12]}", result_text.encode())}
         names: dict[str, str] = {"#status": "status", "#version": "version"}
         values: dict[str, Any] = {":expected_status": {"S": change.job.status.value}, ":one": {"N": "1"}}
         sets: list[str] = []
@@ -239,8 +350,10 @@ class JobStore:
         if change.status_changes:
             fields["status"] = change.target
         attributes = {Job.model_fields[f].alias or f: f for f in fields}
-        if change.status_changes:  # the status-keyed index entries move; the others stay
-            attributes.update({"userStatusKey": "", "queueStatusKey": ""})
+        if "result" in fields or "result" in change.removes:
+            attributes["resultRef"] = ""  # set with an offloaded result, removed otherwise
+        if change.status_changes and (change.target in INDEXED_STATES or change.job.status in INDEXED_STATES):
+            attributes["stateKey"] = ""  # byQueueState: put, moved or removed; the other indexes never change
         for i, alias in enumerate(sorted(attributes)):
             names[f"#a{i}"] = alias
             if alias in item:
@@ -296,6 +409,66 @@ class JobStore:
                     details=from_item(current) if current else None,
                 ) from err
             raise _unavailable(err) from err
+        written = from_item(out["Attributes"])
+        # What was read back from S3 before stays known: the change did not touch it.
+        carried: dict[str, Any] = {}
+        if written.data_ref and written.data_ref == change.job.data_ref:
+            carried["data"] = change.job.data
+        if "result" in change.sets:
+            carried["result"] = change.sets["result"]
+        elif written.result_ref and written.result_ref == change.job.result_ref:
+            carried["result"] = change.job.result
+        return written.model_copy(update=carried) if carried else written
+
+    def claim(self, user_id: str, job_id: str, *, now: int, lease_ms: int, token: str, max_history: int) -> Job:
+        """Take a claimable job for one attempt in one conditional UpdateItem, without reading it first.
+
+        The write is conditional on what makes a claim plain: the job is waiting, stalled or a
+        delayed job that is due, has attempts left, no cancel requested and room in its history.
+        Returns the job as written (``ALL_NEW``). ``Conflict`` otherwise, with the job as it is
+        (``ReturnValuesOnConditionCheckFailure``, no extra read) as details, or None if there is
+        no such job: the caller decides from that job what else to do (shared/worker.py).
+        The new attempt record is appended without its number (an update expression cannot
+        compute it); ``from_item`` numbers it from ``attempts``.
+        """
+        names = {
+            "#status": "status", "#version": "version", "#attempts": "attempts", "#max": "maxAttempts", "#runAt": "runAt",
+            "#cancel": "cancelRequested", "#history": "history", "#leaseUntil": "leaseUntil", "#leaseToken": "leaseToken",
+            "#startedAt": "startedAt", "#updatedAt": "updatedAt",
+        }  # fmt: skip
+        at = iso(now)
+        values: dict[str, Any] = {
+            ":waiting": {"S": JobStatus.WAITING.value}, ":stalled": {"S": JobStatus.STALLED.value}, ":delayed": {"S": JobStatus.DELAYED.value},
+            ":active": {"S": JobStatus.ACTIVE.value}, ":due": {"S": iso(now + 1000)}, ":false": {"BOOL": False},
+            ":max_history": {"N": str(max_history)}, ":one": {"N": "1"}, ":lease_until": {"N": str(now + lease_ms)},
+            ":token": {"S": token}, ":now": {"S": at}, ":empty": {"L": []}, ":record": {"L": [{"M": {"startedAt": {"S": at}}}]},
+        }  # fmt: skip
+        condition = (
+            "#status IN (:waiting, :stalled, :delayed) AND (#status <> :delayed OR #runAt <= :due) AND #attempts < #max"
+            " AND (attribute_not_exists(#cancel) OR #cancel = :false)"
+            " AND (attribute_not_exists(#history) OR size(#history) < :max_history)"
+        )
+        expression = (
+            "SET #status = :active, #leaseUntil = :lease_until, #leaseToken = :token, #startedAt = :now, #updatedAt = :now,"
+            " #history = list_append(if_not_exists(#history, :empty), :record) REMOVE #state ADD #attempts :one, #version :one"
+        )
+        names["#state"] = "stateKey"  # a delayed or stalled job leaves byQueueState; a waiting one was never in it
+        try:
+            out = self._ddb.update_item(
+                TableName=self.table_name,
+                Key=_job_key(user_id, job_id),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except AWS_ERRORS as err:
+            if _is(err, "ConditionalCheckFailedException"):
+                current = _old_item(err)
+                raise Conflict(f"job {job_id} is not plainly claimable", details=from_item(current) if current else None) from err
+            raise _unavailable(err) from err
         return from_item(out["Attributes"])
 
     def create_many(self, jobs: list[Job]) -> tuple[list[Job], list[Job], JobqError | None]:
@@ -312,7 +485,8 @@ class JobStore:
             if why is not None:  # DynamoDB failed on an earlier chunk: do not hammer it
                 not_stored.extend(chunk)
                 continue
-            pending: dict[str, Any] = {self.table_name: [{"PutRequest": {"Item": to_item(job)}} for job in chunk]}
+            items = [self._stored_item(job) for job in chunk]
+            pending: dict[str, Any] = {self.table_name: [{"PutRequest": {"Item": item}} for item in items]}
             try:
                 for attempt in range(6):
                     out = self._ddb.batch_write_item(RequestItems=pending)
@@ -322,7 +496,7 @@ class JobStore:
                     time.sleep(0.05 * 2**attempt)
             except AWS_ERRORS as err:
                 why = _unavailable(err)
-                pending = {self.table_name: [{"PutRequest": {"Item": to_item(job)}} for job in chunk]}
+                pending = {self.table_name: [{"PutRequest": {"Item": item}} for item in items]}
             left = {item["PutRequest"]["Item"]["pk"]["S"] for item in (pending.get(self.table_name) or [])}
             for job in chunk:
                 (not_stored if _job_key(job.user_id, job.job_id)["pk"]["S"] in left else stored).append(job)
@@ -416,50 +590,140 @@ class JobStore:
         ]
         return lines, next_cursor
 
-    def _page(
+    # ---- listings: the indexes, their shards and their keys are this module's business ----------
+    def _partitions(self, index: str, prefix: str) -> list[str]:
+        return [f"{prefix}#{shard}" for shard in range(self.shards)]
+
+    def _merged_keys(
         self,
         index: str,
-        key_name: str,
-        key_value: str,
+        prefix: str,
         *,
         limit: int,
-        cursor: str | None = None,
-        newest_first: bool = True,
-        filters: dict[str, str] | None = None,
-        created_before: str | None = None,
-    ) -> tuple[list[Job], str | None]:
-        """One page of jobs from a GSI, newest first: a Query whose cost is the page, not the table.
+        positions: dict[str, Any],
+        newest_first: bool,
+        created_before: str | None,
+        filters: dict[str, str] | None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Up to ``limit`` index entries, every shard merged in order, and each shard's position after them.
 
-        ``filters`` (attribute -> value) narrow within the partition; the page may then hold
-        fewer than ``limit`` items while ``nextCursor`` still says there is more.
+        A shard's position is DynamoDB's key to go on from, or ``"done"``. An entry is taken only
+        if no shard can still hold one before it (it is not past any shard's frontier), so the
+        order holds across pages whatever filters skipped.
         """
-        names = {"#k": key_name}
-        values: dict[str, Any] = {":k": {"S": key_value}}
-        condition = "#k = :k"
-        if created_before is not None:
-            names["#c"] = "createdKey"
-            values[":c"] = {"S": created_before}
-            condition += " AND #c < :c"
-        params: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": index,
-            "KeyConditionExpression": condition,
-            "ScanIndexForward": not newest_first,
-            "Limit": limit,
-        }
-        if filters:
-            clauses = []
-            for i, (attribute, value) in enumerate(sorted(filters.items())):
-                names[f"#f{i}"] = attribute
-                values[f":f{i}"] = {"S": value}
-                clauses.append(f"#f{i} = :f{i}")
-            params["FilterExpression"] = " AND ".join(clauses)
-        params["ExpressionAttributeNames"] = names
-        params["ExpressionAttributeValues"] = values
-        items, next_cursor = self._query_page(params, cursor)
-        return _readable_jobs(items), next_cursor
+        key_name = _INDEX_KEYS[index]
+        fetched: dict[int, tuple[list[dict[str, Any]], dict[str, Any] | None]] = {}
+        for shard, partition in enumerate(self._partitions(index, prefix)):
+            position = positions.get(str(shard))
+            if position == "done":
+                continue
+            names = {"#k": key_name, "#c": "createdKey"}
+            values: dict[str, Any] = {":k": {"S": partition}}
+            condition = "#k = :k"
+            if created_before is not None:
+                values[":c"] = {"S": created_before}
+                condition += " AND #c < :c"
+            else:
+                names.pop("#c")
+            params: dict[str, Any] = {
+                "TableName": self.table_name,
+                "IndexName": index,
+                "KeyConditionExpression": condition,
+                "ScanIndexForward": not newest_first,
+                "Limit": limit,
+            }
+            if filters:
+                clauses = []
+                for i, (attribute, value) in enumerate(sorted(filters.items())):
+                    names[f"#f{i}"] = attribute
+                    values[f":f{i}"] = {"S": value}
+                    clauses.append(f"#f{i} = :f{i}")
+                params["FilterExpression"] = " AND ".join(clauses)
+            params["ExpressionAttributeNames"] = names
+            params["ExpressionAttributeValues"] = values
+            if isinstance(position, dict):
+                # The partition is the server's: a cursor only says where in it to go on.
+                params["ExclusiveStartKey"] = {**position, key_name: {"S": partition}}
+            out = self._query(params, cursor_given=position is not None)
+            fetched[shard] = (out.get("Items", []), out.get("LastEvaluatedKey"))
 
-    # ---- listings: the indexes and their keys are this module's business ---------------
+        def order(item: dict[str, Any]) -> tuple[str, str]:
+            return (item.get("createdKey", {}).get("S", ""), item.get("pk", {}).get("S", ""))
+
+        frontiers = [order(last) for _, last in fetched.values() if last]
+        entries = sorted(((order(item), shard, item) for shard, (items, _) in fetched.items() for item in items), reverse=newest_first)
+        taken: list[tuple[int, dict[str, Any]]] = []
+        for key, shard, item in entries:
+            if len(taken) >= limit:
+                break
+            if frontiers and (key < max(frontiers) if newest_first else key > min(frontiers)):
+                break  # a shard may hold an entry before this one that it has not returned yet
+            taken.append((shard, item))
+        after = dict(positions)
+        for shard, (items, last) in fetched.items():
+            mine = [item for s_, item in taken if s_ == shard]
+            if len(mine) == len(items):
+                after[str(shard)] = {k: v for k, v in last.items() if k != key_name} if last else "done"
+            elif mine:
+                after[str(shard)] = {k: mine[-1][k] for k in ("pk", "sk", "createdKey")}
+        return [item for _, item in taken], after
+
+    def _listing(
+        self,
+        index: str,
+        prefix: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        newest_first: bool = True,
+        created_before: str | None = None,
+        filters: dict[str, str] | None = None,
+        keep: Callable[[Job], bool] | None = None,
+        scan_entries: int | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """One page of jobs: merged index entries, then their items (BatchGetItem, eventually consistent).
+
+        ``keep`` filters on the items (what no index keys): the page then reads at most
+        ``scan_entries`` (``SCAN_FACTOR`` x ``limit``) entries and may come back short with a cursor.
+        """
+        positions = _decode_positions(cursor, self.shards)
+        budget = scan_entries if scan_entries is not None else (SCAN_FACTOR * limit if keep else limit)
+        jobs: list[Job] = []
+        read = 0
+        while len(jobs) < limit and read < budget:
+            want = min(limit - len(jobs), budget - read)
+            entries, positions = self._merged_keys(
+                index, prefix, limit=want, positions=positions, newest_first=newest_first, created_before=created_before, filters=filters
+            )
+            read += max(len(entries), 1)
+            found = self._items([{"pk": e["pk"], "sk": e["sk"]} for e in entries])
+            jobs.extend(job for job in found if keep is None or keep(job))
+            if all(positions.get(str(shard)) == "done" for shard in range(self.shards)):
+                return jobs, None
+        return jobs, _encode_positions(positions)
+
+    def _items(self, keys: list[dict[str, Any]]) -> list[Job]:
+        """The items of ``keys`` in that order (BatchGetItem, eventually consistent); vanished ones left out."""
+        if not keys:
+            return []
+        by_pk: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys a call
+            request: dict[str, Any] = {self.table_name: {"Keys": keys[start : start + 100]}}
+            for attempt in range(8):
+                try:
+                    out = self._ddb.batch_get_item(RequestItems=request)
+                except AWS_ERRORS as err:
+                    raise _unavailable(err) from err
+                for item in out.get("Responses", {}).get(self.table_name, []):
+                    by_pk[item["pk"]["S"]] = item
+                request = out.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+            if request:
+                raise Unavailable("DynamoDB is throttling; retry the request")
+        return _readable_jobs([by_pk[k["pk"]["S"]] for k in keys if k["pk"]["S"] in by_pk])
+
     def page_by_queue(
         self,
         queue: str,
@@ -469,36 +733,57 @@ class JobStore:
         cursor: str | None = None,
         newest_first: bool = True,
         created_before: str | None = None,
+        scan_entries: int | None = None,
     ) -> tuple[list[Job], str | None]:
-        """A queue's jobs (of one status), newest first unless asked otherwise."""
-        if status is not None:
-            return self._page(
-                "byQueueStatus", "queueStatusKey", f"QUEUE#{queue}#{status.value}",
-                limit=limit, cursor=cursor, newest_first=newest_first, created_before=created_before,
+        """A queue's jobs (of one status), newest first unless asked otherwise.
+
+        Waiting and active jobs (no index keys them) come from a bounded scan of the queue's
+        newest entries (``scan_entries``, default ``SCAN_FACTOR`` x ``limit``).
+        """
+        if status in INDEXED_STATES:
+            return self._listing(
+                "byQueueState", f"Q#{queue}#{status.value}", limit=limit, cursor=cursor, newest_first=newest_first,
+                created_before=created_before, keep=lambda job: job.status is status,
+                scan_entries=limit if scan_entries is None else scan_entries,
             )  # fmt: skip
-        return self._page("byQueue", "queueKey", f"QUEUE#{queue}", limit=limit, cursor=cursor, newest_first=newest_first, created_before=created_before)
+        keep = None if status is None else (lambda job: job.status is status)
+        return self._listing(
+            "byQueue", f"Q#{queue}", limit=limit, cursor=cursor, newest_first=newest_first if status is None else True,
+            created_before=created_before, keep=keep, scan_entries=scan_entries,
+        )  # fmt: skip
 
     def page_by_user(
         self, user_id: str, status: JobStatus | None = None, *, limit: int, cursor: str | None = None, queue: str | None = None
     ) -> tuple[list[Job], str | None]:
-        """A user's jobs (of one status, of one queue), newest first."""
+        """A user's jobs (of one status, of one queue), newest first; a status is a bounded scan."""
         filters = {"queue": queue} if queue else None
-        if status is not None:
-            return self._page("byUserStatus", "userStatusKey", f"USER#{user_id}#{status.value}", limit=limit, cursor=cursor, filters=filters)
-        return self._page("byUser", "userKey", f"USER#{user_id}", limit=limit, cursor=cursor, filters=filters)
+        keep = None if status is None else (lambda job: job.status is status)
+        return self._listing("byOwner", f"O#{_owner(user_id)}", limit=limit, cursor=cursor, filters=filters, keep=keep)
 
     def count_by_queue(self, queue: str, status: JobStatus) -> int:
-        """How many jobs of ``status`` a queue holds, counted from its index (a recount, never a request path)."""
-        return self._count("byQueueStatus", "queueStatusKey", f"QUEUE#{queue}#{status.value}")
+        """How many jobs of ``status`` a queue holds (a recount, never a request path).
 
-    def _count(self, index: str, key_name: str, key_value: str) -> int:
+        Indexed states: COUNT Queries per shard. Waiting and active: every entry of the queue's
+        byQueue shards read and its item checked, which costs the queue's size in read units.
+        """
+        if status in INDEXED_STATES:
+            return sum(self._count("byQueueState", partition) for partition in self._partitions("byQueueState", f"Q#{queue}#{status.value}"))
+        total = 0
+        cursor: str | None = None
+        while True:
+            jobs, cursor = self._listing("byQueue", f"Q#{queue}", limit=100, cursor=cursor, keep=lambda job: job.status is status, scan_entries=100)
+            total += len(jobs)
+            if cursor is None:
+                return total
+
+    def _count(self, index: str, partition: str) -> int:
         """How many items a GSI partition holds: Queries with Select=COUNT, paged (a recount, not a request path)."""
         params: dict[str, Any] = {
             "TableName": self.table_name,
             "IndexName": index,
             "KeyConditionExpression": "#k = :k",
-            "ExpressionAttributeNames": {"#k": key_name},
-            "ExpressionAttributeValues": {":k": {"S": key_value}},
+            "ExpressionAttributeNames": {"#k": _INDEX_KEYS[index]},
+            "ExpressionAttributeValues": {":k": {"S": partition}},
             "Select": "COUNT",
         }
         total = 0
@@ -511,6 +796,16 @@ class JobStore:
                 params["ExclusiveStartKey"] = out["LastEvaluatedKey"]
         except AWS_ERRORS as err:
             raise _unavailable(err) from err
+
+    def _query(self, params: dict[str, Any], *, cursor_given: bool) -> dict[str, Any]:
+        try:
+            out: dict[str, Any] = self._ddb.query(**params)
+        except AWS_ERRORS as err:
+            mapped = _unavailable(err)
+            if isinstance(mapped, Invalid) and cursor_given:  # a key no Query of this listing made
+                raise Invalid("cursor is not valid for this listing") from err
+            raise mapped from err
+        return out
 
     def _query_page(self, params: dict[str, Any], cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """One Query from ``cursor`` on: its items and the cursor of the page after, if any."""
