@@ -57,6 +57,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 READ_STDIN = "-"
 Json = Annotated[bool, typer.Option("--json", help="Print the API's data as JSON.")]
 User = Annotated[str | None, typer.Option("--user", "-u", help="The job's owner (admins addressing another user's job).")]
+LiveFlag = Annotated[bool, typer.Option("--live/--poll", help="Follow by push over the API's WebSocket (falls back to polling), or poll only.")]
 
 STATUS_STYLE = {
     "completed": "green",
@@ -90,7 +91,8 @@ def main(
 def client() -> Client:
     if state.client is None:
         settings = config.resolve(state.url, state.token)
-        state.client = Client(settings.url, settings.token)
+        # The live events' WebSocket: the one the API names, unless JOBQ_WEBSOCKET_URL says otherwise ("" : never push).
+        state.client = Client(settings.url, settings.token, websocket_url=os.environ.get("JOBQ_WEBSOCKET_URL"))
     return state.client
 
 
@@ -197,6 +199,7 @@ def add(
     backoff: Annotated[str | None, typer.Option(help="fixed:MS or exponential:MS.")] = None,
     wait: Annotated[bool, typer.Option("--wait", "-w", help="Show progress until the job ends; exit 1 if it failed.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 300,
+    live: LiveFlag = True,
     as_json: Json = False,
 ) -> None:
     """Add a job; with --wait follow it to the end and print its result."""
@@ -217,12 +220,17 @@ def add(
         return
     if not as_json:
         out.print(f"added [bold]{job.job_id}[/] on {job.queue}")
-    follow(job, timeout=timeout, as_json=as_json)
+    follow(job, timeout=timeout, as_json=as_json, live=live)
 
 
-def follow(job: JobPublic, *, timeout: float, as_json: bool) -> NoReturn:
-    """A progress bar until the job ends (on stderr when --json, so stdout stays the job), then its outcome."""
+def follow(job: JobPublic, *, timeout: float, as_json: bool, live: bool = True) -> NoReturn:
+    """A progress bar until the job ends (on stderr when --json, so stdout stays the job), then its outcome.
+
+    The job's events are pushed over the API's WebSocket where it has one; else (or when it fails) it polls.
+    The line under the bar says which.
+    """
     console = err if as_json else out
+    final = job
     with Progress(
         TextColumn("[bold]{task.fields[status]}[/]"),
         BarColumn(),
@@ -233,13 +241,22 @@ def follow(job: JobPublic, *, timeout: float, as_json: bool) -> NoReturn:
         transient=False,
     ) as bar:
         task = bar.add_task(job.job_id, total=100, status=job.status.value, message="")
+        via: tuple[str, str | None] | None = None
 
-        def update(current: JobPublic) -> None:
-            done = 100 if current.status is JobStatus.COMPLETED else progress_percent(current)
-            attempt = f"attempt {current.attempts}/{current.max_attempts}" if current.attempts else ""
-            bar.update(task, completed=done, status=current.status.value, message=current.progress_message or attempt)
+        def updates() -> None:
+            nonlocal final, via
+            for update in client().follow(job.job_id, timeout, user_id=job.user_id, live=live):
+                if (update.via, update.note) != via:
+                    via = (update.via, update.note)
+                    bar.console.print(
+                        "[dim]following by push (live events)[/]" if update.via == "push" else f"[dim]following by polling ({update.note})[/]"
+                    )
+                current = final = update.job
+                done = 100 if current.status is JobStatus.COMPLETED else progress_percent(current)
+                attempt = f"attempt {current.attempts}/{current.max_attempts}" if current.attempts else ""
+                bar.update(task, completed=done, status=current.status.value, message=current.progress_message or attempt)
 
-        final = run(lambda: client().wait(job.job_id, timeout, user_id=job.user_id, on_update=update))
+        run(updates)
     finish(final, as_json=as_json)
 
 
@@ -295,11 +312,12 @@ def watch(
     job_id: str,
     user: User = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the end.")] = 3600,
+    live: LiveFlag = True,
     as_json: Json = False,
 ) -> None:
-    """Follow a job with a progress bar until it ends; exit 1 if it failed or was cancelled."""
+    """Follow a job with a progress bar until it ends (pushed live where the API can); exit 1 if it failed or was cancelled."""
     job = run(lambda: client().get(job_id, user_id=user))
-    follow(job, timeout=timeout, as_json=as_json)
+    follow(job, timeout=timeout, as_json=as_json, live=live)
 
 
 @app.command("ls")

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from shared import admission, lifecycle
-from shared.access import Action, Identity, QueueAccess, allows, authorize
+from shared.access import Action, Identity, QueueAccess, authorize, may_read_job
 from shared.adapters import queues, scheduler
 from shared.adapters.admission import DynamoAdmissionCounters
 from shared.adapters.jobs import JobStore
@@ -302,10 +302,7 @@ class JobService:
     def visible(self, caller: Identity, job: Job) -> bool:
         """Whether ``caller`` may read ``job``: one's own always (a service client's: on its queues);
         another user's when the job's queue lets the caller read all its jobs."""
-        own = job.user_id == caller.user_id
-        if own and caller.client_id is None:
-            return True  # a user's own jobs, whatever the queue's policy says today
-        return allows(caller, Action.OWN if own else Action.READ, self._access_of(job.queue))
+        return may_read_job(caller, job.user_id, self._access_of(job.queue))
 
     def _access_of(self, queue_name: str) -> QueueAccess | None:
         try:

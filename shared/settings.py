@@ -111,6 +111,9 @@ class Settings(BaseModel):
     realtime_inline_result_bytes: int = Field(default=32 * 1024, ge=0)  # a larger result is sent as a pointer
     realtime_send_workers: int = Field(default=16, ge=1, le=64)
     realtime_subscriber_cache_ms: int = Field(default=1000, ge=0)  # progress records reuse a job's subscriber list this long
+    # A queue subscription's budget per connection and second, across the queue's jobs (QueueBudget).
+    realtime_queue_events_per_second: int = Field(default=100, ge=1)
+    realtime_queue_progress_per_second: int = Field(default=20, ge=0)
     # Webhooks (shared/webhooks.py): deliveries go through an SQS queue, retried with backoff.
     webhook_queue_url: str = ""
     webhook_max_attempts: int = Field(default=15, ge=1, le=50)  # with 5 s doubling to 1 h: about 6 hours of receiver downtime

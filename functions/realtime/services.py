@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from shared.access import QueueAccess
 from shared.adapters import policies as queue_config
 from shared.adapters import queues
 from shared.adapters.jobs import JobStore
@@ -22,6 +23,14 @@ class _QueueNames:
         return set(queues.directory().all())
 
 
+def queue_access(queue: str) -> QueueAccess | None:
+    """A queue's permissions, from its policy (cached a few seconds per container); None: no such queue."""
+    try:
+        return queue_config.get_policy(queues.directory().get(queue)).access
+    except NotFound:
+        return None
+
+
 @lru_cache(maxsize=1)
 def realtime_service() -> RealtimeService:
     settings = get_settings()
@@ -30,6 +39,7 @@ def realtime_service() -> RealtimeService:
         ConnectionsApi(settings.websocket_endpoint),
         StoreJobReader(JobStore(settings.table_name)),
         _QueueNames(),
+        queue_access,
         settings,
     )
 
@@ -42,13 +52,16 @@ def token_verifier() -> TokenVerifier:
         [a.strip() for a in settings.jwt_audience.split(",")],
         groups_claim=settings.admin_groups_claim,
         admin_group=settings.admin_group,
+        reader_group=settings.reader_group,
     )
 
 
 @lru_cache(maxsize=1)
 def event_fanout() -> EventFanout:
     settings = get_settings()
-    return EventFanout(DynamoConnectionStore(settings.realtime_table_name), ConnectionsApi(settings.websocket_endpoint), settings)
+    return EventFanout(
+        DynamoConnectionStore(settings.realtime_table_name), ConnectionsApi(settings.websocket_endpoint), queue_access, settings
+    )
 
 
 def queue_webhook(queue: str) -> WebhookOptions | None:
