@@ -24,6 +24,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.tree import Tree
 
 from jobq_client import config
 from jobq_client.client import Client
@@ -556,6 +557,20 @@ def schedule_line(s: Any) -> str:
     return f"{s.name}: {s.state}, next {s.next_run_at or '-'}"
 
 
+def schedule_timing(cron: str | None, every_minutes: int | None, tz: str | None, limit: int | None) -> dict[str, Any]:
+    """The schedule fields the flags name (``add`` and ``edit`` take the same ones)."""
+    fields: dict[str, Any] = {}
+    if cron:
+        fields["cron"] = cron
+    if every_minutes:
+        fields["every"] = every_minutes * 60_000
+    if tz:
+        fields["timezone"] = tz
+    if limit:
+        fields["limit"] = limit
+    return fields
+
+
 @schedules_app.command("ls")
 def schedules_ls(as_json: Json = False) -> None:
     """Every schedule with its state, runs and next run."""
@@ -587,15 +602,7 @@ def schedules_add(
     as_json: Json = False,
 ) -> None:
     """Create a recurring schedule (--cron with --tz, or --every minutes)."""
-    fields: dict[str, Any] = {}
-    if cron:
-        fields["cron"] = cron
-    if every:
-        fields["every"] = every * 60_000
-    if tz:
-        fields["timezone"] = tz
-    if limit:
-        fields["limit"] = limit
+    fields = schedule_timing(cron, every, tz, limit)
     payload = read_data(data, file, field or [])
     created = run(lambda: client().add_schedule(name, queue, type, payload, **fields))
     print_json(created) if as_json else out.print(f"created {schedule_line(created)}")
@@ -612,17 +619,9 @@ def schedules_edit(
     as_json: Json = False,
 ) -> None:
     """Change when a schedule fires (cron, interval, time zone) or its limit; its runs and job template stay."""
-    fields: dict[str, Any] = {}
-    if cron:
-        fields["cron"] = cron
-    if every:
-        fields["every"] = every * 60_000
-    if tz:
-        fields["timezone"] = tz
+    fields = schedule_timing(cron, every, tz, limit)
     if no_limit:
         fields["limit"] = None
-    elif limit:
-        fields["limit"] = limit
     if not fields:
         raise typer.BadParameter("give --cron, --every, --tz, --limit or --no-limit")
     s = run(lambda: client().update_schedule(name, **fields))
@@ -658,11 +657,33 @@ def schedules_rm(name: str, as_json: Json = False) -> None:
 
 
 # ---- flows ------------------------------------------------------------------------------------
+def flow_label(node: dict[str, Any]) -> str:
+    status = str(node.get("status") or "gone")
+    dependency = f" [dim]({node['dependency']})[/]" if node.get("dependency") else ""
+    outcome = f"  [red]{node['error']}[/]" if node.get("error") else ""
+    kind = f" {node['queue']} / {node['type']}" if node.get("type") else f" {node.get('queue', '')}"
+    return f"[bold]{node.get('jobId')}[/] {status_text(status)}{kind}{dependency}{outcome}"
+
+
+def flow_tree(node: dict[str, Any], tree: Tree | None = None) -> Tree:
+    """The flow as an indented tree: each job with its status, and below the root its dependency state."""
+    branch = Tree(flow_label(node)) if tree is None else tree.add(flow_label(node))
+    for child in node.get("children") or []:
+        flow_tree(child, branch)
+    return branch
+
+
 @flows_app.command("show")
 def flows_show(job_id: str, user: User = None, as_json: Json = False) -> None:
-    """A job's flow: its parent and children (where the API has flows)."""
+    """A job's flow: the job, its parent, and the tree of its children with their statuses."""
     flow = run(lambda: client().flow(job_id, user_id=user))
-    print_json(flow) if as_json else out.print_json(json.dumps(flow, default=str))
+    if as_json:
+        print_json(flow)
+        return
+    parent = dump(getattr(run(lambda: client().get(job_id, user_id=user)), "parent", None))  # a flow child's parent link
+    if isinstance(parent, dict):
+        out.print(f"parent: [bold]{parent.get('jobId')}[/] on {parent.get('queue')} (if this job fails: {parent.get('onFailure', '-')})")
+    out.print(flow_tree(flow))
 
 
 # ---- sign in ----------------------------------------------------------------------------------

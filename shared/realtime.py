@@ -219,7 +219,9 @@ def current_event(job: Job, *, inline_result_bytes: int) -> dict[str, Any]:
         JobStatus.FAILED: EventType.FAILED,
         JobStatus.CANCELLED: EventType.CANCELLED,
         JobStatus.STALLED: EventType.STALLED,
-    }[job.status]
+    }.get(job.status)
+    if kind is None:  # a status this module has no event for: the state as it is, named after it
+        return {**_base(EventType.WAITING, job), "type": f"job:{job.status.value}"}
     return event_for(kind, job, inline_result_bytes=inline_result_bytes)
 
 

@@ -551,6 +551,26 @@ function pageJob(parts, params) {
     }
   }
 
+  // Its flow: the parent it reports to, and the tree of its children (GET /flows/{id}), read on each change.
+  const flowBox = h("div", { id: "flow" }, "");
+  const flowNode = (n, owner) => h("li", { "data-flow-job": n.jobId },
+    h("a", { class: "mono", href: `#/job/${enc(n.jobId)}${qs({ user: owner })}` }, n.jobId), " ",
+    n.status ? statusTag(n.status) : h("span", { class: "muted" }, "removed"), " ",
+    h("span", { class: "muted" }, [n.queue, n.type].filter(Boolean).join(" / ")),
+    n.dependency ? h("span", { class: "muted" }, ` · ${n.dependency}`) : null,
+    n.error ? h("div", { class: "reasons", style: "color:var(--red)" }, n.error) : null,
+    n.children && n.children.length ? h("ul", {}, n.children.map((c) => flowNode(c, owner))) : null);
+  async function loadFlow(job) {
+    if (!(session.features || {}).flows) { put(flowBox, h("p", { class: "muted" }, "Flows (parent and children) are not available on this API.")); return; }
+    const parent = job.parent ? h("p", { id: "flow-parent" }, "parent: ",
+      h("a", { class: "mono", href: `#/job/${enc(job.parent.jobId)}${qs({ user: job.userId })}` }, job.parent.jobId),
+      h("span", { class: "muted" }, ` on ${job.parent.queue}; if this job fails: ${job.parent.onFailure}`)) : null;
+    let tree = null;
+    try { tree = await api("GET", `/flows/${enc(jobId)}${suffix}`); } catch (e) { if (e.status !== 404) throw e; }
+    const children = tree && tree.children && tree.children.length ? h("ul", { class: "flow", id: "flow-children" }, tree.children.map((c) => flowNode(c, job.userId))) : null;
+    put(flowBox, parent, children, !parent && !children ? h("p", { class: "muted" }, "not part of a flow") : null);
+  }
+
   let last = null, ticks = 0;
   async function refresh() {
     let job;
@@ -601,8 +621,8 @@ function pageJob(parts, params) {
           h("td", {}, fmtTime(a.endedAt)), h("td", {}, a.outcome ? statusTag(a.outcome) : statusTag("active")), h("td", {}, a.error || "")))
           : h("tr", {}, h("td", { colspan: 5, class: "empty" }, "not started yet")))),
       h("h2", {}, "logs"), logBox,
-      h("h2", {}, "flow"),
-      h("p", { class: "muted", id: "flow" }, f.flows ? "see the flow API" : "Flows (parent and children) are not available on this API yet."));
+      h("h2", {}, "flow"), flowBox);
+    loadFlow(job).catch((e) => put(flowBox, h("p", { class: "muted" }, e.message)));
   }
   // Live: the job's events are pushed over the API's WebSocket (README: Live events). A progress
   // event moves the bar in place; any other change re-reads the job. A quiet socket is checked
