@@ -10,7 +10,7 @@ from functools import partial
 
 from shared.catalog import ProcessorCatalog, code_processor_path
 from shared.errors import PermanentJobError
-from shared.models import Job, QueueInfo
+from shared.models import Job, LambdaTarget, QueueInfo
 from shared.worker import Processor
 
 
@@ -31,6 +31,10 @@ class ProcessorRegistry:
         if path:
             return _import(path)
         target = self.catalog.http_target(queue.name, job.type)
+        if isinstance(target, LambdaTarget):
+            from processors.lambda_target import run_lambda_target
+
+            return partial(run_lambda_target, target)
         if target is not None:
             from processors.http import run_http_target
 

@@ -13,7 +13,7 @@ import time
 from threading import Lock
 from typing import Protocol
 
-from shared.models import HttpTarget
+from shared.models import AnyTarget
 
 CODE_PROCESSORS: dict[str, dict[str, str]] = {
     "email-sending": {"send-email": "processors.examples:send_email"},
@@ -31,10 +31,10 @@ def code_processor_path(queue: str, job_type: str) -> str | None:
 
 
 class TargetSource(Protocol):
-    """Where HTTP targets are stored (the jobs repository)."""
+    """Where processor targets (HTTP, Lambda) are stored (the jobs repository)."""
 
-    def get_target(self, queue: str, job_type: str) -> HttpTarget | None: ...
-    def list_targets(self, queue: str) -> dict[str, HttpTarget]: ...
+    def get_target(self, queue: str, job_type: str) -> AnyTarget | None: ...
+    def list_targets(self, queue: str) -> dict[str, AnyTarget]: ...
 
 
 class ProcessorCatalog:
@@ -43,10 +43,10 @@ class ProcessorCatalog:
     def __init__(self, targets: TargetSource, target_cache_seconds: float) -> None:
         self.targets = targets
         self.cache_seconds = target_cache_seconds
-        self._cache: dict[tuple[str, str], tuple[float, HttpTarget]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, AnyTarget]] = {}
         self._lock = Lock()
 
-    def http_target(self, queue: str, job_type: str) -> HttpTarget | None:
+    def http_target(self, queue: str, job_type: str) -> AnyTarget | None:
         key = (queue, job_type)
         with self._lock:
             cached = self._cache.get(key)

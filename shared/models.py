@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from shared import strict_json
@@ -463,6 +463,70 @@ class HttpTarget(CamelModel):
 
 
 Resolver = Callable[[str, int], list[str]]
+
+# arn:aws:lambda:<region>:<account>:function:<name>[:<alias or version>]
+LAMBDA_ARN_PATTERN = r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]{1,64}(:(\$LATEST|[A-Za-z0-9_-]{1,128}))?$"
+ERROR_TYPE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$"
+
+
+class LambdaTarget(CamelModel):
+    """``PUT /queues/{name}/processors/{type}`` with ``kind: lambda``: jobs of this type invoke a function.
+
+    The function is invoked synchronously (RequestResponse) with ``{jobId, userId, queue, type,
+    data, attempt, maxAttempts}``; what it returns is the job's result. A function error is
+    retried with the job's backoff, unless its ``errorType`` is listed in ``permanentErrors``
+    (the job fails at once). Only functions listed in the stack's ``LambdaTargetArns`` may be
+    registered: the consumers' roles may invoke those and no other.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "lambda",
+                    "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:thumbnailer:live",
+                    "timeoutSeconds": 60,
+                    "permanentErrors": ["InvalidInput"],
+                }
+            ]
+        },
+    )
+
+    kind: Literal["lambda"] = "lambda"
+    function_arn: str = Field(max_length=300, pattern=LAMBDA_ARN_PATTERN, description="The function's ARN, with an alias or version if any.")
+    timeout_seconds: float = Field(default=30, gt=0, le=900, description="How long the consumer waits for the function's answer.")
+    permanent_errors: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="errorType values (the exception's class name in Python) that fail the job at once instead of retrying.",
+    )
+
+    @field_validator("permanent_errors")
+    @classmethod
+    def _error_types(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not re.fullmatch(ERROR_TYPE_PATTERN, name):
+                raise ValueError(f"'{name[:60]}' is not an error type name")
+        return names
+
+
+def _target_kind(value: Any) -> str:
+    # A body (or a stored target) without "kind" is an HTTP target, as before targets had kinds.
+    kind = value.get("kind", "http") if isinstance(value, dict) else getattr(value, "kind", "http")
+    return kind if kind in ("http", "lambda") else "http"
+
+
+ProcessorTarget = Annotated[
+    Annotated[HttpTarget, Tag("http")] | Annotated[LambdaTarget, Tag("lambda")],
+    Discriminator(_target_kind),
+]
+AnyTarget = HttpTarget | LambdaTarget
+_TARGET_ADAPTER: TypeAdapter[AnyTarget] = TypeAdapter(ProcessorTarget)
+
+
+def parse_target(raw: str) -> AnyTarget:
+    """A stored target (its JSON); one stored before targets had kinds is an HTTP target."""
+    return _TARGET_ADAPTER.validate_json(raw)
 
 
 def _resolve(host: str, port: int) -> list[str]:

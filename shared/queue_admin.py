@@ -25,7 +25,7 @@ from shared.adapters.consumer_switch import consumer_state, set_consumer_enabled
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Invalid, JobqError, NotFound
 from shared.jobs import JobService, remove_delayed_schedule
-from shared.models import Job, QueueInfo, QueuePolicy
+from shared.models import HttpTarget, Job, LambdaTarget, QueueInfo, QueuePolicy
 from shared.observability import logger
 from shared.queue_models import (
     READ_ONLY,
@@ -144,8 +144,10 @@ class QueueService:
 
     def _configuration(self, queue: QueueInfo, policy: QueuePolicy) -> QueueConfiguration:
         catalog = self.jobs.catalog
-        http = self.store.list_targets(queue.name)
-        code = sorted(t for t in catalog.types(queue.name) if t not in http and catalog.is_code_type(queue.name, t))
+        targets = self.store.list_targets(queue.name)
+        http = {t: target for t, target in targets.items() if isinstance(target, HttpTarget)}
+        functions = {t: target for t, target in targets.items() if isinstance(target, LambdaTarget)}
+        code = sorted(t for t in catalog.types(queue.name) if t not in targets and catalog.is_code_type(queue.name, t))
         return QueueConfiguration(
             concurrency=queue.max_concurrency,
             retry_attempts=policy.default_attempts,
@@ -163,7 +165,7 @@ class QueueService:
             max_concurrency=queue.max_concurrency,
             visibility_timeout=queue.visibility_timeout,
             max_receive_count=queue.max_receive_count,
-            processors=Processors(code=code, http=http),
+            processors=Processors(code=code, http=http, functions=functions),
             webhook=policy.webhook,
         )
 
@@ -186,10 +188,10 @@ class QueueService:
             if target is None:
                 if self.jobs.catalog.is_code_type(queue.name, job_type):
                     raise Conflict(f"type '{job_type}' on queue '{queue.name}' is handled by a code processor")
-                if job_type in current.processors.http:
+                if job_type in current.processors.http or job_type in current.processors.functions:
                     policies.delete_target(queue.name, job_type)
-            elif current.processors.http.get(job_type) != target:
-                self.jobs.put_http_target(queue.name, job_type, target, caller)  # validates the URL, like PUT
+            elif (current.processors.http.get(job_type) or current.processors.functions.get(job_type)) != target:
+                self.jobs.put_target(queue.name, job_type, target, caller)  # validates the URL or the function, like PUT
         changes = _policy_changes(patch)
         # Limits may be removed with null; the access block replaces the stored one whole.
         changes.update({field: getattr(patch, field) for field in ("max_unfinished_jobs", "max_unfinished_jobs_per_user") if field in patch.model_fields_set})

@@ -68,6 +68,11 @@ class Settings(BaseModel):
 
     # Only the local stack sets this: plain http targets on loopback.
     allow_loopback_http_targets: bool = False
+    # Lambda targets (issue 18): the function ARNs a job type may be registered to invoke,
+    # comma-separated (template.yaml LambdaTargetArns; the consumers' roles may invoke exactly these).
+    lambda_target_arns: str = ""
+    # Circuit breakers per target (shared/breakers.py): the defaults a target's own settings override.
+    breaker_cache_seconds: float = Field(default=2, ge=0)
 
     # EventBridge Scheduler (shared/adapters/scheduler.py): the stack's schedule group, the role its
     # schedules assume, and the function recurring schedules invoke.

@@ -16,7 +16,7 @@ from api.deps import CurrentUser, Cursors, Jobs, job_service
 from api.envelope import Envelope, error_responses
 from api.routes.jobs import PageNumber, paged
 from shared.errors import Invalid
-from shared.models import JOB_ID_PATTERN, NAME_PATTERN, TYPE_PATTERN, HttpTarget, JobPage, JobPublic
+from shared.models import JOB_ID_PATTERN, NAME_PATTERN, TYPE_PATTERN, AnyTarget, JobPage, JobPublic, ProcessorTarget
 from shared.queue_admin import QueueService
 from shared.queue_models import (
     BulkRemoval,
@@ -269,17 +269,22 @@ def purge_dead_letters(name: QueueName, caller: CurrentUser, queues: Queues) -> 
 
 @router.put(
     "/{name}/processors/{job_type}",
-    response_model=Envelope[HttpTarget],
-    summary="Register an HTTP target for a job type (admin)",
+    response_model=Envelope[ProcessorTarget],
+    summary="Register an HTTP target or a Lambda function for a job type (admin)",
+    description=(
+        "`kind: http` POSTs each job to `url`; `kind: lambda` invokes `functionArn` synchronously (it must be listed in "
+        "the stack's `LambdaTargetArns`). Either way the job's `{jobId, userId, queue, type, data, attempt, maxAttempts}` "
+        "goes out and the answer is the result."
+    ),
     responses=error_responses(400, 401, 403, 404, 409),
 )
 def put_processor(
     name: Annotated[str, Path(pattern=NAME_PATTERN)],
     job_type: Annotated[str, Path(pattern=TYPE_PATTERN)],
-    target: HttpTarget,
+    target: ProcessorTarget,
     caller: CurrentUser,
     jobs: Jobs,
     queues: Queues,
-) -> Envelope[HttpTarget]:
+) -> Envelope[AnyTarget]:
     queues.queue(name, caller)  # an unknown queue is a 404 here as on every /queues/{name} route
-    return Envelope(data=jobs.put_http_target(name, job_type, target, caller))
+    return Envelope(data=jobs.put_target(name, job_type, target, caller))

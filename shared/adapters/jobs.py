@@ -40,7 +40,7 @@ from shared.adapters import clients
 from shared.adapters.aws_errors import AWS_ERRORS, aws_code, domain_error, old_item
 from shared.errors import Conflict, Invalid, JobqError, NotFound, Throttled, Unavailable
 from shared.lifecycle import Change, Guard
-from shared.models import HttpTarget, Job, JobRef
+from shared.models import AnyTarget, Job, JobRef, parse_target
 from shared.observability import logger
 from shared.status import JobStatus
 
@@ -527,7 +527,7 @@ class JobStore:
         return out.get("Items", []), encode_cursor(last) if last else None
 
     # ---- processor targets -------------------------------------------------------
-    def put_target(self, queue: str, job_type: str, target: HttpTarget, *, now: str) -> None:
+    def put_target(self, queue: str, job_type: str, target: AnyTarget, *, now: str) -> None:
         item = {
             "pk": {"S": f"QUEUE#{queue}"},
             "sk": {"S": f"TARGET#{job_type}"},
@@ -539,7 +539,7 @@ class JobStore:
         except AWS_ERRORS as err:
             raise _unavailable(err) from err
 
-    def get_target(self, queue: str, job_type: str) -> HttpTarget | None:
+    def get_target(self, queue: str, job_type: str) -> AnyTarget | None:
         try:
             out = self._ddb.get_item(
                 TableName=self.table_name, Key={"pk": {"S": f"QUEUE#{queue}"}, "sk": {"S": f"TARGET#{job_type}"}}
@@ -547,9 +547,9 @@ class JobStore:
         except AWS_ERRORS as err:
             raise _unavailable(err) from err
         item = out.get("Item")
-        return HttpTarget.model_validate_json(item["target"]["S"]) if item else None
+        return parse_target(item["target"]["S"]) if item else None
 
-    def list_targets(self, queue: str) -> dict[str, HttpTarget]:
+    def list_targets(self, queue: str) -> dict[str, AnyTarget]:
         try:
             out = self._ddb.query(
                 TableName=self.table_name,
@@ -559,7 +559,7 @@ class JobStore:
         except AWS_ERRORS as err:
             raise _unavailable(err) from err
         return {
-            item["sk"]["S"].removeprefix("TARGET#"): HttpTarget.model_validate_json(item["target"]["S"]) for item in out["Items"]
+            item["sk"]["S"].removeprefix("TARGET#"): parse_target(item["target"]["S"]) for item in out["Items"]
         }
 
     def ping(self) -> None:

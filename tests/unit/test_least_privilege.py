@@ -241,3 +241,36 @@ def test_the_events_functions_writes_stay_within_its_policy(stack: Stack, provis
 
     assert calls.calls and _denied(calls, provisioned.resources["EventsFunction"]) == []
 
+
+
+# ---- Lambda targets (issue 18): the consumers may invoke the listed functions and no other ----------------
+
+FUNCTIONS = ["arn:aws:lambda:us-east-1:123456789012:function:thumbnailer", "arn:aws:lambda:us-east-1:123456789012:function:billing:live"]
+
+
+def _invoke_grants(stack: ProvisionedStack) -> dict[str, list[Any]]:
+    grants: dict[str, list[Any]] = {}
+    for owner, statement in _policy_resources(stack):
+        actions = _as_list(statement.get("Action", []))
+        if any(fnmatch.fnmatchcase("lambda:InvokeFunction", a) for a in actions) and statement.get("Effect") == "Allow":
+            # The scheduler's role invokes this stack's own SchedulerFunction: not a Lambda target.
+            outside = [r for r in _as_list(statement["Resource"]) if f":function:{STACK}-" not in r]
+            if outside:
+                grants.setdefault(owner, []).extend(outside)
+    return grants
+
+
+def test_each_consumer_may_invoke_exactly_the_functions_listed_in_lambda_target_arns(stack: Stack) -> None:
+    provisioned = Provisioner(endpoint_url=None).provision(ROOT / "template.yaml", STACK, {**PARAMETERS, "LambdaTargetArns": ",".join(FUNCTIONS)})
+
+    grants = _invoke_grants(provisioned)
+
+    consumers = {f"{run.name}/ConsumerFunction" for run in provisioned.walk() if "ConsumerFunction" in run.resources}
+    assert consumers and set(grants) == consumers  # the consumers, and no other function
+    assert all(sorted(resources) == sorted(FUNCTIONS) for resources in grants.values())
+    env = provisioned.nested["EmailSendingQueue"].resources["ConsumerFunction"].properties["Environment"]["Variables"]
+    assert env["JOBQ_LAMBDA_TARGET_ARNS"] == ",".join(FUNCTIONS)
+
+
+def test_without_lambda_target_arns_no_function_may_invoke_any_function(provisioned: ProvisionedStack) -> None:
+    assert _invoke_grants(provisioned) == {}
