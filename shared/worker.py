@@ -177,6 +177,31 @@ class JobContext:
             self.job_id, str(message)[:MAX_LOG_LINE], at_ms=now, attempt=self.attempt, expires_at=now // 1000 + self._log_ttl_s
         )
 
+    def once(self, name: str, run: Callable[[], Any] | None = None) -> Any:
+        """A step whose effect this job performs once (shared/once.py has the contract).
+
+        ``with job.once("charge-card") as step: if not step.done: step.result = ...``, or
+        ``job.once("charge-card", lambda: ...)``, which runs the callable unless the step is done
+        and returns its (recorded) result.
+        """
+        from shared.adapters.once_steps import OnceSteps
+        from shared.once import OnceStep
+
+        step = OnceStep(
+            OnceSteps(self._store.table_name),
+            user_id=self.user_id,
+            job_id=self.job_id,
+            name=name,
+            attempt=self.attempt,
+            expires_at=self._clock() // 1000 + self._log_ttl_s,
+        )
+        if run is None:
+            return step
+        with step:
+            if not step.done:
+                step.result = run()
+        return step.result
+
     @property
     def cancelled(self) -> bool:
         """True once the job was cancelled: long loops without progress reports can poll this."""
