@@ -409,6 +409,15 @@ class LogPage(CamelModel):
     next_cursor: str | None = None
 
 
+class BreakerSettings(CamelModel):
+    """A target's circuit breaker (shared/breakers.py): opens when enough recent attempts fail."""
+
+    failure_rate: float = Field(default=0.5, gt=0, le=1, description="Open when at least this share of the window's attempts failed...")
+    minimum_attempts: int = Field(default=20, ge=1, le=10_000, description="...and the window holds at least this many attempts.")
+    window_seconds: int = Field(default=60, ge=5, le=3600, description="The window attempts are counted in.")
+    cooldown_seconds: int = Field(default=30, ge=1, le=3600, description="How long it stays open before one probe job tests the target.")
+
+
 class HttpTarget(CamelModel):
     """``PUT /queues/{name}/processors/{type}``: jobs of this type are POSTed to ``url``."""
 
@@ -419,6 +428,7 @@ class HttpTarget(CamelModel):
     kind: Literal["http"] = "http"
     url: str = Field(max_length=2048)
     timeout_seconds: float = Field(default=30, gt=0, le=900)
+    breaker: BreakerSettings | None = Field(default=None, description="A circuit breaker for this target; none: no breaker (and no cost).")
 
     def check_url(self, *, allow_loopback_http: bool, resolve: Resolver | None = None) -> None:
         """Raise ValueError unless the URL may be called.
@@ -500,6 +510,7 @@ class LambdaTarget(CamelModel):
         max_length=20,
         description="errorType values (the exception's class name in Python) that fail the job at once instead of retrying.",
     )
+    breaker: BreakerSettings | None = Field(default=None, description="A circuit breaker for this target; none: no breaker (and no cost).")
 
     @field_validator("permanent_errors")
     @classmethod

@@ -21,14 +21,17 @@ from pydantic.alias_generators import to_camel
 from shared import dead_letters, maintenance, stats
 from shared.access import Action, Identity, allows, authorize
 from shared.adapters import counters, policies, queues
+from shared.adapters.breakers import DynamoBreakerStore
 from shared.adapters.consumer_switch import consumer_state, set_consumer_enabled
+from shared.breakers import Breakers, BreakerState
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Invalid, JobqError, NotFound
 from shared.jobs import JobService, remove_delayed_schedule
-from shared.models import HttpTarget, Job, LambdaTarget, QueueInfo, QueuePolicy
+from shared.models import BreakerSettings, HttpTarget, Job, LambdaTarget, QueueInfo, QueuePolicy
 from shared.observability import logger
 from shared.queue_models import (
     READ_ONLY,
+    BreakerView,
     BulkRemoval,
     CleanOptions,
     CleanRequest,
@@ -51,6 +54,20 @@ from shared.queue_models import (
     RetentionPolicy,
 )
 from shared.status import JobStatus
+
+
+def _breaker_view(job_type: str, settings: BreakerSettings, state: BreakerState) -> BreakerView:
+    return BreakerView(
+        type=job_type,
+        state=state.state,  # type: ignore[arg-type]  # one of the three: shared/breakers.py writes no other
+        open_until=iso(state.open_until) if state.state == "open" and state.open_until else None,
+        probe=state.probe if state.state == "half_open" else None,
+        manual=state.manual,
+        reason=state.reason,
+        updated_at=state.updated_at,
+        settings=settings,
+    )
+
 
 HOUR_MS = 3_600_000
 MINUTE_RESOLUTION_MAX_HOURS = 6  # longer windows are answered per hour
@@ -168,6 +185,29 @@ class QueueService:
             processors=Processors(code=code, http=http, functions=functions),
             webhook=policy.webhook,
         )
+
+    # ---- circuit breakers (shared/breakers.py) ---------------------------------------------------------
+    def _breakers(self) -> Breakers:
+        return Breakers(DynamoBreakerStore(self.settings.table_name), cache_seconds=0)
+
+    def breakers(self, name: str, caller: Identity) -> list[BreakerView]:
+        """Every target of the queue that has a breaker, with its state (one GetItem each)."""
+        queue = self.queue(name, caller)
+        breakers = self._breakers()
+        return [
+            _breaker_view(job_type, target.breaker, breakers.state(queue.name, job_type))
+            for job_type, target in sorted(self.store.list_targets(queue.name).items())
+            if target.breaker is not None
+        ]
+
+    def force_breaker(self, name: str, job_type: str, caller: Identity, *, open_: bool) -> BreakerView:
+        queue = self.queue(name, caller)
+        target = self.store.get_target(queue.name, job_type)
+        if target is None or target.breaker is None:
+            raise NotFound(f"type '{job_type}' on queue '{queue.name}' has no target with a circuit breaker")
+        state = self._breakers().force(queue.name, job_type, open_=open_, by=caller.user_id)
+        logger.info("circuit breaker forced", extra={"queue": queue.name, "type": job_type, "state": state.state, "by": caller.user_id})
+        return _breaker_view(job_type, target.breaker, state)
 
     # ---- runtime settings ----------------------------------------------------------------------------
     def update(self, name: str, patch: QueuePatch, caller: Identity) -> QueueConfiguration:

@@ -14,6 +14,7 @@ from shared.models import (
     TYPE_PATTERN,
     AnyTarget,
     Backoff,
+    BreakerSettings,
     CamelModel,
     HttpTarget,
     JobPublic,
@@ -49,6 +50,19 @@ class Processors(CamelModel):
     functions: dict[str, LambdaTarget] = Field(
         default_factory=dict, description="Types that invoke a Lambda function (PUT /queues/{name}/processors/{type} with kind lambda)."
     )
+
+
+class BreakerView(CamelModel):
+    """A target's circuit breaker as GET /queues/{name}/breakers shows it."""
+
+    type: str
+    state: Literal["closed", "open", "half_open"]
+    open_until: str | None = Field(default=None, description="When an automatic open ends and one probe job tests the target.")
+    probe: str | None = Field(default=None, description="`<userId>/<jobId>` of the job testing the target (half_open).")
+    manual: bool = Field(default=False, description="Opened by an admin: stays open until closed by hand.")
+    reason: str | None = None
+    updated_at: str | None = None
+    settings: BreakerSettings
 
 
 class RetentionPolicy(CamelModel):

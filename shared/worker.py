@@ -227,6 +227,7 @@ class Worker:
         messages: SqsJobMessages | None = None,
         policy: Callable[[QueueInfo], QueuePolicy] = policies.get_policy,
         transitions: Transitions | None = None,
+        admit: Callable[[QueueInfo, Job], int | None] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -235,6 +236,8 @@ class Worker:
         self.messages = messages or SqsJobMessages()
         self.policy = policy
         self.transitions = transitions or Transitions(store, self.messages)
+        # Before a claim: seconds the job must wait without spending an attempt (its target's circuit breaker), or None.
+        self.admit = admit
         # Endings this container could neither write nor send: applied if the same delivery comes back here.
         self._kept: dict[JobRef, Ending] = {}
 
@@ -298,6 +301,10 @@ class Worker:
                     error = f"the consumer stopped during the final attempt ({lifecycle.LEASE_EXPIRED})"
                     self.transitions.apply(lifecycle.fail(job, token=None, error=error, now=now, policy=self._policy(job)), delivery.queue)
                     return Outcome.FAILED
+                hold = self.admit(delivery.queue, job) if self.admit is not None else None
+                if hold is not None:
+                    self._set_visibility(delivery, hold)
+                    raise RetryLater(f"job {job_id} waits {hold} s: its target's circuit breaker is open")
                 token = uuid.uuid4().hex
                 job = self.transitions.apply(lifecycle.claim(job, now=now, lease_ms=lease_ms, token=token), delivery.queue)
             except Conflict:

@@ -19,6 +19,7 @@ from shared.errors import Invalid
 from shared.models import JOB_ID_PATTERN, NAME_PATTERN, TYPE_PATTERN, AnyTarget, JobPage, JobPublic, ProcessorTarget
 from shared.queue_admin import QueueService
 from shared.queue_models import (
+    BreakerView,
     BulkRemoval,
     CleanRequest,
     CleanResult,
@@ -288,3 +289,37 @@ def put_processor(
 ) -> Envelope[AnyTarget]:
     queues.queue(name, caller)  # an unknown queue is a 404 here as on every /queues/{name} route
     return Envelope(data=jobs.put_target(name, job_type, target, caller))
+
+
+@router.get(
+    "/{name}/breakers",
+    response_model=Envelope[list[BreakerView]],
+    summary="The circuit breakers of the queue's targets: closed, open or half_open (probing), and why",
+    responses=error_responses(*ADMIN_ERRORS),
+)
+def list_breakers(name: QueueName, caller: CurrentUser, queues: Queues) -> Envelope[list[BreakerView]]:
+    return Envelope(data=queues.breakers(name, caller))
+
+
+@router.post(
+    "/{name}/breakers/{job_type}/open",
+    response_model=Envelope[BreakerView],
+    summary="Open a target's circuit breaker by hand: its jobs wait, spending no attempts, until it is closed (admin)",
+    responses=error_responses(*ADMIN_ERRORS, 409),
+)
+def open_breaker(
+    name: QueueName, job_type: Annotated[str, Path(pattern=TYPE_PATTERN)], caller: CurrentUser, queues: Queues
+) -> Envelope[BreakerView]:
+    return Envelope(data=queues.force_breaker(name, job_type, caller, open_=True))
+
+
+@router.post(
+    "/{name}/breakers/{job_type}/close",
+    response_model=Envelope[BreakerView],
+    summary="Close a target's circuit breaker: its waiting jobs run again (admin)",
+    responses=error_responses(*ADMIN_ERRORS, 409),
+)
+def close_breaker(
+    name: QueueName, job_type: Annotated[str, Path(pattern=TYPE_PATTERN)], caller: CurrentUser, queues: Queues
+) -> Envelope[BreakerView]:
+    return Envelope(data=queues.force_breaker(name, job_type, caller, open_=False))

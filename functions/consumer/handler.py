@@ -15,7 +15,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from processors.registry import ProcessorRegistry
 from shared.adapters import queues
+from shared.adapters.breakers import DynamoBreakerStore
 from shared.adapters.jobs import JobStore
+from shared.breakers import Breakers
 from shared.catalog import ProcessorCatalog
 from shared.errors import JobqError
 from shared.observability import emit, job_log_keys, logger, traced
@@ -31,7 +33,9 @@ LEASE_MARGIN_MS = 5000
 def worker() -> Worker:
     settings = get_settings()
     store = JobStore(settings.table_name)
-    return Worker(store, settings, ProcessorRegistry(ProcessorCatalog(store, settings.target_cache_seconds)).resolve)
+    breakers = Breakers(DynamoBreakerStore(settings.table_name), cache_seconds=settings.breaker_cache_seconds)
+    registry = ProcessorRegistry(ProcessorCatalog(store, settings.target_cache_seconds), breakers)
+    return Worker(store, settings, registry.resolve, admit=registry.admit)
 
 
 def _record_handler(record: dict[str, Any], context: LambdaContext | None) -> None:
