@@ -170,3 +170,20 @@ def test_a_breakers_reads_and_writes_stay_within_the_consumers_policy(stack: Sta
     assert any(keys == ["BREAKER#email-sending#pay"] for _, keys in calls.calls)
     assert _denied(calls, consumer) == []
     assert not _allowed(list(_statements_of(consumer)), "UpdateItem", ["BREAKER#video-processing#pay"])  # not another queue's
+
+
+def test_an_open_breaker_shows_in_the_queues_health_and_health_detailed(stack: Stack, target: TargetServer) -> None:
+    from functions.health.handler import handler as health_handler
+    from shared.adapters import policies
+    from tests.unit.test_health_function import EVENT, detailed
+
+    policies.reset_cache()
+    point(stack, target, "/ok")
+    call("POST", "/queues/email-sending/breakers/pay/open", claims=admin())
+
+    report = health_handler(EVENT, FakeLambdaContext(remaining_ms=120_000))
+
+    email = report["queues"]["email-sending"]
+    assert email["status"] == "warning" and email["breakers"] == {"pay": "open"}
+    assert any(r.startswith("the circuit breaker of pay is open: opened by root") for r in email["reasons"])
+    assert any("circuit breaker of pay" in r for r in detailed()[1]["data"]["reasons"])
