@@ -16,8 +16,14 @@ from typing import Protocol
 from shared.models import AnyTarget
 
 CODE_PROCESSORS: dict[str, dict[str, str]] = {
-    "email-sending": {"send-email": "processors.examples:send_email"},
-    "report-generation": {"generate-report": "processors.examples:generate_report"},
+    "email-sending": {"send-email": "processors.examples:send_email", "publish": "processors.builtins:publish"},
+    "report-generation": {
+        "generate-report": "processors.examples:generate_report",
+        # Built-ins (processors/builtins.py): what a report or data job usually needs.
+        "export": "processors.builtins:export",
+        "http-request": "processors.builtins:http_request",
+        "invoke": "processors.builtins:invoke",
+    },
     "video-processing": {"transcode-video": "processors.examples:transcode_video"},
 }
 

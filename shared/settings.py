@@ -104,6 +104,12 @@ class Settings(BaseModel):
     # sender's own domain. template.yaml grants SES the same list (ses:Recipients).
     email_allowed_recipients: str = ""
     video_step_seconds: float = Field(default=0.2, ge=0)
+    # Built-in processors (processors/builtins.py): the SNS topics publish may reach (template.yaml
+    # PublishTopicArns), and how long an export's download URL may be valid.
+    publish_topic_arns: str = ""
+    export_url_default_seconds: int = Field(default=3600, ge=60)
+    export_url_max_seconds: int = Field(default=7 * 86400, ge=60, le=7 * 86400)
+    export_max_input_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
 
     # Live events (shared/realtime.py): the WebSocket $connect handler checks tokens against the
     # HTTP API's issuer and audiences; connections and subscriptions live in their own table.
