@@ -274,3 +274,20 @@ def test_each_consumer_may_invoke_exactly_the_functions_listed_in_lambda_target_
 
 def test_without_lambda_target_arns_no_function_may_invoke_any_function(provisioned: ProvisionedStack) -> None:
     assert _invoke_grants(provisioned) == {}
+
+
+def test_the_publish_built_in_may_publish_to_exactly_the_topics_listed(stack: Stack) -> None:
+    topics = ["arn:aws:sns:us-east-1:123456789012:orders", "arn:aws:sns:us-east-1:123456789012:alerts"]
+    listed = Provisioner(endpoint_url=None).provision(ROOT / "template.yaml", STACK, {**PARAMETERS, "PublishTopicArns": ",".join(topics)})
+    empty = Provisioner(endpoint_url=None).provision(ROOT / "template.yaml", STACK, PARAMETERS)
+
+    def publish_grants(provisioned: ProvisionedStack) -> dict[str, list[Any]]:
+        return {
+            owner: _as_list(s["Resource"])
+            for owner, s in _policy_resources(provisioned)
+            # The stack's own alarm topic is published to by CloudWatch: not the built-in's grant.
+            if "sns:Publish" in _as_list(s.get("Action", [])) and not any(f":{STACK}-" in str(r) for r in _as_list(s["Resource"]))
+        }
+
+    assert publish_grants(listed) == {f"{STACK}/EmailProcessorPolicy": topics}
+    assert publish_grants(empty) == {}
