@@ -162,12 +162,25 @@ class JobCreate(CamelModel):
         return self
 
 
+class AttemptUsage(CamelModel):
+    """What one attempt used (shared/usage.py): the consumer's share; a target function bills its own."""
+
+    duration_ms: int
+    memory_size_mb: int | None = Field(default=None, description="The consumer function's configured memory.")
+    peak_memory_mb: int | None = Field(default=None, description="The consumer process's peak resident memory when the attempt ended.")
+    # Whole numbers: the job item stores its history as DynamoDB numbers, which floats are not.
+    cost_nano_usd: int = Field(
+        description="Lambda list price of the attempt in billionths of a dollar: its GB-seconds plus its share of the invocation's request charge."
+    )
+
+
 class AttemptRecord(CamelModel):
     attempt: int
     started_at: str
     ended_at: str | None = None
     outcome: Literal["completed", "failed", "retrying", "stalled", "cancelled", "interrupted"] | None = None
     error: str | None = None
+    usage: AttemptUsage | None = None
 
 
 class Job(CamelModel):

@@ -24,11 +24,12 @@ from shared.backoff import backoff_seconds
 from shared.clock import now_ms, parse_iso
 from shared.errors import Conflict, PermanentJobError, Unavailable
 from shared.lifecycle import Change, Guard
-from shared.models import Job, JobRef, QueueInfo, QueuePolicy, json_size
+from shared.models import AttemptUsage, Job, JobRef, QueueInfo, QueuePolicy, json_size
 from shared.observability import logger
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
 from shared.transitions import DeliveryRef, Transitions
+from shared.usage import attempt_usage
 
 Processor = Callable[["JobContext"], Any]
 ProcessorResolver = Callable[[QueueInfo, Job], Processor]
@@ -79,6 +80,7 @@ class Ending:
     error: str | None = None
     processing_ms: int | None = None
     wait_seconds: int = 0
+    usage: dict[str, Any] | None = None  # AttemptUsage, as JSON (it travels in kept-outcome messages)
 
     def as_body(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -100,6 +102,8 @@ class Delivery:
     receipt_handle: str
     queue: QueueInfo
     receive_count: int = 1
+    memory_mb: int | None = None  # the consumer's configured memory (its Lambda context)
+    batch_records: int = 1  # records in the invocation's batch: the attempt's share of the request charge
 
 
 class JobContext:
@@ -343,6 +347,15 @@ class Worker:
 
     # ---- endings ----------------------------------------------------------------------
     def _change(self, job: Job, ending: Ending, token: str | None) -> Change:
+        change = self._ending_change(job, ending, token)
+        history = change.sets.get("history")
+        if ending.usage and isinstance(history, list) and history and history[-1].attempt == ending.attempt:
+            # The attempt's record closed by this change carries what it used (shared/usage.py).
+            closed = history[-1].model_copy(update={"usage": AttemptUsage.model_validate(ending.usage)})
+            change = replace(change, sets={**change.sets, "history": [*history[:-1], closed]})
+        return change
+
+    def _ending_change(self, job: Job, ending: Ending, token: str | None) -> Change:
         now = self.clock()
         if ending.operation == "complete":
             return lifecycle.complete(job, token=token, result=ending.result, processing_ms=ending.processing_ms or 0, now=now, policy=self._policy(job))
@@ -356,6 +369,9 @@ class Worker:
 
     def _end(self, context: JobContext, delivery: Delivery, ending: Ending, deadline: float) -> Outcome:
         """Write the attempt's ending: retried while time allows; a cancel wins; kept when it cannot be written."""
+        if ending.usage is None and ending.processing_ms is not None:
+            usage = attempt_usage(ending.processing_ms, memory_mb=delivery.memory_mb, batch_records=delivery.batch_records)
+            ending = replace(ending, usage=usage.model_dump())
         job, token = context.snapshot, context.token
         ref = DeliveryRef(delivery.receipt_handle, delivery.body)
         try:
@@ -368,7 +384,7 @@ class Worker:
             if not current.cancel_requested:
                 raise
             # A cancel was requested while the attempt ran: the job ends cancelled, whatever the attempt did.
-            ending = Ending("cancel", ending.attempt, processing_ms=ending.processing_ms)
+            ending = Ending("cancel", ending.attempt, processing_ms=ending.processing_ms, usage=ending.usage)
             try:
                 self.transitions.apply(self._change(current, ending, token), delivery.queue, within_ms=self._left(deadline))
             except Unavailable:

@@ -38,7 +38,14 @@ def worker() -> Worker:
     return Worker(store, settings, registry.resolve, admit=registry.admit)
 
 
-def _record_handler(record: dict[str, Any], context: LambdaContext | None) -> None:
+def _memory_mb(context: LambdaContext | None) -> int | None:
+    try:
+        return int(context.memory_limit_in_mb) if context is not None else None
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _record_handler(record: dict[str, Any], context: LambdaContext | None, batch_records: int = 1) -> None:
     queue = queues.directory().by_arn(record["eventSourceARN"])
     delivery = Delivery(
         message_id=record["messageId"],
@@ -46,6 +53,8 @@ def _record_handler(record: dict[str, Any], context: LambdaContext | None) -> No
         receipt_handle=record["receiptHandle"],
         queue=queue,
         receive_count=int((record.get("attributes") or {}).get("ApproximateReceiveCount") or 1),
+        memory_mb=_memory_mb(context),
+        batch_records=batch_records,
     )
     remaining = context.get_remaining_time_in_millis() + LEASE_MARGIN_MS if context else None
     with job_log_keys(job_id=_peek_job_id(record["body"]), queue=queue.name):
@@ -72,7 +81,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         for record in event.get("Records", []):
             try:
-                _record_handler(record, context)
+                _record_handler(record, context, len(event.get("Records", [])))
             except RetryLater:
                 failures.append({"itemIdentifier": record["messageId"]})
             except Exception:
