@@ -14,7 +14,18 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    Tag,
+    TypeAdapter,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from shared import strict_json
@@ -431,7 +442,17 @@ class BreakerSettings(CamelModel):
     cooldown_seconds: int = Field(default=30, ge=1, le=3600, description="How long it stays open before one probe job tests the target.")
 
 
-class HttpTarget(CamelModel):
+class _TargetModel(CamelModel):
+    @model_serializer(mode="wrap")
+    def _no_breaker_no_key(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A target without a breaker reads as it did before breakers existed (no "breaker": null).
+        data = handler(self)
+        if isinstance(data, dict) and data.get("breaker", 0) is None:
+            data.pop("breaker")
+        return data
+
+
+class HttpTarget(_TargetModel):
     """``PUT /queues/{name}/processors/{type}``: jobs of this type are POSTed to ``url``."""
 
     model_config = ConfigDict(
@@ -492,7 +513,7 @@ LAMBDA_ARN_PATTERN = r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z
 ERROR_TYPE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$"
 
 
-class LambdaTarget(CamelModel):
+class LambdaTarget(_TargetModel):
     """``PUT /queues/{name}/processors/{type}`` with ``kind: lambda``: jobs of this type invoke a function.
 
     The function is invoked synchronously (RequestResponse) with ``{jobId, userId, queue, type,
