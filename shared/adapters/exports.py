@@ -15,14 +15,21 @@ import boto3
 from botocore.config import Config
 
 from shared.adapters import clients
-from shared.adapters.aws_errors import aws_errors
+from shared.adapters.aws_errors import aws_code, aws_errors
+from shared.errors import JobqError, NotFound
 
 
 def read_object(bucket: str, key: str, *, max_bytes: int) -> bytes:
-    with aws_errors(f"cannot read s3://{bucket}/{key}"):
-        out = clients.client("s3").get_object(Bucket=bucket, Key=key)
-        body: Any = out["Body"]
-        raw = bytes(body.read(max_bytes + 1))
+    """The object's first ``max_bytes + 1`` bytes (``NotFound`` when there is no such key)."""
+    try:
+        with aws_errors(f"cannot read s3://{bucket}/{key}"):
+            out = clients.client("s3").get_object(Bucket=bucket, Key=key)
+            body: Any = out["Body"]
+            raw = bytes(body.read(max_bytes + 1))
+    except JobqError as err:
+        if aws_code(err) in ("NoSuchKey", "404"):
+            raise NotFound(f"s3://{bucket}/{key} does not exist") from err
+        raise
     return raw
 
 

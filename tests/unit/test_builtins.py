@@ -93,7 +93,7 @@ def test_export_reads_a_json_lines_file_from_the_owners_uploads_into_json(stack:
     assert json.loads(_object(stack, job.result["key"])) == [{"lead": "a"}, {"lead": "b"}]
 
 
-@pytest.mark.parametrize("data", [{"file": "uploads/bob/leads.jsonl"}, {"file": "uploads/alice/../bob/x"}, {"rows": "nope"}, {"rows": [], "expiresIn": 10}])
+@pytest.mark.parametrize("data", [{"file": "uploads/bob/leads.jsonl"}, {"file": "uploads/alice/missing.jsonl"}, {"file": "uploads/alice/../bob/x"}, {"rows": "nope"}, {"rows": [], "expiresIn": 10}])
 def test_export_refuses_another_users_files_and_bad_input_at_once(stack: Stack, data: dict[str, Any]) -> None:
     job = run(stack, "report-generation", "export", data, ONCE)
 
