@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.models import GENERIC_TASK_TYPE as GENERIC_TASK
-from shared.models import HttpTarget
+from shared.models import AnyTarget, HttpTarget
 
 
 @dataclass(frozen=True)
@@ -85,10 +85,15 @@ CODE_PROCESSORS: dict[str, dict[str, CodeProcessor]] = {
             "processors.examples:send_email",
             fail_on=("MessageRejected",),  # SES refused the message: the same message is refused again
         ),
+        "publish": CodeProcessor("processors.builtins:publish"),
     },
     "report-generation": {
         "generate-report": CodeProcessor("processors.examples:generate_report"),
         GENERIC_TASK: CodeProcessor("processors.services:run_generic_task", data=GenericTask),
+        # Built-ins (processors/builtins.py): what a report or data job usually needs.
+        "export": CodeProcessor("processors.builtins:export"),
+        "http-request": CodeProcessor("processors.builtins:http_request"),
+        "invoke": CodeProcessor("processors.builtins:invoke"),
     },
     "video-processing": {
         "transcode-video": CodeProcessor("processors.examples:transcode_video"),
@@ -123,10 +128,10 @@ def data_problems(model: type[BaseModel], data: dict[str, Any]) -> list[str]:
 
 
 class TargetSource(Protocol):
-    """Where HTTP targets are stored (the jobs repository)."""
+    """Where processor targets (HTTP, Lambda) are stored (the jobs repository)."""
 
-    def get_target(self, queue: str, job_type: str) -> HttpTarget | None: ...
-    def list_targets(self, queue: str) -> dict[str, HttpTarget]: ...
+    def get_target(self, queue: str, job_type: str) -> AnyTarget | None: ...
+    def list_targets(self, queue: str) -> dict[str, AnyTarget]: ...
 
 
 class ProcessorCatalog:
@@ -135,10 +140,10 @@ class ProcessorCatalog:
     def __init__(self, targets: TargetSource, target_cache_seconds: float) -> None:
         self.targets = targets
         self.cache_seconds = target_cache_seconds
-        self._cache: dict[tuple[str, str], tuple[float, HttpTarget]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, AnyTarget]] = {}
         self._lock = Lock()
 
-    def http_target(self, queue: str, job_type: str) -> HttpTarget | None:
+    def http_target(self, queue: str, job_type: str) -> AnyTarget | None:
         key = (queue, job_type)
         with self._lock:
             cached = self._cache.get(key)
@@ -169,4 +174,5 @@ class ProcessorCatalog:
         if code is not None:
             return data_problems(code.data, data) if code.data is not None else []
         target = self.http_target(queue, job_type)
-        return target.data_problems(data) if target is not None else []
+        # A Lambda target declares no data schema (its function checks its own input).
+        return target.data_problems(data) if isinstance(target, HttpTarget) else []

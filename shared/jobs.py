@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from shared import admission, lifecycle
-from shared.access import Action, Identity, QueueAccess, allows, authorize
+from shared.access import Action, Identity, QueueAccess, authorize, may_read_job
 from shared.adapters import queues, scheduler
 from shared.adapters.admission import DynamoAdmissionCounters
 from shared.adapters.job_repository import JobStore
@@ -29,7 +29,7 @@ from shared.adapters.sqs import SqsJobMessages
 from shared.admission import AdmissionCounters
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Forbidden, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
-from shared.models import HttpTarget, Job, JobCreate, JobRef, QueueInfo, json_size
+from shared.models import AnyTarget, HttpTarget, Job, JobCreate, JobRef, LambdaTarget, QueueInfo, json_size
 from shared.observability import emit, logger
 from shared.quotas import Quotas
 from shared.settings import Settings
@@ -324,10 +324,7 @@ class JobService:
     def visible(self, caller: Identity, job: Job) -> bool:
         """Whether ``caller`` may read ``job``: one's own always (a service client's: on its queues);
         another user's when the job's queue lets the caller read all its jobs."""
-        own = job.user_id == caller.user_id
-        if own and caller.client_id is None:
-            return True  # a user's own jobs, whatever the queue's policy says today
-        return allows(caller, Action.OWN if own else Action.READ, self._access_of(job.queue))
+        return may_read_job(caller, job.user_id, self._access_of(job.queue))
 
     def _access_of(self, queue_name: str) -> QueueAccess | None:
         try:
@@ -458,6 +455,31 @@ class JobService:
         remove_delayed_schedule(job)
         logger.info("job removed", extra={"job_id": job.job_id, "queue": job.queue, "status": job.status.value})
         return job
+
+    def put_target(self, queue_name: str, job_type: str, target: AnyTarget, caller: Identity) -> AnyTarget:
+        """Register a processor target for a type (admin): an HTTP URL or a Lambda function."""
+        if isinstance(target, LambdaTarget):
+            return self.put_lambda_target(queue_name, job_type, target, caller)
+        return self.put_http_target(queue_name, job_type, target, caller)
+
+    def put_lambda_target(self, queue_name: str, job_type: str, target: LambdaTarget, caller: Identity) -> LambdaTarget:
+        queue = self.directory.get(queue_name)
+        authorize(caller, Action.OPERATE, get_policy(queue).access, queue=queue.name)
+        allowed = {arn.strip() for arn in self.settings.lambda_target_arns.split(",") if arn.strip()}
+        if target.function_arn not in allowed:
+            raise Invalid(
+                f"functionArn {target.function_arn} is not one the consumers may invoke: add it to the stack's LambdaTargetArns parameter"
+                + (f" (now {', '.join(sorted(allowed))})" if allowed else " (now empty)")
+            )
+        if target.timeout_seconds > queue.consumer_timeout:
+            raise Invalid(
+                f"timeoutSeconds must not be above the consumer's timeout on queue '{queue.name}' ({queue.consumer_timeout} s)"
+            )
+        if self.catalog.is_code_type(queue.name, job_type):
+            raise Conflict(f"type '{job_type}' on queue '{queue.name}' is handled by a code processor")
+        self.store.put_target(queue.name, job_type, target, now=iso(now_ms()))
+        logger.info("lambda target registered", extra={"queue": queue.name, "type": job_type, "function": target.function_arn})
+        return target
 
     def put_http_target(self, queue_name: str, job_type: str, target: HttpTarget, caller: Identity) -> HttpTarget:
         queue = self.directory.get(queue_name)

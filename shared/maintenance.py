@@ -96,6 +96,8 @@ class QueueHealth(CamelModel):
     oldest_waiting_age_ms: int | None = None
     recovery: Recovery = Field(default_factory=Recovery)
     recount: Recount | None = None  # when this run recounted the queue
+    # Targets whose circuit breaker is not closed (shared/breakers.py): type -> open | half_open.
+    breakers: dict[str, str] = Field(default_factory=dict)
 
 
 class HealthRun(CamelModel):
@@ -324,6 +326,9 @@ class Maintenance(Retention):
             paused=policy.paused,
             discarded_stream_batches=discarded_stream_batches,
         )
+        breakers, breaker_reasons = self._breakers(queue)
+        if breaker_reasons:
+            status, reasons = worst([status, "warning"]), [*reasons, *breaker_reasons]
         health = QueueHealth(
             queue=queue.name,
             status=status,
@@ -338,12 +343,27 @@ class Maintenance(Retention):
             oldest_waiting_age_ms=oldest,
             recovery=recovery,
             recount=recount,
+            breakers=breakers,
         )
         reports.put_queue_report(queue.name, "HEALTH", health, status=status, reasons=reasons)
         self._emit(health, stalled)
         if status != "healthy":
             logger.warning("queue is not healthy", extra={"queue": queue.name, "status": status, "reasons": reasons})
         return health
+
+    def _breakers(self, queue: QueueInfo) -> tuple[dict[str, str], list[str]]:
+        """The targets whose circuit breaker is open or probing: one Query of the targets, a GetItem per guarded one."""
+        from shared.adapters.breakers import DynamoBreakerStore
+        from shared.breakers import CLOSED, Breakers
+
+        guarded = [t for t, target in self.store.list_targets(queue.name).items() if target.breaker is not None]
+        if not guarded:
+            return {}, []
+        reader = Breakers(DynamoBreakerStore(self.settings.table_name), cache_seconds=0)
+        states = {job_type: reader.state(queue.name, job_type) for job_type in sorted(guarded)}
+        not_closed = {job_type: s for job_type, s in states.items() if s.state != CLOSED}
+        reasons = [f"the circuit breaker of {job_type} is {s.state.replace('_', '-')}: {s.reason or 'no reason recorded'}" for job_type, s in not_closed.items()]
+        return {job_type: s.state for job_type, s in not_closed.items()}, reasons
 
     def _emit(self, health: QueueHealth, stalled: int) -> None:
         """One EMF line per queue and run (dimension ``queue``)."""
@@ -356,6 +376,7 @@ class Maintenance(Retention):
         if health.oldest_waiting_age_ms is not None:
             metrics.add_metric("OldestWaitingAge", MetricUnit.Seconds, health.oldest_waiting_age_ms / 1000)
         metrics.add_metric("StalledJobsRecovered", MetricUnit.Count, stalled)
+        metrics.add_metric("BreakersOpen", MetricUnit.Count, len(health.breakers))
         metrics.add_metric("OrphanedJobsEnqueued", MetricUnit.Count, health.recovery.orphans_enqueued + health.recovery.overdue_enqueued)
         metrics.flush_metrics()
 

@@ -11,10 +11,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    Tag,
+    TypeAdapter,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from shared import strict_json
@@ -179,12 +190,25 @@ class JobCreate(CamelModel):
         return self
 
 
+class AttemptUsage(CamelModel):
+    """What one attempt used (shared/usage.py): the consumer's share; a target function bills its own."""
+
+    duration_ms: int
+    memory_size_mb: int | None = Field(default=None, description="The consumer function's configured memory.")
+    peak_memory_mb: int | None = Field(default=None, description="The consumer process's peak resident memory when the attempt ended.")
+    # Whole numbers: the job item stores its history as DynamoDB numbers, which floats are not.
+    cost_nano_usd: int = Field(
+        description="Lambda list price of the attempt in billionths of a dollar: its GB-seconds plus its share of the invocation's request charge."
+    )
+
+
 class AttemptRecord(CamelModel):
     attempt: int
     started_at: str
     ended_at: str | None = None
     outcome: Literal["completed", "failed", "retrying", "stalled", "cancelled", "interrupted"] | None = None
     error: str | None = None
+    usage: AttemptUsage | None = None
 
 
 class Job(CamelModel):
@@ -437,7 +461,26 @@ class LogPage(CamelModel):
     next_cursor: str | None = None
 
 
-class HttpTarget(CamelModel):
+class BreakerSettings(CamelModel):
+    """A target's circuit breaker (shared/breakers.py): opens when enough recent attempts fail."""
+
+    failure_rate: float = Field(default=0.5, gt=0, le=1, description="Open when at least this share of the window's attempts failed...")
+    minimum_attempts: int = Field(default=20, ge=1, le=10_000, description="...and the window holds at least this many attempts.")
+    window_seconds: int = Field(default=60, ge=5, le=3600, description="The window attempts are counted in.")
+    cooldown_seconds: int = Field(default=30, ge=1, le=3600, description="How long it stays open before one probe job tests the target.")
+
+
+class _TargetModel(CamelModel):
+    @model_serializer(mode="wrap")
+    def _no_breaker_no_key(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A target without a breaker reads as it did before breakers existed (no "breaker": null).
+        data = handler(self)
+        if isinstance(data, dict) and data.get("breaker", 0) is None:
+            data.pop("breaker")
+        return data
+
+
+class HttpTarget(_TargetModel):
     """``PUT /queues/{name}/processors/{type}``: jobs of this type are POSTed to ``url``."""
 
     model_config = ConfigDict(
@@ -505,6 +548,7 @@ class HttpTarget(CamelModel):
         if self.retry_on is not None:
             return status in self.retry_on
         return status >= 500 or status in (408, 425, 429)
+    breaker: BreakerSettings | None = Field(default=None, description="A circuit breaker for this target; none: no breaker (and no cost).")
 
     def check_url(self, *, allow_loopback_http: bool, resolve: Resolver | None = None) -> None:
         """Raise ValueError unless the URL (and the cancelUrl) may be called.
@@ -538,6 +582,71 @@ class HttpTarget(CamelModel):
 
 
 Resolver = Callable[[str, int], list[str]]
+
+# arn:aws:lambda:<region>:<account>:function:<name>[:<alias or version>]
+LAMBDA_ARN_PATTERN = r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]{1,64}(:(\$LATEST|[A-Za-z0-9_-]{1,128}))?$"
+ERROR_TYPE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$"
+
+
+class LambdaTarget(_TargetModel):
+    """``PUT /queues/{name}/processors/{type}`` with ``kind: lambda``: jobs of this type invoke a function.
+
+    The function is invoked synchronously (RequestResponse) with ``{jobId, userId, queue, type,
+    data, attempt, maxAttempts}``; what it returns is the job's result. A function error is
+    retried with the job's backoff, unless its ``errorType`` is listed in ``permanentErrors``
+    (the job fails at once). Only functions listed in the stack's ``LambdaTargetArns`` may be
+    registered: the consumers' roles may invoke those and no other.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "lambda",
+                    "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:thumbnailer:live",
+                    "timeoutSeconds": 60,
+                    "permanentErrors": ["InvalidInput"],
+                }
+            ]
+        },
+    )
+
+    kind: Literal["lambda"] = "lambda"
+    function_arn: str = Field(max_length=300, pattern=LAMBDA_ARN_PATTERN, description="The function's ARN, with an alias or version if any.")
+    timeout_seconds: float = Field(default=30, gt=0, le=900, description="How long the consumer waits for the function's answer.")
+    permanent_errors: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="errorType values (the exception's class name in Python) that fail the job at once instead of retrying.",
+    )
+    breaker: BreakerSettings | None = Field(default=None, description="A circuit breaker for this target; none: no breaker (and no cost).")
+
+    @field_validator("permanent_errors")
+    @classmethod
+    def _error_types(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not re.fullmatch(ERROR_TYPE_PATTERN, name):
+                raise ValueError(f"'{name[:60]}' is not an error type name")
+        return names
+
+
+def _target_kind(value: Any) -> str:
+    # A body (or a stored target) without "kind" is an HTTP target, as before targets had kinds.
+    kind = value.get("kind", "http") if isinstance(value, dict) else getattr(value, "kind", "http")
+    return kind if kind in ("http", "lambda") else "http"
+
+
+ProcessorTarget = Annotated[
+    Annotated[HttpTarget, Tag("http")] | Annotated[LambdaTarget, Tag("lambda")],
+    Discriminator(_target_kind),
+]
+AnyTarget = HttpTarget | LambdaTarget
+_TARGET_ADAPTER: TypeAdapter[AnyTarget] = TypeAdapter(ProcessorTarget)
+
+
+def parse_target(raw: str) -> AnyTarget:
+    """A stored target (its JSON); one stored before targets had kinds is an HTTP target."""
+    return _TARGET_ADAPTER.validate_json(raw)
 
 
 def _resolve(host: str, port: int) -> list[str]:

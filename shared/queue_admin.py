@@ -21,14 +21,17 @@ from pydantic.alias_generators import to_camel
 from shared import dead_letters, maintenance, stats
 from shared.access import Action, Identity, allows, authorize
 from shared.adapters import counters, policies, queues
+from shared.adapters.breakers import DynamoBreakerStore
 from shared.adapters.consumer_switch import consumer_state, set_consumer_enabled
+from shared.breakers import Breakers, BreakerState
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Invalid, JobqError, NotFound
 from shared.jobs import JobService, remove_delayed_schedule
-from shared.models import Job, QueueInfo, QueuePolicy
+from shared.models import BreakerSettings, HttpTarget, Job, LambdaTarget, QueueInfo, QueuePolicy
 from shared.observability import logger
 from shared.queue_models import (
     READ_ONLY,
+    BreakerView,
     BulkRemoval,
     CleanOptions,
     CleanRequest,
@@ -51,6 +54,20 @@ from shared.queue_models import (
     RetentionPolicy,
 )
 from shared.status import JobStatus
+
+
+def _breaker_view(job_type: str, settings: BreakerSettings, state: BreakerState) -> BreakerView:
+    return BreakerView(
+        type=job_type,
+        state=state.state,  # type: ignore[arg-type]  # one of the three: shared/breakers.py writes no other
+        open_until=iso(state.open_until) if state.state == "open" and state.open_until else None,
+        probe=state.probe if state.state == "half_open" else None,
+        manual=state.manual,
+        reason=state.reason,
+        updated_at=state.updated_at,
+        settings=settings,
+    )
+
 
 HOUR_MS = 3_600_000
 MINUTE_RESOLUTION_MAX_HOURS = 6  # longer windows are answered per hour
@@ -144,8 +161,10 @@ class QueueService:
 
     def _configuration(self, queue: QueueInfo, policy: QueuePolicy) -> QueueConfiguration:
         catalog = self.jobs.catalog
-        http = self.store.list_targets(queue.name)
-        code = sorted(t for t in catalog.types(queue.name) if t not in http and catalog.is_code_type(queue.name, t))
+        targets = self.store.list_targets(queue.name)
+        http = {t: target for t, target in targets.items() if isinstance(target, HttpTarget)}
+        functions = {t: target for t, target in targets.items() if isinstance(target, LambdaTarget)}
+        code = sorted(t for t in catalog.types(queue.name) if t not in targets and catalog.is_code_type(queue.name, t))
         return QueueConfiguration(
             concurrency=queue.max_concurrency,
             retry_attempts=policy.default_attempts,
@@ -163,9 +182,32 @@ class QueueService:
             max_concurrency=queue.max_concurrency,
             visibility_timeout=queue.visibility_timeout,
             max_receive_count=queue.max_receive_count,
-            processors=Processors(code=code, http=http),
+            processors=Processors(code=code, http=http, functions=functions),
             webhook=policy.webhook,
         )
+
+    # ---- circuit breakers (shared/breakers.py) ---------------------------------------------------------
+    def _breakers(self) -> Breakers:
+        return Breakers(DynamoBreakerStore(self.settings.table_name), cache_seconds=0)
+
+    def breakers(self, name: str, caller: Identity) -> list[BreakerView]:
+        """Every target of the queue that has a breaker, with its state (one GetItem each)."""
+        queue = self.queue(name, caller)
+        breakers = self._breakers()
+        return [
+            _breaker_view(job_type, target.breaker, breakers.state(queue.name, job_type))
+            for job_type, target in sorted(self.store.list_targets(queue.name).items())
+            if target.breaker is not None
+        ]
+
+    def force_breaker(self, name: str, job_type: str, caller: Identity, *, open_: bool) -> BreakerView:
+        queue = self.queue(name, caller)
+        target = self.store.get_target(queue.name, job_type)
+        if target is None or target.breaker is None:
+            raise NotFound(f"type '{job_type}' on queue '{queue.name}' has no target with a circuit breaker")
+        state = self._breakers().force(queue.name, job_type, open_=open_, by=caller.user_id)
+        logger.info("circuit breaker forced", extra={"queue": queue.name, "type": job_type, "state": state.state, "by": caller.user_id})
+        return _breaker_view(job_type, target.breaker, state)
 
     # ---- runtime settings ----------------------------------------------------------------------------
     def update(self, name: str, patch: QueuePatch, caller: Identity) -> QueueConfiguration:
@@ -187,10 +229,10 @@ class QueueService:
             if target is None:
                 if self.jobs.catalog.is_code_type(queue.name, job_type):
                     raise Conflict(f"type '{job_type}' on queue '{queue.name}' is handled by a code processor")
-                if job_type in current.processors.http:
+                if job_type in current.processors.http or job_type in current.processors.functions:
                     policies.delete_target(queue.name, job_type)
-            elif current.processors.http.get(job_type) != target:
-                self.jobs.put_http_target(queue.name, job_type, target, caller)  # validates the URL, like PUT
+            elif (current.processors.http.get(job_type) or current.processors.functions.get(job_type)) != target:
+                self.jobs.put_target(queue.name, job_type, target, caller)  # validates the URL or the function, like PUT
         changes = _policy_changes(patch)
         # Limits may be removed with null; the access block replaces the stored one whole.
         changes.update({field: getattr(patch, field) for field in ("max_unfinished_jobs", "max_unfinished_jobs_per_user") if field in patch.model_fields_set})

@@ -72,6 +72,11 @@ class Settings(BaseModel):
 
     # Only the local stack sets this: plain http targets on loopback.
     allow_loopback_http_targets: bool = False
+    # Lambda targets (issue 18): the function ARNs a job type may be registered to invoke,
+    # comma-separated (template.yaml LambdaTargetArns; the consumers' roles may invoke exactly these).
+    lambda_target_arns: str = ""
+    # Circuit breakers per target (shared/breakers.py): the defaults a target's own settings override.
+    breaker_cache_seconds: float = Field(default=2, ge=0)
 
     # EventBridge Scheduler (shared/adapters/scheduler.py): the stack's schedule group, the role its
     # schedules assume, and the function recurring schedules invoke.
@@ -109,6 +114,12 @@ class Settings(BaseModel):
     # sender's own domain. template.yaml grants SES the same list (ses:Recipients).
     email_allowed_recipients: str = ""
     video_step_seconds: float = Field(default=0.2, ge=0)
+    # Built-in processors (processors/builtins.py): the SNS topics publish may reach (template.yaml
+    # PublishTopicArns), and how long an export's download URL may be valid.
+    publish_topic_arns: str = ""
+    export_url_default_seconds: int = Field(default=3600, ge=60)
+    export_url_max_seconds: int = Field(default=7 * 86400, ge=60, le=7 * 86400)
+    export_max_input_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
 
     # Live events (shared/realtime.py): the WebSocket $connect handler checks tokens against the
     # HTTP API's issuer and audiences; connections and subscriptions live in their own table.
@@ -121,6 +132,9 @@ class Settings(BaseModel):
     realtime_inline_result_bytes: int = Field(default=32 * 1024, ge=0)  # a larger result is sent as a pointer
     realtime_send_workers: int = Field(default=16, ge=1, le=64)
     realtime_subscriber_cache_ms: int = Field(default=1000, ge=0)  # progress records reuse a job's subscriber list this long
+    # A queue subscription's budget per connection and second, across the queue's jobs (QueueBudget).
+    realtime_queue_events_per_second: int = Field(default=100, ge=1)
+    realtime_queue_progress_per_second: int = Field(default=20, ge=0)
     # Webhooks (shared/webhooks.py): deliveries go through an SQS queue, retried with backoff.
     webhook_queue_url: str = ""
     webhook_max_attempts: int = Field(default=15, ge=1, le=50)  # with 5 s doubling to 1 h: about 6 hours of receiver downtime

@@ -24,11 +24,12 @@ from shared.backoff import backoff_seconds
 from shared.clock import now_ms, parse_iso
 from shared.errors import Conflict, PermanentJobError, Unavailable
 from shared.lifecycle import Change, Guard
-from shared.models import Job, JobRef, QueueInfo, QueuePolicy, json_size
+from shared.models import AttemptUsage, Job, JobRef, QueueInfo, QueuePolicy, json_size
 from shared.observability import logger
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
 from shared.transitions import DeliveryRef, Transitions
+from shared.usage import attempt_usage
 
 Processor = Callable[["JobContext"], Any]
 ProcessorResolver = Callable[[QueueInfo, Job], Processor]
@@ -79,6 +80,7 @@ class Ending:
     error: str | None = None
     processing_ms: int | None = None
     wait_seconds: int = 0
+    usage: dict[str, Any] | None = None  # AttemptUsage, as JSON (it travels in kept-outcome messages)
 
     def as_body(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -100,6 +102,8 @@ class Delivery:
     receipt_handle: str
     queue: QueueInfo
     receive_count: int = 1
+    memory_mb: int | None = None  # the consumer's configured memory (its Lambda context)
+    batch_records: int = 1  # records in the invocation's batch: the attempt's share of the request charge
 
 
 class JobContext:
@@ -177,6 +181,31 @@ class JobContext:
             self.job_id, str(message)[:MAX_LOG_LINE], at_ms=now, attempt=self.attempt, expires_at=now // 1000 + self._log_ttl_s
         )
 
+    def once(self, name: str, run: Callable[[], Any] | None = None) -> Any:
+        """A step whose effect this job performs once (shared/once.py has the contract).
+
+        ``with job.once("charge-card") as step: if not step.done: step.result = ...``, or
+        ``job.once("charge-card", lambda: ...)``, which runs the callable unless the step is done
+        and returns its (recorded) result.
+        """
+        from shared.adapters.once_steps import OnceSteps
+        from shared.once import OnceStep
+
+        step = OnceStep(
+            OnceSteps(self._store.table_name),
+            user_id=self.user_id,
+            job_id=self.job_id,
+            name=name,
+            attempt=self.attempt,
+            expires_at=self._clock() // 1000 + self._log_ttl_s,
+        )
+        if run is None:
+            return step
+        with step:
+            if not step.done:
+                step.result = run()
+        return step.result
+
     @property
     def cancelled(self) -> bool:
         """True once the job was cancelled: long loops without progress reports can poll this."""
@@ -207,6 +236,7 @@ class Worker:
         messages: SqsJobMessages | None = None,
         policy: Callable[[QueueInfo], QueuePolicy] = policies.get_policy,
         transitions: Transitions | None = None,
+        admit: Callable[[QueueInfo, Job], int | None] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -215,6 +245,8 @@ class Worker:
         self.messages = messages or SqsJobMessages()
         self.policy = policy
         self.transitions = transitions or Transitions(store, self.messages)
+        # Before a claim: seconds the job must wait without spending an attempt (its target's circuit breaker), or None.
+        self.admit = admit
         # Endings this container could neither write nor send: applied if the same delivery comes back here.
         self._kept: dict[JobRef, Ending] = {}
 
@@ -283,6 +315,10 @@ class Worker:
                     error = f"the consumer stopped during the final attempt ({lifecycle.LEASE_EXPIRED})"
                     self.transitions.apply(lifecycle.fail(job, token=None, error=error, now=now, policy=self._policy(job)), delivery.queue)
                     return Outcome.FAILED
+                hold = self.admit(delivery.queue, job) if self.admit is not None else None
+                if hold is not None:
+                    self._set_visibility(delivery, hold)
+                    raise RetryLater(f"job {job_id} waits {hold} s: its target's circuit breaker is open")
                 token = uuid.uuid4().hex
                 job = self.transitions.apply(lifecycle.claim(job, now=now, lease_ms=lease_ms, token=token), delivery.queue)
             except Conflict:
@@ -322,6 +358,15 @@ class Worker:
 
     # ---- endings ----------------------------------------------------------------------
     def _change(self, job: Job, ending: Ending, token: str | None) -> Change:
+        change = self._ending_change(job, ending, token)
+        history = change.sets.get("history")
+        if ending.usage and isinstance(history, list) and history and history[-1].attempt == ending.attempt:
+            # The attempt's record closed by this change carries what it used (shared/usage.py).
+            closed = history[-1].model_copy(update={"usage": AttemptUsage.model_validate(ending.usage)})
+            change = replace(change, sets={**change.sets, "history": [*history[:-1], closed]})
+        return change
+
+    def _ending_change(self, job: Job, ending: Ending, token: str | None) -> Change:
         now = self.clock()
         if ending.operation == "complete":
             return lifecycle.complete(job, token=token, result=ending.result, processing_ms=ending.processing_ms or 0, now=now, policy=self._policy(job))
@@ -335,6 +380,9 @@ class Worker:
 
     def _end(self, context: JobContext, delivery: Delivery, ending: Ending, deadline: float) -> Outcome:
         """Write the attempt's ending: retried while time allows; a cancel wins; kept when it cannot be written."""
+        if ending.usage is None and ending.processing_ms is not None:
+            usage = attempt_usage(ending.processing_ms, memory_mb=delivery.memory_mb, batch_records=delivery.batch_records)
+            ending = replace(ending, usage=usage.model_dump())
         job, token = context.snapshot, context.token
         ref = DeliveryRef(delivery.receipt_handle, delivery.body)
         try:
@@ -347,7 +395,7 @@ class Worker:
             if not current.cancel_requested:
                 raise
             # A cancel was requested while the attempt ran: the job ends cancelled, whatever the attempt did.
-            ending = Ending("cancel", ending.attempt, processing_ms=ending.processing_ms)
+            ending = Ending("cancel", ending.attempt, processing_ms=ending.processing_ms, usage=ending.usage)
             try:
                 self.transitions.apply(self._change(current, ending, token), delivery.queue, within_ms=self._left(deadline))
             except Unavailable:

@@ -50,7 +50,7 @@ from shared.adapters.payloads import bucket_name as payloads_bucket
 from shared.clock import iso
 from shared.errors import Conflict, Invalid, JobqError, NotFound, Throttled, Unavailable
 from shared.lifecycle import Change, Guard
-from shared.models import HttpTarget, Job, JobRef
+from shared.models import AnyTarget, Job, JobRef, parse_target
 from shared.observability import logger
 from shared.status import JobStatus
 
@@ -822,7 +822,7 @@ class JobStore:
         return out.get("Items", []), encode_cursor(last) if last else None
 
     # ---- processor targets -------------------------------------------------------
-    def put_target(self, queue: str, job_type: str, target: HttpTarget, *, now: str) -> None:
+    def put_target(self, queue: str, job_type: str, target: AnyTarget, *, now: str) -> None:
         item = {
             "pk": {"S": f"QUEUE#{queue}"},
             "sk": {"S": f"TARGET#{job_type}"},
@@ -834,7 +834,7 @@ class JobStore:
         except AWS_ERRORS as err:
             raise _unavailable(err) from err
 
-    def get_target(self, queue: str, job_type: str) -> HttpTarget | None:
+    def get_target(self, queue: str, job_type: str) -> AnyTarget | None:
         try:
             out = self._ddb.get_item(
                 TableName=self.table_name, Key={"pk": {"S": f"QUEUE#{queue}"}, "sk": {"S": f"TARGET#{job_type}"}}
@@ -842,9 +842,9 @@ class JobStore:
         except AWS_ERRORS as err:
             raise _unavailable(err) from err
         item = out.get("Item")
-        return HttpTarget.model_validate_json(item["target"]["S"]) if item else None
+        return parse_target(item["target"]["S"]) if item else None
 
-    def list_targets(self, queue: str) -> dict[str, HttpTarget]:
+    def list_targets(self, queue: str) -> dict[str, AnyTarget]:
         try:
             out = self._ddb.query(
                 TableName=self.table_name,
@@ -854,7 +854,7 @@ class JobStore:
         except AWS_ERRORS as err:
             raise _unavailable(err) from err
         return {
-            item["sk"]["S"].removeprefix("TARGET#"): HttpTarget.model_validate_json(item["target"]["S"]) for item in out["Items"]
+            item["sk"]["S"].removeprefix("TARGET#"): parse_target(item["target"]["S"]) for item in out["Items"]
         }
 
     def ping(self) -> None:

@@ -97,6 +97,10 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("DELETE", "/queues/{name}/dead-letters"): Row("/queues/email-sending/dead-letters", OPERATE),
     ("POST", "/queues/{name}/dead-letters/redrive"): Row("/queues/email-sending/dead-letters/redrive", OPERATE, {}),
     ("PUT", "/queues/{name}/processors/{job_type}"): Row("/queues/email-sending/processors/hook", OPERATE, TARGET),
+    ("GET", "/queues/{name}/breakers"): Row("/queues/email-sending/breakers", VIEW),
+    # No target with a breaker in this world: the callers allowed to operate get the 404 that says so.
+    ("POST", "/queues/{name}/breakers/{job_type}/open"): Row("/queues/email-sending/breakers/hook/open", (401, 403, 403, 404, 403, 404, 403)),
+    ("POST", "/queues/{name}/breakers/{job_type}/close"): Row("/queues/email-sending/breakers/hook/close", (401, 403, 403, 404, 403, 404, 403)),
     ("POST", "/schedules"): Row("/schedules", ADMIN_CREATES, {**SCHEDULE, "name": "made"}),
     ("GET", "/schedules"): Row("/schedules", INSPECT),
     ("GET", "/schedules/{name}"): Row("/schedules/nightly", INSPECT),

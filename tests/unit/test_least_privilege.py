@@ -241,3 +241,53 @@ def test_the_events_functions_writes_stay_within_its_policy(stack: Stack, provis
 
     assert calls.calls and _denied(calls, provisioned.resources["EventsFunction"]) == []
 
+
+
+# ---- Lambda targets (issue 18): the consumers may invoke the listed functions and no other ----------------
+
+FUNCTIONS = ["arn:aws:lambda:us-east-1:123456789012:function:thumbnailer", "arn:aws:lambda:us-east-1:123456789012:function:billing:live"]
+
+
+def _invoke_grants(stack: ProvisionedStack) -> dict[str, list[Any]]:
+    grants: dict[str, list[Any]] = {}
+    for owner, statement in _policy_resources(stack):
+        actions = _as_list(statement.get("Action", []))
+        if any(fnmatch.fnmatchcase("lambda:InvokeFunction", a) for a in actions) and statement.get("Effect") == "Allow":
+            # The scheduler's role invokes this stack's own SchedulerFunction: not a Lambda target.
+            outside = [r for r in _as_list(statement["Resource"]) if f":function:{STACK}-" not in r]
+            if outside:
+                grants.setdefault(owner, []).extend(outside)
+    return grants
+
+
+def test_each_consumer_may_invoke_exactly_the_functions_listed_in_lambda_target_arns(stack: Stack) -> None:
+    provisioned = Provisioner(endpoint_url=None).provision(ROOT / "template.yaml", STACK, {**PARAMETERS, "LambdaTargetArns": ",".join(FUNCTIONS)})
+
+    grants = _invoke_grants(provisioned)
+
+    consumers = {f"{run.name}/ConsumerFunction" for run in provisioned.walk() if "ConsumerFunction" in run.resources}
+    assert consumers and set(grants) == consumers  # the consumers, and no other function
+    assert all(sorted(resources) == sorted(FUNCTIONS) for resources in grants.values())
+    env = provisioned.nested["EmailSendingQueue"].resources["ConsumerFunction"].properties["Environment"]["Variables"]
+    assert env["JOBQ_LAMBDA_TARGET_ARNS"] == ",".join(FUNCTIONS)
+
+
+def test_without_lambda_target_arns_no_function_may_invoke_any_function(provisioned: ProvisionedStack) -> None:
+    assert _invoke_grants(provisioned) == {}
+
+
+def test_the_publish_built_in_may_publish_to_exactly_the_topics_listed(stack: Stack) -> None:
+    topics = ["arn:aws:sns:us-east-1:123456789012:orders", "arn:aws:sns:us-east-1:123456789012:alerts"]
+    listed = Provisioner(endpoint_url=None).provision(ROOT / "template.yaml", STACK, {**PARAMETERS, "PublishTopicArns": ",".join(topics)})
+    empty = Provisioner(endpoint_url=None).provision(ROOT / "template.yaml", STACK, PARAMETERS)
+
+    def publish_grants(provisioned: ProvisionedStack) -> dict[str, list[Any]]:
+        return {
+            owner: _as_list(s["Resource"])
+            for owner, s in _policy_resources(provisioned)
+            # The stack's own alarm topic is published to by CloudWatch: not the built-in's grant.
+            if "sns:Publish" in _as_list(s.get("Action", [])) and not any(f":{STACK}-" in str(r) for r in _as_list(s["Resource"]))
+        }
+
+    assert publish_grants(listed) == {f"{STACK}/EmailProcessorPolicy": topics}
+    assert publish_grants(empty) == {}
