@@ -70,6 +70,10 @@ class ProcessorRegistry:
         probe_ms = int(target.timeout_seconds * 1000) + 60_000
         return self.breakers.admit(queue.name, job.type, f"{job.user_id}/{job.job_id}", probe_ms=probe_ms).hold_seconds
 
+    def holds_jobs(self, queue: QueueInfo) -> bool:
+        """Whether ``admit`` may hold a job of ``queue``: then the worker reads the job before it claims it."""
+        return self.breakers is not None and self.catalog.has_breakers(queue.name)
+
     def _guard(self, queue: QueueInfo, job: Job, target: AnyTarget, processor: Processor) -> Processor:
         if self.breakers is None or target.breaker is None:
             return processor

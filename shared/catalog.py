@@ -141,7 +141,19 @@ class ProcessorCatalog:
         self.targets = targets
         self.cache_seconds = target_cache_seconds
         self._cache: dict[tuple[str, str], tuple[float, AnyTarget]] = {}
+        self._breakers: dict[str, tuple[float, bool]] = {}
         self._lock = Lock()
+
+    def has_breakers(self, queue: str) -> bool:
+        """Whether any target of ``queue`` has a circuit breaker (cached like the targets)."""
+        with self._lock:
+            cached = self._breakers.get(queue)
+        if cached and time.monotonic() - cached[0] < self.cache_seconds:
+            return cached[1]
+        found = any(getattr(target, "breaker", None) is not None for target in self.targets.list_targets(queue).values())
+        with self._lock:
+            self._breakers[queue] = (time.monotonic(), found)
+        return found
 
     def http_target(self, queue: str, job_type: str) -> AnyTarget | None:
         key = (queue, job_type)

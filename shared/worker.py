@@ -237,6 +237,7 @@ class Worker:
         policy: Callable[[QueueInfo], QueuePolicy] = policies.get_policy,
         transitions: Transitions | None = None,
         admit: Callable[[QueueInfo, Job], int | None] | None = None,
+        holds_jobs: Callable[[QueueInfo], bool] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -247,6 +248,8 @@ class Worker:
         self.transitions = transitions or Transitions(store, self.messages)
         # Before a claim: seconds the job must wait without spending an attempt (its target's circuit breaker), or None.
         self.admit = admit
+        # Queues whose jobs ``admit`` may hold are read before the claim (a held job spends no attempt).
+        self.holds_jobs = holds_jobs if holds_jobs is not None else (lambda _queue: admit is not None)
         # Endings this container could neither write nor send: applied if the same delivery comes back here.
         self._kept: dict[JobRef, Ending] = {}
 
@@ -281,10 +284,14 @@ class Worker:
     def _claim(self, ref: JobRef, delivery: Delivery, lease_ms: int, deadline: float) -> tuple[Job, str] | Outcome:
         job_id = ref.job_id
         token = uuid.uuid4().hex
-        try:  # the plain case, one write and no read: a waiting (or due) job with attempts left
-            return self.store.claim(ref.user_id, ref.job_id, now=self.clock(), lease_ms=lease_ms, token=token, max_history=lifecycle.MAX_HISTORY), token
-        except Conflict as refused:  # the failed condition returned the job as it is: decide from it
-            seen: Job | None = refused.details if isinstance(refused.details, Job) else None
+        seen: Job | None = None
+        if self.holds_jobs(delivery.queue):
+            seen = self.store.get(ref.user_id, ref.job_id)  # decided below, admission included
+        else:
+            try:  # the plain case, one write and no read: a waiting (or due) job with attempts left
+                return self.store.claim(ref.user_id, ref.job_id, now=self.clock(), lease_ms=lease_ms, token=token, max_history=lifecycle.MAX_HISTORY), token
+            except Conflict as refused:  # the failed condition returned the job as it is: decide from it
+                seen = refused.details if isinstance(refused.details, Job) else None
         for round_ in range(3):  # re-read after losing a race
             job = seen if round_ == 0 else self.store.get(ref.user_id, ref.job_id)
             if job is None:

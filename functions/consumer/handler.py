@@ -35,7 +35,7 @@ def worker() -> Worker:
     store = JobStore(settings.table_name)
     breakers = Breakers(DynamoBreakerStore(settings.table_name), cache_seconds=settings.breaker_cache_seconds)
     registry = ProcessorRegistry(ProcessorCatalog(store, settings.target_cache_seconds), breakers)
-    return Worker(store, settings, registry.resolve, admit=registry.admit)
+    return Worker(store, settings, registry.resolve, admit=registry.admit, holds_jobs=registry.holds_jobs)
 
 
 def _memory_mb(context: LambdaContext | None) -> int | None:
