@@ -6,7 +6,7 @@ from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
-from api.routes import audit, dashboard, health, jobs, maintenance, queues, quotas, scheduler, schedules, webhooks
+from api.routes import audit, dashboard, flows, health, jobs, maintenance, queues, quotas, scheduler, schedules, webhooks
 from api.strict_body import strict_json_body
 
 DESCRIPTION = """\
@@ -60,6 +60,7 @@ def create_app() -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(maintenance.router)
+    app.include_router(flows.router)
     app.include_router(jobs.router)
     app.include_router(webhooks.router)
     app.include_router(queues.router)

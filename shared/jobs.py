@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -76,6 +77,7 @@ class JobService:
             cache_seconds=settings.policy_cache_seconds,
         )
         self.transitions = transitions or Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules())
+        self.tree_remover: Callable[[Job], int] | None = None  # set by the flow service: removing a parent removes its tree
 
     # ---- create -----------------------------------------------------------------------
     def _prepare(self, request: JobCreate, caller: Identity, job_id: str | None, now: int) -> tuple[QueueInfo, Job]:
@@ -369,7 +371,7 @@ class JobService:
             queue = self.directory.get(job.queue)
             now = now_ms()
             try:
-                if job.status in (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.STALLED):
+                if job.status in (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.STALLED, JobStatus.WAITING_CHILDREN):
                     change = lifecycle.cancel(
                         job,
                         now=now,
@@ -420,6 +422,8 @@ class JobService:
         job = self.get(job_id, caller, user_id=user_id, change=True)
         if job.status in (JobStatus.ACTIVE, JobStatus.STALLED):
             raise Conflict(f"job {job_id} is {job.status.value}; cancel it first (DELETE /jobs/{job_id})")
+        if self.tree_remover is not None:
+            self.tree_remover(job)  # a flow's parent: its tree goes first (shared/flows.py)
         if not self.store.delete_unchanged(job):
             raise Conflict(f"job {job_id} changed while it was being removed; look again")
         remove_delayed_schedule(job)

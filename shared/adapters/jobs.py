@@ -37,7 +37,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from shared.adapters import clients
-from shared.adapters.aws_errors import AWS_ERRORS, aws_code, domain_error, old_item
+from shared.adapters.aws_errors import AWS_ERRORS, aws_code, cancellation_reasons, domain_error, old_item
 from shared.errors import Conflict, Invalid, JobqError, NotFound, Throttled, Unavailable
 from shared.lifecycle import Change, Guard
 from shared.models import AnyTarget, Job, JobRef, parse_target
@@ -229,6 +229,37 @@ class JobStore:
         Returns the job as written (``ALL_NEW``). ``Conflict`` (with the job as it is now as
         details, when it exists) if the job is no longer as the change expects.
         """
+        request = self._update_request(change)
+        try:
+            out = self._ddb.update_item(**request, ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        except AWS_ERRORS as err:
+            if _is(err, "ConditionalCheckFailedException"):
+                current = _old_item(err)
+                raise Conflict(
+                    f"job {change.job.job_id} changed while it was being updated ({change.operation})",
+                    details=from_item(current) if current else None,
+                ) from err
+            raise _unavailable(err) from err
+        return from_item(out["Attributes"])
+
+    def apply_together(self, change: Change, actions: list[dict[str, Any]]) -> Job:
+        """``apply`` and other items' writes (a flow's follow-up jobs, shared/adapters/flows.py) in one
+        TransactWriteItems: all or nothing. ``Conflict`` when the job's condition (or another's) failed."""
+        request = self._update_request(change)
+        try:
+            self._ddb.transact_write_items(TransactItems=[{"Update": request}, *actions])
+        except AWS_ERRORS as err:
+            if _is(err, "TransactionCanceledException"):
+                reasons = cancellation_reasons(err)
+                if "ConditionalCheckFailed" in reasons:
+                    raise Conflict(
+                        f"job {change.job.job_id} changed while it was being updated ({change.operation})",
+                        details=self.get(change.job.user_id, change.job.job_id),
+                    ) from err
+            raise _unavailable(err) from err
+        return change.after()
+
+    def _update_request(self, change: Change) -> dict[str, Any]:
         updated = change.after()  # validates the change before anything is written
         item = to_item(updated)
         names: dict[str, str] = {"#status": "status", "#version": "version"}
@@ -277,26 +308,14 @@ class JobStore:
             names["#cancel"] = "cancelRequested"
             values[":false"] = {"BOOL": False}
             condition += " AND (attribute_not_exists(#cancel) OR #cancel = :false)"
-        try:
-            out = self._ddb.update_item(
-                TableName=self.table_name,
-                Key=_job_key(change.job.user_id, change.job.job_id),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except AWS_ERRORS as err:
-            if _is(err, "ConditionalCheckFailedException"):
-                current = _old_item(err)
-                raise Conflict(
-                    f"job {change.job.job_id} changed while it was being updated ({change.operation})",
-                    details=from_item(current) if current else None,
-                ) from err
-            raise _unavailable(err) from err
-        return from_item(out["Attributes"])
+        return {
+            "TableName": self.table_name,
+            "Key": _job_key(change.job.user_id, change.job.job_id),
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
 
     def create_many(self, jobs: list[Job]) -> tuple[list[Job], list[Job], JobqError | None]:
         """Store new jobs with generated ids, 25 to a BatchWriteItem (no condition: ids are fresh UUIDs).
