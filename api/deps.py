@@ -10,9 +10,9 @@ from fastapi import Depends, Request
 from api.auth import identity_of
 from api.cursors import CursorSigner, cursor_signer
 from shared.adapters import queues
+from shared.adapters.flows import FlowStore
 from shared.adapters.jobs import JobStore
 from shared.catalog import ProcessorCatalog
-from shared.adapters.flows import FlowStore
 from shared.flows import FlowService
 from shared.jobs import Identity, JobService
 from shared.settings import Settings, get_settings

@@ -23,8 +23,16 @@ CODE_PROCESSORS: dict[str, dict[str, str]] = {
         "export": "processors.builtins:export",
         "http-request": "processors.builtins:http_request",
         "invoke": "processors.builtins:invoke",
+        # seed 000's business-discovery chain (processors/pipeline.py)
+        "analyze-reels": "processors.pipeline:analyze_reels",
+        "generate-competitor-report": "processors.pipeline:generate_competitor_report",
     },
-    "video-processing": {"transcode-video": "processors.examples:transcode_video"},
+    "video-processing": {
+        "transcode-video": "processors.examples:transcode_video",
+        "discover-with-instagram": "processors.pipeline:discover_with_instagram",
+        "scrape-instagram-videos": "processors.pipeline:scrape_instagram_videos",
+        "analyze-video-content": "processors.pipeline:analyze_video_content",
+    },
 }
 
 

@@ -64,7 +64,7 @@ from shared.adapters.flows import (
 from shared.adapters.jobs import JobStore
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Invalid, JobqError, NotFound, PermanentJobError, Unavailable
-from shared.models import FailurePolicy, Job, JobCreate, JobPublic, JobRef, ParentLink, QueueInfo
+from shared.models import FailurePolicy, Job, JobCreate, JobPublic, JobRef, ParentLink, QueueInfo, QueuePolicy
 from shared.observability import logger
 from shared.stats import attribute_text, is_job_record
 from shared.status import JobStatus
@@ -115,9 +115,16 @@ def _id_base(user_id: str, job_id: str, limit: int) -> str:
 class JobPlanner:
     """Builds the jobs a flow or a processor asks for: checked against their queue, not stored yet."""
 
-    def __init__(self, directory: queues.QueueDirectory, accepts: Callable[[str, str], bool] | None = None) -> None:
+    def __init__(
+        self,
+        directory: queues.QueueDirectory,
+        accepts: Callable[[str, str], bool] | None = None,
+        defaults: Callable[[QueueInfo], QueuePolicy] = QueuePolicy.defaults_for,
+    ) -> None:
         self.directory = directory
         self.accepts = accepts
+        # A consumer reads only its own queue's settings: another queue's defaults are the template's.
+        self.defaults = defaults
 
     def follow_up(self, request: JobCreate, owner: Job, job_id: str, *, parent: ParentLink | None, now: int) -> Job:
         """A job a processor added: the owner's user's, enqueued from the stream (``outbox``)."""
@@ -129,7 +136,7 @@ class JobPlanner:
             raise Invalid("a job added by a processor takes no runAt, deduplication or jobId")
         if options.delay > OUTBOX_MAX_DELAY_MS:
             raise Invalid(f"a job added by a processor waits at most {OUTBOX_MAX_DELAY_MS} ms")
-        policy = policies.get_policy(queue)
+        policy = self.defaults(queue)
         return Job(
             job_id=job_id,
             queue=queue.name,
@@ -236,6 +243,7 @@ class FlowService:
             if job.delay:
                 raise Invalid("a parent starts when its children finished: it takes no delay or runAt")
             updates["status"] = S.WAITING_CHILDREN
+            updates["has_children"] = True
         job = job.model_copy(update=updates)
         planned = PlannedNode(job, [], depth)
         for i, child in enumerate(node.children):

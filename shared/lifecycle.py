@@ -403,6 +403,7 @@ def await_children(job: Job, *, token: str | None, processing_ms: int, now: int)
             "processing_time": processing_ms,
             "updated_at": iso(now),
             "history": close_attempt(job.history, now, AttemptOutcome.WAITING_CHILDREN),
+            "has_children": True,
         },
         removes=_LEASE,
         effects=(Log("info", "job waits for its children"),),

@@ -253,6 +253,7 @@ class Job(CamelModel):
     history: list[AttemptRecord] = Field(default_factory=list)
     webhook: WebhookOptions | None = None
     parent: ParentLink | None = None  # a flow child's parent
+    has_children: bool = False  # a flow's parent (POST /flows, or its processor added children)
     # Enqueued by the EventsFunction when its item is inserted (jobs a processor added: the consumer
     # may send only to its own queue; the stream sends to any).
     outbox: bool = False

@@ -141,6 +141,11 @@ class JobContext:
         the job waits in ``waiting-children`` and runs again once they finished (``children_values``)."""
         return [self._adding().add_child(child) for child in children]
 
+    @property
+    def waited_for_children(self) -> bool:
+        """True for a flow's parent: it runs now that its children finished (``children_values``)."""
+        return self.snapshot.has_children
+
     def children_values(self) -> dict[str, Any]:
         """The results of this job's finished children, by child job id (empty before it had any)."""
         return children_values(FlowStore(self._store.table_name), self._store, JobRef.of(self.snapshot))

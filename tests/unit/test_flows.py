@@ -45,11 +45,11 @@ def call(method: str, path: str, body: Any = None, claims: dict[str, str] = ALIC
     return response["statusCode"], json.loads(response["body"]) if response.get("body") else None
 
 
-def drain(stack: Stack, feed: StreamFeed, rounds: int = 30) -> None:
-    """Run consumers and the EventsFunction until nothing moves."""
+def drain(stack: Stack, feed: StreamFeed, rounds: int = 30, queues: tuple[str, ...] = (A, B)) -> None:
+    """Run consumers (of ``queues``) and the EventsFunction until nothing moves."""
     for _ in range(rounds):
         moved = False
-        for queue in (A, B):
+        for queue in queues:
             while messages := stack.receive(queue):
                 consumer(sqs_event(stack, queue, messages), FakeLambdaContext())
                 moved = True
@@ -255,3 +255,49 @@ def test_a_tree_larger_than_one_transaction_is_created_in_steps_a_crash_cannot_l
     assert code == 201 and out["data"]["jobs"] == 13
     drain(stack, feed)
     assert stack.store.get("alice", "big-flow").result == {"values": 12}  # type: ignore[union-attr]
+
+
+def test_seed_000_five_step_chain_passes_each_steps_result_on(stack: Stack) -> None:
+    feed = StreamFeed(stack.table_name)
+    code, out = call("POST", "/jobs", {"queue": "video-processing", "type": "discover-with-instagram", "data": {"businessName": "Restaurant", "location": "NYC"}})
+    assert code == 201
+    drain(stack, feed, queues=(B, "video-processing"))
+    job = stack.store.get("alice", out["data"]["jobId"])
+    steps = []
+    while job is not None:
+        assert job.status is JobStatus.COMPLETED and job.progress == 100, job
+        steps.append((job.queue, job.type))
+        job = stack.store.get("alice", job.result["next"]) if "next" in job.result else None
+    assert [t for _, t in steps] == ["discover-with-instagram", "analyze-reels", "scrape-instagram-videos", "analyze-video-content", "generate-competitor-report"]
+    assert {q for q, _ in steps} == {"video-processing", "report-generation"}
+
+
+def test_an_http_target_adds_follow_up_jobs_in_its_answer(stack: Stack) -> None:
+    from tests.target_server import TargetServer
+
+    feed = StreamFeed(stack.table_name)
+    admin_claims = {**ALICE, "sub": "root", "cognito:groups": "[admin]"}
+    with TargetServer() as target:
+        code, _ = call("PUT", f"/queues/{A}/processors/hand-over", {"kind": "http", "url": f"{target.url}/follow/{B}/step", "timeoutSeconds": 5}, claims=admin_claims)
+        assert code == 200
+        _, out = call("POST", "/jobs", {"queue": A, "type": "hand-over", "data": {"n": 1}})
+        drain(stack, feed)
+    first = stack.store.get("alice", out["data"]["jobId"])
+    assert first is not None and first.status is JobStatus.COMPLETED and "jobq" not in first.result
+    follow = stack.store.get("alice", f"{first.job_id}:n{first.version - 1}.0")
+    assert follow is not None and follow.queue == B and follow.data == {"from": first.job_id} and follow.status is JobStatus.COMPLETED
+
+
+def test_a_crash_after_the_completion_never_loses_nor_doubles_the_follow_ups(stack: Stack) -> None:
+    """The completion and its follow-ups are one transaction: a redelivered message changes nothing."""
+    feed = StreamFeed(stack.table_name)
+    BEHAVIOUR["chain"] = lambda j: {"next": j.add_job(B, "step", {"n": 2})}
+    _, out = call("POST", "/jobs", {"queue": A, "type": "step", "data": {"do": "chain"}})
+    messages = stack.receive(A)
+    consumer(sqs_event(stack, A, messages), FakeLambdaContext())
+    consumer(sqs_event(stack, A, messages), FakeLambdaContext())  # the same delivery again (its delete was lost)
+    drain(stack, feed)
+    first = stack.store.get("alice", out["data"]["jobId"])
+    assert first is not None and first.status is JobStatus.COMPLETED and first.attempts == 1
+    jobs, _ = stack.store.page_by_user("alice", limit=50)
+    assert sorted(j.job_id for j in jobs) == sorted([first.job_id, first.result["next"]])
