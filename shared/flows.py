@@ -63,7 +63,7 @@ from shared.adapters.flows import (
 )
 from shared.adapters.jobs import JobStore
 from shared.clock import iso, now_ms
-from shared.errors import Conflict, Invalid, JobqError, NotFound, PermanentJobError, Unavailable
+from shared.errors import Conflict, Invalid, JobqError, PermanentJobError, Unavailable
 from shared.models import FailurePolicy, Job, JobCreate, JobPublic, JobRef, ParentLink, QueueInfo, QueuePolicy
 from shared.observability import logger
 from shared.stats import attribute_text, is_job_record
@@ -345,10 +345,9 @@ class FlowService:
 
     # ---- reading -----------------------------------------------------------------------------------
     def tree(self, job_id: str, caller: Identity, *, user_id: str | None = None) -> dict[str, Any]:
-        """The flow under ``job_id``: each node's job with its ``children``, breadth first, at most 1,000 jobs."""
+        """The flow under ``job_id``: each node's job with its ``children``, breadth first, at most 1,000 jobs
+        (a job without children is a flow of one)."""
         root = self.jobs.get(job_id, caller, user_id=user_id)
-        if self.flows.counts(JobRef.of(root)) is None and root.parent is None:
-            raise NotFound(f"job {job_id} is not part of a flow")
         out = _node_view(root)
         level = [(root, out)]
         seen = 1
