@@ -481,6 +481,13 @@ class FlowEvents:
                 delay = int((new.get("delay") or {}).get("N") or 0)
                 outbox.setdefault(attribute_text(new, "queue") or "", []).append((_ref(new), -(-delay // 1000)))
             image = new or old
+            if "parent" in image:
+                try:
+                    ParentLink.model_validate(_plain_map(image["parent"]))
+                except (ValueError, TypeError, AttributeError):
+                    # never block the stream's shard on one item: it counts toward no parent
+                    logger.error("a job's parent link is unreadable; skipped", extra={"job_id": _ref(image).job_id})
+                    continue
             if "parent" not in image:
                 if event == "MODIFY" and before == S.WAITING_CHILDREN.value and after == S.CANCELLED.value:
                     outcome.cancelled += self._cancel_children(_ref(new))
