@@ -40,9 +40,11 @@ unfinished children (each cancels its own); removing a parent removes its tree.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -287,7 +289,7 @@ class FlowService:
             # children before parents, the root last: a crash leaves no root, so no flow to see or run
             for start in range(0, len(actions), MAX_TRANSACTION_ITEMS):
                 self._write_tolerating_existing(actions[start : start + MAX_TRANSACTION_ITEMS])
-            self._release(leaves)
+            self._release([n.job for n in nodes_held if n.job.job_id in held], fresh=True)
         else:
             try:
                 self.flows.write(actions)
@@ -318,17 +320,19 @@ class FlowService:
         except Conflict:
             logger.info("a chunk of a flow was written before; going on", extra={"items": len(actions)})
 
-    def _release(self, leaves: list[Job]) -> None:
-        """The leaves of a large tree, held ``waiting-children``, become ``waiting`` (the Wake enqueues them)."""
-        for leaf in leaves:
-            current = self.store.get(leaf.user_id, leaf.job_id)
+    def _release(self, leaves: list[Job], *, fresh: bool = False) -> None:
+        """The leaves of a large tree, held ``waiting-children``, become ``waiting`` (the Wake enqueues
+        them), eight at a time. ``fresh``: just written as planned, so not read again first."""
+
+        def release(leaf: Job) -> None:
+            current = leaf if fresh else self.store.get(leaf.user_id, leaf.job_id)
             if current is None or current.status is not S.WAITING_CHILDREN:
-                continue
-            queue = self.jobs.directory.get(current.queue)
-            try:
-                self.transitions.apply(lifecycle.children_done(current, now=now_ms()), queue)
-            except Conflict:
-                continue
+                return
+            with contextlib.suppress(Conflict):  # released meanwhile (a retried request)
+                self.transitions.apply(lifecycle.children_done(current, now=now_ms()), self.jobs.directory.get(current.queue))
+
+        with ThreadPoolExecutor(max_workers=min(8, max(1, len(leaves)))) as pool:
+            list(pool.map(release, leaves))
 
     def _enqueue(self, leaves: list[Job]) -> None:
         by_queue: dict[str, list[Job]] = {}
