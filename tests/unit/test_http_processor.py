@@ -24,6 +24,7 @@ class Job:
     data: dict[str, Any] = {"to": "a@example.com"}
     attempt = 2
     max_attempts = 3
+    waited_for_children = False  # not a flow's parent: no childrenValues in the payload
 
 
 @pytest.fixture(autouse=True)
