@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
 from api.envelope import with_error_envelope
-from api.routes import audit, dashboard, health, jobs, maintenance, queues, quotas, scheduler, schedules, webhooks
+from api.routes import audit, dashboard, flows, health, jobs, maintenance, queues, quotas, scheduler, schedules, webhooks
 from api.strict_body import strict_json_body
 
 DESCRIPTION = """\
@@ -63,6 +63,7 @@ def create_app() -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(maintenance.router)
+    app.include_router(flows.router)
     app.include_router(jobs.router)
     app.include_router(webhooks.router)
     app.include_router(queues.router)

@@ -82,6 +82,8 @@ def run_http_target(target: HttpTarget, job: JobContext) -> Any:
         "attempt": job.attempt,
         "maxAttempts": job.max_attempts,
     }
+    if job.waited_for_children:
+        payload["childrenValues"] = job.children_values()  # it added children before: their results
     request = _Request(
         target.url,
         json.dumps(payload).encode(),
@@ -115,10 +117,10 @@ def run_http_target(target: HttpTarget, job: JobContext) -> Any:
         if time.monotonic() >= deadline:
             request.abort()
             raise RetryableJobError(f"target {target.url} unreachable: no answer within {target.timeout_seconds:g} s")
-    return _outcome(target, request)
+    return _outcome(target, request, job)
 
 
-def _outcome(target: HttpTarget, request: _Request) -> Any:
+def _outcome(target: HttpTarget, request: _Request, job: JobContext) -> Any:
     if request.error is not None:
         reason = "timed out" if isinstance(request.error, TimeoutError) else request.error
         raise RetryableJobError(f"target {target.url} unreachable: {reason}") from request.error
@@ -135,9 +137,31 @@ def _outcome(target: HttpTarget, request: _Request) -> Any:
     if not body.strip():
         return None
     try:
-        return json.loads(body)
+        answer = json.loads(body)
     except ValueError:
         return {"status": status, "body": _snippet(body, 2000)}
+    return _follow_ups(answer, job)
+
+
+def _follow_ups(answer: Any, job: JobContext) -> Any:
+    """``{"jobq": {"addJobs": [...], "addChildren": [...]}, ...}``: the target adds jobs (each a
+    ``POST /jobs`` body; a child may carry ``onFailure``) as ``job.add_job`` and ``job.add_children``
+    do; the rest of the answer is the result."""
+    if not isinstance(answer, dict) or "jobq" not in answer:
+        return answer
+    asks = answer.pop("jobq")
+    if not isinstance(asks, dict) or not all(isinstance(asks.get(k, []), list) for k in ("addJobs", "addChildren")):
+        raise PermanentJobError('the target\'s "jobq" must be {"addJobs": [...], "addChildren": [...]}')
+    for spec in asks.get("addJobs", []):
+        if not isinstance(spec, dict):
+            raise PermanentJobError("each of addJobs must be a job (queue, type, data, options)")
+        job.add_job(spec.get("queue"), spec.get("type"), spec.get("data"), spec.get("options"))  # type: ignore[arg-type]  # checked there
+    children = asks.get("addChildren", [])
+    if children:
+        if not all(isinstance(c, dict) for c in children):
+            raise PermanentJobError("each of addChildren must be a job (queue, type, data, options, onFailure)")
+        job.add_children(children)
+    return answer
 
 
 def _tell_cancelled(target: HttpTarget, payload: dict[str, Any]) -> None:

@@ -94,9 +94,15 @@ CODE_PROCESSORS: dict[str, dict[str, CodeProcessor]] = {
         "export": CodeProcessor("processors.builtins:export"),
         "http-request": CodeProcessor("processors.builtins:http_request"),
         "invoke": CodeProcessor("processors.builtins:invoke"),
+        # seed 000's business-discovery chain (processors/pipeline.py)
+        "analyze-reels": CodeProcessor("processors.pipeline:analyze_reels"),
+        "generate-competitor-report": CodeProcessor("processors.pipeline:generate_competitor_report"),
     },
     "video-processing": {
         "transcode-video": CodeProcessor("processors.examples:transcode_video"),
+        "discover-with-instagram": CodeProcessor("processors.pipeline:discover_with_instagram"),
+        "scrape-instagram-videos": CodeProcessor("processors.pipeline:scrape_instagram_videos"),
+        "analyze-video-content": CodeProcessor("processors.pipeline:analyze_video_content"),
     },
 }
 

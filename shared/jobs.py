@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -80,6 +81,7 @@ class JobService:
             cache_seconds=settings.policy_cache_seconds,
         )
         self.transitions = transitions or Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules())
+        self.tree_remover: Callable[[Job], int] | None = None  # set by the flow service: removing a parent removes its tree
 
     # ---- create -----------------------------------------------------------------------
     def _prepare(self, request: JobCreate, caller: Identity, job_id: str | None, now: int) -> tuple[QueueInfo, Job]:
@@ -399,7 +401,7 @@ class JobService:
             queue = self.directory.get(job.queue)
             now = now_ms()
             try:
-                if job.status in (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.STALLED):
+                if job.status in (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.STALLED, JobStatus.WAITING_CHILDREN):
                     change = lifecycle.cancel(
                         job,
                         now=now,
@@ -450,6 +452,8 @@ class JobService:
         job = self.get(job_id, caller, user_id=user_id, change=True)
         if job.status in (JobStatus.ACTIVE, JobStatus.STALLED):
             raise Conflict(f"job {job_id} is {job.status.value}; cancel it first (DELETE /jobs/{job_id})")
+        if self.tree_remover is not None:
+            self.tree_remover(job)  # a flow's parent: its tree goes first (shared/flows.py)
         if not self.store.delete_unchanged(job):
             raise Conflict(f"job {job_id} changed while it was being removed; look again")
         remove_delayed_schedule(job)

@@ -206,9 +206,28 @@ class AttemptRecord(CamelModel):
     attempt: int
     started_at: str
     ended_at: str | None = None
-    outcome: Literal["completed", "failed", "retrying", "stalled", "cancelled", "interrupted"] | None = None
+    outcome: Literal["completed", "failed", "retrying", "stalled", "cancelled", "interrupted", "waiting-children"] | None = None
     error: str | None = None
     usage: AttemptUsage | None = None
+
+
+class FailurePolicy(StrEnum):
+    """What a flow child's failure does to its parent (BullMQ's names)."""
+
+    FAIL_PARENT = "failParentOnFailure"  # the default: the parent fails, and up the tree
+    CONTINUE_PARENT = "continueParentOnFailure"  # the parent starts at once
+    IGNORE_DEPENDENCY = "ignoreDependencyOnFailure"  # recorded as ignored; the parent goes on waiting for the others
+    REMOVE_DEPENDENCY = "removeDependencyOnFailure"  # forgotten; the parent goes on waiting for the others
+
+
+class ParentLink(CamelModel):
+    """A flow child's parent (same owner): which job waits for it, and what this child's failure does to it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    job_id: str
+    queue: str
+    on_failure: FailurePolicy = FailurePolicy.FAIL_PARENT
 
 
 class Job(CamelModel):
@@ -254,6 +273,11 @@ class Job(CamelModel):
     # from the store, never dumped (the repository writes them; clients never see them).
     data_ref: str | None = Field(default=None, exclude=True)
     result_ref: str | None = Field(default=None, exclude=True)
+    parent: ParentLink | None = None  # a flow child's parent
+    has_children: bool = False  # a flow's parent (POST /flows, or its processor added children)
+    # Enqueued by the EventsFunction when its item is inserted (jobs a processor added: the consumer
+    # may send only to its own queue; the stream sends to any).
+    outbox: bool = False
 
 
 class JobPublic(CamelModel):
@@ -327,6 +351,7 @@ class JobPublic(CamelModel):
     history: list[AttemptRecord]
     acting_client: str | None = Field(default=None, description="The service client that created the job for userId, if one did.")
     webhook: WebhookOptions | None = None
+    parent: ParentLink | None = Field(default=None, description="A flow child's parent: its jobId, queue, and what this job's failure does to it.")
     omitted: list[Literal["data", "result"]] = Field(
         default_factory=list,
         description="Left out of this answer: data or a result stored apart (past a few KB) is not in listings, and a result "

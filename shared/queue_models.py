@@ -41,6 +41,7 @@ class LiveStats(CamelModel):
     failed: int = 0
     cancelled: int = 0
     stalled: int = 0
+    waiting_children: int = Field(default=0, alias="waiting-children", description="Flow parents waiting for their children.")
     total: int = 0
 
 

@@ -18,11 +18,13 @@ from typing import Any
 
 from shared import lifecycle, strict_json
 from shared.adapters import policies, queues
+from shared.adapters.flows import FlowStore
 from shared.adapters.job_repository import JobStore
 from shared.adapters.sqs import SqsJobMessages
 from shared.backoff import backoff_seconds
 from shared.clock import now_ms, parse_iso
 from shared.errors import Conflict, PermanentJobError, Unavailable
+from shared.flows import FollowUps, JobPlanner, children_values, follow_up_actions, jobs_of_body
 from shared.lifecycle import Change, Guard
 from shared.models import AttemptUsage, Job, JobRef, QueueInfo, QueuePolicy, json_size
 from shared.observability import logger
@@ -61,6 +63,7 @@ class Outcome(StrEnum):
     RETRYING = "retrying"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
+    WAITING_CHILDREN = "waiting-children"  # the processor added children; it runs again when they finished
     KEPT = "kept"  # the ending could not be written; it travels in a message that a later delivery writes
 
 # The part of a consumer's remaining time kept back from retrying a final write: enough to send
@@ -74,13 +77,14 @@ THROTTLE_BACKOFF_CAP_SECONDS = 120
 class Ending:
     """How an attempt ended, as the worker decided it: enough to write it now or from a later delivery."""
 
-    operation: str  # complete | retry_later | fail | cancel
+    operation: str  # complete | await_children | retry_later | fail | cancel
     attempt: int
     result: Any = None
     error: str | None = None
     processing_ms: int | None = None
     wait_seconds: int = 0
     usage: dict[str, Any] | None = None  # AttemptUsage, as JSON (it travels in kept-outcome messages)
+    follow_ups: list[dict[str, Any]] | None = None  # jobs and children the processor added (shared/flows.py)
 
     def as_body(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -107,14 +111,49 @@ class Delivery:
 
 
 class JobContext:
-    """What a processor gets: the job's input, and a way to report progress."""
+    """What a processor gets: the job's input, a way to report progress, and to add jobs."""
 
-    def __init__(self, job: Job, store: JobStore, token: str, clock: Callable[[], int], log_ttl_s: int = 30 * 86400) -> None:
+    def __init__(
+        self,
+        job: Job,
+        store: JobStore,
+        token: str,
+        clock: Callable[[], int],
+        log_ttl_s: int = 30 * 86400,
+        *,
+        follow_ups: FollowUps | None = None,
+    ) -> None:
         self.snapshot = job  # the job as last written by this worker
         self._log_ttl_s = log_ttl_s
         self._store = store
         self._token = token
         self._clock = clock
+        self._follow_ups = follow_ups
+
+    # ---- flows: jobs that start jobs (shared/flows.py) ------------------------------------------
+    def add_job(self, queue: str, type: str, data: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> str:
+        """Add a job (any queue, this job's user) created with this job's completion, never without it
+        nor twice. Returns its id. An invalid job raises ``PermanentJobError``: this job fails."""
+        return self._adding().add_job({"queue": queue, "type": type, "data": data or {}, "options": options or {}})
+
+    def add_children(self, children: list[dict[str, Any]]) -> list[str]:
+        """Add children (``{"queue", "type", "data", "options", "onFailure"}``): when this attempt ends,
+        the job waits in ``waiting-children`` and runs again once they finished (``children_values``)."""
+        return [self._adding().add_child(child) for child in children]
+
+    @property
+    def waited_for_children(self) -> bool:
+        """True for a flow's parent: it runs now that its children finished (``children_values``)."""
+        return self.snapshot.has_children
+
+    def children_values(self) -> dict[str, Any]:
+        """The results of this job's finished children, by child job id (empty before it had any)."""
+        return children_values(FlowStore(self._store.table_name), self._store, JobRef.of(self.snapshot))
+
+    def _adding(self) -> FollowUps:
+        if self._follow_ups is None:
+            raise PermanentJobError("this processor runs without a way to add jobs")
+        return self._follow_ups
 
     @property
     def token(self) -> str:
@@ -238,8 +277,10 @@ class Worker:
         transitions: Transitions | None = None,
         admit: Callable[[QueueInfo, Job], int | None] | None = None,
         holds_jobs: Callable[[QueueInfo], bool] | None = None,
+        accepts: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.store = store
+        self.accepts = accepts  # whether a queue takes a job type: checks the jobs a processor adds
         self.settings = settings
         self.resolve = resolve
         self.clock = clock
@@ -335,7 +376,8 @@ class Worker:
         raise RetryLater(f"could not claim job {job_id}")
 
     def _run(self, job: Job, token: str, delivery: Delivery, deadline: float) -> Outcome:
-        context = JobContext(job, self.store, token, self.clock, self.settings.log_ttl_days * 86400)
+        adding = FollowUps(JobPlanner(queues.directory(), self.accepts), job, self.clock)
+        context = JobContext(job, self.store, token, self.clock, self.settings.log_ttl_days * 86400, follow_ups=adding)
         started = time.monotonic()
 
         def took() -> int:
@@ -361,7 +403,10 @@ class Worker:
         problem = _result_problem(result, self.settings.max_result_bytes)
         if problem:
             return self._end(context, delivery, Ending("fail", job.attempts, error=problem, processing_ms=took()), deadline)
-        return self._end(context, delivery, Ending("complete", job.attempts, result=result, processing_ms=took()), deadline)
+        added = adding.as_body() or None
+        if adding.children:
+            return self._end(context, delivery, Ending("await_children", job.attempts, processing_ms=took(), follow_ups=added), deadline)
+        return self._end(context, delivery, Ending("complete", job.attempts, result=result, processing_ms=took(), follow_ups=added), deadline)
 
     # ---- endings ----------------------------------------------------------------------
     def _change(self, job: Job, ending: Ending, token: str | None) -> Change:
@@ -377,6 +422,8 @@ class Worker:
         now = self.clock()
         if ending.operation == "complete":
             return lifecycle.complete(job, token=token, result=ending.result, processing_ms=ending.processing_ms or 0, now=now, policy=self._policy(job))
+        if ending.operation == "await_children":
+            return lifecycle.await_children(job, token=token, processing_ms=ending.processing_ms or 0, now=now)
         if ending.operation == "retry_later":
             return lifecycle.retry_later(
                 job, token=token, error=ending.error or "failed", wait_seconds=ending.wait_seconds, processing_ms=ending.processing_ms, now=now
@@ -393,7 +440,9 @@ class Worker:
         job, token = context.snapshot, context.token
         ref = DeliveryRef(delivery.receipt_handle, delivery.body)
         try:
-            self.transitions.apply(self._change(job, ending, token), delivery.queue, delivery=ref, within_ms=self._left(deadline))
+            self.transitions.apply(
+                self._change(job, ending, token), delivery.queue, delivery=ref, within_ms=self._left(deadline), together=self._together(job, ending)
+            )
         except Conflict as clash:
             current = clash.details if isinstance(clash.details, Job) else self.store.get(job.user_id, job.job_id)
             if current is None or current.lease_token != token or current.status is not JobStatus.ACTIVE:
@@ -448,7 +497,7 @@ class Worker:
         change = replace(self._change(job, ending, None), guard=Guard.ATTEMPT, token=None, unless_cancel_requested=ending.operation != "cancel")
         handle = DeliveryRef(delivery.receipt_handle, delivery.body)
         try:
-            self.transitions.apply(change, delivery.queue, delivery=handle, within_ms=self._left(deadline))
+            self.transitions.apply(change, delivery.queue, delivery=handle, within_ms=self._left(deadline), together=self._together(job, ending))
         except Conflict:
             if self._changed_only_by_cancel(ref, ending):
                 return self._write_kept(ref, ending, delivery, deadline)
@@ -464,6 +513,12 @@ class Worker:
         return bool(current and current.cancel_requested and ending.operation != "cancel" and current.attempts == ending.attempt)
 
     # ---- helpers -----------------------------------------------------------------------
+    def _together(self, job: Job, ending: Ending) -> list[dict[str, Any]] | None:
+        """The follow-ups' writes that go in the ending's transaction (only a success has any)."""
+        if not ending.follow_ups or ending.operation not in ("complete", "await_children"):
+            return None
+        return follow_up_actions(FlowStore(self.store.table_name), job, jobs_of_body(ending.follow_ups))
+
     def _policy(self, job: Job) -> QueuePolicy:
         """The job's queue's runtime policy (retention), cached per container."""
         return self.policy(queues.directory().get(job.queue))
@@ -479,7 +534,7 @@ class Worker:
         return max(0, int(deadline - time.monotonic() * 1000))
 
 
-_OUTCOME_OF = {"complete": Outcome.COMPLETED, "fail": Outcome.FAILED, "cancel": Outcome.CANCELLED, "retry_later": Outcome.RETRYING}
+_OUTCOME_OF = {"await_children": Outcome.WAITING_CHILDREN, "complete": Outcome.COMPLETED, "fail": Outcome.FAILED, "cancel": Outcome.CANCELLED, "retry_later": Outcome.RETRYING}
 
 
 def _result_problem(result: Any, limit: int) -> str | None:

@@ -6,7 +6,7 @@
 
 // Behind a named stage (/prod/dashboard) the API is under /prod.
 const BASE = location.pathname.replace(/\/dashboard(\/.*)?$/, "");
-const STATES = ["waiting", "active", "delayed", "completed", "failed", "cancelled", "stalled"];
+const STATES = ["waiting", "active", "delayed", "completed", "failed", "cancelled", "stalled", "waiting-children"];
 const FINISHED = new Set(["completed", "failed", "cancelled"]);
 const PAGE_SIZE = 20;
 

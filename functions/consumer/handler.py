@@ -35,6 +35,8 @@ def worker() -> Worker:
     store = JobStore(settings.table_name)
     breakers = Breakers(DynamoBreakerStore(settings.table_name), cache_seconds=settings.breaker_cache_seconds)
     registry = ProcessorRegistry(ProcessorCatalog(store, settings.target_cache_seconds), breakers)
+    # The jobs a processor adds are not checked against their queue's types: a consumer may not read
+    # other queues' HTTP targets. A type no processor takes fails when it runs.
     return Worker(store, settings, registry.resolve, admit=registry.admit, holds_jobs=registry.holds_jobs)
 
 

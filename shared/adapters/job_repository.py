@@ -44,7 +44,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from shared.adapters import clients
-from shared.adapters.aws_errors import AWS_ERRORS, aws_code, domain_error, old_item
+from shared.adapters.aws_errors import AWS_ERRORS, aws_code, cancellation_reasons, domain_error, old_item
 from shared.adapters.payloads import PayloadStore
 from shared.adapters.payloads import bucket_name as payloads_bucket
 from shared.clock import iso
@@ -241,7 +241,7 @@ class JobStore:
         self.payloads = payloads or (PayloadStore(bucket) if bucket else None)
 
     # ---- the claim check: large data and results as S3 objects (shared/adapters/payloads.py) ----
-    def _stored_item(self, job: Job) -> dict[str, Any]:
+    def stored_item(self, job: Job) -> dict[str, Any]:
         """The job's item, its data moved to S3 when past ``INLINE_DATA_BYTES``."""
         item = to_item(job, self.shards)
         data = item.get("data", {}).get("S", "")
@@ -280,7 +280,7 @@ class JobStore:
         try:
             self._ddb.put_item(
                 TableName=self.table_name,
-                Item=self._stored_item(job),
+                Item=self.stored_item(job),
                 ConditionExpression="attribute_not_exists(pk)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -336,6 +336,46 @@ class JobStore:
         Returns the job as written (``ALL_NEW``). ``Conflict`` (with the job as it is now as
         details, when it exists) if the job is no longer as the change expects.
         """
+        request = self._update_request(change)
+        try:
+            out = self._ddb.update_item(**request, ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        except AWS_ERRORS as err:
+            if _is(err, "ConditionalCheckFailedException"):
+                current = _old_item(err)
+                raise Conflict(
+                    f"job {change.job.job_id} changed while it was being updated ({change.operation})",
+                    details=from_item(current) if current else None,
+                ) from err
+            raise _unavailable(err) from err
+        written = from_item(out["Attributes"])
+        # What was read back from S3 before stays known: the change did not touch it.
+        carried: dict[str, Any] = {}
+        if written.data_ref and written.data_ref == change.job.data_ref:
+            carried["data"] = change.job.data
+        if "result" in change.sets:
+            carried["result"] = change.sets["result"]
+        elif written.result_ref and written.result_ref == change.job.result_ref:
+            carried["result"] = change.job.result
+        return written.model_copy(update=carried) if carried else written
+
+    def apply_together(self, change: Change, actions: list[dict[str, Any]]) -> Job:
+        """``apply`` and other items' writes (a flow's follow-up jobs, shared/adapters/flows.py) in one
+        TransactWriteItems: all or nothing. ``Conflict`` when the job's condition (or another's) failed."""
+        request = self._update_request(change)
+        try:
+            self._ddb.transact_write_items(TransactItems=[{"Update": request}, *actions])
+        except AWS_ERRORS as err:
+            if _is(err, "TransactionCanceledException"):
+                reasons = cancellation_reasons(err)
+                if "ConditionalCheckFailed" in reasons:
+                    raise Conflict(
+                        f"job {change.job.job_id} changed while it was being updated ({change.operation})",
+                        details=self.get(change.job.user_id, change.job.job_id),
+                    ) from err
+            raise _unavailable(err) from err
+        return change.after()
+
+    def _update_request(self, change: Change) -> dict[str, Any]:
         updated = change.after()  # validates the change before anything is written
         item = to_item(updated, self.shards)
         result_text = item.get("result", {}).get("S", "")
@@ -390,35 +430,14 @@ class JobStore:
             names["#cancel"] = "cancelRequested"
             values[":false"] = {"BOOL": False}
             condition += " AND (attribute_not_exists(#cancel) OR #cancel = :false)"
-        try:
-            out = self._ddb.update_item(
-                TableName=self.table_name,
-                Key=_job_key(change.job.user_id, change.job.job_id),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except AWS_ERRORS as err:
-            if _is(err, "ConditionalCheckFailedException"):
-                current = _old_item(err)
-                raise Conflict(
-                    f"job {change.job.job_id} changed while it was being updated ({change.operation})",
-                    details=from_item(current) if current else None,
-                ) from err
-            raise _unavailable(err) from err
-        written = from_item(out["Attributes"])
-        # What was read back from S3 before stays known: the change did not touch it.
-        carried: dict[str, Any] = {}
-        if written.data_ref and written.data_ref == change.job.data_ref:
-            carried["data"] = change.job.data
-        if "result" in change.sets:
-            carried["result"] = change.sets["result"]
-        elif written.result_ref and written.result_ref == change.job.result_ref:
-            carried["result"] = change.job.result
-        return written.model_copy(update=carried) if carried else written
+        return {
+            "TableName": self.table_name,
+            "Key": _job_key(change.job.user_id, change.job.job_id),
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
 
     def claim(self, user_id: str, job_id: str, *, now: int, lease_ms: int, token: str, max_history: int) -> Job:
         """Take a claimable job for one attempt in one conditional UpdateItem, without reading it first.
@@ -485,7 +504,7 @@ class JobStore:
             if why is not None:  # DynamoDB failed on an earlier chunk: do not hammer it
                 not_stored.extend(chunk)
                 continue
-            items = [self._stored_item(job) for job in chunk]
+            items = [self.stored_item(job) for job in chunk]
             pending: dict[str, Any] = {self.table_name: [{"PutRequest": {"Item": item}} for item in items]}
             try:
                 for attempt in range(6):

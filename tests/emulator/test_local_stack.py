@@ -185,6 +185,7 @@ def test_queue_parameters_are_validated_like_create_stack() -> None:
         "SchedulerRoleName": "scheduler",
         "SchedulerFunctionRoleName": "scheduler-function",
         "HealthRoleName": "health",
+        "EventsRoleName": "events",
     }
     with pytest.raises(TemplateError, match="MinValue"):
         resolve_parameters(template, {**required, "MaxConcurrency": "1"})  # Lambda's minimum is 2

@@ -124,14 +124,14 @@ def test_errors_have_a_clear_message_and_an_exit_code_per_kind(local_stack: Loca
     invalid = jobq(local_stack, "add", "no-such-queue", "send-email", *EMAIL)
     forbidden = jobq(local_stack, "queues", "--once")
     unauthorized = jobq(local_stack, "get", "x", env={"JOBQ_TOKEN": "garbage"})
-    unavailable = jobq(local_stack, "flows", "show", "x")
+    no_flow = jobq(local_stack, "flows", "show", "x")  # the API has flows now (issue 14): a job that does not exist
 
-    assert (missing.exit_code, invalid.exit_code, forbidden.exit_code, unauthorized.exit_code, unavailable.exit_code) == (4, 2, 3, 3, 9)
+    assert (missing.exit_code, invalid.exit_code, forbidden.exit_code, unauthorized.exit_code, no_flow.exit_code) == (4, 2, 3, 3, 4)
     assert "not found" in missing.output
     assert "no-such-queue" in invalid.output
     assert "admin" in forbidden.output.lower()
     assert "jobq login" in unauthorized.output
-    assert "not available" in unavailable.output
+    assert "not found" in no_flow.output
 
 
 def test_retry_and_cancel_and_logs(local_stack: LocalStackProcess, target: TargetServer) -> None:

@@ -134,7 +134,7 @@ def page_counts(browser: WebDriver) -> dict[str, int]:
 def api_counts(stack: LocalStackProcess) -> dict[str, int]:
     with stack.client("root", admin=True) as admin:
         queues = admin.get("/queues").json()["data"]
-    states = ("waiting", "active", "delayed", "completed", "failed", "cancelled", "stalled")
+    states = ("waiting", "active", "delayed", "completed", "failed", "cancelled", "stalled", "waiting-children")
     return {f"{q['name']}:{s}": q["liveStats"][s] for q in queues for s in states}
 
 

@@ -96,6 +96,10 @@ def _forget_cached_clients() -> None:
     from api import deps
 
     deps.job_service.cache_clear()
+    deps.flow_service.cache_clear()
+    from functions.events import handler as events_handler
+
+    events_handler.flow_events.cache_clear()
     deps.cursor_signer.cache_clear()
     from api import access
 

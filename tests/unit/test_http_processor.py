@@ -26,6 +26,7 @@ class Job:
     data: dict[str, Any] = {"to": "a@example.com"}
     attempt = 2
     max_attempts = 3
+    waited_for_children = False  # not a flow's parent: no childrenValues in the payload
 
     def check_interrupted(self) -> None:
         """Never cancelled here (the cancel of a request in flight: tests/unit/test_seed_000.py)."""

@@ -144,7 +144,7 @@ def test_the_queue_list_shows_live_stats_depths_and_configuration(stack: Stack, 
     by_name = {q["name"]: q for q in out["data"]}
     assert sorted(by_name) == ["email-sending", "report-generation", "video-processing"]
     email = by_name[QUEUE]
-    assert email["liveStats"] == {"waiting": 2, "active": 0, "delayed": 0, "completed": 0, "failed": 0, "cancelled": 0, "stalled": 0, "total": 2}
+    assert email["liveStats"] == {"waiting": 2, "active": 0, "delayed": 0, "completed": 0, "failed": 0, "cancelled": 0, "stalled": 0, "waiting-children": 0, "total": 2}
     assert email["isActive"] is True and email["paused"] is False
     assert email["queueDepth"]["visible"] == 2 and email["dlqDepth"] == 0
     assert email["healthStatus"] == "healthy" and email["oldestWaitingAge"] is not None
