@@ -50,7 +50,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -253,11 +253,11 @@ def install_aws_faults(faults: Faults) -> None:
     sqs.meta.events.register_first("before-send.sqs", on_sqs)
 
 
-def install_skew(faults: Faults) -> None:
-    """One queue's consumer runs on a clock ``skew_seconds`` ahead (a thread flag set by its wrapper)."""
+def install_skew(faults: Faults, base: Callable[[], int]) -> None:
+    """One queue's consumer runs on a clock ``skew_seconds`` ahead of ``base`` (the local stack's;
+    a thread flag set by its wrapper)."""
     import shared.clock
 
-    base = shared.clock._source  # the local stack's clock, installed at start
     skew_ms = int(faults.rates.skew_seconds * 1000)
     shared.clock.use(lambda: base() + (skew_ms if getattr(faults.local, "skewed", False) else 0))
 
@@ -702,7 +702,7 @@ def run(config: Config) -> dict[str, Any]:
                 "sqs", endpoint_url=stack.aws_endpoint, region_name=stack.region, aws_access_key_id="testing", aws_secret_access_key="testing"
             )
             install_aws_faults(faults)
-            install_skew(faults)
+            install_skew(faults, stack.clock.now_ms)
             api = str(stack.api_url)
             admin = Client(api, stack.mint_token("soak-admin", admin=True), ledger)
             for queue in QUEUES:
