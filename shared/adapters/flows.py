@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.adapters import clients
+from shared.adapters.aws_errors import AWS_ERRORS, aws_code, cancellation_reasons
 from shared.adapters.job_repository import JobStore, _job_key, _job_pk, _unavailable, decode_cursor, encode_cursor
 from shared.errors import Conflict, Invalid
 from shared.models import FailurePolicy, Job, JobRef
@@ -119,9 +119,9 @@ class FlowStore:
             raise ValueError("a transaction holds at most 100 items")
         try:
             self._ddb.transact_write_items(TransactItems=actions)
-        except (ClientError, BotoCoreError) as err:
-            if isinstance(err, ClientError) and err.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                reasons = [str(r.get("Code") or "None") for r in err.response.get("CancellationReasons") or []]
+        except AWS_ERRORS as err:
+            if aws_code(err) == "TransactionCanceledException":
+                reasons = cancellation_reasons(err)
                 if "ConditionalCheckFailed" in reasons:
                     raise Conflict("part of the flow exists already", details=reasons) from err
             raise _unavailable(err) from err
@@ -180,7 +180,7 @@ class FlowStore:
     def counts(self, parent: JobRef) -> FlowCounts | None:
         try:
             out = self._ddb.get_item(TableName=self.table_name, Key=_flow_key(parent), ConsistentRead=True)
-        except (ClientError, BotoCoreError) as err:
+        except AWS_ERRORS as err:
             raise _unavailable(err) from err
         item = out.get("Item")
         if not item:
@@ -190,7 +190,7 @@ class FlowStore:
     def edge(self, parent: JobRef, child_id: str) -> Edge | None:
         try:
             out = self._ddb.get_item(TableName=self.table_name, Key=_edge_key(parent, child_id), ConsistentRead=True)
-        except (ClientError, BotoCoreError) as err:
+        except AWS_ERRORS as err:
             raise _unavailable(err) from err
         item = out.get("Item")
         return _edge_of(parent.user_id, item) if item else None
@@ -216,7 +216,7 @@ class FlowStore:
             params["ExclusiveStartKey"] = key
         try:
             out = self._ddb.query(**params)
-        except (ClientError, BotoCoreError) as err:
+        except AWS_ERRORS as err:
             raise _unavailable(err) from err
         last = out.get("LastEvaluatedKey")
         return [_edge_of(parent.user_id, item) for item in out.get("Items", [])], encode_cursor(last) if last else None
@@ -242,13 +242,13 @@ class FlowStore:
                     pending = out.get("UnprocessedItems") or {}
                     if not pending:
                         break
-            except (ClientError, BotoCoreError) as err:
+            except AWS_ERRORS as err:
                 raise _unavailable(err) from err
 
     def delete_job(self, ref: JobRef) -> None:
         try:
             self._ddb.delete_item(TableName=self.table_name, Key=_job_key(ref.user_id, ref.job_id))
-        except (ClientError, BotoCoreError) as err:
+        except AWS_ERRORS as err:
             raise _unavailable(err) from err
 
 

@@ -11,7 +11,7 @@ import pytest
 from api.main import handler
 from functions.consumer.handler import handler as consumer
 from shared.adapters import policies
-from shared.catalog import CODE_PROCESSORS
+from shared.catalog import CODE_PROCESSORS, CodeProcessor
 from shared.models import JobRef
 from shared.status import JobStatus
 from shared.worker import JobContext
@@ -32,7 +32,7 @@ def flow_step(job: JobContext) -> Any:
 @pytest.fixture(autouse=True)
 def step_processor(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for queue in (A, B, "video-processing"):
-        monkeypatch.setitem(CODE_PROCESSORS, queue, {**CODE_PROCESSORS.get(queue, {}), "step": "tests.unit.test_flows:flow_step"})
+        monkeypatch.setitem(CODE_PROCESSORS, queue, {**CODE_PROCESSORS.get(queue, {}), "step": CodeProcessor("tests.unit.test_flows:flow_step")})
     policies.reset_cache()
     BEHAVIOUR.clear()
     yield
