@@ -475,6 +475,13 @@ class JobService:
                 f"functionArn {target.function_arn} is not one the consumers may invoke: add it to the stack's LambdaTargetArns parameter"
                 + (f" (now {', '.join(sorted(allowed))})" if allowed else " (now empty)")
             )
+        self._store_target(queue, job_type, target)
+        logger.info("lambda target registered", extra={"queue": queue.name, "type": job_type, "function": target.function_arn})
+        return target
+
+    def _store_target(self, queue: QueueInfo, job_type: str, target: AnyTarget) -> None:
+        """What every kind of target must satisfy before it is stored: it answers within the
+        consumer's timeout, and it does not take over a type a code processor handles."""
         if target.timeout_seconds > queue.consumer_timeout:
             raise Invalid(
                 f"timeoutSeconds must not be above the consumer's timeout on queue '{queue.name}' ({queue.consumer_timeout} s)"
@@ -482,8 +489,6 @@ class JobService:
         if self.catalog.is_code_type(queue.name, job_type):
             raise Conflict(f"type '{job_type}' on queue '{queue.name}' is handled by a code processor")
         self.store.put_target(queue.name, job_type, target, now=iso(now_ms()))
-        logger.info("lambda target registered", extra={"queue": queue.name, "type": job_type, "function": target.function_arn})
-        return target
 
     def put_http_target(self, queue_name: str, job_type: str, target: HttpTarget, caller: Identity) -> HttpTarget:
         queue = self.directory.get(queue_name)
@@ -493,13 +498,7 @@ class JobService:
             target.check_data_schema()
         except ValueError as err:
             raise Invalid(str(err)) from err
-        if target.timeout_seconds > queue.consumer_timeout:
-            raise Invalid(
-                f"timeoutSeconds must not be above the consumer's timeout on queue '{queue.name}' ({queue.consumer_timeout} s)"
-            )
-        if self.catalog.is_code_type(queue.name, job_type):
-            raise Conflict(f"type '{job_type}' on queue '{queue.name}' is handled by a code processor")
-        self.store.put_target(queue.name, job_type, target, now=iso(now_ms()))
+        self._store_target(queue, job_type, target)
         logger.info("http target registered", extra={"queue": queue.name, "type": job_type, "url": target.url})
         return target
 
