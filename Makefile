@@ -30,6 +30,10 @@ build-ConsumerFunction: artifacts-dir
 build-EventsFunction: artifacts-dir
 	$(COPY_PACKAGES) shared functions/__init__.py functions/events | tar -x -C "$(ARTIFACTS_DIR)"
 
+# Step Functions targets: the end of an execution ends its job (the domain alone, no processors).
+build-ExecutionEventsFunction: artifacts-dir
+	$(COPY_PACKAGES) shared functions/__init__.py functions/executions | tar -x -C "$(ARTIFACTS_DIR)"
+
 # Live events: the WebSocket routes and the stream consumer that pushes (and the webhook deliveries).
 build-RealtimeConnectionsFunction build-RealtimeEventsFunction build-WebhookDeliveryFunction: artifacts-dir
 	$(COPY_PACKAGES) shared functions/__init__.py functions/realtime | tar -x -C "$(ARTIFACTS_DIR)"
@@ -50,4 +54,4 @@ build-DependenciesLayer: artifacts-dir
 		--only-binary=:all: --upgrade
 	cd "$(ARTIFACTS_DIR)/python" && rm -rf boto3 boto3-* botocore botocore-* s3transfer s3transfer-* bin
 
-.PHONY: artifacts-dir build-ApiFunction build-ConsumerFunction build-EventsFunction build-DependenciesLayer
+.PHONY: artifacts-dir build-ApiFunction build-ConsumerFunction build-EventsFunction build-ExecutionEventsFunction build-DependenciesLayer

@@ -14,7 +14,7 @@ from typing import Any
 from shared.breakers import Breakers, guarded
 from shared.catalog import ProcessorCatalog, code_processor, code_processor_path
 from shared.errors import PermanentJobError
-from shared.models import AnyTarget, Job, LambdaTarget, QueueInfo
+from shared.models import HttpTarget, Job, LambdaTarget, QueueInfo, StateMachineTarget
 from shared.worker import JobContext, Processor
 
 
@@ -74,7 +74,7 @@ class ProcessorRegistry:
         """Whether ``admit`` may hold a job of ``queue``: then the worker reads the job before it claims it."""
         return self.breakers is not None and self.catalog.has_breakers(queue.name)
 
-    def _guard(self, queue: QueueInfo, job: Job, target: AnyTarget, processor: Processor) -> Processor:
+    def _guard(self, queue: QueueInfo, job: Job, target: HttpTarget | LambdaTarget, processor: Processor) -> Processor:
         if self.breakers is None or target.breaker is None:
             return processor
         return guarded(self.breakers, queue.name, job.type, target.breaker, processor)
@@ -88,6 +88,11 @@ class ProcessorRegistry:
             from processors.lambda_target import run_lambda_target
 
             return self._guard(queue, job, target, partial(run_lambda_target, target))
+        if isinstance(target, StateMachineTarget):
+            from processors.state_machine_target import run_state_machine_target
+
+            # No breaker: its attempts end in the execution's event, not here.
+            return partial(run_state_machine_target, target)
         if target is not None:
             from processors.http import run_http_target
 

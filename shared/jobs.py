@@ -30,7 +30,7 @@ from shared.adapters.sqs import SqsJobMessages
 from shared.admission import AdmissionCounters
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Forbidden, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
-from shared.models import AnyTarget, HttpTarget, Job, JobCreate, JobRef, LambdaTarget, QueueInfo, json_size
+from shared.models import AnyTarget, HttpTarget, Job, JobCreate, JobRef, LambdaTarget, QueueInfo, StateMachineTarget, json_size
 from shared.observability import emit, logger
 from shared.quotas import Quotas
 from shared.settings import Settings
@@ -413,11 +413,28 @@ class JobService:
                 if job.status is JobStatus.ACTIVE:
                     if job.cancel_requested:
                         return job
-                    return self.transitions.apply(lifecycle.request_cancel(job, now=now), queue)
+                    requested = self.transitions.apply(lifecycle.request_cancel(job, now=now), queue)
+                    self._stop_execution(requested)
+                    return requested
             except Conflict:
                 continue  # it moved on while we looked: look again
             raise Conflict(f"job {job_id} is {job.status.value}; only waiting, delayed, active or stalled jobs can be cancelled")
         raise Conflict(f"job {job_id} kept changing; try again")
+
+    def _stop_execution(self, job: Job) -> None:
+        """A job waiting for a state machine's execution: stop it; its end event then ends the job cancelled.
+
+        If the stop fails the cancel still holds: whenever the execution ends, the job ends cancelled."""
+        if self.catalog.is_code_type(job.queue, job.type) or not job.lease_token:
+            return
+        target = self.store.get_target(job.queue, job.type)  # one GetItem, on the cancel of a running target job only
+        if isinstance(target, StateMachineTarget):
+            from shared.adapters import state_machines
+
+            try:
+                state_machines.stop(state_machines.execution_arn(target.state_machine_arn, job.lease_token), cause="job cancelled")
+            except JobqError as err:
+                logger.warning("could not stop a cancelled job's execution", extra={"job_id": job.job_id, "error": err.message})
 
     def retry(
         self,
@@ -464,7 +481,22 @@ class JobService:
         """Register a processor target for a type (admin): an HTTP URL or a Lambda function."""
         if isinstance(target, LambdaTarget):
             return self.put_lambda_target(queue_name, job_type, target, caller)
+        if isinstance(target, StateMachineTarget):
+            return self.put_state_machine_target(queue_name, job_type, target, caller)
         return self.put_http_target(queue_name, job_type, target, caller)
+
+    def put_state_machine_target(self, queue_name: str, job_type: str, target: StateMachineTarget, caller: Identity) -> StateMachineTarget:
+        queue = self.directory.get(queue_name)
+        authorize(caller, Action.OPERATE, get_policy(queue).access, queue=queue.name)
+        allowed = {arn.strip() for arn in self.settings.state_machine_target_arns.split(",") if arn.strip()}
+        if target.state_machine_arn not in allowed:
+            raise Invalid(
+                f"stateMachineArn {target.state_machine_arn} is not one the consumers may start: add it to the stack's "
+                "StateMachineTargetArns parameter" + (f" (now {', '.join(sorted(allowed))})" if allowed else " (now empty)")
+            )
+        self._store_target(queue, job_type, target)
+        logger.info("state machine target registered", extra={"queue": queue.name, "type": job_type, "state_machine": target.state_machine_arn})
+        return target
 
     def put_lambda_target(self, queue_name: str, job_type: str, target: LambdaTarget, caller: Identity) -> LambdaTarget:
         queue = self.directory.get(queue_name)
@@ -482,7 +514,8 @@ class JobService:
     def _store_target(self, queue: QueueInfo, job_type: str, target: AnyTarget) -> None:
         """What every kind of target must satisfy before it is stored: it answers within the
         consumer's timeout, and it does not take over a type a code processor handles."""
-        if target.timeout_seconds > queue.consumer_timeout:
+        # A state machine's execution outlives the consumer (the job waits for its end event), so it is exempt.
+        if not isinstance(target, StateMachineTarget) and target.timeout_seconds > queue.consumer_timeout:
             raise Invalid(
                 f"timeoutSeconds must not be above the consumer's timeout on queue '{queue.name}' ({queue.consumer_timeout} s)"
             )

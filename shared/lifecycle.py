@@ -23,6 +23,7 @@ its effects; nothing else writes a status.
     wake           waiting, delayed, stalled (no write)  -                     -           wake now
     await_children active                    waiting-     waiting-children      -           log
                                              children
+    await_execution active                   active      - (stays open)        -           log (lease covers the execution)
     children_done  waiting-children          waiting     -                     -           wake now, log
     fail_for_child waiting-children          failed      -                     stamped     metric, log (no DLQ copy: it
                                                                                            has no message to redrive)
@@ -390,6 +391,21 @@ def wake(job: Job) -> tuple[Effect, ...]:
 def end_for_cancel(job: Job, *, token: str | None, now: int, policy: QueuePolicy) -> Change:
     """What a worker writes when it finds a cancel was requested: cancelled, whatever its attempt did."""
     return cancel(job, now=now, policy=policy, reason="cancelled while running", token=token)
+
+
+def await_execution(job: Job, *, token: str | None, lease_ms: int, now: int) -> Change:
+    """The processor started work that ends elsewhere (a state machine's execution, shared/executions.py):
+    the job stays active, its attempt open, and its lease covers the wait so no stall sweep takes it."""
+    guard = {"guard": Guard.LEASE, "token": token} if token else {"guard": Guard.ATTEMPT}
+    return Change(
+        "await_execution",
+        job,
+        S.ACTIVE,
+        sets={"lease_until": now + lease_ms, "updated_at": iso(now)},
+        unless_cancel_requested=True,
+        effects=(Log("info", "job waits for its execution to end"),),
+        **guard,
+    )
 
 
 # ---- flows: a parent and its children ------------------------------------------------------------------

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
 from pydantic import (
@@ -498,10 +498,12 @@ class BreakerSettings(CamelModel):
 class _TargetModel(CamelModel):
     @model_serializer(mode="wrap")
     def _no_breaker_no_key(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # A target without a breaker reads as it did before breakers existed (no "breaker": null).
+        # A target without a breaker or a health check reads as it did before they existed (no "breaker": null).
         data = handler(self)
-        if isinstance(data, dict) and data.get("breaker", 0) is None:
-            data.pop("breaker")
+        if isinstance(data, dict):
+            for key in ("breaker", "healthUrl", "health_url", "healthCheck", "health_check"):
+                if key in data and data[key] is None:
+                    data.pop(key)
         return data
 
 
@@ -526,6 +528,12 @@ class HttpTarget(_TargetModel):
     )
     cancel_url: str | None = Field(
         default=None, max_length=2048, description="POSTed {jobId, userId, queue, type, event: 'cancelled'} when a job it works on is cancelled."
+    )
+    health_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="GET by the HealthFunction each run (the url's address rules apply); anything but a 2xx within a few seconds "
+        "reports the target unreachable in the queue's health.",
     )
 
     @field_validator("retry_on", "fail_on")
@@ -583,11 +591,11 @@ class HttpTarget(_TargetModel):
         shared, reserved or multicast). The local stack also allows http to loopback and
         does not resolve names (tests never leave 127.0.0.1); address literals are checked.
         """
-        for name, url in (("url", self.url), ("cancelUrl", self.cancel_url)):
+        for name, url in (("url", self.url), ("cancelUrl", self.cancel_url), ("healthUrl", self.health_url)):
             if url is not None:
                 _check_url(name, url, allow_loopback_http=allow_loopback_http, resolve=resolve)
 
-    @field_validator("url", "cancel_url")
+    @field_validator("url", "cancel_url", "health_url")
     @classmethod
     def _absolute(cls, url: str | None) -> str | None:
         if url is None:
@@ -644,6 +652,11 @@ class LambdaTarget(_TargetModel):
         max_length=20,
         description="errorType values (the exception's class name in Python) that fail the job at once instead of retrying.",
     )
+    health_check: bool | None = Field(
+        default=None,
+        description="The HealthFunction reads the function's state (GetFunction) each run; not Active: reported unreachable. "
+        "On unless false.",
+    )
     breaker: BreakerSettings | None = Field(default=None, description="A circuit breaker for this target; none: no breaker (and no cost).")
 
     @field_validator("permanent_errors")
@@ -655,17 +668,70 @@ class LambdaTarget(_TargetModel):
         return names
 
 
+# arn:aws:states:<region>:<account>:stateMachine:<name>
+STATE_MACHINE_ARN_PATTERN = r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$"
+MAX_EXECUTION_SECONDS = 365 * 86400  # a standard workflow runs at most a year
+
+
+class StateMachineTarget(_TargetModel):
+    """``PUT /queues/{name}/processors/{type}`` with ``kind: stepfunctions``: jobs of this type start an execution.
+
+    The consumer starts an execution of the state machine with ``{jobId, userId, queue, type,
+    data, attempt, maxAttempts}`` and returns; the job stays ``active`` until the execution ends
+    (EventBridge's status-change event, shared/executions.py). Its output is the job's result;
+    a failed or timed-out execution is retried with the job's backoff, unless its ``error`` is
+    listed in ``permanentErrors``. Cancelling the job stops the execution. Only state machines
+    listed in the stack's ``StateMachineTargetArns`` may be registered.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "stepfunctions",
+                    "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:order-fulfilment",
+                    "timeoutSeconds": 3600,
+                    "permanentErrors": ["InvalidOrder"],
+                }
+            ]
+        },
+    )
+
+    kind: Literal["stepfunctions"] = "stepfunctions"
+    state_machine_arn: str = Field(max_length=300, pattern=STATE_MACHINE_ARN_PATTERN, description="The state machine's ARN.")
+    timeout_seconds: float = Field(
+        default=3600,
+        gt=0,
+        le=MAX_EXECUTION_SECONDS,
+        description="How long the job holds its lease while the execution runs (no stall sweep before); "
+        "give the state machine a TimeoutSeconds no longer than this.",
+    )
+    permanent_errors: list[str] = Field(
+        default_factory=list, max_length=20, description="Execution error names (a Fail state's Error) that fail the job at once."
+    )
+    # No circuit breaker: an attempt ends in its execution's event, not in the consumer that guards a target.
+    breaker: ClassVar[None] = None
+
+    @field_validator("permanent_errors")
+    @classmethod
+    def _error_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not re.fullmatch(ERROR_TYPE_PATTERN, name):
+                raise ValueError(f"'{name[:60]}' is not an error name")
+        return names
+
+
 def _target_kind(value: Any) -> str:
     # A body (or a stored target) without "kind" is an HTTP target, as before targets had kinds.
     kind = value.get("kind", "http") if isinstance(value, dict) else getattr(value, "kind", "http")
-    return kind if kind in ("http", "lambda") else "http"
+    return kind if kind in ("http", "lambda", "stepfunctions") else "http"
 
 
 ProcessorTarget = Annotated[
-    Annotated[HttpTarget, Tag("http")] | Annotated[LambdaTarget, Tag("lambda")],
+    Annotated[HttpTarget, Tag("http")] | Annotated[LambdaTarget, Tag("lambda")] | Annotated[StateMachineTarget, Tag("stepfunctions")],
     Discriminator(_target_kind),
 ]
-AnyTarget = HttpTarget | LambdaTarget
+AnyTarget = HttpTarget | LambdaTarget | StateMachineTarget
 _TARGET_ADAPTER: TypeAdapter[AnyTarget] = TypeAdapter(ProcessorTarget)
 
 

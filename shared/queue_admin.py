@@ -27,7 +27,7 @@ from shared.breakers import Breakers, BreakerState
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Invalid, JobqError, NotFound
 from shared.jobs import JobService, remove_delayed_schedule
-from shared.models import BreakerSettings, HttpTarget, Job, LambdaTarget, QueueInfo, QueuePolicy
+from shared.models import BreakerSettings, HttpTarget, Job, LambdaTarget, QueueInfo, QueuePolicy, StateMachineTarget
 from shared.observability import logger
 from shared.queue_models import (
     READ_ONLY,
@@ -52,6 +52,8 @@ from shared.queue_models import (
     RedriveResult,
     RemovedJob,
     RetentionPolicy,
+    TypeCost,
+    UserCost,
 )
 from shared.status import JobStatus
 
@@ -71,6 +73,7 @@ def _breaker_view(job_type: str, settings: BreakerSettings, state: BreakerState)
 
 HOUR_MS = 3_600_000
 MINUTE_RESOLUTION_MAX_HOURS = 6  # longer windows are answered per hour
+MAX_USERS_IN_METRICS = 100  # the costliest users of the window
 # What "finished before the cut-off" reads for each status a clean accepts.
 _CLEAN_STAMP = {"completed": "completed_at", "failed": "failed_at", "cancelled": "cancelled_at"}
 
@@ -164,6 +167,7 @@ class QueueService:
         targets = self.store.list_targets(queue.name)
         http = {t: target for t, target in targets.items() if isinstance(target, HttpTarget)}
         functions = {t: target for t, target in targets.items() if isinstance(target, LambdaTarget)}
+        machines = {t: target for t, target in targets.items() if isinstance(target, StateMachineTarget)}
         code = sorted(t for t in catalog.types(queue.name) if t not in targets and catalog.is_code_type(queue.name, t))
         return QueueConfiguration(
             concurrency=queue.max_concurrency,
@@ -182,7 +186,7 @@ class QueueService:
             max_concurrency=queue.max_concurrency,
             visibility_timeout=queue.visibility_timeout,
             max_receive_count=queue.max_receive_count,
-            processors=Processors(code=code, http=http, functions=functions),
+            processors=Processors(code=code, http=http, functions=functions, state_machines=machines),
             webhook=policy.webhook,
         )
 
@@ -389,7 +393,22 @@ class QueueService:
             average_processing_time=_round(window.average_processing_ms),
             p95_processing_time=window.p95_processing_ms,
         )
-        return QueueMetrics(queue=queue.name, hours=hours, resolution=chosen, points=points, totals=totals)
+        types = stats.merge_types(b.types for start, b in found.items() if start >= first)
+        cost_by_type = {
+            job_type: TypeCost(
+                attempts=f.attempts,
+                cost_nano_usd=f.cost_nano_usd,
+                cost_usd=round(f.cost_nano_usd / 1e9, 9),
+                average_duration_ms=_round(f.average_ms),
+                slow_attempts=f.slow_attempts(),
+            )
+            for job_type, f in sorted(types.items())
+        }
+        users = sorted(counters.read_user_costs(queue.name, first).items(), key=lambda kv: (-kv[1][0], kv[0]))[:MAX_USERS_IN_METRICS]
+        cost_by_user = {user: UserCost(attempts=n, cost_nano_usd=cost, cost_usd=round(cost / 1e9, 9)) for user, (cost, n) in users}
+        return QueueMetrics(
+            queue=queue.name, hours=hours, resolution=chosen, points=points, totals=totals, cost_by_type=cost_by_type, cost_by_user=cost_by_user
+        )
 
     # ---- jobs and dead letters ------------------------------------------------------------------------------
     def list_jobs(self, name: str, caller: Identity, *, status: JobStatus | None, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:

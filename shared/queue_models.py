@@ -22,6 +22,7 @@ from shared.models import (
     ProcessorTarget,
     QueueDepth,
     Retention,
+    StateMachineTarget,
     WebhookOptions,
 )
 from shared.priority import Priority
@@ -50,6 +51,9 @@ class Processors(CamelModel):
     http: dict[str, HttpTarget] = Field(description="Types POSTed to an HTTP target.")
     functions: dict[str, LambdaTarget] = Field(
         default_factory=dict, description="Types that invoke a Lambda function (PUT /queues/{name}/processors/{type} with kind lambda)."
+    )
+    state_machines: dict[str, StateMachineTarget] = Field(
+        default_factory=dict, description="Types that start a Step Functions execution (kind stepfunctions)."
     )
 
 
@@ -355,6 +359,28 @@ class MetricTotals(CamelModel):
     p95_processing_time: int | None
 
 
+class TypeCost(CamelModel):
+    """One job type's attempts over the window: what they cost (Lambda list price, the consumer's share) and took."""
+
+    model_config = _OUT
+
+    attempts: int
+    cost_nano_usd: int = Field(description="Billionths of a dollar.")
+    cost_usd: float
+    average_duration_ms: float | None
+    slow_attempts: int = Field(description="Attempts over twice the type's average duration in the window.")
+
+
+class UserCost(CamelModel):
+    """One user's attempts on the queue over the window's hours."""
+
+    model_config = _OUT
+
+    attempts: int
+    cost_nano_usd: int
+    cost_usd: float
+
+
 class QueueMetrics(CamelModel):
     model_config = _OUT
 
@@ -363,6 +389,10 @@ class QueueMetrics(CamelModel):
     resolution: Literal["minute", "hour"]
     points: list[MetricPoint]
     totals: MetricTotals
+    cost_by_type: dict[str, TypeCost] = Field(default_factory=dict, description="Per job type, from the attempts' recorded usage.")
+    cost_by_user: dict[str, UserCost] = Field(
+        default_factory=dict, description="Per user (kept per hour: the hours the window touches); the most costly first."
+    )
 
 
 class DeadLetter(CamelModel):

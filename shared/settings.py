@@ -75,6 +75,8 @@ class Settings(BaseModel):
     # Lambda targets (issue 18): the function ARNs a job type may be registered to invoke,
     # comma-separated (template.yaml LambdaTargetArns; the consumers' roles may invoke exactly these).
     lambda_target_arns: str = ""
+    # Step Functions targets: the state machines a job type may start (template.yaml StateMachineTargetArns).
+    state_machine_target_arns: str = ""
     # Circuit breakers per target (shared/breakers.py): the defaults a target's own settings override.
     breaker_cache_seconds: float = Field(default=2, ge=0)
 

@@ -53,6 +53,15 @@ class LeaseLost(JobInterrupted):
     """Another worker reclaimed the job after this one's lease ran out."""
 
 
+class EndsElsewhere(Exception):
+    """Raised by a processor that started work ending outside the consumer (a state machine's execution):
+    the job stays active for ``lease_seconds`` and whoever hears of the end writes it (shared/executions.py)."""
+
+    def __init__(self, lease_seconds: int) -> None:
+        super().__init__(f"the job waits up to {lease_seconds} s for its execution to end")
+        self.lease_seconds = lease_seconds
+
+
 MAX_PROGRESS_BYTES = 1024
 MAX_LOG_LINE = 2000
 
@@ -64,6 +73,7 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
     WAITING_CHILDREN = "waiting-children"  # the processor added children; it runs again when they finished
+    AWAITING_EXECUTION = "awaiting-execution"  # started a state machine's execution; its end event ends the job
     KEPT = "kept"  # the ending could not be written; it travels in a message that a later delivery writes
 
 # The part of a consumer's remaining time kept back from retrying a final write: enough to send
@@ -77,7 +87,7 @@ THROTTLE_BACKOFF_CAP_SECONDS = 120
 class Ending:
     """How an attempt ended, as the worker decided it: enough to write it now or from a later delivery."""
 
-    operation: str  # complete | await_children | retry_later | fail | cancel
+    operation: str  # complete | await_children | await_execution | retry_later | fail | cancel
     attempt: int
     result: Any = None
     error: str | None = None
@@ -392,6 +402,9 @@ class Worker:
         except LeaseLost:
             logger.warning("lease lost while running; another delivery owns the job now", extra={"job_id": job.job_id})
             return Outcome.SKIPPED
+        except EndsElsewhere as waiting:
+            ending = Ending("await_execution", job.attempts, processing_ms=took(), wait_seconds=waiting.lease_seconds)
+            return self._end(context, delivery, ending, deadline)
         except PermanentJobError as err:
             return self._end(context, delivery, Ending("fail", job.attempts, error=err.message, processing_ms=took()), deadline)
         except Exception as err:
@@ -422,6 +435,8 @@ class Worker:
         now = self.clock()
         if ending.operation == "complete":
             return lifecycle.complete(job, token=token, result=ending.result, processing_ms=ending.processing_ms or 0, now=now, policy=self._policy(job))
+        if ending.operation == "await_execution":
+            return lifecycle.await_execution(job, token=token, lease_ms=ending.wait_seconds * 1000, now=now)
         if ending.operation == "await_children":
             return lifecycle.await_children(job, token=token, processing_ms=ending.processing_ms or 0, now=now)
         if ending.operation == "retry_later":
@@ -534,7 +549,7 @@ class Worker:
         return max(0, int(deadline - time.monotonic() * 1000))
 
 
-_OUTCOME_OF = {"await_children": Outcome.WAITING_CHILDREN, "complete": Outcome.COMPLETED, "fail": Outcome.FAILED, "cancel": Outcome.CANCELLED, "retry_later": Outcome.RETRYING}
+_OUTCOME_OF = {"await_execution": Outcome.AWAITING_EXECUTION, "await_children": Outcome.WAITING_CHILDREN, "complete": Outcome.COMPLETED, "fail": Outcome.FAILED, "cancel": Outcome.CANCELLED, "retry_later": Outcome.RETRYING}
 
 
 def _result_problem(result: Any, limit: int) -> str | None:

@@ -49,6 +49,7 @@ from infra.local.lambda_api import LambdaApi
 from infra.local.meter import Meter
 from infra.local.provision import FunctionSpec, ProvisionedStack, Provisioner
 from infra.local.runtime import Handler, LambdaContext, import_handler
+from infra.local.state_machines import LocalStateMachines, matches
 from infra.local.streams import StreamEventSourceMapping, stream_mappings
 
 log = logging.getLogger("jobq.local")
@@ -223,6 +224,7 @@ class LocalStack:
         self.mappings = MappingRegistry()
         self.streams: list[StreamEventSourceMapping] = []
         self.lambda_api: LambdaApi | None = None
+        self.state_machines: LocalStateMachines | None = None
         self.timings: dict[str, float] = {}
         self._env = _Environment()
         self._moto: Any = None
@@ -285,6 +287,9 @@ class LocalStack:
         if self.lambda_api is not None:
             self.lambda_api.stop()
             self.lambda_api = None
+        if self.state_machines is not None:
+            self.state_machines.stop()
+            self.state_machines = None
         if self._ws_server is not None:
             self._ws_server.should_exit = True
         if self._ws_thread is not None:
@@ -345,6 +350,8 @@ class LocalStack:
         self._start_moto()
         lambda_api = self.lambda_api = LambdaApi(self.mappings).start()
         self._env.set("AWS_ENDPOINT_URL_LAMBDA", lambda_api.url)
+        state_machines = self.state_machines = LocalStateMachines(region=self.region).start()
+        self._env.set("AWS_ENDPOINT_URL_SFN", state_machines.url)
         self._step("moto", t)
 
         t = time.monotonic()
@@ -354,6 +361,8 @@ class LocalStack:
             "JwtAudience": self.issuer.audience,
             # The stand-in functions the local Lambda API serves are the ones a Lambda target may name.
             "LambdaTargetArns": ",".join(lambda_api.functions.arns(self.region)),
+            # Likewise the stand-in state machines (infra/local/state_machines.py) and StateMachineTargetArns.
+            "StateMachineTargetArns": ",".join(state_machines.arns()),
             **self.parameters,
         }
         self.provisioned = provisioner.provision(self.template, self.stack_name, parameters)
@@ -375,6 +384,7 @@ class LocalStack:
         if self.consumers:
             self._start_mappings()
             self._start_eventbridge()
+            self._route_execution_events()
         self._step("consumers", t)
 
         t = time.monotonic()
@@ -543,6 +553,34 @@ class LocalStack:
                 on_failure=on_failure,
             ).start()
 
+    def _route_execution_events(self) -> None:
+        """The stand-in executions' end events go to the functions whose EventBridgeRule matches them,
+        invoked asynchronously as EventBridge does (a raised error is retried twice, as Lambda does)."""
+        assert self.provisioned is not None and self.state_machines is not None
+        routes: list[tuple[dict[str, Any], FunctionSpec]] = []
+        for fn in self.provisioned.all_functions():
+            for event in fn.events.values():
+                pattern = (event.get("Properties") or {}).get("Pattern")
+                if event.get("Type") == "EventBridgeRule" and isinstance(pattern, dict):
+                    routes.append((pattern, fn))
+        handlers = {fn.handler: self.handler_resolver(fn.handler) for _, fn in routes}
+
+        def invoke(fn: FunctionSpec, event: dict[str, Any]) -> None:
+            for attempt in range(3):
+                try:
+                    handlers[fn.handler](event, LambdaContext(fn))
+                    return
+                except Exception:
+                    log.exception("%s failed on an execution event (attempt %d of 3)", fn.logical_id, attempt + 1)
+                    time.sleep(0.2 * (attempt + 1))
+
+        def on_end(event: dict[str, Any]) -> None:
+            for pattern, fn in routes:
+                if matches(pattern, event):
+                    threading.Thread(target=invoke, args=(fn, event), name=f"event-{fn.logical_id}", daemon=True).start()
+
+        self.state_machines.on_end = on_end
+
     def _start_api(self) -> None:
         assert self.provisioned is not None and self.issuer is not None and self._api_socket is not None
         import uvicorn
@@ -630,6 +668,7 @@ class LocalStack:
             "apiUrl": self.api_url,
             "websocketUrl": self.websocket_url,
             "awsEndpoint": self.aws_endpoint,
+            "stepFunctionsEndpoint": self.state_machines.url if self.state_machines else None,
             "issuer": self.issuer.issuer,
             "audience": self.issuer.audience,
             "pid": os.getpid(),

@@ -39,6 +39,7 @@ def test_every_event_file_has_a_test() -> None:
         "api-health.json",
         "dynamodb-stream-jobs.json",
         "eventbridge-cleanup.json",
+        "eventbridge-execution-status-change.json",  # tests/unit/test_state_machine_targets.py
         "eventbridge-health.json",
         "scheduler-firing.json",
         "sqs-email-sending.json",

@@ -62,6 +62,9 @@ def test_sam_build_ships_each_function_only_what_it_imports(tmp_path: Path) -> N
     assert not (api / "processors").exists() and not (api / "functions").exists()  # the API does not ship the consumer
     for name in ("SchedulerFunction", "HealthFunction", "CleanupFunction"):
         assert not (build / name / "processors").exists()
+    executions = build / "ExecutionEventsFunction"
+    assert (executions / "functions" / "executions" / "handler.py").is_file() and (executions / "shared" / "executions.py").is_file()
+    assert not (executions / "processors").exists() and not (executions / "api").exists()
     layer = build / "DependenciesLayer" / "python"
     assert (layer / "pydantic").is_dir() and (layer / "aws_lambda_powertools").is_dir()
     assert not (layer / "botocore").exists()  # the Lambda runtime has it

@@ -152,7 +152,7 @@ def test_the_queue_list_shows_live_stats_depths_and_configuration(stack: Stack, 
     config = email["configuration"]
     assert config["defaultAttempts"] == 5 and config["defaultBackoff"] == {"type": "exponential", "delay": 1000}
     assert config["batchSize"] == 10 and config["maxConcurrency"] == 10 and config["maxReceiveCount"] == 25
-    assert config["processors"] == {"code": ["publish", "send-email"], "http": {}, "functions": {}}
+    assert config["processors"] == {"code": ["publish", "send-email"], "http": {}, "functions": {}, "stateMachines": {}}
     assert by_name["video-processing"]["configuration"]["defaultBackoff"] == {"type": "fixed", "delay": 30000}
 
 
