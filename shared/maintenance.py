@@ -18,7 +18,10 @@ Health, per queue, every few minutes (``Maintenance.check_health``):
   too. A paused queue is not swept: nothing there is being picked up on purpose.
 * **health**: ``healthy | warning | error`` from the seed's thresholds: failure rate over
   10 % in the last hour -> error; more than 100 waiting, a DLQ that is not empty, an old
-  oldest waiting job (5 min: warning, 30 min: error), stalled jobs -> warning. Stored as
+  oldest waiting job (5 min: warning, 30 min: error), stalled jobs, a target's open circuit
+  breaker, an unreachable target (its healthUrl, or a Lambda function not Active:
+  shared/target_health.py), attempts over twice their type's average duration in the last
+  hour (from the minute buckets' per-type histograms) -> warning. Stored as
   ``QUEUE#<q> / HEALTH`` (read by GET /queues and GET /health/detailed) and emitted as
   metrics.
 
@@ -98,6 +101,10 @@ class QueueHealth(CamelModel):
     recount: Recount | None = None  # when this run recounted the queue
     # Targets whose circuit breaker is not closed (shared/breakers.py): type -> open | half_open.
     breakers: dict[str, str] = Field(default_factory=dict)
+    # Targets whose health check failed (shared/target_health.py): type -> why.
+    unreachable_targets: dict[str, str] = Field(default_factory=dict)
+    # Attempts in the last hour over twice their type's average duration there (seed 000's alert): type -> count.
+    slow_attempts: dict[str, int] = Field(default_factory=dict)
 
 
 class HealthRun(CamelModel):
@@ -168,6 +175,10 @@ def _duration(seconds: int) -> str:
     if seconds < 7200:
         return f"{seconds // 60} min"
     return f"{seconds // 3600} h"
+
+
+def _round_ms(ms: float | None) -> int:
+    return round(ms) if ms is not None else 0
 
 
 def worst(statuses: list[HealthStatus]) -> HealthStatus:
@@ -311,7 +322,10 @@ class Maintenance(Retention):
             recovery.orphans_enqueued, recovery.overdue_enqueued = self.wake_orphans(queue)
         recount = self.recount(queue, force=force_recount)
         counts = counters.read_counts(queue.name)
-        hour = stats.summarize(counters.read_buckets(queue.name, now - HOUR_MS, "minute"))
+        minutes = counters.read_buckets(queue.name, now - HOUR_MS, "minute")
+        hour = stats.summarize(minutes)
+        types = stats.merge_types(b.types for b in minutes)
+        slow = {job_type: f.slow_attempts() for job_type, f in sorted(types.items()) if f.slow_attempts()}
         depth, dlq_depth = queues.depths(queue)
         oldest = oldest_waiting_age(self.store, queue, now, scan=self.settings.sweep_scan_entries)
         stalled = recovery.stalled_retried + recovery.stalled_failed + recovery.stalled_cancelled
@@ -329,6 +343,16 @@ class Maintenance(Retention):
         breakers, breaker_reasons = self._breakers(queue)
         if breaker_reasons:
             status, reasons = worst([status, "warning"]), [*reasons, *breaker_reasons]
+        if slow:
+            status = worst([status, "warning"])
+            reasons = [
+                *reasons,
+                *(f"{n} attempts of {job_type} took over twice its average ({_round_ms(types[job_type].average_ms)} ms) in the last hour" for job_type, n in slow.items()),
+            ]
+        unreachable = self._unreachable_targets(queue)
+        if unreachable:
+            status = worst([status, "warning"])
+            reasons = [*reasons, *(f"target of {job_type} is unreachable: {why}" for job_type, why in unreachable.items())]
         health = QueueHealth(
             queue=queue.name,
             status=status,
@@ -344,6 +368,8 @@ class Maintenance(Retention):
             recovery=recovery,
             recount=recount,
             breakers=breakers,
+            unreachable_targets=unreachable,
+            slow_attempts=slow,
         )
         reports.put_queue_report(queue.name, "HEALTH", health, status=status, reasons=reasons)
         self._emit(health, stalled)
@@ -365,6 +391,11 @@ class Maintenance(Retention):
         reasons = [f"the circuit breaker of {job_type} is {s.state.replace('_', '-')}: {s.reason or 'no reason recorded'}" for job_type, s in not_closed.items()]
         return {job_type: s.state for job_type, s in not_closed.items()}, reasons
 
+    def _unreachable_targets(self, queue: QueueInfo) -> dict[str, str]:
+        from shared.target_health import unreachable_targets
+
+        return unreachable_targets(self.store.list_targets(queue.name), allow_loopback_http=self.settings.allow_loopback_http_targets)
+
     def _emit(self, health: QueueHealth, stalled: int) -> None:
         """One EMF line per queue and run (dimension ``queue``)."""
         metrics = EphemeralMetrics(namespace=NAMESPACE)
@@ -377,6 +408,8 @@ class Maintenance(Retention):
             metrics.add_metric("OldestWaitingAge", MetricUnit.Seconds, health.oldest_waiting_age_ms / 1000)
         metrics.add_metric("StalledJobsRecovered", MetricUnit.Count, stalled)
         metrics.add_metric("BreakersOpen", MetricUnit.Count, len(health.breakers))
+        metrics.add_metric("UnreachableTargets", MetricUnit.Count, len(health.unreachable_targets))
+        metrics.add_metric("SlowAttempts", MetricUnit.Count, sum(health.slow_attempts.values()))
         metrics.add_metric("OrphanedJobsEnqueued", MetricUnit.Count, health.recovery.orphans_enqueued + health.recovery.overdue_enqueued)
         metrics.flush_metrics()
 

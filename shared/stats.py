@@ -124,6 +124,8 @@ class QueueDelta:
     counts: Counter[str] = field(default_factory=Counter)
     last_processed_at: str | None = None
     buckets: dict[tuple[Resolution, int], BucketDelta] = field(default_factory=dict)
+    # (hour bucket start, user id) -> {"costNano", "attempts"}: written as USERCOST# items (one per user and hour).
+    user_costs: dict[tuple[int, str], Counter[str]] = field(default_factory=dict)
 
     def bump(self, at_ms: int, values: Mapping[str, int]) -> None:
         resolutions: tuple[Resolution, ...] = ("minute", "hour")
@@ -133,7 +135,7 @@ class QueueDelta:
             bucket.values.update(values)
 
     def is_empty(self) -> bool:
-        return not any(self.counts.values()) and not self.buckets and self.last_processed_at is None
+        return not any(self.counts.values()) and not self.buckets and self.last_processed_at is None and not self.user_costs
 
 
 def attribute_text(image: Mapping[str, Any], name: str) -> str | None:
@@ -196,6 +198,8 @@ def aggregate(records: Iterable[Mapping[str, Any]]) -> dict[str, QueueDelta]:
             delta.counts[before] -= 1
             delta.counts[after] += 1
             _finished(delta, before, after, new)
+            if before == JobStatus.ACTIVE.value:
+                _attempt_closed(delta, new)
     return {queue: delta for queue, delta in deltas.items() if not delta.is_empty()}
 
 
@@ -218,6 +222,99 @@ def _finished(delta: QueueDelta, before: str, after: str, new: Mapping[str, Any]
         at = attribute_time(new, "updatedAt")
         if at is not None:
             delta.bump(at, {"retried": 1})
+
+
+# Per job type in every bucket (``t.<type>.<what>``): an attempt's cost (nano USD), its count,
+# duration sum and duration histogram (``t.<type>.hNN``): what cost per type and slow attempts
+# (over twice the type's average) are read from. Types are few per queue, so buckets stay small.
+TYPE_PREFIX = "t."
+USER_COST_SK = "USERCOST#HOUR#"
+
+
+def _last_attempt(image: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    history = image.get("history")
+    records = history.get("L") if isinstance(history, dict) else None
+    if not records:
+        return None
+    last = records[-1]
+    return last.get("M") if isinstance(last, dict) and isinstance(last.get("M"), dict) else None
+
+
+def _attempt_closed(delta: QueueDelta, new: Mapping[str, Any]) -> None:
+    """An attempt ended with this change: its cost and duration go to its type's figures, its cost to its user's."""
+    record = _last_attempt(new)
+    usage = record.get("usage") if record else None
+    usage_map = usage.get("M") if isinstance(usage, dict) else None
+    job_type, user = attribute_text(new, "type"), attribute_text(new, "userId")
+    at = attribute_time(new, "updatedAt")
+    if not usage_map or not job_type or not user or at is None:
+        return
+    cost = attribute_number(usage_map, "costNanoUsd") or 0
+    took = attribute_number(usage_map, "durationMs")
+    values = {f"{TYPE_PREFIX}{job_type}.cost": cost, f"{TYPE_PREFIX}{job_type}.n": 1}
+    if took is not None and took >= 0:
+        values.update({f"{TYPE_PREFIX}{job_type}.ms": took, f"{TYPE_PREFIX}{job_type}.h{histogram_bin(took):02d}": 1})
+    delta.bump(at, values)
+    delta.user_costs.setdefault((bucket_start(at, "hour"), user), Counter()).update({"costNano": cost, "attempts": 1})
+
+
+@dataclass(frozen=True)
+class TypeFigures:
+    """One job type's attempts in a bucket (or several): their count, cost, durations."""
+
+    attempts: int = 0
+    cost_nano_usd: int = 0
+    duration_sum_ms: int = 0
+    histogram: tuple[int, ...] = (0,) * BINS
+
+    @property
+    def average_ms(self) -> float | None:
+        timed = sum(self.histogram)
+        return self.duration_sum_ms / timed if timed else None
+
+    def slow_attempts(self, factor: float = 2.0) -> int:
+        """Attempts over ``factor`` times the average: those in the bins whose lower bound is past it
+        (a bin straddling the threshold is not counted, so this errs low, never alarming wrongly)."""
+        average = self.average_ms
+        if average is None:
+            return 0
+        threshold = factor * average
+        return sum(n for i, n in enumerate(self.histogram) if i > 0 and BOUNDS_MS[i - 1] >= threshold)
+
+    def plus(self, other: TypeFigures) -> TypeFigures:
+        return TypeFigures(
+            self.attempts + other.attempts,
+            self.cost_nano_usd + other.cost_nano_usd,
+            self.duration_sum_ms + other.duration_sum_ms,
+            tuple(a + b for a, b in zip(self.histogram, other.histogram, strict=True)),
+        )
+
+
+def type_figures(values: Mapping[str, int]) -> dict[str, TypeFigures]:
+    """The ``t.<type>.<what>`` attributes of a bucket, per type."""
+    raw: dict[str, dict[str, int]] = {}
+    for name, value in values.items():
+        if name.startswith(TYPE_PREFIX):
+            job_type, _, what = name[len(TYPE_PREFIX) :].rpartition(".")
+            if job_type:
+                raw.setdefault(job_type, {})[what] = value
+    return {
+        job_type: TypeFigures(
+            attempts=v.get("n", 0),
+            cost_nano_usd=v.get("cost", 0),
+            duration_sum_ms=v.get("ms", 0),
+            histogram=tuple(v.get(f"h{i:02d}", 0) for i in range(BINS)),
+        )
+        for job_type, v in raw.items()
+    }
+
+
+def merge_types(many: Iterable[Mapping[str, TypeFigures]]) -> dict[str, TypeFigures]:
+    merged: dict[str, TypeFigures] = {}
+    for figures in many:
+        for job_type, f in figures.items():
+            merged[job_type] = merged[job_type].plus(f) if job_type in merged else f
+    return merged
 
 
 # ---- writing a batch ---------------------------------------------------------------------------------
@@ -271,6 +368,7 @@ class Bucket:
     pt_count: int = 0
     pt_sum: int = 0
     histogram: tuple[int, ...] = (0,) * BINS
+    types: Mapping[str, TypeFigures] = field(default_factory=dict)  # per job type (attempts, cost, durations)
 
     @property
     def processed(self) -> int:

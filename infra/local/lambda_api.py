@@ -8,7 +8,8 @@ over ``AWS_ENDPOINT_URL``), so the very same call flips the emulated mapping's s
     GET /2015-03-31/event-source-mappings/{UUID}   -> the mapping's configuration
     PUT /2015-03-31/event-source-mappings/{UUID}   {"Enabled": false, ...} -> the same, updated
 
-It also serves ``Invoke`` (``POST /2015-03-31/functions/{FunctionName}/invocations``) for the
+It also serves ``GetFunction`` (``GET /2015-03-31/functions/{FunctionName}``: a stand-in is
+``Active``; the HealthFunction's check of Lambda targets) and ``Invoke`` (``POST /2015-03-31/functions/{FunctionName}/invocations``) for the
 local stack's stand-in functions (infra/local/functions.py): the handler runs in the request's
 thread; a raised exception answers as Lambda does, 200 with ``X-Amz-Function-Error: Unhandled``
 and ``{errorMessage, errorType, stackTrace}``. Only ``RequestResponse`` is served.
@@ -39,6 +40,7 @@ __all__ = ["LambdaApi", "mapping_configuration"]
 
 _PATH = re.compile(r"^/2015-03-31/event-source-mappings/([0-9a-fA-F-]{36})/?$")
 _INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
+_FUNCTION = re.compile(r"^/2015-03-31/functions/([^/]+)/?$")
 
 
 def mapping_configuration(mapping: EventSourceMapping, *, last_modified: float) -> dict[str, Any]:
@@ -118,6 +120,10 @@ class LambdaApi:
     # -- requests --
 
     def _handle(self, request: BaseHTTPRequestHandler, *, update: dict[str, Any] | None) -> None:
+        function = _FUNCTION.match(request.path.split("?", 1)[0])
+        if function and update is None:
+            self._get_function(request, unquote(function.group(1)))
+            return
         match = _PATH.match(request.path.split("?", 1)[0])
         if not match:
             self._error(request, 404, "ResourceNotFoundException", f"not served by the local stack: {request.command} {request.path}")
@@ -138,6 +144,12 @@ class LambdaApi:
                     self._modified[mapping_uuid] = datetime.now(tz=UTC).timestamp()
             config = mapping_configuration(mapping, last_modified=self._modified.get(mapping_uuid, self._started))
         self._send(request, 202 if update is not None else 200, config)
+
+    def _get_function(self, request: BaseHTTPRequestHandler, name: str) -> None:
+        if self.functions.resolve(name) is None:
+            self._error(request, 404, "ResourceNotFoundException", f"Function not found: {name}")
+            return
+        self._send(request, 200, {"Configuration": {"FunctionName": name.split(":")[6] if name.startswith("arn:") else name, "State": "Active"}})
 
     def _invoke(self, request: BaseHTTPRequestHandler, raw: bytes) -> None:
         match = _INVOKE.match(request.path.split("?", 1)[0])

@@ -23,6 +23,8 @@ from shared.stats import (
     MARKER_TTL_SECONDS,
     MAX_TRANSACTION_ACTIONS,
     STATS_SK,
+    TYPE_PREFIX,
+    USER_COST_SK,
     BatchOutcome,
     Bucket,
     QueueDelta,
@@ -35,6 +37,7 @@ from shared.stats import (
     bucket_sk,
     bucket_start,
     is_job_record,
+    type_figures,
 )
 
 
@@ -88,7 +91,59 @@ def _queue_actions(table: str, queue: str, delta: QueueDelta, settings: Any) -> 
                 }
             }
         )
+    keep_hours = settings.hour_bucket_retention_days * 86400
+    for (start, user), amounts in sorted(delta.user_costs.items()):
+        # One small item per user and hour (a user's cost over a window is one Query of the queue's USERCOST# range).
+        actions.append(
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": {"pk": {"S": f"QUEUE#{queue}"}, "sk": {"S": f"{user_cost_prefix(start)}{user}"}},
+                    "UpdateExpression": "ADD #cost :cost, #n :n SET #start = :start, #ttl = :ttl, #user = :user",
+                    "ExpressionAttributeNames": {"#cost": "costNano", "#n": "attempts", "#start": "bucketStart", "#ttl": "expiresAt", "#user": "userId"},
+                    "ExpressionAttributeValues": {
+                        ":cost": {"N": str(amounts["costNano"])},
+                        ":n": {"N": str(amounts["attempts"])},
+                        ":start": {"N": str(start)},
+                        ":ttl": {"N": str(start // 1000 + keep_hours)},
+                        ":user": {"S": user},
+                    },
+                }
+            }
+        )
     return actions
+
+
+def user_cost_prefix(hour_start_ms: int) -> str:
+    return f"{USER_COST_SK}{bucket_sk('hour', hour_start_ms).rpartition('#')[2]}#"
+
+
+def read_user_costs(queue_name: str, since_ms: int) -> dict[str, tuple[int, int]]:
+    """User -> (cost in nano USD, attempts) in the hours from the one holding ``since_ms`` on: one Query."""
+    params: dict[str, Any] = {
+        "TableName": _table(),
+        "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+        "ExpressionAttributeValues": {
+            ":pk": {"S": f"QUEUE#{queue_name}"},
+            ":low": {"S": user_cost_prefix(bucket_start(since_ms, "hour"))},
+            ":high": {"S": f"{USER_COST_SK}~"},
+        },
+    }
+    found: dict[str, tuple[int, int]] = {}
+    try:
+        while True:
+            out = clients.client("dynamodb").query(**params)
+            for item in out.get("Items", []):
+                user = attribute_text(item, "userId")
+                if user:
+                    cost, attempts = found.get(user, (0, 0))
+                    found[user] = (cost + (attribute_number(item, "costNano") or 0), attempts + (attribute_number(item, "attempts") or 0))
+            if not out.get("LastEvaluatedKey"):
+                break
+            params["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+    except AWS_ERRORS as err:
+        raise domain_error(err, "DynamoDB (queue costs)") from err
+    return found
 
 
 def apply_stream_records(records: list[Mapping[str, Any]], *, table_name: str | None = None) -> BatchOutcome:
@@ -216,6 +271,7 @@ def _bucket_of(item: Mapping[str, Any], resolution: Resolution) -> Bucket:
         pt_count=attribute_number(item, "ptCount") or 0,
         pt_sum=attribute_number(item, "ptSum") or 0,
         histogram=tuple(attribute_number(item, f"h{i:02d}") or 0 for i in range(BINS)),
+        types=type_figures({k: attribute_number(item, k) or 0 for k in item if k.startswith(TYPE_PREFIX)}),
     )
 
 

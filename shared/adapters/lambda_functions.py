@@ -68,4 +68,12 @@ def invoke(function_arn: str, payload: dict[str, Any], *, timeout_seconds: float
     return Invocation(payload=body, function_error=None, executed_version=out.get("ExecutedVersion"))
 
 
-__all__ = ["MAX_PAYLOAD_BYTES", "Invocation", "invoke", "reset"]
+def function_state(function_arn: str) -> tuple[str, str | None]:
+    """The function's ``State`` (Active, Pending, Inactive, Failed) and why, from GetFunction (its health check)."""
+    with aws_errors(f"cannot read function {function_arn}"):
+        out = _client(5).get_function(FunctionName=function_arn)
+    config = out.get("Configuration") or {}
+    return str(config.get("State") or "Active"), config.get("StateReason") or config.get("LastUpdateStatusReason")
+
+
+__all__ = ["MAX_PAYLOAD_BYTES", "Invocation", "function_state", "invoke", "reset"]
