@@ -23,6 +23,7 @@ from shared.models import HttpTarget, JobCreate
 from tests.target_server import TargetServer
 from tests.unit.conftest import ROOT, STACK, FakeLambdaContext, Stack, sqs_event
 from tests.unit.stream_feed import StreamFeed
+from tests.unit.test_state_machine_targets import executions  # noqa: F401 (the fixture)
 
 PARAMETERS = {"JwtIssuer": "https://issuer.example.com", "JwtAudience": "jobq"}
 ALICE = Identity("alice")
@@ -291,3 +292,65 @@ def test_the_publish_built_in_may_publish_to_exactly_the_topics_listed(stack: St
 
     assert publish_grants(listed) == {f"{STACK}/EmailProcessorPolicy": topics}
     assert publish_grants(empty) == {}
+
+
+# ---- Step Functions targets (issue 18): start, stop and read executions of the listed machines only ----------
+
+MACHINES = ["arn:aws:states:us-east-1:123456789012:stateMachine:fulfil", "arn:aws:states:us-east-1:123456789012:stateMachine:refund"]
+
+
+def _states_grants(stack: ProvisionedStack) -> dict[str, set[tuple[str, str]]]:
+    grants: dict[str, set[tuple[str, str]]] = {}
+    for owner, statement in _policy_resources(stack):
+        actions = [a for a in _as_list(statement.get("Action", [])) if str(a).startswith("states:")]
+        if actions and statement.get("Effect") == "Allow":
+            grants.setdefault(owner, set()).update((a, r) for a in actions for r in _as_list(statement["Resource"]))
+    return grants
+
+
+def test_state_machine_targets_grant_start_stop_and_describe_on_the_listed_machines_only(stack: Stack) -> None:
+    listed = Provisioner(endpoint_url=None).provision(ROOT / "template.yaml", STACK, {**PARAMETERS, "StateMachineTargetArns": ",".join(MACHINES)})
+    empty = Provisioner(endpoint_url=None).provision(ROOT / "template.yaml", STACK, PARAMETERS)
+
+    grants = _states_grants(listed)
+
+    execution_arns = {m.replace(":stateMachine:", ":execution:") + ":*" for m in MACHINES}
+    consumers = {f"{run.name}/ConsumerFunction" for run in listed.walk() if "ConsumerFunction" in run.resources}
+    assert set(grants) == consumers | {f"{STACK}/ApiFunction", f"{STACK}/ExecutionEventsFunction"}
+    assert all(grants[c] == {("states:StartExecution", m) for m in MACHINES} for c in consumers)
+    assert grants[f"{STACK}/ApiFunction"] == {("states:StopExecution", e) for e in execution_arns}
+    assert grants[f"{STACK}/ExecutionEventsFunction"] == {("states:DescribeExecution", e) for e in execution_arns}
+    assert _states_grants(empty) == {}
+    rule = listed.resources["ExecutionEventsFunction"].properties["Events"]["ExecutionEnded"]["Properties"]["Pattern"]
+    assert rule["source"] == ["aws.states"] and rule["detail"]["stateMachineArn"] == MACHINES
+
+
+def test_the_execution_handlers_dynamodb_calls_stay_within_its_policy(stack: Stack, provisioned: ProvisionedStack, executions: Any) -> None:  # noqa: F811 (the fixture)
+    from functions.executions.handler import handler as executions_handler
+    from shared.adapters import queues
+    from shared.catalog import ProcessorCatalog
+    from shared.models import StateMachineTarget
+    from shared.settings import get_settings
+
+    jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), get_settings())
+    arn = "arn:aws:states:us-east-1:123456789012:stateMachine:jobq-local-sfn-echo"
+    jobs.put_target("email-sending", "order", StateMachineTarget(state_machine_arn=arn), ADMIN)
+    jobs.create(JobCreate(queue="email-sending", type="order", data={"n": 1}), ALICE)
+    _deliver(stack, "email-sending")
+    event = executions.next_event()
+
+    with DynamoCalls() as calls:
+        assert executions_handler(event, FakeLambdaContext())["outcome"] == "completed"
+
+    assert {a for a, _ in calls.calls} >= {"GetItem", "UpdateItem"}
+    assert _denied(calls, provisioned.resources["ExecutionEventsFunction"]) == []
+
+
+def test_the_health_function_may_read_the_state_of_the_listed_functions_only(stack: Stack) -> None:
+    listed = Provisioner(endpoint_url=None).provision(ROOT / "template.yaml", STACK, {**PARAMETERS, "LambdaTargetArns": ",".join(FUNCTIONS)})
+
+    def reads(provisioned: ProvisionedStack) -> dict[str, list[Any]]:
+        return {o: _as_list(s["Resource"]) for o, s in _policy_resources(provisioned) if "lambda:GetFunction" in _as_list(s.get("Action", []))}
+
+    assert reads(listed) == {f"{STACK}/HealthFunction": FUNCTIONS}
+    assert reads(Provisioner(endpoint_url=None).provision(ROOT / "template.yaml", STACK, PARAMETERS)) == {}
