@@ -9,6 +9,8 @@ Items (all in the jobs table, none of them a job; the stream filter lets only ``
     pk=QUEUE#<queue>  sk=METRICS#HOUR#<YYYY-MM-DDTHH>        cancelled, stalled, ptCount, ptSum,
                                                         h00..h27 (processing-time histogram),
                                                         bucketStart (epoch ms), expiresAt (TTL)
+    pk=USERCOST#<queue> sk=HOUR#<YYYY-MM-DDTHH>#<user>  costNano, attempts (N), userId, bucketStart,
+                                                        expiresAt: a user's attempts in that hour
     pk=STREAMBATCH#<digest>  sk=APPLIED                 one per applied stream batch (TTL 2 days)
 
 What a stream record of a job item means:
@@ -124,7 +126,7 @@ class QueueDelta:
     counts: Counter[str] = field(default_factory=Counter)
     last_processed_at: str | None = None
     buckets: dict[tuple[Resolution, int], BucketDelta] = field(default_factory=dict)
-    # (hour bucket start, user id) -> {"costNano", "attempts"}: written as USERCOST# items (one per user and hour).
+    # (hour bucket start, user id) -> {"costNano", "attempts"}: written as USERCOST#<queue> items (one per user and hour).
     user_costs: dict[tuple[int, str], Counter[str]] = field(default_factory=dict)
 
     def bump(self, at_ms: int, values: Mapping[str, int]) -> None:
@@ -228,7 +230,7 @@ def _finished(delta: QueueDelta, before: str, after: str, new: Mapping[str, Any]
 # duration sum and duration histogram (``t.<type>.hNN``): what cost per type and slow attempts
 # (over twice the type's average) are read from. Types are few per queue, so buckets stay small.
 TYPE_PREFIX = "t."
-USER_COST_SK = "USERCOST#HOUR#"
+USER_COST_SK = "HOUR#"  # pk=USERCOST#<queue>, sk=HOUR#<YYYY-MM-DDTHH>#<user>
 
 
 def _last_attempt(image: Mapping[str, Any]) -> Mapping[str, Any] | None:

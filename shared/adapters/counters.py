@@ -93,12 +93,13 @@ def _queue_actions(table: str, queue: str, delta: QueueDelta, settings: Any) -> 
         )
     keep_hours = settings.hour_bucket_retention_days * 86400
     for (start, user), amounts in sorted(delta.user_costs.items()):
-        # One small item per user and hour (a user's cost over a window is one Query of the queue's USERCOST# range).
+        # One small item per user and hour, under its own partition per queue (USERCOST#<queue>), in the
+        # batch's exactly-once transaction: a user's cost over a window is one Query of that partition.
         actions.append(
             {
                 "Update": {
                     "TableName": table,
-                    "Key": {"pk": {"S": f"QUEUE#{queue}"}, "sk": {"S": f"{user_cost_prefix(start)}{user}"}},
+                    "Key": {"pk": {"S": f"{USER_COST_PK}{queue}"}, "sk": {"S": f"{user_cost_prefix(start)}{user}"}},
                     "UpdateExpression": "ADD #cost :cost, #n :n SET #start = :start, #ttl = :ttl, #user = :user",
                     "ExpressionAttributeNames": {"#cost": "costNano", "#n": "attempts", "#start": "bucketStart", "#ttl": "expiresAt", "#user": "userId"},
                     "ExpressionAttributeValues": {
@@ -118,13 +119,16 @@ def user_cost_prefix(hour_start_ms: int) -> str:
     return f"{USER_COST_SK}{bucket_sk('hour', hour_start_ms).rpartition('#')[2]}#"
 
 
+USER_COST_PK = "USERCOST#"
+
+
 def read_user_costs(queue_name: str, since_ms: int) -> dict[str, tuple[int, int]]:
     """User -> (cost in nano USD, attempts) in the hours from the one holding ``since_ms`` on: one Query."""
     params: dict[str, Any] = {
         "TableName": _table(),
         "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
         "ExpressionAttributeValues": {
-            ":pk": {"S": f"QUEUE#{queue_name}"},
+            ":pk": {"S": f"{USER_COST_PK}{queue_name}"},
             ":low": {"S": user_cost_prefix(bucket_start(since_ms, "hour"))},
             ":high": {"S": f"{USER_COST_SK}~"},
         },

@@ -354,3 +354,21 @@ def test_the_health_function_may_read_the_state_of_the_listed_functions_only(sta
 
     assert reads(listed) == {f"{STACK}/HealthFunction": FUNCTIONS}
     assert reads(Provisioner(endpoint_url=None).provision(ROOT / "template.yaml", STACK, PARAMETERS)) == {}
+
+
+def test_the_events_functions_cost_writes_stay_within_its_policy(stack: Stack, provisioned: ProvisionedStack, target: TargetServer) -> None:
+    from shared.adapters import queues
+    from shared.catalog import ProcessorCatalog
+
+    feed = StreamFeed(stack.table_name)
+    jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
+    jobs.put_http_target("email-sending", "ok", HttpTarget(url=f"{target.url}/ok", timeout_seconds=1), ADMIN)
+    jobs.create(JobCreate(queue="email-sending", type="ok", data={"n": 1}), ALICE)
+    _deliver(stack, "email-sending")  # the attempt closes with its usage: a cost per type and per user
+    event = feed.next_event()
+
+    with DynamoCalls() as calls:
+        events_handler(event, FakeLambdaContext())
+
+    assert ("UpdateItem", ["USERCOST#email-sending"]) in calls.calls
+    assert _denied(calls, provisioned.resources["EventsFunction"]) == []
