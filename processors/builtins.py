@@ -142,6 +142,9 @@ def http_request(job: JobContext) -> dict[str, Any]:
 def export(job: JobContext) -> dict[str, Any]:
     """data {format: csv|json, rows: [{...}] | file: "uploads/<userId>/...", columns?, expiresIn? (s)}.
 
+    ``rows`` is the result of a query the job's creator ran (or anything row-shaped); ``file`` is
+    one of the owner's uploads: a JSON array, JSON lines, or a CSV with a header row (``.csv``).
+
     Writes ``exports/<userId>/<jobId>.<format>`` to the reports bucket and returns its key, the
     row count and a presigned download URL valid ``expiresIn`` seconds (default
     ``export_url_default_seconds``, at most ``export_url_max_seconds``).
@@ -198,10 +201,18 @@ def _export_rows(job: JobContext, bucket: str, max_bytes: int) -> list[dict[str,
             raise PermanentJobError(f"data.file {key} does not exist") from err
         if len(raw) > max_bytes:
             raise PermanentJobError(f"data.file is larger than {max_bytes} bytes")
-        rows = _parse_rows(raw)
+        rows = _parse_csv(raw) if key.lower().endswith(".csv") else _parse_rows(raw)
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows) or len(rows) > MAX_EXPORT_ROWS:
         raise PermanentJobError(f"the rows must be a list of at most {MAX_EXPORT_ROWS} objects")
     return rows
+
+
+def _parse_csv(raw: bytes) -> list[dict[str, Any]]:
+    """A CSV upload with a header row: one object per line (values as text)."""
+    try:
+        return [dict(row) for row in csv.DictReader(io.StringIO(raw.decode("utf-8-sig", "replace")))]
+    except csv.Error as err:
+        raise PermanentJobError(f"data.file is not valid CSV: {err}") from err
 
 
 def _parse_rows(raw: bytes) -> Any:

@@ -93,6 +93,16 @@ def test_export_reads_a_json_lines_file_from_the_owners_uploads_into_json(stack:
     assert json.loads(_object(stack, job.result["key"])) == [{"lead": "a"}, {"lead": "b"}]
 
 
+def test_export_turns_a_csv_upload_into_json(stack: Stack) -> None:
+    bucket = get_settings().reports_bucket
+    clients.client("s3").put_object(Bucket=bucket, Key="uploads/alice/leads.csv", Body=b"lead,score\na,3\nb,5\n")
+
+    job = run(stack, "report-generation", "export", {"format": "json", "file": "uploads/alice/leads.csv"})
+
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert json.loads(_object(stack, job.result["key"])) == [{"lead": "a", "score": "3"}, {"lead": "b", "score": "5"}]
+
+
 @pytest.mark.parametrize("data", [{"file": "uploads/bob/leads.jsonl"}, {"file": "uploads/alice/missing.jsonl"}, {"file": "uploads/alice/../bob/x"}, {"rows": "nope"}, {"rows": [], "expiresIn": 10}])
 def test_export_refuses_another_users_files_and_bad_input_at_once(stack: Stack, data: dict[str, Any]) -> None:
     job = run(stack, "report-generation", "export", data, ONCE)
