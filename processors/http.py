@@ -58,7 +58,8 @@ def run_http_target(target: HttpTarget, job: JobContext) -> Any:
         },
     )
     try:
-        with _opener.open(request, timeout=target.timeout_seconds) as response:
+        # The job's timeout (options.timeout) bounds the call too: the request is dropped at the deadline.
+        with _opener.open(request, timeout=job.time_left(target.timeout_seconds)) as response:
             status = response.status
             body = response.read(MAX_RESPONSE_BYTES + 1)
     except HTTPError as err:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from shared import admission, lifecycle
+from shared import admission, flow_control, lifecycle
 from shared.access import Action, Identity, QueueAccess, allows, authorize
 from shared.adapters import queues, scheduler
 from shared.adapters.admission import DynamoAdmissionCounters
@@ -95,6 +95,12 @@ class JobService:
             except ValueError as err:
                 raise Invalid(f"options.webhook: {err}") from None
         delay = scheduler.resolve_delay(options, now, self.settings)  # delay or runAt; past 15 min: Scheduler
+        policy = get_policy(queue)
+        timeout = options.timeout if options.timeout is not None else policy.default_timeout
+        try:
+            flow_control.check_timeout(timeout, queue.consumer_timeout)
+        except ValueError as err:
+            raise Invalid(f"options.{err}") from None
         job = Job(
             job_id=job_id or options.job_id or str(uuid.uuid4()),
             queue=queue.name,
@@ -109,6 +115,8 @@ class JobService:
             delay=delay,
             run_at=iso(now + delay) if delay else None,
             webhook=options.webhook,
+            timeout=timeout,
+            group=flow_control.group_key_of(request.type, request.data, options.group, policy.groups),
             created_at=iso(now),
             updated_at=iso(now),
         )

@@ -54,6 +54,7 @@ class AttemptOutcome(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     STALLED = "stalled"
+    TIMED_OUT = "timed_out"  # the attempt ran past its timeout (options.timeout); it counts, and retries with backoff
 
 
 class Guard(StrEnum):
@@ -232,14 +233,17 @@ def complete(job: Job, *, token: str | None, result: Any, processing_ms: int, no
     )
 
 
-def retry_later(job: Job, *, token: str | None, error: str, wait_seconds: int, processing_ms: int | None, now: int) -> Change:
-    """A failed attempt with attempts left: delayed until its backoff runs out; the delivery comes back then."""
+def retry_later(
+    job: Job, *, token: str | None, error: str, wait_seconds: int, processing_ms: int | None, now: int,
+    outcome: AttemptOutcome = AttemptOutcome.RETRYING,
+) -> Change:
+    """A failed (or timed-out) attempt with attempts left: delayed until its backoff runs out; the delivery comes back then."""
     error = bounded_error(error)
     sets: dict[str, Any] = {
         "error": error,
         "run_at": iso(now + wait_seconds * 1000),
         "updated_at": iso(now),
-        "history": close_attempt(job.history, now, AttemptOutcome.RETRYING, error),
+        "history": close_attempt(job.history, now, outcome, error),
     }
     if processing_ms is not None:
         sets["processing_time"] = processing_ms
@@ -263,6 +267,7 @@ def fail(
     policy: QueuePolicy,
     processing_ms: int | None = None,
     copy_to_dead_letters: bool = True,
+    outcome: AttemptOutcome = AttemptOutcome.FAILED,
 ) -> Change:
     """Failed for good: out of attempts, or a permanent error. Its message goes to the DLQ before the write
     (``copy_to_dead_letters=False`` only where the DLQ message is the one being purged)."""
@@ -271,7 +276,7 @@ def fail(
         "error": error,
         "failed_at": iso(now),
         "updated_at": iso(now),
-        "history": close_attempt(job.history, now, AttemptOutcome.FAILED, error),
+        "history": close_attempt(job.history, now, outcome, error),
     }
     if processing_ms is not None:
         sets["processing_time"] = processing_ms

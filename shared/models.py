@@ -19,6 +19,7 @@ from pydantic.alias_generators import to_camel
 
 from shared import strict_json
 from shared.access import QueueAccess
+from shared.flow_control import GROUP_KEY_PATTERN, GroupPolicy, RateLimit
 from shared.priority import Priority, parse_priority, priority_name
 from shared.status import JobStatus
 
@@ -107,6 +108,14 @@ class JobOptions(CamelModel):
     )
     deduplication: Deduplication | None = None
     webhook: WebhookOptions | None = Field(default=None, description="Where to POST the job's ending (signed); the queue's default if absent.")
+    timeout: int | None = Field(
+        default=None, ge=100, le=15 * 60 * 1000,
+        description="Milliseconds an attempt may run (below the consumer's timeout); past it the attempt ends timed out and is retried with backoff.",
+    )
+    group: str | None = Field(
+        default=None, pattern=GROUP_KEY_PATTERN,
+        description="The job's group key (a customer, a domain): the queue's per-key rate limits and maxActive apply to it.",
+    )
 
     @field_validator("job_id")
     @classmethod
@@ -166,7 +175,7 @@ class AttemptRecord(CamelModel):
     attempt: int
     started_at: str
     ended_at: str | None = None
-    outcome: Literal["completed", "failed", "retrying", "stalled", "cancelled", "interrupted"] | None = None
+    outcome: Literal["completed", "failed", "retrying", "stalled", "cancelled", "interrupted", "timed_out"] | None = None
     error: str | None = None
 
 
@@ -209,6 +218,8 @@ class Job(CamelModel):
     version: int = 1
     history: list[AttemptRecord] = Field(default_factory=list)
     webhook: WebhookOptions | None = None
+    timeout: int | None = None  # ms per attempt (options.timeout or the queue's defaultTimeout at creation)
+    group: str | None = None  # the group key (shared/flow_control.py)
 
 
 class JobPublic(CamelModel):
@@ -282,6 +293,8 @@ class JobPublic(CamelModel):
     history: list[AttemptRecord]
     acting_client: str | None = Field(default=None, description="The service client that created the job for userId, if one did.")
     webhook: WebhookOptions | None = None
+    timeout: int | None = Field(default=None, description="Milliseconds an attempt may run.")
+    group: str | None = Field(default=None, description="The job's group key.")
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
@@ -547,6 +560,11 @@ class QueuePolicy(CamelModel):
     max_unfinished_jobs_per_user: int | None = Field(default=None, ge=1, le=100_000_000)
     webhook: WebhookOptions | None = None  # the default of jobs without options.webhook
     description: str | None = Field(default=None, max_length=256, description="Shown by GET /queues; the template's when absent.")
+    # Flow control (shared/flow_control.py): enforced by the consumer at claim.
+    rate_limit: RateLimit | None = None
+    default_timeout: int | None = Field(default=None, ge=100, le=15 * 60 * 1000)
+    groups: GroupPolicy | None = None
+    max_concurrency: int | None = Field(default=None, ge=2, le=1000)  # set on the event source mapping by PATCH
 
     def expires_at(self, status: JobStatus, finished_ms: int) -> int | None:
         """The TTL (epoch seconds) of a job that just finished in ``status``: its retention by age.

@@ -8,7 +8,9 @@ unaffected. Returning acknowledges the record (Lambda deletes it).
 
 from __future__ import annotations
 
+import contextvars
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -16,14 +18,15 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from shared import lifecycle, strict_json
+from shared import flow_control, lifecycle, strict_json
 from shared.adapters import policies, queues
 from shared.adapters.jobs import JobStore
+from shared.adapters.limits import DynamoLimits
 from shared.adapters.sqs import SqsJobMessages
 from shared.backoff import backoff_seconds
 from shared.clock import now_ms, parse_iso
 from shared.errors import Conflict, PermanentJobError, Unavailable
-from shared.lifecycle import Change, Guard
+from shared.lifecycle import AttemptOutcome, Change, Guard
 from shared.models import Job, JobRef, QueueInfo, QueuePolicy, json_size
 from shared.observability import logger
 from shared.settings import Settings
@@ -50,6 +53,10 @@ class LeaseLost(JobInterrupted):
     """Another worker reclaimed the job after this one's lease ran out."""
 
 
+class JobTimedOut(JobInterrupted):
+    """The attempt ran past its timeout (options.timeout): it ends ``timed_out`` and is retried with backoff."""
+
+
 MAX_PROGRESS_BYTES = 1024
 MAX_LOG_LINE = 2000
 
@@ -60,6 +67,7 @@ class Outcome(StrEnum):
     RETRYING = "retrying"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
+    DEFERRED = "deferred"  # over a flow limit: the job waits in a new message (no attempt spent)
     KEPT = "kept"  # the ending could not be written; it travels in a message that a later delivery writes
 
 # The part of a consumer's remaining time kept back from retrying a final write: enough to send
@@ -79,6 +87,7 @@ class Ending:
     error: str | None = None
     processing_ms: int | None = None
     wait_seconds: int = 0
+    outcome: str | None = None  # the attempt record's outcome when not the operation's own (timed_out)
 
     def as_body(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -105,12 +114,39 @@ class Delivery:
 class JobContext:
     """What a processor gets: the job's input, and a way to report progress."""
 
-    def __init__(self, job: Job, store: JobStore, token: str, clock: Callable[[], int], log_ttl_s: int = 30 * 86400) -> None:
+    def __init__(
+        self, job: Job, store: JobStore, token: str, clock: Callable[[], int], log_ttl_s: int = 30 * 86400, *, timeout_ms: int | None = None
+    ) -> None:
         self.snapshot = job  # the job as last written by this worker
         self._log_ttl_s = log_ttl_s
         self._store = store
         self._token = token
         self._clock = clock
+        self._timeout_ms = timeout_ms
+        self._deadline_ms = clock() + timeout_ms if timeout_ms is not None else None
+        self._deadline_mono = time.monotonic() + timeout_ms / 1000 if timeout_ms is not None else None
+        self._expired = False
+
+    @property
+    def deadline(self) -> int | None:
+        """Epoch ms at which this attempt times out (None: no timeout; the consumer's Lambda timeout still holds)."""
+        return self._deadline_ms
+
+    @property
+    def timed_out(self) -> bool:
+        """True once the attempt is past its timeout: a processor stops there (progress() raises JobTimedOut)."""
+        return self._expired or (self._deadline_mono is not None and time.monotonic() >= self._deadline_mono)
+
+    def time_left(self, cap_seconds: float | None = None) -> float | None:
+        """Seconds left before the timeout (at most ``cap_seconds``); what an HTTP call may wait. None: no limit."""
+        if self._deadline_mono is None:
+            return cap_seconds
+        left = max(0.01, self._deadline_mono - time.monotonic())
+        return min(left, cap_seconds) if cap_seconds is not None else left
+
+    def expire(self) -> None:
+        """The worker gave up on the attempt: whatever the processor calls next raises JobTimedOut."""
+        self._expired = True
 
     @property
     def token(self) -> str:
@@ -159,6 +195,8 @@ class JobContext:
             strict_json.check(message, "message")
         if isinstance(progress, dict) and json_size(progress) > MAX_PROGRESS_BYTES:
             raise ValueError(f"a progress object is at most {MAX_PROGRESS_BYTES} bytes")
+        if self.timed_out:
+            raise JobTimedOut(f"job {self.job_id} timed out after {self._timeout_ms} ms")
         change = lifecycle.progress(self.snapshot, token=self._token, value=progress, message=message, now=self._clock())
         try:
             self.snapshot = self._store.apply(change)
@@ -202,6 +240,7 @@ class Worker:
         messages: SqsJobMessages | None = None,
         policy: Callable[[QueueInfo], QueuePolicy] = policies.get_policy,
         transitions: Transitions | None = None,
+        limits: flow_control.Limits | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -210,6 +249,7 @@ class Worker:
         self.messages = messages or SqsJobMessages()
         self.policy = policy
         self.transitions = transitions or Transitions(store, self.messages)
+        self.limits = limits or DynamoLimits(store.table_name)  # flow control's counters (shared/flow_control.py)
         # Endings this container could neither write nor send: applied if the same delivery comes back here.
         self._kept: dict[JobRef, Ending] = {}
 
@@ -238,10 +278,14 @@ class Worker:
             raise RetryLater(err.message) from err
         if isinstance(claimed, Outcome):
             return claimed
-        job, token = claimed
-        return self._run(job, token, delivery, deadline)
+        job, token, slot = claimed
+        try:
+            return self._run(job, token, delivery, deadline)
+        finally:
+            if slot is not None:
+                self.limits.release_slot(*slot)
 
-    def _claim(self, ref: JobRef, delivery: Delivery, lease_ms: int, deadline: float) -> tuple[Job, str] | Outcome:
+    def _claim(self, ref: JobRef, delivery: Delivery, lease_ms: int, deadline: float) -> tuple[Job, str, tuple[str, str, str] | None] | Outcome:
         job_id = ref.job_id
         for _ in range(3):  # re-read after losing a race
             job = self.store.get(ref.user_id, ref.job_id)
@@ -274,15 +318,77 @@ class Worker:
                     self.transitions.apply(lifecycle.fail(job, token=None, error=error, now=now, policy=self._policy(job)), delivery.queue)
                     return Outcome.FAILED
                 token = uuid.uuid4().hex
-                job = self.transitions.apply(lifecycle.claim(job, now=now, lease_ms=lease_ms, token=token), delivery.queue)
+                admission = self._admit(job, delivery, token, now + lease_ms, now)
+                if isinstance(admission, Outcome):
+                    return admission
+                try:
+                    job = self.transitions.apply(lifecycle.claim(job, now=now, lease_ms=lease_ms, token=token), delivery.queue)
+                except BaseException:
+                    if admission.slot is not None:
+                        self.limits.release_slot(*admission.slot)
+                    raise
             except Conflict:
                 continue
-            return job, token
+            return job, token, admission.slot
         logger.warning("job kept changing while being claimed; will retry", extra={"job_id": job_id})
         raise RetryLater(f"could not claim job {job_id}")
 
+    def _admit(self, job: Job, delivery: Delivery, token: str, lease_until: int, now: int) -> flow_control.Admission | Outcome:
+        """Flow control before the claim: go, or wait (the message's visibility moved; no attempt spent)."""
+        policy = self._policy(job)
+        if policy.rate_limit is None and (policy.groups is None or job.group is None):
+            return flow_control.Admission()
+        admission = flow_control.admit(
+            self.limits,
+            queue=job.queue,
+            group=job.group,
+            rate_limit=policy.rate_limit,
+            groups=policy.groups,
+            token=token,
+            lease_until_ms=lease_until,
+            now_ms=now,
+            slot_wait_seconds=min(2 ** max(delivery.receive_count - 1, 0), self.settings.group_slot_wait_cap_seconds),
+        )
+        if admission.go:
+            return admission
+        logger.info("job waits for its flow limit", extra={"job_id": job.job_id, "reason": admission.reason, "retry_in_s": admission.wait_seconds})
+        if delivery.receive_count >= max(2, int(delivery.queue.max_receive_count * flow_control.RESEND_AFTER_RECEIVE_SHARE)):
+            # Waited often: a new message carries the job on, before SQS's redrive counts this one into the DLQ.
+            try:
+                self.messages.send_body(delivery.queue, _message_of(delivery.body), delay_seconds=min(admission.wait_seconds, 900))
+                return Outcome.DEFERRED
+            except Unavailable:
+                pass
+        self._set_visibility(delivery, admission.wait_seconds)
+        raise RetryLater(admission.reason)
+
+    def _call(self, processor: Processor, context: JobContext, timeout_ms: int | None) -> Any:
+        """Run the processor; with a timeout, in a thread the worker stops waiting for at the deadline."""
+        if timeout_ms is None:
+            return processor(context)
+        done = threading.Event()
+        box: dict[str, Any] = {}
+        run_in = contextvars.copy_context()  # the log keys of this record
+
+        def target() -> None:
+            try:
+                box["result"] = run_in.run(processor, context)
+            except BaseException as err:  # handed to the worker's thread as is
+                box["error"] = err
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name=f"job-{context.job_id}", daemon=True).start()
+        if not done.wait(context.time_left() or 0):
+            # Abandoned: its next progress() raises, and its lease is gone once the ending is written.
+            context.expire()
+            raise JobTimedOut(f"timed out after {timeout_ms} ms")
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
     def _run(self, job: Job, token: str, delivery: Delivery, deadline: float) -> Outcome:
-        context = JobContext(job, self.store, token, self.clock, self.settings.log_ttl_days * 86400)
+        context = JobContext(job, self.store, token, self.clock, self.settings.log_ttl_days * 86400, timeout_ms=job.timeout)
         started = time.monotonic()
 
         def took() -> int:
@@ -290,7 +396,14 @@ class Worker:
 
         try:
             processor = self.resolve(delivery.queue, job)
-            result = processor(context)
+            result = self._call(processor, context, job.timeout)
+        except JobTimedOut as err:
+            error = f"timed out after {job.timeout} ms" if job.timeout else str(err)
+            if job.attempts >= job.max_attempts:
+                return self._end(context, delivery, Ending("fail", job.attempts, error=error, processing_ms=took(), outcome="timed_out"), deadline)
+            wait = backoff_seconds(job.backoff, job.attempts, cap_seconds=self.settings.backoff_cap_seconds)
+            ending = Ending("retry_later", job.attempts, error=error, processing_ms=took(), wait_seconds=wait, outcome="timed_out")
+            return self._end(context, delivery, ending, deadline)
         except JobCancelled:
             return self._end(context, delivery, Ending("cancel", job.attempts, processing_ms=took()), deadline)
         except LeaseLost:
@@ -300,6 +413,12 @@ class Worker:
             return self._end(context, delivery, Ending("fail", job.attempts, error=err.message, processing_ms=took()), deadline)
         except Exception as err:
             message = f"{type(err).__name__}: {err}"
+            if context.timed_out:  # an HTTP target's call dropped at the deadline: the attempt timed out
+                message = f"timed out after {job.timeout} ms ({message})"
+                fail = job.attempts >= job.max_attempts
+                wait = 0 if fail else backoff_seconds(job.backoff, job.attempts, cap_seconds=self.settings.backoff_cap_seconds)
+                ending = Ending("fail" if fail else "retry_later", job.attempts, error=message, processing_ms=took(), wait_seconds=wait, outcome="timed_out")
+                return self._end(context, delivery, ending, deadline)
             if job.attempts >= job.max_attempts:
                 return self._end(context, delivery, Ending("fail", job.attempts, error=message, processing_ms=took()), deadline)
             wait = backoff_seconds(job.backoff, job.attempts, cap_seconds=self.settings.backoff_cap_seconds)
@@ -314,12 +433,16 @@ class Worker:
         now = self.clock()
         if ending.operation == "complete":
             return lifecycle.complete(job, token=token, result=ending.result, processing_ms=ending.processing_ms or 0, now=now, policy=self._policy(job))
+        outcome = {"outcome": AttemptOutcome(ending.outcome)} if ending.outcome else {}
         if ending.operation == "retry_later":
             return lifecycle.retry_later(
-                job, token=token, error=ending.error or "failed", wait_seconds=ending.wait_seconds, processing_ms=ending.processing_ms, now=now
+                job, token=token, error=ending.error or "failed", wait_seconds=ending.wait_seconds, processing_ms=ending.processing_ms, now=now,
+                **outcome,
             )
         if ending.operation == "fail":
-            return lifecycle.fail(job, token=token, error=ending.error or "failed", now=now, policy=self._policy(job), processing_ms=ending.processing_ms)
+            return lifecycle.fail(
+                job, token=token, error=ending.error or "failed", now=now, policy=self._policy(job), processing_ms=ending.processing_ms, **outcome
+            )
         return lifecycle.end_for_cancel(job, token=token, now=now, policy=self._policy(job))
 
     def _end(self, context: JobContext, delivery: Delivery, ending: Ending, deadline: float) -> Outcome:

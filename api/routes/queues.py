@@ -23,6 +23,8 @@ from shared.queue_models import (
     CleanRequest,
     CleanResult,
     DeadLetterList,
+    GroupList,
+    GroupPauseState,
     PauseState,
     PurgeResult,
     QueueAction,
@@ -197,6 +199,41 @@ def pause_queue(name: QueueName, caller: CurrentUser, queues: Queues) -> Envelop
 )
 def resume_queue(name: QueueName, caller: CurrentUser, queues: Queues) -> Envelope[PauseState]:
     return Envelope(data=queues.resume(name, caller))
+
+
+@router.get(
+    "/{name}/groups",
+    response_model=Envelope[GroupList],
+    summary="The queue's busiest group keys: active and started jobs, limits, paused (admin)",
+    responses=error_responses(400, *ADMIN_ERRORS),
+)
+def queue_groups(
+    name: QueueName, caller: CurrentUser, queues: Queues, limit: Annotated[int, Query(ge=1, le=100, description="Keys to show")] = 20
+) -> Envelope[GroupList]:
+    return Envelope(data=queues.groups(name, caller, limit=limit))
+
+
+GroupKey = Annotated[str, Path(min_length=1, max_length=128, description="The group key")]
+
+
+@router.post(
+    "/{name}/groups/{key}/pause",
+    response_model=Envelope[GroupPauseState],
+    summary="Pause one group key: its jobs wait (no attempt spent) until it is resumed (admin)",
+    responses=error_responses(400, *ADMIN_ERRORS, 409),
+)
+def pause_group(name: QueueName, key: GroupKey, caller: CurrentUser, queues: Queues) -> Envelope[GroupPauseState]:
+    return Envelope(data=queues.pause_group(name, key, caller, paused=True))
+
+
+@router.post(
+    "/{name}/groups/{key}/resume",
+    response_model=Envelope[GroupPauseState],
+    summary="Resume one group key (admin)",
+    responses=error_responses(400, *ADMIN_ERRORS, 409),
+)
+def resume_group(name: QueueName, key: GroupKey, caller: CurrentUser, queues: Queues) -> Envelope[GroupPauseState]:
+    return Envelope(data=queues.pause_group(name, key, caller, paused=False))
 
 
 @router.post(

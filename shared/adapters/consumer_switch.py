@@ -31,6 +31,17 @@ def set_consumer_enabled(queue: QueueInfo, *, enabled: bool) -> str | None:
     return str(state) if state is not None else None
 
 
+def set_max_concurrency(queue: QueueInfo, maximum: int) -> None:
+    """The consumer's event source mapping runs at most ``maximum`` invocations at once (Lambda: 2..1000)."""
+    try:
+        with aws_errors(f"cannot change the concurrency of {queue.name}"):
+            clients.client("lambda").update_event_source_mapping(UUID=_mapping_id(queue), ScalingConfig={"MaximumConcurrency": maximum})
+    except JobqError as err:
+        if aws_code(err) in _BUSY:
+            raise Conflict(f"the consumer of {queue.name} is being updated; try again in a few seconds") from err
+        raise Unavailable(f"cannot change the concurrency of {queue.name} ({aws_code(err) or 'no answer'}); retry the request") from err
+
+
 def consumer_state(queue: QueueInfo) -> str | None:
     """Lambda's State of the consumer's event source mapping (None if it cannot be read)."""
     try:

@@ -25,6 +25,9 @@ class Job:
     attempt = 2
     max_attempts = 3
 
+    def time_left(self, cap_seconds: float | None = None) -> float | None:
+        return cap_seconds  # no job timeout: the target's own
+
 
 @pytest.fixture(autouse=True)
 def local_stack_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
