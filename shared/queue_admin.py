@@ -216,7 +216,7 @@ class QueueService:
     def _flow_changes(self, queue: QueueInfo, patch: QueuePatch, current: QueueConfiguration) -> dict[str, Any]:
         """Rate limit, timeout and groups (null removes each); a new maxConcurrency goes to the event source mapping first."""
         given = patch.model_fields_set
-        changes = {field: getattr(patch, field) for field in ("rate_limit", "default_timeout", "groups") if field in given}
+        changes: dict[str, Any] = {field: getattr(patch, field) for field in ("rate_limit", "default_timeout", "groups") if field in given}
         try:
             flow_control.check_timeout(changes.get("default_timeout"), queue.consumer_timeout)
         except ValueError as err:

@@ -433,15 +433,15 @@ class Worker:
         now = self.clock()
         if ending.operation == "complete":
             return lifecycle.complete(job, token=token, result=ending.result, processing_ms=ending.processing_ms or 0, now=now, policy=self._policy(job))
-        outcome = {"outcome": AttemptOutcome(ending.outcome)} if ending.outcome else {}
         if ending.operation == "retry_later":
             return lifecycle.retry_later(
                 job, token=token, error=ending.error or "failed", wait_seconds=ending.wait_seconds, processing_ms=ending.processing_ms, now=now,
-                **outcome,
+                outcome=AttemptOutcome(ending.outcome or AttemptOutcome.RETRYING),
             )
         if ending.operation == "fail":
             return lifecycle.fail(
-                job, token=token, error=ending.error or "failed", now=now, policy=self._policy(job), processing_ms=ending.processing_ms, **outcome
+                job, token=token, error=ending.error or "failed", now=now, policy=self._policy(job), processing_ms=ending.processing_ms,
+                outcome=AttemptOutcome(ending.outcome or AttemptOutcome.FAILED),
             )
         return lifecycle.end_for_cancel(job, token=token, now=now, policy=self._policy(job))
 
