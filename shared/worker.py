@@ -18,12 +18,11 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from shared import flow_control, lifecycle, strict_json
+from shared import backoff, flow_control, lifecycle, strict_json
 from shared.adapters import policies, queues
 from shared.adapters.jobs import JobStore
 from shared.adapters.limits import DynamoLimits
 from shared.adapters.sqs import SqsJobMessages
-from shared.backoff import backoff_seconds
 from shared.clock import now_ms, parse_iso
 from shared.errors import Conflict, PermanentJobError, Unavailable
 from shared.lifecycle import AttemptOutcome, Change, Guard
@@ -398,12 +397,7 @@ class Worker:
             processor = self.resolve(delivery.queue, job)
             result = self._call(processor, context, job.timeout)
         except JobTimedOut as err:
-            error = f"timed out after {job.timeout} ms" if job.timeout else str(err)
-            if job.attempts >= job.max_attempts:
-                return self._end(context, delivery, Ending("fail", job.attempts, error=error, processing_ms=took(), outcome="timed_out"), deadline)
-            wait = backoff_seconds(job.backoff, job.attempts, cap_seconds=self.settings.backoff_cap_seconds)
-            ending = Ending("retry_later", job.attempts, error=error, processing_ms=took(), wait_seconds=wait, outcome="timed_out")
-            return self._end(context, delivery, ending, deadline)
+            return self._end(context, delivery, self._failed_attempt(job, err, f"timed out after {job.timeout} ms", took(), timed_out=True), deadline)
         except JobCancelled:
             return self._end(context, delivery, Ending("cancel", job.attempts, processing_ms=took()), deadline)
         except LeaseLost:
@@ -415,18 +409,19 @@ class Worker:
             message = f"{type(err).__name__}: {err}"
             if context.timed_out:  # an HTTP target's call dropped at the deadline: the attempt timed out
                 message = f"timed out after {job.timeout} ms ({message})"
-                fail = job.attempts >= job.max_attempts
-                wait = 0 if fail else backoff_seconds(job.backoff, job.attempts, cap_seconds=self.settings.backoff_cap_seconds)
-                ending = Ending("fail" if fail else "retry_later", job.attempts, error=message, processing_ms=took(), wait_seconds=wait, outcome="timed_out")
-                return self._end(context, delivery, ending, deadline)
-            if job.attempts >= job.max_attempts:
-                return self._end(context, delivery, Ending("fail", job.attempts, error=message, processing_ms=took()), deadline)
-            wait = backoff_seconds(job.backoff, job.attempts, cap_seconds=self.settings.backoff_cap_seconds)
-            return self._end(context, delivery, Ending("retry_later", job.attempts, error=message, processing_ms=took(), wait_seconds=wait), deadline)
+            return self._end(context, delivery, self._failed_attempt(job, err, message, took(), timed_out=context.timed_out), deadline)
         problem = _result_problem(result, self.settings.max_result_bytes)
         if problem:
             return self._end(context, delivery, Ending("fail", job.attempts, error=problem, processing_ms=took()), deadline)
         return self._end(context, delivery, Ending("complete", job.attempts, result=result, processing_ms=took()), deadline)
+
+    def _failed_attempt(self, job: Job, err: BaseException, message: str, processing_ms: int, *, timed_out: bool) -> Ending:
+        """Retry after the backoff (the job type's custom one, if registered), or fail on the last attempt."""
+        outcome = "timed_out" if timed_out else None
+        if job.attempts >= job.max_attempts:
+            return Ending("fail", job.attempts, error=message, processing_ms=processing_ms, outcome=outcome)
+        wait = backoff.wait_seconds(job.backoff, job.attempts, err, queue=job.queue, job_type=job.type, cap_seconds=self.settings.backoff_cap_seconds)
+        return Ending("retry_later", job.attempts, error=message, processing_ms=processing_ms, wait_seconds=wait, outcome=outcome)
 
     # ---- endings ----------------------------------------------------------------------
     def _change(self, job: Job, ending: Ending, token: str | None) -> Change:

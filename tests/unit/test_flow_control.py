@@ -14,12 +14,13 @@ from functions.consumer.handler import handler
 from infra.local.esm import MappingRegistry
 from shared.adapters import clients, policies, queues
 from shared.adapters.limits import DynamoLimits
+from shared.backoff import backoff_seconds, register_backoff, unregister_backoff
 from shared.catalog import ProcessorCatalog
 from shared.clock import now_ms, parse_iso
 from shared.errors import Invalid
 from shared.flow_control import GroupPolicy, KeyLimits, RateLimit
 from shared.jobs import Identity, JobService
-from shared.models import HttpTarget, JobCreate, QueuePolicy
+from shared.models import Backoff, BackoffType, HttpTarget, JobCreate, QueuePolicy
 from shared.status import JobStatus
 from shared.worker import Delivery, JobContext, Outcome, RetryLater
 from tests.target_server import TargetServer
@@ -357,3 +358,34 @@ def test_the_groups_route_shows_the_busiest_keys_and_a_key_is_paused_and_resumed
     status, out = call("POST", f"/queues/{QUEUE}/groups/acme/resume")
     assert (status, out["data"]) == (200, {"key": "acme", "paused": False})
     assert policies.read_policy(queues.directory().get(QUEUE))[0].groups == GroupPolicy(max_active=3)  # the override is gone
+
+
+# ---- backoff: jitter and a custom backoff per job type -----------------------------------------------------------
+
+
+def test_a_jitter_spreads_fixed_and_exponential_waits_within_their_share() -> None:
+    fixed = Backoff(type=BackoffType.FIXED, delay=10_000, jitter=0.5)
+    waits = {backoff_seconds(fixed, 1, cap_seconds=3600) for _ in range(200)}
+    assert waits <= set(range(5, 11)) and len(waits) > 2
+    exact = Backoff(type=BackoffType.EXPONENTIAL, delay=1000, jitter=0)
+    assert [backoff_seconds(exact, n, cap_seconds=3600) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
+    assert {backoff_seconds(Backoff(type=BackoffType.FIXED, delay=2000), 3, cap_seconds=3600) for _ in range(20)} == {2}  # no jitter unless asked
+
+
+def test_a_job_types_custom_backoff_decides_the_wait_from_the_attempt_and_the_error(stack: Stack, target: TargetServer) -> None:
+    seen: list[tuple[int, str]] = []
+
+    def polite(attempts: int, error: BaseException) -> int | None:
+        seen.append((attempts, str(error)))
+        return 7000 if "503" in str(error) else None
+
+    register_backoff("call", polite, queue=QUEUE)
+    try:
+        [job_id] = add_jobs(stack, target, "/always/503", attempts=3, backoff={"type": "fixed", "delay": 0})
+        before = now_ms()
+        deliver_all(stack)
+    finally:
+        unregister_backoff("call", queue=QUEUE)
+    job = stack.store.require("alice", job_id)
+    assert job.status is JobStatus.DELAYED and seen and seen[0][0] == 1 and "503" in seen[0][1]
+    assert 6500 <= parse_iso(job.run_at or "") - before <= 9000
