@@ -18,8 +18,12 @@ class SqsJobMessages:
 
     def send_body(self, queue: QueueInfo, body: dict[str, Any], *, delay_seconds: int = 0) -> None:
         with aws_errors(f"cannot enqueue on {queue.name}"):
+            owner = body.get("userId")
             clients.client("sqs").send_message(
-                QueueUrl=queue.queue_url, MessageBody=json.dumps(body, separators=(",", ":")), DelaySeconds=max(0, min(delay_seconds, 900))
+                QueueUrl=queue.queue_url,
+                MessageBody=json.dumps(body, separators=(",", ":")),
+                DelaySeconds=max(0, min(delay_seconds, 900)),
+                **({"MessageGroupId": queues.fair_group(owner)} if isinstance(owner, str) and owner else {}),
             )
 
     def change_visibility(self, queue: QueueInfo, receipt_handle: str, seconds: int) -> None:

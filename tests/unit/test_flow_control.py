@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from functions.consumer.handler import handler
+from infra.local import moto_fixes
 from infra.local.esm import MappingRegistry
 from shared.adapters import clients, policies, queues
 from shared.adapters.limits import DynamoLimits
@@ -389,3 +390,29 @@ def test_a_job_types_custom_backoff_decides_the_wait_from_the_attempt_and_the_er
     job = stack.store.require("alice", job_id)
     assert job.status is JobStatus.DELAYED and seen and seen[0][0] == 1 and "503" in seen[0][1]
     assert 6500 <= parse_iso(job.run_at or "") - before <= 9000
+
+
+# ---- fairness across tenants ---------------------------------------------------------------------------------------
+
+
+def test_each_jobs_message_carries_its_owner_as_message_group_so_sqs_fair_queues_apply(stack: Stack, target: TargetServer) -> None:
+    add_jobs(stack, target, "/ok", 2)
+    messages = stack.receive(QUEUE)
+    assert [m["Attributes"].get("MessageGroupId") for m in messages] == ["alice", "alice"]
+    assert queues.fair_group("a" * 200).startswith("u-") and len(queues.fair_group("a" * 200)) <= 128
+    assert queues.fair_group("ünïcode") != queues.fair_group("unicode")
+
+
+def test_the_local_sqs_hands_a_quiet_tenant_its_turn_during_another_tenants_burst(stack: Stack) -> None:
+    moto_fixes.apply()  # what the local stack's moto server runs with
+    url = queues.directory().get(QUEUE).queue_url
+    sqs = clients.client("sqs")
+    for start in range(0, 50, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"burst-{start + i}", "MessageGroupId": "burst"} for i in range(10)])
+    sqs.send_message(QueueUrl=url, MessageBody="quiet-0", MessageGroupId="quiet")
+
+    first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=4)["Messages"]
+
+    bodies = [m["Body"] for m in first]
+    assert "quiet-0" in bodies[:2]
+    assert [b for b in bodies if b.startswith("burst")] == sorted((b for b in bodies if b.startswith("burst")), key=lambda b: int(b.split("-")[1]))
