@@ -147,6 +147,8 @@ class JobService:
             if found is not None:
                 return found, False
         if request.options.deduplication is not None:
+            if request.options.deduplication.mode in ("debounce", "keepLastIfActive"):
+                self._prepare(request, caller, job_id, now)  # the checks a create passes, before its data may replace a job's
             found, job_id = self._deduplicated(request, caller, job_id, now)
             if found is not None:
                 return found, False
@@ -225,16 +227,36 @@ class JobService:
         key = f"DEDUP#{_digest(f'{caller.user_id}{chr(10)}{request.queue}{chr(10)}{dedup.key}')}"
         new_id = job_id or str(uuid.uuid4())
         ttl = dedup.ttl_seconds or DEDUP_DEFAULT_TTL_SECONDS
-        for _ in range(2):
+        for _ in range(3):
             marker = self.store.claim_marker(key, {"jobId": new_id}, expires_at=now // 1000 + ttl, now_s=now // 1000)
             if marker is None:
                 return None, new_id
             existing = self.store.get(caller.user_id, marker["jobId"])
+            if existing is not None and dedup.mode in ("debounce", "keepLastIfActive"):
+                if existing.status in (JobStatus.WAITING, JobStatus.DELAYED) and existing.type == request.type:
+                    replaced = self._replace_pending(existing, request, now)
+                    if replaced is not None:
+                        return replaced, new_id
+                    continue  # it started meanwhile: look again
+                if dedup.mode == "keepLastIfActive" and existing.status not in FINISHED:
+                    # Running: the newest job waits beside it, and the key names the newest from now on.
+                    self.store.delete_marker(key)
+                    continue
             alive = existing is not None and (dedup.ttl_seconds is not None or existing.status not in FINISHED)
             if alive:
                 return existing, new_id
             self.store.delete_marker(key)  # its job finished (or never got stored): the key is free again
         return None, new_id
+
+    def _replace_pending(self, job: Job, request: JobCreate, now: int) -> Job | None:
+        """Debounce / keep-last: the pending job takes the request's data (debounce: and restarts its delay); None if it moved on."""
+        assert request.options.deduplication is not None
+        debounce = request.options.deduplication.mode == "debounce"
+        delay = scheduler.resolve_delay(request.options, now, self.settings) if debounce else None
+        try:
+            return self.transitions.apply(lifecycle.replace_pending(job, data=request.data, now=now, delay_ms=delay), self.directory.get(job.queue))
+        except Conflict:
+            return None
 
     def create_bulk(self, items: list[dict[str, Any]], caller: Identity) -> list[BulkOutcome]:
         """Up to 100 jobs: each item succeeds or fails on its own; plain items are written and enqueued in batches."""

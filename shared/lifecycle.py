@@ -21,6 +21,8 @@ its effects; nothing else writes a status.
     stall          active (lease expired)    stalled     stalled               -           wake now, log
     requeue        failed, cancelled         waiting     kept (history stays)  cleared     wake now, log
     wake           waiting, delayed, stalled (no write)  -                     -           wake now
+    replace_pending waiting, delayed         waiting or  -                     -           wake at the new time
+                                             delayed                                       (debounce)
 
 A cancel wins: the worker's endings (complete, retry_later, fail) are conditional on no
 cancel having been requested; when one was, the worker ends the job ``cancelled`` instead.
@@ -371,6 +373,33 @@ def wake(job: Job) -> tuple[Effect, ...]:
     if job.status not in (S.WAITING, S.DELAYED, S.STALLED):
         raise Conflict(f"job {job.job_id} is {job.status.value}; nothing to wake")
     return (Wake(),)
+
+
+def replace_pending(job: Job, *, data: dict[str, Any], now: int, delay_ms: int | None = None) -> Change:
+    """Deduplication's debounce and keep-last-if-active: a job not started yet takes the newest data.
+
+    ``delay_ms`` (debounce) restarts its delay from now; None keeps its schedule (keep-last)."""
+    if job.status not in (S.WAITING, S.DELAYED):
+        raise Conflict(f"job {job.job_id} is {job.status.value}; only a job that has not started takes new data")
+    sets: dict[str, Any] = {"data": data, "updated_at": iso(now)}
+    if delay_ms is None:
+        return Change("replace_pending", job, job.status, sets=sets, guard=Guard.VERSION, effects=(Log("info", "pending job's data replaced"),))
+    target = S.DELAYED if delay_ms > 0 else S.WAITING
+    removes: tuple[str, ...] = ()
+    if delay_ms > 0:
+        sets.update({"run_at": iso(now + delay_ms), "delay": delay_ms})
+    else:
+        removes = ("run_at",)
+    return Change(
+        "replace_pending",
+        job,
+        target,
+        sets=sets,
+        removes=removes,
+        guard=Guard.VERSION,
+        # An earlier message wakes it too soon at worst: the consumer sends a delayed job back to sleep.
+        effects=(Wake(-(-delay_ms // 1000)), Log("info", "pending job debounced: data replaced, delay restarted")),
+    )
 
 
 def end_for_cancel(job: Job, *, token: str | None, now: int, policy: QueuePolicy) -> Change:

@@ -52,10 +52,26 @@ class Backoff(CamelModel):
     )
 
 
+DedupMode = Literal["simple", "throttle", "debounce", "keepLastIfActive"]
+
+
 class Deduplication(CamelModel):
-    """While a job created with this key is alive, creating another returns it (per user and queue)."""
+    """While a job created with this key is alive, creating another returns it (per user and queue).
+
+    ``mode`` (BullMQ's names): ``simple`` (the default without ``ttl``): until the job finishes;
+    ``throttle`` (the default with ``ttl``): new jobs with the key are ignored for ``ttl``;
+    ``debounce``: the newest job's data replaces the pending one's and its delay restarts;
+    ``keepLastIfActive``: at most one job waiting per key beside the one running, newest data wins.
+    """
 
     key: str = Field(min_length=1, max_length=256)
+    mode: DedupMode | None = Field(default=None, description="simple | throttle | debounce | keepLastIfActive.")
+
+    @model_validator(mode="after")
+    def _mode_needs(self) -> Deduplication:
+        if self.mode == "throttle" and self.ttl_seconds is None:
+            raise ValueError("mode throttle needs ttl (seconds the key holds)")
+        return self
 
     @field_validator("key")
     @classmethod

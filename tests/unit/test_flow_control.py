@@ -13,6 +13,7 @@ import pytest
 from functions.consumer.handler import handler
 from infra.local import moto_fixes
 from infra.local.esm import MappingRegistry
+from shared import lifecycle
 from shared.adapters import clients, policies, queues
 from shared.adapters.limits import DynamoLimits
 from shared.backoff import backoff_seconds, register_backoff, unregister_backoff
@@ -416,3 +417,56 @@ def test_the_local_sqs_hands_a_quiet_tenant_its_turn_during_another_tenants_burs
     bodies = [m["Body"] for m in first]
     assert "quiet-0" in bodies[:2]
     assert [b for b in bodies if b.startswith("burst")] == sorted((b for b in bodies if b.startswith("burst")), key=lambda b: int(b.split("-")[1]))
+
+
+# ---- deduplication modes --------------------------------------------------------------------------------------------
+
+
+def _dedup_create(stack: Stack, data: dict[str, Any], **dedup: Any) -> tuple[str, bool]:
+    options = {"deduplication": {"key": "report-42", **dedup.pop("dedup", {})}, **dedup}
+    job, created = service(stack).create(JobCreate(queue=QUEUE, type="call", data=data, options=options), ALICE)
+    return job.job_id, created
+
+
+def test_throttle_mode_ignores_new_jobs_with_the_key_for_its_ttl_even_after_the_first_finished(stack: Stack, target: TargetServer) -> None:
+    add_jobs(stack, target, "/ok", 0)
+    first, _ = _dedup_create(stack, {"v": 1}, dedup={"mode": "throttle", "ttlSeconds": 60})
+    deliver_all(stack)
+    again, created = _dedup_create(stack, {"v": 2}, dedup={"mode": "throttle", "ttlSeconds": 60})
+    assert (again, created) == (first, False)
+    with pytest.raises(ValueError, match="throttle needs ttl"):
+        JobCreate(queue=QUEUE, type="call", options={"deduplication": {"key": "k", "mode": "throttle"}})
+
+
+def test_debounce_mode_gives_the_pending_job_the_newest_data_and_restarts_its_delay(stack: Stack, target: TargetServer) -> None:
+    add_jobs(stack, target, "/ok", 0)
+    first, _ = _dedup_create(stack, {"v": 1}, dedup={"mode": "debounce"}, delay=2000)
+    before = parse_iso(stack.store.require("alice", first).run_at or "")
+    time.sleep(1.1)
+    again, created = _dedup_create(stack, {"v": 2}, dedup={"mode": "debounce"}, delay=2000)
+
+    assert (again, created) == (first, False)
+    job = stack.store.require("alice", first)
+    assert job.data == {"v": 2} and job.status is JobStatus.DELAYED
+    assert parse_iso(job.run_at or "") >= before + 1000
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline and stack.store.require("alice", first).status is not JobStatus.COMPLETED:
+        deliver_all(stack)
+        time.sleep(0.3)
+    done = stack.store.require("alice", first)
+    assert done.status is JobStatus.COMPLETED and done.result["echo"] == {"v": 2} and done.attempts == 1
+    assert parse_iso(done.started_at or "") >= parse_iso(job.run_at or "") - 1000  # ran after the restarted delay, not the first
+
+
+def test_keep_last_if_active_keeps_one_waiting_job_beside_the_running_one_with_the_newest_data(stack: Stack, target: TargetServer) -> None:
+    add_jobs(stack, target, "/ok", 0)
+    running, _ = _dedup_create(stack, {"v": 1}, dedup={"mode": "keepLastIfActive"})
+    stack.store.apply(lifecycle.claim(stack.store.require("alice", running), now=now_ms(), lease_ms=60_000, token="t"))  # it runs
+
+    second, created = _dedup_create(stack, {"v": 2}, dedup={"mode": "keepLastIfActive"})
+    third, again = _dedup_create(stack, {"v": 3}, dedup={"mode": "keepLastIfActive"})
+
+    assert created is True and second != running
+    assert (third, again) == (second, False)
+    assert stack.store.require("alice", second).data == {"v": 3} and stack.store.require("alice", second).status is JobStatus.WAITING
+    assert stack.store.require("alice", running).data == {"v": 1}
