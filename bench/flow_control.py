@@ -17,7 +17,9 @@ mappings, the API over HTTP on 127.0.0.1) and an HTTP target on 127.0.0.1 that a
    0.2 s meanwhile: the quiet tenant's wait (created -> started) p50/p95 against the burst's;
 4. timeouts: jobs with ``options.timeout`` shorter than the target's answer: every attempt ends
    ``timed_out``, is counted and retried;
-5. priorities: not measured; priority lanes are not built (docs/flow-control.md).
+5. priorities: the consumers saturated by a backlog of ``--backlog`` low jobs (one tenant), a
+   critical job from the same tenant: its wait against one low batch's processing time
+   (BatchSize x work). It runs last: the backlog is left to the stack's shutdown.
 """
 
 from __future__ import annotations
@@ -166,16 +168,35 @@ def timeouts(bench: Bench) -> None:
           f"statuses {dict(Counter(j.status.value for j in jobs))}")
 
 
+def priorities(bench: Bench, backlog: int, work_s: float) -> None:
+    bench.patch({"maxConcurrency": 10})
+    tenant = bench.user("busy-tenant")
+    assert bench.admin.post(f"/queues/{QUEUE}/pause").status_code == 200
+    bench.create(tenant, "work", backlog, priority="low")
+    assert bench.admin.post(f"/queues/{QUEUE}/resume").status_code == 200
+    time.sleep(5)  # every consumer busy with low jobs
+    waits = []
+    for _ in range(3):
+        [ref] = bench.create(tenant, "work", 1, priority="critical")
+        [job] = bench.wait_done([ref], timeout=600)
+        waits.append((parse_iso(job.started_at or job.updated_at) - parse_iso(job.created_at)) / 1000)
+        time.sleep(1)
+    batch = 10 * work_s
+    print(f"\n5. priorities: {backlog} low jobs from one tenant saturating 10 consumers, then 3 critical jobs from the same tenant")
+    print(f"   critical job's wait   {', '.join(f'{w:.2f}' for w in waits)} s (one low batch: 10 x {work_s} s = {batch:.1f} s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--burst", type=int, default=2000)
     parser.add_argument("--rate", type=int, default=10)
     parser.add_argument("--window", type=int, default=2000, help="ms")
     parser.add_argument("--work", type=float, default=0.2, help="seconds each job's HTTP target takes")
-    parser.add_argument("--only", choices=["rate", "active", "fairness", "timeouts"], action="append")
+    parser.add_argument("--backlog", type=int, default=5000, help="low jobs ahead of the critical one")
+    parser.add_argument("--only", choices=["rate", "active", "fairness", "timeouts", "priorities"], action="append")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    only = set(args.only or ["rate", "active", "fairness", "timeouts"])
+    only = set(args.only or ["rate", "active", "fairness", "timeouts", "priorities"])
     with TargetServer() as target, tempfile.TemporaryDirectory() as state, LocalStack(
         api_port=0, stack_name="jobq-bench", state_dir=state, parameters={"LogLevel": "ERROR"}
     ) as stack:
@@ -190,7 +211,8 @@ def main() -> None:
             max_active(bench, args.work)
         if "fairness" in only:
             fairness(bench, args.burst)
-        print("\n5. priorities: a critical job under a 5,000-job low backlog: not measured, priority lanes are not built (docs/flow-control.md)")
+        if "priorities" in only:
+            priorities(bench, args.backlog, args.work)
 
 
 if __name__ == "__main__":

@@ -299,7 +299,9 @@ class JobService:
             by_queue.setdefault(entry[1].name, []).append(entry)
         for entries in by_queue.values():
             queue = entries[0][1]
-            unsent = queues.send_jobs(queue, [(JobRef.of(job), -(-job.delay // 1000)) for _, _, job in entries])
+            unsent = queues.send_jobs(
+                queue, [(JobRef.of(job), -(-job.delay // 1000)) for _, _, job in entries], {JobRef.of(job): job.priority for _, _, job in entries}
+            )
             for index, _, job in entries:
                 if JobRef.of(job) in unsent and self._take_back(job):
                     outcomes[index] = BulkOutcome(index, 503, error=Unavailable(f"could not enqueue on {queue.name}; retry this item"))

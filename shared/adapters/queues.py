@@ -105,31 +105,42 @@ def ref_of_body(body: str | None) -> JobRef | None:
 _GROUP_ID = re.compile(r"^[!-~]{1,128}$")  # what SQS takes as a MessageGroupId
 
 
-def fair_group(user_id: str) -> str:
+# Jobs at or above these priorities travel in their own message group per owner (shared/flow_control.py).
+PRIORITY_BANDS = ((10, "critical"), (5, "high"))
+
+
+def fair_group(user_id: str, priority: int = 0) -> str:
     """The message's ``MessageGroupId``: its owner, so SQS fair queues keep one tenant's burst from
-    delaying the others (a standard queue stays a standard queue; nothing changes for the consumer)."""
-    return user_id if _GROUP_ID.match(user_id) else "u-" + hashlib.sha256(user_id.encode()).hexdigest()[:40]
+    delaying the others (a standard queue stays a standard queue; nothing changes for the consumer).
+
+    A high or critical job is in a group of its own beside its owner's (``<owner>#high``): a group
+    with few messages in flight is served ahead of one with a backlog, so it does not wait behind
+    its own tenant's backlog of lower jobs."""
+    owner = user_id if _GROUP_ID.match(user_id) and len(user_id) <= 110 else "u-" + hashlib.sha256(user_id.encode()).hexdigest()[:40]
+    band = next((name for floor, name in PRIORITY_BANDS if priority >= floor), None)
+    return f"{owner}#{band}" if band else owner
 
 
-def send_job(queue: QueueInfo, ref: JobRef, *, delay_seconds: int = 0) -> str:
+def send_job(queue: QueueInfo, ref: JobRef, *, delay_seconds: int = 0, priority: int = 0) -> str:
     with aws_errors(f"cannot enqueue on {queue.name}"):
         out = clients.client("sqs").send_message(
             QueueUrl=queue.queue_url,
             MessageBody=message_body(ref, queue.name),
             DelaySeconds=max(0, min(delay_seconds, 900)),
-            MessageGroupId=fair_group(ref.user_id),
+            MessageGroupId=fair_group(ref.user_id, priority),
         )
     return str(out["MessageId"])
 
 
-def send_jobs(queue: QueueInfo, jobs: list[tuple[JobRef, int]]) -> set[JobRef]:
+def send_jobs(queue: QueueInfo, jobs: list[tuple[JobRef, int]], priorities: dict[JobRef, int] | None = None) -> set[JobRef]:
     """Enqueue many ``(job, delay_seconds)``, 10 to a SendMessageBatch; returns the jobs not sent."""
+    priorities = priorities or {}
     failed: set[JobRef] = set()
     sqs = clients.client("sqs")
     for start in range(0, len(jobs), 10):
         chunk = jobs[start : start + 10]
         entries = [
-            {"Id": str(i), "MessageBody": message_body(ref, queue.name), "DelaySeconds": max(0, min(delay, 900)), "MessageGroupId": fair_group(ref.user_id)}
+            {"Id": str(i), "MessageBody": message_body(ref, queue.name), "DelaySeconds": max(0, min(delay, 900)), "MessageGroupId": fair_group(ref.user_id, priorities.get(ref, 0))}
             for i, (ref, delay) in enumerate(chunk)
         ]
         try:

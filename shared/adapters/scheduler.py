@@ -101,7 +101,7 @@ def enqueue(queue: QueueInfo, job: Job, *, settings: Settings | None = None) -> 
     if needs_schedule(job.delay):
         schedule_job(queue, job, settings=settings)
     else:
-        queues.send_job(queue, JobRef.of(job), delay_seconds=-(-job.delay // 1000))
+        queues.send_job(queue, JobRef.of(job), delay_seconds=-(-job.delay // 1000), priority=job.priority)
 
 
 def _target(settings: Settings, arn: str, payload: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ MAX_VISIBILITY_SECONDS = 43_200  # SQS: 12 hours
 
 class SqsJobMessages:
     def wake(self, queue: QueueInfo, job: Job, *, delay_seconds: int = 0) -> None:
-        queues.send_job(queue, JobRef.of(job), delay_seconds=delay_seconds)
+        queues.send_job(queue, JobRef.of(job), delay_seconds=delay_seconds, priority=job.priority)
 
     def send_body(self, queue: QueueInfo, body: dict[str, Any], *, delay_seconds: int = 0) -> None:
         with aws_errors(f"cannot enqueue on {queue.name}"):

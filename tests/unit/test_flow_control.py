@@ -402,6 +402,7 @@ def test_each_jobs_message_carries_its_owner_as_message_group_so_sqs_fair_queues
     assert [m["Attributes"].get("MessageGroupId") for m in messages] == ["alice", "alice"]
     assert queues.fair_group("a" * 200).startswith("u-") and len(queues.fair_group("a" * 200)) <= 128
     assert queues.fair_group("ünïcode") != queues.fair_group("unicode")
+    assert (queues.fair_group("bob", 10), queues.fair_group("bob", 5), queues.fair_group("bob", -5)) == ("bob#critical", "bob#high", "bob")
 
 
 def test_the_local_sqs_hands_a_quiet_tenant_its_turn_during_another_tenants_burst(stack: Stack) -> None:
@@ -470,3 +471,15 @@ def test_keep_last_if_active_keeps_one_waiting_job_beside_the_running_one_with_t
     assert (third, again) == (second, False)
     assert stack.store.require("alice", second).data == {"v": 3} and stack.store.require("alice", second).status is JobStatus.WAITING
     assert stack.store.require("alice", running).data == {"v": 1}
+
+
+def test_a_critical_job_is_served_ahead_of_its_own_tenants_backlog_of_low_jobs(stack: Stack, target: TargetServer) -> None:
+    moto_fixes.apply()  # the local stack's SQS: fair across message groups
+    add_jobs(stack, target, "/ok", 30, priority="low")
+    [critical] = add_jobs(stack, target, "/ok", 1, priority="critical")
+
+    first_batch = stack.receive(QUEUE, max_messages=10)
+
+    assert any(critical in m["Body"] for m in first_batch)
+    groups = {m["Attributes"]["MessageGroupId"] for m in first_batch}
+    assert groups == {"alice", "alice#critical"}
