@@ -483,3 +483,19 @@ def test_a_critical_job_is_served_ahead_of_its_own_tenants_backlog_of_low_jobs(s
     assert any(critical in m["Body"] for m in first_batch)
     groups = {m["Attributes"]["MessageGroupId"] for m in first_batch}
     assert groups == {"alice", "alice#critical"}
+
+
+def test_a_redeploy_that_reset_the_mapping_is_set_back_to_the_queues_pause_and_concurrency(stack: Stack, mappings: MappingRegistry) -> None:  # noqa: F811
+    from shared.adapters import consumer_switch
+
+    queue = queues.directory().get(QUEUE)
+    assert call("PATCH", f"/queues/{QUEUE}", body={"maxConcurrency": 40})[0] == 200
+    assert call("POST", f"/queues/{QUEUE}/pause")[0] == 200
+    mapping = mappings.by_uuid(queue.event_source_mapping_id)
+    mapping.enabled, _ = True, mapping.set_max_concurrency(2)  # what CloudFormation writes from the template
+
+    restored = consumer_switch.reconcile(queue, paused=True, max_concurrency=40)
+
+    assert restored == ["Enabled", "ScalingConfig"]
+    assert (mapping.enabled, mapping.max_concurrency) == (False, 40)
+    assert consumer_switch.reconcile(queue, paused=True, max_concurrency=40) == []  # nothing to do the next time
