@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
-from api.routes import audit, dashboard, health, jobs, maintenance, queues, quotas, scheduler, schedules, webhooks
+from api.envelope import with_error_envelope
+from api.routes import audit, dashboard, flows, health, jobs, maintenance, queues, quotas, scheduler, schedules, webhooks
 from api.strict_body import strict_json_body
 
 DESCRIPTION = """\
@@ -60,6 +63,7 @@ def create_app() -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(maintenance.router)
+    app.include_router(flows.router)
     app.include_router(jobs.router)
     app.include_router(webhooks.router)
     app.include_router(queues.router)
@@ -68,6 +72,14 @@ def create_app() -> FastAPI:
     app.include_router(quotas.router)
     app.include_router(audit.router)
     app.include_router(dashboard.router)
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = with_error_envelope(default_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
     return app
 
 

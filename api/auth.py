@@ -7,13 +7,12 @@ same place after checking the token.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from fastapi import HTTPException, Request
 
-from shared.access import Identity
+from shared.access import Identity, groups_of
 from shared.errors import Forbidden, Invalid
 from shared.settings import Settings
 
@@ -22,32 +21,6 @@ def claims_of(scope: Mapping[str, Any]) -> dict[str, Any] | None:
     event = scope.get("aws.event") or {}
     claims = (((event.get("requestContext") or {}).get("authorizer") or {}).get("jwt") or {}).get("claims")
     return claims if isinstance(claims, dict) else None
-
-
-def groups_of(value: Any) -> set[str]:
-    """The group names a verified token's groups claim holds, never split inside a name.
-
-    * a JSON list (``["admin", "Domain admin"]``): its items, exactly;
-    * a string holding a JSON list (``'["admin"]'``): the same;
-    * API Gateway's rendering of a list claim, ``[a b c]``: it joins the names with spaces,
-      so ``[Domain admin]`` may be one group or two. We do not guess: the whole text
-      between the brackets is one name. ``[admin]`` is the group ``admin``; ``[not admin]``
-      is the group ``not admin``; ``[sales,admin]`` is the group ``sales,admin``. A user
-      in several groups is therefore admin behind API Gateway only through a claim that
-      arrives as a JSON list or holds just the admin group (README: "Who is admin");
-    * any other string: one name.
-    """
-    if isinstance(value, list):
-        return {v for v in value if isinstance(v, str)}
-    if not isinstance(value, str) or not value:
-        return set()
-    if value.startswith("[") and value.endswith("]"):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            return {value[1:-1]}
-        return {v for v in parsed if isinstance(v, str)} if isinstance(parsed, list) else set()
-    return {value}
 
 
 def scopes_of(claims: dict[str, Any]) -> set[str]:

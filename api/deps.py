@@ -10,8 +10,10 @@ from fastapi import Depends, Request
 from api.auth import identity_of
 from api.cursors import CursorSigner, cursor_signer
 from shared.adapters import queues
-from shared.adapters.jobs import JobStore
+from shared.adapters.flows import FlowStore
+from shared.adapters.job_repository import JobStore
 from shared.catalog import ProcessorCatalog
+from shared.flows import FlowService
 from shared.jobs import Identity, JobService
 from shared.settings import Settings, get_settings
 
@@ -20,7 +22,16 @@ from shared.settings import Settings, get_settings
 def job_service() -> JobService:
     settings = get_settings()
     store = JobStore(settings.table_name)
-    return JobService(store, queues.directory(), ProcessorCatalog(store, settings.target_cache_seconds), settings)
+    jobs = JobService(store, queues.directory(), ProcessorCatalog(store, settings.target_cache_seconds), settings)
+    jobs.tree_remover = FlowService(jobs, FlowStore(store.table_name), jobs.transitions).remove_tree  # removing a parent removes its tree
+    return jobs
+
+
+@lru_cache(maxsize=1)
+def flow_service() -> FlowService:
+    jobs = job_service()
+    return FlowService(jobs, FlowStore(jobs.store.table_name), jobs.transitions)
+
 
 
 def current_user(request: Request) -> Identity:
@@ -29,5 +40,6 @@ def current_user(request: Request) -> Identity:
 
 CurrentUser = Annotated[Identity, Depends(current_user)]
 Jobs = Annotated[JobService, Depends(job_service)]
+Flows = Annotated[FlowService, Depends(flow_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Cursors = Annotated[CursorSigner, Depends(cursor_signer)]

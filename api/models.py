@@ -66,6 +66,9 @@ class SchedulerHealth(CamelModel):
     schedules: dict[str, Any]
     overdue_delayed_jobs_woken: int | None = Field(description="Delayed jobs the last health run found overdue and woke.")
     last_health_run: str | None
+    queue_health: list[QueueHealthLine] = Field(
+        default_factory=list, description="Seed 000's queue health summary: each queue's health, rate and total (as in /scheduler/stats)."
+    )
 
 
 class SchedulerMetrics(CamelModel):

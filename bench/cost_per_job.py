@@ -118,7 +118,7 @@ class StackProcess:
         self.state_dir = state_dir
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBQ_"))}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "infra.local", "--port", "0", "--aws-port", "0", "--stack-name", STACK_NAME,
+            [sys.executable, "-m", "infra.local", "--port", "0", "--aws-port", "0", "--ws-port", "0", "--stack-name", STACK_NAME,
              "--state-dir", str(state_dir), "--no-access-log", "--log-level", "WARNING",
              # the hourly cleanup and 5-minute health rules would be another workload's cost
              "--rule-interval", "86400", "--meter", str(state_dir / "meter.json"),
@@ -189,10 +189,17 @@ def _settled(control: httpx.Client, quiet_seconds: float = 3.0, timeout: float =
     raise SystemExit("the stack did not settle (still writing after the last job)")
 
 
+def _completed(admin: httpx.Client, queue: str) -> int:
+    response = admin.get(f"/queues/{queue}")
+    if response.status_code != 200:
+        raise SystemExit(f"GET /queues/{queue}: {response.status_code} {response.text[:300]}")
+    return int(response.json()["data"]["liveStats"]["completed"])
+
+
 def run_workload(stack: StackProcess, *, queue: str, job_type: str, size: int, jobs: int, clients: int, target: Target) -> dict[str, Any]:
     control = httpx.Client(base_url=stack.api_url, timeout=30)
     admin = stack.client("root", admin=True)
-    before_completed = admin.get(f"/queues/{queue}").json()["data"]["liveStats"]["completed"]
+    before_completed = _completed(admin, queue)
     with target.lock:
         target.seen.clear()
         target.calls = 0
@@ -222,7 +229,7 @@ def run_workload(stack: StackProcess, *, queue: str, job_type: str, size: int, j
     processed = time.monotonic() - began
     snapshot = _settled(control)
     # Checked after the snapshot, so these reads are not the workload's cost.
-    completed = admin.get(f"/queues/{queue}").json()["data"]["liveStats"]["completed"] - before_completed
+    completed = _completed(admin, queue) - before_completed
     sample = admin.get(f"/jobs/{ids[0]}", params={"userId": "bench"})
     status = sample.json()["data"]["status"] if sample.status_code == 200 else "?"
     return {
@@ -319,7 +326,9 @@ def main() -> None:
             admin = stack.client("root", admin=True)
             response = admin.put(f"/queues/{args.queue}/processors/{job_type}", json={"kind": "http", "url": target.url, "timeoutSeconds": 10})
             assert response.status_code in (200, 201), response.text
-            for name in (q["name"] for q in admin.get("/queues").json()["data"]["queues"] if q["name"] != args.queue):
+            listed = admin.get("/queues").json()["data"]
+            rows = listed if isinstance(listed, list) else listed["queues"]  # seed 000 shape: the list itself
+            for name in (q["name"] for q in rows if q["name"] != args.queue):
                 admin.post(f"/queues/{name}/pause")
             prices = {}
             for size in (int(s) for s in args.sizes.split(",")):

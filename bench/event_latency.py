@@ -169,6 +169,8 @@ async def run(stack: LocalStack, meter: Meter, jobs: int, steps: int, burst: int
         print(f"  subscriber Queries {lookups} ({lookups / records:.2f} a record; {totals.get('cached_lookups', 0)} answered from the 1 s cache)")
         print(f"  PostToConnection {totals.get('sent', 0)} ({totals.get('sent', 0) / max(1, events):.2f} an event, 2 subscribers)")
         print(f"  progress held back by coalescing {totals.get('held', 0)}; gone connections {totals.get('gone', 0)}")
+        print(f"  over the queue subscription's budget (dropped) {totals.get('capped', 0)}; "
+              f"queue:dropped notices at the admin {sum(1 for _, e in queue if e.get('type') == 'queue:dropped')}")
 
     if burst:
         burst_id = f"bench-{run_id}-burst"

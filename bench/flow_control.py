@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from infra.local.stack import LocalStack
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.clock import parse_iso
 from shared.models import Job
 from tests.target_server import TargetServer

@@ -48,7 +48,7 @@ def main() -> None:
 
         from api.main import handler
         from shared.adapters import clients
-        from shared.adapters.jobs import JobStore
+        from shared.adapters.job_repository import JobStore
         from shared.clock import iso, now_ms
         from shared.models import Job
         from shared.status import JobStatus

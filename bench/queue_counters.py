@@ -9,7 +9,7 @@ the template's BatchSize and batching window) and the API over HTTP:
 1. pause the queue, create the jobs with POST /jobs/bulk (100 a call) and measure how long
    after the last insert GET /queues/{name} shows them all waiting (creation lag);
 2. resume, let the consumers run them (send-email on moto's SES), sample the gap between the
-   jobs' real statuses (a COUNT Query on byQueueStatus, the ground truth) and the counters,
+   jobs' real statuses (the jobs repository's recount, the ground truth) and the counters,
    and measure how long after the last job completed the counters show them all (lag);
 3. count what the EventsFunction wrote: transactions, items (each costs 2 WCU in a
    transaction), per job and per stream record.
@@ -75,22 +75,11 @@ class Meter:
 
 
 def count_status(ddb: Any, table: str, queue: str, status: str) -> int:
-    total, start = 0, None
-    while True:
-        params: dict[str, Any] = {
-            "TableName": table,
-            "IndexName": "byQueueStatus",
-            "KeyConditionExpression": "queueStatusKey = :k",
-            "ExpressionAttributeValues": {":k": {"S": f"QUEUE#{queue}#{status}"}},
-            "Select": "COUNT",
-        }
-        if start:
-            params["ExclusiveStartKey"] = start
-        out = ddb.query(**params)
-        total += out["Count"]
-        start = out.get("LastEvaluatedKey")
-        if not start:
-            return total
+    """The ground truth from the jobs repository (its indexes and their shards are its business)."""
+    from shared.adapters.job_repository import JobStore
+    from shared.status import JobStatus
+
+    return JobStore(table).count_by_queue(queue, JobStatus(status))
 
 
 def wait(check: Any, timeout: float, interval: float = 0.05) -> float:

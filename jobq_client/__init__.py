@@ -9,7 +9,7 @@
 """
 
 from jobq_client.aio import AsyncClient
-from jobq_client.client import Client
+from jobq_client.client import Client, JobUpdate
 from jobq_client.errors import (
     ApiError,
     BadRequest,
@@ -34,6 +34,7 @@ __all__ = [
     "Conflict",
     "ConnectionFailed",
     "Forbidden",
+    "JobUpdate",
     "JobqClientError",
     "NotAvailable",
     "NotFound",

@@ -2,7 +2,7 @@
 
 Each call runs the synchronous client in a worker thread (``asyncio.to_thread``), so the
 retries, the Idempotency-Key and the typed results are exactly the sync client's; the event
-loop is never blocked. ``iter_jobs`` and ``iter_logs`` are async iterators.
+loop is never blocked. ``iter_jobs``, ``iter_logs`` and ``follow`` are async iterators.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-from jobq_client.client import Client
+from jobq_client.client import Client, JobUpdate
 from shared.models import JobPublic, LogLine
 
 T = TypeVar("T")
@@ -46,6 +46,11 @@ class AsyncClient:
     async def iter_jobs(self, **filters: Any) -> AsyncIterator[JobPublic]:
         async for job in _drain(self.sync.iter_jobs(**filters)):
             yield job
+
+    async def follow(self, job_id: str, timeout: float = 60.0, **kwargs: Any) -> AsyncIterator[JobUpdate]:
+        """``Client.follow``: the job's updates (pushed where the API has live events) until it ends."""
+        async for update in _drain(self.sync.follow(job_id, timeout, **kwargs)):
+            yield update
 
     async def iter_logs(self, job_id: str, **kwargs: Any) -> AsyncIterator[LogLine]:
         async for line in _drain(self.sync.iter_logs(job_id, **kwargs)):

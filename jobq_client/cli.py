@@ -24,6 +24,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.tree import Tree
 
 from jobq_client import config
 from jobq_client.client import Client
@@ -57,6 +58,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 READ_STDIN = "-"
 Json = Annotated[bool, typer.Option("--json", help="Print the API's data as JSON.")]
 User = Annotated[str | None, typer.Option("--user", "-u", help="The job's owner (admins addressing another user's job).")]
+LiveFlag = Annotated[bool, typer.Option("--live/--poll", help="Follow by push over the API's WebSocket (falls back to polling), or poll only.")]
 
 STATUS_STYLE = {
     "completed": "green",
@@ -90,7 +92,8 @@ def main(
 def client() -> Client:
     if state.client is None:
         settings = config.resolve(state.url, state.token)
-        state.client = Client(settings.url, settings.token)
+        # The live events' WebSocket: the one the API names, unless JOBQ_WEBSOCKET_URL says otherwise ("" : never push).
+        state.client = Client(settings.url, settings.token, websocket_url=os.environ.get("JOBQ_WEBSOCKET_URL"))
     return state.client
 
 
@@ -197,6 +200,7 @@ def add(
     backoff: Annotated[str | None, typer.Option(help="fixed:MS or exponential:MS.")] = None,
     wait: Annotated[bool, typer.Option("--wait", "-w", help="Show progress until the job ends; exit 1 if it failed.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 300,
+    live: LiveFlag = True,
     as_json: Json = False,
 ) -> None:
     """Add a job; with --wait follow it to the end and print its result."""
@@ -217,12 +221,17 @@ def add(
         return
     if not as_json:
         out.print(f"added [bold]{job.job_id}[/] on {job.queue}")
-    follow(job, timeout=timeout, as_json=as_json)
+    follow(job, timeout=timeout, as_json=as_json, live=live)
 
 
-def follow(job: JobPublic, *, timeout: float, as_json: bool) -> NoReturn:
-    """A progress bar until the job ends (on stderr when --json, so stdout stays the job), then its outcome."""
+def follow(job: JobPublic, *, timeout: float, as_json: bool, live: bool = True) -> NoReturn:
+    """A progress bar until the job ends (on stderr when --json, so stdout stays the job), then its outcome.
+
+    The job's events are pushed over the API's WebSocket where it has one; else (or when it fails) it polls.
+    The line under the bar says which.
+    """
     console = err if as_json else out
+    final = job
     with Progress(
         TextColumn("[bold]{task.fields[status]}[/]"),
         BarColumn(),
@@ -233,13 +242,22 @@ def follow(job: JobPublic, *, timeout: float, as_json: bool) -> NoReturn:
         transient=False,
     ) as bar:
         task = bar.add_task(job.job_id, total=100, status=job.status.value, message="")
+        via: tuple[str, str | None] | None = None
 
-        def update(current: JobPublic) -> None:
-            done = 100 if current.status is JobStatus.COMPLETED else progress_percent(current)
-            attempt = f"attempt {current.attempts}/{current.max_attempts}" if current.attempts else ""
-            bar.update(task, completed=done, status=current.status.value, message=current.progress_message or attempt)
+        def updates() -> None:
+            nonlocal final, via
+            for update in client().follow(job.job_id, timeout, user_id=job.user_id, live=live):
+                if (update.via, update.note) != via:
+                    via = (update.via, update.note)
+                    bar.console.print(
+                        "[dim]following by push (live events)[/]" if update.via == "push" else f"[dim]following by polling ({update.note})[/]"
+                    )
+                current = final = update.job
+                done = 100 if current.status is JobStatus.COMPLETED else progress_percent(current)
+                attempt = f"attempt {current.attempts}/{current.max_attempts}" if current.attempts else ""
+                bar.update(task, completed=done, status=current.status.value, message=current.progress_message or attempt)
 
-        final = run(lambda: client().wait(job.job_id, timeout, user_id=job.user_id, on_update=update))
+        run(updates)
     finish(final, as_json=as_json)
 
 
@@ -295,11 +313,12 @@ def watch(
     job_id: str,
     user: User = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the end.")] = 3600,
+    live: LiveFlag = True,
     as_json: Json = False,
 ) -> None:
-    """Follow a job with a progress bar until it ends; exit 1 if it failed or was cancelled."""
+    """Follow a job with a progress bar until it ends (pushed live where the API can); exit 1 if it failed or was cancelled."""
     job = run(lambda: client().get(job_id, user_id=user))
-    follow(job, timeout=timeout, as_json=as_json)
+    follow(job, timeout=timeout, as_json=as_json, live=live)
 
 
 @app.command("ls")
@@ -538,6 +557,20 @@ def schedule_line(s: Any) -> str:
     return f"{s.name}: {s.state}, next {s.next_run_at or '-'}"
 
 
+def schedule_timing(cron: str | None, every_minutes: int | None, tz: str | None, limit: int | None) -> dict[str, Any]:
+    """The schedule fields the flags name (``add`` and ``edit`` take the same ones)."""
+    fields: dict[str, Any] = {}
+    if cron:
+        fields["cron"] = cron
+    if every_minutes:
+        fields["every"] = every_minutes * 60_000
+    if tz:
+        fields["timezone"] = tz
+    if limit:
+        fields["limit"] = limit
+    return fields
+
+
 @schedules_app.command("ls")
 def schedules_ls(as_json: Json = False) -> None:
     """Every schedule with its state, runs and next run."""
@@ -569,15 +602,7 @@ def schedules_add(
     as_json: Json = False,
 ) -> None:
     """Create a recurring schedule (--cron with --tz, or --every minutes)."""
-    fields: dict[str, Any] = {}
-    if cron:
-        fields["cron"] = cron
-    if every:
-        fields["every"] = every * 60_000
-    if tz:
-        fields["timezone"] = tz
-    if limit:
-        fields["limit"] = limit
+    fields = schedule_timing(cron, every, tz, limit)
     payload = read_data(data, file, field or [])
     created = run(lambda: client().add_schedule(name, queue, type, payload, **fields))
     print_json(created) if as_json else out.print(f"created {schedule_line(created)}")
@@ -594,17 +619,9 @@ def schedules_edit(
     as_json: Json = False,
 ) -> None:
     """Change when a schedule fires (cron, interval, time zone) or its limit; its runs and job template stay."""
-    fields: dict[str, Any] = {}
-    if cron:
-        fields["cron"] = cron
-    if every:
-        fields["every"] = every * 60_000
-    if tz:
-        fields["timezone"] = tz
+    fields = schedule_timing(cron, every, tz, limit)
     if no_limit:
         fields["limit"] = None
-    elif limit:
-        fields["limit"] = limit
     if not fields:
         raise typer.BadParameter("give --cron, --every, --tz, --limit or --no-limit")
     s = run(lambda: client().update_schedule(name, **fields))
@@ -640,11 +657,33 @@ def schedules_rm(name: str, as_json: Json = False) -> None:
 
 
 # ---- flows ------------------------------------------------------------------------------------
+def flow_label(node: dict[str, Any]) -> str:
+    status = str(node.get("status") or "gone")
+    dependency = f" [dim]({node['dependency']})[/]" if node.get("dependency") else ""
+    outcome = f"  [red]{node['error']}[/]" if node.get("error") else ""
+    kind = f" {node['queue']} / {node['type']}" if node.get("type") else f" {node.get('queue', '')}"
+    return f"[bold]{node.get('jobId')}[/] {status_text(status)}{kind}{dependency}{outcome}"
+
+
+def flow_tree(node: dict[str, Any], tree: Tree | None = None) -> Tree:
+    """The flow as an indented tree: each job with its status, and below the root its dependency state."""
+    branch = Tree(flow_label(node)) if tree is None else tree.add(flow_label(node))
+    for child in node.get("children") or []:
+        flow_tree(child, branch)
+    return branch
+
+
 @flows_app.command("show")
 def flows_show(job_id: str, user: User = None, as_json: Json = False) -> None:
-    """A job's flow: its parent and children (where the API has flows)."""
+    """A job's flow: the job, its parent, and the tree of its children with their statuses."""
     flow = run(lambda: client().flow(job_id, user_id=user))
-    print_json(flow) if as_json else out.print_json(json.dumps(flow, default=str))
+    if as_json:
+        print_json(flow)
+        return
+    parent = dump(getattr(run(lambda: client().get(job_id, user_id=user)), "parent", None))  # a flow child's parent link
+    if isinstance(parent, dict):
+        out.print(f"parent: [bold]{parent.get('jobId')}[/] on {parent.get('queue')} (if this job fails: {parent.get('onFailure', '-')})")
+    out.print(flow_tree(flow))
 
 
 # ---- sign in ----------------------------------------------------------------------------------

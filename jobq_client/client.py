@@ -12,17 +12,20 @@ retried only when the request cannot have been processed (429, connection refuse
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel
 
 from jobq_client.errors import ApiError, ConnectionFailed, NotAvailable, RateLimited, ServerError, WaitTimeout, error_for
+from jobq_client.live import JobEvents, LiveUnavailable
 from shared.models import BulkResult, JobCreate, JobOptions, JobPage, JobPublic, LogLine, LogPage
 from shared.queue_models import (
     CleanRequest,
@@ -38,6 +41,43 @@ from shared.schedule_models import Schedule, ScheduleCreate, SchedulePage, Sched
 from shared.status import FINISHED, JobStatus
 
 M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """One state of a followed job: how it came (``via``: "push" or "poll"), and why polling when it is (``note``)."""
+
+    job: JobPublic
+    via: Literal["push", "poll"]
+    note: str | None = None
+
+
+ENDING_EVENTS = frozenset({"job:completed", "job:cancelled"})
+
+
+def _is_ending(event: dict[str, Any]) -> bool:
+    return event.get("type") in ENDING_EVENTS or (event.get("type") == "job:failed" and not event.get("willRetry"))
+
+
+def _apply(job: JobPublic, event: dict[str, Any]) -> JobPublic:
+    """The job as an event says it is now (the fields events carry); the rest stays as last read."""
+    update: dict[str, Any] = {}
+    with contextlib.suppress(ValueError):  # an event of a newer API: keep the status read
+        update["status"] = JobStatus(event.get("status"))
+    if "progress" in event:
+        update["progress"] = event["progress"]
+        update["progress_message"] = event.get("message")
+    if isinstance(event.get("attempt"), int):
+        update["attempts"] = event["attempt"]
+    if event.get("error"):
+        update["error"] = event["error"]
+    if event.get("at"):
+        update["updated_at"] = event["at"]
+    return job.model_copy(update=update)
+
+
+def _seen(job: JobPublic) -> tuple[Any, ...]:
+    return (job.status, job.progress, job.progress_message, job.attempts)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_TIMEOUT = 15.0
 
@@ -56,8 +96,11 @@ class Client:
         max_backoff: float = 8.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        websocket_url: str | None = None,
     ) -> None:
+        """``websocket_url``: the live events' WebSocket; by default the one the API names (``""``: never push)."""
         self.url = url.rstrip("/")
+        self._websocket_url = websocket_url
         self.token = token
         self.retries = retries
         self.backoff = backoff
@@ -137,25 +180,93 @@ class Client:
         user_id: str | None = None,
         poll_interval: float = 0.5,
         on_update: Callable[[JobPublic], None] | None = None,
+        live: bool = True,
     ) -> JobPublic:
         """Block until the job is completed, failed or cancelled, and return it; ``WaitTimeout`` after ``timeout`` seconds.
 
-        Polls ``GET /jobs/{id}`` (starting at 0.1 s, growing to ``poll_interval``); ``on_update`` sees every change.
+        Follows the job by push where the API has live events, else by polling (``follow``); ``on_update`` sees every change.
+        """
+        for update in self.follow(job_id, timeout, user_id=user_id, poll_interval=poll_interval, live=live):
+            if on_update:
+                on_update(update.job)
+            if update.job.status in FINISHED:
+                return update.job
+        raise AssertionError("follow() ends with a finished job or WaitTimeout")  # pragma: no cover
+
+    def follow(
+        self,
+        job_id: str,
+        timeout: float = 60.0,
+        *,
+        user_id: str | None = None,
+        poll_interval: float = 0.5,
+        live: bool = True,
+        check_every: float = 15.0,
+    ) -> Iterator[JobUpdate]:
+        """The job as it changes, until it ends (the last update is the finished job); ``WaitTimeout`` after ``timeout`` s.
+
+        With ``live`` (the default) and a WebSocket on the API (``websocket_url``), the job's events are
+        pushed: one ``GET`` at the start and one at the end (the full result), nothing between; a
+        quiet socket is checked with a ``GET`` every ``check_every`` seconds. Without it, or when
+        the socket fails, it polls ``GET /jobs/{id}`` (0.1 s growing to ``poll_interval``).
+        Each update says how it came (``via``: "push" or "poll") and, when polling, why (``note``).
         """
         deadline = time.monotonic() + timeout
-        interval, last = 0.1, None
-        while True:
-            job = self.get(job_id, user_id=user_id)
-            seen = (job.status, job.progress, job.progress_message, job.attempts)
-            if on_update and seen != last:
-                on_update(job)
-            last = seen
-            if job.status in FINISHED:
-                return job
+        note: str | None = None
+        events: JobEvents | None = None
+        if live:
+            try:
+                events = JobEvents(self.websocket_url or "", self.token, job_id, user_id, open_timeout=min(5.0, timeout)).__enter__()
+            except LiveUnavailable as why:
+                note = str(why)
+        else:
+            note = "live events not asked for"
+        try:
+            job = self.get(job_id, user_id=user_id)  # after subscribing: a change after this read is pushed
+            if events is not None:
+                yield JobUpdate(job, "push")
+                while job.status not in FINISHED:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise WaitTimeout(f"job {job_id} is still {job.status.value} after {timeout:g}s")
+                    try:
+                        event = events.next(min(left, check_every))
+                    except LiveUnavailable as why:
+                        note = f"{why}; polling"
+                        break
+                    changed = self.get(job_id, user_id=user_id) if event is None or _is_ending(event) else _apply(job, event)
+                    if _seen(changed) != _seen(job) or changed.status in FINISHED:
+                        job = changed
+                        yield JobUpdate(job, "push")
+                if job.status in FINISHED:
+                    return
+            else:
+                yield JobUpdate(job, "poll", note)
+        finally:
+            if events is not None:
+                events.close()
+        interval = 0.1
+        while job.status not in FINISHED:
             if time.monotonic() + interval > deadline:
                 raise WaitTimeout(f"job {job_id} is still {job.status.value} after {timeout:g}s")
             self._sleep(interval)
             interval = min(poll_interval, interval * 2)
+            current = self.get(job_id, user_id=user_id)
+            if _seen(current) != _seen(job):
+                job = current
+                yield JobUpdate(job, "poll", note)
+
+    @property
+    def websocket_url(self) -> str | None:
+        """The API's live events WebSocket (``wss://...``), as it tells its clients (``GET /dashboard/config.json``)."""
+        if self._websocket_url is None:
+            try:
+                response = self._send("GET", "/dashboard/config.json", safe=True)
+                found = response.json().get("websocketUrl") if response.is_success else None
+            except (ConnectionFailed, ValueError, AttributeError):
+                found = None
+            self._websocket_url = str(found) if found else ""
+        return self._websocket_url or None
 
     def iter_jobs(
         self,
@@ -406,4 +517,4 @@ def _json(response: httpx.Response) -> Any:
         return {"message": response.text[:500]}
 
 
-__all__ = ["ApiError", "Client", "ConnectionFailed", "RateLimited", "ServerError", "WaitTimeout"]
+__all__ = ["ApiError", "Client", "ConnectionFailed", "JobUpdate", "RateLimited", "ServerError", "WaitTimeout"]

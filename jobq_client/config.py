@@ -7,6 +7,9 @@
 4. the local stack (``python3 dev.py local``): its URL from the state it wrote, and a token
    minted on the spot by its local issuer (``infra/local/token.py``) for ``$JOBQ_LOCAL_USER``
    (default ``local-admin``, an admin). Only from a checkout of the repo, where the issuer's key is.
+
+``watch`` and ``add --wait`` follow a job over the WebSocket the API names (``GET
+/dashboard/config.json``); ``JOBQ_WEBSOCKET_URL`` names another, or ``""`` for none (polling).
 """
 
 from __future__ import annotations

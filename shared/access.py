@@ -20,8 +20,10 @@ Actions on a queue take its ``QueueAccess``; stack-wide ones (``INSPECT``, ``ADM
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -87,6 +89,45 @@ class Identity:
         return Identity(user_id=user_id, client_id=self.client_id, acting_for_user=True)
 
 
+def groups_of(value: Any) -> set[str]:
+    """The group names a verified token's groups claim holds, never split inside a name.
+
+    * a JSON list (``["admin", "Domain admin"]``): its items, exactly;
+    * a string holding a JSON list (``'["admin"]'``): the same;
+    * API Gateway's rendering of a list claim, ``[a b c]``: it joins the names with spaces,
+      so ``[Domain admin]`` may be one group or two. We do not guess: the whole text
+      between the brackets is one name. ``[admin]`` is the group ``admin``; ``[not admin]``
+      is the group ``not admin``; ``[sales,admin]`` is the group ``sales,admin``. A user
+      in several groups is therefore admin behind API Gateway only through a claim that
+      arrives as a JSON list or holds just the admin group (README: "Who is admin");
+    * any other string: one name.
+
+    The HTTP API (api/auth.py) and the WebSocket API's $connect (shared/realtime_auth.py) both read
+    groups through this one function, so a token has the same groups on both.
+    """
+    if isinstance(value, list):
+        return {v for v in value if isinstance(v, str)}
+    if not isinstance(value, str) or not value:
+        return set()
+    if value.startswith("[") and value.endswith("]"):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return {value[1:-1]}
+        return {v for v in parsed if isinstance(v, str)} if isinstance(parsed, list) else set()
+    return {value}
+
+
+def may_read_job(caller: Identity, owner: str, access: QueueAccess | None) -> bool:
+    """Whether ``caller`` may read a job of ``owner`` on the queue whose permissions are ``access``:
+    one's own always (a service client's: on its queues); another user's when the queue lets the
+    caller read all its jobs (admins, readers, its read and operate groups)."""
+    own = owner == caller.user_id
+    if own and caller.client_id is None:
+        return True  # a user's own jobs, whatever the queue's policy says today
+    return allows(caller, Action.OWN if own else Action.READ, access)
+
+
 def allows(caller: Identity, action: Action, access: QueueAccess | None = None) -> bool:
     """Whether ``caller`` may do ``action`` (on the queue whose permissions are ``access``)."""
     if caller.client_id is not None:
@@ -130,4 +171,4 @@ def authorize(caller: Identity, action: Action, access: QueueAccess | None = Non
     raise Forbidden(f"your groups may not {action.value}{where}")
 
 
-__all__ = ["Action", "Identity", "QueueAccess", "allows", "authorize"]
+__all__ = ["Action", "Identity", "QueueAccess", "allows", "authorize", "groups_of", "may_read_job"]

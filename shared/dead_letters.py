@@ -33,7 +33,7 @@ from typing import Any
 
 from shared import lifecycle
 from shared.adapters import policies, queues
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, JobqError, Unavailable
 from shared.jobs import Identity, JobService

@@ -29,7 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 MAX_GROUP_KEY = 128
-GROUP_KEY_PATTERN = r"^[^\s#][^#]{0,127}$"  # '#' separates the parts of the counters' keys
+# '#' separates the parts of the counters' keys; '/' and control characters could not be named in
+# the /queues/{name}/groups/{key} routes (a path segment).
+GROUP_KEY_PATTERN = r"^[^\s#/\x00-\x1f\x7f][^#/\x00-\x1f\x7f]{0,127}$"
+_NOT_IN_KEYS = re.compile(r"[#/\x00-\x1f\x7f]")
 MAX_OVERRIDES = 1000
 # A window counter outlives its window by this long (TTL), so a late reader still finds it.
 WINDOW_TTL_MARGIN_SECONDS = 120
@@ -103,7 +106,7 @@ class GroupPolicy(_Model):
 
 def check_group_key(key: str) -> str:
     if not isinstance(key, str) or re.fullmatch(GROUP_KEY_PATTERN, key) is None:
-        raise ValueError(f"a group key is 1 to {MAX_GROUP_KEY} characters, without '#' or leading whitespace")
+        raise ValueError(f"a group key is 1 to {MAX_GROUP_KEY} characters, without '#', '/', control characters or leading whitespace")
     return key
 
 
@@ -121,8 +124,8 @@ def group_key_of(job_type: str, data: dict[str, Any], given: str | None, groups:
         value = value[part]
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None
-    key = str(value)[:MAX_GROUP_KEY].replace("#", "_")
-    return key if key.strip() else None
+    key = _NOT_IN_KEYS.sub("_", str(value)[:MAX_GROUP_KEY]).lstrip()
+    return key or None
 
 
 def check_timeout(timeout_ms: int | None, consumer_timeout_s: int) -> None:

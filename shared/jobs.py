@@ -1,7 +1,7 @@
 """Job use cases the API calls: create (single, idempotent, deduplicated, bulk), read, list,
 cancel, retry, logs, and registering HTTP targets.
 
-Job ids are scoped by owner in the table (shared/adapters/jobs.py): every read and write names
+Job ids are scoped by owner in the table (shared/adapters/job_repository.py): every read and write names
 ``(user_id, job_id)``, and a caller's requests name the caller's own namespace unless an
 admin passes another owner. So no create path (jobId, Idempotency-Key, deduplication) can
 find, return or collide with another user's job: there is nothing to check, the other
@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from shared import admission, flow_control, lifecycle
-from shared.access import Action, Identity, QueueAccess, allows, authorize
+from shared.access import Action, Identity, QueueAccess, authorize, may_read_job
 from shared.adapters import queues, scheduler
 from shared.adapters.admission import DynamoAdmissionCounters
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.adapters.policies import get_policy
 from shared.adapters.queues import QueueDirectory
 from shared.adapters.quotas import DynamoQuotaStore
@@ -29,7 +30,7 @@ from shared.adapters.sqs import SqsJobMessages
 from shared.admission import AdmissionCounters
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Forbidden, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
-from shared.models import HttpTarget, Job, JobCreate, JobRef, QueueInfo, json_size
+from shared.models import AnyTarget, HttpTarget, Job, JobCreate, JobRef, LambdaTarget, QueueInfo, json_size
 from shared.observability import emit, logger
 from shared.quotas import Quotas
 from shared.settings import Settings
@@ -39,6 +40,8 @@ from shared.transitions import Transitions
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 DEDUP_DEFAULT_TTL_SECONDS = 7 * 86400  # "until the job finishes", bounded
 MAX_BULK_JOBS = 100
+# Data and result in one answer (GET /jobs/{id}) together at most: Lambda answers up to 6 MB.
+ANSWER_PAYLOAD_BYTES = 5_000_000
 _ID_NAMESPACE = uuid.UUID("5f1d3c2e-8a4b-4c6d-9e0f-1a2b3c4d5e6f")
 
 
@@ -46,6 +49,8 @@ class ProcessorCatalog(Protocol):
     def has(self, queue: str, job_type: str) -> bool: ...
     def types(self, queue: str) -> set[str]: ...
     def is_code_type(self, queue: str, job_type: str) -> bool: ...
+    def queues_for(self, job_type: str, queues: list[str]) -> list[str]: ...
+    def check_data(self, queue: str, job_type: str, data: dict[str, Any]) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -76,11 +81,12 @@ class JobService:
             cache_seconds=settings.policy_cache_seconds,
         )
         self.transitions = transitions or Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules())
+        self.tree_remover: Callable[[Job], int] | None = None  # set by the flow service: removing a parent removes its tree
 
     # ---- create -----------------------------------------------------------------------
     def _prepare(self, request: JobCreate, caller: Identity, job_id: str | None, now: int) -> tuple[QueueInfo, Job]:
         """Check a request against the queue and the limits, and build the job (not stored yet)."""
-        queue = self.directory.get(request.queue)
+        queue = self.directory.get(request.queue) if request.queue else self.queue_for_type(request.type)
         authorize(caller, Action.CREATE, get_policy(queue).access, queue=queue.name)
         if not self.catalog.has(queue.name, request.type):
             valid = ", ".join(sorted(self.catalog.types(queue.name))) or "none registered"
@@ -88,6 +94,7 @@ class JobService:
         size = json_size(request.data)
         if size > self.settings.max_data_bytes:
             raise PayloadTooLarge(f"data is {size} bytes; the limit is {self.settings.max_data_bytes}")
+        self.check_data(queue.name, request.type, request.data)
         options = request.options
         if options.webhook is not None:
             try:
@@ -122,6 +129,21 @@ class JobService:
         )
         return queue, job
 
+    def queue_for_type(self, job_type: str) -> QueueInfo:
+        """The one queue with a processor for ``job_type`` (a body without ``queue``, seed 004)."""
+        known = self.directory.all()
+        found = self.catalog.queues_for(job_type, sorted(known))
+        if len(found) != 1:
+            where = f"several queues ({', '.join(found)})" if found else "no queue"
+            raise Invalid(f"type '{job_type}' is handled by {where}: give queue")
+        return known[found[0]]
+
+    def check_data(self, queue: str, job_type: str, data: dict[str, Any]) -> None:
+        """A 400 naming each missing or wrong field, when the type declares its data (a model or a JSON Schema)."""
+        problems = self.catalog.check_data(queue, job_type, data)
+        if problems:
+            raise Invalid(f"data does not fit type '{job_type}': " + "; ".join(problems), details=problems)
+
     def create(
         self,
         request: JobCreate,
@@ -141,6 +163,8 @@ class JobService:
         """
         caller = self.acting(caller, request.on_behalf_of)
         now = now_ms()
+        if request.queue is None:  # inferred first: the same job with or without its queue is one job (keys, fingerprints)
+            request = request.model_copy(update={"queue": self.queue_for_type(request.type).name})
         job_id = service_job_id or request.options.job_id
         if idempotency_key is not None:
             found, job_id = self._idempotent(request, caller, idempotency_key, now)
@@ -300,7 +324,7 @@ class JobService:
         for entries in by_queue.values():
             queue = entries[0][1]
             unsent = queues.send_jobs(
-                queue, [(JobRef.of(job), -(-job.delay // 1000)) for _, _, job in entries], {JobRef.of(job): job.priority for _, _, job in entries}
+                queue, [(JobRef.of(job), -(-job.delay // 1000)) for _, _, job in entries], {JobRef.of(job): queues.Route.of(job) for _, _, job in entries}
             )
             for index, _, job in entries:
                 if JobRef.of(job) in unsent and self._take_back(job):
@@ -334,10 +358,7 @@ class JobService:
     def visible(self, caller: Identity, job: Job) -> bool:
         """Whether ``caller`` may read ``job``: one's own always (a service client's: on its queues);
         another user's when the job's queue lets the caller read all its jobs."""
-        own = job.user_id == caller.user_id
-        if own and caller.client_id is None:
-            return True  # a user's own jobs, whatever the queue's policy says today
-        return allows(caller, Action.OWN if own else Action.READ, self._access_of(job.queue))
+        return may_read_job(caller, job.user_id, self._access_of(job.queue))
 
     def _access_of(self, queue_name: str) -> QueueAccess | None:
         try:
@@ -356,6 +377,14 @@ class JobService:
             own = job.user_id == caller.user_id
             authorize(caller, Action.CHANGE_OWN if own else Action.OPERATE, self._access_of(job.queue), queue=job.queue)
         return job
+
+    def read(self, job_id: str, caller: Identity, *, user_id: str | None = None) -> Job:
+        """The job as ``get`` finds it, its data (and result, while both fit one answer) read back from S3."""
+        return self.store.with_payloads(self.get(job_id, caller, user_id=user_id), result_budget=ANSWER_PAYLOAD_BYTES)
+
+    def result(self, job_id: str, caller: Identity, *, user_id: str | None = None) -> Any:
+        """The job's result alone (None while it has none), wherever it is stored."""
+        return self.store.with_payloads(self.get(job_id, caller, user_id=user_id), data=False).result
 
     def get_many(self, caller: Identity, refs: list[tuple[str, str | None]]) -> tuple[list[Job], list[str]]:
         """Bulk status: ``(job_id, owner or None)`` pairs read in one BatchGetItem; the visible jobs,
@@ -404,7 +433,7 @@ class JobService:
             queue = self.directory.get(job.queue)
             now = now_ms()
             try:
-                if job.status in (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.STALLED):
+                if job.status in (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.STALLED, JobStatus.WAITING_CHILDREN):
                     change = lifecycle.cancel(
                         job,
                         now=now,
@@ -455,19 +484,36 @@ class JobService:
         job = self.get(job_id, caller, user_id=user_id, change=True)
         if job.status in (JobStatus.ACTIVE, JobStatus.STALLED):
             raise Conflict(f"job {job_id} is {job.status.value}; cancel it first (DELETE /jobs/{job_id})")
+        if self.tree_remover is not None:
+            self.tree_remover(job)  # a flow's parent: its tree goes first (shared/flows.py)
         if not self.store.delete_unchanged(job):
             raise Conflict(f"job {job_id} changed while it was being removed; look again")
         remove_delayed_schedule(job)
         logger.info("job removed", extra={"job_id": job.job_id, "queue": job.queue, "status": job.status.value})
         return job
 
-    def put_http_target(self, queue_name: str, job_type: str, target: HttpTarget, caller: Identity) -> HttpTarget:
+    def put_target(self, queue_name: str, job_type: str, target: AnyTarget, caller: Identity) -> AnyTarget:
+        """Register a processor target for a type (admin): an HTTP URL or a Lambda function."""
+        if isinstance(target, LambdaTarget):
+            return self.put_lambda_target(queue_name, job_type, target, caller)
+        return self.put_http_target(queue_name, job_type, target, caller)
+
+    def put_lambda_target(self, queue_name: str, job_type: str, target: LambdaTarget, caller: Identity) -> LambdaTarget:
         queue = self.directory.get(queue_name)
         authorize(caller, Action.OPERATE, get_policy(queue).access, queue=queue.name)
-        try:
-            target.check_url(allow_loopback_http=self.settings.allow_loopback_http_targets)
-        except ValueError as err:
-            raise Invalid(str(err)) from err
+        allowed = {arn.strip() for arn in self.settings.lambda_target_arns.split(",") if arn.strip()}
+        if target.function_arn not in allowed:
+            raise Invalid(
+                f"functionArn {target.function_arn} is not one the consumers may invoke: add it to the stack's LambdaTargetArns parameter"
+                + (f" (now {', '.join(sorted(allowed))})" if allowed else " (now empty)")
+            )
+        self._store_target(queue, job_type, target)
+        logger.info("lambda target registered", extra={"queue": queue.name, "type": job_type, "function": target.function_arn})
+        return target
+
+    def _store_target(self, queue: QueueInfo, job_type: str, target: AnyTarget) -> None:
+        """What every kind of target must satisfy before it is stored: it answers within the
+        consumer's timeout, and it does not take over a type a code processor handles."""
         if target.timeout_seconds > queue.consumer_timeout:
             raise Invalid(
                 f"timeoutSeconds must not be above the consumer's timeout on queue '{queue.name}' ({queue.consumer_timeout} s)"
@@ -475,6 +521,16 @@ class JobService:
         if self.catalog.is_code_type(queue.name, job_type):
             raise Conflict(f"type '{job_type}' on queue '{queue.name}' is handled by a code processor")
         self.store.put_target(queue.name, job_type, target, now=iso(now_ms()))
+
+    def put_http_target(self, queue_name: str, job_type: str, target: HttpTarget, caller: Identity) -> HttpTarget:
+        queue = self.directory.get(queue_name)
+        authorize(caller, Action.OPERATE, get_policy(queue).access, queue=queue.name)
+        try:
+            target.check_url(allow_loopback_http=self.settings.allow_loopback_http_targets)
+            target.check_data_schema()
+        except ValueError as err:
+            raise Invalid(str(err)) from err
+        self._store_target(queue, job_type, target)
         logger.info("http target registered", extra={"queue": queue.name, "type": job_type, "url": target.url})
         return target
 

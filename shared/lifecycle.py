@@ -23,6 +23,18 @@ its effects; nothing else writes a status.
     wake           waiting, delayed, stalled (no write)  -                     -           wake now
     replace_pending waiting, delayed         waiting or  -                     -           wake at the new time
                                              delayed                                       (debounce)
+    await_children active                    waiting-     waiting-children      -           log
+                                             children
+    children_done  waiting-children          waiting     -                     -           wake now, log
+    fail_for_child waiting-children          failed      -                     stamped     metric, log (no DLQ copy: it
+                                                                                           has no message to redrive)
+    resume_for_child failed (by a child)     waiting-    -                     cleared     log
+                                             children
+
+Flows (shared/flows.py): a parent waits in ``waiting-children`` (created so, or ``await_children``
+after its processor added children); the EventsFunction counts its children's ends and moves
+it on with ``children_done`` or ``fail_for_child``, and back with ``resume_for_child`` when
+the child that failed it is retried.
 
 A cancel wins: the worker's endings (complete, retry_later, fail) are conditional on no
 cancel having been requested; when one was, the worker ends the job ``cancelled`` instead.
@@ -57,6 +69,7 @@ class AttemptOutcome(StrEnum):
     CANCELLED = "cancelled"
     STALLED = "stalled"
     TIMED_OUT = "timed_out"  # the attempt ran past its timeout (options.timeout); it counts, and retries with backoff
+    WAITING_CHILDREN = "waiting-children"
 
 
 class Guard(StrEnum):
@@ -171,6 +184,12 @@ def _finished_guard(job: Job, token: str | None) -> dict[str, Any]:
 _LEASE = ("lease_until", "lease_token")
 
 
+def _expiry(job: Job, policy: QueuePolicy, status: JobStatus, now: int) -> int | None:
+    """The TTL of a job that finishes now; none for a flow child, which its parent may still need
+    (retention removes it once the parent finished: shared/retention.py)."""
+    return None if job.parent is not None else policy.expires_at(status, now)
+
+
 # ---- the operations -----------------------------------------------------------------------------------
 def lease_expired(job: Job, now: int) -> bool:
     return job.status is S.ACTIVE and (job.lease_until or 0) <= now
@@ -229,7 +248,7 @@ def complete(job: Job, *, token: str | None, result: Any, processing_ms: int, no
             "history": close_attempt(job.history, now, AttemptOutcome.COMPLETED),
         },
         removes=_LEASE,
-        expires_at=policy.expires_at(S.COMPLETED, now),
+        expires_at=_expiry(job, policy, S.COMPLETED, now),
         effects=(Metric("JobsCompleted"), Metric("ProcessingTime", processing_ms, "Milliseconds"), Log("info", "job completed")),
         **_finished_guard(job, token),
     )
@@ -288,7 +307,7 @@ def fail(
         S.FAILED,
         sets=sets,
         removes=_LEASE,
-        expires_at=policy.expires_at(S.FAILED, now),
+        expires_at=_expiry(job, policy, S.FAILED, now),
         effects=((DeadLetterCopy(error),) if copy_to_dead_letters else ()) + (Metric("JobsFailed"), Log("error", "job failed")),
         **_finished_guard(job, token),
     )
@@ -311,7 +330,7 @@ def cancel(job: Job, *, now: int, policy: QueuePolicy, reason: str, token: str |
         removes=_LEASE if job.lease_token or job.lease_until else (),
         guard=Guard.LEASE if token else Guard.VERSION,
         token=token,
-        expires_at=policy.expires_at(S.CANCELLED, now),
+        expires_at=_expiry(job, policy, S.CANCELLED, now),
         effects=tuple(effects),
     )
 
@@ -405,3 +424,62 @@ def replace_pending(job: Job, *, data: dict[str, Any], now: int, delay_ms: int |
 def end_for_cancel(job: Job, *, token: str | None, now: int, policy: QueuePolicy) -> Change:
     """What a worker writes when it finds a cancel was requested: cancelled, whatever its attempt did."""
     return cancel(job, now=now, policy=policy, reason="cancelled while running", token=token)
+
+
+# ---- flows: a parent and its children ------------------------------------------------------------------
+def await_children(job: Job, *, token: str | None, processing_ms: int, now: int) -> Change:
+    """The processor added children (``job.add_children``): the job waits for them, then runs again."""
+    return Change(
+        "await_children",
+        job,
+        S.WAITING_CHILDREN,
+        sets={
+            "processing_time": processing_ms,
+            "updated_at": iso(now),
+            "history": close_attempt(job.history, now, AttemptOutcome.WAITING_CHILDREN),
+            "has_children": True,
+        },
+        removes=_LEASE,
+        effects=(Log("info", "job waits for its children"),),
+        **_finished_guard(job, token),
+    )
+
+
+def children_done(job: Job, *, now: int) -> Change:
+    """Every child finished (or a continueParentOnFailure child failed): the parent runs, with fresh attempts."""
+    return Change(
+        "children_done",
+        job,
+        S.WAITING,
+        sets={"attempts": 0, "updated_at": iso(now)},
+        guard=Guard.STATUS,
+        effects=(Wake(), Log("info", "children finished; job enqueued")),
+    )
+
+
+def fail_for_child(job: Job, *, child_id: str, child_error: str | None, now: int, policy: QueuePolicy) -> Change:
+    """A failParentOnFailure child failed: the parent fails without running (and its own parent hears of it)."""
+    error = bounded_error(f"child {child_id} failed" + (f": {child_error}" if child_error else ""))
+    return Change(
+        "fail_for_child",
+        job,
+        S.FAILED,
+        sets={"error": error, "failed_at": iso(now), "updated_at": iso(now)},
+        guard=Guard.STATUS,
+        expires_at=_expiry(job, policy, S.FAILED, now),
+        effects=(Metric("JobsFailed"), Log("error", "job failed: a child failed")),
+    )
+
+
+def resume_for_child(job: Job, *, now: int) -> Change:
+    """The child that failed the parent was retried: the parent waits for its children again."""
+    return Change(
+        "resume_for_child",
+        job,
+        S.WAITING_CHILDREN,
+        sets={"updated_at": iso(now)},
+        removes=("error", "failed_at"),
+        guard=Guard.STATUS,
+        clear_expiry=True,
+        effects=(Log("info", "a failed child was retried; job waits for its children again"),),
+    )

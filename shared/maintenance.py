@@ -38,7 +38,7 @@ from pydantic import Field
 
 from shared import lifecycle, stats
 from shared.adapters import consumer_switch, counters, policies, queues, reports
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.adapters.queues import QueueDirectory
 from shared.adapters.sqs import SqsJobMessages
 from shared.clock import iso, now_ms, parse_iso
@@ -96,6 +96,8 @@ class QueueHealth(CamelModel):
     oldest_waiting_age_ms: int | None = None
     recovery: Recovery = Field(default_factory=Recovery)
     recount: Recount | None = None  # when this run recounted the queue
+    # Targets whose circuit breaker is not closed (shared/breakers.py): type -> open | half_open.
+    breakers: dict[str, str] = Field(default_factory=dict)
 
 
 class HealthRun(CamelModel):
@@ -183,13 +185,14 @@ def _restore_consumer(queue: QueueInfo, policy: QueuePolicy) -> None:
         logger.warning("consumer mapping not checked against the policy", extra={"queue": queue.name, "error": err.message})
 
 
-def oldest_waiting_age(store: JobStore, queue: QueueInfo, now: int) -> int | None:
+def oldest_waiting_age(store: JobStore, queue: QueueInfo, now: int, *, scan: int = 100) -> int | None:
     """How long the longest-waiting of the oldest few waiting jobs has waited, in ms.
 
     A retried job waits since its retry (``updatedAt``), so the few created first are read
     and the longest wait among them counts. None when nothing waits.
     """
-    jobs, _ = store.page_by_queue(queue.name, JobStatus.WAITING, limit=10, newest_first=False)
+    # Waiting jobs are not indexed by state (docs/data-model.md): the queue's newest ``scan`` entries are read.
+    jobs, _ = store.page_by_queue(queue.name, JobStatus.WAITING, limit=scan, scan_entries=scan)
     return max((max(0, now - parse_iso(j.updated_at)) for j in jobs), default=None)
 
 
@@ -321,7 +324,7 @@ class Maintenance(Retention):
         counts = counters.read_counts(queue.name)
         hour = stats.summarize(counters.read_buckets(queue.name, now - HOUR_MS, "minute"))
         depth, dlq_depth = queues.depths(queue)
-        oldest = oldest_waiting_age(self.store, queue, now)
+        oldest = oldest_waiting_age(self.store, queue, now, scan=self.settings.sweep_scan_entries)
         stalled = recovery.stalled_retried + recovery.stalled_failed + recovery.stalled_cancelled
         status, reasons = assess(
             settings=self.settings,
@@ -334,6 +337,9 @@ class Maintenance(Retention):
             paused=policy.paused,
             discarded_stream_batches=discarded_stream_batches,
         )
+        breakers, breaker_reasons = self._breakers(queue)
+        if breaker_reasons:
+            status, reasons = worst([status, "warning"]), [*reasons, *breaker_reasons]
         health = QueueHealth(
             queue=queue.name,
             status=status,
@@ -348,12 +354,27 @@ class Maintenance(Retention):
             oldest_waiting_age_ms=oldest,
             recovery=recovery,
             recount=recount,
+            breakers=breakers,
         )
         reports.put_queue_report(queue.name, "HEALTH", health, status=status, reasons=reasons)
         self._emit(health, stalled)
         if status != "healthy":
             logger.warning("queue is not healthy", extra={"queue": queue.name, "status": status, "reasons": reasons})
         return health
+
+    def _breakers(self, queue: QueueInfo) -> tuple[dict[str, str], list[str]]:
+        """The targets whose circuit breaker is open or probing: one Query of the targets, a GetItem per guarded one."""
+        from shared.adapters.breakers import DynamoBreakerStore
+        from shared.breakers import CLOSED, Breakers
+
+        guarded = [t for t, target in self.store.list_targets(queue.name).items() if target.breaker is not None]
+        if not guarded:
+            return {}, []
+        reader = Breakers(DynamoBreakerStore(self.settings.table_name), cache_seconds=0)
+        states = {job_type: reader.state(queue.name, job_type) for job_type in sorted(guarded)}
+        not_closed = {job_type: s for job_type, s in states.items() if s.state != CLOSED}
+        reasons = [f"the circuit breaker of {job_type} is {s.state.replace('_', '-')}: {s.reason or 'no reason recorded'}" for job_type, s in not_closed.items()]
+        return {job_type: s.state for job_type, s in not_closed.items()}, reasons
 
     def _emit(self, health: QueueHealth, stalled: int) -> None:
         """One EMF line per queue and run (dimension ``queue``)."""
@@ -366,6 +387,7 @@ class Maintenance(Retention):
         if health.oldest_waiting_age_ms is not None:
             metrics.add_metric("OldestWaitingAge", MetricUnit.Seconds, health.oldest_waiting_age_ms / 1000)
         metrics.add_metric("StalledJobsRecovered", MetricUnit.Count, stalled)
+        metrics.add_metric("BreakersOpen", MetricUnit.Count, len(health.breakers))
         metrics.add_metric("OrphanedJobsEnqueued", MetricUnit.Count, health.recovery.orphans_enqueued + health.recovery.overdue_enqueued)
         metrics.flush_metrics()
 

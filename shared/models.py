@@ -11,10 +11,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    Tag,
+    TypeAdapter,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from shared import strict_json
@@ -31,6 +42,10 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 # GET /jobs/dashboard and GET /jobs/user are routes (seed 001): a job of that id could not be read.
 RESERVED_JOB_IDS = frozenset({"dashboard", "user"})
 TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+MAX_DATA_SCHEMA_BYTES = 16 * 1024  # a target's dataSchema is stored in its (small) item
+# Seed 003's generic task written at the top of a POST /jobs body (shared/catalog.py runs it).
+GENERIC_TASK_TYPE = "generic-task"
+GENERIC_TASK_FIELDS = ("service", "method", "args", "kwargs", "name")
 
 
 class CamelModel(BaseModel):
@@ -169,7 +184,9 @@ class JobCreate(CamelModel):
         }
     )
 
-    queue: str = Field(pattern=NAME_PATTERN)
+    queue: str | None = Field(
+        default=None, pattern=NAME_PATTERN, description="Absent: the one queue that has a processor for the type (400 if none or several)."
+    )
     type: str = Field(pattern=TYPE_PATTERN)
     data: dict[str, Any] = Field(default_factory=dict)
     options: JobOptions = Field(default_factory=JobOptions)
@@ -182,6 +199,17 @@ class JobCreate(CamelModel):
     def _strict(cls, data: dict[str, Any]) -> dict[str, Any]:
         return strict_json.check(data, "data")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _generic_task(cls, value: Any) -> Any:
+        """Seed 003's generic task at the top level: ``{"service", "method", "args"}`` is a ``generic-task`` job."""
+        if isinstance(value, dict) and "service" in value and "type" not in value:
+            value = dict(value)
+            task = {key: value.pop(key) for key in GENERIC_TASK_FIELDS if key in value}
+            data = value.get("data")
+            value.update(type=GENERIC_TASK_TYPE, data={**(data if isinstance(data, dict) else {}), **task})
+        return value
+
     @model_validator(mode="after")
     def _priority_in_data(self) -> JobCreate:
         """Seed 004 writes the priority into the data (``"data": {..., "priority": "high"}``): honoured
@@ -192,12 +220,44 @@ class JobCreate(CamelModel):
         return self
 
 
+class AttemptUsage(CamelModel):
+    """What one attempt used (shared/usage.py): the consumer's share; a target function bills its own."""
+
+    duration_ms: int
+    memory_size_mb: int | None = Field(default=None, description="The consumer function's configured memory.")
+    peak_memory_mb: int | None = Field(default=None, description="The consumer process's peak resident memory when the attempt ended.")
+    # Whole numbers: the job item stores its history as DynamoDB numbers, which floats are not.
+    cost_nano_usd: int = Field(
+        description="Lambda list price of the attempt in billionths of a dollar: its GB-seconds plus its share of the invocation's request charge."
+    )
+
+
 class AttemptRecord(CamelModel):
     attempt: int
     started_at: str
     ended_at: str | None = None
-    outcome: Literal["completed", "failed", "retrying", "stalled", "cancelled", "interrupted", "timed_out"] | None = None
+    outcome: Literal["completed", "failed", "retrying", "stalled", "cancelled", "interrupted", "waiting-children", "timed_out"] | None = None
     error: str | None = None
+    usage: AttemptUsage | None = None
+
+
+class FailurePolicy(StrEnum):
+    """What a flow child's failure does to its parent (BullMQ's names)."""
+
+    FAIL_PARENT = "failParentOnFailure"  # the default: the parent fails, and up the tree
+    CONTINUE_PARENT = "continueParentOnFailure"  # the parent starts at once
+    IGNORE_DEPENDENCY = "ignoreDependencyOnFailure"  # recorded as ignored; the parent goes on waiting for the others
+    REMOVE_DEPENDENCY = "removeDependencyOnFailure"  # forgotten; the parent goes on waiting for the others
+
+
+class ParentLink(CamelModel):
+    """A flow child's parent (same owner): which job waits for it, and what this child's failure does to it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    job_id: str
+    queue: str
+    on_failure: FailurePolicy = FailurePolicy.FAIL_PARENT
 
 
 class Job(CamelModel):
@@ -241,6 +301,15 @@ class Job(CamelModel):
     webhook: WebhookOptions | None = None
     timeout: int | None = None  # ms per attempt (options.timeout or the queue's defaultTimeout at creation)
     group: str | None = None  # the group key (shared/flow_control.py)
+    # Where data and result are when too large for the item (shared/adapters/payloads.py): read
+    # from the store, never dumped (the repository writes them; clients never see them).
+    data_ref: str | None = Field(default=None, exclude=True)
+    result_ref: str | None = Field(default=None, exclude=True)
+    parent: ParentLink | None = None  # a flow child's parent
+    has_children: bool = False  # a flow's parent (POST /flows, or its processor added children)
+    # Enqueued by the EventsFunction when its item is inserted (jobs a processor added: the consumer
+    # may send only to its own queue; the stream sends to any).
+    outbox: bool = False
 
 
 class JobPublic(CamelModel):
@@ -316,10 +385,18 @@ class JobPublic(CamelModel):
     webhook: WebhookOptions | None = None
     timeout: int | None = Field(default=None, description="Milliseconds an attempt may run.")
     group: str | None = Field(default=None, description="The job's group key.")
+    parent: ParentLink | None = Field(default=None, description="A flow child's parent: its jobId, queue, and what this job's failure does to it.")
+    omitted: list[Literal["data", "result"]] = Field(
+        default_factory=list,
+        description="Left out of this answer: data or a result stored apart (past a few KB) is not in listings, and a result "
+        "is not in GET /jobs/{id} when data and result together pass 5 MB; GET /jobs/{id} returns the data, "
+        "GET /jobs/{id}/result the result.",
+    )
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
-        return cls.model_validate({**job.model_dump(), "priority_name": priority_name(job.priority)})
+        omitted = [name for name, ref, value in (("data", job.data_ref, job.data), ("result", job.result_ref, job.result)) if ref and not value]
+        return cls.model_validate({**job.model_dump(), "priority_name": priority_name(job.priority), "omitted": omitted})
 
 
 class JobPage(CamelModel):
@@ -443,7 +520,26 @@ class LogPage(CamelModel):
     next_cursor: str | None = None
 
 
-class HttpTarget(CamelModel):
+class BreakerSettings(CamelModel):
+    """A target's circuit breaker (shared/breakers.py): opens when enough recent attempts fail."""
+
+    failure_rate: float = Field(default=0.5, gt=0, le=1, description="Open when at least this share of the window's attempts failed...")
+    minimum_attempts: int = Field(default=20, ge=1, le=10_000, description="...and the window holds at least this many attempts.")
+    window_seconds: int = Field(default=60, ge=5, le=3600, description="The window attempts are counted in.")
+    cooldown_seconds: int = Field(default=30, ge=1, le=3600, description="How long it stays open before one probe job tests the target.")
+
+
+class _TargetModel(CamelModel):
+    @model_serializer(mode="wrap")
+    def _no_breaker_no_key(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A target without a breaker reads as it did before breakers existed (no "breaker": null).
+        data = handler(self)
+        if isinstance(data, dict) and data.get("breaker", 0) is None:
+            data.pop("breaker")
+        return data
+
+
+class HttpTarget(_TargetModel):
     """``PUT /queues/{name}/processors/{type}``: jobs of this type are POSTed to ``url``."""
 
     model_config = ConfigDict(
@@ -453,35 +549,83 @@ class HttpTarget(CamelModel):
     kind: Literal["http"] = "http"
     url: str = Field(max_length=2048)
     timeout_seconds: float = Field(default=30, gt=0, le=900)
+    data_schema: dict[str, Any] | None = Field(
+        default=None, description="A JSON Schema (2020-12) the job's data must satisfy: checked at creation, a 400 naming the fields."
+    )
+    retry_on: list[int] | None = Field(
+        default=None, max_length=50, description="HTTP statuses that are retried; any other non-2xx fails at once. Default: 5xx, 408, 425, 429."
+    )
+    fail_on: list[int] = Field(
+        default_factory=list, max_length=50, description="HTTP statuses that fail the job at once (e.g. 503 from a target that never recovers)."
+    )
+    cancel_url: str | None = Field(
+        default=None, max_length=2048, description="POSTed {jobId, userId, queue, type, event: 'cancelled'} when a job it works on is cancelled."
+    )
+
+    @field_validator("retry_on", "fail_on")
+    @classmethod
+    def _statuses(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and not all(300 <= status <= 599 for status in value):
+            raise ValueError("statuses are 300 to 599 (a 2xx always completes the job)")
+        return value
+
+    @field_validator("data_schema")
+    @classmethod
+    def _schema_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and json_size(value) > MAX_DATA_SCHEMA_BYTES:
+            raise ValueError(f"dataSchema is at most {MAX_DATA_SCHEMA_BYTES} bytes")
+        return value
+
+    def check_data_schema(self) -> None:
+        """Raise ValueError unless ``dataSchema`` is a valid JSON Schema (checked when the target is
+        registered, not each time it is read: the consumer never imports jsonschema)."""
+        if self.data_schema is None:
+            return
+        from jsonschema import Draft202012Validator, SchemaError
+
+        try:
+            Draft202012Validator.check_schema(self.data_schema)
+        except SchemaError as err:
+            raise ValueError(f"dataSchema is not a valid JSON Schema: {err.message}") from None
+
+    def data_problems(self, data: dict[str, Any]) -> list[str]:
+        """``data.<field>: <what is wrong>`` for each way ``data`` breaks ``dataSchema`` (none: [])."""
+        if self.data_schema is None:
+            return []
+        from jsonschema import Draft202012Validator
+
+        try:
+            errors = sorted(Draft202012Validator(self.data_schema).iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+        except Exception as err:  # a $ref that resolves nowhere (remote documents are never fetched): still the caller's 400
+            return [f"data: the type's dataSchema cannot be applied ({type(err).__name__}); ask an admin to fix it"]
+        return [".".join(["data", *(str(p) for p in error.absolute_path)]) + f": {error.message}" for error in errors[:20]]
+
+    def is_retried(self, status: int) -> bool:
+        """The target's rule for a non-2xx answer: True to retry, False to fail the job at once."""
+        if status in self.fail_on:
+            return False
+        if self.retry_on is not None:
+            return status in self.retry_on
+        return status >= 500 or status in (408, 425, 429)
+    breaker: BreakerSettings | None = Field(default=None, description="A circuit breaker for this target; none: no breaker (and no cost).")
 
     def check_url(self, *, allow_loopback_http: bool, resolve: Resolver | None = None) -> None:
-        """Raise ValueError unless the URL may be called.
+        """Raise ValueError unless the URL (and the cancelUrl) may be called.
 
         On AWS (``allow_loopback_http`` false): https only, and every address the host
         resolves to is public (no loopback, link-local such as 169.254.169.254, private,
         shared, reserved or multicast). The local stack also allows http to loopback and
         does not resolve names (tests never leave 127.0.0.1); address literals are checked.
         """
-        parts = urlsplit(self.url)
-        host = parts.hostname
-        if not host:
-            raise ValueError("url must be an absolute URL with a host")
-        if allow_loopback_http:
-            if parts.scheme == "http" and not _is_loopback(host):
-                raise ValueError("url must be https, or http to 127.0.0.1/localhost in the local stack")
-            literal = _address(host)
-            if literal is not None and not literal.is_loopback and not literal.is_global:
-                raise ValueError(f"url must not point to a private, link-local or reserved address ({literal})")
-            return
-        if parts.scheme != "https":
-            raise ValueError("url must be https")
-        for address in _addresses(host, parts.port or 443, resolve or _resolve):
-            if not address.is_global or address.is_multicast:
-                raise ValueError(f"url must not point to a loopback, private, link-local or reserved address ({host} is {address})")
+        for name, url in (("url", self.url), ("cancelUrl", self.cancel_url)):
+            if url is not None:
+                _check_url(name, url, allow_loopback_http=allow_loopback_http, resolve=resolve)
 
-    @field_validator("url")
+    @field_validator("url", "cancel_url")
     @classmethod
-    def _absolute(cls, url: str) -> str:
+    def _absolute(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
         if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
             raise ValueError("url must not contain spaces, CR, LF or other control characters")
         parts = urlsplit(url)
@@ -497,6 +641,71 @@ class HttpTarget(CamelModel):
 
 
 Resolver = Callable[[str, int], list[str]]
+
+# arn:aws:lambda:<region>:<account>:function:<name>[:<alias or version>]
+LAMBDA_ARN_PATTERN = r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]{1,64}(:(\$LATEST|[A-Za-z0-9_-]{1,128}))?$"
+ERROR_TYPE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$"
+
+
+class LambdaTarget(_TargetModel):
+    """``PUT /queues/{name}/processors/{type}`` with ``kind: lambda``: jobs of this type invoke a function.
+
+    The function is invoked synchronously (RequestResponse) with ``{jobId, userId, queue, type,
+    data, attempt, maxAttempts}``; what it returns is the job's result. A function error is
+    retried with the job's backoff, unless its ``errorType`` is listed in ``permanentErrors``
+    (the job fails at once). Only functions listed in the stack's ``LambdaTargetArns`` may be
+    registered: the consumers' roles may invoke those and no other.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "lambda",
+                    "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:thumbnailer:live",
+                    "timeoutSeconds": 60,
+                    "permanentErrors": ["InvalidInput"],
+                }
+            ]
+        },
+    )
+
+    kind: Literal["lambda"] = "lambda"
+    function_arn: str = Field(max_length=300, pattern=LAMBDA_ARN_PATTERN, description="The function's ARN, with an alias or version if any.")
+    timeout_seconds: float = Field(default=30, gt=0, le=900, description="How long the consumer waits for the function's answer.")
+    permanent_errors: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="errorType values (the exception's class name in Python) that fail the job at once instead of retrying.",
+    )
+    breaker: BreakerSettings | None = Field(default=None, description="A circuit breaker for this target; none: no breaker (and no cost).")
+
+    @field_validator("permanent_errors")
+    @classmethod
+    def _error_types(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not re.fullmatch(ERROR_TYPE_PATTERN, name):
+                raise ValueError(f"'{name[:60]}' is not an error type name")
+        return names
+
+
+def _target_kind(value: Any) -> str:
+    # A body (or a stored target) without "kind" is an HTTP target, as before targets had kinds.
+    kind = value.get("kind", "http") if isinstance(value, dict) else getattr(value, "kind", "http")
+    return kind if kind in ("http", "lambda") else "http"
+
+
+ProcessorTarget = Annotated[
+    Annotated[HttpTarget, Tag("http")] | Annotated[LambdaTarget, Tag("lambda")],
+    Discriminator(_target_kind),
+]
+AnyTarget = HttpTarget | LambdaTarget
+_TARGET_ADAPTER: TypeAdapter[AnyTarget] = TypeAdapter(ProcessorTarget)
+
+
+def parse_target(raw: str) -> AnyTarget:
+    """A stored target (its JSON); one stored before targets had kinds is an HTTP target."""
+    return _TARGET_ADAPTER.validate_json(raw)
 
 
 def _resolve(host: str, port: int) -> list[str]:
@@ -522,6 +731,25 @@ def _addresses(host: str, port: int, resolve: Resolver) -> list[ipaddress.IPv4Ad
     if not found:
         raise ValueError(f"url's host {host} does not resolve")
     return found
+
+
+def _check_url(name: str, url: str, *, allow_loopback_http: bool, resolve: Resolver | None) -> None:
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"{name} must be an absolute URL with a host")
+    if allow_loopback_http:
+        if parts.scheme == "http" and not _is_loopback(host):
+            raise ValueError(f"{name} must be https, or http to 127.0.0.1/localhost in the local stack")
+        literal = _address(host)
+        if literal is not None and not literal.is_loopback and not literal.is_global:
+            raise ValueError(f"{name} must not point to a private, link-local or reserved address ({literal})")
+        return
+    if parts.scheme != "https":
+        raise ValueError(f"{name} must be https")
+    for address in _addresses(host, parts.port or 443, resolve or _resolve):
+        if not address.is_global or address.is_multicast:
+            raise ValueError(f"{name} must not point to a loopback, private, link-local or reserved address ({host} is {address})")
 
 
 def _is_loopback(host: str) -> bool:

@@ -21,15 +21,18 @@ from pydantic.alias_generators import to_camel
 from shared import dead_letters, flow_control, groups, maintenance, stats
 from shared.access import Action, Identity, allows, authorize
 from shared.adapters import counters, policies, queues
+from shared.adapters.breakers import DynamoBreakerStore
 from shared.adapters.consumer_switch import consumer_state, set_consumer_enabled, set_max_concurrency
 from shared.adapters.limits import DynamoLimits
+from shared.breakers import Breakers, BreakerState
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Invalid, JobqError, NotFound
 from shared.jobs import JobService, remove_delayed_schedule
-from shared.models import Job, QueueInfo, QueuePolicy
+from shared.models import BreakerSettings, HttpTarget, Job, LambdaTarget, QueueInfo, QueuePolicy
 from shared.observability import logger
 from shared.queue_models import (
     READ_ONLY,
+    BreakerView,
     BulkRemoval,
     CleanOptions,
     CleanRequest,
@@ -42,6 +45,7 @@ from shared.queue_models import (
     MetricTotals,
     NotRemoved,
     PauseState,
+    PriorityCounts,
     Processors,
     PurgeResult,
     QueueAction,
@@ -54,6 +58,20 @@ from shared.queue_models import (
     RetentionPolicy,
 )
 from shared.status import JobStatus
+
+
+def _breaker_view(job_type: str, settings: BreakerSettings, state: BreakerState) -> BreakerView:
+    return BreakerView(
+        type=job_type,
+        state=state.state,  # type: ignore[arg-type]  # one of the three: shared/breakers.py writes no other
+        open_until=iso(state.open_until) if state.state == "open" and state.open_until else None,
+        probe=state.probe if state.state == "half_open" else None,
+        manual=state.manual,
+        reason=state.reason,
+        updated_at=state.updated_at,
+        settings=settings,
+    )
+
 
 HOUR_MS = 3_600_000
 MINUTE_RESOLUTION_MAX_HOURS = 6  # longer windows are answered per hour
@@ -127,6 +145,7 @@ class QueueService:
             health_status=status,
             health_reasons=reasons,
             live_stats=LiveStats(**current.counts),
+            by_priority={band: PriorityCounts(**counts) for band, counts in current.by_priority.items()},
             dlq_depth=dlq_depth,
             queue_depth=depth,
             processing_rate=round(hour.finished / 60, 3),
@@ -147,8 +166,10 @@ class QueueService:
 
     def _configuration(self, queue: QueueInfo, policy: QueuePolicy) -> QueueConfiguration:
         catalog = self.jobs.catalog
-        http = self.store.list_targets(queue.name)
-        code = sorted(t for t in catalog.types(queue.name) if t not in http and catalog.is_code_type(queue.name, t))
+        targets = self.store.list_targets(queue.name)
+        http = {t: target for t, target in targets.items() if isinstance(target, HttpTarget)}
+        functions = {t: target for t, target in targets.items() if isinstance(target, LambdaTarget)}
+        code = sorted(t for t in catalog.types(queue.name) if t not in targets and catalog.is_code_type(queue.name, t))
         return QueueConfiguration(
             concurrency=policy.max_concurrency or queue.max_concurrency,
             retry_attempts=policy.default_attempts,
@@ -166,12 +187,35 @@ class QueueService:
             max_concurrency=policy.max_concurrency or queue.max_concurrency,
             visibility_timeout=queue.visibility_timeout,
             max_receive_count=queue.max_receive_count,
-            processors=Processors(code=code, http=http),
+            processors=Processors(code=code, http=http, functions=functions),
             webhook=policy.webhook,
             rate_limit=policy.rate_limit,
             default_timeout=policy.default_timeout,
             groups=policy.groups,
         )
+
+    # ---- circuit breakers (shared/breakers.py) ---------------------------------------------------------
+    def _breakers(self) -> Breakers:
+        return Breakers(DynamoBreakerStore(self.settings.table_name), cache_seconds=0)
+
+    def breakers(self, name: str, caller: Identity) -> list[BreakerView]:
+        """Every target of the queue that has a breaker, with its state (one GetItem each)."""
+        queue = self.queue(name, caller)
+        breakers = self._breakers()
+        return [
+            _breaker_view(job_type, target.breaker, breakers.state(queue.name, job_type))
+            for job_type, target in sorted(self.store.list_targets(queue.name).items())
+            if target.breaker is not None
+        ]
+
+    def force_breaker(self, name: str, job_type: str, caller: Identity, *, open_: bool) -> BreakerView:
+        queue = self.queue(name, caller)
+        target = self.store.get_target(queue.name, job_type)
+        if target is None or target.breaker is None:
+            raise NotFound(f"type '{job_type}' on queue '{queue.name}' has no target with a circuit breaker")
+        state = self._breakers().force(queue.name, job_type, open_=open_, by=caller.user_id)
+        logger.info("circuit breaker forced", extra={"queue": queue.name, "type": job_type, "state": state.state, "by": caller.user_id})
+        return _breaker_view(job_type, target.breaker, state)
 
     # ---- runtime settings ----------------------------------------------------------------------------
     def update(self, name: str, patch: QueuePatch, caller: Identity) -> QueueConfiguration:
@@ -184,6 +228,7 @@ class QueueService:
         ]
         if changed:
             raise Invalid("read-only fields cannot be changed here: " + "; ".join(changed))
+        patch = _one_name_per_setting(patch, current)
         try:
             targets = patch.targets(set(current.processors.code))
         except (ValueError, ValidationError) as err:
@@ -192,10 +237,10 @@ class QueueService:
             if target is None:
                 if self.jobs.catalog.is_code_type(queue.name, job_type):
                     raise Conflict(f"type '{job_type}' on queue '{queue.name}' is handled by a code processor")
-                if job_type in current.processors.http:
+                if job_type in current.processors.http or job_type in current.processors.functions:
                     policies.delete_target(queue.name, job_type)
-            elif current.processors.http.get(job_type) != target:
-                self.jobs.put_http_target(queue.name, job_type, target, caller)  # validates the URL, like PUT
+            elif (current.processors.http.get(job_type) or current.processors.functions.get(job_type)) != target:
+                self.jobs.put_target(queue.name, job_type, target, caller)  # validates the URL or the function, like PUT
         changes = _policy_changes(patch)
         # Limits may be removed with null; the access block replaces the stored one whole.
         changes.update({field: getattr(patch, field) for field in ("max_unfinished_jobs", "max_unfinished_jobs_per_user") if field in patch.model_fields_set})
@@ -221,9 +266,10 @@ class QueueService:
             flow_control.check_timeout(changes.get("default_timeout"), queue.consumer_timeout)
         except ValueError as err:
             raise Invalid(f"defaultTimeout: {err}") from None
-        wanted = {v for v in (patch.max_concurrency, patch.concurrency) if v is not None}
+        # One setting under two names (seed 000's concurrency): the one changed is the change.
+        wanted = {v for v in (patch.max_concurrency, patch.concurrency) if v is not None and v != current.max_concurrency}
         if len(wanted) > 1:
-            raise Invalid("concurrency and maxConcurrency are the same setting; give one value")
+            raise Invalid("concurrency and maxConcurrency are one setting and were changed to different values; give one")
         if wanted and (n := wanted.pop()) != current.max_concurrency:
             set_max_concurrency(queue, n)  # the mapping first: if that fails, the policy still tells the truth
             changes["max_concurrency"] = n
@@ -420,6 +466,40 @@ class QueueService:
 
 def _round(ms: float | None) -> float | None:
     return round(ms, 1) if ms is not None else None
+
+
+def _one_name_per_setting(patch: QueuePatch, current: QueueConfiguration) -> QueuePatch:
+    """A read-modify-write of GET's configuration sends each setting under both its names (seed
+    000's ``retryAttempts``, ``retryDelay``, ``removeOnComplete: N`` and jobq's); the name the
+    client changed is the change, the one sent back as it was is dropped. Both changed to
+    different values: a 400 naming them."""
+    dropped: dict[str, None] = {}
+    # (seed name, jobq name, their values in the patch, their current values, the fields to drop
+    # when the seed's / jobq's is the one sent back; None: the seed's is applied last anyway)
+    pairs: list[tuple[str, str, Any, Any, Any, Any, str, str | None]] = [
+        ("retryAttempts", "defaultAttempts", patch.retry_attempts, patch.default_attempts,
+         current.retry_attempts, current.default_attempts, "retry_attempts", "default_attempts"),
+    ]
+    if patch.default_backoff is not None:
+        pairs.append(("retryDelay", "defaultBackoff.delay", patch.retry_delay, patch.default_backoff.delay,
+                      current.retry_delay, current.default_backoff.delay, "retry_delay", None))
+    for field in ("remove_on_complete", "remove_on_fail"):
+        number = getattr(patch, field)
+        from_retention = getattr(patch.retention, field) if patch.retention is not None else None
+        if isinstance(number, int) and from_retention is not None:
+            was = getattr(current, field)
+            pairs.append((to_camel(field), f"retention.{to_camel(field)}.maxCount", number, from_retention.max_count, was, was, field, None))
+    for alias, name, alias_value, value, alias_was, was, alias_field, own_field in pairs:
+        if alias_value is None or value is None or alias_value == value:
+            continue
+        if alias_value == alias_was:
+            dropped[alias_field] = None  # sent back unchanged: the other name carries the change
+        elif value == was:
+            if own_field is not None:
+                dropped[own_field] = None
+        else:
+            raise Invalid(f"{alias} and {name} are one setting and were changed to different values ({alias_value}, {value}); give one")
+    return patch.model_copy(update=dropped) if dropped else patch
 
 
 def _policy_changes(patch: QueuePatch) -> dict[str, Any]:

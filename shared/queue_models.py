@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.alias_generators import to_camel
 
 from shared.access import QueueAccess
@@ -13,10 +13,14 @@ from shared.flow_control import GroupPolicy, RateLimit
 from shared.models import (
     JOB_ID_PATTERN,
     TYPE_PATTERN,
+    AnyTarget,
     Backoff,
+    BreakerSettings,
     CamelModel,
     HttpTarget,
     JobPublic,
+    LambdaTarget,
+    ProcessorTarget,
     QueueDepth,
     Retention,
     WebhookOptions,
@@ -38,12 +42,37 @@ class LiveStats(CamelModel):
     failed: int = 0
     cancelled: int = 0
     stalled: int = 0
+    waiting_children: int = Field(default=0, alias="waiting-children", description="Flow parents waiting for their children.")
     total: int = 0
+
+
+class PriorityCounts(CamelModel):
+    """Jobs of one priority band not yet finished (counted by the EventsFunction in the same write as liveStats)."""
+
+    waiting: int = 0
+    delayed: int = 0
+    active: int = 0
 
 
 class Processors(CamelModel):
     code: list[str] = Field(description="Types run by Python processors (shared/catalog.py).")
     http: dict[str, HttpTarget] = Field(description="Types POSTed to an HTTP target.")
+    functions: dict[str, LambdaTarget] = Field(
+        default_factory=dict, description="Types that invoke a Lambda function (PUT /queues/{name}/processors/{type} with kind lambda)."
+    )
+
+
+class BreakerView(CamelModel):
+    """A target's circuit breaker as GET /queues/{name}/breakers shows it."""
+
+    type: str
+    state: Literal["closed", "open", "half_open"]
+    open_until: str | None = Field(default=None, description="When an automatic open ends and one probe job tests the target.")
+    probe: str | None = Field(default=None, description="`<userId>/<jobId>` of the job testing the target (half_open).")
+    manual: bool = Field(default=False, description="Opened by an admin: stays open until closed by hand.")
+    reason: str | None = None
+    updated_at: str | None = None
+    settings: BreakerSettings
 
 
 class RetentionPolicy(CamelModel):
@@ -94,6 +123,10 @@ class QueueSummary(CamelModel):
     health_status: HealthStatus
     health_reasons: list[str]
     live_stats: LiveStats
+    by_priority: dict[str, PriorityCounts] = Field(
+        default_factory=dict,
+        description="Per priority band (critical >= 10, high >= 5, normal >= 0, low >= -5, bulk below): waiting, delayed and active jobs.",
+    )
     dlq_depth: int = Field(description="Messages in the dead-letter queue (approximate).")
     queue_depth: QueueDepth
     processing_rate: float = Field(description="Jobs finished per minute over the last hour.")
@@ -255,25 +288,32 @@ class QueuePatch(CamelModel):
                 raise ValueError(f"{to_camel(name)}: keep at least 0 jobs")
         return self
 
-    def targets(self, code_types: set[str]) -> dict[str, HttpTarget | None]:
-        """The HTTP targets to put (or remove: None); ValueError for a bad entry or a changed code list."""
+    def targets(self, code_types: set[str]) -> dict[str, AnyTarget | None]:
+        """The HTTP and Lambda targets to put (or remove: None); ValueError for a bad entry or a changed code list."""
         given = self.processors or {}
-        listing = isinstance(given.get("code"), list) or (isinstance(given.get("http"), dict) and "url" not in given["http"])
+        listing = (
+            isinstance(given.get("code"), list)
+            or (isinstance(given.get("http"), dict) and "url" not in given["http"])
+            or (isinstance(given.get("functions"), dict) and "functionArn" not in given["functions"])
+        )
         if listing:
-            unknown = set(given) - {"code", "http"}
+            unknown = set(given) - {"code", "http", "functions"}
             if unknown:
-                raise ValueError(f"processors: unknown keys {', '.join(sorted(unknown))} beside code and http")
+                raise ValueError(f"processors: unknown keys {', '.join(sorted(unknown))} beside code, http and functions")
             if "code" in given and set(given["code"] or []) != code_types:
-                raise ValueError("processors.code is read-only: code processors are listed in functions/processors/registry.py")
-            entries: dict[str, Any] = given.get("http") or {}
+                raise ValueError("processors.code is read-only: code processors are listed in shared/catalog.py")
+            entries: dict[str, Any] = {**(given.get("http") or {}), **(given.get("functions") or {})}
         else:
             entries = given
-        out: dict[str, HttpTarget | None] = {}
+        out: dict[str, AnyTarget | None] = {}
         for job_type, target in entries.items():
             if not _matches(TYPE_PATTERN, job_type):
                 raise ValueError(f"processors: '{job_type}' is not a valid job type")
-            out[job_type] = None if target is None else HttpTarget.model_validate(target)
+            out[job_type] = None if target is None else _TARGETS.validate_python(target)
         return out
+
+
+_TARGETS: TypeAdapter[AnyTarget] = TypeAdapter(ProcessorTarget)
 
 
 def _matches(pattern: str, value: str) -> bool:

@@ -3,8 +3,8 @@
 A client connects to the WebSocket API with its JWT (verified in ``$connect``), then sends
 
     {"action": "subscribe", "jobId": "invoice-42"}                     # its own job
-    {"action": "subscribe", "jobId": "invoice-42", "userId": "alice"}  # an admin: alice's job (a user: NOT_FOUND)
-    {"action": "subscribe", "queue": "email-sending"}                  # an admin: every job of a queue
+    {"action": "subscribe", "jobId": "invoice-42", "userId": "alice"}  # alice's job, for those who may read it
+    {"action": "subscribe", "queue": "email-sending"}                  # every job of a queue, for its readers
     {"action": "unsubscribe", ...the same fields...}
     {"action": "ping"}
 
@@ -19,15 +19,23 @@ Event types: ``job:waiting``, ``job:delayed``, ``job:active``, ``job:progress``,
 Subscribing answers ``{"type": "subscribed", ...}`` and then the job's current state as its
 event (a finished job's final event), so a client that subscribes late misses nothing.
 
-Who sees what is the HTTP API's rule: a job's owner and admins; a queue: admins. It is checked
-when subscribing and again for every event sent (the subscription carries the subscriber).
+Who sees what is the HTTP API's rule (shared/access.py): a job, its owner and whoever may read
+every job of its queue (admins, the reader group, the queue's read and operate groups); a whole
+queue, the latter. It is checked when subscribing and again for every event sent (the
+subscription carries the subscriber's identity; the queue's permissions are read from its
+policy, cached a few seconds per container), so a permission taken away stops the events.
 
 Cost: progress is coalesced per connection and job to one event per
 ``realtime_progress_interval_ms`` of the job's timeline (the latest wins; a held one goes out
 with the shard's next batch once due, or is superseded by the job's next change), and a
 progress record looks its subscribers up at most once per ``realtime_subscriber_cache_ms``
 per container; status changes always read them fresh (strongly consistent), so an ending is
-never missed by a subscriber that subscribed before it was written.
+never missed by a subscriber that subscribed before it was written. A queue subscription sees
+many jobs, so it has a budget of its own across them (``QueueBudget``): at most
+``realtime_queue_progress_per_second`` progress events and ``realtime_queue_events_per_second``
+events in all per connection and queue a second; what is over is dropped and counted, and the
+connection is told once a second (``{"type": "queue:dropped", "queue", "dropped"}``) so it can
+re-read the counts over HTTP. One connection's work per second is bounded whatever the queue does.
 """
 
 from __future__ import annotations
@@ -41,9 +49,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from shared.clock import now_ms, parse_iso
+from shared.access import Action, Identity, QueueAccess, allows, may_read_job
+from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Forbidden, Invalid, JobqError, NotFound
-from shared.jobs import Identity
+from shared.jobs import JobService
 from shared.models import JOB_ID_PATTERN, NAME_PATTERN, Job, json_size
 from shared.observability import logger
 from shared.settings import Settings
@@ -78,9 +87,10 @@ def queue_topic(queue: str) -> str:
 
 @dataclass(frozen=True)
 class Connection:
+    """An open WebSocket and who opened it (from the token verified at $connect)."""
+
     connection_id: str
-    user_id: str
-    is_admin: bool
+    caller: Identity
 
 
 @dataclass(frozen=True)
@@ -88,11 +98,7 @@ class Subscriber:
     """One subscription of one connection, with who subscribed (checked again for every event)."""
 
     connection_id: str
-    user_id: str
-    is_admin: bool
-
-    def may_see(self, job: Job) -> bool:
-        return self.is_admin or self.user_id == job.user_id
+    caller: Identity
 
 
 class SendResult(StrEnum):
@@ -124,6 +130,9 @@ class JobReader(Protocol):
 
 class QueueNames(Protocol):
     def names(self) -> set[str]: ...
+
+
+QueueAccessOf = Callable[[str], QueueAccess | None]  # a queue's permissions (its policy); None: no such queue
 
 
 # ---- what a change means --------------------------------------------------------------------------------
@@ -210,7 +219,9 @@ def current_event(job: Job, *, inline_result_bytes: int) -> dict[str, Any]:
         JobStatus.FAILED: EventType.FAILED,
         JobStatus.CANCELLED: EventType.CANCELLED,
         JobStatus.STALLED: EventType.STALLED,
-    }[job.status]
+    }.get(job.status)
+    if kind is None:  # a status this module has no event for: the state as it is, named after it
+        return {**_base(EventType.WAITING, job), "type": f"job:{job.status.value}"}
     return event_for(kind, job, inline_result_bytes=inline_result_bytes)
 
 
@@ -234,6 +245,7 @@ class RealtimeService:
         sender: ConnectionSender,
         jobs: JobReader,
         queues: QueueNames,
+        access_of: QueueAccessOf,
         settings: Settings,
         *,
         clock: Callable[[], int] = now_ms,
@@ -242,6 +254,7 @@ class RealtimeService:
         self.sender = sender
         self.jobs = jobs
         self.queues = queues
+        self.access_of = access_of
         self.settings = settings
         self.clock = clock
 
@@ -249,9 +262,7 @@ class RealtimeService:
         return self.clock() // 1000 + self.settings.realtime_connection_ttl_seconds
 
     def connect(self, connection_id: str, caller: Identity) -> None:
-        self.connections.put_connection(
-            Connection(connection_id, caller.user_id, caller.is_admin), now_ms=self.clock(), expires_at=self._expires_at()
-        )
+        self.connections.put_connection(Connection(connection_id, caller), now_ms=self.clock(), expires_at=self._expires_at())
 
     def disconnect(self, connection_id: str) -> int:
         return self.connections.forget_connection(connection_id)
@@ -288,32 +299,38 @@ class RealtimeService:
         if job is None:
             return [reply]
         found = self.jobs.get(job[0], job[1])
+        if found is not None and not may_read_job(connection.caller, found.user_id, self.access_of(found.queue)):
+            # Another user's job on a queue the caller may not read: as the HTTP API, not found.
+            self.connections.unsubscribe(connection_id, topic)
+            raise NotFound(f"job {found.job_id} not found")
         reply["status"] = found.status.value if found else None
         if found is None:
             return [reply]
         return [reply, current_event(found, inline_result_bytes=self.settings.realtime_inline_result_bytes)]
 
-    def _topic(self, caller: Connection, request: Mapping[str, Any]) -> tuple[str, dict[str, str], tuple[str, str] | None]:
+    def _topic(self, connection: Connection, request: Mapping[str, Any]) -> tuple[str, dict[str, str], tuple[str, str] | None]:
+        caller = connection.caller
         job_id, queue, user_id = request.get("jobId"), request.get("queue"), request.get("userId")
         if (job_id is None) == (queue is None):
-            raise Invalid("send either jobId (a job) or queue (every job of a queue, admins only)")
+            raise Invalid("send either jobId (a job) or queue (every job of a queue)")
         if queue is not None:
-            if not caller.is_admin:
-                raise Forbidden("only admins may subscribe to a whole queue")
             if not isinstance(queue, str) or queue not in self.queues.names():
+                if not (caller.sees_everything or caller.groups):
+                    raise Forbidden("you may subscribe to your own jobs only")
                 raise Invalid(f"unknown queue {queue!r}; queues: {', '.join(sorted(self.queues.names()))}")
+            if not allows(caller, Action.READ, self.access_of(queue)):
+                raise Forbidden(f"a queue subscription shows every job of '{queue}': your groups may not read them")
             return queue_topic(queue), {"queue": queue}, None
         if not isinstance(job_id, str) or not _matches(JOB_ID_PATTERN, job_id):
             raise Invalid("jobId is not a valid job id")
-        owner = caller.user_id
-        if user_id is not None and user_id != caller.user_id:
-            if not isinstance(user_id, str) or not user_id:
-                raise Invalid("userId must be a user id")
-            if not caller.is_admin:
-                # As on the HTTP API (?userId= of someone else): the 404 of an id that does not exist.
-                raise NotFound(f"job {job_id} not found")
-            owner = user_id
-        # Your own namespace: a job you are about to create may be subscribed to already.
+        if user_id is not None and (not isinstance(user_id, str) or not user_id or len(user_id) > 256):
+            raise Invalid("userId must be a user id")
+        owner = JobService.owner_for(caller, user_id)  # whose namespace, by the HTTP API's rule
+        if owner is None:
+            # As on the HTTP API (?userId= of someone else): the 404 of an id that does not exist.
+            raise NotFound(f"job {job_id} not found")
+        # Your own namespace: a job you are about to create may be subscribed to already. Another's:
+        # the job's queue decides (above, once it is read; and again for every event).
         return job_topic(owner, job_id), {"jobId": job_id, "userId": owner}, (owner, job_id)
 
 
@@ -367,7 +384,8 @@ class ProgressThrottle:
         self._held: dict[Key, _Held] = {}
         self._lock = threading.Lock()
 
-    def offer(self, key: Key, at_ms: int, event: dict[str, Any]) -> bool:
+    def offer(self, key: Key, at_ms: int, event: dict[str, Any], *, hold: bool = True) -> bool:
+        """Whether to send ``event`` now; if not, it is held (the latest wins) unless ``hold`` is False."""
         if self.interval_ms <= 0:
             return True
         with self._lock:
@@ -376,7 +394,8 @@ class ProgressThrottle:
                 self._held.pop(key, None)  # superseded by this one
                 self._sent(key, at_ms)
                 return True
-            self._held[key] = _Held(last + self.interval_ms, event)
+            if hold:
+                self._held[key] = _Held(last + self.interval_ms, event)
             return False
 
     def drop(self, key: Key) -> None:
@@ -412,6 +431,63 @@ class ProgressThrottle:
             self._last_sent.popitem(last=False)
 
 
+class QueueBudget:
+    """How many events a queue subscription may still get this second, across all the queue's jobs.
+
+    Per (connection, queue) and wall-clock second: at most ``events_per_second`` events, of which
+    at most ``progress_per_second`` progress events (so endings keep room when many jobs report).
+    What is over is dropped and counted; ``notices`` turns the counts into one
+    ``queue:dropped`` message per connection and queue a second. Memory is bounded by ``max_keys``.
+    """
+
+    def __init__(self, events_per_second: int, progress_per_second: int, *, max_keys: int = 100_000) -> None:
+        self.events_per_second = events_per_second
+        self.progress_per_second = progress_per_second
+        self.max_keys = max_keys
+        self._windows: OrderedDict[tuple[str, str], list[int]] = OrderedDict()  # key -> [second, events, progress]
+        self._dropped: dict[tuple[str, str], list[int]] = {}  # key -> [dropped, since ms]
+        self._told: dict[tuple[str, str], int] = {}  # key -> the second it was last told
+        self._lock = threading.Lock()
+
+    def admit(self, connection_id: str, queue: str, now: int, *, progress: bool) -> bool:
+        key, second = (connection_id, queue), now // 1000
+        with self._lock:
+            window = self._windows.get(key)
+            if window is None or window[0] != second:
+                window = [second, 0, 0]
+                self._windows[key] = window
+            self._windows.move_to_end(key)
+            while len(self._windows) > self.max_keys:
+                self._windows.popitem(last=False)
+            if window[1] >= self.events_per_second or (progress and window[2] >= self.progress_per_second):
+                dropped = self._dropped.setdefault(key, [0, now])
+                dropped[0] += 1
+                return False
+            window[1] += 1
+            window[2] += int(progress)
+            return True
+
+    def notices(self, now: int) -> list[tuple[str, dict[str, Any]]]:
+        second = now // 1000
+        out: list[tuple[str, dict[str, Any]]] = []
+        with self._lock:
+            for key, (count, since) in list(self._dropped.items()):
+                if self._told.get(key) == second:
+                    continue  # told this second already: the count carries over to the next notice
+                del self._dropped[key]
+                self._told[key] = second
+                out.append((key[0], {"type": "queue:dropped", "queue": key[1], "dropped": count, "since": iso(since)}))
+            while len(self._told) > self.max_keys:
+                self._told.pop(next(iter(self._told)))
+        return out
+
+    def forget_connection(self, connection_id: str) -> None:
+        with self._lock:
+            for table in (self._windows, self._dropped, self._told):
+                for key in [k for k in table if k[0] == connection_id]:
+                    del table[key]
+
+
 # ---- the fan-out (the stream consumer) ----------------------------------------------------------------------------
 
 
@@ -426,6 +502,7 @@ class FanoutOutcome:
     gone: int = 0
     failed: int = 0
     denied: int = 0
+    capped: int = 0  # events over a queue subscription's budget (QueueBudget), dropped
     webhooks: int = 0  # webhook deliveries queued (shared/webhooks.py)
     by_type: dict[str, int] = field(default_factory=dict)
 
@@ -471,6 +548,7 @@ class EventFanout:
         self,
         connections: ConnectionStore,
         sender: ConnectionSender,
+        access_of: QueueAccessOf,
         settings: Settings,
         *,
         throttle: ProgressThrottle | None = None,
@@ -478,8 +556,10 @@ class EventFanout:
     ) -> None:
         self.connections = connections
         self.sender = sender
+        self.access_of = access_of
         self.settings = settings
         self.throttle = throttle or ProgressThrottle(settings.realtime_progress_interval_ms)
+        self.budget = QueueBudget(settings.realtime_queue_events_per_second, settings.realtime_queue_progress_per_second)
         self.cache = _SubscriberCache(settings.realtime_subscriber_cache_ms)
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=settings.realtime_send_workers, thread_name_prefix="push")
@@ -496,25 +576,33 @@ class EventFanout:
             outcome.events += 1
             outcome.by_type[kind.value] = outcome.by_type.get(kind.value, 0) + 1
             event = event_for(kind, job, inline_result_bytes=self.settings.realtime_inline_result_bytes)
-            for subscriber in self._subscribers(job, progress=kind is EventType.PROGRESS, outcome=outcome):
-                if not subscriber.may_see(job):
-                    outcome.denied += 1  # a subscription that no longer holds (defence in depth)
+            progress = kind is EventType.PROGRESS
+            access = self.access_of(job.queue)
+            for subscriber, via_queue in self._subscribers(job, progress=progress, outcome=outcome):
+                if not may_read_job(subscriber.caller, job.user_id, access):
+                    outcome.denied += 1  # a subscription that no longer holds (a permission taken away; defence in depth)
                     continue
                 key = (subscriber.connection_id, job.user_id, job.job_id)
-                if kind is EventType.PROGRESS:
-                    if not self.throttle.offer(key, _at_ms(job), event):
+                if progress:
+                    # A job's own watcher gets the latest progress once due; a queue watcher, the next one.
+                    if not self.throttle.offer(key, _at_ms(job), event, hold=not via_queue):
                         outcome.held += 1
                         continue
                 else:
                     self.throttle.drop(key)  # an ending (or a new attempt) supersedes held progress
+                if via_queue and not self.budget.admit(subscriber.connection_id, job.queue, self.clock(), progress=progress):
+                    outcome.capped += 1
+                    continue
                 outbox.append((subscriber.connection_id, event))
+        outbox += self.budget.notices(self.clock())
         self._send(outbox, outcome)
         self._flush_held(outcome)
         return outcome
 
-    def _subscribers(self, job: Job, *, progress: bool, outcome: FanoutOutcome) -> list[Subscriber]:
-        found: dict[str, Subscriber] = {}
-        for topic in (job_topic(job.user_id, job.job_id), queue_topic(job.queue)):
+    def _subscribers(self, job: Job, *, progress: bool, outcome: FanoutOutcome) -> list[tuple[Subscriber, bool]]:
+        """The job's subscribers, each once, and whether only through the job's queue."""
+        found: dict[str, tuple[Subscriber, bool]] = {}
+        for topic, via_queue in ((job_topic(job.user_id, job.job_id), False), (queue_topic(job.queue), True)):
             now = self.clock()
             subscribers = self.cache.get(topic, now) if progress else None
             if subscribers is None:
@@ -524,8 +612,8 @@ class EventFanout:
             else:
                 outcome.cached_lookups += 1
             for subscriber in subscribers:
-                # A connection subscribed to both the job and its queue gets the event once.
-                found.setdefault(subscriber.connection_id, subscriber)
+                # A connection subscribed to both the job and its queue gets the event once, as the job's.
+                found.setdefault(subscriber.connection_id, (subscriber, via_queue))
         return list(found.values())
 
     def _send(self, outbox: list[tuple[str, dict[str, Any]]], outcome: FanoutOutcome) -> None:
@@ -556,6 +644,7 @@ class EventFanout:
 
     def _forget(self, connection_id: str) -> None:
         self.throttle.drop_connection(connection_id)
+        self.budget.forget_connection(connection_id)
         self.cache.forget_connection(connection_id)
         try:
             self.connections.forget_connection(connection_id)

@@ -9,7 +9,9 @@ API's authorizer is configured with (template parameters JwtIssuer / JwtAudience
   for a ``kid`` it does not know (key rotation);
 * RS256/384/512 only; ``iss`` equals the issuer; ``aud`` (or Cognito's ``client_id``) among
   the audiences; ``exp`` / ``nbf`` / ``iat`` checked;
-* the user is ``sub``; an admin is a user whose groups claim holds the admin group.
+* the user is ``sub``; its groups are the groups claim read as the HTTP API reads it
+  (``shared.access.groups_of``: exact names); an admin is in the admin group, a read-only
+  operator in the reader group. The caller is the same ``Identity`` the HTTP API builds.
 
 The token comes in the ``Authorization`` header (``Bearer <jwt>``) or, since browsers cannot set
 headers on a WebSocket, the ``token`` query parameter.
@@ -26,7 +28,7 @@ from urllib.request import urlopen
 
 import jwt
 
-from shared.jobs import Identity
+from shared.access import Identity, groups_of
 
 _ALGORITHMS = ["RS256", "RS384", "RS512"]
 _REFRESH_SECONDS = 60.0
@@ -45,14 +47,6 @@ def token_of(headers: Mapping[str, str] | None, query: Mapping[str, str] | None)
     return token.strip() if token and token.strip() else None
 
 
-def groups_of(value: Any) -> set[str]:
-    if isinstance(value, list):
-        return {str(v) for v in value}
-    if isinstance(value, str):
-        return {part for part in value.strip("[]").replace(",", " ").split() if part}
-    return set()
-
-
 class TokenVerifier:
     def __init__(
         self,
@@ -61,6 +55,7 @@ class TokenVerifier:
         *,
         groups_claim: str = "cognito:groups",
         admin_group: str = "admin",
+        reader_group: str = "",
         timeout: float = 3.0,
     ) -> None:
         if not issuer:
@@ -69,6 +64,7 @@ class TokenVerifier:
         self.audiences = [a for a in audiences if a]
         self.groups_claim = groups_claim
         self.admin_group = admin_group
+        self.reader_group = reader_group
         self.timeout = timeout
         self._keys: dict[str, Any] = {}
         self._fetched_at = float("-inf")
@@ -94,8 +90,13 @@ class TokenVerifier:
         audiences = [audiences] if isinstance(audiences, str) else list(audiences or [])
         if not set(audiences) & set(self.audiences) and claims.get("client_id") not in self.audiences:
             raise Unauthorized("token rejected: audience not accepted")
-        groups = groups_of(claims.get(self.groups_claim))
-        return Identity(user_id=str(claims["sub"]), is_admin=self.admin_group in groups)
+        groups = frozenset(groups_of(claims.get(self.groups_claim)))
+        return Identity(
+            user_id=str(claims["sub"]),
+            is_admin=self.admin_group in groups,
+            groups=groups,
+            is_reader=bool(self.reader_group) and self.reader_group in groups,
+        )
 
     def _key(self, kid: str) -> Any:
         with self._lock:

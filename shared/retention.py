@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pydantic import Field
 
 from shared.adapters import counters, reports
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.adapters.queues import QueueDirectory
 from shared.clock import iso, parse_iso
 from shared.errors import JobqError
@@ -28,7 +28,7 @@ from shared.models import CamelModel, Job, QueueInfo, QueuePolicy
 from shared.models import Retention as RetentionRule
 from shared.observability import emit, logger
 from shared.settings import Settings
-from shared.status import JobStatus
+from shared.status import FINISHED, JobStatus
 
 
 class Removed(CamelModel):
@@ -152,7 +152,12 @@ class Retention:
             return sum(pool.map(self._delete_one, jobs))
 
     def _delete_one(self, job: Job) -> int:
-        """Delete a finished job unless it changed since it was read (a retry, say)."""
+        """Delete a finished job unless it changed since it was read (a retry, say), or its flow's
+        parent has not finished yet (it may still read the child's result, or retry it)."""
+        if job.parent is not None:
+            parent = self.store.get(job.user_id, job.parent.job_id)
+            if parent is not None and parent.status not in FINISHED:
+                return 0
         return int(self.store.delete_unchanged(job))
 
 

@@ -153,6 +153,7 @@ class ScheduleService:
         size = json_size(request.data)
         if size > self.settings.max_data_bytes:
             raise PayloadTooLarge(f"data is {size} bytes; the limit is {self.settings.max_data_bytes}")
+        self.jobs.check_data(queue.name, request.type, request.data)  # every firing's job must be accepted
         options = request.options
         if options.job_id or options.run_at or options.deduplication:
             raise Invalid("a schedule's options cannot have jobId, runAt or deduplication: every firing makes its own job")

@@ -30,6 +30,8 @@ class Settings(BaseModel):
     queues_parameter_path: str = Field(min_length=1)
     queue_cache_seconds: int = 60
     target_cache_seconds: int = 5
+    # How often a consumer waiting on an HTTP target looks whether the job was cancelled (one read each).
+    http_cancel_poll_seconds: float = Field(default=1.0, gt=0, le=60)
 
     # Identity: API Gateway's JWT authorizer fills in the claims.
     admin_groups_claim: str = "cognito:groups"
@@ -44,8 +46,10 @@ class Settings(BaseModel):
     user_jobs_per_minute: int = Field(default=0, ge=0)
     user_max_unfinished_jobs: int = Field(default=0, ge=0)
 
-    max_data_bytes: int = 256 * 1024
-    max_result_bytes: int = 128 * 1024
+    # Past a few KB they are stored in S3 (the claim check, shared/adapters/payloads.py); 5 MB keeps a
+    # job's answer inside Lambda's 6 MB response and API Gateway's 10 MB request (README).
+    max_data_bytes: int = 5_000_000
+    max_result_bytes: int = 5_000_000
     max_attempts_limit: int = 20
     backoff_cap_seconds: int = 3600
     # A job whose group key has maxActive running waits 1, 2, 4 ... up to this many seconds between looks.
@@ -70,6 +74,11 @@ class Settings(BaseModel):
 
     # Only the local stack sets this: plain http targets on loopback.
     allow_loopback_http_targets: bool = False
+    # Lambda targets (issue 18): the function ARNs a job type may be registered to invoke,
+    # comma-separated (template.yaml LambdaTargetArns; the consumers' roles may invoke exactly these).
+    lambda_target_arns: str = ""
+    # Circuit breakers per target (shared/breakers.py): the defaults a target's own settings override.
+    breaker_cache_seconds: float = Field(default=2, ge=0)
 
     # EventBridge Scheduler (shared/adapters/scheduler.py): the stack's schedule group, the role its
     # schedules assume, and the function recurring schedules invoke.
@@ -85,6 +94,12 @@ class Settings(BaseModel):
     orphan_grace_seconds: int = 120  # waiting/overdue this long without being picked up: wake it
     orphan_resend_seconds: int = 3600  # ...at most once per this many seconds per job
     maintenance_batch: int = 100  # jobs read per queue and status per run and page
+    # Write shards of the jobs table's shared index keys (template.yaml's IndexShards): a queue's
+    # or a user's index writes spread over this many partition keys. Only ever raised.
+    index_shards: int = Field(default=8, ge=1, le=64)
+    # How many of a queue's newest index entries the health sweep reads for waiting and active
+    # jobs (not indexed by state: docs/data-model.md).
+    sweep_scan_entries: int = Field(default=2000, ge=10)
     health_failure_rate: float = 0.10  # over this in the last hour: error
     health_min_finished: int = 10  # finished jobs in the hour before the failure rate counts
     health_max_waiting: int = 100  # more waiting: warning
@@ -101,6 +116,12 @@ class Settings(BaseModel):
     # sender's own domain. template.yaml grants SES the same list (ses:Recipients).
     email_allowed_recipients: str = ""
     video_step_seconds: float = Field(default=0.2, ge=0)
+    # Built-in processors (processors/builtins.py): the SNS topics publish may reach (template.yaml
+    # PublishTopicArns), and how long an export's download URL may be valid.
+    publish_topic_arns: str = ""
+    export_url_default_seconds: int = Field(default=3600, ge=60)
+    export_url_max_seconds: int = Field(default=7 * 86400, ge=60, le=7 * 86400)
+    export_max_input_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
 
     # Live events (shared/realtime.py): the WebSocket $connect handler checks tokens against the
     # HTTP API's issuer and audiences; connections and subscriptions live in their own table.
@@ -113,6 +134,9 @@ class Settings(BaseModel):
     realtime_inline_result_bytes: int = Field(default=32 * 1024, ge=0)  # a larger result is sent as a pointer
     realtime_send_workers: int = Field(default=16, ge=1, le=64)
     realtime_subscriber_cache_ms: int = Field(default=1000, ge=0)  # progress records reuse a job's subscriber list this long
+    # A queue subscription's budget per connection and second, across the queue's jobs (QueueBudget).
+    realtime_queue_events_per_second: int = Field(default=100, ge=1)
+    realtime_queue_progress_per_second: int = Field(default=20, ge=0)
     # Webhooks (shared/webhooks.py): deliveries go through an SQS queue, retried with backoff.
     webhook_queue_url: str = ""
     webhook_max_attempts: int = Field(default=15, ge=1, le=50)  # with 5 s doubling to 1 h: about 6 hours of receiver downtime

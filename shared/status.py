@@ -17,6 +17,7 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     STALLED = "stalled"
+    WAITING_CHILDREN = "waiting-children"  # a flow's parent: not enqueued until its children finished
 
 
 S = JobStatus
@@ -29,13 +30,17 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.WAITING: frozenset({S.WAITING, S.ACTIVE, S.CANCELLED, S.DELAYED}),
     # active -> active: an expired lease is reclaimed on redelivery.
     # active -> delayed: a failed attempt waits out its backoff.
-    S.ACTIVE: frozenset({S.ACTIVE, S.COMPLETED, S.FAILED, S.DELAYED, S.CANCELLED, S.STALLED}),
+    # active -> waiting-children: the processor added children (job.add_children) and waits for them.
+    S.ACTIVE: frozenset({S.ACTIVE, S.COMPLETED, S.FAILED, S.DELAYED, S.CANCELLED, S.STALLED, S.WAITING_CHILDREN}),
     # stalled -> completed | delayed: an attempt's outcome kept through a failed final write
     # lands after the health sweep found its lease expired (shared/lifecycle.py).
     S.STALLED: frozenset({S.ACTIVE, S.WAITING, S.COMPLETED, S.DELAYED, S.FAILED, S.CANCELLED}),
     S.COMPLETED: frozenset(),
-    # a manual retry puts a finished-unsuccessfully job back in line
-    S.FAILED: frozenset({S.WAITING}),
+    # waiting-children -> waiting: its children finished; -> failed: a child failed (failParentOnFailure)
+    S.WAITING_CHILDREN: frozenset({S.WAITING, S.FAILED, S.CANCELLED}),
+    # a manual retry puts a finished-unsuccessfully job back in line; a parent failed by its child
+    # waits again once that child is retried (failed -> waiting-children)
+    S.FAILED: frozenset({S.WAITING, S.WAITING_CHILDREN}),
     S.CANCELLED: frozenset({S.WAITING}),
 }
 

@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from shared.errors import JobqError, Unavailable
 from shared.lifecycle import Change, DeadLetterCopy, Log, Metric, RemoveSchedule, Wake
@@ -31,6 +31,7 @@ T = TypeVar("T")
 
 class JobWriter(Protocol):
     def apply(self, change: Change) -> Job: ...
+    def apply_together(self, change: Change, actions: list[dict[str, Any]]) -> Job: ...
 
 
 class JobMessages(Protocol):
@@ -74,14 +75,22 @@ class Transitions:
         self.monotonic_ms = monotonic_ms
 
     def apply(
-        self, change: Change, queue: QueueInfo, *, delivery: DeliveryRef | None = None, within_ms: int = 0, must_wake: bool = False
+        self,
+        change: Change,
+        queue: QueueInfo,
+        *,
+        delivery: DeliveryRef | None = None,
+        within_ms: int = 0,
+        must_wake: bool = False,
+        together: list[dict[str, Any]] | None = None,
     ) -> Job:
         """Write ``change`` and run its effects; retries AWS errors for up to ``within_ms`` (0: one try).
 
         Raises ``Conflict`` when the job is not as the change expects (its details: the job now),
         ``Unavailable`` when AWS kept failing (nothing was written; a DLQ copy may have been sent).
         ``must_wake``: a wake-up that cannot be sent raises ``Unavailable`` after the write (the
-        API says so; the health sweep sends it later).
+        API says so; the health sweep sends it later). ``together``: other items' writes made in
+        the same transaction (a completion's follow-up jobs: shared/flows.py).
         """
         deadline = self.monotonic_ms() + within_ms
         for copy in change.effects_of(DeadLetterCopy):
@@ -90,7 +99,11 @@ class Transitions:
                 self.messages.dead_letter(queue, change.job, reason=reason)
 
             self._retrying(send, deadline)
-        written = self._retrying(lambda: self.jobs.apply(change), deadline)
+        if together:
+            actions = together
+            written = self._retrying(lambda: self.jobs.apply_together(change, actions), deadline)
+        else:
+            written = self._retrying(lambda: self.jobs.apply(change), deadline)
         self._follow(change, written, queue, delivery, must_wake=must_wake)
         return written
 

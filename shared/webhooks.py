@@ -94,6 +94,18 @@ class Delivery:
         return cls(**{k: raw[k] for k in ("delivery_id", "user_id", "job_id", "queue", "url", "event")})
 
 
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    """How one POST of a delivery went (what its record then says)."""
+
+    status: DeliveryStatus
+    attempt: int
+    at_ms: int
+    http_status: int | None = None
+    error: str | None = None
+    next_attempt_at: str | None = None
+
+
 def delivery_id(user_id: str, job_id: str, version: int, kind: str) -> str:
     """The same change gives the same id (a stream batch read twice sends duplicates, not new deliveries)."""
     return hashlib.sha256(f"{user_id}\0{job_id}\0{version}\0{kind}".encode()).hexdigest()[:32]
@@ -103,17 +115,7 @@ class DeliveryLog(Protocol):
     """Delivery records beside the job (shared/adapters/webhooks.py)."""
 
     def record_pending(self, delivery: Delivery, *, now_ms: int, expires_at: int) -> None: ...
-    def record_attempt(
-        self,
-        delivery: Delivery,
-        *,
-        status: DeliveryStatus,
-        attempt: int,
-        now_ms: int,
-        http_status: int | None,
-        error: str | None,
-        next_attempt_at: str | None,
-    ) -> None: ...
+    def record_attempt(self, delivery: Delivery, attempt: DeliveryAttempt) -> None: ...
     def is_delivered(self, delivery: Delivery) -> bool: ...
     def deliveries(self, user_id: str, job_id: str) -> list[dict[str, Any]]: ...
 
@@ -253,12 +255,5 @@ class WebhookDeliverer:
     def _record(
         self, delivery: Delivery, status: DeliveryStatus, attempt: int, http_status: int | None, error: str | None, next_attempt_at: str | None = None
     ) -> None:
-        self.log.record_attempt(
-            delivery,
-            status=status,
-            attempt=attempt,
-            now_ms=self.clock(),
-            http_status=http_status,
-            error=error[:MAX_ERROR_CHARS] if error else None,
-            next_attempt_at=next_attempt_at,
-        )
+        error = error[:MAX_ERROR_CHARS] if error else None
+        self.log.record_attempt(delivery, DeliveryAttempt(status, attempt, self.clock(), http_status, error, next_attempt_at))

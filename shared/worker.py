@@ -20,17 +20,20 @@ from typing import Any
 
 from shared import backoff, flow_control, lifecycle, strict_json
 from shared.adapters import policies, queues
-from shared.adapters.jobs import JobStore
+from shared.adapters.flows import FlowStore
+from shared.adapters.job_repository import JobStore
 from shared.adapters.limits import DynamoLimits
 from shared.adapters.sqs import SqsJobMessages
 from shared.clock import now_ms, parse_iso
 from shared.errors import Conflict, PermanentJobError, Unavailable
+from shared.flows import FollowUps, JobPlanner, children_values, follow_up_actions, jobs_of_body
 from shared.lifecycle import AttemptOutcome, Change, Guard
-from shared.models import Job, JobRef, QueueInfo, QueuePolicy, json_size
+from shared.models import AttemptUsage, Job, JobRef, QueueInfo, QueuePolicy, json_size
 from shared.observability import logger
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
 from shared.transitions import DeliveryRef, Transitions
+from shared.usage import attempt_usage
 
 Processor = Callable[["JobContext"], Any]
 ProcessorResolver = Callable[[QueueInfo, Job], Processor]
@@ -67,6 +70,7 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
     DEFERRED = "deferred"  # over a flow limit: the job waits in a new message (no attempt spent)
+    WAITING_CHILDREN = "waiting-children"  # the processor added children; it runs again when they finished
     KEPT = "kept"  # the ending could not be written; it travels in a message that a later delivery writes
 
 # The part of a consumer's remaining time kept back from retrying a final write: enough to send
@@ -80,13 +84,15 @@ THROTTLE_BACKOFF_CAP_SECONDS = 120
 class Ending:
     """How an attempt ended, as the worker decided it: enough to write it now or from a later delivery."""
 
-    operation: str  # complete | retry_later | fail | cancel
+    operation: str  # complete | await_children | retry_later | fail | cancel
     attempt: int
     result: Any = None
     error: str | None = None
     processing_ms: int | None = None
     wait_seconds: int = 0
     outcome: str | None = None  # the attempt record's outcome when not the operation's own (timed_out)
+    usage: dict[str, Any] | None = None  # AttemptUsage, as JSON (it travels in kept-outcome messages)
+    follow_ups: list[dict[str, Any]] | None = None  # jobs and children the processor added (shared/flows.py)
 
     def as_body(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -108,19 +114,30 @@ class Delivery:
     receipt_handle: str
     queue: QueueInfo
     receive_count: int = 1
+    memory_mb: int | None = None  # the consumer's configured memory (its Lambda context)
+    batch_records: int = 1  # records in the invocation's batch: the attempt's share of the request charge
 
 
 class JobContext:
-    """What a processor gets: the job's input, and a way to report progress."""
+    """What a processor gets: the job's input, a way to report progress, and to add jobs."""
 
     def __init__(
-        self, job: Job, store: JobStore, token: str, clock: Callable[[], int], log_ttl_s: int = 30 * 86400, *, timeout_ms: int | None = None
+        self,
+        job: Job,
+        store: JobStore,
+        token: str,
+        clock: Callable[[], int],
+        log_ttl_s: int = 30 * 86400,
+        *,
+        follow_ups: FollowUps | None = None,
+        timeout_ms: int | None = None,
     ) -> None:
         self.snapshot = job  # the job as last written by this worker
         self._log_ttl_s = log_ttl_s
         self._store = store
         self._token = token
         self._clock = clock
+        self._follow_ups = follow_ups
         self._timeout_ms = timeout_ms
         self._deadline_ms = clock() + timeout_ms if timeout_ms is not None else None
         self._deadline_mono = time.monotonic() + timeout_ms / 1000 if timeout_ms is not None else None
@@ -146,6 +163,31 @@ class JobContext:
     def expire(self) -> None:
         """The worker gave up on the attempt: whatever the processor calls next raises JobTimedOut."""
         self._expired = True
+
+    # ---- flows: jobs that start jobs (shared/flows.py) ------------------------------------------
+    def add_job(self, queue: str, type: str, data: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> str:
+        """Add a job (any queue, this job's user) created with this job's completion, never without it
+        nor twice. Returns its id. An invalid job raises ``PermanentJobError``: this job fails."""
+        return self._adding().add_job({"queue": queue, "type": type, "data": data or {}, "options": options or {}})
+
+    def add_children(self, children: list[dict[str, Any]]) -> list[str]:
+        """Add children (``{"queue", "type", "data", "options", "onFailure"}``): when this attempt ends,
+        the job waits in ``waiting-children`` and runs again once they finished (``children_values``)."""
+        return [self._adding().add_child(child) for child in children]
+
+    @property
+    def waited_for_children(self) -> bool:
+        """True for a flow's parent: it runs now that its children finished (``children_values``)."""
+        return self.snapshot.has_children
+
+    def children_values(self) -> dict[str, Any]:
+        """The results of this job's finished children, by child job id (empty before it had any)."""
+        return children_values(FlowStore(self._store.table_name), self._store, JobRef.of(self.snapshot))
+
+    def _adding(self) -> FollowUps:
+        if self._follow_ups is None:
+            raise PermanentJobError("this processor runs without a way to add jobs")
+        return self._follow_ups
 
     @property
     def token(self) -> str:
@@ -214,11 +256,41 @@ class JobContext:
             self.job_id, str(message)[:MAX_LOG_LINE], at_ms=now, attempt=self.attempt, expires_at=now // 1000 + self._log_ttl_s
         )
 
+    def once(self, name: str, run: Callable[[], Any] | None = None) -> Any:
+        """A step whose effect this job performs once (shared/once.py has the contract).
+
+        ``with job.once("charge-card") as step: if not step.done: step.result = ...``, or
+        ``job.once("charge-card", lambda: ...)``, which runs the callable unless the step is done
+        and returns its (recorded) result.
+        """
+        from shared.adapters.once_steps import OnceSteps
+        from shared.once import OnceStep
+
+        step = OnceStep(
+            OnceSteps(self._store.table_name),
+            user_id=self.user_id,
+            job_id=self.job_id,
+            name=name,
+            attempt=self.attempt,
+            expires_at=self._clock() // 1000 + self._log_ttl_s,
+        )
+        if run is None:
+            return step
+        with step:
+            if not step.done:
+                step.result = run()
+        return step.result
+
     @property
     def cancelled(self) -> bool:
         """True once the job was cancelled: long loops without progress reports can poll this."""
         current = self._store.get(self.user_id, self.job_id)
         return current is None or current.cancel_requested or current.status is not JobStatus.ACTIVE
+
+    def check_interrupted(self) -> None:
+        """One read: raise ``JobCancelled`` if a cancel was requested, ``LeaseLost`` if the job is no
+        longer this worker's (for processors that wait on something else, as the http processor)."""
+        self._raise_interruption()
 
     def _raise_interruption(self) -> None:
         current = self._store.get(self.user_id, self.job_id)
@@ -240,8 +312,12 @@ class Worker:
         policy: Callable[[QueueInfo], QueuePolicy] = policies.get_policy,
         transitions: Transitions | None = None,
         limits: flow_control.Limits | None = None,
+        admit: Callable[[QueueInfo, Job], int | None] | None = None,
+        holds_jobs: Callable[[QueueInfo], bool] | None = None,
+        accepts: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.store = store
+        self.accepts = accepts  # whether a queue takes a job type: checks the jobs a processor adds
         self.settings = settings
         self.resolve = resolve
         self.clock = clock
@@ -249,6 +325,10 @@ class Worker:
         self.policy = policy
         self.transitions = transitions or Transitions(store, self.messages)
         self.limits = limits or DynamoLimits(store.table_name)  # flow control's counters (shared/flow_control.py)
+        # Before a claim: seconds the job must wait without spending an attempt (its target's circuit breaker), or None.
+        self.admit = admit
+        # Queues whose jobs ``admit`` may hold are read before the claim (a held job spends no attempt).
+        self.holds_jobs = holds_jobs if holds_jobs is not None else (lambda _queue: admit is not None)
         # Endings this container could neither write nor send: applied if the same delivery comes back here.
         self._kept: dict[JobRef, Ending] = {}
 
@@ -286,8 +366,44 @@ class Worker:
 
     def _claim(self, ref: JobRef, delivery: Delivery, lease_ms: int, deadline: float) -> tuple[Job, str, tuple[str, str, str] | None] | Outcome:
         job_id = ref.job_id
-        for _ in range(3):  # re-read after losing a race
-            job = self.store.get(ref.user_id, ref.job_id)
+        token = uuid.uuid4().hex
+        seen: Job | None = None
+        admission: flow_control.Admission | None = None
+        body_group = queues.group_of_body(delivery.body)
+        if self.holds_jobs(delivery.queue) or (body_group is queues.GROUP_NOT_CARRIED and self._has_group_limits(delivery.queue)):
+            seen = self.store.get(ref.user_id, ref.job_id)  # decided below, admission included
+        else:
+            # Flow control needs no read: the group key travels in the message (None without limits on the queue).
+            now = self.clock()
+            admitted = self._admit(job_id, None if body_group is queues.GROUP_NOT_CARRIED else body_group, delivery, token, now + lease_ms, now)
+            if isinstance(admitted, Outcome):
+                return admitted
+            admission = admitted
+            try:  # the plain case, one write and no read: a waiting (or due) job with attempts left
+                claimed = self.store.claim(ref.user_id, ref.job_id, now=self.clock(), lease_ms=lease_ms, token=token, max_history=lifecycle.MAX_HISTORY)
+                return claimed, token, admission.slot
+            except Conflict as refused:  # the failed condition returned the job as it is: decide from it
+                seen = refused.details if isinstance(refused.details, Job) else None
+            except BaseException:
+                self._release(admission)
+                raise
+        gate = [admission] if admission is not None else []  # the flow gate's answer, once it was asked
+        try:
+            outcome = self._decide(ref, seen, delivery, lease_ms, deadline, token, gate)
+        except BaseException:
+            self._release(gate)
+            raise
+        if isinstance(outcome, Outcome):
+            self._release(gate)  # no attempt started: its key's slot goes back at once
+        return outcome
+
+    def _decide(
+        self, ref: JobRef, seen: Job | None, delivery: Delivery, lease_ms: int, deadline: float, token: str, gate: list[flow_control.Admission]
+    ) -> tuple[Job, str, tuple[str, str, str] | None] | Outcome:
+        """A claim the plain write could not make (or a queue whose jobs are read first): decide from the job."""
+        job_id = ref.job_id
+        for round_ in range(3):  # re-read after losing a race
+            job = seen if round_ == 0 else self.store.get(ref.user_id, ref.job_id)
             if job is None:
                 logger.warning("message for an unknown job acknowledged", extra={"job_id": job_id})
                 return Outcome.SKIPPED
@@ -316,31 +432,39 @@ class Worker:
                     error = f"the consumer stopped during the final attempt ({lifecycle.LEASE_EXPIRED})"
                     self.transitions.apply(lifecycle.fail(job, token=None, error=error, now=now, policy=self._policy(job)), delivery.queue)
                     return Outcome.FAILED
-                token = uuid.uuid4().hex
-                admission = self._admit(job, delivery, token, now + lease_ms, now)
-                if isinstance(admission, Outcome):
-                    return admission
-                try:
-                    job = self.transitions.apply(lifecycle.claim(job, now=now, lease_ms=lease_ms, token=token), delivery.queue)
-                except BaseException:
-                    if admission.slot is not None:
-                        self.limits.release_slot(*admission.slot)
-                    raise
+                hold = self.admit(delivery.queue, job) if self.admit is not None else None
+                if hold is not None:
+                    self._set_visibility(delivery, hold)
+                    raise RetryLater(f"job {job_id} waits {hold} s: its target's circuit breaker is open")
+                if not gate:  # not yet through the flow gate (the job was read first)
+                    admitted = self._admit(job_id, job.group, delivery, token, now + lease_ms, now)
+                    if isinstance(admitted, Outcome):
+                        return admitted
+                    gate.append(admitted)
+                job = self.transitions.apply(lifecycle.claim(job, now=now, lease_ms=lease_ms, token=token), delivery.queue)
             except Conflict:
                 continue
-            return job, token, admission.slot
+            return job, token, gate[0].slot
         logger.warning("job kept changing while being claimed; will retry", extra={"job_id": job_id})
         raise RetryLater(f"could not claim job {job_id}")
 
-    def _admit(self, job: Job, delivery: Delivery, token: str, lease_until: int, now: int) -> flow_control.Admission | Outcome:
+    def _has_group_limits(self, queue: QueueInfo) -> bool:
+        return self.policy(queue).groups is not None
+
+    def _release(self, gate: list[flow_control.Admission] | flow_control.Admission | None) -> None:
+        for admission in gate if isinstance(gate, list) else [gate] if gate is not None else []:
+            if admission.slot is not None:
+                self.limits.release_slot(*admission.slot)
+
+    def _admit(self, job_id: str, group: str | None, delivery: Delivery, token: str, lease_until: int, now: int) -> flow_control.Admission | Outcome:
         """Flow control before the claim: go, or wait (the message's visibility moved; no attempt spent)."""
-        policy = self._policy(job)
-        if policy.rate_limit is None and (policy.groups is None or job.group is None):
-            return flow_control.Admission()
+        policy = self.policy(delivery.queue)
+        if policy.rate_limit is None and (policy.groups is None or group is None):
+            return flow_control.Admission()  # no limits: no counter is touched
         admission = flow_control.admit(
             self.limits,
-            queue=job.queue,
-            group=job.group,
+            queue=delivery.queue.name,
+            group=group,
             rate_limit=policy.rate_limit,
             groups=policy.groups,
             token=token,
@@ -350,7 +474,7 @@ class Worker:
         )
         if admission.go:
             return admission
-        logger.info("job waits for its flow limit", extra={"job_id": job.job_id, "reason": admission.reason, "retry_in_s": admission.wait_seconds})
+        logger.info("job waits for its flow limit", extra={"job_id": job_id, "reason": admission.reason, "retry_in_s": admission.wait_seconds})
         if delivery.receive_count >= max(2, int(delivery.queue.max_receive_count * flow_control.RESEND_AFTER_RECEIVE_SHARE)):
             # Waited often: a new message carries the job on, before SQS's redrive counts this one into the DLQ.
             try:
@@ -387,14 +511,16 @@ class Worker:
         return box["result"]
 
     def _run(self, job: Job, token: str, delivery: Delivery, deadline: float) -> Outcome:
-        context = JobContext(job, self.store, token, self.clock, self.settings.log_ttl_days * 86400, timeout_ms=job.timeout)
+        adding = FollowUps(JobPlanner(queues.directory(), self.accepts), job, self.clock)
+        context = JobContext(job, self.store, token, self.clock, self.settings.log_ttl_days * 86400, follow_ups=adding, timeout_ms=job.timeout)
         started = time.monotonic()
 
         def took() -> int:
             return int((time.monotonic() - started) * 1000)
 
         try:
-            processor = self.resolve(delivery.queue, job)
+            context.snapshot = self.store.with_payloads(job)  # data stored apart (S3) is read back first
+            processor = self.resolve(delivery.queue, context.snapshot)
             result = self._call(processor, context, job.timeout)
         except JobTimedOut as err:
             return self._end(context, delivery, self._failed_attempt(job, err, f"timed out after {job.timeout} ms", took(), timed_out=True), deadline)
@@ -413,7 +539,10 @@ class Worker:
         problem = _result_problem(result, self.settings.max_result_bytes)
         if problem:
             return self._end(context, delivery, Ending("fail", job.attempts, error=problem, processing_ms=took()), deadline)
-        return self._end(context, delivery, Ending("complete", job.attempts, result=result, processing_ms=took()), deadline)
+        added = adding.as_body() or None
+        if adding.children:
+            return self._end(context, delivery, Ending("await_children", job.attempts, processing_ms=took(), follow_ups=added), deadline)
+        return self._end(context, delivery, Ending("complete", job.attempts, result=result, processing_ms=took(), follow_ups=added), deadline)
 
     def _failed_attempt(self, job: Job, err: BaseException, message: str, processing_ms: int, *, timed_out: bool) -> Ending:
         """Retry after the backoff (the job type's custom one, if registered), or fail on the last attempt."""
@@ -425,9 +554,20 @@ class Worker:
 
     # ---- endings ----------------------------------------------------------------------
     def _change(self, job: Job, ending: Ending, token: str | None) -> Change:
+        change = self._ending_change(job, ending, token)
+        history = change.sets.get("history")
+        if ending.usage and isinstance(history, list) and history and history[-1].attempt == ending.attempt:
+            # The attempt's record closed by this change carries what it used (shared/usage.py).
+            closed = history[-1].model_copy(update={"usage": AttemptUsage.model_validate(ending.usage)})
+            change = replace(change, sets={**change.sets, "history": [*history[:-1], closed]})
+        return change
+
+    def _ending_change(self, job: Job, ending: Ending, token: str | None) -> Change:
         now = self.clock()
         if ending.operation == "complete":
             return lifecycle.complete(job, token=token, result=ending.result, processing_ms=ending.processing_ms or 0, now=now, policy=self._policy(job))
+        if ending.operation == "await_children":
+            return lifecycle.await_children(job, token=token, processing_ms=ending.processing_ms or 0, now=now)
         if ending.operation == "retry_later":
             return lifecycle.retry_later(
                 job, token=token, error=ending.error or "failed", wait_seconds=ending.wait_seconds, processing_ms=ending.processing_ms, now=now,
@@ -442,10 +582,15 @@ class Worker:
 
     def _end(self, context: JobContext, delivery: Delivery, ending: Ending, deadline: float) -> Outcome:
         """Write the attempt's ending: retried while time allows; a cancel wins; kept when it cannot be written."""
+        if ending.usage is None and ending.processing_ms is not None:
+            usage = attempt_usage(ending.processing_ms, memory_mb=delivery.memory_mb, batch_records=delivery.batch_records)
+            ending = replace(ending, usage=usage.model_dump())
         job, token = context.snapshot, context.token
         ref = DeliveryRef(delivery.receipt_handle, delivery.body)
         try:
-            self.transitions.apply(self._change(job, ending, token), delivery.queue, delivery=ref, within_ms=self._left(deadline))
+            self.transitions.apply(
+                self._change(job, ending, token), delivery.queue, delivery=ref, within_ms=self._left(deadline), together=self._together(job, ending)
+            )
         except Conflict as clash:
             current = clash.details if isinstance(clash.details, Job) else self.store.get(job.user_id, job.job_id)
             if current is None or current.lease_token != token or current.status is not JobStatus.ACTIVE:
@@ -454,7 +599,7 @@ class Worker:
             if not current.cancel_requested:
                 raise
             # A cancel was requested while the attempt ran: the job ends cancelled, whatever the attempt did.
-            ending = Ending("cancel", ending.attempt, processing_ms=ending.processing_ms)
+            ending = Ending("cancel", ending.attempt, processing_ms=ending.processing_ms, usage=ending.usage)
             try:
                 self.transitions.apply(self._change(current, ending, token), delivery.queue, within_ms=self._left(deadline))
             except Unavailable:
@@ -500,7 +645,7 @@ class Worker:
         change = replace(self._change(job, ending, None), guard=Guard.ATTEMPT, token=None, unless_cancel_requested=ending.operation != "cancel")
         handle = DeliveryRef(delivery.receipt_handle, delivery.body)
         try:
-            self.transitions.apply(change, delivery.queue, delivery=handle, within_ms=self._left(deadline))
+            self.transitions.apply(change, delivery.queue, delivery=handle, within_ms=self._left(deadline), together=self._together(job, ending))
         except Conflict:
             if self._changed_only_by_cancel(ref, ending):
                 return self._write_kept(ref, ending, delivery, deadline)
@@ -516,6 +661,12 @@ class Worker:
         return bool(current and current.cancel_requested and ending.operation != "cancel" and current.attempts == ending.attempt)
 
     # ---- helpers -----------------------------------------------------------------------
+    def _together(self, job: Job, ending: Ending) -> list[dict[str, Any]] | None:
+        """The follow-ups' writes that go in the ending's transaction (only a success has any)."""
+        if not ending.follow_ups or ending.operation not in ("complete", "await_children"):
+            return None
+        return follow_up_actions(FlowStore(self.store.table_name), job, jobs_of_body(ending.follow_ups))
+
     def _policy(self, job: Job) -> QueuePolicy:
         """The job's queue's runtime policy (retention), cached per container."""
         return self.policy(queues.directory().get(job.queue))
@@ -531,7 +682,7 @@ class Worker:
         return max(0, int(deadline - time.monotonic() * 1000))
 
 
-_OUTCOME_OF = {"complete": Outcome.COMPLETED, "fail": Outcome.FAILED, "cancel": Outcome.CANCELLED, "retry_later": Outcome.RETRYING}
+_OUTCOME_OF = {"await_children": Outcome.WAITING_CHILDREN, "complete": Outcome.COMPLETED, "fail": Outcome.FAILED, "cancel": Outcome.CANCELLED, "retry_later": Outcome.RETRYING}
 
 
 def _result_problem(result: Any, limit: int) -> str | None:

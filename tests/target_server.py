@@ -56,6 +56,11 @@ class TargetServer:
                         self._send(500, {"error": f"failure {count}"})
                     else:
                         self._send(200, {"succeededOnAttempt": payload.get("attempt")})
+                elif parts[0] == "follow":  # /follow/<queue>/<type>: the answer adds a job there (shared/flows.py)
+                    self._send(200, {"echo": payload.get("data"), "jobq": {"addJobs": [{"queue": parts[1], "type": parts[2], "data": {"from": job_id}}]}})
+                elif parts[0] == "children-sum":  # a flow parent: the sum of its children's echoed data.n
+                    values = payload.get("childrenValues") or {}
+                    self._send(200, {"sum": sum((v.get("echo") or {}).get("n", 0) + v.get("sum", 0) for v in values.values()), "children": len(values)})
                 elif parts[0] == "always":
                     self._send(int(parts[1]), {"error": "as configured"})
                 elif parts[0] == "slow":

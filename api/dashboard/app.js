@@ -6,12 +6,12 @@
 
 // Behind a named stage (/prod/dashboard) the API is under /prod.
 const BASE = location.pathname.replace(/\/dashboard(\/.*)?$/, "");
-const STATES = ["waiting", "active", "delayed", "completed", "failed", "cancelled", "stalled"];
+const STATES = ["waiting", "active", "delayed", "completed", "failed", "cancelled", "stalled", "waiting-children"];
 const FINISHED = new Set(["completed", "failed", "cancelled"]);
 const PAGE_SIZE = 20;
 
 const session = {
-  token: null, claims: {}, admin: false, readOnly: false, forcedReadOnly: false, features: null, queues: [],
+  token: null, claims: {}, admin: false, readOnly: false, forcedReadOnly: false, features: null, queues: [], websocketUrl: null,
 };
 let stopPage = () => {};
 
@@ -199,6 +199,7 @@ async function start() {
   try {
     const config = await (await fetch(`${BASE}/dashboard/config.json`)).json();
     session.forcedReadOnly = Boolean(config.readOnly);
+    session.websocketUrl = config.websocketUrl || null;
   } catch { session.forcedReadOnly = false; }
   if (!session.token) { renderSignIn(); return; }
   session.claims = decodeClaims(session.token);
@@ -291,7 +292,9 @@ function pageQueues() {
       h("thead", {}, h("tr", {},
         h("th", {}, "queue"), h("th", {}, "health"),
         ...STATES.map((s) => h("th", { class: "num" }, s)),
-        h("th", { class: "num" }, "DLQ"), h("th", { class: "num", title: "jobs finished per minute, last hour" }, "rate/min"),
+        h("th", { class: "num" }, "DLQ"),
+        h("th", { title: "unfinished jobs (waiting, delayed, active) per priority band" }, "by priority"),
+        h("th", { class: "num", title: "jobs finished per minute, last hour" }, "rate/min"),
         h("th", { class: "num", title: "failed / finished, last hour" }, "failure"),
         h("th", { class: "num", title: "processing time of completed jobs, last hour" }, "avg / p95"))),
       table));
@@ -327,9 +330,20 @@ function queueRow(q) {
     ...STATES.map((state) => h("td", { class: "num" },
       h("a", { href: `#/jobs?queue=${enc(q.name)}&status=${state}`, "data-count": `${q.name}:${state}` }, s[state] ?? 0))),
     h("td", { class: "num" }, h("a", { href: `#/dlq/${enc(q.name)}`, "data-dlq": q.name }, q.dlqDepth)),
+    h("td", { class: "nowrap small", "data-priority": q.name }, priorityLine(q.byPriority)),
     h("td", { class: "num" }, q.processingRate.toFixed(1)),
     h("td", { class: "num" }, `${(q.failureRate * 100).toFixed(1)}%`),
     h("td", { class: "num nowrap" }, `${fmtMs(q.averageProcessingTime)} / ${fmtMs(q.p95ProcessingTime)}`));
+}
+
+// "critical 2 · low 40": the unfinished jobs of each band that has any (waiting + delayed + active).
+function priorityLine(byPriority) {
+  const parts = Object.entries(byPriority || {})
+    .map(([band, c]) => [band, (c.waiting || 0) + (c.delayed || 0) + (c.active || 0), c])
+    .filter(([, n]) => n > 0)
+    .map(([band, n, c]) => h("span", { title: `${band}: ${c.waiting} waiting, ${c.delayed} delayed, ${c.active} active`, "data-band": band }, `${band} ${n}`));
+  if (!parts.length) return "–";
+  return parts.flatMap((p, i) => (i ? [" · ", p] : [p]));
 }
 
 async function cleanQueue(name) {
@@ -550,6 +564,26 @@ function pageJob(parts, params) {
     }
   }
 
+  // Its flow: the parent it reports to, and the tree of its children (GET /flows/{id}), read on each change.
+  const flowBox = h("div", { id: "flow" }, "");
+  const flowNode = (n, owner) => h("li", { "data-flow-job": n.jobId },
+    h("a", { class: "mono", href: `#/job/${enc(n.jobId)}${qs({ user: owner })}` }, n.jobId), " ",
+    n.status ? statusTag(n.status) : h("span", { class: "muted" }, "removed"), " ",
+    h("span", { class: "muted" }, [n.queue, n.type].filter(Boolean).join(" / ")),
+    n.dependency ? h("span", { class: "muted" }, ` · ${n.dependency}`) : null,
+    n.error ? h("div", { class: "reasons", style: "color:var(--red)" }, n.error) : null,
+    n.children && n.children.length ? h("ul", {}, n.children.map((c) => flowNode(c, owner))) : null);
+  async function loadFlow(job) {
+    if (!(session.features || {}).flows) { put(flowBox, h("p", { class: "muted" }, "Flows (parent and children) are not available on this API.")); return; }
+    const parent = job.parent ? h("p", { id: "flow-parent" }, "parent: ",
+      h("a", { class: "mono", href: `#/job/${enc(job.parent.jobId)}${qs({ user: job.userId })}` }, job.parent.jobId),
+      h("span", { class: "muted" }, ` on ${job.parent.queue}; if this job fails: ${job.parent.onFailure}`)) : null;
+    let tree = null;
+    try { tree = await api("GET", `/flows/${enc(jobId)}${suffix}`); } catch (e) { if (e.status !== 404) throw e; }
+    const children = tree && tree.children && tree.children.length ? h("ul", { class: "flow", id: "flow-children" }, tree.children.map((c) => flowNode(c, job.userId))) : null;
+    put(flowBox, parent, children, !parent && !children ? h("p", { class: "muted" }, "not part of a flow") : null);
+  }
+
   let last = null, ticks = 0;
   async function refresh() {
     let job;
@@ -581,7 +615,7 @@ function pageJob(parts, params) {
         h("div", { class: "toolbar" }, statusTag(job.status), job.cancelRequested ? h("span", { class: "tag" }, "cancel requested") : null,
           h("span", { class: "muted" }, `${job.queue} / ${job.type} · owner ${job.userId}`), h("span", { class: "grow" }), actions),
         h("div", { class: "bar big" }, h("div", { id: "progress", "data-progress": pct, style: `width:${pct}%` })),
-        h("div", { class: "muted", style: "margin-top:4px" }, `${pct}%${job.progressMessage ? ` · ${job.progressMessage}` : ""}`)),
+        h("div", { class: "muted", id: "progress-label", style: "margin-top:4px" }, `${pct}%${job.progressMessage ? ` · ${job.progressMessage}` : ""}`)),
       h("div", { class: "grid" },
         h("div", { class: "panel" }, h("dl", { class: "kv" },
           ...[["attempts", `${job.attempts} of ${job.maxAttempts}${job.retries ? ` (${job.retries} manual retries)` : ""}`],
@@ -600,17 +634,78 @@ function pageJob(parts, params) {
           h("td", {}, fmtTime(a.endedAt)), h("td", {}, a.outcome ? statusTag(a.outcome) : statusTag("active")), h("td", {}, a.error || "")))
           : h("tr", {}, h("td", { colspan: 5, class: "empty" }, "not started yet")))),
       h("h2", {}, "logs"), logBox,
-      h("h2", {}, "flow"),
-      h("p", { class: "muted", id: "flow" }, f.flows ? "see the flow API" : "Flows (parent and children) are not available on this API yet."));
+      h("h2", {}, "flow"), flowBox);
+    loadFlow(job).catch((e) => put(flowBox, h("p", { class: "muted" }, e.message)));
   }
-  // Polls while the job runs (1 s), slowly once it has ended (a retry from elsewhere shows up).
-  let stopped = false, timer = null;
-  const tick = async () => {
-    try { await refresh(); } catch (e) { banner(e.message, true); }
-    if (!stopped) timer = setTimeout(tick, last && FINISHED.has(JSON.parse(last)[0]) ? 5000 : 1000);
+  // Live: the job's events are pushed over the API's WebSocket (README: Live events). A progress
+  // event moves the bar in place; any other change re-reads the job. A quiet socket is checked
+  // every 15 s. Without a WebSocket, or when it fails, the page polls: every second while the job
+  // runs, every 5 s once it has ended (a retry from elsewhere shows up).
+  let stopped = false, timer = null, socket = null;
+  const liveTag = h("span", { id: "live", class: "live", "data-live": "" }, "");
+  $("h1", main()).append(" ", liveTag);
+  const showVia = (via, why) => {
+    liveTag.dataset.live = via;
+    liveTag.textContent = via === "push" ? "● live" : "polling";
+    liveTag.title = via === "push" ? "changes are pushed over the WebSocket" : `polling${why ? `: ${why}` : ""}`;
   };
-  tick();
-  stopPage = () => { stopped = true; clearTimeout(timer); };
+  const poll = (why) => {
+    if (stopped) return;
+    showVia("poll", why);
+    clearTimeout(timer);
+    const tick = async () => {
+      try { await refresh(); } catch (e) { banner(e.message, true); }
+      if (!stopped) timer = setTimeout(tick, last && FINISHED.has(JSON.parse(last)[0]) ? 5000 : 1000);
+    };
+    tick();
+  };
+  const onEvent = (event) => {
+    if (event.type === "job:progress" && last && !FINISHED.has(JSON.parse(last)[0])) {
+      const pct = percent(event.progress);
+      const bar = $("#progress");
+      if (bar) { bar.dataset.progress = pct; bar.style.width = `${pct}%`; }
+      const label = $("#progress-label");
+      if (label) label.textContent = `${pct}%${event.message ? ` · ${event.message}` : ""}`;
+      loadLogs().catch(() => {}); // a processor logs as it reports: at most once a second (progress is coalesced)
+      return;
+    }
+    refresh().catch((e) => banner(e.message, true));
+  };
+  const push = () => {
+    let opened = false;
+    try {
+      socket = new WebSocket(`${session.websocketUrl}?token=${enc(session.token)}`);
+    } catch (e) { poll(`WebSocket not available (${e.message})`); return; }
+    // A socket that neither opens nor fails (a proxy holding it) gives way to polling after 5 s.
+    const giveUp = setTimeout(() => { if (liveTag.dataset.live !== "push" && socket) { socket.onclose = null; socket.close(); poll("no answer from the WebSocket"); } }, 5000);
+    socket.onopen = () => {
+      opened = true;
+      socket.send(JSON.stringify({ action: "subscribe", jobId, ...(user ? { userId: user } : {}) }));
+    };
+    socket.onmessage = (m) => {
+      let event;
+      try { event = JSON.parse(m.data); } catch { return; }
+      if (event.type === "subscribed") {
+        clearTimeout(giveUp);
+        showVia("push");
+        // Subscribed first, read second: nothing written after this read is missed.
+        refresh().catch((e) => banner(e.message, true));
+        const check = async () => {
+          try { await refresh(); } catch (e) { banner(e.message, true); }
+          if (!stopped) timer = setTimeout(check, 15000);
+        };
+        timer = setTimeout(check, 15000);
+      } else if (event.type === "error") {
+        socket.onclose = null; socket.close(); poll(event.message);
+      } else if (event.jobId === jobId && String(event.type).startsWith("job:")) onEvent(event);
+    };
+    socket.onclose = () => { clearTimeout(giveUp); if (!stopped) poll(opened ? "the WebSocket closed" : "the WebSocket could not be opened"); };
+  };
+  if (session.websocketUrl && "WebSocket" in window) push(); else poll("the API names no WebSocket");
+  stopPage = () => {
+    stopped = true; clearTimeout(timer);
+    if (socket) { socket.onclose = null; socket.close(); }
+  };
 }
 
 // ---- dead letters -----------------------------------------------------------------------------

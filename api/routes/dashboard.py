@@ -9,11 +9,13 @@ files listed here are served, so no path reaches anything else in the package.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import SettingsDep
+from shared.settings import Settings
 
 ASSETS = Path(__file__).resolve().parents[1] / "dashboard"
 FILES = {
@@ -22,13 +24,18 @@ FILES = {
     "app.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
-# The page may load only itself and call only its own origin; no inline script, no framing.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
+# The page may load only itself and call only its own origin (and the live events' WebSocket);
+# no inline script, no framing.
+def security_headers(websocket_endpoint: str) -> dict[str, str]:
+    live = urlsplit(websocket_endpoint)
+    socket = f" {live.scheme}://{live.netloc}" if live.scheme in ("ws", "wss") and live.netloc else ""
+    return {
+        "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src 'self'{socket}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
 
@@ -37,24 +44,28 @@ def _read(name: str) -> bytes:
     return (ASSETS / name).read_bytes()  # a few KB from the package; read per request so edits show without a restart
 
 
-def _asset(name: str) -> Response:
+def _asset(name: str, settings: Settings) -> Response:
     if name not in FILES:
         raise HTTPException(status_code=404, detail=f"no dashboard file '{name}'")
     # The HTML names no versioned assets: short caching so a deploy shows up within a minute.
-    return Response(_read(name), media_type=FILES[name], headers={**SECURITY_HEADERS, "Cache-Control": "public, max-age=60"})
+    headers = {**security_headers(settings.websocket_endpoint), "Cache-Control": "public, max-age=60"}
+    return Response(_read(name), media_type=FILES[name], headers=headers)
 
 
 @router.get("")
-def dashboard() -> Response:
-    return _asset("index.html")
+def dashboard(settings: SettingsDep) -> Response:
+    return _asset("index.html", settings)
 
 
 @router.get("/config.json")
 def dashboard_config(settings: SettingsDep) -> JSONResponse:
-    """What the deployment fixes for the page: a read-only dashboard (JOBQ_DASHBOARD_READ_ONLY) hides every change."""
-    return JSONResponse({"readOnly": settings.dashboard_read_only}, headers={"Cache-Control": "no-store"})
+    """What the deployment tells its clients before they sign in: whether the dashboard is read-only
+    (JOBQ_DASHBOARD_READ_ONLY hides every change), and where the live events' WebSocket is (``websocketUrl``,
+    the stack's WebSocketUrl; empty when there is none), which the page and the CLI follow jobs by."""
+    body = {"readOnly": settings.dashboard_read_only, "websocketUrl": settings.websocket_endpoint or None}
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/{name}")
-def dashboard_file(name: str) -> Response:
-    return _asset(name)
+def dashboard_file(name: str, settings: SettingsDep) -> Response:
+    return _asset(name, settings)

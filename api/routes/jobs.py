@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Response
 
@@ -230,7 +230,18 @@ def list_user_jobs(
 
 @router.get("/{job_id}", response_model=Envelope[JobPublic], summary="Get a job", responses=error_responses(401, 404))
 def get_job(job_id: JobId, caller: CurrentUser, jobs: Jobs, user_id: Owner = None) -> Envelope[JobPublic]:
-    return Envelope(data=JobPublic.of(jobs.get(job_id, caller, user_id=user_id)))
+    return Envelope(data=JobPublic.of(jobs.read(job_id, caller, user_id=user_id)))
+
+
+@router.get(
+    "/{job_id}/result",
+    response_model=Envelope[Any],
+    summary="A job's result alone (null until it has one)",
+    description="The whole result however large (up to 5 MB), also when GET /jobs/{id} leaves it out (`omitted`).",
+    responses=error_responses(401, 404),
+)
+def job_result(job_id: JobId, caller: CurrentUser, jobs: Jobs, user_id: Owner = None) -> Envelope[Any]:
+    return Envelope(data=jobs.result(job_id, caller, user_id=user_id))
 
 
 @router.delete(

@@ -16,9 +16,11 @@ from api.deps import CurrentUser, Cursors, Jobs, job_service
 from api.envelope import Envelope, error_responses
 from api.routes.jobs import PageNumber, paged
 from shared.errors import Invalid
-from shared.models import JOB_ID_PATTERN, NAME_PATTERN, TYPE_PATTERN, HttpTarget, JobPage, JobPublic
+from shared.flow_control import GROUP_KEY_PATTERN
+from shared.models import JOB_ID_PATTERN, NAME_PATTERN, TYPE_PATTERN, AnyTarget, JobPage, JobPublic, ProcessorTarget
 from shared.queue_admin import QueueService
 from shared.queue_models import (
+    BreakerView,
     BulkRemoval,
     CleanRequest,
     CleanResult,
@@ -213,7 +215,9 @@ def queue_groups(
     return Envelope(data=queues.groups(name, caller, limit=limit))
 
 
-GroupKey = Annotated[str, Path(min_length=1, max_length=128, description="The group key")]
+GroupKey = Annotated[
+    str, Path(pattern=GROUP_KEY_PATTERN, description="The group key: 1 to 128 characters, without '#', '/', control characters or leading whitespace")
+]
 
 
 @router.post(
@@ -306,17 +310,56 @@ def purge_dead_letters(name: QueueName, caller: CurrentUser, queues: Queues) -> 
 
 @router.put(
     "/{name}/processors/{job_type}",
-    response_model=Envelope[HttpTarget],
-    summary="Register an HTTP target for a job type (admin)",
+    response_model=Envelope[ProcessorTarget],
+    summary="Register an HTTP target or a Lambda function for a job type (admin)",
+    description=(
+        "`kind: http` POSTs each job to `url`; `kind: lambda` invokes `functionArn` synchronously (it must be listed in "
+        "the stack's `LambdaTargetArns`). Either way the job's `{jobId, userId, queue, type, data, attempt, maxAttempts}` "
+        "goes out and the answer is the result."
+    ),
     responses=error_responses(400, 401, 403, 404, 409),
 )
 def put_processor(
     name: Annotated[str, Path(pattern=NAME_PATTERN)],
     job_type: Annotated[str, Path(pattern=TYPE_PATTERN)],
-    target: HttpTarget,
+    target: ProcessorTarget,
     caller: CurrentUser,
     jobs: Jobs,
     queues: Queues,
-) -> Envelope[HttpTarget]:
+) -> Envelope[AnyTarget]:
     queues.queue(name, caller)  # an unknown queue is a 404 here as on every /queues/{name} route
-    return Envelope(data=jobs.put_http_target(name, job_type, target, caller))
+    return Envelope(data=jobs.put_target(name, job_type, target, caller))
+
+
+@router.get(
+    "/{name}/breakers",
+    response_model=Envelope[list[BreakerView]],
+    summary="The circuit breakers of the queue's targets: closed, open or half_open (probing), and why",
+    responses=error_responses(*ADMIN_ERRORS),
+)
+def list_breakers(name: QueueName, caller: CurrentUser, queues: Queues) -> Envelope[list[BreakerView]]:
+    return Envelope(data=queues.breakers(name, caller))
+
+
+@router.post(
+    "/{name}/breakers/{job_type}/open",
+    response_model=Envelope[BreakerView],
+    summary="Open a target's circuit breaker by hand: its jobs wait, spending no attempts, until it is closed (admin)",
+    responses=error_responses(*ADMIN_ERRORS, 409),
+)
+def open_breaker(
+    name: QueueName, job_type: Annotated[str, Path(pattern=TYPE_PATTERN)], caller: CurrentUser, queues: Queues
+) -> Envelope[BreakerView]:
+    return Envelope(data=queues.force_breaker(name, job_type, caller, open_=True))
+
+
+@router.post(
+    "/{name}/breakers/{job_type}/close",
+    response_model=Envelope[BreakerView],
+    summary="Close a target's circuit breaker: its waiting jobs run again (admin)",
+    responses=error_responses(*ADMIN_ERRORS, 409),
+)
+def close_breaker(
+    name: QueueName, job_type: Annotated[str, Path(pattern=TYPE_PATTERN)], caller: CurrentUser, queues: Queues
+) -> Envelope[BreakerView]:
+    return Envelope(data=queues.force_breaker(name, job_type, caller, open_=False))

@@ -16,14 +16,14 @@ from fastapi.responses import JSONResponse
 from api.access import StackGuard
 from api.deps import CurrentUser, Jobs
 from api.envelope import Envelope, error_responses
-from api.models import Check, DelayedJobCreate, SchedulerHealth, SchedulerMetrics, SchedulerStats
+from api.models import Check, DelayedJobCreate, QueueHealthLine, SchedulerHealth, SchedulerMetrics, SchedulerStats
 from api.routes.health import uptime_seconds
 from api.routes.schedules import ScheduleName, Schedules
 from shared import maintenance
 from shared.adapters import counters, scheduler
 from shared.clock import iso, now_ms
 from shared.errors import JobqError
-from shared.jobs import JobService
+from shared.jobs import Identity, JobService
 from shared.models import JobPublic
 from shared.queue_admin import QueueService
 from shared.schedules import Schedule, ScheduleCreate
@@ -92,7 +92,6 @@ def _delayed_jobs(jobs: JobService) -> int | None:
 def scheduler_stats(caller: CurrentUser, schedules: Schedules, jobs: Jobs) -> Envelope[SchedulerStats]:
     found = schedules.stats(caller, delayed_jobs=_delayed_jobs(jobs))
     names = found.pop("names")
-    queues = QueueService(jobs).overview(caller)
     last = maintenance.read_last_health_run()
     return Envelope(
         data=SchedulerStats.model_validate(
@@ -100,15 +99,26 @@ def scheduler_stats(caller: CurrentUser, schedules: Schedules, jobs: Jobs) -> En
                 **found,
                 "scheduledJobsCount": found["repeating"]["total"],
                 "scheduledJobs": names,
-                "queueHealth": [
-                    {"name": q.name, "healthStatus": q.health_status, "processingRate": q.processing_rate, "totalJobs": q.live_stats.total}
-                    for q in queues
-                ],
+                "queueHealth": _queue_health(jobs, caller),
                 "uptime": uptime_seconds(),
                 "lastHealthCheck": last.ran_at if last else None,
             }
         )
     )
+
+
+def _queue_health(jobs: JobService, caller: Identity) -> list[QueueHealthLine]:
+    return [
+        QueueHealthLine(name=q.name, health_status=q.health_status, processing_rate=q.processing_rate, total_jobs=q.live_stats.total)
+        for q in QueueService(jobs).overview(caller)
+    ]
+
+
+def _queue_health_if_readable(jobs: JobService, caller: Identity) -> list[QueueHealthLine]:
+    try:
+        return _queue_health(jobs, caller)
+    except JobqError:  # the health answer still comes, with the checks saying what is down
+        return []
 
 
 def check(probe: Any) -> Check:
@@ -127,7 +137,7 @@ def check(probe: Any) -> Check:
     dependencies=Admin,
     responses=error_responses(401, 403) | {503: {"model": Envelope[SchedulerHealth]}},
 )
-def scheduler_health(caller: CurrentUser, schedules: Schedules) -> JSONResponse:
+def scheduler_health(caller: CurrentUser, schedules: Schedules, jobs: Jobs) -> JSONResponse:
     checks = {"scheduler": check(lambda: scheduler.ping(schedules.settings)), "dynamodb": check(schedules.jobs.store.ping)}
     found = schedules.stats(caller, delayed_jobs=None) if checks["dynamodb"].status == "up" else None
     last = maintenance.read_last_health_run() if checks["dynamodb"].status == "up" else None
@@ -147,6 +157,7 @@ def scheduler_health(caller: CurrentUser, schedules: Schedules) -> JSONResponse:
         else {},
         overdue_delayed_jobs_woken=overdue,
         last_health_run=last.ran_at if last else None,
+        queue_health=_queue_health_if_readable(jobs, caller) if checks["dynamodb"].status == "up" else [],
     )
     code = 503 if status == "unhealthy" else 200
     return JSONResponse(status_code=code, content={"success": code == 200, "data": body.model_dump(mode="json", by_alias=True)})

@@ -15,7 +15,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from processors.registry import ProcessorRegistry
 from shared.adapters import queues
-from shared.adapters.jobs import JobStore
+from shared.adapters.breakers import DynamoBreakerStore
+from shared.adapters.job_repository import JobStore
+from shared.breakers import Breakers
 from shared.catalog import ProcessorCatalog
 from shared.errors import JobqError
 from shared.observability import emit, job_log_keys, logger, traced
@@ -31,10 +33,21 @@ LEASE_MARGIN_MS = 5000
 def worker() -> Worker:
     settings = get_settings()
     store = JobStore(settings.table_name)
-    return Worker(store, settings, ProcessorRegistry(ProcessorCatalog(store, settings.target_cache_seconds)).resolve)
+    breakers = Breakers(DynamoBreakerStore(settings.table_name), cache_seconds=settings.breaker_cache_seconds)
+    registry = ProcessorRegistry(ProcessorCatalog(store, settings.target_cache_seconds), breakers)
+    # The jobs a processor adds are not checked against their queue's types: a consumer may not read
+    # other queues' HTTP targets. A type no processor takes fails when it runs.
+    return Worker(store, settings, registry.resolve, admit=registry.admit, holds_jobs=registry.holds_jobs)
 
 
-def _record_handler(record: dict[str, Any], context: LambdaContext | None) -> None:
+def _memory_mb(context: LambdaContext | None) -> int | None:
+    try:
+        return int(context.memory_limit_in_mb) if context is not None else None
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _record_handler(record: dict[str, Any], context: LambdaContext | None, batch_records: int = 1) -> None:
     queue = queues.directory().by_arn(record["eventSourceARN"])
     delivery = Delivery(
         message_id=record["messageId"],
@@ -42,6 +55,8 @@ def _record_handler(record: dict[str, Any], context: LambdaContext | None) -> No
         receipt_handle=record["receiptHandle"],
         queue=queue,
         receive_count=int((record.get("attributes") or {}).get("ApproximateReceiveCount") or 1),
+        memory_mb=_memory_mb(context),
+        batch_records=batch_records,
     )
     remaining = context.get_remaining_time_in_millis() + LEASE_MARGIN_MS if context else None
     with job_log_keys(job_id=_peek_job_id(record["body"]), queue=queue.name):
@@ -68,7 +83,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         for record in event.get("Records", []):
             try:
-                _record_handler(record, context)
+                _record_handler(record, context, len(event.get("Records", [])))
             except RetryLater:
                 failures.append({"itemIdentifier": record["messageId"]})
             except Exception:

@@ -1,24 +1,45 @@
-"""The EventsFunction: a batch of the jobs table's stream in, queue counters and metric buckets out.
+"""The EventsFunction: a batch of the jobs table's stream in, flows moved on, queue counters and metric buckets out.
 
 Lambda's DynamoDB event source mapping (template.yaml: NEW_AND_OLD_IMAGES, a filter that lets
 only job items through, one batch per shard at a time) calls this with up to BatchSize records.
 The whole batch is one unit: ``shared.adapters.counters.apply_stream_records`` writes it in one transaction
 that a redelivery of the same batch turns into a no-op, and raising makes Lambda retry it as is.
+Flows go first (shared/flows.py ``FlowEvents``: children counted against their parents, parents
+moved on, follow-up jobs enqueued): each of their steps is idempotent on its own, so a batch
+that fails later and comes again changes no parent's count.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared import stats
 from shared.adapters import counters
+from shared.adapters.flows import FlowStore
+from shared.adapters.job_repository import JobStore
+from shared.adapters.scheduler import EventBridgeDelayedSchedules
+from shared.adapters.sqs import SqsJobMessages
+from shared.flows import FlowEvents
 from shared.observability import logger, traced
+from shared.settings import get_settings
+from shared.transitions import Transitions
+
+
+@lru_cache(maxsize=1)
+def flow_events() -> FlowEvents:
+    store = JobStore(get_settings().table_name)
+    return FlowEvents(store, FlowStore(store.table_name), Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules()))
 
 
 def process(event: dict[str, Any]) -> stats.BatchOutcome:
-    return counters.apply_stream_records(list(event.get("Records") or []))
+    records = list(event.get("Records") or [])
+    flows = flow_events().apply(records)
+    if flows.counted or flows.enqueued or flows.parents_moved or flows.cancelled:
+        logger.info("flows moved on", extra=dict(flows.__dict__))
+    return counters.apply_stream_records(records)
 
 
 @logger.inject_lambda_context

@@ -31,7 +31,7 @@ def route(event: dict[str, Any]) -> dict[str, Any]:
             logger.info("connection refused", extra={"reason": str(err)})  # never the token itself
             return {"statusCode": 401, "body": "Unauthorized"}
         realtime_service().connect(connection_id, caller)
-        logger.info("connected", extra={"connection_id": connection_id, "user_id": caller.user_id, "admin": caller.is_admin})
+        logger.info("connected", extra={"connection_id": connection_id, "user_id": caller.user_id, "admin": caller.is_admin, "reader": caller.is_reader})
         return {"statusCode": 200}
     if route_key == "$disconnect":
         removed = realtime_service().disconnect(connection_id)

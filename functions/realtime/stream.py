@@ -16,7 +16,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.realtime.services import event_fanout, webhook_dispatcher
-from shared.adapters.jobs import from_item
+from shared.adapters.job_repository import from_item
 from shared.observability import logger, traced
 from shared.realtime import FanoutOutcome, JobChange
 

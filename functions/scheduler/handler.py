@@ -19,7 +19,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.adapters import queues
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.catalog import ProcessorCatalog
 from shared.jobs import JobService
 from shared.observability import logger, traced

@@ -8,6 +8,11 @@ over ``AWS_ENDPOINT_URL``), so the very same call flips the emulated mapping's s
     GET /2015-03-31/event-source-mappings/{UUID}   -> the mapping's configuration
     PUT /2015-03-31/event-source-mappings/{UUID}   {"Enabled": false, ...} -> the same, updated
 
+It also serves ``Invoke`` (``POST /2015-03-31/functions/{FunctionName}/invocations``) for the
+local stack's stand-in functions (infra/local/functions.py): the handler runs in the request's
+thread; a raised exception answers as Lambda does, 200 with ``X-Amz-Function-Error: Unhandled``
+and ``{errorMessage, errorType, stackTrace}``. Only ``RequestResponse`` is served.
+
 Everything else answers as Lambda does for what it does not know: 404
 ``ResourceNotFoundException`` (or 400 ``InvalidParameterValueException`` for a body it cannot
 read). ``Enabled`` and ``ScalingConfig.MaximumConcurrency`` are honoured; the other fields are fixed by the template.
@@ -19,17 +24,21 @@ import json
 import logging
 import re
 import threading
+import traceback
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
 from infra.local.esm import EventSourceMapping, MappingRegistry
+from infra.local.functions import LocalFunctions
 
 log = logging.getLogger("jobq.local.lambda")
 
 __all__ = ["LambdaApi", "mapping_configuration"]
 
 _PATH = re.compile(r"^/2015-03-31/event-source-mappings/([0-9a-fA-F-]{36})/?$")
+_INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 
 
 def mapping_configuration(mapping: EventSourceMapping, *, last_modified: float) -> dict[str, Any]:
@@ -54,8 +63,10 @@ def mapping_configuration(mapping: EventSourceMapping, *, last_modified: float) 
 class LambdaApi:
     """A ThreadingHTTPServer on 127.0.0.1 (port 0: any free one) over a MappingRegistry."""
 
-    def __init__(self, mappings: MappingRegistry, *, port: int = 0) -> None:
+    def __init__(self, mappings: MappingRegistry, *, port: int = 0, functions: LocalFunctions | None = None) -> None:
         self.mappings = mappings
+        self.functions = functions or LocalFunctions()
+        self.invocations = 0
         self._started = datetime.now(tz=UTC).timestamp()
         self._modified: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -67,6 +78,10 @@ class LambdaApi:
 
             def do_GET(self) -> None:
                 api._handle(self, update=None)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                api._invoke(self, self.rfile.read(length))
 
             def do_PUT(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -131,6 +146,44 @@ class LambdaApi:
                 self._modified[mapping_uuid] = datetime.now(tz=UTC).timestamp()
             config = mapping_configuration(mapping, last_modified=self._modified.get(mapping_uuid, self._started))
         self._send(request, 202 if update is not None else 200, config)
+
+    def _invoke(self, request: BaseHTTPRequestHandler, raw: bytes) -> None:
+        match = _INVOKE.match(request.path.split("?", 1)[0])
+        if not match:
+            self._error(request, 404, "ResourceNotFoundException", f"not served by the local stack: {request.command} {request.path}")
+            return
+        name = unquote(match.group(1))
+        handler = self.functions.resolve(name)
+        if handler is None:
+            self._error(request, 404, "ResourceNotFoundException", f"Function not found: {name}")
+            return
+        if request.headers.get("X-Amz-Invocation-Type", "RequestResponse") != "RequestResponse":
+            self._error(request, 400, "InvalidParameterValueException", "the local stack serves RequestResponse invocations only")
+            return
+        try:
+            event = json.loads(raw or b"{}")
+        except ValueError:
+            self._error(request, 400, "InvalidRequestContentException", "Could not parse request body into json")
+            return
+        with self._lock:
+            self.invocations += 1
+        try:
+            result = handler(event, None)
+        except Exception as err:  # the function raised: Lambda reports it in the answer, not as an API error
+            body = {"errorMessage": str(err), "errorType": type(err).__name__, "stackTrace": traceback.format_tb(err.__traceback__)[-5:]}
+            self._send_raw(request, 200, json.dumps(body).encode(), {"X-Amz-Function-Error": "Unhandled", "X-Amz-Executed-Version": "$LATEST"})
+            return
+        self._send_raw(request, 200, json.dumps(result).encode(), {"X-Amz-Executed-Version": "$LATEST"})
+
+    @staticmethod
+    def _send_raw(request: BaseHTTPRequestHandler, status: int, raw: bytes, headers: dict[str, str]) -> None:
+        request.send_response(status)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(raw)))
+        for name, value in headers.items():
+            request.send_header(name, value)
+        request.end_headers()
+        request.wfile.write(raw)
 
     @staticmethod
     def _send(request: BaseHTTPRequestHandler, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:

@@ -343,13 +343,19 @@ class LocalStack:
 
         t = time.monotonic()
         self._start_moto()
-        self.lambda_api = LambdaApi(self.mappings).start()
-        self._env.set("AWS_ENDPOINT_URL_LAMBDA", self.lambda_api.url)
+        lambda_api = self.lambda_api = LambdaApi(self.mappings).start()
+        self._env.set("AWS_ENDPOINT_URL_LAMBDA", lambda_api.url)
         self._step("moto", t)
 
         t = time.monotonic()
         provisioner = Provisioner(endpoint_url=self.aws_endpoint, region=self.region, websocket_endpoint=websocket_base)
-        parameters = {"JwtIssuer": self.issuer.issuer, "JwtAudience": self.issuer.audience, **self.parameters}
+        parameters = {
+            "JwtIssuer": self.issuer.issuer,
+            "JwtAudience": self.issuer.audience,
+            # The stand-in functions the local Lambda API serves are the ones a Lambda target may name.
+            "LambdaTargetArns": ",".join(lambda_api.functions.arns(self.region)),
+            **self.parameters,
+        }
         self.provisioned = provisioner.provision(self.template, self.stack_name, parameters)
         self._step("provision", t)
         if self.meter is not None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from shared.adapters import clients
 from shared.adapters.aws_errors import aws_errors
-from shared.adapters.jobs import decode_cursor, encode_cursor
+from shared.adapters.job_repository import decode_cursor, encode_cursor
 from shared.audit import AuditEntry
 
 AUDIT_PK = "AUDIT"

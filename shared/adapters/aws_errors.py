@@ -59,11 +59,11 @@ _CANCELLATION: dict[str, type[JobqError]] = {
     "RequestLimitExceeded": Throttled,
     "TransactionConflict": Unavailable,
 }
-# DynamoDB's data-plane calls name a table, not the item: "not found" there means the table is
+# The DynamoDB data-plane calls jobq makes name a table, not the item: "not found" there means the table is
 # missing (a broken deployment), which no client can fix by changing its request.
 _TABLE_OPERATIONS = frozenset(
     {
-        "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem",
+        "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchGetItem",
         "BatchWriteItem", "TransactWriteItems", "TransactGetItems", "DescribeTable",
     }
 )  # fmt: skip

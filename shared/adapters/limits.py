@@ -19,10 +19,9 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from shared.adapters import clients
-from shared.errors import Unavailable
+from shared.adapters.aws_errors import aws_errors
+from shared.errors import Conflict, JobqError
 from shared.flow_control import SLOTS_IDLE_TTL_SECONDS
 from shared.observability import logger
 
@@ -49,10 +48,6 @@ def _shard(key: str) -> int:
     return zlib.crc32(key.encode()) % KEY_SHARDS
 
 
-def _code(err: ClientError) -> str:
-    return str(err.response.get("Error", {}).get("Code", ""))
-
-
 class DynamoLimits:
     """``shared.flow_control.Limits`` on the jobs table."""
 
@@ -65,7 +60,7 @@ class DynamoLimits:
 
     # ---- rate windows ------------------------------------------------------------------------------------
     def take_window(self, queue: str, key: str | None, window_start: int, ttl: int) -> int:
-        try:
+        with aws_errors(f"cannot count a start on queue {queue}'s rate limit"):
             out = self._ddb().update_item(
                 TableName=self.table_name,
                 Key={"pk": {"S": _queue_pk(queue, key)}, "sk": {"S": f"W#{window_start}"}},
@@ -73,14 +68,13 @@ class DynamoLimits:
                 ExpressionAttributeValues={":one": {"N": "1"}, ":ttl": {"N": str(ttl)}},
                 ReturnValues="UPDATED_NEW",
             )
-        except (ClientError, BotoCoreError) as err:
-            raise Unavailable(f"cannot count a start on queue {queue}'s rate limit") from err
         return int(out["Attributes"]["n"]["N"])
 
     def window_count(self, queue: str, key: str | None, window_start: int) -> int:
-        out = self._ddb().get_item(
-            TableName=self.table_name, Key={"pk": {"S": _queue_pk(queue, key)}, "sk": {"S": f"W#{window_start}"}}, ConsistentRead=True
-        )
+        with aws_errors(f"cannot read queue {queue}'s rate window"):
+            out = self._ddb().get_item(
+                TableName=self.table_name, Key={"pk": {"S": _queue_pk(queue, key)}, "sk": {"S": f"W#{window_start}"}}, ConsistentRead=True
+            )
         return int(out.get("Item", {}).get("n", {}).get("N", 0))
 
     # ---- a key's slots --------------------------------------------------------------------------------------
@@ -94,9 +88,10 @@ class DynamoLimits:
         values: dict[str, Any] = {":until": {"N": str(until_ms)}, ":now": {"N": str(now_ms)}, ":one": {"N": "1"}, ":ttl": {"N": str(ttl)}}
         if max_active is not None:
             values[":max"] = {"N": str(max_active)}
-        try:
-            for _ in range(4):
-                try:
+        what = f"cannot take a slot of group {key} on queue {queue}"
+        for _ in range(4):
+            try:
+                with aws_errors(what):
                     self._ddb().update_item(
                         TableName=self.table_name,
                         Key=self._slots_key(queue, key),
@@ -105,29 +100,27 @@ class DynamoLimits:
                         ExpressionAttributeNames={"#t": token, "#last": "last"},
                         ExpressionAttributeValues=values,
                     )
-                    return True
-                except ClientError as err:
-                    if _code(err) != "ConditionalCheckFailedException":
-                        raise
-                if not self._make_room(queue, key, now_ms):
-                    return False
-            return False
-        except (ClientError, BotoCoreError) as err:
-            raise Unavailable(f"cannot take a slot of group {key} on queue {queue}") from err
+                return True
+            except Conflict:
+                pass  # full, or no item yet
+            if not self._make_room(queue, key, now_ms, what):
+                return False
+        return False
 
-    def _make_room(self, queue: str, key: str, now_ms: int) -> bool:
+    def _make_room(self, queue: str, key: str, now_ms: int, what: str) -> bool:
         """The key item is missing, or full: create it, or drop the leases that ran out. True if worth another try."""
-        item = self._ddb().get_item(TableName=self.table_name, Key=self._slots_key(queue, key), ConsistentRead=True).get("Item")
+        with aws_errors(what):
+            item = self._ddb().get_item(TableName=self.table_name, Key=self._slots_key(queue, key), ConsistentRead=True).get("Item")
         if item is None or "h" not in item:
             try:
-                self._ddb().put_item(
-                    TableName=self.table_name,
-                    Item={**self._slots_key(queue, key), "h": {"M": {}}, "n": {"N": "0"}, "expiresAt": {"N": str(now_ms // 1000 + SLOTS_IDLE_TTL_SECONDS)}},
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
-            except ClientError as err:
-                if _code(err) != "ConditionalCheckFailedException":
-                    raise
+                with aws_errors(what):
+                    self._ddb().put_item(
+                        TableName=self.table_name,
+                        Item={**self._slots_key(queue, key), "h": {"M": {}}, "n": {"N": "0"}, "expiresAt": {"N": str(now_ms // 1000 + SLOTS_IDLE_TTL_SECONDS)}},
+                        ConditionExpression="attribute_not_exists(pk)",
+                    )
+            except Conflict:
+                pass  # another consumer created it first
             return True
         expired = [(t, v["N"]) for t, v in item["h"]["M"].items() if int(v["N"]) <= now_ms][:50]
         if not expired:
@@ -135,57 +128,56 @@ class DynamoLimits:
         names = {f"#e{i}": t for i, (t, _) in enumerate(expired)}
         values = {f":e{i}": {"N": v} for i, (_, v) in enumerate(expired)}
         try:
-            self._ddb().update_item(
-                TableName=self.table_name,
-                Key=self._slots_key(queue, key),
-                UpdateExpression="REMOVE " + ", ".join(f"h.#e{i}" for i in range(len(expired))),
-                ConditionExpression=" AND ".join(f"h.#e{i} = :e{i}" for i in range(len(expired))),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as err:
-            if _code(err) != "ConditionalCheckFailedException":
-                raise
+            with aws_errors(what):
+                self._ddb().update_item(
+                    TableName=self.table_name,
+                    Key=self._slots_key(queue, key),
+                    UpdateExpression="REMOVE " + ", ".join(f"h.#e{i}" for i in range(len(expired))),
+                    ConditionExpression=" AND ".join(f"h.#e{i} = :e{i}" for i in range(len(expired))),
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+        except Conflict:
+            pass  # another claim took them back first
         logger.warning("expired slots taken back", extra={"queue": queue, "group": key, "slots": len(expired)})
         return True
 
     def release_slot(self, queue: str, key: str, token: str) -> None:
         try:
-            self._ddb().update_item(
-                TableName=self.table_name,
-                Key=self._slots_key(queue, key),
-                UpdateExpression="REMOVE h.#t",
-                ConditionExpression="attribute_exists(h)",
-                ExpressionAttributeNames={"#t": token},
-            )
-        except (ClientError, BotoCoreError) as err:
+            with aws_errors(f"cannot give back a slot of group {key} on queue {queue}"):
+                self._ddb().update_item(
+                    TableName=self.table_name,
+                    Key=self._slots_key(queue, key),
+                    UpdateExpression="REMOVE h.#t",
+                    ConditionExpression="attribute_exists(h)",
+                    ExpressionAttributeNames={"#t": token},
+                )
+        except JobqError as err:
             # The slot stays held until its lease runs out; the next claim that finds the key full takes it back.
-            logger.warning("a group slot was not given back; it expires with its lease", extra={"queue": queue, "group": key, "error": str(err)})
+            logger.warning("a group slot was not given back; it expires with its lease", extra={"queue": queue, "group": key, "error": err.message})
 
     # ---- GET /queues/{name}/groups -------------------------------------------------------------------------
     def keys(self, queue: str, now_ms: int, *, per_shard: int = 200) -> list[KeyCounts]:
         """The queue's keys seen lately (the slots items), from every shard; active counts only leases still running."""
         found: list[KeyCounts] = []
-        try:
-            for shard in range(KEY_SHARDS):
+        for shard in range(KEY_SHARDS):
+            with aws_errors(f"cannot read the groups of queue {queue}"):
                 out = self._ddb().query(
                     TableName=self.table_name,
                     KeyConditionExpression="pk = :pk AND begins_with(sk, :g)",
                     ExpressionAttributeValues={":pk": {"S": _keys_pk(queue, shard)}, ":g": {"S": "G#"}},
                     Limit=per_shard,
                 )
-                for item in out.get("Items", []):
-                    leases = item.get("h", {}).get("M", {})
-                    found.append(
-                        KeyCounts(
-                            key=item["sk"]["S"][2:],
-                            active=sum(1 for v in leases.values() if int(v["N"]) > now_ms),
-                            started=int(item.get("n", {}).get("N", 0)),
-                            last_started_ms=int(item["last"]["N"]) if "last" in item else None,
-                        )
+            for item in out.get("Items", []):
+                leases = item.get("h", {}).get("M", {})
+                found.append(
+                    KeyCounts(
+                        key=item["sk"]["S"][2:],
+                        active=sum(1 for v in leases.values() if int(v["N"]) > now_ms),
+                        started=int(item.get("n", {}).get("N", 0)),
+                        last_started_ms=int(item["last"]["N"]) if "last" in item else None,
                     )
-        except (ClientError, BotoCoreError) as err:
-            raise Unavailable(f"cannot read the groups of queue {queue}") from err
+                )
         return found
 
 

@@ -9,7 +9,7 @@ Readers (JobService.create, the CleanupFunction, GET /queues) call ``get_policy`
 and costs at most one GetItem per queue per container per interval. A writer's own cache is
 updated at once.
 
-HTTP targets stay their own items (``sk=TARGET#<type>``, shared/adapters/jobs.py); ``delete_target``
+HTTP targets stay their own items (``sk=TARGET#<type>``, shared/adapters/job_repository.py); ``delete_target``
 is here because only the queue settings remove one.
 """
 

@@ -2,9 +2,12 @@
 
 Items of the realtime table (template.yaml's RealtimeTable; all expire by ``expiresAt``):
 
-    connection      pk=CONN#<connectionId>  sk=CONN            userId, admin, connectedAt
+    connection      pk=CONN#<connectionId>  sk=CONN            userId, admin, reader, groups, connectedAt
     its topics      pk=CONN#<connectionId>  sk=TOPIC#<topic>   (what $disconnect removes)
-    subscription    pk=<topic>              sk=CONN#<connectionId>   userId, admin
+    subscription    pk=<topic>              sk=CONN#<connectionId>   userId, admin, reader, groups
+
+``admin``, ``reader`` and ``groups`` are the caller's from the token verified at $connect: every
+event is checked against them (shared/realtime.py), without reading the connection again.
 
 ``<topic>`` is ``JOB#<owner>#<jobId>`` or ``QUEUE#<queue>`` (shared/realtime.py). Looking up a
 job's subscribers is one Query on its topic; a connection's own items are one Query on its id.
@@ -23,9 +26,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from shared.access import Identity
 from shared.adapters import clients
 from shared.adapters.aws_errors import AWS_ERRORS, aws_code, aws_errors, domain_error, http_status
-from shared.adapters.jobs import JobStore
+from shared.adapters.job_repository import JobStore
 from shared.errors import Unavailable
 from shared.models import Job
 from shared.observability import logger
@@ -41,6 +45,24 @@ def _conn_pk(connection_id: str) -> str:
 _WHAT = "DynamoDB (realtime connections)"
 
 
+def _caller_attributes(caller: Identity) -> dict[str, Any]:
+    item: dict[str, Any] = {"userId": {"S": caller.user_id}, "admin": {"BOOL": caller.is_admin}}
+    if caller.is_reader:
+        item["reader"] = {"BOOL": True}
+    if caller.groups:
+        item["groups"] = {"L": [{"S": g} for g in sorted(caller.groups)]}
+    return item
+
+
+def _caller_of(item: dict[str, Any]) -> Identity:
+    return Identity(
+        user_id=item["userId"]["S"],
+        is_admin=bool(item.get("admin", {}).get("BOOL")),
+        is_reader=bool(item.get("reader", {}).get("BOOL")),
+        groups=frozenset(g["S"] for g in item.get("groups", {}).get("L", []) if "S" in g),
+    )
+
+
 class DynamoConnectionStore:
     """shared.realtime.ConnectionStore on DynamoDB."""
 
@@ -52,8 +74,7 @@ class DynamoConnectionStore:
         item = {
             "pk": {"S": _conn_pk(connection.connection_id)},
             "sk": {"S": _CONN},
-            "userId": {"S": connection.user_id},
-            "admin": {"BOOL": connection.is_admin},
+            **_caller_attributes(connection.caller),
             "connectedAt": {"N": str(now_ms)},
             "expiresAt": {"N": str(expires_at)},
         }
@@ -68,7 +89,7 @@ class DynamoConnectionStore:
         item = out.get("Item")
         if not item or int(item.get("expiresAt", {}).get("N", "0")) < time.time():
             return None  # TTL deletes lazily: an expired connection counts as gone
-        return Connection(connection_id, item["userId"]["S"], bool(item.get("admin", {}).get("BOOL")))
+        return Connection(connection_id, _caller_of(item))
 
     def subscribe(self, connection: Connection, topic: str, *, expires_at: int) -> None:
         ttl = {"N": str(expires_at)}
@@ -80,8 +101,7 @@ class DynamoConnectionStore:
                         "Item": {
                             "pk": {"S": topic},
                             "sk": {"S": _conn_pk(connection.connection_id)},
-                            "userId": {"S": connection.user_id},
-                            "admin": {"BOOL": connection.is_admin},
+                            **_caller_attributes(connection.caller),
                             "expiresAt": ttl,
                         }
                     }
@@ -111,7 +131,7 @@ class DynamoConnectionStore:
     def subscribers(self, topic: str) -> list[Subscriber]:
         now = time.time()
         return [
-            Subscriber(item["sk"]["S"].removeprefix("CONN#"), item["userId"]["S"], bool(item.get("admin", {}).get("BOOL")))
+            Subscriber(item["sk"]["S"].removeprefix("CONN#"), _caller_of(item))
             for item in self._query(topic)
             if int(item.get("expiresAt", {}).get("N", "0")) >= now
         ]

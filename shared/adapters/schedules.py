@@ -17,7 +17,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from shared.adapters import clients
 from shared.adapters.aws_errors import AWS_ERRORS, aws_errors, cancellation_reasons, domain_error
-from shared.adapters.jobs import decode_cursor, encode_cursor
+from shared.adapters.job_repository import decode_cursor, encode_cursor
 from shared.clock import iso
 from shared.errors import Conflict, Invalid, Unavailable
 from shared.observability import logger

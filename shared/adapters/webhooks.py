@@ -22,7 +22,7 @@ from shared.adapters import clients
 from shared.adapters.aws_errors import aws_errors
 from shared.clock import iso
 from shared.errors import Conflict, Unavailable
-from shared.webhooks import Delivery, DeliveryStatus
+from shared.webhooks import Delivery, DeliveryAttempt, DeliveryStatus
 
 
 def _pk(user_id: str, job_id: str) -> str:
@@ -54,22 +54,13 @@ class DynamoDeliveryLog:
         except Conflict:
             return  # the same change read twice: one record
 
-    def record_attempt(
-        self,
-        delivery: Delivery,
-        *,
-        status: DeliveryStatus,
-        attempt: int,
-        now_ms: int,
-        http_status: int | None,
-        error: str | None,
-        next_attempt_at: str | None,
-    ) -> None:
+    def record_attempt(self, delivery: Delivery, attempt: DeliveryAttempt) -> None:
+        status = attempt.status
         names = {"#status": "status", "#attempts": "attempts", "#last": "lastAttemptAt", "#event": "event", "#url": "url"}
         values: dict[str, Any] = {
             ":status": {"S": status.value},
-            ":attempts": {"N": str(attempt)},
-            ":last": {"S": iso(now_ms)},
+            ":attempts": {"N": str(attempt.attempt)},
+            ":last": {"S": iso(attempt.at_ms)},
             ":delivered": {"S": DeliveryStatus.DELIVERED.value},
             ":event": {"S": delivery.event_type},
             ":url": {"S": delivery.url},
@@ -79,7 +70,7 @@ class DynamoDeliveryLog:
         sets = ["#status = :status", "#attempts = :attempts", "#last = :last", "#event = :event", "#url = :url", "#id = :id"]
         removes = []
         # every name aliased: "error" is one of DynamoDB's reserved words
-        for attribute, value in (("httpStatus", http_status), ("error", error), ("nextAttemptAt", next_attempt_at)):
+        for attribute, value in (("httpStatus", attempt.http_status), ("error", attempt.error), ("nextAttemptAt", attempt.next_attempt_at)):
             names[f"#{attribute}"] = attribute
             if value is None:
                 removes.append(f"#{attribute}")

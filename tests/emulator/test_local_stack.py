@@ -123,7 +123,7 @@ def test_the_table_is_created_from_the_template_definition(provisioned: Provisio
         "dynamodb", endpoint_url=moto_endpoint, region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t"
     )
     table = ddb.describe_table(TableName=provisioned.outputs["JobsTableName"])["Table"]
-    assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {"byUser", "byUserStatus", "byQueue", "byQueueStatus"}
+    assert {i["IndexName"]: i["Projection"]["ProjectionType"] for i in table["GlobalSecondaryIndexes"]} == {"byOwner": "INCLUDE", "byQueue": "KEYS_ONLY", "byQueueState": "KEYS_ONLY"}
     assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
     api_function = provisioned.function("ApiFunction")
     assert api_function.environment["JOBQ_TABLE_NAME"] == table["TableName"]
@@ -185,6 +185,7 @@ def test_queue_parameters_are_validated_like_create_stack() -> None:
         "SchedulerRoleName": "scheduler",
         "SchedulerFunctionRoleName": "scheduler-function",
         "HealthRoleName": "health",
+        "EventsRoleName": "events",
     }
     with pytest.raises(TemplateError, match="MinValue"):
         resolve_parameters(template, {**required, "MaxConcurrency": "1"})  # Lambda's minimum is 2

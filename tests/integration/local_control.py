@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import httpx
 
-from shared.adapters.jobs import to_item
+from shared.adapters.job_repository import to_item
 from shared.models import Job
 from tests.integration.conftest import STACK_NAME, LocalStackProcess
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import uuid
@@ -51,12 +52,25 @@ def test_the_installed_jobq_lists_its_commands() -> None:
         assert f" {command} " in out.stdout, command
 
 
-def test_add_wait_shows_progress_and_prints_the_result(local_stack: LocalStackProcess) -> None:
+def test_add_wait_shows_progress_and_prints_the_result_pushed_over_the_websocket(local_stack: LocalStackProcess) -> None:
     result = jobq(local_stack, "add", "video-processing", "transcode-video", "-d", "videoUrl=s3://in/v.mp4", "-d", 'formats=["480p","720p"]', "--wait")
 
     assert result.exit_code == 0, result.output
+    assert "following by push" in result.stdout
     assert "completed" in result.stdout and "100%" in result.stdout
     assert "s3://in/v.mp4.720p.mp4" in result.stdout
+
+
+def test_add_wait_polls_when_the_websocket_is_unavailable_and_still_ends_with_the_result(local_stack: LocalStackProcess) -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        nowhere = f"ws://127.0.0.1:{closed.getsockname()[1]}/live"
+    result = jobq(local_stack, "add", "video-processing", "transcode-video", "-d", "videoUrl=s3://in/p.mp4", "-d", 'formats=["480p"]', "--wait",
+                  env={"JOBQ_WEBSOCKET_URL": nowhere})
+
+    assert result.exit_code == 0, result.output
+    assert "following by polling (cannot open ws://127.0.0.1:" in result.stdout
+    assert "completed" in result.stdout and "s3://in/p.mp4.480p.mp4" in result.stdout
 
 
 def test_add_wait_exits_1_when_the_job_fails(local_stack: LocalStackProcess) -> None:
@@ -110,14 +124,14 @@ def test_errors_have_a_clear_message_and_an_exit_code_per_kind(local_stack: Loca
     invalid = jobq(local_stack, "add", "no-such-queue", "send-email", *EMAIL)
     forbidden = jobq(local_stack, "queues", "--once")
     unauthorized = jobq(local_stack, "get", "x", env={"JOBQ_TOKEN": "garbage"})
-    unavailable = jobq(local_stack, "flows", "show", "x")
+    no_flow = jobq(local_stack, "flows", "show", "x")  # the API has flows now (issue 14): a job that does not exist
 
-    assert (missing.exit_code, invalid.exit_code, forbidden.exit_code, unauthorized.exit_code, unavailable.exit_code) == (4, 2, 3, 3, 9)
+    assert (missing.exit_code, invalid.exit_code, forbidden.exit_code, unauthorized.exit_code, no_flow.exit_code) == (4, 2, 3, 3, 4)
     assert "not found" in missing.output
     assert "no-such-queue" in invalid.output
     assert "admin" in forbidden.output.lower()
     assert "jobq login" in unauthorized.output
-    assert "not available" in unavailable.output
+    assert "not found" in no_flow.output
 
 
 def test_retry_and_cancel_and_logs(local_stack: LocalStackProcess, target: TargetServer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from typing import Any
 
@@ -74,6 +75,40 @@ def test_add_then_wait_returns_the_finished_job_typed_as_the_api_models_it(local
     assert job.max_attempts == 2 and job.user_id == "cl-carol"
     assert done.status is JobStatus.COMPLETED and done.result["to"] == "bob@example.com"
     assert done.history[-1].outcome == "completed"
+
+
+def video(formats: int) -> dict[str, Any]:
+    return {"videoUrl": "s3://in/c.mov", "formats": [f"f{i}" for i in range(formats)]}
+
+
+def test_wait_follows_a_running_job_by_push_reading_it_only_at_the_start_and_the_end(local_stack: LocalStackProcess) -> None:
+    transport = FlakyTransport()  # the real transport, counting requests
+    seen: list[tuple[str, float]] = []
+    with client_for(local_stack, "cl-erin", transport=transport) as jobq:
+        job = jobq.add("video-processing", "transcode-video", video(60))  # ~3 s of steps: several progress pushes
+        updates = list(jobq.follow(job.job_id, timeout=60))
+        seen = [(u.via, u.job.progress) for u in updates]
+
+    assert {via for via, _ in seen} == {"push"}
+    final = updates[-1].job
+    assert final.status is JobStatus.COMPLETED and len(final.result["outputs"]) == 60
+    progress = [p for _, p in seen if isinstance(p, int | float) and 0 < p < 100]
+    assert len(progress) >= 2 and progress == sorted(progress)  # several progress reports, in order
+    reads = [r for r in transport.requests if r.method == "GET" and r.url.path == f"/jobs/{job.job_id}"]
+    assert len(reads) == 2  # the start and the final job: everything between was pushed
+
+
+def test_wait_polls_when_the_websocket_is_unavailable(local_stack: LocalStackProcess) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nowhere = f"ws://127.0.0.1:{closed.getsockname()[1]}/live"
+    with client_for(local_stack, "cl-erin", websocket_url=nowhere) as jobq:
+        job = jobq.add("video-processing", "transcode-video", video(3))
+        updates = list(jobq.follow(job.job_id, timeout=60))
+        done = jobq.wait(jobq.add("email-sending", "send-email", EMAIL).job_id, timeout=30)
+
+    assert {u.via for u in updates} == {"poll"} and "cannot open" in (updates[0].note or "")
+    assert updates[-1].job.status is JobStatus.COMPLETED and done.status is JobStatus.COMPLETED
 
 
 def test_a_create_whose_answer_is_lost_is_retried_and_makes_one_job(local_stack: LocalStackProcess) -> None:
@@ -234,8 +269,8 @@ def test_schedule_operations_as_an_admin(local_stack: LocalStackProcess) -> None
 def test_what_the_api_does_not_offer_yet_says_so(local_stack: LocalStackProcess) -> None:
     with client_for(local_stack, "cl-carol") as jobq:
         job = jobq.add("email-sending", "send-email", EMAIL)
-        with pytest.raises(NotAvailable):
-            jobq.flow(job.job_id)
+        flow = jobq.flow(job.job_id)  # the API has flows now (issue 14): a job without children is a flow of one
+        assert flow["jobId"] == job.job_id and flow["children"] == []
         if not jobq._offers_remove():
             with pytest.raises(NotAvailable):
                 jobq.remove(job.job_id)

@@ -134,7 +134,7 @@ def page_counts(browser: WebDriver) -> dict[str, int]:
 def api_counts(stack: LocalStackProcess) -> dict[str, int]:
     with stack.client("root", admin=True) as admin:
         queues = admin.get("/queues").json()["data"]
-    states = ("waiting", "active", "delayed", "completed", "failed", "cancelled", "stalled")
+    states = ("waiting", "active", "delayed", "completed", "failed", "cancelled", "stalled", "waiting-children")
     return {f"{q['name']}:{s}": q["liveStats"][s] for q in queues for s in states}
 
 
@@ -196,6 +196,8 @@ def test_the_job_page_shows_progress_while_the_job_runs(local_stack: LocalStackP
                                          "data": {"videoUrl": "s3://in/long.mov", "formats": [f"f{i}" for i in range(100)]}}).json()["data"]["jobId"]
     go(browser, local_stack, f"/job/{job_id}?user=uma")
     seen: set[int] = set()
+    # The changes are pushed over the WebSocket, not polled.
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, '#live[data-live="push"]'))
 
     def finished(b: WebDriver) -> bool:
         # Read in the page: it re-renders on every change, so element handles go stale.
@@ -209,7 +211,41 @@ def test_the_job_page_shows_progress_while_the_job_runs(local_stack: LocalStackP
     until(browser, finished, timeout=40)
     assert {p for p in seen if 0 < p < 100}, f"no progress between 0 and 100 was shown: {sorted(seen)}"
     assert max(seen) == 100
+    assert browser.find_element(By.ID, "live").get_attribute("data-live") == "push"
     shot(browser, shots, "05b-job-video")
+
+
+# The fault: a WebSocket that is refused (closes before it opens), in place of the browser's own.
+REFUSED_WEBSOCKET = """
+window.WebSocket = class { constructor() { setTimeout(() => this.onclose && this.onclose({ code: 1006 }), 50); } send() {} close() {} };
+"""
+
+
+def test_the_job_page_polls_when_the_websocket_cannot_be_reached(local_stack: LocalStackProcess, jobs: dict[str, Any], browser: WebDriver) -> None:
+    with local_stack.client("uma") as uma:
+        job_id = uma.post("/jobs", json={"queue": "video-processing", "type": "transcode-video",
+                                         "data": {"videoUrl": "s3://in/refused.mov", "formats": [f"f{i}" for i in range(20)]}}).json()["data"]["jobId"]
+    fault = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": REFUSED_WEBSOCKET})["identifier"]
+    try:
+        sign_in(browser, local_stack, "root", admin=True)  # loads the page afresh, with the fault
+        go(browser, local_stack, f"/job/{job_id}?user=uma")
+        until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, '#live[data-live="poll"]'))
+        until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, '#job-view .panel [data-status="completed"]'), timeout=40)
+        assert browser.find_element(By.ID, "progress").get_attribute("data-progress") == "100"
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": fault})
+        browser.get(f"{local_stack.api_url}/dashboard")  # the next test's page has the browser's own WebSocket
+
+
+def test_a_job_is_removed_from_its_page(local_stack: LocalStackProcess, jobs: dict[str, Any], browser: WebDriver) -> None:
+    removed = jobs["uma"][1]
+    sign_in(browser, local_stack, "root", admin=True)
+    go(browser, local_stack, f"/job/{removed}?user=uma")
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, '#job-view [data-status="completed"]'))
+    browser.find_element(By.ID, "remove").click()
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "dialog[open] [data-confirm]"))[0].click()
+    with local_stack.client("uma") as uma:
+        until(browser, lambda _: uma.get(f"/jobs/{removed}").status_code == 404)
 
 
 def test_a_users_session_never_shows_another_users_job(local_stack: LocalStackProcess, jobs: dict[str, Any], browser: WebDriver,

@@ -125,7 +125,7 @@ def test_bulk_and_limits(local_stack: LocalStackProcess, target: TargetServer) -
         for result in data["results"][:20]:
             wait_for_status(carol, result["job"]["jobId"], {"completed"})
         assert carol.post("/jobs/bulk", json={"jobs": [item] * 101}).status_code == 400
-        too_big = carol.post("/jobs", json={**item, "data": {"x": "y" * 300_000}})
+        too_big = carol.post("/jobs", json={**item, "data": {"x": "y" * 5_300_000}})  # past the 5 MB data limit
         assert too_big.status_code == 413
         for options, word in (({"delay": -1}, "delay"), ({"attempts": 0}, "attempts"), ({"backoff": {"type": "linear"}}, "backoff")):
             bad = carol.post("/jobs", json={**item, "options": options})

@@ -16,7 +16,7 @@ from moto import mock_aws
 from infra.local.provision import Provisioner
 from processors.registry import ProcessorRegistry
 from shared.adapters import clients, queues
-from shared.adapters.jobs import JobStore, to_item
+from shared.adapters.job_repository import JobStore, to_item
 from shared.catalog import ProcessorCatalog
 from shared.models import Job, QueueInfo
 from shared.settings import Settings, get_settings
@@ -96,6 +96,10 @@ def _forget_cached_clients() -> None:
     from api import deps
 
     deps.job_service.cache_clear()
+    deps.flow_service.cache_clear()
+    from functions.events import handler as events_handler
+
+    events_handler.flow_events.cache_clear()
     deps.cursor_signer.cache_clear()
     from api import access
 
@@ -126,6 +130,7 @@ def provision(monkeypatch: pytest.MonkeyPatch) -> Stack:
     bucket = provisioned.resources["ReportsBucket"].ref
     monkeypatch.setenv("JOBQ_TABLE_NAME", table_name)
     monkeypatch.setenv("JOBQ_REPORTS_BUCKET", bucket)
+    monkeypatch.setenv("JOBQ_PAYLOAD_BUCKET", bucket)
     clients.client("ses").verify_email_identity(EmailAddress=get_settings().email_sender)
     get_settings.cache_clear()
     settings = get_settings()

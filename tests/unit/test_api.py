@@ -70,7 +70,7 @@ def test_an_unknown_queue_is_a_400_naming_the_valid_ones(stack: Stack) -> None:
 def test_a_type_without_processor_is_a_400_naming_the_valid_ones(stack: Stack) -> None:
     status, body = call("POST", "/jobs", body={**send_email(), "type": "fax"}, claims=user("alice"))
     assert status == 400
-    assert "valid types: send-email" in body["error"]["message"]
+    assert "valid types: publish, send-email" in body["error"]["message"]
 
 
 def test_oversized_data_is_a_413_and_nothing_is_enqueued(stack: Stack) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from functions.consumer.handler import handler
-from shared.adapters.jobs import _job_key
+from shared.adapters.job_repository import _job_key
 from shared.catalog import ProcessorCatalog
 from shared.clock import now_ms, parse_iso
 from shared.jobs import Identity, JobService

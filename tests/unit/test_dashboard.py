@@ -41,13 +41,28 @@ def test_only_the_dashboards_own_files_are_served(aws_env: None) -> None:
 
 
 def test_a_read_only_deployment_tells_the_page(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert json.loads(get("/dashboard/config.json")["body"]) == {"readOnly": False}
+    assert json.loads(get("/dashboard/config.json")["body"])["readOnly"] is False
     monkeypatch.setenv("JOBQ_DASHBOARD_READ_ONLY", "true")
     get_settings.cache_clear()
     try:
-        assert json.loads(get("/dashboard/config.json")["body"]) == {"readOnly": True}
+        assert json.loads(get("/dashboard/config.json")["body"])["readOnly"] is True
     finally:
         get_settings.cache_clear()
+
+
+def test_clients_are_told_where_the_live_events_are_and_the_page_may_open_that_socket_only(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert json.loads(get("/dashboard/config.json")["body"])["websocketUrl"] is None  # no WebSocket: the page and the CLI poll
+    monkeypatch.setenv("JOBQ_WEBSOCKET_ENDPOINT", "wss://abc123.execute-api.eu-west-1.amazonaws.com/live")
+    get_settings.cache_clear()
+    try:
+        config = json.loads(get("/dashboard/config.json")["body"])
+        csp = get("/dashboard")["headers"]["content-security-policy"]
+    finally:
+        get_settings.cache_clear()
+    assert config["websocketUrl"] == "wss://abc123.execute-api.eu-west-1.amazonaws.com/live"
+    assert "connect-src 'self' wss://abc123.execute-api.eu-west-1.amazonaws.com;" in csp
 
 
 def test_api_gateway_serves_the_dashboard_routes_without_the_jwt_authorizer_and_nothing_else() -> None:

@@ -220,7 +220,7 @@ def test_a_job_stored_but_not_enqueued_is_reported_stored_when_it_cannot_be_take
 def test_a_throttled_claim_backs_off_briefly_without_spending_an_attempt(stack: Stack, target: TargetServer) -> None:
     job_id = add_job(stack, target, "/ok")
 
-    with failing("dynamodb", "GetItem", response=THROTTLED), failing("sqs", "ChangeMessageVisibility", response=None) as visibility:
+    with failing("dynamodb", "UpdateItem", response=THROTTLED), failing("sqs", "ChangeMessageVisibility", response=None) as visibility:
         response = deliver(stack)
 
     assert len(response["batchItemFailures"]) == 1

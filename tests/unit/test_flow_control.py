@@ -22,7 +22,7 @@ from shared.clock import now_ms, parse_iso
 from shared.errors import Invalid
 from shared.flow_control import GroupPolicy, KeyLimits, RateLimit
 from shared.jobs import Identity, JobService
-from shared.models import Backoff, BackoffType, HttpTarget, JobCreate, QueuePolicy
+from shared.models import Backoff, BackoffType, HttpTarget, JobCreate, JobRef, QueuePolicy
 from shared.status import JobStatus
 from shared.worker import Delivery, JobContext, Outcome, RetryLater
 from tests.target_server import TargetServer
@@ -32,6 +32,8 @@ from tests.unit.test_queues import call, mappings  # noqa: F401 (the fixture: PA
 ADMIN = Identity("root", is_admin=True)
 ALICE = Identity("alice")
 QUEUE = "email-sending"
+# Windows align to the epoch: a test that counts starts in one window uses a day's, which no run straddles but at midnight.
+DAY_MS = 86_400_000
 
 
 @pytest.fixture(autouse=True)
@@ -173,7 +175,7 @@ def test_jobs_over_the_rate_limit_start_in_the_windows_that_have_room(stack: Sta
 
 
 def test_a_rate_limit_changed_at_runtime_applies_to_the_next_claims(stack: Stack, target: TargetServer) -> None:
-    set_policy(rate_limit=RateLimit(max=1, duration=60_000))
+    set_policy(rate_limit=RateLimit(max=1, duration=DAY_MS))
     first = add_jobs(stack, target, "/ok", 2)
     deliver_all(stack)
     assert sum(stack.store.require("alice", i).status is JobStatus.COMPLETED for i in first) == 1
@@ -185,7 +187,7 @@ def test_a_rate_limit_changed_at_runtime_applies_to_the_next_claims(stack: Stack
 
 
 def test_a_job_that_waits_often_travels_on_in_a_new_message_before_sqs_dead_letters_it(stack: Stack, target: TargetServer) -> None:
-    set_policy(rate_limit=RateLimit(max=1, duration=60_000))
+    set_policy(rate_limit=RateLimit(max=1, duration=DAY_MS))
     first, second = add_jobs(stack, target, "/ok", 2)
     worker = stack.worker()
     queue = queues.directory().get(QUEUE)
@@ -290,7 +292,7 @@ def test_a_paused_key_waits_without_spending_attempts_and_runs_once_resumed(stac
 
 
 def test_a_keys_rate_limit_holds_per_key(stack: Stack, target: TargetServer) -> None:
-    set_policy(groups=GroupPolicy(rate_limit=RateLimit(max=1, duration=60_000)))
+    set_policy(groups=GroupPolicy(rate_limit=RateLimit(max=1, duration=DAY_MS)))
     a = add_jobs(stack, target, "/ok", 3, group="a.example")
     b = add_jobs(stack, target, "/ok", 3, group="b.example")
     deliver_all(stack)
@@ -360,6 +362,64 @@ def test_the_groups_route_shows_the_busiest_keys_and_a_key_is_paused_and_resumed
     status, out = call("POST", f"/queues/{QUEUE}/groups/acme/resume")
     assert (status, out["data"]) == (200, {"key": "acme", "paused": False})
     assert policies.read_policy(queues.directory().get(QUEUE))[0].groups == GroupPolicy(max_active=3)  # the override is gone
+
+
+@pytest.mark.parametrize("key", ["a\nb", "%0A", "a%23b", "%20lead", "a%2Fb", "a%00b", "k" * 129])
+def test_a_group_key_no_job_could_carry_is_a_400_in_the_common_envelope(stack: Stack, key: str) -> None:
+    for action in ("pause", "resume"):
+        status, out = call("POST", f"/queues/{QUEUE}/groups/{key}/{action}")
+        assert 400 <= status < 500 and out["success"] is False and set(out["error"]) >= {"code", "message"}, (key, status, out)
+    assert policies.read_policy(queues.directory().get(QUEUE))[0].groups is None  # nothing stored
+
+
+def test_a_group_key_from_the_data_loses_the_characters_a_key_cannot_have() -> None:
+    from shared.flow_control import check_group_key, group_key_of
+
+    key = group_key_of("crawl", {"url": {"host": " a/b#c\nd"}}, None, GroupPolicy(key_paths={"crawl": "url.host"}))
+    assert key == "a_b_c_d" and check_group_key(key) == key
+
+
+# ---- the gate costs no read: the group key travels in the message -------------------------------------------------
+
+
+def _one_delivery(stack: Stack) -> Delivery:
+    (message,) = stack.receive(QUEUE, wait=1)
+    return Delivery(message["MessageId"], message["Body"], message["ReceiptHandle"], queues.directory().get(QUEUE))
+
+
+def test_a_group_limited_claim_reads_no_job_when_the_message_carries_its_group(stack: Stack, target: TargetServer) -> None:
+    from tests.unit.faults import failing
+
+    set_policy(rate_limit=RateLimit(max=100, duration=60_000), groups=GroupPolicy(max_active=2))
+    [job_id] = add_jobs(stack, target, "/ok", 1, group="acme")
+    delivery = _one_delivery(stack)
+    assert queues.group_of_body(delivery.body) == "acme"
+    policies.get_policy(queues.directory().get(QUEUE))  # cached, as in a warm consumer
+
+    with failing("dynamodb", "GetItem", response=None) as reads:
+        outcome = stack.worker().handle(delivery)
+
+    assert outcome is Outcome.COMPLETED
+    assert [b["Key"]["pk"]["S"] for b in reads.seen if b["Key"]["pk"]["S"].startswith("JOB#")] == []
+    assert stack.store.require("alice", job_id).status is JobStatus.COMPLETED
+    assert [(k.key, k.started) for k in DynamoLimits(stack.table_name).keys(QUEUE, now_ms())] == [("acme", 1)]
+
+
+def test_a_message_that_does_not_carry_the_group_is_read_first_and_still_held_by_its_keys_limit(stack: Stack, target: TargetServer) -> None:
+    set_policy(groups=GroupPolicy(max_active=1))
+    running, waiting = add_jobs(stack, target, "/ok", 2, group="acme")
+    stack.receive(QUEUE, wait=1)  # drop the messages the creates sent
+    stack.store.apply(lifecycle.claim(stack.store.require("alice", running), now=now_ms(), lease_ms=60_000, token="held"))
+    assert DynamoLimits(stack.table_name).take_slot(QUEUE, "acme", "held", now_ms() + 60_000, 1, now_ms())
+    queues.send_job(queues.directory().get(QUEUE), JobRef.of(stack.store.require("alice", waiting)))  # a sweep's message: the reference only
+    delivery = _one_delivery(stack)
+    assert queues.group_of_body(delivery.body) is queues.GROUP_NOT_CARRIED
+
+    with pytest.raises(RetryLater):
+        stack.worker().handle(delivery)
+
+    job = stack.store.require("alice", waiting)
+    assert job.status is JobStatus.WAITING and job.attempts == 0
 
 
 # ---- backoff: jitter and a custom backoff per job type -----------------------------------------------------------

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from processors.http import run_http_target
-from shared.errors import PermanentJobError, RetryableJobError
+from shared.errors import PermanentJobError, RetryableJobError, Unavailable
 from shared.models import HttpTarget
 from shared.settings import get_settings
+from shared.worker import LeaseLost
 from tests.target_server import TargetServer
 
 
@@ -24,6 +26,10 @@ class Job:
     data: dict[str, Any] = {"to": "a@example.com"}
     attempt = 2
     max_attempts = 3
+    waited_for_children = False  # not a flow's parent: no childrenValues in the payload
+
+    def check_interrupted(self) -> None:
+        """Never cancelled here (the cancel of a request in flight: tests/unit/test_seed_000.py)."""
 
     def time_left(self, cap_seconds: float | None = None) -> float | None:
         return cap_seconds  # no job timeout: the target's own
@@ -101,3 +107,37 @@ def test_https_only_on_aws_loopback_http_only_in_the_local_stack() -> None:
     HttpTarget(url="http://localhost:8080/jobs").check_url(allow_loopback_http=True)
     with pytest.raises(ValueError, match="127.0.0.1"):
         HttpTarget(url="http://10.0.0.5/jobs").check_url(allow_loopback_http=True)
+
+
+class Watched(Job):
+    """A job whose reads answer as told: unavailable first, then taken over by another worker."""
+
+    def __init__(self, *answers: type[BaseException] | None) -> None:
+        self.answers = list(answers)
+        self.looks = 0
+
+    def check_interrupted(self) -> None:
+        self.looks += 1
+        answer = self.answers.pop(0) if self.answers else None
+        if answer is Unavailable:
+            raise Unavailable("throttled")
+        if answer is not None:
+            raise answer("as told")
+
+
+def test_a_look_at_the_job_that_fails_does_not_fail_the_attempt(target: TargetServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBQ_HTTP_CANCEL_POLL_SECONDS", "0.1")
+    get_settings.cache_clear()
+    job = Watched(Unavailable, Unavailable)
+    assert run_http_target(HttpTarget(url=f"{target.url}/slow/0.5", timeout_seconds=5), job) == {"slow": True}  # type: ignore[arg-type]
+    assert job.looks >= 3
+
+
+def test_a_job_taken_over_by_another_worker_stops_the_request_without_telling_the_target(target: TargetServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBQ_HTTP_CANCEL_POLL_SECONDS", "0.1")
+    get_settings.cache_clear()
+    started = time.monotonic()
+    with pytest.raises(LeaseLost):
+        run_http_target(HttpTarget(url=f"{target.url}/slow/5", timeout_seconds=10, cancel_url=f"{target.url}/ok"), Watched(None, LeaseLost))  # type: ignore[arg-type]
+    assert time.monotonic() - started < 2
+    assert [c.path for c in target.calls] == ["/slow/5"]  # no cancel notice: the job was not cancelled

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from api.main import handler
-from shared.adapters.jobs import to_item
+from shared.adapters.job_repository import to_item
 from shared.models import HttpTarget, JobRef
 from shared.schedules import ScheduleCreate, firing_job_id
 from shared.status import JobStatus

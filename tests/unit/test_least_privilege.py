@@ -226,6 +226,34 @@ def test_a_consumers_dynamodb_calls_stay_within_its_policy(stack: Stack, provisi
     assert not _allowed(email_policy, "PutItem", ["QUEUE#email-sending"])
 
 
+def test_a_consumer_writes_its_own_queues_flow_control_counters_and_no_other_queues(
+    stack: Stack, provisioned: ProvisionedStack, target: TargetServer
+) -> None:
+    from shared.adapters import policies, queues
+    from shared.catalog import ProcessorCatalog
+    from shared.flow_control import GroupPolicy, RateLimit
+
+    queue = queues.directory().get("email-sending")
+    policies.update_policy(
+        queue, lambda p: p.model_copy(update={"rate_limit": RateLimit(max=100, duration=60_000), "groups": GroupPolicy(max_active=2)})
+    )
+    jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
+    jobs.put_http_target("email-sending", "ok", HttpTarget(url=f"{target.url}/ok", timeout_seconds=1), ADMIN)
+    jobs.create(JobCreate(queue="email-sending", type="ok", data={"n": 1}, options={"group": "acme"}), ALICE)
+
+    with DynamoCalls() as email:
+        _deliver(stack, "email-sending")
+
+    counters = [keys for _, keys in email.calls if any(k.startswith("LIMIT#") for k in keys)]
+    assert ["LIMIT#email-sending#Q"] in counters and any(k[0].startswith("LIMIT#email-sending#KEYS#") for k in counters)
+    consumer = provisioned.nested["EmailSendingQueue"].resources["ConsumerFunction"]
+    assert _denied(email, consumer) == []
+    statements = list(_statements_of(consumer))
+    assert _allowed(statements, "UpdateItem", ["LIMIT#email-sending#G#acme"])
+    assert not _allowed(statements, "UpdateItem", ["LIMIT#video-processing#Q"])
+    assert not _allowed(statements, "Query", ["LIMIT#email-sending#KEYS#0"])  # listing keys is the API's
+
+
 def test_the_events_functions_writes_stay_within_its_policy(stack: Stack, provisioned: ProvisionedStack) -> None:
     from shared.adapters import queues
     from shared.catalog import ProcessorCatalog
@@ -241,3 +269,53 @@ def test_the_events_functions_writes_stay_within_its_policy(stack: Stack, provis
 
     assert calls.calls and _denied(calls, provisioned.resources["EventsFunction"]) == []
 
+
+
+# ---- Lambda targets (issue 18): the consumers may invoke the listed functions and no other ----------------
+
+FUNCTIONS = ["arn:aws:lambda:us-east-1:123456789012:function:thumbnailer", "arn:aws:lambda:us-east-1:123456789012:function:billing:live"]
+
+
+def _invoke_grants(stack: ProvisionedStack) -> dict[str, list[Any]]:
+    grants: dict[str, list[Any]] = {}
+    for owner, statement in _policy_resources(stack):
+        actions = _as_list(statement.get("Action", []))
+        if any(fnmatch.fnmatchcase("lambda:InvokeFunction", a) for a in actions) and statement.get("Effect") == "Allow":
+            # The scheduler's role invokes this stack's own SchedulerFunction: not a Lambda target.
+            outside = [r for r in _as_list(statement["Resource"]) if f":function:{STACK}-" not in r]
+            if outside:
+                grants.setdefault(owner, []).extend(outside)
+    return grants
+
+
+def test_each_consumer_may_invoke_exactly_the_functions_listed_in_lambda_target_arns(stack: Stack) -> None:
+    provisioned = Provisioner(endpoint_url=None).provision(ROOT / "template.yaml", STACK, {**PARAMETERS, "LambdaTargetArns": ",".join(FUNCTIONS)})
+
+    grants = _invoke_grants(provisioned)
+
+    consumers = {f"{run.name}/ConsumerFunction" for run in provisioned.walk() if "ConsumerFunction" in run.resources}
+    assert consumers and set(grants) == consumers  # the consumers, and no other function
+    assert all(sorted(resources) == sorted(FUNCTIONS) for resources in grants.values())
+    env = provisioned.nested["EmailSendingQueue"].resources["ConsumerFunction"].properties["Environment"]["Variables"]
+    assert env["JOBQ_LAMBDA_TARGET_ARNS"] == ",".join(FUNCTIONS)
+
+
+def test_without_lambda_target_arns_no_function_may_invoke_any_function(provisioned: ProvisionedStack) -> None:
+    assert _invoke_grants(provisioned) == {}
+
+
+def test_the_publish_built_in_may_publish_to_exactly_the_topics_listed(stack: Stack) -> None:
+    topics = ["arn:aws:sns:us-east-1:123456789012:orders", "arn:aws:sns:us-east-1:123456789012:alerts"]
+    listed = Provisioner(endpoint_url=None).provision(ROOT / "template.yaml", STACK, {**PARAMETERS, "PublishTopicArns": ",".join(topics)})
+    empty = Provisioner(endpoint_url=None).provision(ROOT / "template.yaml", STACK, PARAMETERS)
+
+    def publish_grants(provisioned: ProvisionedStack) -> dict[str, list[Any]]:
+        return {
+            owner: _as_list(s["Resource"])
+            for owner, s in _policy_resources(provisioned)
+            # The stack's own alarm topic is published to by CloudWatch: not the built-in's grant.
+            if "sns:Publish" in _as_list(s.get("Action", [])) and not any(f":{STACK}-" in str(r) for r in _as_list(s["Resource"]))
+        }
+
+    assert publish_grants(listed) == {f"{STACK}/EmailProcessorPolicy": topics}
+    assert publish_grants(empty) == {}

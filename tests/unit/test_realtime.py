@@ -22,7 +22,7 @@ from functions.realtime import services
 from functions.realtime.connections import handler as connections_handler
 from functions.realtime.stream import handler as stream_handler
 from shared.adapters import queues
-from shared.adapters.jobs import to_item
+from shared.adapters.job_repository import to_item
 from shared.jobs import Identity, JobService
 from shared.models import Job, JobCreate
 from shared.realtime import EventType, ProgressThrottle, change_kind
@@ -154,7 +154,7 @@ def test_progress_is_coalesced_to_the_latest_per_interval_and_an_ending_drops_wh
 
 def test_connect_with_the_issuers_token_is_accepted_and_remembered(live: Live) -> None:
     assert live.connect("c1", live.token("alice"))["statusCode"] == 200
-    assert services.realtime_service().connections.get_connection("c1").user_id == "alice"
+    assert services.realtime_service().connections.get_connection("c1").caller.user_id == "alice"
 
 
 @pytest.mark.parametrize("case", ["missing", "forged", "wrong-audience", "expired", "wrong-issuer"])
@@ -176,7 +176,7 @@ def test_the_connect_sample_event_connects_with_a_token_in_the_query(live: Live)
     event = json.loads((EVENTS / "websocket-connect.json").read_text())
     event["queryStringParameters"]["token"] = live.token("user-123")
     assert connections_handler(event, FakeLambdaContext()) == {"statusCode": 200}
-    assert services.realtime_service().connections.get_connection("L0SM9cOFvHcCIhw=").user_id == "user-123"
+    assert services.realtime_service().connections.get_connection("L0SM9cOFvHcCIhw=").caller.user_id == "user-123"
 
 
 # ---- subscribing ---------------------------------------------------------------------------------------------------------
@@ -218,13 +218,98 @@ def test_another_user_cannot_watch_my_job_by_naming_me(live: Live) -> None:
     assert replies == [{"type": "error", "code": "NOT_FOUND", "message": "job invoice-42 not found"}]
 
 
-def test_only_admins_subscribe_to_a_whole_queue(live: Live) -> None:
+def test_only_those_who_may_read_a_whole_queue_subscribe_to_it(live: Live) -> None:
     live.connect("bob", live.token("bob"))
     live.connect("root", live.token("root", admin=True))
 
     assert live.send("bob", {"action": "subscribe", "queue": "email-sending"})[0]["code"] == "FORBIDDEN"
     assert live.send("root", {"action": "subscribe", "queue": "nope"})[0]["code"] == "INVALID_REQUEST"
     assert live.send("root", {"action": "subscribe", "queue": "email-sending"}) == [{"type": "subscribed", "queue": "email-sending"}]
+
+
+def _grant(queue: str, **access: list[str]) -> None:
+    from shared.access import QueueAccess
+    from shared.adapters import policies
+
+    policies.update_policy(queues.directory().get(queue), lambda p: p.model_copy(update={"access": QueueAccess(**access)}))
+
+
+def test_a_read_only_operator_watches_any_job_and_queue_as_the_http_api_lets_them_read(live: Live) -> None:
+    live.connect("olga", live.token("olga", groups=["readonly"]))
+    job = live.create("alice", "invoice-7")
+
+    replies = live.send("olga", {"action": "subscribe", "jobId": "invoice-7", "userId": "alice"})
+    assert [r["type"] for r in replies] == ["subscribed", "job:waiting"]
+    assert live.send("olga", {"action": "subscribe", "queue": "video-processing"}) == [{"type": "subscribed", "queue": "video-processing"}]
+
+    live.stream((job, _moved(job, JobStatus.ACTIVE, attempts=1)))
+    assert live.server.types("olga")[-1] == "job:active"
+
+
+def test_a_queues_read_group_watches_that_queue_and_its_jobs_only(live: Live) -> None:
+    _grant("email-sending", read=["support"])
+    live.connect("sam", live.token("sam", groups=["support"]))
+    email = live.create("alice", "mail-1")
+    video = live.create("alice", "video-1", queue="video-processing")
+
+    assert live.send("sam", {"action": "subscribe", "queue": "email-sending"}) == [{"type": "subscribed", "queue": "email-sending"}]
+    assert live.send("sam", {"action": "subscribe", "queue": "video-processing"})[0]["code"] == "FORBIDDEN"
+    assert [r["type"] for r in live.send("sam", {"action": "subscribe", "jobId": "mail-1", "userId": "alice"})] == ["subscribed", "job:waiting"]
+    # A job on a queue the group may not read: not found, as GET /jobs/video-1?userId=alice answers them.
+    assert live.send("sam", {"action": "subscribe", "jobId": "video-1", "userId": "alice"})[0]["code"] == "NOT_FOUND"
+
+    live.stream((email, _moved(email, JobStatus.ACTIVE, attempts=1)), (video, _moved(video, JobStatus.ACTIVE, attempts=1)))
+    assert [m.get("jobId") for m in live.server.received("sam") if m["type"] == "job:active"] == ["mail-1"]
+
+
+def test_a_permission_taken_away_stops_the_events_of_a_queue_subscription(live: Live) -> None:
+    _grant("email-sending", operate=["email-ops"])
+    live.connect("ops", live.token("ops", groups=["email-ops"]))
+    assert live.send("ops", {"action": "subscribe", "queue": "email-sending"})[0]["type"] == "subscribed"
+    _grant("email-sending")  # the policy no longer names the group
+    from shared.adapters import policies
+
+    policies._cache.clear()  # what policy_cache_seconds does in a while, at once
+    job = live.create("alice", "mail-2")
+
+    outcome = live.stream((None, job))
+
+    assert outcome["denied"] == 1 and live.server.types("ops") == ["subscribed"]
+
+
+def test_a_queue_subscription_gets_a_bounded_number_of_events_a_second_across_jobs(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBQ_REALTIME_QUEUE_EVENTS_PER_SECOND", "30")
+    monkeypatch.setenv("JOBQ_REALTIME_QUEUE_PROGRESS_PER_SECOND", "10")
+    get_settings.cache_clear()
+    services.reset()
+    live.connect("root", live.token("root", admin=True))
+    live.connect("alice", live.token("alice"))
+    live.send("root", {"action": "subscribe", "queue": "video-processing"})
+    live.send("alice", {"action": "subscribe", "jobId": "v-0"})
+    from shared.clock import iso
+
+    now = int(time.time() * 1000)
+    jobs = [_moved(live.create("alice", f"v-{n}", queue="video-processing"), JobStatus.ACTIVE, attempts=1) for n in range(50)]
+    # 50 jobs report progress within the same second, then all complete: 100 events for the queue.
+    changes = [(j, j.model_copy(update={"progress": 50, "updated_at": iso(now)})) for j in jobs]
+    changes += [(j, _moved(j, JobStatus.COMPLETED, result={"ok": True})) for j in jobs]
+
+    from shared import clock
+
+    clock.use(lambda: now)  # all within one second of the fan-out's clock (moto takes longer)
+    try:
+        outcome = live.stream(*changes)
+    finally:
+        clock.use(None)
+
+    to_root = live.server.received("root")[1:]
+    kinds = [m["type"] for m in to_root]
+    assert kinds.count("job:progress") == 10 and kinds.count("job:completed") == 20  # 30 in all: the budget
+    dropped = [m for m in to_root if m["type"] == "queue:dropped"]
+    assert len(dropped) == 1 and dropped[0]["queue"] == "video-processing" and dropped[0]["dropped"] == 70
+    assert outcome["capped"] == 70
+    # A job's own subscriber is not behind the queue's budget.
+    assert [m["type"] for m in live.server.received("alice")][-2:] == ["job:progress", "job:completed"]
 
 
 @pytest.mark.parametrize(
@@ -328,7 +413,7 @@ def test_a_subscription_that_no_longer_holds_gets_nothing(live: Live) -> None:
     from shared.realtime import Connection
 
     store = services.event_fanout().connections
-    store.subscribe(Connection("mallory", "mallory", False), "JOB#alice#secret", expires_at=int(time.time()) + 60)
+    store.subscribe(Connection("mallory", Identity("mallory")), "JOB#alice#secret", expires_at=int(time.time()) + 60)
     job = live.create("alice", "secret")
 
     outcome = live.stream((None, job))

@@ -19,8 +19,9 @@ def test_a_completed_job_can_never_change_again() -> None:
 
 
 def test_a_finished_job_can_only_go_back_to_waiting_by_a_manual_retry() -> None:
-    for status in (JobStatus.FAILED, JobStatus.CANCELLED):
-        assert TRANSITIONS[status] == {JobStatus.WAITING}
+    assert TRANSITIONS[JobStatus.CANCELLED] == {JobStatus.WAITING}
+    # a flow's parent failed by its child waits for its children again when that child is retried
+    assert TRANSITIONS[JobStatus.FAILED] == {JobStatus.WAITING, JobStatus.WAITING_CHILDREN}
 
 
 def test_a_cancelled_job_is_never_claimed() -> None:

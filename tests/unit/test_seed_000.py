@@ -7,6 +7,8 @@ its job types are HTTP targets on jobq's example queues, and every body is the s
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -159,6 +161,49 @@ def test_queue_jobs_pause_resume_clean_and_metrics(stack: Stack, target: TargetS
     assert status == 200 and metrics["data"]["hours"] == 24
 
 
+def test_patch_takes_the_configuration_get_returns(stack: Stack, target: TargetServer) -> None:
+    typed = {"kind": "http", "url": f"{target.url}/ok", "timeoutSeconds": 5, "dataSchema": {"type": "object"}, "failOn": [503], "cancelUrl": f"{target.url}/ok"}
+    assert as_admin("PUT", f"/queues/{QUEUE}/processors/typed", typed)[0] == 200
+    config = as_admin("GET", f"/queues/{QUEUE}")[1]["data"]["configuration"]
+
+    status, same = as_admin("PATCH", f"/queues/{QUEUE}", config)  # read-modify-write without a change
+    assert status == 200, same
+    status, changed = as_admin("PATCH", f"/queues/{QUEUE}", {**config, "retryAttempts": 7, "retryDelay": 2500, "removeOnFail": 50})
+    assert status == 200 and changed["data"]["defaultAttempts"] == 7 and changed["data"]["defaultBackoff"]["delay"] == 2500
+    assert changed["data"]["retention"]["removeOnFail"]["maxCount"] == 50
+    status, changed = as_admin("PATCH", f"/queues/{QUEUE}", {**changed["data"], "defaultAttempts": 4})  # jobq's name this time
+    assert status == 200 and changed["data"]["retryAttempts"] == 4
+    status, refused = as_admin("PATCH", f"/queues/{QUEUE}", {**changed["data"], "defaultAttempts": 5, "retryAttempts": 6})
+    assert status == 400 and "retryAttempts and defaultAttempts are one setting" in refused["error"]["message"]
+    after = as_admin("GET", f"/queues/{QUEUE}")[1]["data"]["configuration"]
+    assert after["processors"] == config["processors"] and after["processors"]["http"]["typed"]["failOn"] == [503]
+    status, refused = as_admin("PATCH", f"/queues/{QUEUE}", {**config, "concurrency": config["concurrency"] + 1})
+    assert status == 400 and "concurrency" in refused["error"]["message"]
+
+
+UNKNOWN_QUEUE_ROUTES = [
+    ("GET", "/queues/nope", None),
+    ("POST", "/queues/nope", {"action": "pause"}),
+    ("DELETE", "/queues/nope?jobIds=a", None),
+    ("PATCH", "/queues/nope", {"retryAttempts": 2}),
+    ("GET", "/queues/nope/jobs", None),
+    ("POST", "/queues/nope/pause", None),
+    ("POST", "/queues/nope/resume", None),
+    ("POST", "/queues/nope/clean", {"olderThan": 0, "status": "completed"}),
+    ("GET", "/queues/nope/metrics", None),
+    ("GET", "/queues/nope/dead-letters", None),
+    ("POST", "/queues/nope/dead-letters/redrive", {}),
+    ("DELETE", "/queues/nope/dead-letters", None),
+    ("PUT", "/queues/nope/processors/x", {"url": "http://127.0.0.1:9/x"}),
+]
+
+
+def test_an_unknown_queue_is_a_404_on_every_queue_route(stack: Stack) -> None:
+    for method, path, body in UNKNOWN_QUEUE_ROUTES:
+        status, out = as_admin(method, path, body)
+        assert status == 404 and "queue 'nope' not found" in out["error"]["message"], (method, path, out)
+
+
 # ---- scheduler -------------------------------------------------------------------------------------------
 def test_schedule_delayed_job_with_delay_ms(scheduling: Scheduling, target: TargetServer) -> None:
     body = {"queue": QUEUE, "type": "analyze-video-content", "data": {"videoId": "video123", "analysisType": "comprehensive"}, "delayMs": 300000}
@@ -221,7 +266,9 @@ def test_scheduler_stats_as_the_seed_prints(scheduling: Scheduling, target: Targ
 
 
 def test_scheduler_health_and_metrics_answer(scheduling: Scheduling) -> None:
-    assert as_admin("GET", "/scheduler/health")[0] == 200
+    status, health = as_admin("GET", "/scheduler/health")  # seed 000's "Queue Health Summary"
+    assert status == 200 and [q["name"] for q in health["data"]["queueHealth"]] == ["email-sending", "report-generation", "video-processing"]
+    assert {"healthStatus", "processingRate", "totalJobs"} <= set(health["data"]["queueHealth"][0])
     status, metrics = as_admin("GET", "/scheduler/metrics")
     assert status == 200 and metrics["data"]["hours"] == 24
 
@@ -255,3 +302,27 @@ def test_system_health_is_503_when_the_database_is_down(stack: Stack) -> None:
 def test_detailed_health_is_for_admins(stack: Stack) -> None:
     assert call("GET", "/health/detailed", claims=user("u1"))[0] == 403
     assert as_admin("GET", "/health/detailed")[0] in (200, 503)
+
+
+def test_cancelling_a_job_whose_http_target_is_working_stops_waiting_and_tells_the_target(stack: Stack) -> None:
+    with TargetServer() as server:
+        hook = {"kind": "http", "url": f"{server.url}/slow/6", "timeoutSeconds": 30, "cancelUrl": f"{server.url}/ok"}
+        assert as_admin("PUT", f"/queues/{QUEUE}/processors/slow-report", hook)[0] == 200
+        job_id = call("POST", "/jobs", body={**CREATE_JOB, "type": "slow-report"}, claims=user("u1"))[1]["data"]["jobId"]
+        worker = threading.Thread(target=run_consumer, args=(stack,))
+        worker.start()
+        deadline = time.monotonic() + 5
+        while not server.calls_for(job_id):  # the target is working on it
+            assert time.monotonic() < deadline, "the target was never called"
+            time.sleep(0.05)
+
+        cancelled_at = time.monotonic()
+        status, body = call("DELETE", f"/jobs/{job_id}", claims=user("u1"))
+        worker.join(timeout=10)
+
+        assert status == 202 and body["data"]["cancelRequested"] is True
+        assert not worker.is_alive() and time.monotonic() - cancelled_at < 4  # not the target's 6 s
+        job = call("GET", f"/jobs/{job_id}", claims=user("u1"))[1]["data"]
+        assert job["status"] == "cancelled" and job["history"][-1]["outcome"] == "cancelled"
+        notices = [c.payload for c in server.calls_for(job_id) if c.payload.get("event") == "cancelled"]
+        assert notices == [{"jobId": job_id, "userId": "u1", "queue": QUEUE, "type": "slow-report", "event": "cancelled"}]

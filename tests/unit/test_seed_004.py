@@ -1,5 +1,5 @@
 """Seed 004 (a Next.js app on BullMQ): queue actions, bulk removal, ``?action=`` on DELETE /jobs,
-and ``includeJobs``."""
+``includeJobs``, typed job data, and a body without ``queue`` going to the queue of its type."""
 
 from __future__ import annotations
 
@@ -24,7 +24,18 @@ from tests.unit.stream_feed import StreamFeed
 from tests.unit.test_queues import mappings  # noqa: F401 (the fixture: the consumer mappings behind Lambda's API)
 
 QUEUE = "report-generation"
-RESEARCH = {"queue": QUEUE, "type": "research", "data": {"companyId": "comp_123", "companyName": "Acme Corp", "domain": "acme.com", "priority": "high"}}
+RESEARCH_SCHEMA = {  # seed 004's "Data Fields" of a research job
+    "type": "object",
+    "required": ["companyId", "companyName"],
+    "properties": {
+        "companyId": {"type": "string"},
+        "companyName": {"type": "string"},
+        "domain": {"type": "string"},
+        "priority": {"enum": ["low", "normal", "high"]},
+        "userId": {"type": "string"},
+    },
+}
+RESEARCH = {"type": "research", "data": {"companyId": "comp_123", "companyName": "Acme Corp", "domain": "acme.com", "priority": "high"}}
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +48,7 @@ def fresh_policy_cache() -> Iterator[None]:
 @pytest.fixture
 def target(stack: Stack) -> Iterator[TargetServer]:
     with TargetServer() as server:
-        status, out = call("PUT", f"/queues/{QUEUE}/processors/research", body={"url": f"{server.url}/ok"})
+        status, out = call("PUT", f"/queues/{QUEUE}/processors/research", body={"url": f"{server.url}/ok", "dataSchema": RESEARCH_SCHEMA})
         assert status == 200, out
         status, out = call("PUT", f"/queues/{QUEUE}/processors/flaky", body={"url": f"{server.url}/always/500"})
         assert status == 200, out
@@ -65,6 +76,49 @@ def fail(stack: Stack, owner: str = "alice") -> dict[str, Any]:
 
 
 # ---- POST /jobs without a queue, typed data ------------------------------------------------------------
+def test_a_body_without_queue_goes_to_the_queue_of_its_type_and_takes_its_priority_from_data(stack: Stack, target: TargetServer) -> None:
+    job = create(RESEARCH)
+    assert job["queue"] == QUEUE and job["priority"] == 5  # data.priority "high", as seed 004 writes it
+    assert job["data"]["priority"] == "high"
+
+
+def test_a_type_no_queue_or_several_queues_handle_is_a_400(stack: Stack, target: TargetServer) -> None:
+    status, body = call("POST", "/jobs", body={"type": "signal", "data": {}}, claims=user("alice"))
+    assert status == 400 and "handled by no queue" in body["error"]["message"]
+    assert call("PUT", "/queues/email-sending/processors/research", body={"url": f"{target.url}/ok"})[0] == 200
+    status, body = call("POST", "/jobs", body=RESEARCH, claims=user("alice"))
+    assert status == 400 and "several queues (email-sending, report-generation)" in body["error"]["message"]
+    assert create({**RESEARCH, "queue": QUEUE})["queue"] == QUEUE  # naming the queue still works
+
+
+def test_data_that_breaks_the_targets_schema_is_a_400_naming_the_fields(stack: Stack, target: TargetServer) -> None:
+    status, body = call("POST", "/jobs", body={"type": "research", "data": {"companyId": 123, "priority": "urgent"}}, claims=user("alice"))
+
+    assert status == 400
+    message = body["error"]["message"]
+    assert "data: 'companyName' is a required property" in message
+    assert "data.companyId: 123 is not of type 'string'" in message and "data.priority: 'urgent' is not one of" in message
+    assert stack.receive(QUEUE) == []
+
+
+def test_a_schedule_whose_jobs_would_break_the_schema_is_refused(stack: Stack, target: TargetServer) -> None:
+    body = {"queue": QUEUE, "type": "research", "data": {"companyId": "comp_123"}, "cronExpression": "0 2 * * *"}
+    status, out = call("POST", "/scheduler/repeating", body=body)
+    assert status == 400 and "'companyName' is a required property" in out["error"]["message"]
+
+
+def test_a_schema_that_is_not_json_schema_is_refused_at_registration(stack: Stack, target: TargetServer) -> None:
+    status, body = call("PUT", f"/queues/{QUEUE}/processors/odd", body={"url": f"{target.url}/ok", "dataSchema": {"type": "nope"}})
+    assert status == 400 and "not a valid JSON Schema" in body["error"]["message"]
+
+
+def test_a_schema_whose_ref_resolves_nowhere_is_a_400_not_a_crash(stack: Stack, target: TargetServer) -> None:
+    schema = {"$ref": "https://schemas.example.com/research.json"}  # remote documents are never fetched
+    assert call("PUT", f"/queues/{QUEUE}/processors/remote", body={"url": f"{target.url}/ok", "dataSchema": schema})[0] == 200
+    status, body = call("POST", "/jobs", body={"queue": QUEUE, "type": "remote", "data": {}}, claims=user("alice"))
+    assert status == 400 and "dataSchema cannot be applied" in body["error"]["message"]
+
+
 # ---- DELETE /jobs/{id}?action= --------------------------------------------------------------------------
 def test_delete_with_action_remove_deletes_the_job_for_its_owner_or_an_admin(stack: Stack, target: TargetServer) -> None:
     job = create(RESEARCH)

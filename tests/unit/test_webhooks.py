@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from functions.realtime import services
 from functions.realtime.stream import handler as stream_handler
 from functions.realtime.webhooks import handler as webhook_handler
 from shared.adapters import clients, queues
-from shared.adapters.jobs import to_item
+from shared.adapters.job_repository import to_item
 from shared.adapters.webhooks import DynamoDeliveryLog
 from shared.errors import Invalid
 from shared.jobs import Identity, JobService
@@ -26,7 +28,8 @@ from shared.webhooks import sign, verify
 from tests.unit.conftest import STACK, FakeLambdaContext, Stack
 from tests.webhook_receiver import WebhookReceiver
 
-EVENTS = Path(__file__).resolve().parents[2] / "events"
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
 
 
 @dataclass
@@ -221,3 +224,13 @@ def test_a_jobs_webhook_must_be_https_on_aws(stack: Stack, monkeypatch: pytest.M
         Identity("alice"),
     )
     assert stack.store.require("alice", job.job_id).webhook.url == "https://hooks.example.com/jobq"
+
+
+def test_the_delivery_functions_cold_start_loads_neither_the_batch_utility_nor_the_websocket_side() -> None:
+    code = (
+        "import sys, functions.realtime.webhooks; "
+        "print(','.join(m for m in ('aws_lambda_powertools.utilities.batch', 'jwt', 'shared.realtime_auth', "
+        "'shared.adapters.realtime', 'fastapi') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
