@@ -61,7 +61,7 @@ class Backoff(CamelModel):
     type: BackoffType = BackoffType.EXPONENTIAL
     delay: int = Field(default=1000, ge=0, le=12 * 3600 * 1000, description="Base delay in milliseconds.")
     jitter: float | None = Field(
-        default=None, ge=0, le=1,
+        default=None, ge=0, le=1, exclude_if=lambda v: v is None,  # shown as {type, delay} unless given
         description="The share of each wait that is random (0..1), so failures do not retry in lockstep; "
         "absent: 0.5 for exponential, 0 for fixed. A job type with a custom backoff registered uses that instead.",
     )
