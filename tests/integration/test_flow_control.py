@@ -159,10 +159,15 @@ def test_each_deduplication_mode_through_the_local_stack(
         assert job["data"] == {"v": 2} and job["attempts"] == 1
         assert parse_iso(job["startedAt"]) >= parse_iso(str(first["createdAt"])) + 2900  # 1 s later + the restarted 2 s
     else:  # one running, one waiting beside it: the newest data wins
-        _, running = add(1)
+        # keepLastIfActive keeps one job waiting; what keeps it from starting beside the running one
+        # while consumers are free is the key's maxActive 1 (the group key is the dedup key here).
+        response = admin.patch(f"/queues/{QUEUE}", json={"groups": {"overrides": {key["key"]: {"maxActive": 1}}}})
+        assert response.status_code == 200, response.text
+        time.sleep(5.5)  # the consumers' policy cache
+        _, running = add(1, group=key["key"])
         wait_for_status(flow, str(running["jobId"]), {"active"}, timeout=30)
-        second_status, second = add(2)
-        third_status, third = add(3)
+        second_status, second = add(2, group=key["key"])
+        third_status, third = add(3, group=key["key"])
         assert second_status == 201 and second["jobId"] != running["jobId"]
         assert (third_status, third["jobId"]) == (200, second["jobId"])
         job = wait_for_status(flow, str(second["jobId"]), {"completed"}, timeout=30)
