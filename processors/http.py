@@ -97,7 +97,9 @@ def run_http_target(target: HttpTarget, job: JobContext) -> Any:
         target.timeout_seconds,
     )
     request.start()
-    deadline = time.monotonic() + target.timeout_seconds
+    # The job's timeout (options.timeout) bounds the call too: the request is dropped at the deadline.
+    wait_s = job.time_left(target.timeout_seconds) or target.timeout_seconds
+    deadline = time.monotonic() + wait_s
     poll = get_settings().http_cancel_poll_seconds
     while True:
         request.join(min(poll, max(0.0, deadline - time.monotonic())))
@@ -116,7 +118,7 @@ def run_http_target(target: HttpTarget, job: JobContext) -> Any:
             pass  # the job could not be read this time: the target keeps working, the next look retries
         if time.monotonic() >= deadline:
             request.abort()
-            raise RetryableJobError(f"target {target.url} unreachable: no answer within {target.timeout_seconds:g} s")
+            raise RetryableJobError(f"target {target.url} unreachable: no answer within {wait_s:g} s")
     return _outcome(target, request, job)
 
 

@@ -68,7 +68,7 @@ from shared.clock import iso, now_ms
 from shared.errors import Conflict, Invalid, JobqError, PermanentJobError, Unavailable
 from shared.models import FailurePolicy, Job, JobCreate, JobPublic, JobRef, ParentLink, QueueInfo, QueuePolicy
 from shared.observability import logger
-from shared.stats import attribute_text, is_job_record
+from shared.stats import attribute_number, attribute_text, is_job_record
 from shared.status import JobStatus
 from shared.transitions import Transitions
 
@@ -342,7 +342,9 @@ class FlowService:
             by_queue.setdefault(job.queue, []).append(job)
         for name, jobs in by_queue.items():
             queue = self.jobs.directory.get(name)
-            unsent = queues.send_jobs(queue, [(JobRef.of(job), -(-job.delay // 1000)) for job in jobs if not _scheduled(job)])
+            unsent = queues.send_jobs(
+                queue, [(JobRef.of(job), -(-job.delay // 1000)) for job in jobs if not _scheduled(job)], {JobRef.of(job): queues.Route.of(job) for job in jobs}
+            )
             for job in jobs:
                 if _scheduled(job):
                     scheduler.enqueue(queue, job, settings=self.jobs.settings)
@@ -476,6 +478,7 @@ class FlowEvents:
     def apply(self, records: list[Mapping[str, Any]]) -> FlowOutcome:
         outcome = FlowOutcome()
         outbox: dict[str, list[tuple[JobRef, int]]] = {}
+        routes: dict[JobRef, queues.Route] = {}
         for record in records:
             if not is_job_record(record):
                 continue
@@ -487,6 +490,7 @@ class FlowEvents:
             if event == "INSERT" and _flag(new, "outbox") and after in (S.WAITING.value, S.DELAYED.value):
                 delay = int((new.get("delay") or {}).get("N") or 0)
                 outbox.setdefault(attribute_text(new, "queue") or "", []).append((_ref(new), -(-delay // 1000)))
+                routes[_ref(new)] = queues.Route(attribute_number(new, "priority") or 0, attribute_text(new, "group"))
             image = new or old
             if "parent" in image:
                 try:
@@ -519,7 +523,7 @@ class FlowEvents:
                 outcome.parents_moved += int(self._settle(parent, child, link))
         for name, jobs in outbox.items():
             queue = queues.directory().get(name)
-            unsent = queues.send_jobs(queue, jobs)
+            unsent = queues.send_jobs(queue, jobs, routes)
             if unsent:
                 raise Unavailable(f"{len(unsent)} follow-up jobs could not be enqueued on {name}; the batch is retried")
             outcome.enqueued += len(jobs)

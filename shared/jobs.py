@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from shared import admission, lifecycle
+from shared import admission, flow_control, lifecycle
 from shared.access import Action, Identity, QueueAccess, authorize, may_read_job
 from shared.adapters import queues, scheduler
 from shared.adapters.admission import DynamoAdmissionCounters
@@ -102,6 +102,12 @@ class JobService:
             except ValueError as err:
                 raise Invalid(f"options.webhook: {err}") from None
         delay = scheduler.resolve_delay(options, now, self.settings)  # delay or runAt; past 15 min: Scheduler
+        policy = get_policy(queue)
+        timeout = options.timeout if options.timeout is not None else policy.default_timeout
+        try:
+            flow_control.check_timeout(timeout, queue.consumer_timeout)
+        except ValueError as err:
+            raise Invalid(f"options.{err}") from None
         job = Job(
             job_id=job_id or options.job_id or str(uuid.uuid4()),
             queue=queue.name,
@@ -116,6 +122,8 @@ class JobService:
             delay=delay,
             run_at=iso(now + delay) if delay else None,
             webhook=options.webhook,
+            timeout=timeout,
+            group=flow_control.group_key_of(request.type, request.data, options.group, policy.groups),
             created_at=iso(now),
             updated_at=iso(now),
         )
@@ -163,6 +171,8 @@ class JobService:
             if found is not None:
                 return found, False
         if request.options.deduplication is not None:
+            if request.options.deduplication.mode in ("debounce", "keepLastIfActive"):
+                self._prepare(request, caller, job_id, now)  # the checks a create passes, before its data may replace a job's
             found, job_id = self._deduplicated(request, caller, job_id, now)
             if found is not None:
                 return found, False
@@ -241,16 +251,36 @@ class JobService:
         key = f"DEDUP#{_digest(f'{caller.user_id}{chr(10)}{request.queue}{chr(10)}{dedup.key}')}"
         new_id = job_id or str(uuid.uuid4())
         ttl = dedup.ttl_seconds or DEDUP_DEFAULT_TTL_SECONDS
-        for _ in range(2):
+        for _ in range(3):
             marker = self.store.claim_marker(key, {"jobId": new_id}, expires_at=now // 1000 + ttl, now_s=now // 1000)
             if marker is None:
                 return None, new_id
             existing = self.store.get(caller.user_id, marker["jobId"])
+            if existing is not None and dedup.mode in ("debounce", "keepLastIfActive"):
+                if existing.status in (JobStatus.WAITING, JobStatus.DELAYED) and existing.type == request.type:
+                    replaced = self._replace_pending(existing, request, now)
+                    if replaced is not None:
+                        return replaced, new_id
+                    continue  # it started meanwhile: look again
+                if dedup.mode == "keepLastIfActive" and existing.status not in FINISHED:
+                    # Running: the newest job waits beside it, and the key names the newest from now on.
+                    self.store.delete_marker(key)
+                    continue
             alive = existing is not None and (dedup.ttl_seconds is not None or existing.status not in FINISHED)
             if alive:
                 return existing, new_id
             self.store.delete_marker(key)  # its job finished (or never got stored): the key is free again
         return None, new_id
+
+    def _replace_pending(self, job: Job, request: JobCreate, now: int) -> Job | None:
+        """Debounce / keep-last: the pending job takes the request's data (debounce: and restarts its delay); None if it moved on."""
+        assert request.options.deduplication is not None
+        debounce = request.options.deduplication.mode == "debounce"
+        delay = scheduler.resolve_delay(request.options, now, self.settings) if debounce else None
+        try:
+            return self.transitions.apply(lifecycle.replace_pending(job, data=request.data, now=now, delay_ms=delay), self.directory.get(job.queue))
+        except Conflict:
+            return None
 
     def create_bulk(self, items: list[dict[str, Any]], caller: Identity) -> list[BulkOutcome]:
         """Up to 100 jobs: each item succeeds or fails on its own; plain items are written and enqueued in batches."""
@@ -293,7 +323,9 @@ class JobService:
             by_queue.setdefault(entry[1].name, []).append(entry)
         for entries in by_queue.values():
             queue = entries[0][1]
-            unsent = queues.send_jobs(queue, [(JobRef.of(job), -(-job.delay // 1000)) for _, _, job in entries])
+            unsent = queues.send_jobs(
+                queue, [(JobRef.of(job), -(-job.delay // 1000)) for _, _, job in entries], {JobRef.of(job): queues.Route.of(job) for _, _, job in entries}
+            )
             for index, _, job in entries:
                 if JobRef.of(job) in unsent and self._take_back(job):
                     outcomes[index] = BulkOutcome(index, 503, error=Unavailable(f"could not enqueue on {queue.name}; retry this item"))

@@ -21,6 +21,8 @@ its effects; nothing else writes a status.
     stall          active (lease expired)    stalled     stalled               -           wake now, log
     requeue        failed, cancelled         waiting     kept (history stays)  cleared     wake now, log
     wake           waiting, delayed, stalled (no write)  -                     -           wake now
+    replace_pending waiting, delayed         waiting or  -                     -           wake at the new time
+                                             delayed                                       (debounce)
     await_children active                    waiting-     waiting-children      -           log
                                              children
     await_execution active                   active      - (stays open)        -           log (lease covers the execution)
@@ -67,6 +69,7 @@ class AttemptOutcome(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     STALLED = "stalled"
+    TIMED_OUT = "timed_out"  # the attempt ran past its timeout (options.timeout); it counts, and retries with backoff
     WAITING_CHILDREN = "waiting-children"
 
 
@@ -252,14 +255,17 @@ def complete(job: Job, *, token: str | None, result: Any, processing_ms: int, no
     )
 
 
-def retry_later(job: Job, *, token: str | None, error: str, wait_seconds: int, processing_ms: int | None, now: int) -> Change:
-    """A failed attempt with attempts left: delayed until its backoff runs out; the delivery comes back then."""
+def retry_later(
+    job: Job, *, token: str | None, error: str, wait_seconds: int, processing_ms: int | None, now: int,
+    outcome: AttemptOutcome = AttemptOutcome.RETRYING,
+) -> Change:
+    """A failed (or timed-out) attempt with attempts left: delayed until its backoff runs out; the delivery comes back then."""
     error = bounded_error(error)
     sets: dict[str, Any] = {
         "error": error,
         "run_at": iso(now + wait_seconds * 1000),
         "updated_at": iso(now),
-        "history": close_attempt(job.history, now, AttemptOutcome.RETRYING, error),
+        "history": close_attempt(job.history, now, outcome, error),
     }
     if processing_ms is not None:
         sets["processing_time"] = processing_ms
@@ -283,6 +289,7 @@ def fail(
     policy: QueuePolicy,
     processing_ms: int | None = None,
     copy_to_dead_letters: bool = True,
+    outcome: AttemptOutcome = AttemptOutcome.FAILED,
 ) -> Change:
     """Failed for good: out of attempts, or a permanent error. Its message goes to the DLQ before the write
     (``copy_to_dead_letters=False`` only where the DLQ message is the one being purged)."""
@@ -291,7 +298,7 @@ def fail(
         "error": error,
         "failed_at": iso(now),
         "updated_at": iso(now),
-        "history": close_attempt(job.history, now, AttemptOutcome.FAILED, error),
+        "history": close_attempt(job.history, now, outcome, error),
     }
     if processing_ms is not None:
         sets["processing_time"] = processing_ms
@@ -386,6 +393,33 @@ def wake(job: Job) -> tuple[Effect, ...]:
     if job.status not in (S.WAITING, S.DELAYED, S.STALLED):
         raise Conflict(f"job {job.job_id} is {job.status.value}; nothing to wake")
     return (Wake(),)
+
+
+def replace_pending(job: Job, *, data: dict[str, Any], now: int, delay_ms: int | None = None) -> Change:
+    """Deduplication's debounce and keep-last-if-active: a job not started yet takes the newest data.
+
+    ``delay_ms`` (debounce) restarts its delay from now; None keeps its schedule (keep-last)."""
+    if job.status not in (S.WAITING, S.DELAYED):
+        raise Conflict(f"job {job.job_id} is {job.status.value}; only a job that has not started takes new data")
+    sets: dict[str, Any] = {"data": data, "updated_at": iso(now)}
+    if delay_ms is None:
+        return Change("replace_pending", job, job.status, sets=sets, guard=Guard.VERSION, effects=(Log("info", "pending job's data replaced"),))
+    target = S.DELAYED if delay_ms > 0 else S.WAITING
+    removes: tuple[str, ...] = ()
+    if delay_ms > 0:
+        sets.update({"run_at": iso(now + delay_ms), "delay": delay_ms})
+    else:
+        removes = ("run_at",)
+    return Change(
+        "replace_pending",
+        job,
+        target,
+        sets=sets,
+        removes=removes,
+        guard=Guard.VERSION,
+        # An earlier message wakes it too soon at worst: the consumer sends a delayed job back to sleep.
+        effects=(Wake(-(-delay_ms // 1000)), Log("info", "pending job debounced: data replaced, delay restarted")),
+    )
 
 
 def end_for_cancel(job: Job, *, token: str | None, now: int, policy: QueuePolicy) -> Change:

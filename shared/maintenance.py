@@ -40,7 +40,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from pydantic import Field
 
 from shared import lifecycle, stats
-from shared.adapters import counters, policies, queues, reports
+from shared.adapters import consumer_switch, counters, policies, queues, reports
 from shared.adapters.job_repository import JobStore
 from shared.adapters.queues import QueueDirectory
 from shared.adapters.sqs import SqsJobMessages
@@ -186,6 +186,16 @@ def worst(statuses: list[HealthStatus]) -> HealthStatus:
     return max(statuses, key=lambda s: order[s], default="healthy")
 
 
+def _restore_consumer(queue: QueueInfo, policy: QueuePolicy) -> None:
+    """A pause or a runtime maxConcurrency survives a redeploy: the mapping is set back to the policy."""
+    if not (policy.paused or policy.max_concurrency):
+        return
+    try:
+        consumer_switch.reconcile(queue, paused=policy.paused, max_concurrency=policy.max_concurrency)
+    except JobqError as err:
+        logger.warning("consumer mapping not checked against the policy", extra={"queue": queue.name, "error": err.message})
+
+
 def oldest_waiting_age(store: JobStore, queue: QueueInfo, now: int, *, scan: int = 100) -> int | None:
     """How long the longest-waiting of the oldest few waiting jobs has waited, in ms.
 
@@ -317,6 +327,7 @@ class Maintenance(Retention):
     def check_queue(self, queue: QueueInfo, *, discarded_stream_batches: int = 0, force_recount: bool = False) -> QueueHealth:
         now = self.clock()
         policy = self.policy(queue)
+        _restore_consumer(queue, policy)
         recovery = self.recover_stalled(queue)
         if not policy.paused:
             recovery.orphans_enqueued, recovery.overdue_enqueued = self.wake_orphans(queue)

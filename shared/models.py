@@ -30,6 +30,7 @@ from pydantic.alias_generators import to_camel
 
 from shared import strict_json
 from shared.access import QueueAccess
+from shared.flow_control import GROUP_KEY_PATTERN, GroupPolicy, RateLimit
 from shared.priority import Priority, parse_priority, priority_name
 from shared.status import JobStatus
 
@@ -59,12 +60,33 @@ class BackoffType(StrEnum):
 class Backoff(CamelModel):
     type: BackoffType = BackoffType.EXPONENTIAL
     delay: int = Field(default=1000, ge=0, le=12 * 3600 * 1000, description="Base delay in milliseconds.")
+    jitter: float | None = Field(
+        default=None, ge=0, le=1, exclude_if=lambda v: v is None,  # shown as {type, delay} unless given
+        description="The share of each wait that is random (0..1), so failures do not retry in lockstep; "
+        "absent: 0.5 for exponential, 0 for fixed. A job type with a custom backoff registered uses that instead.",
+    )
+
+
+DedupMode = Literal["simple", "throttle", "debounce", "keepLastIfActive"]
 
 
 class Deduplication(CamelModel):
-    """While a job created with this key is alive, creating another returns it (per user and queue)."""
+    """While a job created with this key is alive, creating another returns it (per user and queue).
+
+    ``mode`` (BullMQ's names): ``simple`` (the default without ``ttl``): until the job finishes;
+    ``throttle`` (the default with ``ttl``): new jobs with the key are ignored for ``ttl``;
+    ``debounce``: the newest job's data replaces the pending one's and its delay restarts;
+    ``keepLastIfActive``: at most one job waiting per key beside the one running, newest data wins.
+    """
 
     key: str = Field(min_length=1, max_length=256)
+    mode: DedupMode | None = Field(default=None, description="simple | throttle | debounce | keepLastIfActive.")
+
+    @model_validator(mode="after")
+    def _mode_needs(self) -> Deduplication:
+        if self.mode == "throttle" and self.ttl_seconds is None:
+            raise ValueError("mode throttle needs ttl (seconds the key holds)")
+        return self
 
     @field_validator("key")
     @classmethod
@@ -122,6 +144,14 @@ class JobOptions(CamelModel):
     )
     deduplication: Deduplication | None = None
     webhook: WebhookOptions | None = Field(default=None, description="Where to POST the job's ending (signed); the queue's default if absent.")
+    timeout: int | None = Field(
+        default=None, ge=100, le=15 * 60 * 1000,
+        description="Milliseconds an attempt may run (below the consumer's timeout); past it the attempt ends timed out and is retried with backoff.",
+    )
+    group: str | None = Field(
+        default=None, pattern=GROUP_KEY_PATTERN,
+        description="The job's group key (a customer, a domain): the queue's per-key rate limits and maxActive apply to it.",
+    )
 
     @field_validator("job_id")
     @classmethod
@@ -206,7 +236,7 @@ class AttemptRecord(CamelModel):
     attempt: int
     started_at: str
     ended_at: str | None = None
-    outcome: Literal["completed", "failed", "retrying", "stalled", "cancelled", "interrupted", "waiting-children"] | None = None
+    outcome: Literal["completed", "failed", "retrying", "stalled", "cancelled", "interrupted", "waiting-children", "timed_out"] | None = None
     error: str | None = None
     usage: AttemptUsage | None = None
 
@@ -269,6 +299,8 @@ class Job(CamelModel):
     version: int = 1
     history: list[AttemptRecord] = Field(default_factory=list)
     webhook: WebhookOptions | None = None
+    timeout: int | None = None  # ms per attempt (options.timeout or the queue's defaultTimeout at creation)
+    group: str | None = None  # the group key (shared/flow_control.py)
     # Where data and result are when too large for the item (shared/adapters/payloads.py): read
     # from the store, never dumped (the repository writes them; clients never see them).
     data_ref: str | None = Field(default=None, exclude=True)
@@ -351,6 +383,8 @@ class JobPublic(CamelModel):
     history: list[AttemptRecord]
     acting_client: str | None = Field(default=None, description="The service client that created the job for userId, if one did.")
     webhook: WebhookOptions | None = None
+    timeout: int | None = Field(default=None, description="Milliseconds an attempt may run.")
+    group: str | None = Field(default=None, description="The job's group key.")
     parent: ParentLink | None = Field(default=None, description="A flow child's parent: its jobId, queue, and what this job's failure does to it.")
     omitted: list[Literal["data", "result"]] = Field(
         default_factory=list,
@@ -841,6 +875,11 @@ class QueuePolicy(CamelModel):
     max_unfinished_jobs_per_user: int | None = Field(default=None, ge=1, le=100_000_000)
     webhook: WebhookOptions | None = None  # the default of jobs without options.webhook
     description: str | None = Field(default=None, max_length=256, description="Shown by GET /queues; the template's when absent.")
+    # Flow control (shared/flow_control.py): enforced by the consumer at claim.
+    rate_limit: RateLimit | None = None
+    default_timeout: int | None = Field(default=None, ge=100, le=15 * 60 * 1000)
+    groups: GroupPolicy | None = None
+    max_concurrency: int | None = Field(default=None, ge=2, le=1000)  # set on the event source mapping by PATCH
 
     def expires_at(self, status: JobStatus, finished_ms: int) -> int | None:
         """The TTL (epoch seconds) of a job that just finished in ``status``: its retention by age.

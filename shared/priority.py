@@ -62,4 +62,13 @@ def priority_name(number: int) -> str | None:
     return _NAMES.get(number)
 
 
-__all__ = ["MAX_PRIORITY", "MIN_PRIORITY", "PRIORITIES", "Priority", "parse_priority", "priority_name", "valid_names"]
+def priority_band(number: int) -> str:
+    """The named level a number counts under in a queue's stats: the highest one at or below it
+    (3 is ``normal``, -1 is ``low``, -50 is ``bulk``)."""
+    for name, floor in sorted(PRIORITIES.items(), key=lambda item: -item[1]):
+        if number >= floor:
+            return name
+    return "bulk"
+
+
+__all__ = ["MAX_PRIORITY", "MIN_PRIORITY", "PRIORITIES", "Priority", "parse_priority", "priority_band", "priority_name", "valid_names"]

@@ -18,11 +18,12 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
-from shared import dead_letters, maintenance, stats
+from shared import dead_letters, flow_control, groups, maintenance, stats
 from shared.access import Action, Identity, allows, authorize
 from shared.adapters import counters, policies, queues
 from shared.adapters.breakers import DynamoBreakerStore
-from shared.adapters.consumer_switch import consumer_state, set_consumer_enabled
+from shared.adapters.consumer_switch import consumer_state, set_consumer_enabled, set_max_concurrency
+from shared.adapters.limits import DynamoLimits
 from shared.breakers import Breakers, BreakerState
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Invalid, JobqError, NotFound
@@ -37,11 +38,14 @@ from shared.queue_models import (
     CleanRequest,
     CleanResult,
     DeadLetterList,
+    GroupList,
+    GroupPauseState,
     LiveStats,
     MetricPoint,
     MetricTotals,
     NotRemoved,
     PauseState,
+    PriorityCounts,
     Processors,
     PurgeResult,
     QueueAction,
@@ -144,6 +148,7 @@ class QueueService:
             health_status=status,
             health_reasons=reasons,
             live_stats=LiveStats(**current.counts),
+            by_priority={band: PriorityCounts(**counts) for band, counts in current.by_priority.items()},
             dlq_depth=dlq_depth,
             queue_depth=depth,
             processing_rate=round(hour.finished / 60, 3),
@@ -170,7 +175,7 @@ class QueueService:
         machines = {t: target for t, target in targets.items() if isinstance(target, StateMachineTarget)}
         code = sorted(t for t in catalog.types(queue.name) if t not in targets and catalog.is_code_type(queue.name, t))
         return QueueConfiguration(
-            concurrency=queue.max_concurrency,
+            concurrency=policy.max_concurrency or queue.max_concurrency,
             retry_attempts=policy.default_attempts,
             retry_delay=policy.default_backoff.delay,
             remove_on_complete=policy.remove_on_complete.max_count,
@@ -183,11 +188,14 @@ class QueueService:
             max_unfinished_jobs=policy.max_unfinished_jobs,
             max_unfinished_jobs_per_user=policy.max_unfinished_jobs_per_user,
             batch_size=queue.batch_size,
-            max_concurrency=queue.max_concurrency,
+            max_concurrency=policy.max_concurrency or queue.max_concurrency,
             visibility_timeout=queue.visibility_timeout,
             max_receive_count=queue.max_receive_count,
             processors=Processors(code=code, http=http, functions=functions, state_machines=machines),
             webhook=policy.webhook,
+            rate_limit=policy.rate_limit,
+            default_timeout=policy.default_timeout,
+            groups=policy.groups,
         )
 
     # ---- circuit breakers (shared/breakers.py) ---------------------------------------------------------
@@ -249,9 +257,34 @@ class QueueService:
                 except ValueError as err:
                     raise Invalid(f"webhook: {err}") from None
             changes["webhook"] = patch.webhook
+        changes.update(self._flow_changes(queue, patch, current))
         policy = policies.update_policy(queue, lambda p: _apply(p, changes)) if changes else policies.get_policy(queue)
         logger.info("queue policy changed", extra={"queue": queue.name, "fields": sorted(patch.model_fields_set)})
         return self._configuration(queue, policy)
+
+    def _flow_changes(self, queue: QueueInfo, patch: QueuePatch, current: QueueConfiguration) -> dict[str, Any]:
+        """Rate limit, timeout and groups (null removes each); a new maxConcurrency goes to the event source mapping first."""
+        given = patch.model_fields_set
+        changes: dict[str, Any] = {field: getattr(patch, field) for field in ("rate_limit", "default_timeout", "groups") if field in given}
+        try:
+            flow_control.check_timeout(changes.get("default_timeout"), queue.consumer_timeout)
+        except ValueError as err:
+            raise Invalid(f"defaultTimeout: {err}") from None
+        # One setting under two names (seed 000's concurrency): the one changed is the change.
+        wanted = {v for v in (patch.max_concurrency, patch.concurrency) if v is not None and v != current.max_concurrency}
+        if len(wanted) > 1:
+            raise Invalid("concurrency and maxConcurrency are one setting and were changed to different values; give one")
+        if wanted and (n := wanted.pop()) != current.max_concurrency:
+            set_max_concurrency(queue, n)  # the mapping first: if that fails, the policy still tells the truth
+            changes["max_concurrency"] = n
+        return changes
+
+    # ---- group keys (shared/groups.py) ------------------------------------------------------------------
+    def groups(self, name: str, caller: Identity, *, limit: int) -> GroupList:
+        return groups.busiest(self.queue(name, caller), DynamoLimits(self.settings.table_name), limit=limit)
+
+    def pause_group(self, name: str, key: str, caller: Identity, *, paused: bool) -> GroupPauseState:
+        return groups.set_paused(self.queue(name, caller), key, paused=paused)
 
     # ---- pause and resume -----------------------------------------------------------------------------
     def pause(self, name: str, caller: Identity) -> PauseState:
@@ -531,6 +564,10 @@ def _apply(policy: QueuePolicy, changes: dict[str, Any]) -> QueuePolicy:
             "max_unfinished_jobs",
             "max_unfinished_jobs_per_user",
             "webhook",
+            "rate_limit",
+            "default_timeout",
+            "groups",
+            "max_concurrency",
         )
     }
     updated = policy.model_copy(update=update)

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.alias_generators import to_camel
 
 from shared.access import QueueAccess
+from shared.flow_control import GroupPolicy, RateLimit
 from shared.models import (
     JOB_ID_PATTERN,
     TYPE_PATTERN,
@@ -44,6 +45,14 @@ class LiveStats(CamelModel):
     stalled: int = 0
     waiting_children: int = Field(default=0, alias="waiting-children", description="Flow parents waiting for their children.")
     total: int = 0
+
+
+class PriorityCounts(CamelModel):
+    """Jobs of one priority band not yet finished (counted by the EventsFunction in the same write as liveStats)."""
+
+    waiting: int = 0
+    delayed: int = 0
+    active: int = 0
 
 
 class Processors(CamelModel):
@@ -82,7 +91,7 @@ class QueueConfiguration(CamelModel):
     ``removeOnComplete`` and ``removeOnFail`` as numbers: keep the newest N); ``retention`` has
     the full retention (by age and by count)."""
 
-    concurrency: int = Field(description="The consumer's maximum concurrency (template; read-only).")
+    concurrency: int = Field(description="The consumer's maximum concurrency (= maxConcurrency).")
     retry_attempts: int = Field(description="= defaultAttempts.")
     retry_delay: int = Field(description="= defaultBackoff.delay (ms).")
     remove_on_complete: int | None = Field(description="Keep the newest N completed jobs (retention.removeOnComplete.maxCount).")
@@ -100,6 +109,9 @@ class QueueConfiguration(CamelModel):
     max_receive_count: int
     processors: Processors
     webhook: WebhookOptions | None = None
+    rate_limit: RateLimit | None = Field(default=None, description="At most max jobs start per duration ms (flow control).")
+    default_timeout: int | None = Field(default=None, description="Milliseconds an attempt may run, for jobs without options.timeout.")
+    groups: GroupPolicy | None = Field(default=None, description="Group keys: how they are found, limits per key, overrides, paused keys.")
 
 
 class QueueSummary(CamelModel):
@@ -115,6 +127,10 @@ class QueueSummary(CamelModel):
     health_status: HealthStatus
     health_reasons: list[str]
     live_stats: LiveStats
+    by_priority: dict[str, PriorityCounts] = Field(
+        default_factory=dict,
+        description="Per priority band (critical >= 10, high >= 5, normal >= 0, low >= -5, bulk below): waiting, delayed and active jobs.",
+    )
     dlq_depth: int = Field(description="Messages in the dead-letter queue (approximate).")
     queue_depth: QueueDepth
     processing_rate: float = Field(description="Jobs finished per minute over the last hour.")
@@ -204,9 +220,7 @@ class RetentionPatch(CamelModel):
 # Fields of QueueConfiguration a PATCH cannot change: accepted when they equal the current value
 # (a read-modify-write sends them back), refused with a 400 naming them otherwise.
 READ_ONLY = {
-    "concurrency": "the consumer's MaximumConcurrency is set in template.yaml",
     "batch_size": "set in template.yaml",
-    "max_concurrency": "set in template.yaml",
     "visibility_timeout": "set in template.yaml",
     "max_receive_count": "set in template.yaml",
     "paused": "use POST /queues/{name}/pause or /resume",
@@ -247,9 +261,11 @@ class QueuePatch(CamelModel):
     processors: dict[str, Any] | None = Field(
         default=None, description="{type: <http target> | null}, or GET's {code: [...], http: {type: <http target>}}."
     )
-    concurrency: int | None = None
+    concurrency: int | None = Field(default=None, ge=2, le=1000, description="= maxConcurrency (seed 000's name).")
     batch_size: int | None = None
-    max_concurrency: int | None = None
+    max_concurrency: int | None = Field(
+        default=None, ge=2, le=1000, description="The consumer's event source mapping MaximumConcurrency, changed at once (no deploy)."
+    )
     visibility_timeout: int | None = None
     max_receive_count: int | None = None
     paused: bool | None = None
@@ -259,6 +275,9 @@ class QueuePatch(CamelModel):
     )
     max_unfinished_jobs_per_user: int | None = Field(default=None, ge=1, le=100_000_000, description="The same, per user; null removes it.")
     webhook: WebhookOptions | None = Field(default=None, description="The default webhook of the queue's jobs; null removes it.")
+    rate_limit: RateLimit | None = Field(default=None, description="{max, duration}: jobs started per window of duration ms; null removes it.")
+    default_timeout: int | None = Field(default=None, ge=100, le=15 * 60 * 1000, description="ms; below the consumer's timeout; null removes it.")
+    groups: GroupPolicy | None = Field(default=None, description="Per-key limits (replaces the stored block); null removes it.")
 
     @model_validator(mode="after")
     def _something(self) -> QueuePatch:
@@ -463,3 +482,31 @@ class PurgeResult(CamelModel):
     purged: int
     marked_failed: list[str] = Field(description="Jobs that were not failed yet and are now.")
     remaining: int
+
+
+class GroupCounts(CamelModel):
+    """One group key of a queue, as ``GET /queues/{name}/groups`` shows it."""
+
+    model_config = _OUT
+
+    key: str
+    active: int = Field(description="Jobs of the key running now.")
+    started: int = Field(description="Jobs of the key started since its counters were last idle (they expire a day after).")
+    last_started_at: str | None = None
+    started_this_window: int | None = Field(default=None, description="Starts in the key's current rate-limit window.")
+    max_active: int | None = None
+    rate_limit: RateLimit | None = None
+    paused: bool = False
+
+
+class GroupList(CamelModel):
+    model_config = _OUT
+
+    groups: list[GroupCounts] = Field(description="The busiest keys first (active, then started).")
+
+
+class GroupPauseState(CamelModel):
+    model_config = _OUT
+
+    key: str
+    paused: bool

@@ -52,6 +52,8 @@ class Settings(BaseModel):
     max_result_bytes: int = 5_000_000
     max_attempts_limit: int = 20
     backoff_cap_seconds: int = 3600
+    # A job whose group key has maxActive running waits 1, 2, 4 ... up to this many seconds between looks.
+    group_slot_wait_cap_seconds: int = Field(default=10, ge=1, le=900)
     log_ttl_days: int = 30  # job log lines expire by TTL (finished jobs expire by their queue's retention)
     # Used when a handler has no Lambda context to say how long it may run.
     default_lease_seconds: int = 900

@@ -4,7 +4,9 @@ reading is shared/adapters/counters.py), kept by the EventsFunction.
 Items (all in the jobs table, none of them a job; the stream filter lets only ``sk=JOB`` through):
 
     pk=QUEUE#<queue>  sk=STATS                          waiting, active, delayed, completed, failed,
-                                                        cancelled, stalled, total (N); lastProcessedAt (S)
+                                                        cancelled, stalled, total (N); lastProcessedAt (S);
+                                                        <band>.waiting, <band>.delayed, <band>.active (N)
+                                                        per priority band (critical, high, normal, low, bulk)
     pk=QUEUE#<queue>  sk=METRICS#MINUTE#<YYYY-MM-DDTHH:MM>   created, completed, failed, retried,
     pk=QUEUE#<queue>  sk=METRICS#HOUR#<YYYY-MM-DDTHH>        cancelled, stalled, ptCount, ptSum,
                                                         h00..h27 (processing-time histogram),
@@ -20,6 +22,10 @@ What a stream record of a job item means:
                     failed, cancelled, stalled: that count (and the processing time) in the bucket of
                     its completedAt / failedAt / cancelledAt / updatedAt; active -> delayed: ``retried``
     REMOVE          -1 on its status and on total (a clean, a TTL expiry)
+
+The same -1/+1 goes to ``<band>.<status>`` for waiting, delayed and active (the band of the
+image's priority, ``shared.priority.priority_band``): counts per priority in the same ADD, so
+they cost no write of their own.
 
 A batch is aggregated in memory and written as ONE TransactWriteItems: per queue one Update with
 ADD on its STATS item and one per touched bucket, plus a Put of the batch's marker with
@@ -46,6 +52,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from shared.clock import parse_iso
+from shared.priority import PRIORITIES, priority_band
 from shared.settings import get_settings
 from shared.status import JobStatus
 
@@ -53,6 +60,9 @@ Resolution = Literal["minute", "hour"]
 
 STATS_SK = "STATS"
 COUNT_NAMES: tuple[str, ...] = tuple(s.value for s in JobStatus) + ("total",)
+# Per priority band, the statuses of jobs not yet started or running (what "behind whom" means).
+PRIORITY_STATUSES: tuple[str, ...] = (JobStatus.WAITING.value, JobStatus.DELAYED.value, JobStatus.ACTIVE.value)
+PRIORITY_COUNT_NAMES: tuple[str, ...] = tuple(f"{band}.{status}" for band in PRIORITIES for status in PRIORITY_STATUSES)
 EVENT_NAMES: tuple[str, ...] = ("created", "completed", "failed", "retried", "cancelled", "stalled")
 # Processing-time histogram: bin i holds times <= BOUNDS_MS[i]; the last bin the rest.
 BOUNDS_MS: tuple[int, ...] = (
@@ -190,19 +200,29 @@ def aggregate(records: Iterable[Mapping[str, Any]]) -> dict[str, QueueDelta]:
         if event == "INSERT" and after:
             delta.counts[after] += 1
             delta.counts["total"] += 1
+            _by_priority(delta, new, after, 1)
             created = attribute_time(new, "createdAt")
             if created is not None:
                 delta.bump(created, {"created": 1})
         elif event == "REMOVE" and before:
             delta.counts[before] -= 1
             delta.counts["total"] -= 1
-        elif event == "MODIFY" and before and after and before != after:
-            delta.counts[before] -= 1
-            delta.counts[after] += 1
-            _finished(delta, before, after, new)
-            if before == JobStatus.ACTIVE.value:
-                _attempt_closed(delta, new)
+            _by_priority(delta, old, before, -1)
+        elif event == "MODIFY" and before and after:
+            if before != after:
+                delta.counts[before] -= 1
+                delta.counts[after] += 1
+                _finished(delta, before, after, new)
+                if before == JobStatus.ACTIVE.value:
+                    _attempt_closed(delta, new)
+            _by_priority(delta, old, before, -1)  # nets to nothing unless the status or the priority changed
+            _by_priority(delta, new, after, 1)
     return {queue: delta for queue, delta in deltas.items() if not delta.is_empty()}
+
+
+def _by_priority(delta: QueueDelta, image: Mapping[str, Any], status: str, amount: int) -> None:
+    if status in PRIORITY_STATUSES:
+        delta.counts[f"{priority_band(attribute_number(image, 'priority') or 0)}.{status}"] += amount
 
 
 def _finished(delta: QueueDelta, before: str, after: str, new: Mapping[str, Any]) -> None:
@@ -355,6 +375,7 @@ def batch_identity(records: list[Mapping[str, Any]]) -> tuple[str, int]:
 class QueueStats:
     counts: dict[str, int]
     last_processed_at: str | None
+    by_priority: dict[str, dict[str, int]] = field(default_factory=dict)  # band -> {waiting, delayed, active}
 
 
 @dataclass(frozen=True)
@@ -434,6 +455,7 @@ def minute_window_ms() -> int:
 __all__ = [
     "BOUNDS_MS",
     "COUNT_NAMES",
+    "PRIORITY_COUNT_NAMES",
     "BatchOutcome",
     "Bucket",
     "QueueDelta",

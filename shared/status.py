@@ -25,8 +25,9 @@ S = JobStatus
 # delayed -> active happens when an SQS delay or a retry backoff runs out: the
 # consumer claims the job straight from delayed, nobody needs to flip it first.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    S.DELAYED: frozenset({S.WAITING, S.ACTIVE, S.CANCELLED}),
-    S.WAITING: frozenset({S.ACTIVE, S.CANCELLED, S.DELAYED}),
+    # delayed -> delayed, waiting -> waiting: a debounced job's data replaced (its delay restarted).
+    S.DELAYED: frozenset({S.DELAYED, S.WAITING, S.ACTIVE, S.CANCELLED}),
+    S.WAITING: frozenset({S.WAITING, S.ACTIVE, S.CANCELLED, S.DELAYED}),
     # active -> active: an expired lease is reclaimed on redelivery.
     # active -> delayed: a failed attempt waits out its backoff.
     # active -> waiting-children: the processor added children (job.add_children) and waits for them.

@@ -8,7 +8,9 @@ unaffected. Returning acknowledges the record (Lambda deletes it).
 
 from __future__ import annotations
 
+import contextvars
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -16,16 +18,16 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from shared import lifecycle, strict_json
+from shared import backoff, flow_control, lifecycle, strict_json
 from shared.adapters import policies, queues
 from shared.adapters.flows import FlowStore
 from shared.adapters.job_repository import JobStore
+from shared.adapters.limits import DynamoLimits
 from shared.adapters.sqs import SqsJobMessages
-from shared.backoff import backoff_seconds
 from shared.clock import now_ms, parse_iso
 from shared.errors import Conflict, PermanentJobError, Unavailable
 from shared.flows import FollowUps, JobPlanner, children_values, follow_up_actions, jobs_of_body
-from shared.lifecycle import Change, Guard
+from shared.lifecycle import AttemptOutcome, Change, Guard
 from shared.models import AttemptUsage, Job, JobRef, QueueInfo, QueuePolicy, json_size
 from shared.observability import logger
 from shared.settings import Settings
@@ -62,6 +64,10 @@ class EndsElsewhere(Exception):
         self.lease_seconds = lease_seconds
 
 
+class JobTimedOut(JobInterrupted):
+    """The attempt ran past its timeout (options.timeout): it ends ``timed_out`` and is retried with backoff."""
+
+
 MAX_PROGRESS_BYTES = 1024
 MAX_LOG_LINE = 2000
 
@@ -72,6 +78,7 @@ class Outcome(StrEnum):
     RETRYING = "retrying"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
+    DEFERRED = "deferred"  # over a flow limit: the job waits in a new message (no attempt spent)
     WAITING_CHILDREN = "waiting-children"  # the processor added children; it runs again when they finished
     AWAITING_EXECUTION = "awaiting-execution"  # started a state machine's execution; its end event ends the job
     KEPT = "kept"  # the ending could not be written; it travels in a message that a later delivery writes
@@ -93,6 +100,7 @@ class Ending:
     error: str | None = None
     processing_ms: int | None = None
     wait_seconds: int = 0
+    outcome: str | None = None  # the attempt record's outcome when not the operation's own (timed_out)
     usage: dict[str, Any] | None = None  # AttemptUsage, as JSON (it travels in kept-outcome messages)
     follow_ups: list[dict[str, Any]] | None = None  # jobs and children the processor added (shared/flows.py)
 
@@ -132,6 +140,7 @@ class JobContext:
         log_ttl_s: int = 30 * 86400,
         *,
         follow_ups: FollowUps | None = None,
+        timeout_ms: int | None = None,
     ) -> None:
         self.snapshot = job  # the job as last written by this worker
         self._log_ttl_s = log_ttl_s
@@ -139,6 +148,31 @@ class JobContext:
         self._token = token
         self._clock = clock
         self._follow_ups = follow_ups
+        self._timeout_ms = timeout_ms
+        self._deadline_ms = clock() + timeout_ms if timeout_ms is not None else None
+        self._deadline_mono = time.monotonic() + timeout_ms / 1000 if timeout_ms is not None else None
+        self._expired = False
+
+    @property
+    def deadline(self) -> int | None:
+        """Epoch ms at which this attempt times out (None: no timeout; the consumer's Lambda timeout still holds)."""
+        return self._deadline_ms
+
+    @property
+    def timed_out(self) -> bool:
+        """True once the attempt is past its timeout: a processor stops there (progress() raises JobTimedOut)."""
+        return self._expired or (self._deadline_mono is not None and time.monotonic() >= self._deadline_mono)
+
+    def time_left(self, cap_seconds: float | None = None) -> float | None:
+        """Seconds left before the timeout (at most ``cap_seconds``); what an HTTP call may wait. None: no limit."""
+        if self._deadline_mono is None:
+            return cap_seconds
+        left = max(0.01, self._deadline_mono - time.monotonic())
+        return min(left, cap_seconds) if cap_seconds is not None else left
+
+    def expire(self) -> None:
+        """The worker gave up on the attempt: whatever the processor calls next raises JobTimedOut."""
+        self._expired = True
 
     # ---- flows: jobs that start jobs (shared/flows.py) ------------------------------------------
     def add_job(self, queue: str, type: str, data: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> str:
@@ -212,6 +246,8 @@ class JobContext:
             strict_json.check(message, "message")
         if isinstance(progress, dict) and json_size(progress) > MAX_PROGRESS_BYTES:
             raise ValueError(f"a progress object is at most {MAX_PROGRESS_BYTES} bytes")
+        if self.timed_out:
+            raise JobTimedOut(f"job {self.job_id} timed out after {self._timeout_ms} ms")
         change = lifecycle.progress(self.snapshot, token=self._token, value=progress, message=message, now=self._clock())
         try:
             self.snapshot = self._store.apply(change)
@@ -285,6 +321,7 @@ class Worker:
         messages: SqsJobMessages | None = None,
         policy: Callable[[QueueInfo], QueuePolicy] = policies.get_policy,
         transitions: Transitions | None = None,
+        limits: flow_control.Limits | None = None,
         admit: Callable[[QueueInfo, Job], int | None] | None = None,
         holds_jobs: Callable[[QueueInfo], bool] | None = None,
         accepts: Callable[[str, str], bool] | None = None,
@@ -297,6 +334,7 @@ class Worker:
         self.messages = messages or SqsJobMessages()
         self.policy = policy
         self.transitions = transitions or Transitions(store, self.messages)
+        self.limits = limits or DynamoLimits(store.table_name)  # flow control's counters (shared/flow_control.py)
         # Before a claim: seconds the job must wait without spending an attempt (its target's circuit breaker), or None.
         self.admit = admit
         # Queues whose jobs ``admit`` may hold are read before the claim (a held job spends no attempt).
@@ -329,20 +367,51 @@ class Worker:
             raise RetryLater(err.message) from err
         if isinstance(claimed, Outcome):
             return claimed
-        job, token = claimed
-        return self._run(job, token, delivery, deadline)
+        job, token, slot = claimed
+        try:
+            return self._run(job, token, delivery, deadline)
+        finally:
+            if slot is not None:
+                self.limits.release_slot(*slot)
 
-    def _claim(self, ref: JobRef, delivery: Delivery, lease_ms: int, deadline: float) -> tuple[Job, str] | Outcome:
+    def _claim(self, ref: JobRef, delivery: Delivery, lease_ms: int, deadline: float) -> tuple[Job, str, tuple[str, str, str] | None] | Outcome:
         job_id = ref.job_id
         token = uuid.uuid4().hex
         seen: Job | None = None
-        if self.holds_jobs(delivery.queue):
+        admission: flow_control.Admission | None = None
+        body_group = queues.group_of_body(delivery.body)
+        if self.holds_jobs(delivery.queue) or (body_group is queues.GROUP_NOT_CARRIED and self._has_group_limits(delivery.queue)):
             seen = self.store.get(ref.user_id, ref.job_id)  # decided below, admission included
         else:
+            # Flow control needs no read: the group key travels in the message (None without limits on the queue).
+            now = self.clock()
+            admitted = self._admit(job_id, None if body_group is queues.GROUP_NOT_CARRIED else body_group, delivery, token, now + lease_ms, now)
+            if isinstance(admitted, Outcome):
+                return admitted
+            admission = admitted
             try:  # the plain case, one write and no read: a waiting (or due) job with attempts left
-                return self.store.claim(ref.user_id, ref.job_id, now=self.clock(), lease_ms=lease_ms, token=token, max_history=lifecycle.MAX_HISTORY), token
+                claimed = self.store.claim(ref.user_id, ref.job_id, now=self.clock(), lease_ms=lease_ms, token=token, max_history=lifecycle.MAX_HISTORY)
+                return claimed, token, admission.slot
             except Conflict as refused:  # the failed condition returned the job as it is: decide from it
                 seen = refused.details if isinstance(refused.details, Job) else None
+            except BaseException:
+                self._release(admission)
+                raise
+        gate = [admission] if admission is not None else []  # the flow gate's answer, once it was asked
+        try:
+            outcome = self._decide(ref, seen, delivery, lease_ms, deadline, token, gate)
+        except BaseException:
+            self._release(gate)
+            raise
+        if isinstance(outcome, Outcome):
+            self._release(gate)  # no attempt started: its key's slot goes back at once
+        return outcome
+
+    def _decide(
+        self, ref: JobRef, seen: Job | None, delivery: Delivery, lease_ms: int, deadline: float, token: str, gate: list[flow_control.Admission]
+    ) -> tuple[Job, str, tuple[str, str, str] | None] | Outcome:
+        """A claim the plain write could not make (or a queue whose jobs are read first): decide from the job."""
+        job_id = ref.job_id
         for round_ in range(3):  # re-read after losing a race
             job = seen if round_ == 0 else self.store.get(ref.user_id, ref.job_id)
             if job is None:
@@ -377,17 +446,83 @@ class Worker:
                 if hold is not None:
                     self._set_visibility(delivery, hold)
                     raise RetryLater(f"job {job_id} waits {hold} s: its target's circuit breaker is open")
-                token = uuid.uuid4().hex
+                if not gate:  # not yet through the flow gate (the job was read first)
+                    admitted = self._admit(job_id, job.group, delivery, token, now + lease_ms, now)
+                    if isinstance(admitted, Outcome):
+                        return admitted
+                    gate.append(admitted)
                 job = self.transitions.apply(lifecycle.claim(job, now=now, lease_ms=lease_ms, token=token), delivery.queue)
             except Conflict:
                 continue
-            return job, token
+            return job, token, gate[0].slot
         logger.warning("job kept changing while being claimed; will retry", extra={"job_id": job_id})
         raise RetryLater(f"could not claim job {job_id}")
 
+    def _has_group_limits(self, queue: QueueInfo) -> bool:
+        return self.policy(queue).groups is not None
+
+    def _release(self, gate: list[flow_control.Admission] | flow_control.Admission | None) -> None:
+        for admission in gate if isinstance(gate, list) else [gate] if gate is not None else []:
+            if admission.slot is not None:
+                self.limits.release_slot(*admission.slot)
+
+    def _admit(self, job_id: str, group: str | None, delivery: Delivery, token: str, lease_until: int, now: int) -> flow_control.Admission | Outcome:
+        """Flow control before the claim: go, or wait (the message's visibility moved; no attempt spent)."""
+        policy = self.policy(delivery.queue)
+        if policy.rate_limit is None and (policy.groups is None or group is None):
+            return flow_control.Admission()  # no limits: no counter is touched
+        admission = flow_control.admit(
+            self.limits,
+            queue=delivery.queue.name,
+            group=group,
+            rate_limit=policy.rate_limit,
+            groups=policy.groups,
+            token=token,
+            lease_until_ms=lease_until,
+            now_ms=now,
+            slot_wait_seconds=min(2 ** max(delivery.receive_count - 1, 0), self.settings.group_slot_wait_cap_seconds),
+        )
+        if admission.go:
+            return admission
+        logger.info("job waits for its flow limit", extra={"job_id": job_id, "reason": admission.reason, "retry_in_s": admission.wait_seconds})
+        if delivery.receive_count >= max(2, int(delivery.queue.max_receive_count * flow_control.RESEND_AFTER_RECEIVE_SHARE)):
+            # Waited often: a new message carries the job on, before SQS's redrive counts this one into the DLQ.
+            try:
+                self.messages.send_body(delivery.queue, _message_of(delivery.body), delay_seconds=min(admission.wait_seconds, 900))
+                return Outcome.DEFERRED
+            except Unavailable:
+                pass
+        self._set_visibility(delivery, admission.wait_seconds)
+        raise RetryLater(admission.reason)
+
+    def _call(self, processor: Processor, context: JobContext, timeout_ms: int | None) -> Any:
+        """Run the processor; with a timeout, in a thread the worker stops waiting for at the deadline."""
+        if timeout_ms is None:
+            return processor(context)
+        done = threading.Event()
+        box: dict[str, Any] = {}
+        run_in = contextvars.copy_context()  # the log keys of this record
+
+        def target() -> None:
+            try:
+                box["result"] = run_in.run(processor, context)
+            except BaseException as err:  # handed to the worker's thread as is
+                box["error"] = err
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name=f"job-{context.job_id}", daemon=True).start()
+        if not done.wait(context.time_left() or 0):
+            # Abandoned: its next progress() raises, and its lease is gone once the ending is written.
+            context.expire()
+            raise JobTimedOut(f"timed out after {timeout_ms} ms")
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
     def _run(self, job: Job, token: str, delivery: Delivery, deadline: float) -> Outcome:
         adding = FollowUps(JobPlanner(queues.directory(), self.accepts), job, self.clock)
-        context = JobContext(job, self.store, token, self.clock, self.settings.log_ttl_days * 86400, follow_ups=adding)
+        context = JobContext(job, self.store, token, self.clock, self.settings.log_ttl_days * 86400, follow_ups=adding, timeout_ms=job.timeout)
         started = time.monotonic()
 
         def took() -> int:
@@ -396,7 +531,9 @@ class Worker:
         try:
             context.snapshot = self.store.with_payloads(job)  # data stored apart (S3) is read back first
             processor = self.resolve(delivery.queue, context.snapshot)
-            result = processor(context)
+            result = self._call(processor, context, job.timeout)
+        except JobTimedOut as err:
+            return self._end(context, delivery, self._failed_attempt(job, err, f"timed out after {job.timeout} ms", took(), timed_out=True), deadline)
         except JobCancelled:
             return self._end(context, delivery, Ending("cancel", job.attempts, processing_ms=took()), deadline)
         except LeaseLost:
@@ -409,10 +546,9 @@ class Worker:
             return self._end(context, delivery, Ending("fail", job.attempts, error=err.message, processing_ms=took()), deadline)
         except Exception as err:
             message = f"{type(err).__name__}: {err}"
-            if job.attempts >= job.max_attempts:
-                return self._end(context, delivery, Ending("fail", job.attempts, error=message, processing_ms=took()), deadline)
-            wait = backoff_seconds(job.backoff, job.attempts, cap_seconds=self.settings.backoff_cap_seconds)
-            return self._end(context, delivery, Ending("retry_later", job.attempts, error=message, processing_ms=took(), wait_seconds=wait), deadline)
+            if context.timed_out:  # an HTTP target's call dropped at the deadline: the attempt timed out
+                message = f"timed out after {job.timeout} ms ({message})"
+            return self._end(context, delivery, self._failed_attempt(job, err, message, took(), timed_out=context.timed_out), deadline)
         problem = _result_problem(result, self.settings.max_result_bytes)
         if problem:
             return self._end(context, delivery, Ending("fail", job.attempts, error=problem, processing_ms=took()), deadline)
@@ -420,6 +556,14 @@ class Worker:
         if adding.children:
             return self._end(context, delivery, Ending("await_children", job.attempts, processing_ms=took(), follow_ups=added), deadline)
         return self._end(context, delivery, Ending("complete", job.attempts, result=result, processing_ms=took(), follow_ups=added), deadline)
+
+    def _failed_attempt(self, job: Job, err: BaseException, message: str, processing_ms: int, *, timed_out: bool) -> Ending:
+        """Retry after the backoff (the job type's custom one, if registered), or fail on the last attempt."""
+        outcome = "timed_out" if timed_out else None
+        if job.attempts >= job.max_attempts:
+            return Ending("fail", job.attempts, error=message, processing_ms=processing_ms, outcome=outcome)
+        wait = backoff.wait_seconds(job.backoff, job.attempts, err, queue=job.queue, job_type=job.type, cap_seconds=self.settings.backoff_cap_seconds)
+        return Ending("retry_later", job.attempts, error=message, processing_ms=processing_ms, wait_seconds=wait, outcome=outcome)
 
     # ---- endings ----------------------------------------------------------------------
     def _change(self, job: Job, ending: Ending, token: str | None) -> Change:
@@ -441,10 +585,14 @@ class Worker:
             return lifecycle.await_children(job, token=token, processing_ms=ending.processing_ms or 0, now=now)
         if ending.operation == "retry_later":
             return lifecycle.retry_later(
-                job, token=token, error=ending.error or "failed", wait_seconds=ending.wait_seconds, processing_ms=ending.processing_ms, now=now
+                job, token=token, error=ending.error or "failed", wait_seconds=ending.wait_seconds, processing_ms=ending.processing_ms, now=now,
+                outcome=AttemptOutcome(ending.outcome or AttemptOutcome.RETRYING),
             )
         if ending.operation == "fail":
-            return lifecycle.fail(job, token=token, error=ending.error or "failed", now=now, policy=self._policy(job), processing_ms=ending.processing_ms)
+            return lifecycle.fail(
+                job, token=token, error=ending.error or "failed", now=now, policy=self._policy(job), processing_ms=ending.processing_ms,
+                outcome=AttemptOutcome(ending.outcome or AttemptOutcome.FAILED),
+            )
         return lifecycle.end_for_cancel(job, token=token, now=now, policy=self._policy(job))
 
     def _end(self, context: JobContext, delivery: Delivery, ending: Ending, deadline: float) -> Outcome:

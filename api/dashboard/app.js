@@ -292,7 +292,9 @@ function pageQueues() {
       h("thead", {}, h("tr", {},
         h("th", {}, "queue"), h("th", {}, "health"),
         ...STATES.map((s) => h("th", { class: "num" }, s)),
-        h("th", { class: "num" }, "DLQ"), h("th", { class: "num", title: "jobs finished per minute, last hour" }, "rate/min"),
+        h("th", { class: "num" }, "DLQ"),
+        h("th", { title: "unfinished jobs (waiting, delayed, active) per priority band" }, "by priority"),
+        h("th", { class: "num", title: "jobs finished per minute, last hour" }, "rate/min"),
         h("th", { class: "num", title: "failed / finished, last hour" }, "failure"),
         h("th", { class: "num", title: "processing time of completed jobs, last hour" }, "avg / p95"))),
       table));
@@ -328,9 +330,20 @@ function queueRow(q) {
     ...STATES.map((state) => h("td", { class: "num" },
       h("a", { href: `#/jobs?queue=${enc(q.name)}&status=${state}`, "data-count": `${q.name}:${state}` }, s[state] ?? 0))),
     h("td", { class: "num" }, h("a", { href: `#/dlq/${enc(q.name)}`, "data-dlq": q.name }, q.dlqDepth)),
+    h("td", { class: "nowrap small", "data-priority": q.name }, priorityLine(q.byPriority)),
     h("td", { class: "num" }, q.processingRate.toFixed(1)),
     h("td", { class: "num" }, `${(q.failureRate * 100).toFixed(1)}%`),
     h("td", { class: "num nowrap" }, `${fmtMs(q.averageProcessingTime)} / ${fmtMs(q.p95ProcessingTime)}`));
+}
+
+// "critical 2 · low 40": the unfinished jobs of each band that has any (waiting + delayed + active).
+function priorityLine(byPriority) {
+  const parts = Object.entries(byPriority || {})
+    .map(([band, c]) => [band, (c.waiting || 0) + (c.delayed || 0) + (c.active || 0), c])
+    .filter(([, n]) => n > 0)
+    .map(([band, n, c]) => h("span", { title: `${band}: ${c.waiting} waiting, ${c.delayed} delayed, ${c.active} active`, "data-band": band }, `${band} ${n}`));
+  if (!parts.length) return "–";
+  return parts.flatMap((p, i) => (i ? [" · ", p] : [p]));
 }
 
 async function cleanQueue(name) {

@@ -16,6 +16,7 @@ from api.deps import CurrentUser, Cursors, Jobs, job_service
 from api.envelope import Envelope, error_responses
 from api.routes.jobs import PageNumber, paged
 from shared.errors import Invalid
+from shared.flow_control import GROUP_KEY_PATTERN
 from shared.models import JOB_ID_PATTERN, NAME_PATTERN, TYPE_PATTERN, AnyTarget, JobPage, JobPublic, ProcessorTarget
 from shared.queue_admin import QueueService
 from shared.queue_models import (
@@ -24,6 +25,8 @@ from shared.queue_models import (
     CleanRequest,
     CleanResult,
     DeadLetterList,
+    GroupList,
+    GroupPauseState,
     PauseState,
     PurgeResult,
     QueueAction,
@@ -198,6 +201,43 @@ def pause_queue(name: QueueName, caller: CurrentUser, queues: Queues) -> Envelop
 )
 def resume_queue(name: QueueName, caller: CurrentUser, queues: Queues) -> Envelope[PauseState]:
     return Envelope(data=queues.resume(name, caller))
+
+
+@router.get(
+    "/{name}/groups",
+    response_model=Envelope[GroupList],
+    summary="The queue's busiest group keys: active and started jobs, limits, paused (admin)",
+    responses=error_responses(400, *ADMIN_ERRORS),
+)
+def queue_groups(
+    name: QueueName, caller: CurrentUser, queues: Queues, limit: Annotated[int, Query(ge=1, le=100, description="Keys to show")] = 20
+) -> Envelope[GroupList]:
+    return Envelope(data=queues.groups(name, caller, limit=limit))
+
+
+GroupKey = Annotated[
+    str, Path(pattern=GROUP_KEY_PATTERN, description="The group key: 1 to 128 characters, without '#', '/', control characters or leading whitespace")
+]
+
+
+@router.post(
+    "/{name}/groups/{key}/pause",
+    response_model=Envelope[GroupPauseState],
+    summary="Pause one group key: its jobs wait (no attempt spent) until it is resumed (admin)",
+    responses=error_responses(400, *ADMIN_ERRORS, 409),
+)
+def pause_group(name: QueueName, key: GroupKey, caller: CurrentUser, queues: Queues) -> Envelope[GroupPauseState]:
+    return Envelope(data=queues.pause_group(name, key, caller, paused=True))
+
+
+@router.post(
+    "/{name}/groups/{key}/resume",
+    response_model=Envelope[GroupPauseState],
+    summary="Resume one group key (admin)",
+    responses=error_responses(400, *ADMIN_ERRORS, 409),
+)
+def resume_group(name: QueueName, key: GroupKey, caller: CurrentUser, queues: Queues) -> Envelope[GroupPauseState]:
+    return Envelope(data=queues.pause_group(name, key, caller, paused=False))
 
 
 @router.post(

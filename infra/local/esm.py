@@ -122,6 +122,32 @@ def messages_to_delete(response: Any, message_ids: list[str], *, report_batch_it
     return [m for m in message_ids if m not in failed]
 
 
+class _Slots:
+    """A semaphore whose size can change while it is held (MaximumConcurrency changed at runtime)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._held = 0
+        self._changed = threading.Condition()
+
+    def acquire(self, timeout: float) -> bool:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._held < self._size, timeout=timeout):
+                return False
+            self._held += 1
+            return True
+
+    def release(self) -> None:
+        with self._changed:
+            self._held -= 1
+            self._changed.notify_all()
+
+    def resize(self, size: int) -> None:
+        with self._changed:
+            self._size = size
+            self._changed.notify_all()
+
+
 @dataclass
 class MappingStats:
     invocations: int = 0
@@ -157,7 +183,7 @@ class EventSourceMapping:
         # threads is the local equivalent.
         self.max_concurrency = spec.maximum_concurrency or 5
         self.stats = MappingStats()
-        self._slots = threading.BoundedSemaphore(self.max_concurrency)
+        self._slots = _Slots(self.max_concurrency)
         self._lock = threading.Lock()
         self._in_flight = 0
         self._idle = threading.Condition(self._lock)
@@ -181,6 +207,12 @@ class EventSourceMapping:
         )
 
     # -- switches --
+
+    def set_max_concurrency(self, maximum: int) -> None:
+        """UpdateEventSourceMapping ``ScalingConfig.MaximumConcurrency``: invocations past it finish, none new starts."""
+        self.max_concurrency = maximum
+        self._slots.resize(maximum)
+        log.info("[%s] maximum concurrency %d", self.name, maximum)
 
     @property
     def enabled(self) -> bool:

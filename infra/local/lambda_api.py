@@ -16,7 +16,7 @@ and ``{errorMessage, errorType, stackTrace}``. Only ``RequestResponse`` is serve
 
 Everything else answers as Lambda does for what it does not know: 404
 ``ResourceNotFoundException`` (or 400 ``InvalidParameterValueException`` for a body it cannot
-read). Only ``Enabled`` is honoured; the other fields are fixed by the template.
+read). ``Enabled`` and ``ScalingConfig.MaximumConcurrency`` are honoured; the other fields are fixed by the template.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def mapping_configuration(mapping: EventSourceMapping, *, last_modified: float) 
         "StateTransitionReason": "USER_INITIATED",
         "FunctionResponseTypes": ["ReportBatchItemFailures"] if spec.report_batch_item_failures else [],
     }
-    if spec.maximum_concurrency:
-        config["ScalingConfig"] = {"MaximumConcurrency": spec.maximum_concurrency}
+    if spec.maximum_concurrency or mapping.max_concurrency:
+        config["ScalingConfig"] = {"MaximumConcurrency": mapping.max_concurrency}
     return config
 
 
@@ -142,6 +142,14 @@ class LambdaApi:
                 if mapping.enabled != update["Enabled"]:
                     mapping.enabled = update["Enabled"]
                     self._modified[mapping_uuid] = datetime.now(tz=UTC).timestamp()
+            scaling = (update or {}).get("ScalingConfig")
+            if scaling is not None:
+                maximum = scaling.get("MaximumConcurrency") if isinstance(scaling, dict) else None
+                if isinstance(maximum, bool) or not isinstance(maximum, int) or not 2 <= maximum <= 1000:
+                    self._error(request, 400, "InvalidParameterValueException", "ScalingConfig.MaximumConcurrency must be from 2 to 1000")
+                    return
+                mapping.set_max_concurrency(maximum)
+                self._modified[mapping_uuid] = datetime.now(tz=UTC).timestamp()
             config = mapping_configuration(mapping, last_modified=self._modified.get(mapping_uuid, self._started))
         self._send(request, 202 if update is not None else 200, config)
 

@@ -18,6 +18,12 @@ API), and its DynamoDB backend takes no lock:
    keeps for good, so a stream poller grows the process by ~14 MB an idle hour. As in
    DynamoDB Streams, an iterator now expires 15 minutes after it was handed out.
 
+4. **SQS fair queues** (2025-07): on a standard queue, messages with a ``MessageGroupId`` (jobq
+   sends the job's owner) are handed out fairly: the groups with the fewest messages in
+   flight come first, one message from each in turn, each group's own in send order. moto
+   hands out a standard queue in send order, so one tenant's burst would delay everyone
+   behind it locally, which SQS no longer does.
+
 Reads are not locked. ``apply()`` is idempotent and only patches what it finds; if moto's
 internals change shape it logs and leaves moto as it is.
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import logging
 import threading
 import time
@@ -150,6 +157,28 @@ def _expiring_iterators(get_shard_iterator: Any, get_records: Any) -> tuple[Any,
     return new_iterator, records
 
 
+def _fair_standard_queues() -> None:
+    from moto.sqs.models import Queue
+
+    visible_in_order = Queue.messages.fget  # type: ignore[attr-defined]
+
+    def fair(queue: Any) -> list[Any]:
+        visible = visible_in_order(queue)
+        if queue.fifo_queue or not any(m.group_id for m in visible[:1000]):
+            return visible  # type: ignore[no-any-return]
+        in_flight: dict[Any, int] = {}
+        for message in list(queue.pending_messages):
+            if not message.visible:
+                in_flight[message.group_id] = in_flight.get(message.group_id, 0) + 1
+        by_group: dict[Any, list[Any]] = {}
+        for message in visible:
+            by_group.setdefault(message.group_id, []).append(message)
+        lanes = [by_group[g] for g in sorted(by_group, key=lambda g: in_flight.get(g, 0))]  # stable: first seen first among equals
+        return [m for turn in itertools.zip_longest(*lanes) for m in turn if m is not None]
+
+    Queue.messages = property(fair)  # type: ignore[method-assign,assignment]
+
+
 def apply() -> None:
     global _applied
     with _lock:
@@ -168,6 +197,7 @@ def apply() -> None:
             from moto.dynamodbstreams.models import DynamoDBStreamsBackend as streams
 
             streams.get_shard_iterator, streams.get_records = _expiring_iterators(streams.get_shard_iterator, streams.get_records)  # type: ignore[method-assign]
+            _fair_standard_queues()
         except (ImportError, AttributeError) as exc:  # a moto whose internals moved: leave it as it is
             log.warning("moto's DynamoDB was not patched (%s); transactions stay slow and unisolated", exc)
             return

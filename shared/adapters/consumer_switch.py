@@ -31,6 +31,17 @@ def set_consumer_enabled(queue: QueueInfo, *, enabled: bool) -> str | None:
     return str(state) if state is not None else None
 
 
+def set_max_concurrency(queue: QueueInfo, maximum: int) -> None:
+    """The consumer's event source mapping runs at most ``maximum`` invocations at once (Lambda: 2..1000)."""
+    try:
+        with aws_errors(f"cannot change the concurrency of {queue.name}"):
+            clients.client("lambda").update_event_source_mapping(UUID=_mapping_id(queue), ScalingConfig={"MaximumConcurrency": maximum})
+    except JobqError as err:
+        if aws_code(err) in _BUSY:
+            raise Conflict(f"the consumer of {queue.name} is being updated; try again in a few seconds") from err
+        raise Unavailable(f"cannot change the concurrency of {queue.name} ({aws_code(err) or 'no answer'}); retry the request") from err
+
+
 def consumer_state(queue: QueueInfo) -> str | None:
     """Lambda's State of the consumer's event source mapping (None if it cannot be read)."""
     try:
@@ -40,3 +51,23 @@ def consumer_state(queue: QueueInfo) -> str | None:
         logger.warning("event source mapping state unavailable", extra={"queue": queue.name, "error": err.message})
         return None
     return str(state) if state is not None else None
+
+
+def reconcile(queue: QueueInfo, *, paused: bool, max_concurrency: int | None) -> list[str]:
+    """Put back what the queue's policy says when a deploy changed its mapping (Enabled, MaximumConcurrency).
+
+    CloudFormation writes the template's values whenever it updates the mapping, so a paused
+    queue would start again, or a concurrency set at runtime fall back; the HealthFunction calls
+    this every sweep for the queues whose policy holds either. Returns what it restored."""
+    with aws_errors(f"cannot read the consumer of {queue.name}"):
+        mapping = clients.client("lambda").get_event_source_mapping(UUID=_mapping_id(queue))
+    fixes: dict[str, object] = {}
+    if paused and mapping.get("State") in ("Enabled", "Enabling"):
+        fixes["Enabled"] = False
+    if max_concurrency is not None and (mapping.get("ScalingConfig") or {}).get("MaximumConcurrency") != max_concurrency:
+        fixes["ScalingConfig"] = {"MaximumConcurrency": max_concurrency}
+    if fixes:
+        with aws_errors(f"cannot restore the consumer of {queue.name}"):
+            clients.client("lambda").update_event_source_mapping(UUID=_mapping_id(queue), **fixes)
+        logger.warning("consumer mapping restored to the queue's policy (a deploy had changed it)", extra={"queue": queue.name, "restored": sorted(fixes)})
+    return sorted(fixes)

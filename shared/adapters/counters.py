@@ -22,6 +22,8 @@ from shared.stats import (
     EVENT_NAMES,
     MARKER_TTL_SECONDS,
     MAX_TRANSACTION_ACTIONS,
+    PRIORITY_COUNT_NAMES,
+    PRIORITY_STATUSES,
     STATS_SK,
     TYPE_PREFIX,
     USER_COST_SK,
@@ -46,7 +48,7 @@ def _queue_actions(table: str, queue: str, delta: QueueDelta, settings: Any) -> 
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     adds: list[str] = []
-    for i, name in enumerate(COUNT_NAMES):
+    for i, name in enumerate(COUNT_NAMES + PRIORITY_COUNT_NAMES):
         if delta.counts.get(name):
             names[f"#c{i}"] = name
             values[f":c{i}"] = {"N": str(delta.counts[name])}
@@ -228,7 +230,11 @@ def read_stats(queue_name: str) -> QueueStats:
     item = out.get("Item") or {}
     # A counter can dip below zero only for jobs written before the EventsFunction ran.
     counts = {name: max(0, attribute_number(item, name) or 0) for name in COUNT_NAMES}
-    return QueueStats(counts=counts, last_processed_at=attribute_text(item, "lastProcessedAt"))
+    by_priority: dict[str, dict[str, int]] = {}
+    for name in PRIORITY_COUNT_NAMES:
+        band, status = name.split(".")
+        by_priority.setdefault(band, dict.fromkeys(PRIORITY_STATUSES, 0))[status] = max(0, attribute_number(item, name) or 0)
+    return QueueStats(counts=counts, last_processed_at=attribute_text(item, "lastProcessedAt"), by_priority=by_priority)
 
 
 def read_raw_counts(queue_name: str) -> dict[str, int]:

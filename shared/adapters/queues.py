@@ -7,15 +7,19 @@ container (cached), so adding a queue is a template change and nothing else.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Literal
 
 from shared.adapters import clients
 from shared.adapters.aws_errors import AWS_ERRORS, aws_errors, domain_error
 from shared.errors import Invalid
-from shared.models import JobRef, QueueDepth, QueueInfo
+from shared.models import Job, JobRef, QueueDepth, QueueInfo
 from shared.settings import get_settings
 
 
@@ -80,10 +84,54 @@ def reset() -> None:
     _directory = None
 
 
-def message_body(ref: JobRef, queue: str) -> str:
+@dataclass(frozen=True)
+class Route:
+    """What a job's message carries besides its reference: what the consumer's flow gate and the
+    message group need before the claim, so that gate costs no read (shared/worker.py)."""
+
+    priority: int = 0
+    group: str | None = None  # the job's group key (shared/flow_control.py); None: it has none
+
+    @classmethod
+    def of(cls, job: Job) -> Route:
+        return cls(job.priority, job.group)
+
+
+class _NotCarried(Enum):
+    GROUP = "not carried"
+
+
+# A message sent knowing only the job's reference (a sweep over a keys-only index, a redrive):
+# the consumer reads the job first on a queue with group limits.
+GROUP_NOT_CARRIED = _NotCarried.GROUP
+
+
+def message_body(ref: JobRef, queue: str, route: Route | None = None) -> str:
     """The SQS message is a wake-up call: the job item is the source of truth. It names the
-    job by owner and id, as the table does."""
-    return json.dumps({"jobId": ref.job_id, "userId": ref.user_id, "queue": queue}, separators=(",", ":"))
+    job by owner and id, as the table does, and carries its ``Route`` when the sender had the job."""
+    body: dict[str, Any] = {"jobId": ref.job_id, "userId": ref.user_id, "queue": queue}
+    if route is not None:
+        body["group"] = route.group
+        if route.priority:
+            body["priority"] = route.priority
+    return json.dumps(body, separators=(",", ":"))
+
+
+def group_of_body(body: str | None) -> str | None | Literal[_NotCarried.GROUP]:
+    """The group key a message carries (None: the job has none), or ``GROUP_NOT_CARRIED``."""
+    try:
+        payload = json.loads(body or "")
+    except ValueError:
+        return GROUP_NOT_CARRIED
+    if not isinstance(payload, dict) or "group" not in payload:
+        return GROUP_NOT_CARRIED
+    group = payload["group"]
+    return group if group is None or isinstance(group, str) else GROUP_NOT_CARRIED
+
+
+def priority_of_body(body: dict[str, Any]) -> int:
+    priority = body.get("priority", 0)
+    return priority if isinstance(priority, int) and not isinstance(priority, bool) else 0
 
 
 def ref_of_body(body: str | None) -> JobRef | None:
@@ -100,24 +148,50 @@ def ref_of_body(body: str | None) -> JobRef | None:
     return JobRef(user_id, job_id)
 
 
-def send_job(queue: QueueInfo, ref: JobRef, *, delay_seconds: int = 0) -> str:
+_GROUP_ID = re.compile(r"^[!-~]{1,128}$")  # what SQS takes as a MessageGroupId
+
+
+# Jobs at or above these priorities travel in their own message group per owner (shared/flow_control.py).
+PRIORITY_BANDS = ((10, "critical"), (5, "high"))
+
+
+def fair_group(user_id: str, priority: int = 0) -> str:
+    """The message's ``MessageGroupId``: its owner, so SQS fair queues keep one tenant's burst from
+    delaying the others (a standard queue stays a standard queue; nothing changes for the consumer).
+
+    A high or critical job is in a group of its own beside its owner's (``<owner>#high``): a group
+    with few messages in flight is served ahead of one with a backlog, so it does not wait behind
+    its own tenant's backlog of lower jobs."""
+    owner = user_id if _GROUP_ID.match(user_id) and len(user_id) <= 110 else "u-" + hashlib.sha256(user_id.encode()).hexdigest()[:40]
+    band = next((name for floor, name in PRIORITY_BANDS if priority >= floor), None)
+    return f"{owner}#{band}" if band else owner
+
+
+def send_job(queue: QueueInfo, ref: JobRef, *, delay_seconds: int = 0, route: Route | None = None) -> str:
     with aws_errors(f"cannot enqueue on {queue.name}"):
         out = clients.client("sqs").send_message(
             QueueUrl=queue.queue_url,
-            MessageBody=message_body(ref, queue.name),
+            MessageBody=message_body(ref, queue.name, route),
             DelaySeconds=max(0, min(delay_seconds, 900)),
+            MessageGroupId=fair_group(ref.user_id, route.priority if route else 0),
         )
     return str(out["MessageId"])
 
 
-def send_jobs(queue: QueueInfo, jobs: list[tuple[JobRef, int]]) -> set[JobRef]:
+def send_jobs(queue: QueueInfo, jobs: list[tuple[JobRef, int]], routes: dict[JobRef, Route] | None = None) -> set[JobRef]:
     """Enqueue many ``(job, delay_seconds)``, 10 to a SendMessageBatch; returns the jobs not sent."""
+    routes = routes or {}
     failed: set[JobRef] = set()
     sqs = clients.client("sqs")
     for start in range(0, len(jobs), 10):
         chunk = jobs[start : start + 10]
         entries = [
-            {"Id": str(i), "MessageBody": message_body(ref, queue.name), "DelaySeconds": max(0, min(delay, 900))}
+            {
+                "Id": str(i),
+                "MessageBody": message_body(ref, queue.name, routes.get(ref)),
+                "DelaySeconds": max(0, min(delay, 900)),
+                "MessageGroupId": fair_group(ref.user_id, routes[ref].priority if ref in routes else 0),
+            }
             for i, (ref, delay) in enumerate(chunk)
         ]
         try:

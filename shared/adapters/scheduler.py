@@ -101,7 +101,7 @@ def enqueue(queue: QueueInfo, job: Job, *, settings: Settings | None = None) -> 
     if needs_schedule(job.delay):
         schedule_job(queue, job, settings=settings)
     else:
-        queues.send_job(queue, JobRef.of(job), delay_seconds=-(-job.delay // 1000))
+        queues.send_job(queue, JobRef.of(job), delay_seconds=-(-job.delay // 1000), route=queues.Route.of(job))
 
 
 def _target(settings: Settings, arn: str, payload: str) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def schedule_job(queue: QueueInfo, job: Job, *, settings: Settings | None = None
                 FlexibleTimeWindow={"Mode": "OFF"},
                 ActionAfterCompletion="DELETE",
                 State="ENABLED",
-                Target=_target(settings, queue.queue_arn, queues.message_body(JobRef.of(job), queue.name)),
+                Target=_target(settings, queue.queue_arn, queues.message_body(JobRef.of(job), queue.name, queues.Route.of(job))),
             )
     except Conflict:
         pass  # a retried create: the schedule is there already

@@ -31,6 +31,9 @@ class Job:
     def check_interrupted(self) -> None:
         """Never cancelled here (the cancel of a request in flight: tests/unit/test_seed_000.py)."""
 
+    def time_left(self, cap_seconds: float | None = None) -> float | None:
+        return cap_seconds  # no job timeout: the target's own
+
 
 @pytest.fixture(autouse=True)
 def local_stack_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

@@ -227,6 +227,34 @@ def test_a_consumers_dynamodb_calls_stay_within_its_policy(stack: Stack, provisi
     assert not _allowed(email_policy, "PutItem", ["QUEUE#email-sending"])
 
 
+def test_a_consumer_writes_its_own_queues_flow_control_counters_and_no_other_queues(
+    stack: Stack, provisioned: ProvisionedStack, target: TargetServer
+) -> None:
+    from shared.adapters import policies, queues
+    from shared.catalog import ProcessorCatalog
+    from shared.flow_control import GroupPolicy, RateLimit
+
+    queue = queues.directory().get("email-sending")
+    policies.update_policy(
+        queue, lambda p: p.model_copy(update={"rate_limit": RateLimit(max=100, duration=60_000), "groups": GroupPolicy(max_active=2)})
+    )
+    jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
+    jobs.put_http_target("email-sending", "ok", HttpTarget(url=f"{target.url}/ok", timeout_seconds=1), ADMIN)
+    jobs.create(JobCreate(queue="email-sending", type="ok", data={"n": 1}, options={"group": "acme"}), ALICE)
+
+    with DynamoCalls() as email:
+        _deliver(stack, "email-sending")
+
+    counters = [keys for _, keys in email.calls if any(k.startswith("LIMIT#") for k in keys)]
+    assert ["LIMIT#email-sending#Q"] in counters and any(k[0].startswith("LIMIT#email-sending#KEYS#") for k in counters)
+    consumer = provisioned.nested["EmailSendingQueue"].resources["ConsumerFunction"]
+    assert _denied(email, consumer) == []
+    statements = list(_statements_of(consumer))
+    assert _allowed(statements, "UpdateItem", ["LIMIT#email-sending#G#acme"])
+    assert not _allowed(statements, "UpdateItem", ["LIMIT#video-processing#Q"])
+    assert not _allowed(statements, "Query", ["LIMIT#email-sending#KEYS#0"])  # listing keys is the API's
+
+
 def test_the_events_functions_writes_stay_within_its_policy(stack: Stack, provisioned: ProvisionedStack) -> None:
     from shared.adapters import queues
     from shared.catalog import ProcessorCatalog

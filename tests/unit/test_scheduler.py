@@ -36,7 +36,8 @@ def test_a_job_delayed_past_15_minutes_gets_a_one_time_schedule_that_sends_its_m
     assert schedule["ActionAfterCompletion"] == "DELETE"
     assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
     assert schedule["Target"]["Arn"] == queue.queue_arn and schedule["Target"]["RoleArn"] == ROLE_ARN
-    assert json.loads(schedule["Target"]["Input"]) == {"jobId": job.job_id, "userId": "alice", "queue": "email-sending"}
+    # the job's message, its group key (none) included: the consumer's flow gate needs no read
+    assert json.loads(schedule["Target"]["Input"]) == {"jobId": job.job_id, "userId": "alice", "queue": "email-sending", "group": None}
     assert scheduling.stack.receive("email-sending") == []  # nothing on SQS until the schedule fires
 
 

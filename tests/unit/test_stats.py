@@ -24,6 +24,7 @@ from shared.status import JobStatus
 from tests.target_server import TargetServer
 from tests.unit.conftest import FakeLambdaContext, Stack, sqs_event
 from tests.unit.stream_feed import StreamFeed, template_stream_event
+from tests.unit.test_queues import call as call_api
 
 ADMIN = Identity("root", is_admin=True)
 ALICE = Identity("alice")
@@ -112,6 +113,30 @@ def test_counts_match_the_jobs_after_a_mixed_run(stack: Stack, target: TargetSer
     assert counts == {**dict.fromkeys(stats.COUNT_NAMES, 0), "completed": 3, "failed": 2, "cancelled": 1, "delayed": 1, "total": 7}
     assert counts == listed_counts(stack)
     assert counters.read_stats(QUEUE).last_processed_at is not None
+
+
+def test_the_queue_counts_its_unfinished_jobs_per_priority_in_the_same_write(stack: Stack, target: TargetServer, feed: StreamFeed) -> None:
+    jobs = service(stack)
+    jobs.put_http_target(QUEUE, "echo", HttpTarget(url=f"{target.url}/ok", timeout_seconds=2), ADMIN)
+    for priority in ("critical", "low", "low", 3):
+        create(jobs, "echo", priority=priority)
+    create(jobs, "echo", priority="high", delay=60_000)
+    event = feed.next_event()
+    outcome = process(event)
+
+    # STATS (the counts per priority in its same ADD), the minute and hour buckets, the batch's marker: no write of their own
+    assert (outcome.transactions, outcome.write_actions) == (1, 4)
+    by_priority = counters.read_stats(QUEUE).by_priority
+    assert {band: sum(c.values()) for band, c in by_priority.items() if sum(c.values())} == {"critical": 1, "high": 1, "low": 2, "normal": 1}
+    assert by_priority["high"] == {"waiting": 0, "delayed": 1, "active": 0}
+
+    run_consumer(stack)
+    feed.deliver()
+    after = counters.read_stats(QUEUE).by_priority
+    assert {band: c for band, c in after.items() if any(c.values())} == {"high": {"waiting": 0, "delayed": 1, "active": 0}}
+    _, queue = call_api("GET", f"/queues/{QUEUE}")
+    assert queue["data"]["byPriority"]["high"] == {"waiting": 0, "delayed": 1, "active": 0}
+    assert queue["data"]["byPriority"]["critical"] == {"waiting": 0, "delayed": 0, "active": 0}
 
 
 def test_a_redelivered_batch_changes_nothing(stack: Stack, feed: StreamFeed) -> None:

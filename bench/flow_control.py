@@ -1,0 +1,219 @@
+"""Flow control on the local stack: rate limits, a key's active jobs, a quiet tenant during a burst, timeouts.
+
+    .venv/bin/python -m bench.flow_control                  # the issue's figures (2,000-job burst)
+    .venv/bin/python -m bench.flow_control --burst 500      # quicker
+
+Runs the local stack in this process (moto, the consumers behind the emulated event source
+mappings, the API over HTTP on 127.0.0.1) and an HTTP target on 127.0.0.1 that answers after
+``--work`` seconds. Every figure comes from the job items' own ``createdAt`` / ``startedAt`` /
+``completedAt`` (what the consumer wrote when it claimed and ended each job):
+
+1. rate limit: a queue limit of ``--rate`` starts per ``--window`` ms, a backlog of 5 windows'
+   worth, maxConcurrency 10: the most starts in any of the limiter's windows, the most in any
+   sliding window of the same length, and the achieved rate against the limit;
+2. max active per key: ``groups.maxActive`` 2 (one key overridden to 1), 3 keys x 15 jobs: the
+   most jobs of each key running at once, from the start/end intervals;
+3. fairness: one tenant's burst of ``--burst`` jobs, a quiet tenant adding one job every
+   0.2 s meanwhile: the quiet tenant's wait (created -> started) p50/p95 against the burst's;
+4. timeouts: jobs with ``options.timeout`` shorter than the target's answer: every attempt ends
+   ``timed_out``, is counted and retried;
+5. priorities: the consumers saturated by a backlog of ``--backlog`` low jobs (one tenant), a
+   critical job from the same tenant: its wait against one low batch's processing time
+   (BatchSize x work). It runs last: the backlog is left to the stack's shutdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import tempfile
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+
+from infra.local.stack import LocalStack
+from shared.adapters.job_repository import JobStore
+from shared.clock import parse_iso
+from shared.models import Job
+from tests.target_server import TargetServer
+
+QUEUE = "email-sending"
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+class Bench:
+    def __init__(self, stack: LocalStack, target: TargetServer) -> None:
+        self.admin = httpx.Client(base_url=str(stack.api_url), headers={"Authorization": f"Bearer {stack.mint_token('root', admin=True)}"}, timeout=60)
+        self.stack = stack
+        self.target = target
+        self.store = JobStore(stack.provisioned.resources["JobsTable"].ref)  # type: ignore[union-attr]
+
+    def user(self, name: str) -> httpx.Client:
+        return httpx.Client(base_url=str(self.stack.api_url), headers={"Authorization": f"Bearer {self.stack.mint_token(name)}"}, timeout=60)
+
+    def patch(self, body: dict[str, Any]) -> None:
+        response = self.admin.patch(f"/queues/{QUEUE}", json=body)
+        assert response.status_code == 200, response.text
+
+    def target_type(self, job_type: str, path: str) -> None:
+        body = {"kind": "http", "url": f"{self.target.url}{path}", "timeoutSeconds": 20}
+        response = self.admin.put(f"/queues/{QUEUE}/processors/{job_type}", json=body)
+        assert response.status_code == 200, response.text
+
+    def create(self, client: httpx.Client, job_type: str, n: int, **options: Any) -> list[tuple[str, str]]:
+        made: list[tuple[str, str]] = []
+        for start in range(0, n, 100):
+            jobs = [{"queue": QUEUE, "type": job_type, "data": {"i": start + i}, "options": options} for i in range(min(100, n - start))]
+            response = client.post("/jobs/bulk", json={"jobs": jobs})
+            assert response.status_code in (200, 201, 207), response.text
+            made += [(r["job"]["userId"], r["job"]["jobId"]) for r in response.json()["data"]["results"] if r["success"]]
+        return made
+
+    def jobs(self, refs: list[tuple[str, str]]) -> list[Job]:
+        return [j for j in (self.store.get(u, i) for u, i in refs) if j is not None]
+
+    def wait_done(self, refs: list[tuple[str, str]], timeout: float, statuses: tuple[str, ...] = ("completed",)) -> list[Job]:
+        deadline = time.monotonic() + timeout
+        while True:
+            jobs = self.jobs(refs)
+            if all(j.status.value in statuses for j in jobs) or time.monotonic() > deadline:
+                return jobs
+            time.sleep(0.5)
+
+
+def rate_limit(bench: Bench, rate: int, window_ms: int) -> None:
+    bench.patch({"rateLimit": {"max": rate, "duration": window_ms}, "maxConcurrency": 10})
+    n = rate * 5
+    refs = bench.create(bench.user("rate"), "work", n)
+    jobs = bench.wait_done(refs, timeout=120 + 10 * window_ms / 1000)
+    bench.patch({"rateLimit": None})
+    starts = sorted(parse_iso(j.started_at) for j in jobs if j.started_at)
+    per_window = Counter(s // window_ms for s in starts)
+    sliding = max(sum(1 for t in starts[i:] if t < s + window_ms) for i, s in enumerate(starts))
+    span = (starts[-1] - starts[0]) / 1000 if len(starts) > 1 else float("nan")
+    done = sum(j.status.value == "completed" for j in jobs)
+    attempts = sum(j.attempts for j in jobs)
+    print(f"\n1. rate limit {rate} per {window_ms} ms, {n} jobs, maxConcurrency 10")
+    print(f"   most starts in one limiter window      {max(per_window.values())} (limit {rate})")
+    print(f"   most starts in any sliding {window_ms} ms   {sliding} (fixed windows allow up to 2 x {rate} across a boundary)")
+    print(f"   achieved rate                          {(len(starts) - 1) / span * window_ms / 1000:.2f} per window over {span:.1f} s "
+          f"(limit {rate}); {done}/{n} completed, {attempts} attempts")
+
+
+def max_active(bench: Bench, work_s: float) -> None:
+    bench.patch({"groups": {"maxActive": 2, "overrides": {"key-c": {"maxActive": 1}}}, "maxConcurrency": 10})
+    client = bench.user("groups")
+    refs: list[tuple[str, str]] = []
+    for key in ("key-a", "key-b", "key-c"):
+        refs += bench.create(client, "work", 15, group=key)
+    jobs = bench.wait_done(refs, timeout=300)
+    bench.patch({"groups": None})
+    print(f"\n2. max active per key ({len(jobs)} jobs, 15 per key, each {work_s} s of work, maxConcurrency 10)")
+    for key, limit in (("key-a", 2), ("key-b", 2), ("key-c", 1)):
+        spans = [(parse_iso(j.started_at), parse_iso(j.completed_at)) for j in jobs if j.group == key and j.started_at and j.completed_at]
+        events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans], key=lambda x: (x[0], x[1]))
+        running = most = 0
+        for _, step in events:
+            running += step
+            most = max(most, running)
+        print(f"   {key}: most active at once {most} (limit {limit}); {len(spans)} completed, attempts {sum(j.attempts for j in jobs if j.group == key)}")
+
+
+def fairness(bench: Bench, burst: int) -> None:
+    bench.patch({"maxConcurrency": 10})
+    noisy, quiet = bench.user("noisy-tenant"), bench.user("quiet-tenant")
+    noisy_refs: list[tuple[str, str]] = []
+    quiet_refs: list[tuple[str, str]] = []
+    feeding = threading.Event()
+
+    def feed_quiet() -> None:
+        while not feeding.is_set():
+            quiet_refs.extend(bench.create(quiet, "work", 1))
+            time.sleep(0.2)
+
+    feeder = threading.Thread(target=feed_quiet, daemon=True)
+    noisy_refs += bench.create(noisy, "work", min(100, burst))
+    feeder.start()
+    noisy_refs += bench.create(noisy, "work", burst - min(100, burst))
+    bench.wait_done(noisy_refs[: burst // 2], timeout=1800)  # the quiet tenant adds jobs through the first half of the burst
+    feeding.set()
+    feeder.join()
+    jobs = bench.wait_done(noisy_refs + quiet_refs, timeout=1800)
+
+    def waits(owner: str) -> list[float]:
+        return [(parse_iso(j.started_at) - parse_iso(j.created_at)) / 1000 for j in jobs if j.user_id == owner and j.started_at]
+
+    q, b = waits("quiet-tenant"), waits("noisy-tenant")
+    print(f"\n3. fairness: a burst of {burst} jobs from one tenant, {len(quiet_refs)} jobs from a quiet one meanwhile (maxConcurrency 10)")
+    print(f"   quiet tenant's wait   p50 {_p(q, 0.5):6.2f} s   p95 {_p(q, 0.95):6.2f} s   max {max(q or [0]):6.2f} s")
+    print(f"   burst tenant's wait   p50 {_p(b, 0.5):6.2f} s   p95 {_p(b, 0.95):6.2f} s   max {max(b or [0]):6.2f} s")
+
+
+def timeouts(bench: Bench) -> None:
+    bench.target_type("slow", "/slow/2")
+    refs = bench.create(bench.user("timeouts"), "slow", 5, timeout=300, attempts=2, backoff={"type": "fixed", "delay": 500})
+    jobs = bench.wait_done(refs, timeout=60, statuses=("failed",))
+    outcomes = Counter(h.outcome for j in jobs for h in j.history)
+    took = [(parse_iso(h.ended_at) - parse_iso(h.started_at)) for j in jobs for h in j.history if h.ended_at]
+    print("\n4. timeouts: 5 jobs, options.timeout 300 ms, target answers after 2 s, 2 attempts")
+    print(f"   attempt outcomes {dict(outcomes)}; attempt length p50 {statistics.median(took):.0f} ms, max {max(took)} ms; "
+          f"statuses {dict(Counter(j.status.value for j in jobs))}")
+
+
+def priorities(bench: Bench, backlog: int, work_s: float) -> None:
+    bench.patch({"maxConcurrency": 10})
+    tenant = bench.user("busy-tenant")
+    assert bench.admin.post(f"/queues/{QUEUE}/pause").status_code == 200
+    bench.create(tenant, "work", backlog, priority="low")
+    assert bench.admin.post(f"/queues/{QUEUE}/resume").status_code == 200
+    time.sleep(5)  # every consumer busy with low jobs
+    waits = []
+    for _ in range(3):
+        [ref] = bench.create(tenant, "work", 1, priority="critical")
+        [job] = bench.wait_done([ref], timeout=600)
+        waits.append((parse_iso(job.started_at or job.updated_at) - parse_iso(job.created_at)) / 1000)
+        time.sleep(1)
+    batch = 10 * work_s
+    print(f"\n5. priorities: {backlog} low jobs from one tenant saturating 10 consumers, then 3 critical jobs from the same tenant")
+    print(f"   critical job's wait   {', '.join(f'{w:.2f}' for w in waits)} s (one low batch: 10 x {work_s} s = {batch:.1f} s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--burst", type=int, default=2000)
+    parser.add_argument("--rate", type=int, default=10)
+    parser.add_argument("--window", type=int, default=2000, help="ms")
+    parser.add_argument("--work", type=float, default=0.2, help="seconds each job's HTTP target takes")
+    parser.add_argument("--backlog", type=int, default=5000, help="low jobs ahead of the critical one")
+    parser.add_argument("--only", choices=["rate", "active", "fairness", "timeouts", "priorities"], action="append")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    only = set(args.only or ["rate", "active", "fairness", "timeouts", "priorities"])
+    with TargetServer() as target, tempfile.TemporaryDirectory() as state, LocalStack(
+        api_port=0, stack_name="jobq-bench", state_dir=state, parameters={"LogLevel": "ERROR"}
+    ) as stack:
+        bench = Bench(stack, target)
+        bench.target_type("work", f"/slow/{args.work}")
+        print(f"jobq flow-control bench (local stack on moto, 127.0.0.1; target work {args.work} s per job)")
+        if "timeouts" in only:
+            timeouts(bench)
+        if "rate" in only:
+            rate_limit(bench, args.rate, args.window)
+        if "active" in only:
+            max_active(bench, args.work)
+        if "fairness" in only:
+            fairness(bench, args.burst)
+        if "priorities" in only:
+            priorities(bench, args.backlog, args.work)
+
+
+if __name__ == "__main__":
+    main()
