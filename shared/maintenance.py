@@ -45,6 +45,7 @@ from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, JobqError
 from shared.models import CamelModel, Job, JobRef, QueueDepth, QueueInfo, QueuePolicy
 from shared.observability import NAMESPACE, logger
+from shared.ports import JobRepository
 from shared.retention import Retention
 from shared.settings import Settings, get_settings
 from shared.status import JobStatus
@@ -175,7 +176,7 @@ def worst(statuses: list[HealthStatus]) -> HealthStatus:
     return max(statuses, key=lambda s: order[s], default="healthy")
 
 
-def oldest_waiting_age(store: JobStore, queue: QueueInfo, now: int, *, scan: int = 100) -> int | None:
+def oldest_waiting_age(store: JobRepository, queue: QueueInfo, now: int, *, scan: int = 100) -> int | None:
     """How long the longest-waiting of the oldest few waiting jobs has waited, in ms.
 
     A retried job waits since its retry (``updatedAt``), so the few created first are read

@@ -19,7 +19,6 @@ from typing import Any
 from shared import lifecycle, strict_json
 from shared.adapters import policies, queues
 from shared.adapters.flows import FlowStore
-from shared.adapters.job_repository import JobStore
 from shared.adapters.sqs import SqsJobMessages
 from shared.backoff import backoff_seconds
 from shared.clock import now_ms, parse_iso
@@ -28,6 +27,7 @@ from shared.flows import FollowUps, JobPlanner, children_values, follow_up_actio
 from shared.lifecycle import Change, Guard
 from shared.models import AttemptUsage, Job, JobRef, QueueInfo, QueuePolicy, json_size
 from shared.observability import logger
+from shared.ports import JobRepository, QueueGateway
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
 from shared.transitions import DeliveryRef, Transitions
@@ -116,7 +116,7 @@ class JobContext:
     def __init__(
         self,
         job: Job,
-        store: JobStore,
+        store: JobRepository,
         token: str,
         clock: Callable[[], int],
         log_ttl_s: int = 30 * 86400,
@@ -267,12 +267,12 @@ class JobContext:
 class Worker:
     def __init__(
         self,
-        store: JobStore,
+        store: JobRepository,
         settings: Settings,
         resolve: ProcessorResolver,
         *,
         clock: Callable[[], int] = now_ms,
-        messages: SqsJobMessages | None = None,
+        messages: QueueGateway | None = None,
         policy: Callable[[QueueInfo], QueuePolicy] = policies.get_policy,
         transitions: Transitions | None = None,
         admit: Callable[[QueueInfo, Job], int | None] | None = None,
