@@ -158,6 +158,8 @@ def apply_stream_records(
     settings = get_settings()
     table = table_name or settings.table_name
     outcome = BatchOutcome(records=len(records), job_records=sum(1 for r in records if is_job_record(r)))
+    if not any(record_keys(r) or admission.changes([r]) for r in records):
+        return outcome  # nothing to count (a window's closing invocation has no records): no read either
     ordered = sorted(records, key=sequence_of)  # stable: records moto numbered alike keep their order
     expires_at = newest_record_time(records) + MARKER_TTL_SECONDS
     queues: set[str] = set()
