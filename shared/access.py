@@ -52,7 +52,7 @@ class QueueAccess(BaseModel):
     """A queue's permissions, part of its runtime policy. The defaults are the behaviour before
     per-queue permissions: every user creates, nobody but admins (and readers) reads others' jobs."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
     create: list[str] | None = Field(
         default=None, max_length=50, description="Groups that may create jobs here; absent or null: every user."

@@ -23,7 +23,7 @@ MAX_BODY_CHARS = 4096  # what a request body may add to an entry: enough to say 
 
 
 class AuditEntry(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True)
 
     at: str = Field(description="When the action succeeded (UTC).")
     action: str = Field(description="What: the route's operation, e.g. pause_queue, create_schedule.")
@@ -40,7 +40,7 @@ class AuditEntry(BaseModel):
 
 
 class AuditPage(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True)
 
     entries: list[AuditEntry]
     next_cursor: str | None = Field(default=None, description="Pass as `cursor` for older entries; null on the last page.")

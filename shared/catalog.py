@@ -60,7 +60,7 @@ def registered_services() -> str:
 class GenericTask(BaseModel):
     """The data of a ``generic-task`` job: which registered method to call, with what."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     service: str = Field(max_length=128)
     method: str = Field(max_length=128)

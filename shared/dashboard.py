@@ -32,7 +32,7 @@ _WORST = {"healthy": 0, "warning": 1, "error": 2}
 class JobBrief(CamelModel):
     """A job as a dashboard lists it: no data, result or history (GET /jobs/{jobId} has them)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     job_id: str
     queue: str

@@ -33,11 +33,11 @@ from typing import Any
 
 from shared import lifecycle
 from shared.adapters import policies, queues
-from shared.adapters.job_repository import JobStore
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, JobqError, Unavailable
 from shared.jobs import Identity, JobService
 from shared.models import Job, JobPublic, JobRef, QueueInfo, QueuePolicy
+from shared.ports import JobRepository
 from shared.queue_models import DeadLetter, DeadLetterList, PurgeResult, RedriveResult, Skipped
 from shared.status import FINISHED, JobStatus
 
@@ -61,7 +61,7 @@ def _reason(message: dict[str, Any], queue: QueueInfo) -> str | None:
 # ---- list --------------------------------------------------------------------------------------------
 
 
-def peek(queue: QueueInfo, store: JobStore, *, limit: int, hold_seconds: int) -> DeadLetterList:
+def peek(queue: QueueInfo, store: JobRepository, *, limit: int, hold_seconds: int) -> DeadLetterList:
     """Up to ``limit`` dead letters with their jobs; the messages stay in the DLQ."""
     messages: list[dict[str, Any]] = []
     empty = 0

@@ -68,6 +68,7 @@ from shared.clock import iso, now_ms
 from shared.errors import Conflict, Invalid, JobqError, PermanentJobError, Unavailable
 from shared.models import FailurePolicy, Job, JobCreate, JobPublic, JobRef, ParentLink, QueueInfo, QueuePolicy
 from shared.observability import logger
+from shared.ports import JobRepository
 from shared.stats import attribute_number, attribute_text, is_job_record
 from shared.status import JobStatus
 from shared.transitions import Transitions
@@ -424,7 +425,7 @@ class FlowService:
         return len(descendants)
 
 
-def children_values(flows: FlowStore, store: JobStore, parent: JobRef) -> dict[str, Any]:
+def children_values(flows: FlowStore, store: JobRepository, parent: JobRef) -> dict[str, Any]:
     """The results of a parent's processed children, by child job id."""
     edges = [e for e in flows.edges(parent) if e.state == PROCESSED]
     found = store.get_many(e.child for e in edges)

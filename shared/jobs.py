@@ -21,9 +21,7 @@ from shared import admission, flow_control, lifecycle
 from shared.access import Action, Identity, QueueAccess, authorize, may_read_job
 from shared.adapters import queues, scheduler
 from shared.adapters.admission import DynamoAdmissionCounters
-from shared.adapters.job_repository import JobStore
 from shared.adapters.policies import get_policy
-from shared.adapters.queues import QueueDirectory
 from shared.adapters.quotas import DynamoQuotaStore
 from shared.adapters.scheduler import EventBridgeDelayedSchedules
 from shared.adapters.sqs import SqsJobMessages
@@ -32,6 +30,7 @@ from shared.clock import iso, now_ms
 from shared.errors import Conflict, Forbidden, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
 from shared.models import AnyTarget, HttpTarget, Job, JobCreate, JobRef, LambdaTarget, QueueInfo, StateMachineTarget, json_size
 from shared.observability import emit, logger
+from shared.ports import JobRepository, QueueDirectory
 from shared.quotas import Quotas
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
@@ -67,7 +66,7 @@ def _digest(text: str) -> str:
 
 class JobService:
     def __init__(
-        self, store: JobStore, directory: QueueDirectory, catalog: ProcessorCatalog, settings: Settings, *, transitions: Transitions | None = None
+        self, store: JobRepository, directory: QueueDirectory, catalog: ProcessorCatalog, settings: Settings, *, transitions: Transitions | None = None
     ) -> None:
         self.store = store
         self.directory = directory

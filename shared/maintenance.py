@@ -48,6 +48,7 @@ from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, JobqError
 from shared.models import CamelModel, Job, JobRef, QueueDepth, QueueInfo, QueuePolicy
 from shared.observability import NAMESPACE, logger
+from shared.ports import JobRepository
 from shared.retention import Retention
 from shared.settings import Settings, get_settings
 from shared.status import JobStatus
@@ -196,7 +197,7 @@ def _restore_consumer(queue: QueueInfo, policy: QueuePolicy) -> None:
         logger.warning("consumer mapping not checked against the policy", extra={"queue": queue.name, "error": err.message})
 
 
-def oldest_waiting_age(store: JobStore, queue: QueueInfo, now: int, *, scan: int = 100) -> int | None:
+def oldest_waiting_age(store: JobRepository, queue: QueueInfo, now: int, *, scan: int = 100) -> int | None:
     """How long the longest-waiting of the oldest few waiting jobs has waited, in ms.
 
     A retried job waits since its retry (``updatedAt``), so the few created first are read

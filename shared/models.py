@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import json
 import re
@@ -49,7 +50,10 @@ GENERIC_TASK_FIELDS = ("service", "method", "args", "kwargs", "name")
 
 
 class CamelModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    # defer_build (here and on every model config): a model's validator is built at its first
+    # use, not at import, so a container builds only the models it uses (the consumer never
+    # builds the API's request and response models).
+    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
 class BackoffType(StrEnum):
@@ -172,6 +176,7 @@ class JobCreate(CamelModel):
     """``POST /jobs``."""
 
     model_config = ConfigDict(
+        defer_build=True,
         json_schema_extra={
             "examples": [
                 {
@@ -253,7 +258,7 @@ class FailurePolicy(StrEnum):
 class ParentLink(CamelModel):
     """A flow child's parent (same owner): which job waits for it, and what this child's failure does to it."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     job_id: str
     queue: str
@@ -263,7 +268,7 @@ class ParentLink(CamelModel):
 class Job(CamelModel):
     """A job as stored: the source of truth (the SQS message only carries its id)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     job_id: str
     queue: str
@@ -316,6 +321,7 @@ class JobPublic(CamelModel):
     """A job as a client sees it."""
 
     model_config = ConfigDict(
+        defer_build=True,
         alias_generator=to_camel,
         populate_by_name=True,
         extra="ignore",
@@ -415,7 +421,7 @@ class StatusRef(CamelModel):
 class StatusRequest(CamelModel):
     """``POST /jobs/status``: up to 100 of your job ids, or (admins, readers) ``jobs`` with owners."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"jobIds": ["invoice-42", "invoice-43"]}, {"jobs": [{"jobId": "invoice-42", "userId": "alice"}]}]})
+    model_config = ConfigDict(defer_build=True, json_schema_extra={"examples": [{"jobIds": ["invoice-42", "invoice-43"]}, {"jobs": [{"jobId": "invoice-42", "userId": "alice"}]}]})
 
     job_ids: list[str] = Field(default_factory=list, max_length=100)
     jobs: list[StatusRef] = Field(default_factory=list, max_length=100)
@@ -480,6 +486,7 @@ class BulkCreate(CamelModel):
     """``POST /jobs/bulk``: up to 100 jobs; each item succeeds or fails on its own."""
 
     model_config = ConfigDict(
+        defer_build=True,
         json_schema_extra={
             "examples": [
                 {
@@ -545,6 +552,7 @@ class HttpTarget(_TargetModel):
     """``PUT /queues/{name}/processors/{type}``: jobs of this type are POSTed to ``url``."""
 
     model_config = ConfigDict(
+        defer_build=True,
         json_schema_extra={"examples": [{"kind": "http", "url": "https://worker.example.com/jobs", "timeoutSeconds": 30}]},
     )
 
@@ -666,6 +674,7 @@ class LambdaTarget(_TargetModel):
     """
 
     model_config = ConfigDict(
+        defer_build=True,
         json_schema_extra={
             "examples": [
                 {
@@ -766,12 +775,17 @@ ProcessorTarget = Annotated[
     Discriminator(_target_kind),
 ]
 AnyTarget = HttpTarget | LambdaTarget | StateMachineTarget
-_TARGET_ADAPTER: TypeAdapter[AnyTarget] = TypeAdapter(ProcessorTarget)
+
+
+@functools.cache
+def _target_adapter() -> TypeAdapter[AnyTarget]:
+    """Built at the first stored target read, not at import (a cold start that reads none skips it)."""
+    return TypeAdapter(ProcessorTarget)
 
 
 def parse_target(raw: str) -> AnyTarget:
     """A stored target (its JSON); one stored before targets had kinds is an HTTP target."""
-    return _TARGET_ADAPTER.validate_json(raw)
+    return _target_adapter().validate_json(raw)
 
 
 def _resolve(host: str, port: int) -> list[str]:
@@ -828,7 +842,7 @@ def _is_loopback(host: str) -> bool:
 class QueueInfo(CamelModel):
     """What the stack publishes about one queue (one SSM parameter per queue, infra/queue.yaml)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     name: str
     queue_url: str

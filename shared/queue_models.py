@@ -30,7 +30,7 @@ from shared.priority import Priority
 
 MAX_AGE_MS = 10 * 366 * 86400 * 1000  # ten years: older than anything a queue keeps
 HealthStatus = Literal["healthy", "warning", "error"]
-_OUT = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+_OUT = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
 class LiveStats(CamelModel):
@@ -168,6 +168,7 @@ class QueueAction(CamelModel):
     """``POST /queues/{name}`` (seed 004): ``{"action": "pause" | "resume" | "clean", "options": {...}}``."""
 
     model_config = ConfigDict(
+        defer_build=True,
         json_schema_extra={
             "examples": [
                 {"action": "pause"},
@@ -236,6 +237,7 @@ class QueuePatch(CamelModel):
     """
 
     model_config = ConfigDict(
+        defer_build=True,
         json_schema_extra={
             "examples": [
                 {
@@ -337,6 +339,7 @@ class CleanRequest(CamelModel):
     """``POST /queues/{name}/clean``: remove finished jobs of one status, oldest first."""
 
     model_config = ConfigDict(
+        defer_build=True,
         json_schema_extra={"examples": [{"olderThan": 3600000, "status": "completed", "limit": 1000}]},
     )
 
@@ -437,6 +440,7 @@ class RedriveRequest(CamelModel):
     """``POST /queues/{name}/dead-letters/redrive``: all of them, or only these jobs."""
 
     model_config = ConfigDict(
+        defer_build=True,
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",

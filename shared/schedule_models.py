@@ -30,6 +30,7 @@ class ScheduleCreate(CamelModel):
     """
 
     model_config = ConfigDict(
+        defer_build=True,
         json_schema_extra={
             "examples": [
                 {
@@ -107,7 +108,7 @@ class SchedulePatch(CamelModel):
     Only the fields given change; ``cron`` replaces ``every`` and the reverse; ``limit: null`` removes the limit.
     """
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"cron": "30 3 * * 1-5", "timezone": "Europe/Paris", "limit": 100}]})
+    model_config = ConfigDict(defer_build=True, json_schema_extra={"examples": [{"cron": "30 3 * * 1-5", "timezone": "Europe/Paris", "limit": 100}]})
 
     cron: str | None = Field(default=None, max_length=256, description="`0 2 * * *` (5 fields) or EventBridge's 6 fields.")
     every: int | None = Field(default=None, ge=60_000, description="Interval in milliseconds (a whole number of minutes).")
@@ -127,7 +128,7 @@ class SchedulePatch(CamelModel):
 class Schedule(CamelModel):
     """A recurring schedule as stored and as a client sees it."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     name: str
     queue: str

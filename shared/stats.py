@@ -13,7 +13,8 @@ Items (all in the jobs table, none of them a job; the stream filter lets only ``
                                                         bucketStart (epoch ms), expiresAt (TTL)
     pk=USERCOST#<queue> sk=HOUR#<YYYY-MM-DDTHH>#<user>  costNano, attempts (N), userId, bucketStart,
                                                         expiresAt: a user's attempts in that hour
-    pk=STREAMBATCH#<digest>  sk=APPLIED                 one per applied stream batch (TTL 2 days)
+    pk=STREAMSHARD#<shardId>  sk=APPLIED                the shard's high-water mark: seq (S, 40 digits),
+                                                        ids (eventIDs at seq), v (N), expiresAt (TTL 2 days)
 
 What a stream record of a job item means:
 
@@ -28,22 +29,25 @@ image's priority, ``shared.priority.priority_band``): counts per priority in the
 they cost no write of their own.
 
 A batch is aggregated in memory and written as ONE TransactWriteItems: per queue one Update with
-ADD on its STATS item and one per touched bucket, plus a Put of the batch's marker with
-``attribute_not_exists``. Reading a queue's counts is one GetItem, whatever the table holds.
+ADD on its STATS item and one per touched bucket, plus the conditional Update of the shard's
+high-water mark. Reading a queue's counts is one GetItem, whatever the table holds.
 
-Exactly once per batch: the marker's key is a digest of the batch's eventIDs, so a redelivered
-batch (Lambda retries the same batch after an error or timeout; an SDK retry after a lost
-response) finds its marker and changes nothing. The transaction is all or nothing, so a batch
-that failed half-way did not count at all. A batch over 100 actions is split into chunks in a
-fixed order, each with its own marker, so a retry skips the chunks already written. This holds
-as long as Lambda retries a failed batch as the same batch, which it does unless
-BisectBatchOnFunctionError or ReportBatchItemFailures reshape it: the EventsFunction enables
-neither (template.yaml), and runs one batch per shard at a time (ParallelizationFactor 1).
+Exactly once per record, whatever the redelivery: Lambda delivers a shard's records in order the
+first time, and a redelivery (a retry after an error or a timeout, a bigger or smaller batch, a
+reordered one) brings only records it delivered before. So each shard keeps the sequence number
+of the last record counted (its high-water mark, with the eventIDs at that number: moto can give
+two records one number), and only records past it count. The mark moves in the same transaction
+as the deltas, on the condition that it is still what this invocation read (``v``), so a batch
+that failed half-way counted nothing and two invocations racing on one shard cannot both count.
+A batch over 100 actions is written in chunks of whole records in sequence order, each moving
+the mark to its last record. Cost: one GetItem and one marker write (2 units) per batch, as the
+batch digest this replaces; nothing per record or per job. Lambda names the shard only in a
+tumbling-window event, so the mapping sets one (template.yaml); an event without ``shardId``
+(a hand-made one) is keyed by its stream, right for a stream of one shard.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -350,25 +354,77 @@ class BatchOutcome:
     job_records: int = 0
     queues: int = 0
     transactions: int = 0
-    write_actions: int = 0  # items written, markers included (each costs 2 WCU in a transaction)
-    duplicates: int = 0  # chunks found already applied (a redelivered batch)
+    write_actions: int = 0  # items written, the high-water mark included (each costs 2 WCU in a transaction)
+    duplicates: int = 0  # records counted before (a redelivered batch), skipped
 
     def as_log(self) -> dict[str, int]:
         return dict(self.__dict__)
 
 
-def batch_identity(records: list[Mapping[str, Any]]) -> tuple[str, int]:
-    """A digest of the batch (its eventIDs, in order) and the newest record's time (epoch s)."""
-    digest = hashlib.sha256()
+SEQUENCE_DIGITS = 40  # DynamoDB Streams sequence numbers have 21 to 40 digits
+
+
+def sequence_of(record: Mapping[str, Any]) -> int:
+    """A stream record's sequence number as a number (they compare as numbers, not as text)."""
+    try:
+        return int(str((record.get("dynamodb") or {}).get("SequenceNumber") or 0))
+    except ValueError:
+        return 0
+
+
+def record_id(record: Mapping[str, Any]) -> str:
+    return str(record.get("eventID") or (record.get("dynamodb") or {}).get("SequenceNumber") or "")
+
+
+def shard_of(event: Mapping[str, Any]) -> str:
+    """The shard a stream batch came from: ``shardId`` of a tumbling-window event, else its stream."""
+    shard = event.get("shardId")
+    if isinstance(shard, str) and shard:
+        return shard
+    records = event.get("Records") or []
+    return str(records[0].get("eventSourceARN") or "stream") if records else "stream"
+
+
+def newest_record_time(records: Iterable[Mapping[str, Any]]) -> int:
+    """The newest record's ApproximateCreationDateTime (epoch s), or now."""
     newest = 0
     for record in records:
-        change = record.get("dynamodb") or {}
-        digest.update(str(record.get("eventID") or change.get("SequenceNumber") or "").encode())
-        digest.update(b"\n")
-        stamp = change.get("ApproximateCreationDateTime")
+        stamp = (record.get("dynamodb") or {}).get("ApproximateCreationDateTime")
         if isinstance(stamp, int | float):
             newest = max(newest, int(stamp))
-    return digest.hexdigest()[:40], newest or int(time.time())
+    return newest or int(time.time())
+
+
+@dataclass(frozen=True)
+class HighWaterMark:
+    """The last record of a shard counted: its sequence number, the eventIDs at it, the mark's version."""
+
+    sequence: int = 0
+    ids: frozenset[str] = frozenset()
+    version: int = 0
+
+    def is_new(self, record: Mapping[str, Any]) -> bool:
+        sequence = sequence_of(record)
+        return sequence > self.sequence or (sequence == self.sequence and record_id(record) not in self.ids)
+
+    def after(self, records: list[Mapping[str, Any]]) -> HighWaterMark:
+        """The mark once ``records`` (in sequence order, all new) are counted too."""
+        last = sequence_of(records[-1])
+        ids = {record_id(r) for r in records if sequence_of(r) == last}
+        if last == self.sequence:
+            ids |= self.ids
+        return HighWaterMark(sequence=last, ids=frozenset(ids), version=self.version + 1)
+
+
+def record_keys(record: Mapping[str, Any]) -> set[tuple[str, ...]]:
+    """The counter items one record changes (a STATS item, buckets): what a chunk's size counts."""
+    keys: set[tuple[str, ...]] = set()
+    for queue, delta in aggregate([record]).items():
+        if any(delta.counts.values()) or delta.last_processed_at:
+            keys.add(("stats", queue))
+        keys.update(("bucket", queue, resolution, str(start)) for resolution, start in delta.buckets)
+        keys.update(("usercost", queue, str(start), user) for start, user in delta.user_costs)
+    return keys
 
 
 @dataclass(frozen=True)
@@ -458,6 +514,7 @@ __all__ = [
     "PRIORITY_COUNT_NAMES",
     "BatchOutcome",
     "Bucket",
+    "HighWaterMark",
     "QueueDelta",
     "QueueStats",
     "aggregate",

@@ -19,31 +19,15 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from shared.errors import JobqError, Unavailable
 from shared.lifecycle import Change, DeadLetterCopy, Log, Metric, RemoveSchedule, Wake
 from shared.models import Job, QueueInfo
 from shared.observability import emit, logger
+from shared.ports import DelayedSchedules, JobMessages, JobWriter
 
 T = TypeVar("T")
-
-
-class JobWriter(Protocol):
-    def apply(self, change: Change) -> Job: ...
-    def apply_together(self, change: Change, actions: list[dict[str, Any]]) -> Job: ...
-
-
-class JobMessages(Protocol):
-    """The queue gateway's part the lifecycle needs."""
-
-    def wake(self, queue: QueueInfo, job: Job, *, delay_seconds: int = 0) -> None: ...
-    def change_visibility(self, queue: QueueInfo, receipt_handle: str, seconds: int) -> None: ...
-    def dead_letter(self, queue: QueueInfo, job: Job, *, reason: str, body: str | None = None) -> None: ...
-
-
-class DelayedSchedules(Protocol):
-    def remove(self, job: Job) -> None: ...
 
 
 @dataclass(frozen=True)

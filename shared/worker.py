@@ -21,7 +21,6 @@ from typing import Any
 from shared import backoff, flow_control, lifecycle, strict_json
 from shared.adapters import policies, queues
 from shared.adapters.flows import FlowStore
-from shared.adapters.job_repository import JobStore
 from shared.adapters.limits import DynamoLimits
 from shared.adapters.sqs import SqsJobMessages
 from shared.clock import now_ms, parse_iso
@@ -30,6 +29,7 @@ from shared.flows import FollowUps, JobPlanner, children_values, follow_up_actio
 from shared.lifecycle import AttemptOutcome, Change, Guard
 from shared.models import AttemptUsage, Job, JobRef, QueueInfo, QueuePolicy, json_size
 from shared.observability import logger
+from shared.ports import JobRepository, QueueGateway
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
 from shared.transitions import DeliveryRef, Transitions
@@ -134,7 +134,7 @@ class JobContext:
     def __init__(
         self,
         job: Job,
-        store: JobStore,
+        store: JobRepository,
         token: str,
         clock: Callable[[], int],
         log_ttl_s: int = 30 * 86400,
@@ -313,12 +313,12 @@ class JobContext:
 class Worker:
     def __init__(
         self,
-        store: JobStore,
+        store: JobRepository,
         settings: Settings,
         resolve: ProcessorResolver,
         *,
         clock: Callable[[], int] = now_ms,
-        messages: SqsJobMessages | None = None,
+        messages: QueueGateway | None = None,
         policy: Callable[[QueueInfo], QueuePolicy] = policies.get_policy,
         transitions: Transitions | None = None,
         limits: flow_control.Limits | None = None,

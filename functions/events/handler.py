@@ -2,8 +2,10 @@
 
 Lambda's DynamoDB event source mapping (template.yaml: NEW_AND_OLD_IMAGES, a filter that lets
 only job items through, one batch per shard at a time) calls this with up to BatchSize records.
-The whole batch is one unit: ``shared.adapters.counters.apply_stream_records`` writes it in one transaction
-that a redelivery of the same batch turns into a no-op, and raising makes Lambda retry it as is.
+``shared.adapters.counters.apply_stream_records`` counts each record once, whatever the redelivery
+(a per-shard high-water mark moved in the counters' own transaction, shared/stats.py); raising makes
+Lambda retry the batch. The mapping has a tumbling window only so that Lambda names the shard
+(``shardId``); with one, Lambda wants ``state`` in the response, which this function does not use.
 Flows go first (shared/flows.py ``FlowEvents``: children counted against their parents, parents
 moved on, follow-up jobs enqueued): each of their steps is idempotent on its own, so a batch
 that fails later and comes again changes no parent's count.
@@ -39,11 +41,12 @@ def process(event: dict[str, Any]) -> stats.BatchOutcome:
     flows = flow_events().apply(records)
     if flows.counted or flows.enqueued or flows.parents_moved or flows.cancelled:
         logger.info("flows moved on", extra=dict(flows.__dict__))
-    return counters.apply_stream_records(records)
+    return counters.apply_stream_records(records, shard=stats.shard_of(event))
 
 
 @logger.inject_lambda_context
 @traced
-def handler(event: dict[str, Any], context: LambdaContext) -> None:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     outcome = process(event)
     logger.info("stream batch applied", extra=outcome.as_log())
+    return {"state": {}}  # a tumbling-window invocation without ``state`` counts as failed

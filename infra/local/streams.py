@@ -18,6 +18,9 @@ itself, the way Lambda does:
   then it goes to the ``DestinationConfig.OnFailure`` SQS queue as Lambda's failure record);
   with ``ReportBatchItemFailures`` the retry starts at the lowest reported sequence number;
 * shards are read one batch at a time (ParallelizationFactor 1);
+* with ``TumblingWindowInSeconds`` the event carries the window fields (``shardId``, ``window``,
+  an empty ``state``) and a response without ``state`` fails the batch, as Lambda's does; the
+  window's final invocation is not emulated;
 * a record is delivered once: moto numbers stream records without a lock, so under
   concurrent writes two records can share a SequenceNumber and an ``AFTER_SEQUENCE_NUMBER``
   iterator reads the second one again; records already read (by eventID, which moto keeps
@@ -67,6 +70,7 @@ class StreamMappingSpec:
     report_batch_item_failures: bool
     on_failure_arn: str | None
     enabled: bool
+    tumbling_window_seconds: int = 0  # > 0: the event names its shard, and the response must hold ``state``
 
 
 def stream_mappings(functions: list[FunctionSpec]) -> list[StreamMappingSpec]:
@@ -95,6 +99,7 @@ def stream_mappings(functions: list[FunctionSpec]) -> list[StreamMappingSpec]:
                     report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
                     on_failure_arn=str(on_failure) if on_failure else None,
                     enabled=str(props.get("Enabled", True)).lower() != "false",
+                    tumbling_window_seconds=int(props.get("TumblingWindowInSeconds", 0)),
                 )
             )
     return specs
@@ -160,7 +165,10 @@ def _lambda_json(value: Any) -> Any:
     return value
 
 
-def build_stream_event(records: list[dict[str, Any]], *, stream_arn: str, region: str) -> dict[str, Any]:
+def build_stream_event(
+    records: list[dict[str, Any]], *, stream_arn: str, region: str, shard_id: str | None = None, window_seconds: int = 0
+) -> dict[str, Any]:
+    """Lambda's event for ``records``; with a tumbling window, its window fields too (shardId among them)."""
     out = []
     for record in records:
         item = _lambda_json(record)
@@ -169,7 +177,25 @@ def build_stream_event(records: list[dict[str, Any]], *, stream_arn: str, region
         item["awsRegion"] = region
         item["eventSourceARN"] = stream_arn
         out.append(item)
-    return {"Records": out}
+    event: dict[str, Any] = {"Records": out}
+    if window_seconds > 0:
+        now = int(time.time())
+        start = now - now % window_seconds
+        event.update(
+            {
+                "window": {"start": _iso_seconds(start), "end": _iso_seconds(start + window_seconds)},
+                "state": {},  # the local stack does not carry state between invocations
+                "shardId": shard_id or "shardId-local",
+                "eventSourceARN": stream_arn,
+                "isFinalInvokeForWindow": False,
+                "isWindowTerminatedEarly": False,
+            }
+        )
+    return event
+
+
+def _iso_seconds(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---- the mapping ------------------------------------------------------------------------------------------
@@ -350,7 +376,7 @@ class StreamEventSourceMapping:
         self.stats.filtered_out += len(batch) - len(wanted)
         attempt = 0
         while wanted and not self._stop.is_set():
-            failed_from = self._invoke(wanted)
+            failed_from = self._invoke(wanted, shard.shard_id)
             if failed_from is None:
                 return
             attempt += 1
@@ -364,11 +390,13 @@ class StreamEventSourceMapping:
             # Stopping with a batch undelivered: keep it for a later start of this poller.
             shard.pending[:0] = wanted
 
-    def _invoke(self, records: list[dict[str, Any]]) -> int | None:
+    def _invoke(self, records: list[dict[str, Any]], shard_id: str) -> int | None:
         """Call the handler; None on success, else the index the retry starts from."""
         started = time.monotonic()
         context = LambdaContext(self.spec.function, request_id=str(uuid.uuid4()), started=started)
-        event = build_stream_event(records, stream_arn=self.spec.stream_arn, region=self.region)
+        event = build_stream_event(
+            records, stream_arn=self.spec.stream_arn, region=self.region, shard_id=shard_id, window_seconds=self.spec.tumbling_window_seconds
+        )
         try:
             result = self.handler(event, context)
             result = json.loads(json.dumps(result))
@@ -381,6 +409,10 @@ class StreamEventSourceMapping:
         if time.monotonic() - started > self.spec.function.timeout:
             self.stats.errors += 1
             log.warning("[%s] invocation timed out (Timeout %ss); the batch will be retried", self.name, self.spec.function.timeout)
+            return 0
+        if self.spec.tumbling_window_seconds > 0 and not (isinstance(result, dict) and isinstance(result.get("state"), dict)):
+            self.stats.errors += 1
+            log.warning("[%s] a tumbling-window invocation answered no state; the batch will be retried", self.name)
             return 0
         if not self.spec.report_batch_item_failures or not isinstance(result, dict):
             return None

@@ -1,6 +1,6 @@
 """The counters' and metric buckets' items in DynamoDB: one transaction per stream batch, one read per view.
 
-What the items hold and why a batch is applied exactly once is shared/stats.py's docstring;
+What the items hold and why each record counts exactly once is shared/stats.py's docstring;
 this module is where they are written and read.
 """
 
@@ -24,21 +24,25 @@ from shared.stats import (
     MAX_TRANSACTION_ACTIONS,
     PRIORITY_COUNT_NAMES,
     PRIORITY_STATUSES,
+    SEQUENCE_DIGITS,
     STATS_SK,
     TYPE_PREFIX,
     USER_COST_SK,
     BatchOutcome,
     Bucket,
+    HighWaterMark,
     QueueDelta,
     QueueStats,
     Resolution,
     aggregate,
     attribute_number,
     attribute_text,
-    batch_identity,
     bucket_sk,
     bucket_start,
     is_job_record,
+    newest_record_time,
+    record_keys,
+    sequence_of,
     type_figures,
 )
 
@@ -152,46 +156,105 @@ def read_user_costs(queue_name: str, since_ms: int) -> dict[str, tuple[int, int]
     return found
 
 
-def apply_stream_records(records: list[Mapping[str, Any]], *, table_name: str | None = None) -> BatchOutcome:
-    """Apply one stream batch to the counters and buckets, exactly once (see the module docstring)."""
+def _mark_key(shard: str) -> dict[str, Any]:
+    return {"pk": {"S": f"STREAMSHARD#{shard}"}, "sk": {"S": "APPLIED"}}
+
+
+def _read_mark(table: str, shard: str) -> HighWaterMark:
+    try:
+        out = clients.client("dynamodb").get_item(TableName=table, Key=_mark_key(shard), ConsistentRead=True)
+    except AWS_ERRORS as err:
+        raise domain_error(err, "DynamoDB (stream high-water mark)") from err
+    item = out.get("Item")
+    if not item:
+        return HighWaterMark()
+    ids = item.get("ids", {}).get("SS") or []
+    return HighWaterMark(sequence=int(attribute_text(item, "seq") or 0), ids=frozenset(ids), version=attribute_number(item, "v") or 0)
+
+
+def _mark_action(table: str, shard: str, read: HighWaterMark, moved: HighWaterMark, expires_at: int) -> dict[str, Any]:
+    """Move the mark, on the condition that it is still the one read (a racing invocation fails it)."""
+    update: dict[str, Any] = {
+        "TableName": table,
+        "Key": _mark_key(shard),
+        "UpdateExpression": "SET #seq = :seq, #ids = :ids, #v = :v, #ttl = :ttl",
+        "ExpressionAttributeNames": {"#seq": "seq", "#ids": "ids", "#v": "v", "#ttl": "expiresAt"},
+        "ExpressionAttributeValues": {
+            ":seq": {"S": str(moved.sequence).zfill(SEQUENCE_DIGITS)},
+            ":ids": {"SS": sorted(moved.ids)},
+            ":v": {"N": str(moved.version)},
+            ":ttl": {"N": str(expires_at)},
+        },
+    }
+    if read.version:
+        update["ConditionExpression"] = "#v = :read"
+        update["ExpressionAttributeValues"][":read"] = {"N": str(read.version)}
+    else:
+        update["ConditionExpression"] = "attribute_not_exists(pk)"
+    return {"Update": update}
+
+
+def _chunks(records: list[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """Whole records in sequence order, as many per chunk as fit in one transaction with the mark."""
+    limit = MAX_TRANSACTION_ACTIONS - 1
+    chunks: list[list[Mapping[str, Any]]] = []
+    current: list[Mapping[str, Any]] = []
+    keys: set[tuple[str, ...]] = set()
+    for record in records:
+        mine = record_keys(record) | {("admission", *key) for key in admission.changes([record])}
+        if current and len(keys | mine) > limit:
+            chunks.append(current)
+            current, keys = [], set()
+        current.append(record)
+        keys |= mine
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def apply_stream_records(
+    records: list[Mapping[str, Any]], *, shard: str = "stream", table_name: str | None = None, attempts: int = 6
+) -> BatchOutcome:
+    """Count the records of one shard's batch that were not counted before (see shared/stats.py)."""
     settings = get_settings()
     table = table_name or settings.table_name
     outcome = BatchOutcome(records=len(records), job_records=sum(1 for r in records if is_job_record(r)))
-    deltas = aggregate(records)
-    outcome.queues = len(deltas)
-    actions = [action for queue in sorted(deltas) for action in _queue_actions(table, queue, deltas[queue], settings)]
-    actions += admission.release_actions(table, records)  # back-pressure places given back, in the same exactly-once write
-    if not actions:
-        return outcome
-    digest, newest = batch_identity(records)
-    per_chunk = MAX_TRANSACTION_ACTIONS - 1
-    for index, start in enumerate(range(0, len(actions), per_chunk)):
-        chunk = actions[start : start + per_chunk]
-        marker = {
-            "Put": {
-                "TableName": table,
-                "Item": {
-                    "pk": {"S": f"STREAMBATCH#{digest}#{index}"},
-                    "sk": {"S": "APPLIED"},
-                    "records": {"N": str(len(records))},
-                    "expiresAt": {"N": str(newest + MARKER_TTL_SECONDS)},
-                },
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }
-        }
-        if _transact([marker, *chunk]):
+    if not any(record_keys(r) or admission.changes([r]) for r in records):
+        return outcome  # nothing to count (a window's closing invocation has no records): no read either
+    ordered = sorted(records, key=sequence_of)  # stable: records moto numbered alike keep their order
+    expires_at = newest_record_time(records) + MARKER_TTL_SECONDS
+    queues: set[str] = set()
+    for attempt in range(attempts):
+        mark = _read_mark(table, shard)
+        fresh = [r for r in ordered if mark.is_new(r)]
+        if attempt == 0:
+            outcome.duplicates = len(ordered) - len(fresh)
+        raced = False
+        for chunk in _chunks(fresh):
+            deltas = aggregate(chunk)
+            actions = [action for queue in sorted(deltas) for action in _queue_actions(table, queue, deltas[queue], settings)]
+            actions += admission.release_actions(table, chunk)  # back-pressure places given back, counted once too
+            if not actions:
+                continue  # nothing to count; the next chunk's mark (or a redelivery) covers these
+            moved = mark.after(chunk)
+            if not _transact([_mark_action(table, shard, mark, moved, expires_at), *actions]):
+                raced = True  # another invocation moved the mark: read it again, count what is left
+                break
+            mark = moved
+            queues.update(deltas)
             outcome.transactions += 1
-            outcome.write_actions += len(chunk) + 1
-        else:
-            outcome.duplicates += 1
-    return outcome
+            outcome.write_actions += len(actions) + 1
+        if not raced:
+            outcome.queues = len(queues)
+            return outcome
+    raise Unavailable("could not apply the stream batch: its shard's high-water mark kept moving")
 
 
 _RETRYABLE_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
 
 
 def _transact(items: list[dict[str, Any]], *, attempts: int = 6) -> bool:
-    """Write one transaction; False if its marker (item 0) exists: the batch was applied before."""
+    """Write one transaction; False if its condition (item 0, the high-water mark) failed."""
     ddb = clients.client("dynamodb")
     for attempt in range(attempts):
         try:

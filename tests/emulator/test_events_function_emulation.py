@@ -151,6 +151,7 @@ def test_the_template_declares_one_stream_mapping_the_local_stack_can_drive() ->
 
     assert mapping.batch_size == props["BatchSize"] and mapping.starting_position == "TRIM_HORIZON"
     assert mapping.filters == JOB_FILTER and mapping.maximum_retry_attempts == props["MaximumRetryAttempts"]
+    assert mapping.tumbling_window_seconds == props["TumblingWindowInSeconds"] > 0  # so that Lambda names the shard
 
 
 # ---- the poller -------------------------------------------------------------------------------------------
@@ -191,6 +192,30 @@ def test_a_failing_batch_is_retried_as_the_same_batch(endpoint: str, table: tupl
     ids = [[r["eventID"] for r in e["Records"]] for e in recorder.events[:3]]
     assert ids[0] == ids[1] == ids[2] and len(ids[0]) == 2
     assert mapping.stats.errors == 2 and mapping.stats.invocations == 1
+
+
+def test_a_tumbling_window_event_names_its_shard_and_an_answer_without_state_fails_the_batch(endpoint: str, table: tuple[str, str]) -> None:
+    name, stream_arn = table
+    put(endpoint, name, "JOB#1")
+    events: list[dict[str, Any]] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any] | None:
+        events.append(event)
+        return None if len(events) == 1 else {"state": {}}  # Lambda wants ``state`` back with a window
+
+    shard = client(endpoint, "dynamodbstreams").describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    mapping = StreamEventSourceMapping(
+        spec(stream_arn, tumbling_window_seconds=60), handler, endpoint_url=endpoint, idle_seconds=0.05, retry_seconds=0.05
+    )
+    mapping.start()
+    try:
+        assert eventually(lambda: len(events) >= 2)
+    finally:
+        mapping.stop()
+
+    assert len(events) == 2 and mapping.stats.errors == 1  # the first answer had no state: retried
+    assert all(e["shardId"] == shard and e["state"] == {} and e["isFinalInvokeForWindow"] is False for e in events)
+    assert events[0]["window"]["end"] > events[0]["window"]["start"]
 
 
 def test_a_batch_that_keeps_failing_goes_to_the_on_failure_queue(endpoint: str, table: tuple[str, str]) -> None:

@@ -39,6 +39,7 @@ class StreamFeed:
         self.shard = shard
         self.after: str | None = None
         props = template_stream_event()
+        self.window_seconds = int(props.get("TumblingWindowInSeconds", 0))
         self.filters = tuple(json.loads(f["Pattern"]) for f in props["FilterCriteria"]["Filters"])
 
     def read(self) -> list[dict[str, Any]]:
@@ -57,7 +58,9 @@ class StreamFeed:
 
     def next_event(self) -> dict[str, Any]:
         """Lambda's event for what was written since the last read, filtered as the template says."""
-        event = build_stream_event(self.read(), stream_arn=self.stream_arn, region="us-east-1")
+        event = build_stream_event(
+            self.read(), stream_arn=self.stream_arn, region="us-east-1", shard_id=self.shard, window_seconds=self.window_seconds
+        )
         event["Records"] = [r for r in event["Records"] if matches_filters(r, self.filters)]
         return event
 

@@ -1,19 +1,33 @@
-"""Queue counters stay right when the stream misbehaves: the HealthFunction recounts them from Queries."""
+"""Queue counters stay right when the stream misbehaves: each record counts once however Lambda
+redelivers it, and the HealthFunction recounts them from Queries (what a discarded batch lost)."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter, defaultdict
+from typing import Any
 
 import pytest
 
+from functions.consumer.handler import handler as consumer_handler
 from functions.events.handler import handler as events_handler
+from shared import stats
 from shared.adapters import clients, counters, policies, queues
+from shared.catalog import ProcessorCatalog
+from shared.clock import parse_iso
+from shared.jobs import Identity, JobService
 from shared.maintenance import Maintenance
+from shared.models import Job, JobCreate
 from shared.settings import get_settings
+from shared.stats import Resolution
 from shared.status import JobStatus
-from tests.unit.conftest import STACK, FakeLambdaContext, Stack
+from tests.unit.conftest import STACK, FakeLambdaContext, Stack, sqs_event
 from tests.unit.scheduling import put_job
 from tests.unit.stream_feed import StreamFeed
+
+QUEUE = "email-sending"
+ALICE = Identity("alice")
+EMAIL = {"to": "a@example.com", "subject": "Hi", "body": "Hello"}
 
 
 @pytest.fixture
@@ -22,26 +36,87 @@ def maintenance(stack: Stack) -> Maintenance:
     return Maintenance(stack.store, queues.directory(), stack.settings)
 
 
-def test_counters_are_right_after_a_stream_batch_is_redelivered_with_different_contents(stack: Stack, maintenance: Maintenance) -> None:
+def test_a_stream_batch_redelivered_with_different_contents_leaves_counters_and_buckets_equal_to_a_recount(
+    stack: Stack, maintenance: Maintenance
+) -> None:
+    feed = StreamFeed(stack.table_name)
+    jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
+    ids = [jobs.create(JobCreate(queue=QUEUE, type="send-email", data=EMAIL), ALICE)[0].job_id for _ in range(4)]
+    jobs.cancel(ids[0], ALICE)
+    while messages := stack.receive(QUEUE):
+        consumer_handler(sqs_event(stack, QUEUE, messages), FakeLambdaContext())
+    event = feed.next_event()
+    records = event["Records"]
+    assert len(records) >= 10  # 4 inserts, a cancel, 3 claims, 3 completions
+
+    def deliver(part: list[dict[str, Any]]) -> None:
+        events_handler({**event, "Records": part}, FakeLambdaContext())
+
+    half = len(records) // 2
+    deliver(records[:half])  # the function timed out after counting the first half ...
+    deliver(records)  # ... and the retry came as a bigger batch
+    deliver(records[half - 2 :])  # a smaller one, overlapping
+    deliver(list(reversed(records)))  # and reordered
+    deliver(records[1::2])  # and a subset with gaps
+
+    recount = maintenance.check_health().queues[QUEUE].recount
+    assert recount is not None and recount.drift == {}
+    assert counters.read_counts(QUEUE) == recount.counted
+    assert (recount.counted["completed"], recount.counted["cancelled"], recount.counted["total"]) == (3, 1, 4)
+    stored = [stack.store.get("alice", job_id) for job_id in ids]
+    since = min(parse_iso(job.created_at) for job in stored) - 3_600_000
+    for resolution in ("minute", "hour"):
+        expected = buckets_recounted_from([job for job in stored if job is not None], resolution)
+        got = {b.start_ms: b for b in counters.read_buckets(QUEUE, since, resolution)}
+        assert {start: bucket_values(b) for start, b in got.items()} == expected
+
+
+def buckets_recounted_from(jobs: list[Job], resolution: Resolution) -> dict[int, dict[str, int]]:
+    """What each metric bucket must hold, from the jobs themselves: when they were created and finished."""
+    expected: dict[int, Counter[str]] = defaultdict(Counter)
+    for job in jobs:
+        expected[stats.bucket_start(parse_iso(job.created_at), resolution)]["created"] += 1
+        if job.completed_at:
+            bucket = expected[stats.bucket_start(parse_iso(job.completed_at), resolution)]
+            bucket.update({"completed": 1, "ptCount": 1, "ptSum": job.processing_time or 0})
+        if job.cancelled_at:
+            expected[stats.bucket_start(parse_iso(job.cancelled_at), resolution)]["cancelled"] += 1
+    return {start: dict(values) for start, values in expected.items()}
+
+
+def bucket_values(bucket: stats.Bucket) -> dict[str, int]:
+    values = {
+        "created": bucket.created,
+        "completed": bucket.completed,
+        "failed": bucket.failed,
+        "retried": bucket.retried,
+        "cancelled": bucket.cancelled,
+        "stalled": bucket.stalled,
+        "ptCount": bucket.pt_count,
+        "ptSum": bucket.pt_sum,
+    }
+    assert sum(bucket.histogram) == bucket.pt_count
+    return {name: value for name, value in values.items() if value}
+
+
+def test_counters_lost_with_a_discarded_stream_batch_are_corrected_by_the_second_recount(stack: Stack, maintenance: Maintenance) -> None:
     feed = StreamFeed(stack.table_name)
     for _ in range(3):
         put_job(stack, JobStatus.WAITING)
     event = feed.next_event()
     assert len(event["Records"]) == 3
-    # Lambda delivered the first two records, the function timed out after writing them, and
-    # the retry came as a batch of all three: its digest differs, so the two are counted again.
-    events_handler({"Records": event["Records"][:2]}, FakeLambdaContext())
-    events_handler(event, FakeLambdaContext())
-    assert counters.read_counts("email-sending")["waiting"] == 5
+    # Lambda gave up on the batch after counting only its first record (the rest went to EventsFailedBatches).
+    events_handler({**event, "Records": event["Records"][:1]}, FakeLambdaContext())
+    assert counters.read_counts(QUEUE)["waiting"] == 1
 
-    first = maintenance.check_health().queues["email-sending"].recount
-    assert first is not None and first.drift == {"waiting": -2, "total": -2} and first.corrected == {}
-    second = maintenance.check_health().queues["email-sending"].recount
+    first = maintenance.check_health().queues[QUEUE].recount
+    assert first is not None and first.drift == {"waiting": 2, "total": 2} and first.corrected == {}
+    second = maintenance.check_health().queues[QUEUE].recount
 
-    assert second is not None and second.corrected == {"waiting": -2, "total": -2}
-    counts = counters.read_counts("email-sending")
+    assert second is not None and second.corrected == {"waiting": 2, "total": 2}
+    counts = counters.read_counts(QUEUE)
     assert (counts["waiting"], counts["total"]) == (3, 3)
-    assert maintenance.check_health().queues["email-sending"].recount is None  # next one at the interval
+    assert maintenance.check_health().queues[QUEUE].recount is None  # next one at the interval
 
 
 def test_a_difference_the_stream_has_not_caught_up_with_is_not_corrected(stack: Stack, maintenance: Maintenance) -> None:

@@ -149,7 +149,7 @@ def test_a_redelivered_batch_changes_nothing(stack: Stack, feed: StreamFeed) -> 
     again = process(event)
 
     assert (first.transactions, first.duplicates) == (1, 0)
-    assert (again.transactions, again.duplicates, again.write_actions) == (0, 1, 0)
+    assert (again.transactions, again.duplicates, again.write_actions) == (0, 2, 0)
     assert counters.read_counts(QUEUE)["waiting"] == 2
 
 
@@ -164,7 +164,7 @@ def test_a_batch_too_big_for_one_transaction_is_split_and_each_part_counts_once(
 
     # 1 STATS update + 110 minute buckets + 2 or 3 hour buckets: two transactions of at most 100 items.
     assert first.transactions == 2 and first.duplicates == 0
-    assert again.transactions == 0 and again.duplicates == 2
+    assert again.transactions == 0 and again.duplicates == 110
     assert counters.read_counts(QUEUE)["waiting"] == 110
     minutes = counters.read_buckets(QUEUE, start, "minute")
     assert len(minutes) == 110 and all(b.created == 1 for b in minutes)
@@ -272,3 +272,39 @@ def test_the_events_function_gets_job_items_in_whole_batches_one_shard_batch_at_
     assert "ReportBatchItemFailures" not in (props.get("FunctionResponseTypes") or [])
     assert [json.loads(f["Pattern"]) for f in props["FilterCriteria"]["Filters"]] == [{"dynamodb": {"Keys": {"sk": {"S": ["JOB"]}}}}]
     assert "OnFailure" in props["DestinationConfig"]
+
+
+def test_two_invocations_racing_on_one_shard_count_each_record_once(stack: Stack) -> None:
+    records = [job_record(f"j{i}", "INSERT", None, {"status": "waiting", "createdAt": iso(now_ms())}, 10 + i) for i in range(3)]
+    ddb = clients.client("dynamodb")
+    raced: list[stats.BatchOutcome] = []
+    started: list[bool] = []
+
+    def duplicate_invocation_first(**_: Any) -> None:
+        # Lambda's rare duplicate invocation of the same batch writes just before this one does.
+        if not started:
+            started.append(True)
+            raced.append(counters.apply_stream_records(records[:2], shard="shard-1"))
+
+    event = f"before-send.{ddb.meta.service_model.service_id.hyphenize()}.TransactWriteItems"
+    ddb.meta.events.register_first(event, duplicate_invocation_first)
+    try:
+        outcome = counters.apply_stream_records(records, shard="shard-1")
+    finally:
+        ddb.meta.events.unregister(event, duplicate_invocation_first)
+
+    assert raced[0].transactions == 1  # the other invocation counted the first two ...
+    assert outcome.transactions == 1  # ... and this one, its mark read again, only the third
+    assert counters.read_counts(QUEUE)["waiting"] == 3
+    assert sum(b.created for b in counters.read_buckets(QUEUE, now_ms() - 120_000, "minute")) == 3
+
+
+def test_each_shard_keeps_its_own_high_water_mark(stack: Stack) -> None:
+    first = [job_record("a", "INSERT", None, {"status": "waiting", "createdAt": iso(now_ms())}, 500)]
+    second = [job_record("b", "INSERT", None, {"status": "waiting", "createdAt": iso(now_ms())}, 100)]  # lower number, other shard
+
+    counters.apply_stream_records(first, shard="shard-1")
+    counters.apply_stream_records(second, shard="shard-2")
+    counters.apply_stream_records(second, shard="shard-2")
+
+    assert counters.read_counts(QUEUE)["waiting"] == 2

@@ -1,0 +1,93 @@
+"""The adapters the use cases depend on, as Protocols: what a use case may ask of AWS.
+
+The implementations live in ``shared/adapters`` (the jobs repository ``JobStore``, the queue
+gateway ``SqsJobMessages``, the scheduler gateway ``EventBridgeDelayedSchedules``, the queue
+directory ``QueueDirectory``); the composition roots (``api/deps.py``,
+``functions/*/handler.py``) build them and pass them in. mypy checks that each adapter
+satisfies its Protocol wherever a root passes it to a use case typed against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from shared.errors import JobqError
+from shared.lifecycle import Change
+from shared.models import AnyTarget, Job, JobRef, QueueInfo
+from shared.status import JobStatus
+
+
+class JobWriter(Protocol):
+    """The only status writer's part of the repository (shared/transitions.py)."""
+
+    def apply(self, change: Change) -> Job: ...
+    def apply_together(self, change: Change, actions: list[dict[str, Any]]) -> Job: ...
+
+
+class JobRepository(JobWriter, Protocol):
+    """Jobs by owner-scoped key, their pages, log lines and claim markers."""
+
+    table_name: str
+
+    def get(self, user_id: str, job_id: str, *, consistent: bool = True) -> Job | None: ...
+    def get_many(self, refs: Iterable[JobRef]) -> dict[JobRef, Job]: ...
+    def create(self, job: Job) -> Job: ...
+    def create_many(self, jobs: list[Job]) -> tuple[list[Job], list[Job], JobqError | None]: ...
+    def claim(self, user_id: str, job_id: str, *, now: int, lease_ms: int, token: str, max_history: int) -> Job: ...
+    def delete(self, user_id: str, job_id: str) -> None: ...
+    def delete_unchanged(self, job: Job) -> bool: ...
+    def with_payloads(self, job: Job, *, data: bool = True, result_budget: int | None = None) -> Job: ...
+    def append_log(self, user_id: str, job_id: str, message: str, *, at_ms: int, attempt: int | None, expires_at: int) -> None: ...
+    def page_logs(self, user_id: str, job_id: str, *, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]: ...
+    def page_by_queue(
+        self,
+        queue: str,
+        status: JobStatus | None = None,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        newest_first: bool = True,
+        created_before: str | None = None,
+        scan_entries: int | None = None,
+    ) -> tuple[list[Job], str | None]: ...
+    def page_by_user(
+        self, user_id: str, status: JobStatus | None = None, *, limit: int, cursor: str | None = None, queue: str | None = None
+    ) -> tuple[list[Job], str | None]: ...
+    def put_target(self, queue: str, job_type: str, target: AnyTarget, *, now: str) -> None: ...
+    def get_target(self, queue: str, job_type: str) -> AnyTarget | None: ...
+    def list_targets(self, queue: str) -> dict[str, AnyTarget]: ...
+    def ping(self) -> None: ...
+    def claim_marker(self, key: str, attributes: dict[str, str], *, expires_at: int, now_s: int) -> dict[str, str] | None: ...
+    def delete_marker(self, key: str) -> None: ...
+
+
+class JobMessages(Protocol):
+    """The queue gateway's part the lifecycle needs."""
+
+    def wake(self, queue: QueueInfo, job: Job, *, delay_seconds: int = 0) -> None: ...
+    def change_visibility(self, queue: QueueInfo, receipt_handle: str, seconds: int) -> None: ...
+    def dead_letter(self, queue: QueueInfo, job: Job, *, reason: str, body: str | None = None) -> None: ...
+
+
+class QueueGateway(JobMessages, Protocol):
+    """A queue's SQS messages: the lifecycle's part and raw bodies (follow-up jobs, flows)."""
+
+    def send_body(self, queue: QueueInfo, body: dict[str, Any], *, delay_seconds: int = 0) -> None: ...
+
+
+class DelayedSchedules(Protocol):
+    """The scheduler gateway's part the lifecycle needs: a delayed job's one-off schedule removed."""
+
+    def remove(self, job: Job) -> None: ...
+
+
+class QueueDirectory(Protocol):
+    """The stack's queues (their SSM parameters), cached per container."""
+
+    def all(self, *, refresh: bool = False) -> dict[str, QueueInfo]: ...
+    def get(self, name: str) -> QueueInfo: ...
+    def by_arn(self, arn: str) -> QueueInfo: ...
+
+
+__all__ = ["DelayedSchedules", "JobMessages", "JobRepository", "JobWriter", "QueueDirectory", "QueueGateway"]
