@@ -79,6 +79,7 @@ class JobService:
             jobs_per_minute=settings.user_jobs_per_minute,
             max_unfinished_jobs=settings.user_max_unfinished_jobs,
             cache_seconds=settings.policy_cache_seconds,
+            unfinished_retry_after=settings.backpressure_retry_after_seconds,
         )
         self.transitions = transitions or Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules())
         self.tree_remover: Callable[[Job], int] | None = None  # set by the flow service: removing a parent removes its tree
@@ -167,9 +168,12 @@ class JobService:
             if found is not None:
                 return found, False
         queue, job = self._prepare(request, caller, job_id, now)
+        place_taken = False
         if service_job_id is None and not rate_taken:
-            self.quotas.take_rate(job.user_id)  # a replayed create (above) is free; a refused one stores nothing
-        job = self._admit(queue, job, force=service_job_id is not None)
+            # A replayed create (above) is free; a refused one stores nothing. A queue without limits of its
+            # own: the user's unfinished place is taken in the same write as the rate.
+            place_taken = self.quotas.take_rate(job.user_id, with_place=not admission.limits_of(get_policy(queue)))
+        job = self._admit(queue, job, force=service_job_id is not None, place_taken=place_taken)
         try:
             self.store.create(job)
         except Conflict as clash:
@@ -190,8 +194,11 @@ class JobService:
         logger.info("job created", extra={"job_id": job.job_id, "queue": queue.name, "type": job.type})
         return job, True
 
-    def _admit(self, queue: QueueInfo, job: Job, *, force: bool = False) -> Job:
-        """Take the job's places under its queue's limits (TooManyJobs past them); ``force``: a service job, counted, never refused."""
+    def _admit(self, queue: QueueInfo, job: Job, *, force: bool = False, place_taken: bool = False) -> Job:
+        """Take the job's places under its queue's limits (TooManyJobs past them); ``force``: a service job, counted, never refused.
+        ``place_taken``: the user's unfinished place was taken with the rate (Quotas.take_rate)."""
+        if place_taken:
+            return job.model_copy(update={"held": [admission.ACCOUNT_COUNTER]})  # the queue has no limits (take_rate's caller checked)
         held = admission.admit(
             self.admission,
             queue.name,
