@@ -174,6 +174,11 @@ class JobService:
             # own: the user's unfinished place is taken in the same write as the rate.
             place_taken = self.quotas.take_rate(job.user_id, with_place=not admission.limits_of(get_policy(queue)))
         job = self._admit(queue, job, force=service_job_id is not None, place_taken=place_taken)
+        # The outbox (EnqueueFromStream): the EventsFunction sends the message from the stream's INSERT
+        # record, in batches; the job item is the only write here. A schedule (> 15 min) stays the API's.
+        from_stream = self.settings.enqueue_from_stream and not scheduler.needs_schedule(job.delay)
+        if from_stream:
+            job = job.model_copy(update={"outbox": True})
         try:
             self.store.create(job)
         except Conflict as clash:
@@ -182,6 +187,10 @@ class JobService:
             if not isinstance(existing, Job) or existing.user_id != caller.user_id:
                 raise Conflict(f"jobId '{job.job_id}' is already in use") from clash
             return existing, False
+        if from_stream:
+            emit("JobsCreated", queue.name)
+            logger.info("job created", extra={"job_id": job.job_id, "queue": queue.name, "type": job.type, "outbox": True})
+            return job, True
         try:
             scheduler.enqueue(queue, job, settings=self.settings)  # SQS (delay up to 15 min) or a one-time schedule
         except Unavailable:
