@@ -3,6 +3,8 @@
     .venv/bin/python bench/cost_per_job.py                    # 200 jobs each of 256 B, 1 KB, 100 KB of data
     .venv/bin/python bench/cost_per_job.py --jobs 400 --clients 8 --sizes 1024,102400
     .venv/bin/python bench/cost_per_job.py --sizes 100000 --echo   # the target answers with the data
+    .venv/bin/python bench/cost_per_job.py --backlog          # under load: the consumers find a backlog
+    .venv/bin/python bench/cost_per_job.py --parameter EnqueueFromStream=true   # a stack parameter (repeatable)
 
 The sizes are of the job's data (its JSON). A job item carries ~750 B of its own, so 256 B of
 data is the largest job whose item stays within 1 KB (what issue 11's "1 KB job" figures are),
@@ -17,6 +19,13 @@ are not this workload's cost), and for each payload size: resets the meter, crea
 with POST /jobs from concurrent clients while the consumers run them, waits until the target
 saw every job and the meter stops moving (the stream's counters caught up), and prints the
 meter's figures per job. Only 127.0.0.1 is ever contacted.
+
+``--backlog`` measures a queue under load: its consumer is paused (``POST /queues/{q}/pause``)
+while the jobs are created and resumed after, so the SQS poller, the consumers and the stream
+functions see full batches, as they do when jobs arrive faster than one at a time per poll. On
+this machine the API creates ~10 jobs/s, so without it every batch holds one or two jobs and
+the per-batch requests (ReceiveMessage, DeleteMessageBatch, the stream functions' writes) are
+counted nearly once per job. The resume's own requests are counted.
 
 Requests per job count jobq's own calls and the emulated Lambda SQS poller's (ReceiveMessage,
 DeleteMessageBatch), as AWS bills both; DynamoDB Streams reads by the Lambda poller are free on
@@ -114,7 +123,7 @@ class Target:
 class StackProcess:
     """``python -m infra.local --meter FILE`` in a subprocess, as tests/integration/conftest.py starts it."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, parameters: list[str] | None = None) -> None:
         self.state_dir = state_dir
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBQ_"))}
         self.process = subprocess.Popen(
@@ -122,7 +131,7 @@ class StackProcess:
              "--state-dir", str(state_dir), "--no-access-log", "--log-level", "WARNING",
              # the hourly cleanup and 5-minute health rules would be another workload's cost
              "--rule-interval", "86400", "--meter", str(state_dir / "meter.json"),
-             "--parameter", "LogLevel=ERROR"],
+             "--parameter", "LogLevel=ERROR", *[arg for p in parameters or [] for arg in ("--parameter", p)]],
             cwd=ROOT, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         assert self.process.stdout is not None
@@ -196,10 +205,14 @@ def _completed(admin: httpx.Client, queue: str) -> int:
     return int(response.json()["data"]["liveStats"]["completed"])
 
 
-def run_workload(stack: StackProcess, *, queue: str, job_type: str, size: int, jobs: int, clients: int, target: Target) -> dict[str, Any]:
+def run_workload(
+    stack: StackProcess, *, queue: str, job_type: str, size: int, jobs: int, clients: int, target: Target, backlog: bool = False
+) -> dict[str, Any]:
     control = httpx.Client(base_url=stack.api_url, timeout=30)
     admin = stack.client("root", admin=True)
     before_completed = _completed(admin, queue)
+    if backlog:
+        assert admin.post(f"/queues/{queue}/pause").status_code == 200
     with target.lock:
         target.seen.clear()
         target.calls = 0
@@ -221,6 +234,8 @@ def run_workload(stack: StackProcess, *, queue: str, job_type: str, size: int, j
     with ThreadPoolExecutor(clients) as pool:
         ids = [job_id for part in pool.map(create, shares) for job_id in part]
     created = time.monotonic() - began
+    if backlog:
+        assert admin.post(f"/queues/{queue}/resume").status_code == 200
     deadline = time.monotonic() + 600
     while len(target.seen) < jobs:
         if time.monotonic() > deadline:
@@ -233,7 +248,7 @@ def run_workload(stack: StackProcess, *, queue: str, job_type: str, size: int, j
     sample = admin.get(f"/jobs/{ids[0]}", params={"userId": "bench"})
     status = sample.json()["data"]["status"] if sample.status_code == 200 else "?"
     return {
-        "size": size, "jobs": jobs, "answer": "with the data" if target.echo else '{"ok":true}', "clients": clients, "snapshot": snapshot, "created_s": created,
+        "size": size, "jobs": jobs, "backlog": backlog, "answer": "with the data" if target.echo else '{"ok":true}', "clients": clients, "snapshot": snapshot, "created_s": created,
         "processed_s": processed, "completed": completed, "status": status, "calls": target.calls,
         "item_bytes": max((t["bytes"] for t in snapshot["largestItem"] if t["table"] == "JobsTable"), default=None),
     }
@@ -248,7 +263,8 @@ def report(result: dict[str, Any], queue: str) -> float:
     size = result["size"]
     label = f"{size // 1024} KB" if size % 1024 == 0 else f"{size:,} B"
     print(f"\n== {n} jobs of {label} (data JSON {size:,} B; job item {result['item_bytes'] or '?':,} B when completed), "
-          f"{result['clients']} clients, queue {queue}, HTTP target on 127.0.0.1 answering {result['answer']}")
+          f"{result['clients']} clients, queue {queue}, HTTP target on 127.0.0.1 answering {result['answer']}"
+          + (", consumers paused while creating (a backlog)" if result["backlog"] else ""))
     print(f"   created in {result['created_s']:.1f} s, all at the target after {result['processed_s']:.1f} s; "
           f"completed counted {result['completed']}/{n}; target calls {result['calls']}; a sample job is {result['status']}")
 
@@ -317,11 +333,15 @@ def main() -> None:
     parser.add_argument("--sizes", default="256,1024,102400", help="job data sizes (JSON bytes), comma separated")
     parser.add_argument("--queue", default="email-sending")
     parser.add_argument("--echo", action="store_true", help="the target answers with the job's data (a result as large as the data)")
+    parser.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE", help="a template parameter for the local stack")
+    parser.add_argument("--backlog", action="store_true", help="pause the queue's consumer while creating: full batches, as under load")
     args = parser.parse_args()
     job_type = "cost-bench"
     target = Target(echo=args.echo)
     with tempfile.TemporaryDirectory(prefix="jobq-cost-") as state:
-        stack = StackProcess(Path(state))
+        stack = StackProcess(Path(state), args.parameter)
+        if args.parameter:
+            print("stack parameters: " + ", ".join(args.parameter))
         try:
             admin = stack.client("root", admin=True)
             response = admin.put(f"/queues/{args.queue}/processors/{job_type}", json={"kind": "http", "url": target.url, "timeoutSeconds": 10})
@@ -332,7 +352,7 @@ def main() -> None:
                 admin.post(f"/queues/{name}/pause")
             prices = {}
             for size in (int(s) for s in args.sizes.split(",")):
-                result = run_workload(stack, queue=args.queue, job_type=job_type, size=size, jobs=args.jobs, clients=args.clients, target=target)
+                result = run_workload(stack, queue=args.queue, job_type=job_type, size=size, jobs=args.jobs, clients=args.clients, target=target, backlog=args.backlog)
                 prices[size] = report(result, args.queue)
             if len(prices) > 1:
                 small, large = min(prices), max(prices)

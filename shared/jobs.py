@@ -78,6 +78,7 @@ class JobService:
             jobs_per_minute=settings.user_jobs_per_minute,
             max_unfinished_jobs=settings.user_max_unfinished_jobs,
             cache_seconds=settings.policy_cache_seconds,
+            unfinished_retry_after=settings.backpressure_retry_after_seconds,
         )
         self.transitions = transitions or Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules())
         self.tree_remover: Callable[[Job], int] | None = None  # set by the flow service: removing a parent removes its tree
@@ -176,9 +177,17 @@ class JobService:
             if found is not None:
                 return found, False
         queue, job = self._prepare(request, caller, job_id, now)
+        place_taken = False
         if service_job_id is None and not rate_taken:
-            self.quotas.take_rate(job.user_id)  # a replayed create (above) is free; a refused one stores nothing
-        job = self._admit(queue, job, force=service_job_id is not None)
+            # A replayed create (above) is free; a refused one stores nothing. A queue without limits of its
+            # own: the user's unfinished place is taken in the same write as the rate.
+            place_taken = self.quotas.take_rate(job.user_id, with_place=not admission.limits_of(get_policy(queue)))
+        job = self._admit(queue, job, force=service_job_id is not None, place_taken=place_taken)
+        # The outbox (EnqueueFromStream): the EventsFunction sends the message from the stream's INSERT
+        # record, in batches; the job item is the only write here. A schedule (> 15 min) stays the API's.
+        from_stream = self.settings.enqueue_from_stream and not scheduler.needs_schedule(job.delay)
+        if from_stream:
+            job = job.model_copy(update={"outbox": True})
         try:
             self.store.create(job)
         except Conflict as clash:
@@ -187,6 +196,10 @@ class JobService:
             if not isinstance(existing, Job) or existing.user_id != caller.user_id:
                 raise Conflict(f"jobId '{job.job_id}' is already in use") from clash
             return existing, False
+        if from_stream:
+            emit("JobsCreated", queue.name)
+            logger.info("job created", extra={"job_id": job.job_id, "queue": queue.name, "type": job.type, "outbox": True})
+            return job, True
         try:
             scheduler.enqueue(queue, job, settings=self.settings)  # SQS (delay up to 15 min) or a one-time schedule
         except Unavailable:
@@ -199,8 +212,11 @@ class JobService:
         logger.info("job created", extra={"job_id": job.job_id, "queue": queue.name, "type": job.type})
         return job, True
 
-    def _admit(self, queue: QueueInfo, job: Job, *, force: bool = False) -> Job:
-        """Take the job's places under its queue's limits (TooManyJobs past them); ``force``: a service job, counted, never refused."""
+    def _admit(self, queue: QueueInfo, job: Job, *, force: bool = False, place_taken: bool = False) -> Job:
+        """Take the job's places under its queue's limits (TooManyJobs past them); ``force``: a service job, counted, never refused.
+        ``place_taken``: the user's unfinished place was taken with the rate (Quotas.take_rate)."""
+        if place_taken:
+            return job.model_copy(update={"held": [admission.ACCOUNT_COUNTER]})  # the queue has no limits (take_rate's caller checked)
         held = admission.admit(
             self.admission,
             queue.name,

@@ -25,7 +25,14 @@ queue, the latter. It is checked when subscribing and again for every event sent
 subscription carries the subscriber's identity; the queue's permissions are read from its
 policy, cached a few seconds per container), so a permission taken away stops the events.
 
-Cost: progress is coalesced per connection and job to one event per
+Cost: a record nobody watches costs no lookup. Subscribing writes a watch marker first (per
+job owner, ``JOBS#<owner>``, or per queue, ``QUEUE#<queue>``: until when a subscription there may
+live, its TTL) and only then the subscription; the fan-out reads the markers of a whole batch's
+owners and queues in one strongly consistent BatchGetItem (none at all for scopes it already
+knows watched, until their marker's time) and Queries a topic only in a watched scope, once a
+batch. So a subscription made before a change was written always gets it; a scope whose last
+subscriber left keeps costing Queries until its marker's time passes (3 h at most).
+Progress is coalesced per connection and job to one event per
 ``realtime_progress_interval_ms`` of the job's timeline (the latest wins; a held one goes out
 with the shard's next batch once due, or is superseded by the job's next change), and a
 progress record looks its subscribers up at most once per ``realtime_subscriber_cache_ms``
@@ -85,6 +92,15 @@ def queue_topic(queue: str) -> str:
     return f"QUEUE#{queue}"
 
 
+def owner_scope(user_id: str) -> str:
+    """The watch scope of every job of ``user_id``: a subscription to one of them marks it."""
+    return f"JOBS#{user_id}"
+
+
+def queue_scope(queue: str) -> str:
+    return f"QUEUE#{queue}"
+
+
 @dataclass(frozen=True)
 class Connection:
     """An open WebSocket and who opened it (from the token verified at $connect)."""
@@ -116,6 +132,8 @@ class ConnectionStore(Protocol):
     def subscribe(self, connection: Connection, topic: str, *, expires_at: int) -> None: ...
     def unsubscribe(self, connection_id: str, topic: str) -> None: ...
     def subscribers(self, topic: str) -> list[Subscriber]: ...
+    def mark_watched(self, scope: str, *, until: int) -> None: ...
+    def watched_until(self, scopes: Iterable[str]) -> dict[str, int]: ...
 
 
 class ConnectionSender(Protocol):
@@ -289,12 +307,15 @@ class RealtimeService:
         connection = self.connections.get_connection(connection_id)
         if connection is None:
             raise NotFound("this connection is not known (it expired): reconnect")
-        topic, target, job = self._topic(connection, request)
+        topic, scope, target, job = self._topic(connection, request)
         if action == "unsubscribe":
             self.connections.unsubscribe(connection_id, topic)
             return [{"type": "unsubscribed", **target}]
-        # Subscribe first, read second: a change written after the read finds the subscription.
-        self.connections.subscribe(connection, topic, expires_at=self._expires_at())
+        # Mark, subscribe, then read: a change written after the read finds the marker (so the
+        # stream looks subscribers up) and the subscription.
+        expires_at = self._expires_at()
+        self.connections.mark_watched(scope, until=expires_at)
+        self.connections.subscribe(connection, topic, expires_at=expires_at)
         reply: dict[str, Any] = {"type": "subscribed", **target}
         if job is None:
             return [reply]
@@ -308,7 +329,8 @@ class RealtimeService:
             return [reply]
         return [reply, current_event(found, inline_result_bytes=self.settings.realtime_inline_result_bytes)]
 
-    def _topic(self, connection: Connection, request: Mapping[str, Any]) -> tuple[str, dict[str, str], tuple[str, str] | None]:
+    def _topic(self, connection: Connection, request: Mapping[str, Any]) -> tuple[str, str, dict[str, str], tuple[str, str] | None]:
+        """The subscription's topic, its watch scope, the reply's fields and the job (owner, id) if it is one."""
         caller = connection.caller
         job_id, queue, user_id = request.get("jobId"), request.get("queue"), request.get("userId")
         if (job_id is None) == (queue is None):
@@ -320,7 +342,7 @@ class RealtimeService:
                 raise Invalid(f"unknown queue {queue!r}; queues: {', '.join(sorted(self.queues.names()))}")
             if not allows(caller, Action.READ, self.access_of(queue)):
                 raise Forbidden(f"a queue subscription shows every job of '{queue}': your groups may not read them")
-            return queue_topic(queue), {"queue": queue}, None
+            return queue_topic(queue), queue_scope(queue), {"queue": queue}, None
         if not isinstance(job_id, str) or not _matches(JOB_ID_PATTERN, job_id):
             raise Invalid("jobId is not a valid job id")
         if user_id is not None and (not isinstance(user_id, str) or not user_id or len(user_id) > 256):
@@ -331,7 +353,7 @@ class RealtimeService:
             raise NotFound(f"job {job_id} not found")
         # Your own namespace: a job you are about to create may be subscribed to already. Another's:
         # the job's queue decides (above, once it is read; and again for every event).
-        return job_topic(owner, job_id), {"jobId": job_id, "userId": owner}, (owner, job_id)
+        return job_topic(owner, job_id), owner_scope(owner), {"jobId": job_id, "userId": owner}, (owner, job_id)
 
 
 def _matches(pattern: str, value: str) -> bool:
@@ -497,6 +519,8 @@ class FanoutOutcome:
     events: int = 0
     lookups: int = 0  # subscriber Queries made
     cached_lookups: int = 0
+    unwatched: int = 0  # topics skipped without a Query: no watch marker in force for their scope
+    marker_reads: int = 0  # BatchGetItems of watch markers (one a batch, when any scope is not known watched)
     sent: int = 0
     held: int = 0  # progress held back by coalescing (sent later, or superseded)
     gone: int = 0
@@ -541,6 +565,26 @@ class _SubscriberCache:
                     self._entries[topic] = (at, kept)
 
 
+class _WatchedScopes:
+    """Scopes known watched, each until its marker's ``until`` (a marker only ever moves later, so this never hides one)."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._until: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def until(self, scope: str) -> int:
+        with self._lock:
+            return self._until.get(scope, 0)
+
+    def put(self, scope: str, until: int) -> None:
+        with self._lock:
+            self._until[scope] = until
+            self._until.move_to_end(scope)
+            while len(self._until) > self.max_entries:
+                self._until.popitem(last=False)
+
+
 class EventFanout:
     """Job changes in (one stream batch, in order), PostToConnection to their subscribers out."""
 
@@ -561,24 +605,29 @@ class EventFanout:
         self.throttle = throttle or ProgressThrottle(settings.realtime_progress_interval_ms)
         self.budget = QueueBudget(settings.realtime_queue_events_per_second, settings.realtime_queue_progress_per_second)
         self.cache = _SubscriberCache(settings.realtime_subscriber_cache_ms)
+        self.watched = _WatchedScopes()
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=settings.realtime_send_workers, thread_name_prefix="push")
 
     def publish(self, changes: Iterable[JobChange]) -> FanoutOutcome:
         outcome = FanoutOutcome()
         outbox: list[tuple[str, dict[str, Any]]] = []
+        events: list[tuple[EventType, Job]] = []
         for change in changes:
             outcome.records += 1
             kind = change_kind(change.old, change.new)
-            if kind is None or change.new is None:
-                continue
-            job = change.new
+            if kind is not None and change.new is not None:
+                events.append((kind, change.new))
+        watched = self._watched_scopes({scope for _, job in events for scope in (owner_scope(job.user_id), queue_scope(job.queue))}, outcome)
+        batch_subscribers: dict[str, list[Subscriber]] = {}  # one Query per topic a batch: it runs after every record was written
+        for kind, job in events:
             outcome.events += 1
             outcome.by_type[kind.value] = outcome.by_type.get(kind.value, 0) + 1
             event = event_for(kind, job, inline_result_bytes=self.settings.realtime_inline_result_bytes)
             progress = kind is EventType.PROGRESS
-            access = self.access_of(job.queue)
-            for subscriber, via_queue in self._subscribers(job, progress=progress, outcome=outcome):
+            subscribers = self._subscribers(job, watched, batch_subscribers, progress=progress, outcome=outcome)
+            access = self.access_of(job.queue) if subscribers else None  # the queue's policy only when someone may get it
+            for subscriber, via_queue in subscribers:
                 if not may_read_job(subscriber.caller, job.user_id, access):
                     outcome.denied += 1  # a subscription that no longer holds (a permission taken away; defence in depth)
                     continue
@@ -599,16 +648,45 @@ class EventFanout:
         self._flush_held(outcome)
         return outcome
 
-    def _subscribers(self, job: Job, *, progress: bool, outcome: FanoutOutcome) -> list[tuple[Subscriber, bool]]:
+    def _watched_scopes(self, scopes: set[str], outcome: FanoutOutcome) -> set[str]:
+        """The scopes among ``scopes`` that may have subscribers now.
+
+        A scope known watched (a marker read earlier, still in force) needs no read; the others are
+        read in one strongly consistent BatchGetItem, so a subscription made before a record was
+        written is found: its marker was written before it.
+        """
+        now_s = self.clock() // 1000
+        watched = {scope for scope in scopes if self.watched.until(scope) > now_s}
+        unknown = scopes - watched
+        if unknown:
+            outcome.marker_reads += 1
+            for scope, until in self.connections.watched_until(unknown).items():
+                if until > now_s:
+                    watched.add(scope)
+                    self.watched.put(scope, until)
+        return watched
+
+    def _subscribers(
+        self, job: Job, watched: set[str], batch: dict[str, list[Subscriber]], *, progress: bool, outcome: FanoutOutcome
+    ) -> list[tuple[Subscriber, bool]]:
         """The job's subscribers, each once, and whether only through the job's queue."""
         found: dict[str, tuple[Subscriber, bool]] = {}
-        for topic, via_queue in ((job_topic(job.user_id, job.job_id), False), (queue_topic(job.queue), True)):
+        for topic, scope, via_queue in (
+            (job_topic(job.user_id, job.job_id), owner_scope(job.user_id), False),
+            (queue_topic(job.queue), queue_scope(job.queue), True),
+        ):
+            if scope not in watched:
+                outcome.unwatched += 1
+                continue
             now = self.clock()
-            subscribers = self.cache.get(topic, now) if progress else None
+            subscribers = batch.get(topic)
+            if subscribers is None and progress:
+                subscribers = self.cache.get(topic, now)
             if subscribers is None:
                 subscribers = self.connections.subscribers(topic)
                 outcome.lookups += 1
                 self.cache.put(topic, subscribers, now)
+                batch[topic] = subscribers
             else:
                 outcome.cached_lookups += 1
             for subscriber in subscribers:

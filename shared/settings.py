@@ -45,6 +45,9 @@ class Settings(BaseModel):
     # Per-user quotas (shared/quotas.py), the stack's UserJobsPerMinute / UserMaxUnfinishedJobs; 0: no limit.
     user_jobs_per_minute: int = Field(default=0, ge=0)
     user_max_unfinished_jobs: int = Field(default=0, ge=0)
+    # The stack's EnqueueFromStream: a new job's SQS message is sent by the EventsFunction from the
+    # table's stream (the outbox, SendMessageBatch), not by the API (shared/jobs.py).
+    enqueue_from_stream: bool = False
 
     # Past a few KB they are stored in S3 (the claim check, shared/adapters/payloads.py); 5 MB keeps a
     # job's answer inside Lambda's 6 MB response and API Gateway's 10 MB request (README).

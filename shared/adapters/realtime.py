@@ -5,12 +5,16 @@ Items of the realtime table (template.yaml's RealtimeTable; all expire by ``expi
     connection      pk=CONN#<connectionId>  sk=CONN            userId, admin, reader, groups, connectedAt
     its topics      pk=CONN#<connectionId>  sk=TOPIC#<topic>   (what $disconnect removes)
     subscription    pk=<topic>              sk=CONN#<connectionId>   userId, admin, reader, groups
+    watch marker    pk=WATCH#<scope>        sk=WATCH                 until (epoch s), expiresAt (= until)
 
 ``admin``, ``reader`` and ``groups`` are the caller's from the token verified at $connect: every
 event is checked against them (shared/realtime.py), without reading the connection again.
 
 ``<topic>`` is ``JOB#<owner>#<jobId>`` or ``QUEUE#<queue>`` (shared/realtime.py). Looking up a
 job's subscribers is one Query on its topic; a connection's own items are one Query on its id.
+A watch marker says until when someone may be subscribed to a job of ``<owner>`` (scope
+``JOBS#<owner>``) or to a queue (``QUEUE#<queue>``): written before the subscription, read for a
+whole stream batch with one BatchGetItem, so records nobody watches cost no Query.
 botocore's errors stop here.
 """
 
@@ -20,7 +24,7 @@ import functools
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import boto3
@@ -30,12 +34,13 @@ from shared.access import Identity
 from shared.adapters import clients
 from shared.adapters.aws_errors import AWS_ERRORS, aws_code, aws_errors, domain_error, http_status
 from shared.adapters.job_repository import JobStore
-from shared.errors import Unavailable
+from shared.errors import Conflict, Unavailable
 from shared.models import Job
 from shared.observability import logger
 from shared.realtime import Connection, SendResult, Subscriber
 
 _CONN = "CONN"
+_WATCH = "WATCH"
 
 
 def _conn_pk(connection_id: str) -> str:
@@ -127,6 +132,43 @@ class DynamoConnectionStore:
                 keys.append({"pk": {"S": sk.removeprefix("TOPIC#")}, "sk": {"S": _conn_pk(connection_id)}})
         self._write([{"DeleteRequest": {"Key": key}} for key in keys])
         return len(keys)
+
+    def mark_watched(self, scope: str, *, until: int) -> None:
+        """Someone may be subscribed in ``scope`` until ``until`` (epoch s); a later ``until`` already there stays."""
+        try:
+            with aws_errors(_WHAT):
+                self._ddb.update_item(
+                    TableName=self.table_name,
+                    Key={"pk": {"S": f"{_WATCH}#{scope}"}, "sk": {"S": _WATCH}},
+                    UpdateExpression="SET #until = :until, expiresAt = :until",
+                    ConditionExpression="attribute_not_exists(#until) OR #until < :until",
+                    ExpressionAttributeNames={"#until": "until"},
+                    ExpressionAttributeValues={":until": {"N": str(until)}},
+                )
+        except Conflict:
+            pass  # a subscription of a later expiry marked it already
+
+    def watched_until(self, scopes: Iterable[str]) -> dict[str, int]:
+        """Per scope with a marker: until when it may have subscribers (strongly consistent, 100 keys a request)."""
+        wanted = sorted(set(scopes))
+        found: dict[str, int] = {}
+        for start in range(0, len(wanted), 100):
+            keys = [{"pk": {"S": f"{_WATCH}#{scope}"}, "sk": {"S": _WATCH}} for scope in wanted[start : start + 100]]
+            pending: dict[str, Any] = {
+                self.table_name: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "pk, #until", "ExpressionAttributeNames": {"#until": "until"}}
+            }
+            for attempt in range(6):
+                with aws_errors(_WHAT):
+                    out = self._ddb.batch_get_item(RequestItems=pending)
+                for item in out.get("Responses", {}).get(self.table_name, []):
+                    found[item["pk"]["S"].removeprefix(f"{_WATCH}#")] = int(item.get("until", {}).get("N", "0"))
+                pending = out.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            if pending:
+                raise Unavailable("DynamoDB is throttling the realtime table")
+        return found
 
     def subscribers(self, topic: str) -> list[Subscriber]:
         now = time.time()

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from api.main import handler as api_handler
 from functions.consumer.handler import handler as consumer_handler
 from shared.adapters import counters, queues
@@ -14,6 +16,7 @@ from shared.models import JobCreate
 from shared.status import JobStatus
 from tests.unit.conftest import FakeLambdaContext, Stack
 from tests.unit.scheduling import Scheduling, scheduling_fixture  # noqa: F401 (the fixture)
+from tests.unit.stream_feed import StreamFeed
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -138,3 +141,26 @@ def test_dynamodb_stream_event_updates_the_queue_counters_once(stack: Stack) -> 
     assert (counts["waiting"], counts["completed"], counts["total"]) == (1, 1, 1)
     minute = counters.read_buckets("email-sending", since_ms=1795485600000 - 60_000, resolution="minute", until_ms=1795485720000)
     assert sum(b.completed for b in minute) == 1
+
+
+def test_with_enqueue_from_stream_the_api_sends_no_message_and_the_stream_enqueues_the_job(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.deps import job_service
+    from api.main import handler as api_handler
+    from shared.settings import get_settings
+    from tests.unit.api_events import http_event, user
+
+    monkeypatch.setenv("JOBQ_ENQUEUE_FROM_STREAM", "true")
+    get_settings.cache_clear()
+    job_service.cache_clear()
+    feed = StreamFeed(stack.table_name)
+    body = {"queue": "email-sending", "type": "send-email", "data": {"to": "a@example.com", "subject": "s", "body": "b"}, "options": {"jobId": "boxed"}}
+
+    created = api_handler(http_event("POST", "/jobs", body=body, claims=user("ann")), FakeLambdaContext())
+
+    assert created["statusCode"] == 201
+    assert stack.receive("email-sending") == []  # the API wrote the job item only
+    feed.deliver()
+    (message,) = stack.receive("email-sending")
+    assert json.loads(message["Body"])["jobId"] == "boxed" and json.loads(message["Body"])["userId"] == "ann"
+    get_settings.cache_clear()
+    job_service.cache_clear()

@@ -118,3 +118,52 @@ def test_past_the_unfinished_quota_429_and_a_finished_job_gives_its_place_back(q
     feed.deliver()
     assert DynamoQuotaStore(quotas.table_name).unfinished("ann") == 4
     assert create("ann", jobId="j5")["statusCode"] == 201
+
+
+class _Writes:
+    """The DynamoDB writes made through the shared client while it is open (operation names)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def __enter__(self) -> list[str]:
+        from shared.adapters import clients
+
+        clients.client("dynamodb").meta.events.register("provide-client-params.dynamodb", self._record)
+        return self.names
+
+    def __exit__(self, *exc: Any) -> None:
+        from shared.adapters import clients
+
+        clients.client("dynamodb").meta.events.unregister("provide-client-params.dynamodb", self._record)
+
+    def _record(self, model: Any, **_: Any) -> None:
+        if model.name in ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"):
+            self.names.append(model.name)
+
+
+def test_a_create_under_both_quotas_takes_its_rate_and_its_place_in_one_write(quotas: Stack) -> None:
+    assert create("ann")["statusCode"] == 201  # the first of the minute may write twice (the window turns)
+    with _Writes() as writes:
+        assert create("ann")["statusCode"] == 201
+    assert writes == ["UpdateItem", "PutItem"]  # the account item (rate and place together), the job
+    usage = json.loads(call("GET", "/quotas/ann", admin())["body"])["data"]
+    assert usage["createdThisMinute"] == 2 and usage["unfinishedJobs"] == 2
+
+
+def test_a_create_refused_for_its_unfinished_quota_counts_no_rate(quotas: Stack) -> None:
+    call("PUT", "/quotas/ann", admin(), {"jobsPerMinute": 100, "maxUnfinishedJobs": 2})
+    assert [create("ann")["statusCode"] for _ in range(3)] == [201, 201, 429]
+    usage = json.loads(call("GET", "/quotas/ann", admin())["body"])["data"]
+    assert usage["createdThisMinute"] == 2 and usage["unfinishedJobs"] == 2
+
+
+def test_the_rate_starts_again_each_minute_and_a_container_with_an_older_clock_counts_in_the_new_one(quotas: Stack) -> None:
+    one, other = DynamoQuotaStore(quotas.table_name), DynamoQuotaStore(quotas.table_name)  # two containers
+    assert [one.take("ann", 100, 1, 2) for _ in range(3)] == [None, None, "rate"]
+    assert other.take("ann", 101, 2, 2) is None  # the next minute: a full window again
+    assert one.take("ann", 100, 1, 2) == "rate"  # its clock still says 100: counted in 101, which is full
+    assert one.rate_used("ann", 101) == 2 and one.rate_used("ann", 100) == 0
+    assert one.take("ann", 102, 1, 2, place_limit=1) is None and one.unfinished("ann") == 1
+    assert other.take("ann", 102, 1, 2, place_limit=1) == "unfinished"  # nothing taken: the rate stays 1
+    assert one.rate_used("ann", 102) == 1

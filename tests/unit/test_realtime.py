@@ -339,7 +339,49 @@ def test_events_reach_the_jobs_subscribers_and_an_admins_queue_subscription_only
     assert live.server.types("alice")[-3:] == ["job:waiting", "job:active", "job:completed"]
     assert live.server.types("root")[-3:] == ["job:waiting", "job:active", "job:completed"]
     assert live.server.types("bob") == ["subscribed"]
-    assert outcome["sent"] == 6 and outcome["lookups"] == 6  # 2 Queries a record: the job's topic and its queue's
+    assert outcome["sent"] == 6 and outcome["lookups"] == 2  # one Query a topic a batch: the job's and its queue's
+    assert outcome["marker_reads"] == 1  # the batch's watch markers, in one read
+
+
+def test_a_job_nobody_watches_costs_no_subscriber_lookup(live: Live) -> None:
+    live.connect("bob", live.token("bob"))
+    live.send("bob", {"action": "subscribe", "jobId": "his-own"})  # another owner's jobs are watched, not alice's
+    live.connect("root", live.token("root", admin=True))
+    live.send("root", {"action": "subscribe", "queue": "video-processing"})  # another queue is watched, not this one
+    job = live.create("alice", "unwatched")
+    active = _moved(job, JobStatus.ACTIVE, attempts=1)
+
+    outcome = live.stream((None, job), (job, active), (active, _moved(active, JobStatus.COMPLETED, result={"ok": True})))
+
+    assert outcome["events"] == 3 and outcome.get("lookups", 0) == 0 and outcome["unwatched"] == 6
+    assert outcome["marker_reads"] == 1  # one BatchGetItem for the whole batch
+    assert live.server.types("bob") == ["subscribed"] and live.server.types("root") == ["subscribed"]
+
+
+def test_a_subscription_made_after_an_unwatched_batch_gets_the_next_change(live: Live) -> None:
+    live.connect("c1", live.token("alice"))
+    job = live.create("alice", "late")
+    assert live.stream((None, job)).get("lookups", 0) == 0  # nobody watched alice's jobs then: nothing remembered of it
+    live.send("c1", {"action": "subscribe", "jobId": "late"})
+    active = _moved(job, JobStatus.ACTIVE, attempts=1)
+
+    outcome = live.stream((job, active))
+
+    assert live.server.types("c1")[-1] == "job:active" and outcome["sent"] == 1
+
+
+def test_a_scope_known_watched_needs_no_marker_read_in_the_next_batch(live: Live) -> None:
+    live.connect("c1", live.token("alice"))
+    live.send("c1", {"action": "subscribe", "jobId": "watched"})
+    job = live.create("alice", "watched")
+    first = live.stream((None, job))
+    active = _moved(job, JobStatus.ACTIVE, attempts=1)
+
+    second = live.stream((job, active))
+
+    assert first["marker_reads"] == 1 and first["sent"] == 1
+    # alice's jobs are known watched until her marker's time; the queue's absence of one is read again
+    assert second["marker_reads"] == 1 and second["sent"] == 1 and second["lookups"] == 1
 
 
 def test_the_stream_sample_event_is_pushed_to_the_subscriber_of_its_job(live: Live) -> None:
@@ -392,7 +434,8 @@ def test_progress_of_a_busy_job_reaches_a_subscriber_at_most_once_per_interval(l
     # one at the start of each second of the job's timeline, and the held latest once due
     assert progress[0] == 1 and progress[-1] == 100 and len(progress) <= 3
     assert outcome["held"] >= 97
-    assert outcome["lookups"] == 2 and outcome["cached_lookups"] == 198  # the subscriber list is reused
+    assert outcome["lookups"] == 1 and outcome["cached_lookups"] == 99  # the subscriber list is reused
+    assert outcome["unwatched"] == 100  # nobody watches the queue: no Query for it
 
 
 def test_a_large_result_is_sent_as_a_pointer(live: Live) -> None:
@@ -413,6 +456,7 @@ def test_a_subscription_that_no_longer_holds_gets_nothing(live: Live) -> None:
     from shared.realtime import Connection
 
     store = services.event_fanout().connections
+    store.mark_watched("JOBS#alice", until=int(time.time()) + 60)
     store.subscribe(Connection("mallory", Identity("mallory")), "JOB#alice#secret", expires_at=int(time.time()) + 60)
     job = live.create("alice", "secret")
 
