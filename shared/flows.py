@@ -201,7 +201,7 @@ class FollowUps:
         if self._items() + 2 > MAX_FOLLOW_UP_ITEMS:
             raise PermanentJobError(f"a job adds at most {MAX_FOLLOW_UP_ITEMS} items (a job 1, a child 2)")
         job_id = f"{self._base}:c{self.owner.version}.{len(self.children)}"
-        link = ParentLink(job_id=self.owner.job_id, queue=self.owner.queue, on_failure=on_failure)
+        link = ParentLink(job_id=self.owner.job_id, queue=self.owner.queue, on_failure=on_failure, root=self.owner.flow_id() or self.owner.job_id)
         try:
             job = self.planner.follow_up(request, self.owner, job_id, parent=link, now=self.now())
         except JobqError as err:
@@ -241,7 +241,7 @@ class FlowService:
         if depth > MAX_FLOW_DEPTH:
             raise Invalid(f"a flow is at most {MAX_FLOW_DEPTH} levels deep")
         _, job = self.jobs._prepare(node, caller, job_id, now)  # the queue's access, the type, the data's size
-        link = ParentLink(job_id=parent.job_id, queue=parent.queue, on_failure=node.on_failure) if parent else None
+        link = ParentLink(job_id=parent.job_id, queue=parent.queue, on_failure=node.on_failure, root=parent.flow_id() or parent.job_id) if parent else None
         updates: dict[str, Any] = {"parent": link}
         if node.children:
             if job.delay:

@@ -71,6 +71,7 @@ class EventType(StrEnum):
 
 
 ENDINGS: frozenset[EventType] = frozenset({EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED})
+FLOW_COMPLETED = "flow:completed"  # a flow's root ended (completed, failed or cancelled): sent to the flow's subscribers
 
 
 # ---- topics and subscribers ---------------------------------------------------------------------------
@@ -83,6 +84,11 @@ def job_topic(user_id: str, job_id: str) -> str:
 
 def queue_topic(queue: str) -> str:
     return f"QUEUE#{queue}"
+
+
+def flow_topic(user_id: str, root_id: str) -> str:
+    """Every job of the flow under ``root_id`` (a flow is one user's: its jobs share the owner)."""
+    return f"FLOW#{user_id}#{root_id}"
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,7 @@ class ConnectionStore(Protocol):
     def subscribe(self, connection: Connection, topic: str, *, expires_at: int) -> None: ...
     def unsubscribe(self, connection_id: str, topic: str) -> None: ...
     def subscribers(self, topic: str) -> list[Subscriber]: ...
+    def flow_subscribers(self) -> dict[str, list[Subscriber]]: ...  # every flow topic with its subscribers, one lookup
 
 
 class ConnectionSender(Protocol):
@@ -181,6 +188,25 @@ def event_for(kind: EventType, job: Job, *, inline_result_bytes: int) -> dict[st
     elif kind is EventType.STALLED:
         event.update(attempt=job.attempts, maxAttempts=job.max_attempts)
     return event
+
+
+def flow_completed_event(root: Job, *, inline_result_bytes: int) -> dict[str, Any]:
+    """The flow under ``root`` ended: its root's id (``flowId``), status, and result (or a pointer) or error."""
+    event = {**_base(EventType.COMPLETED, root), "type": FLOW_COMPLETED, "flowId": root.job_id}
+    if root.status is JobStatus.COMPLETED:
+        size = json_size(root.result)
+        if size <= inline_result_bytes:
+            event["result"] = root.result
+        else:
+            event["resultRef"] = {"href": f"/flows/{root.job_id}?userId={root.user_id}", "bytes": size}
+    else:
+        event["error"] = root.error
+    return event
+
+
+def ends_flow(job: Job) -> bool:
+    """A flow's root (no parent, has children) in a final state: its flow ended."""
+    return job.parent is None and job.has_children and job.status in FINISHED
 
 
 def change_kind(old: Job | None, new: Job | None) -> EventType | None:
@@ -290,6 +316,7 @@ class RealtimeService:
         if connection is None:
             raise NotFound("this connection is not known (it expired): reconnect")
         topic, target, job = self._topic(connection, request)
+        flow = "flowId" in target
         if action == "unsubscribe":
             self.connections.unsubscribe(connection_id, topic)
             return [{"type": "unsubscribed", **target}]
@@ -303,16 +330,24 @@ class RealtimeService:
             # Another user's job on a queue the caller may not read: as the HTTP API, not found.
             self.connections.unsubscribe(connection_id, topic)
             raise NotFound(f"job {found.job_id} not found")
+        if flow and found is not None and found.parent is not None:
+            self.connections.unsubscribe(connection_id, topic)
+            root = found.flow_id()
+            raise Invalid(f"job {found.job_id} is part of the flow {root}: subscribe to its root, flowId {root!r}")
         reply["status"] = found.status.value if found else None
         if found is None:
             return [reply]
-        return [reply, current_event(found, inline_result_bytes=self.settings.realtime_inline_result_bytes)]
+        inline = self.settings.realtime_inline_result_bytes
+        replies = [reply, current_event(found, inline_result_bytes=inline)]
+        if flow and ends_flow(found):
+            replies.append(flow_completed_event(found, inline_result_bytes=inline))  # the flow ended already
+        return replies
 
     def _topic(self, connection: Connection, request: Mapping[str, Any]) -> tuple[str, dict[str, str], tuple[str, str] | None]:
         caller = connection.caller
-        job_id, queue, user_id = request.get("jobId"), request.get("queue"), request.get("userId")
-        if (job_id is None) == (queue is None):
-            raise Invalid("send either jobId (a job) or queue (every job of a queue)")
+        job_id, queue, user_id, flow_id = request.get("jobId"), request.get("queue"), request.get("userId"), request.get("flowId")
+        if [job_id, queue, flow_id].count(None) != 2:
+            raise Invalid("send one of jobId (a job), flowId (every job of a flow, by its root's id) or queue (every job of a queue)")
         if queue is not None:
             if not isinstance(queue, str) or queue not in self.queues.names():
                 if not (caller.sees_everything or caller.groups):
@@ -321,8 +356,10 @@ class RealtimeService:
             if not allows(caller, Action.READ, self.access_of(queue)):
                 raise Forbidden(f"a queue subscription shows every job of '{queue}': your groups may not read them")
             return queue_topic(queue), {"queue": queue}, None
+        named = "jobId" if flow_id is None else "flowId"
+        job_id = job_id if flow_id is None else flow_id
         if not isinstance(job_id, str) or not _matches(JOB_ID_PATTERN, job_id):
-            raise Invalid("jobId is not a valid job id")
+            raise Invalid(f"{named} is not a valid job id")
         if user_id is not None and (not isinstance(user_id, str) or not user_id or len(user_id) > 256):
             raise Invalid("userId must be a user id")
         owner = JobService.owner_for(caller, user_id)  # whose namespace, by the HTTP API's rule
@@ -331,6 +368,9 @@ class RealtimeService:
             raise NotFound(f"job {job_id} not found")
         # Your own namespace: a job you are about to create may be subscribed to already. Another's:
         # the job's queue decides (above, once it is read; and again for every event).
+        if flow_id is not None:
+            # GET /flows/{id}'s rule: whoever may read the root reads the flow (and each event is checked again).
+            return flow_topic(owner, job_id), {"flowId": job_id, "userId": owner}, (owner, job_id)
         return job_topic(owner, job_id), {"jobId": job_id, "userId": owner}, (owner, job_id)
 
 
@@ -561,24 +601,27 @@ class EventFanout:
         self.throttle = throttle or ProgressThrottle(settings.realtime_progress_interval_ms)
         self.budget = QueueBudget(settings.realtime_queue_events_per_second, settings.realtime_queue_progress_per_second)
         self.cache = _SubscriberCache(settings.realtime_subscriber_cache_ms)
+        self._flow_cache: tuple[int, dict[str, list[Subscriber]]] | None = None
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=settings.realtime_send_workers, thread_name_prefix="push")
 
     def publish(self, changes: Iterable[JobChange]) -> FanoutOutcome:
         outcome = FanoutOutcome()
         outbox: list[tuple[str, dict[str, Any]]] = []
+        events: list[tuple[EventType, Job]] = []
         for change in changes:
             outcome.records += 1
             kind = change_kind(change.old, change.new)
-            if kind is None or change.new is None:
-                continue
-            job = change.new
+            if kind is not None and change.new is not None:
+                events.append((kind, change.new))
+        flows = self._flow_subscribers(events, outcome)
+        for kind, job in events:
             outcome.events += 1
             outcome.by_type[kind.value] = outcome.by_type.get(kind.value, 0) + 1
             event = event_for(kind, job, inline_result_bytes=self.settings.realtime_inline_result_bytes)
             progress = kind is EventType.PROGRESS
             access = self.access_of(job.queue)
-            for subscriber, via_queue in self._subscribers(job, progress=progress, outcome=outcome):
+            for subscriber, via_queue in self._subscribers(job, progress=progress, outcome=outcome, flows=flows):
                 if not may_read_job(subscriber.caller, job.user_id, access):
                     outcome.denied += 1  # a subscription that no longer holds (a permission taken away; defence in depth)
                     continue
@@ -594,14 +637,45 @@ class EventFanout:
                     outcome.capped += 1
                     continue
                 outbox.append((subscriber.connection_id, event))
+            if flows and ends_flow(job):
+                ended = flow_completed_event(job, inline_result_bytes=self.settings.realtime_inline_result_bytes)
+                for subscriber in flows.get(flow_topic(job.user_id, job.job_id), ()):
+                    if may_read_job(subscriber.caller, job.user_id, access):
+                        outbox.append((subscriber.connection_id, ended))
+                        outcome.by_type[FLOW_COMPLETED] = outcome.by_type.get(FLOW_COMPLETED, 0) + 1
         outbox += self.budget.notices(self.clock())
         self._send(outbox, outcome)
         self._flush_held(outcome)
         return outcome
 
-    def _subscribers(self, job: Job, *, progress: bool, outcome: FanoutOutcome) -> list[tuple[Subscriber, bool]]:
-        """The job's subscribers, each once, and whether only through the job's queue."""
+    def _flow_subscribers(self, events: list[tuple[EventType, Job]], outcome: FanoutOutcome) -> dict[str, list[Subscriber]]:
+        """Every flow subscription, by topic: one lookup per batch, and only for a batch with a job of a flow.
+
+        A batch of jobs outside flows pays nothing. One with a status change of a flow's job reads them
+        fresh (strongly consistent: an ending is never missed); one with only progress reuses the last
+        answer for ``realtime_subscriber_cache_ms``, as a job's own subscribers are.
+        """
+        in_flows = [kind for kind, job in events if job.flow_id() is not None]
+        if not in_flows:
+            return {}
+        now = self.clock()
+        cached = self._flow_cache
+        if cached is not None and all(k is EventType.PROGRESS for k in in_flows) and now - cached[0] <= self.settings.realtime_subscriber_cache_ms:
+            outcome.cached_lookups += 1
+            return cached[1]
+        subscribers = self.connections.flow_subscribers()
+        outcome.lookups += 1
+        self._flow_cache = (now, subscribers)
+        return subscribers
+
+    def _subscribers(
+        self, job: Job, *, progress: bool, outcome: FanoutOutcome, flows: Mapping[str, list[Subscriber]] | None = None
+    ) -> list[tuple[Subscriber, bool]]:
+        """The job's subscribers (its own, its queue's, its flow's), each once, and whether only through the job's queue."""
         found: dict[str, tuple[Subscriber, bool]] = {}
+        root = job.flow_id() if flows else None
+        for subscriber in flows.get(flow_topic(job.user_id, root), ()) if flows and root else ():
+            found.setdefault(subscriber.connection_id, (subscriber, False))
         for topic, via_queue in ((job_topic(job.user_id, job.job_id), False), (queue_topic(job.queue), True)):
             now = self.clock()
             subscribers = self.cache.get(topic, now) if progress else None
@@ -646,6 +720,7 @@ class EventFanout:
         self.throttle.drop_connection(connection_id)
         self.budget.forget_connection(connection_id)
         self.cache.forget_connection(connection_id)
+        self._flow_cache = None
         try:
             self.connections.forget_connection(connection_id)
         except JobqError as err:  # TTL removes it anyway
