@@ -50,7 +50,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
-from shared import lifecycle
+from shared import admission, lifecycle
 from shared.access import Identity
 from shared.adapters import policies, queues, scheduler
 from shared.adapters.flows import (
@@ -272,6 +272,14 @@ class FlowService:
         nodes = list(_walk(root))
         if len(nodes) > MAX_FLOW_NODES:
             raise Invalid(f"a flow holds at most {MAX_FLOW_NODES} jobs; this one has {len(nodes)}")
+        existing = self.store.get(caller.user_id, root_id)
+        if existing is not None:
+            if existing.parent is not None or self.flows.counts(JobRef.of(existing)) is None:
+                raise Conflict(f"jobId '{root_id}' is already in use")
+            if self._staged(nodes):
+                self._release([n.job for n in nodes if not n.children])
+            return existing, False, len(nodes)  # a replayed create is free, as POST /jobs
+        places = self._admit(nodes)  # the user's rate and unfinished-job quotas and each queue's limits: all, or 429 and none
         leaves = [n.job for n in nodes if not n.children]
         actions = self._actions(nodes)
         staged = len(actions) > MAX_TRANSACTION_ITEMS
@@ -280,26 +288,49 @@ class FlowService:
             nodes_held = [PlannedNode(n.job.model_copy(update={"status": S.WAITING_CHILDREN}) if n.job.job_id in held else n.job, n.children, n.depth)
                           for n in nodes]  # fmt: skip
             actions = self._actions(nodes_held)
-        existing = self.store.get(caller.user_id, root_id)
-        if existing is not None:
-            if existing.parent is not None or self.flows.counts(JobRef.of(existing)) is None:
-                raise Conflict(f"jobId '{root_id}' is already in use")
-            if staged:
-                self._release(leaves)
-            return existing, False, len(nodes)
         if staged:
             # children before parents, the root last: a crash leaves no root, so no flow to see or run
+            # (the HealthFunction removes such a tree: FlowSweep)
             for start in range(0, len(actions), MAX_TRANSACTION_ITEMS):
-                self._write_tolerating_existing(actions[start : start + MAX_TRANSACTION_ITEMS])
+                self._write_tolerating_existing(actions[start : start + MAX_TRANSACTION_ITEMS], caller.user_id)
             self._release([n.job for n in nodes_held if n.job.job_id in held], fresh=True)
         else:
             try:
                 self.flows.write(actions)
             except Conflict as clash:
+                self.jobs.admission.give_back_many(caller.user_id, places)  # nothing stored
                 raise Conflict(f"jobId '{root_id}' is already in use") from clash
+            except Unavailable:
+                self.jobs.admission.give_back_many(caller.user_id, places)
+                raise
             self._enqueue(leaves)
         logger.info("flow created", extra={"job_id": root_id, "jobs": len(nodes), "transactions": -(-len(actions) // MAX_TRANSACTION_ITEMS)})
         return root.job, True, len(nodes)
+
+    def _staged(self, nodes: list[PlannedNode]) -> bool:
+        return sum(1 + (1 + len(n.children) if n.children else 0) for n in nodes) > MAX_TRANSACTION_ITEMS
+
+    def _admit(self, nodes: list[PlannedNode]) -> dict[tuple[str, str], int]:
+        """Count the flow against its user: the rate quota (one write for every job) and the places of
+        every job (one transaction); on refusal nothing is counted nor stored. Each job's ``held``
+        says what it took, so the stream gives it back when that job finishes."""
+        user_id = nodes[0].job.user_id
+        per_queue: dict[str, int] = {}
+        for n in nodes:
+            per_queue[n.job.queue] = per_queue.get(n.job.queue, 0) + 1
+        self.jobs.quotas.take_rate(user_id, len(nodes))
+        held, places = admission.admit_many(
+            self.jobs.admission,
+            user_id,
+            per_queue,
+            {name: policies.get_policy(self.jobs.directory.get(name)) for name in per_queue},
+            retry_after=self.jobs.settings.backpressure_retry_after_seconds,
+            account_limit=self.jobs.quotas.of(user_id).max_unfinished_jobs,
+        )
+        for n in nodes:
+            if held.get(n.job.queue):
+                n.job = n.job.model_copy(update={"held": held[n.job.queue]})
+        return places
 
     def _actions(self, nodes: list[PlannedNode]) -> list[dict[str, Any]]:
         """Every item of the tree, deepest first (the root's job item is the very last)."""
@@ -314,13 +345,23 @@ class FlowService:
         root = actions.pop(next(i for i in range(len(actions) - 1, -1, -1) if "Put" in actions[i] and actions[i]["Put"]["Item"]["sk"]["S"] == "JOB"))
         return [*actions, root]
 
-    def _write_tolerating_existing(self, actions: list[dict[str, Any]]) -> None:
+    def _write_tolerating_existing(self, actions: list[dict[str, Any]], user_id: str) -> None:
         """A chunk of a large tree. A transaction is all or nothing and the chunks are the same on a
-        retried request, so a chunk that finds its items there was written whole before: skipped."""
+        retried request, so a chunk that finds its items there was written whole before: skipped,
+        and the places this request took for its jobs given back (the first request's jobs hold theirs)."""
         try:
             self.flows.write(actions)
         except Conflict:
             logger.info("a chunk of a flow was written before; going on", extra={"items": len(actions)})
+            again: dict[tuple[str, str], int] = {}
+            for action in actions:
+                item = action.get("Put", {}).get("Item", {})
+                if item.get("sk", {}).get("S") == "JOB" and "held" in item:
+                    for name in (v["S"] for v in item["held"].get("L", [])):
+                        key = (item["queue"]["S"], name) if name != admission.ACCOUNT_COUNTER else ("", name)
+                        again[key] = again.get(key, 0) + 1
+            if again:
+                self.jobs.admission.give_back_many(user_id, again)
 
     def _release(self, leaves: list[Job], *, fresh: bool = False) -> None:
         """The leaves of a large tree, held ``waiting-children``, become ``waiting`` (the Wake enqueues
