@@ -64,7 +64,7 @@ from shared.adapters.flows import (
     FlowStore,
 )
 from shared.adapters.job_repository import JobStore
-from shared.clock import iso, now_ms
+from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, Invalid, JobqError, PermanentJobError, Unavailable
 from shared.models import FailurePolicy, Job, JobCreate, JobPublic, JobRef, ParentLink, QueueInfo, QueuePolicy
 from shared.observability import logger
@@ -649,6 +649,64 @@ class FlowEvents:
         return cancelled
 
 
+# ---- the HealthFunction's part: trees a crash left half-created -------------------------------------------
+@dataclass
+class FlowSweepOutcome:
+    removed: int = 0  # jobs of a tree whose root was never written
+    released: int = 0  # leaves of a written tree still held back
+
+
+class FlowSweep:
+    """Finishes or removes what a crash in the middle of a staged ``POST /flows`` left.
+
+    A large tree is written children first and its root last, every job ``waiting-children``, then
+    its leaves are released. So a ``waiting-children`` job older than the grace is one of:
+    a job of a tree whose root does not exist (the request died before its last chunk: nothing
+    of it is visible or ran; its items are removed, the stream gives back its places), or a leaf
+    (no children, no counter) of a tree whose root exists (the request died before releasing it:
+    it is released, as the request would have). Anything else waits for its children as it should.
+    """
+
+    def __init__(self, store: JobStore, flows: FlowStore, transitions: Transitions) -> None:
+        self.store = store
+        self.flows = flows
+        self.transitions = transitions
+
+    def sweep(self, queue: QueueInfo, jobs: Iterable[Job], *, older_than: int, now: int) -> FlowSweepOutcome:
+        outcome = FlowSweepOutcome()
+        roots: dict[JobRef, bool] = {}
+        for job in jobs:
+            if job.status is not S.WAITING_CHILDREN or _created_ms(job) >= older_than:
+                continue
+            root_id = job.flow_id()
+            if root_id is None:
+                continue
+            root = JobRef(job.user_id, root_id)
+            if root not in roots:
+                roots[root] = root == JobRef.of(job) or self.store.get(root.user_id, root.job_id) is not None
+            if not roots[root]:
+                # Its parent's edge first: the stream then counts its removal toward no parent (which must not start).
+                if job.parent is not None:
+                    self.flows.delete_edge(JobRef(job.user_id, job.parent.job_id), job.job_id)
+                self.flows.delete_parent_items(JobRef.of(job))
+                if self.store.delete_unchanged(job):
+                    outcome.removed += 1
+                    logger.warning("job of a half-created flow removed", extra={"job_id": job.job_id, "flow": root_id})
+            elif not job.has_children and self.flows.counts(JobRef.of(job)) is None:
+                with contextlib.suppress(Conflict):
+                    self.transitions.apply(lifecycle.children_done(job, now=now), queue)
+                    outcome.released += 1
+                    logger.warning("leaf of a flow released", extra={"job_id": job.job_id, "flow": root_id})
+        return outcome
+
+
+def _created_ms(job: Job) -> int:
+    try:
+        return parse_iso(job.created_at)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _flag(image: Mapping[str, Any], name: str) -> bool:
     return bool((image.get(name) or {}).get("BOOL"))
 
@@ -662,7 +720,7 @@ def _plain_map(value: Mapping[str, Any]) -> dict[str, Any]:
     return {k: next(iter(v.values())) for k, v in (value.get("M") or {}).items()}
 
 
-__all__ = ["FlowEvents", "FlowNode", "FlowService", "FollowUps", "JobPlanner", "QueueInfo", "children_values", "follow_up_actions"]
+__all__ = ["FlowEvents", "FlowNode", "FlowService", "FlowSweep", "FollowUps", "JobPlanner", "QueueInfo", "children_values", "follow_up_actions"]
 
 
 FlowNode.model_rebuild()
