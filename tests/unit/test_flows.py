@@ -398,3 +398,25 @@ def test_retention_never_removes_a_child_whose_parent_still_waits(stack: Stack) 
     assert status(stack, "kept") == "failed"
     Maintenance(stack.store, queues.directory(), stack.settings).clean()
     assert stack.store.get("alice", "kept:0") is None  # its parent finished: retention applies again
+
+
+def test_retrying_a_failed_parent_runs_it_alone_with_its_processed_childrens_values_as_bullmq_does(stack: Stack) -> None:
+    """BullMQ's job.retry() on a parent (reprocessJob) moves only that job back to wait: its failed
+    children stay failed. jobq's POST /jobs/{parent}/retry does the same; retrying the failed child
+    instead is what runs the child and resumes the parent."""
+    feed = StreamFeed(stack.table_name)
+    BEHAVIOUR["fail"] = _fails
+    BEHAVIOUR["count"] = lambda j: {"values": sorted(j.children_values())}
+    _, out = call("POST", "/flows", node(A, 0, node(B, 1), node(B, 2, data={"do": "fail"}), data={"do": "count"}))
+    root = out["data"]["flowId"]
+    drain(stack, feed)
+    assert status(stack, root) == "failed"
+    BEHAVIOUR.pop("fail")
+
+    assert call("POST", f"/jobs/{root}/retry")[0] == 200
+    drain(stack, feed)
+
+    assert status(stack, root) == "completed" and status(stack, f"{root}:1") == "failed"  # the child did not run again
+    assert stack.store.get("alice", root).result == {"values": [f"{root}:0"]}  # type: ignore[union-attr]
+    _, deps = call("GET", f"/jobs/{root}/dependencies?status=failed")
+    assert [d["jobId"] for d in deps["data"]["dependencies"]] == [f"{root}:1"]
