@@ -420,3 +420,24 @@ def test_retrying_a_failed_parent_runs_it_alone_with_its_processed_childrens_val
     assert stack.store.get("alice", root).result == {"values": [f"{root}:0"]}  # type: ignore[union-attr]
     _, deps = call("GET", f"/jobs/{root}/dependencies?status=failed")
     assert [d["jobId"] for d in deps["data"]["dependencies"]] == [f"{root}:1"]
+
+
+def test_a_waiting_parent_shows_in_the_queue_counts_the_dashboard_totals_and_the_listing(stack: Stack) -> None:
+    from api.deps import job_service
+    from api.routes.schedules import schedule_service
+    from shared.access import Identity
+    from shared.dashboard import build_dashboard
+    from shared.queue_admin import QueueService
+    from tests.unit.api_events import admin
+
+    feed = StreamFeed(stack.table_name)
+    assert call("POST", "/flows", node(A, 0, node(B, 1, options={"delay": 600_000}), options={"jobId": "waits"}))[0] == 201
+    feed.deliver()
+
+    _, queue = call("GET", f"/queues/{A}", claims=admin())
+    board = build_dashboard(QueueService(job_service()), schedule_service(), Identity("root", is_admin=True)).model_dump(by_alias=True)
+    _, listing = call("GET", f"/jobs?queue={A}&status=waiting-children", claims=admin())
+
+    assert queue["data"]["liveStats"]["waiting-children"] == 1
+    assert board["totals"]["waiting-children"] == 1  # GET /dashboard's data (the page's route shadows it: it is served at /dashboard)
+    assert [j["jobId"] for j in listing["data"]["jobs"]] == ["waits"]
