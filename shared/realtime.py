@@ -5,6 +5,7 @@ A client connects to the WebSocket API with its JWT (verified in ``$connect``), 
     {"action": "subscribe", "jobId": "invoice-42"}                     # its own job
     {"action": "subscribe", "jobId": "invoice-42", "userId": "alice"}  # alice's job, for those who may read it
     {"action": "subscribe", "queue": "email-sending"}                  # every job of a queue, for its readers
+    {"action": "subscribe", "flowId": "order-7"}                       # every job of a flow (by its root), as GET /flows/{id}
     {"action": "unsubscribe", ...the same fields...}
     {"action": "ping"}
 
@@ -16,6 +17,10 @@ and ``at`` (when the change was written) on every one::
 
 Event types: ``job:waiting``, ``job:delayed``, ``job:active``, ``job:progress``,
 ``job:completed``, ``job:failed`` (``error``, ``willRetry``), ``job:cancelled``, ``job:stalled``.
+A flow's subscribers get its jobs' events and, when the root ends, ``flow:completed`` (``flowId``,
+``status``, ``result`` | ``resultRef`` | ``error``). A job's flow is its item's ``parent.root``
+(or itself, for a root), so no lookup finds it; the flow subscriptions are read once per stream
+batch that holds a flow's job (``EventFanout._flow_subscribers``), never for other batches.
 Subscribing answers ``{"type": "subscribed", ...}`` and then the job's current state as its
 event (a finished job's final event), so a client that subscribes late misses nothing.
 
