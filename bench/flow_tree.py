@@ -95,6 +95,8 @@ def main() -> None:
             with stack.client("root", admin=True) as admin:
                 response = admin.put(f"/queues/{QUEUE}/processors/{TYPE}", json={"kind": "http", "url": target.url, "timeoutSeconds": 10})
                 assert response.status_code in (200, 201), response.text
+                # Both workloads within a minute: past the default rate quota (UserJobsPerMinute), which a flow counts against.
+                assert admin.put("/quotas/bench", json={"jobsPerMinute": 100_000}).status_code == 200
                 for name in (q["name"] for q in admin.get("/queues").json()["data"] if q["name"] != QUEUE):
                     admin.post(f"/queues/{name}/pause")
             plain = plain_jobs(stack, control, target, nodes)

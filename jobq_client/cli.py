@@ -674,16 +674,43 @@ def flow_tree(node: dict[str, Any], tree: Tree | None = None) -> Tree:
 
 
 @flows_app.command("show")
-def flows_show(job_id: str, user: User = None, as_json: Json = False) -> None:
+def flows_show(
+    job_id: str,
+    user: User = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Then print each job's change until the flow ends (exit 1 if it did not complete).")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the end with --watch.")] = 3600,
+    live: LiveFlag = True,
+    as_json: Json = False,
+) -> None:
     """A job's flow: the job, its parent, and the tree of its children with their statuses."""
     flow = run(lambda: client().flow(job_id, user_id=user))
     if as_json:
         print_json(flow)
+    else:
+        parent = dump(getattr(run(lambda: client().get(job_id, user_id=user)), "parent", None))  # a flow child's parent link
+        if isinstance(parent, dict):
+            out.print(f"parent: [bold]{parent.get('jobId')}[/] on {parent.get('queue')} (if this job fails: {parent.get('onFailure', '-')})")
+        out.print(flow_tree(flow))
+    if not watch:
         return
-    parent = dump(getattr(run(lambda: client().get(job_id, user_id=user)), "parent", None))  # a flow child's parent link
-    if isinstance(parent, dict):
-        out.print(f"parent: [bold]{parent.get('jobId')}[/] on {parent.get('queue')} (if this job fails: {parent.get('onFailure', '-')})")
-    out.print(flow_tree(flow))
+    ended: dict[str, Any] = {}
+
+    def events() -> None:
+        nonlocal ended
+        for event, via in client().watch_flow(job_id, timeout, user_id=user, live=live):
+            if as_json:
+                sys.stdout.write(json.dumps({**event, "via": via}, default=str) + "\n")
+                sys.stdout.flush()
+            elif event.get("type") != "flow:completed":
+                progress = f" {event['progress']}%" if event.get("type") == "job:progress" else ""
+                out.print(f"[dim]{via}[/] {event.get('jobId')} {status_text(str(event.get('status') or ''))}{progress}")
+            ended = event if event.get("type") == "flow:completed" else ended
+
+    run(events)
+    if not as_json:
+        out.print(f"flow {job_id} {status_text(str(ended.get('status')))}" + (f": {ended['error']}" if ended.get("error") else ""))
+        out.print(flow_tree(run(lambda: client().flow(job_id, user_id=user))))
+    raise typer.Exit(0 if ended.get("status") == "completed" else 1)
 
 
 # ---- sign in ----------------------------------------------------------------------------------

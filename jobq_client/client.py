@@ -425,6 +425,54 @@ class Client:
             raise NotAvailable("flows are not available on this API yet (jobs that start jobs come with flows, issue 14)")
         return self._call("GET", f"/flows/{_seg(job_id)}", None, params=_owner(user_id)) or {}
 
+    def watch_flow(
+        self, job_id: str, timeout: float = 3600.0, *, user_id: str | None = None, live: bool = True, poll_interval: float = 1.0
+    ) -> Iterator[tuple[dict[str, Any], str]]:
+        """A flow's events until its root ends, each with how it came ("push" or "poll"); the last is ``flow:completed``.
+
+        Pushed: the WebSocket's flow subscription (its jobs' ``job:*`` events, then ``flow:completed``).
+        Polled (no WebSocket, or it failed): ``GET /flows/{id}`` every ``poll_interval`` s, a
+        ``job:<status>`` event for each job whose status changed. ``WaitTimeout`` after ``timeout`` s.
+        """
+        deadline = time.monotonic() + timeout
+        events: JobEvents | None = None
+        if live:
+            try:
+                events = JobEvents(self.websocket_url or "", self.token, job_id, user_id, open_timeout=min(5.0, timeout), flow=True).__enter__()
+            except LiveUnavailable:
+                events = None
+        try:
+            while events is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WaitTimeout(f"flow {job_id} has not ended after {timeout:g}s")
+                try:
+                    event = events.next(left)
+                except LiveUnavailable:
+                    break
+                if event is None:
+                    continue
+                yield event, "push"
+                if event.get("type") == "flow:completed":
+                    return
+        finally:
+            if events is not None:
+                events.close()
+        seen: dict[str, str | None] = {}
+        while True:
+            tree = self.flow(job_id, user_id=user_id)
+            for node in _nodes(tree):
+                if seen.get(node["jobId"], "") != node.get("status"):
+                    seen[node["jobId"]] = node.get("status")
+                    yield {"type": f"job:{node.get('status')}", "jobId": node["jobId"], "queue": node.get("queue"), "status": node.get("status")}, "poll"
+            if tree.get("status") in {s.value for s in FINISHED}:
+                yield {"type": "flow:completed", "flowId": job_id, "jobId": job_id, "status": tree.get("status"),
+                       "result": tree.get("result"), "error": tree.get("error")}, "poll"  # fmt: skip
+                return
+            if time.monotonic() + poll_interval > deadline:
+                raise WaitTimeout(f"flow {job_id} has not ended after {timeout:g}s")
+            self._sleep(poll_interval)
+
     # ---- health and capabilities ------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         """``GET /health`` as seed 000 prints it (no envelope): status, timestamp, uptime, checks, details."""
@@ -518,3 +566,10 @@ def _json(response: httpx.Response) -> Any:
 
 
 __all__ = ["ApiError", "Client", "ConnectionFailed", "JobUpdate", "RateLimited", "ServerError", "WaitTimeout"]
+
+
+def _nodes(tree: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A flow's nodes, root first."""
+    yield tree
+    for child in tree.get("children") or []:
+        yield from _nodes(child)

@@ -24,14 +24,18 @@ class LiveUnavailable(Exception):
 
 
 class JobEvents:
-    """A WebSocket subscribed to one job: ``next()`` is its next event, or None when none came in time."""
+    """A WebSocket subscribed to one job (or, ``flow``, to every job of the flow under it): ``next()`` is its
+    next event (a flow's: its jobs' ``job:*`` and its ``flow:completed``), or None when none came in time."""
 
-    def __init__(self, websocket_url: str, token: str | None, job_id: str, user_id: str | None, *, open_timeout: float = 5.0) -> None:
+    def __init__(
+        self, websocket_url: str, token: str | None, job_id: str, user_id: str | None, *, open_timeout: float = 5.0, flow: bool = False
+    ) -> None:
         self.websocket_url = websocket_url
         self.token = token
         self.job_id = job_id
         self.user_id = user_id
         self.open_timeout = open_timeout
+        self.flow = flow
         self._socket: ClientConnection | None = None
 
     def __enter__(self) -> JobEvents:
@@ -43,7 +47,7 @@ class JobEvents:
             self._socket = connect(self.websocket_url, additional_headers=headers, open_timeout=self.open_timeout, close_timeout=1).__enter__()
         except (OSError, TimeoutError, WebSocketException) as err:
             raise LiveUnavailable(f"cannot open {self.websocket_url}: {err or type(err).__name__}") from None
-        request: dict[str, Any] = {"action": "subscribe", "jobId": self.job_id}
+        request: dict[str, Any] = {"action": "subscribe", "flowId" if self.flow else "jobId": self.job_id}
         if self.user_id:
             request["userId"] = self.user_id
         try:
@@ -78,7 +82,10 @@ class JobEvents:
             message = self._receive(max(0.0, deadline - time.monotonic()))
             if message is None:
                 return None
-            if str(message.get("type", "")).startswith("job:") and message.get("jobId") == self.job_id:
+            kind = str(message.get("type", ""))
+            if self.flow and kind.startswith(("job:", "flow:")):
+                return message
+            if kind.startswith("job:") and message.get("jobId") == self.job_id:
                 return message
 
     def _receive(self, timeout: float) -> dict[str, Any] | None:

@@ -70,6 +70,9 @@ class Full(Exception):
 class AdmissionCounters(Protocol):
     def take(self, queue: str, user_id: str, limits: Mapping[str, int | None]) -> None: ...
     def give_back(self, queue: str, user_id: str, held: Iterable[str]) -> None: ...
+    # Many places at once (a flow): ``(queue, counter) -> (count, limit)``, one transaction, all or none.
+    def take_many(self, user_id: str, wanted: Mapping[tuple[str, str], tuple[int, int | None]]) -> None: ...
+    def give_back_many(self, user_id: str, taken: Mapping[tuple[str, str], int]) -> None: ...
 
 
 def limits_of(policy: QueuePolicy) -> dict[str, int | None]:
@@ -114,6 +117,50 @@ def admit(
             message += " (the queue is paused: it drains once resumed)"
         raise TooManyJobs(message, retry_after=retry_after * (12 if paused else 1), paused=paused) from full
     return sorted(limits)
+
+
+def admit_many(
+    counters: AdmissionCounters,
+    user_id: str,
+    jobs_per_queue: Mapping[str, int],
+    policies: Mapping[str, QueuePolicy],
+    *,
+    retry_after: int,
+    account_limit: int | None = None,
+) -> tuple[dict[str, list[str]], dict[tuple[str, str], int]]:
+    """Places for many jobs of one user at once (a flow): every one, or TooManyJobs and none.
+
+    Returns each queue's ``held`` (what each of its jobs took) and the places taken (to give
+    back if nothing is stored). The account counter is keyed by the first queue (it is one item)."""
+    wanted: dict[tuple[str, str], tuple[int, int | None]] = {}
+    held: dict[str, list[str]] = {}
+    for queue, count in jobs_per_queue.items():
+        limits = limits_of(policies[queue])
+        if account_limit is not None:
+            limits[ACCOUNT_COUNTER] = account_limit
+        if limits:
+            held[queue] = sorted(limits)
+        for name, limit in limits.items():
+            if name != ACCOUNT_COUNTER:
+                wanted[(queue, name)] = (count, limit)
+    total = sum(jobs_per_queue.values())
+    if account_limit is not None and total:
+        wanted[(next(iter(jobs_per_queue)), ACCOUNT_COUNTER)] = (total, account_limit)
+    if not wanted:
+        return held, {}
+    try:
+        counters.take_many(user_id, wanted)
+    except Full as full:
+        queue = next((q for (q, name) in wanted if name == full.which), "")
+        count, limit = next(v for (q, name), v in wanted.items() if name == full.which and q == queue)
+        if full.which == ACCOUNT_COUNTER:
+            message = f"this flow's {count} jobs do not fit in your quota of {limit} unfinished jobs; retry after some finish"
+        elif full.which == USER_COUNTER:
+            message = f"this flow's {count} jobs on queue '{queue}' do not fit in its limit of {limit} unfinished jobs per user; retry after some finish"
+        else:
+            message = f"this flow's {count} jobs on queue '{queue}' do not fit in its limit of {limit} unfinished jobs; retry after some finish"
+        raise TooManyJobs(message, retry_after=retry_after) from full
+    return held, {key: count for key, (count, _) in wanted.items()}
 
 
 # ---- the stream side: places given back (shared/stats.py adds these to its batch transaction) ----------------

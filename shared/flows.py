@@ -50,7 +50,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
-from shared import lifecycle
+from shared import admission, lifecycle
 from shared.access import Identity
 from shared.adapters import policies, queues, scheduler
 from shared.adapters.flows import (
@@ -64,7 +64,7 @@ from shared.adapters.flows import (
     FlowStore,
 )
 from shared.adapters.job_repository import JobStore
-from shared.clock import iso, now_ms
+from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, Invalid, JobqError, PermanentJobError, Unavailable
 from shared.models import FailurePolicy, Job, JobCreate, JobPublic, JobRef, ParentLink, QueueInfo, QueuePolicy
 from shared.observability import logger
@@ -202,7 +202,7 @@ class FollowUps:
         if self._items() + 2 > MAX_FOLLOW_UP_ITEMS:
             raise PermanentJobError(f"a job adds at most {MAX_FOLLOW_UP_ITEMS} items (a job 1, a child 2)")
         job_id = f"{self._base}:c{self.owner.version}.{len(self.children)}"
-        link = ParentLink(job_id=self.owner.job_id, queue=self.owner.queue, on_failure=on_failure)
+        link = ParentLink(job_id=self.owner.job_id, queue=self.owner.queue, on_failure=on_failure, root=self.owner.flow_id() or self.owner.job_id)
         try:
             job = self.planner.follow_up(request, self.owner, job_id, parent=link, now=self.now())
         except JobqError as err:
@@ -242,7 +242,7 @@ class FlowService:
         if depth > MAX_FLOW_DEPTH:
             raise Invalid(f"a flow is at most {MAX_FLOW_DEPTH} levels deep")
         _, job = self.jobs._prepare(node, caller, job_id, now)  # the queue's access, the type, the data's size
-        link = ParentLink(job_id=parent.job_id, queue=parent.queue, on_failure=node.on_failure) if parent else None
+        link = ParentLink(job_id=parent.job_id, queue=parent.queue, on_failure=node.on_failure, root=parent.flow_id() or parent.job_id) if parent else None
         updates: dict[str, Any] = {"parent": link}
         if node.children:
             if job.delay:
@@ -273,6 +273,14 @@ class FlowService:
         nodes = list(_walk(root))
         if len(nodes) > MAX_FLOW_NODES:
             raise Invalid(f"a flow holds at most {MAX_FLOW_NODES} jobs; this one has {len(nodes)}")
+        existing = self.store.get(caller.user_id, root_id)
+        if existing is not None:
+            if existing.parent is not None or self.flows.counts(JobRef.of(existing)) is None:
+                raise Conflict(f"jobId '{root_id}' is already in use")
+            if self._staged(nodes):
+                self._release([n.job for n in nodes if not n.children])
+            return existing, False, len(nodes)  # a replayed create is free, as POST /jobs
+        places = self._admit(nodes)  # the user's rate and unfinished-job quotas and each queue's limits: all, or 429 and none
         leaves = [n.job for n in nodes if not n.children]
         actions = self._actions(nodes)
         staged = len(actions) > MAX_TRANSACTION_ITEMS
@@ -281,26 +289,49 @@ class FlowService:
             nodes_held = [PlannedNode(n.job.model_copy(update={"status": S.WAITING_CHILDREN}) if n.job.job_id in held else n.job, n.children, n.depth)
                           for n in nodes]  # fmt: skip
             actions = self._actions(nodes_held)
-        existing = self.store.get(caller.user_id, root_id)
-        if existing is not None:
-            if existing.parent is not None or self.flows.counts(JobRef.of(existing)) is None:
-                raise Conflict(f"jobId '{root_id}' is already in use")
-            if staged:
-                self._release(leaves)
-            return existing, False, len(nodes)
         if staged:
             # children before parents, the root last: a crash leaves no root, so no flow to see or run
+            # (the HealthFunction removes such a tree: FlowSweep)
             for start in range(0, len(actions), MAX_TRANSACTION_ITEMS):
-                self._write_tolerating_existing(actions[start : start + MAX_TRANSACTION_ITEMS])
+                self._write_tolerating_existing(actions[start : start + MAX_TRANSACTION_ITEMS], caller.user_id)
             self._release([n.job for n in nodes_held if n.job.job_id in held], fresh=True)
         else:
             try:
                 self.flows.write(actions)
             except Conflict as clash:
+                self.jobs.admission.give_back_many(caller.user_id, places)  # nothing stored
                 raise Conflict(f"jobId '{root_id}' is already in use") from clash
+            except Unavailable:
+                self.jobs.admission.give_back_many(caller.user_id, places)
+                raise
             self._enqueue(leaves)
         logger.info("flow created", extra={"job_id": root_id, "jobs": len(nodes), "transactions": -(-len(actions) // MAX_TRANSACTION_ITEMS)})
         return root.job, True, len(nodes)
+
+    def _staged(self, nodes: list[PlannedNode]) -> bool:
+        return sum(1 + (1 + len(n.children) if n.children else 0) for n in nodes) > MAX_TRANSACTION_ITEMS
+
+    def _admit(self, nodes: list[PlannedNode]) -> dict[tuple[str, str], int]:
+        """Count the flow against its user: the rate quota (one write for every job) and the places of
+        every job (one transaction); on refusal nothing is counted nor stored. Each job's ``held``
+        says what it took, so the stream gives it back when that job finishes."""
+        user_id = nodes[0].job.user_id
+        per_queue: dict[str, int] = {}
+        for n in nodes:
+            per_queue[n.job.queue] = per_queue.get(n.job.queue, 0) + 1
+        self.jobs.quotas.take_rate(user_id, len(nodes))
+        held, places = admission.admit_many(
+            self.jobs.admission,
+            user_id,
+            per_queue,
+            {name: policies.get_policy(self.jobs.directory.get(name)) for name in per_queue},
+            retry_after=self.jobs.settings.backpressure_retry_after_seconds,
+            account_limit=self.jobs.quotas.of(user_id).max_unfinished_jobs,
+        )
+        for n in nodes:
+            if held.get(n.job.queue):
+                n.job = n.job.model_copy(update={"held": held[n.job.queue]})
+        return places
 
     def _actions(self, nodes: list[PlannedNode]) -> list[dict[str, Any]]:
         """Every item of the tree, deepest first (the root's job item is the very last)."""
@@ -315,13 +346,23 @@ class FlowService:
         root = actions.pop(next(i for i in range(len(actions) - 1, -1, -1) if "Put" in actions[i] and actions[i]["Put"]["Item"]["sk"]["S"] == "JOB"))
         return [*actions, root]
 
-    def _write_tolerating_existing(self, actions: list[dict[str, Any]]) -> None:
+    def _write_tolerating_existing(self, actions: list[dict[str, Any]], user_id: str) -> None:
         """A chunk of a large tree. A transaction is all or nothing and the chunks are the same on a
-        retried request, so a chunk that finds its items there was written whole before: skipped."""
+        retried request, so a chunk that finds its items there was written whole before: skipped,
+        and the places this request took for its jobs given back (the first request's jobs hold theirs)."""
         try:
             self.flows.write(actions)
         except Conflict:
             logger.info("a chunk of a flow was written before; going on", extra={"items": len(actions)})
+            again: dict[tuple[str, str], int] = {}
+            for action in actions:
+                item = action.get("Put", {}).get("Item", {})
+                if item.get("sk", {}).get("S") == "JOB" and "held" in item:
+                    for name in (v["S"] for v in item["held"].get("L", [])):
+                        key = (item["queue"]["S"], name) if name != admission.ACCOUNT_COUNTER else ("", name)
+                        again[key] = again.get(key, 0) + 1
+            if again:
+                self.jobs.admission.give_back_many(user_id, again)
 
     def _release(self, leaves: list[Job], *, fresh: bool = False) -> None:
         """The leaves of a large tree, held ``waiting-children``, become ``waiting`` (the Wake enqueues
@@ -613,6 +654,64 @@ class FlowEvents:
         return cancelled
 
 
+# ---- the HealthFunction's part: trees a crash left half-created -------------------------------------------
+@dataclass
+class FlowSweepOutcome:
+    removed: int = 0  # jobs of a tree whose root was never written
+    released: int = 0  # leaves of a written tree still held back
+
+
+class FlowSweep:
+    """Finishes or removes what a crash in the middle of a staged ``POST /flows`` left.
+
+    A large tree is written children first and its root last, every job ``waiting-children``, then
+    its leaves are released. So a ``waiting-children`` job older than the grace is one of:
+    a job of a tree whose root does not exist (the request died before its last chunk: nothing
+    of it is visible or ran; its items are removed, the stream gives back its places), or a leaf
+    (no children, no counter) of a tree whose root exists (the request died before releasing it:
+    it is released, as the request would have). Anything else waits for its children as it should.
+    """
+
+    def __init__(self, store: JobStore, flows: FlowStore, transitions: Transitions) -> None:
+        self.store = store
+        self.flows = flows
+        self.transitions = transitions
+
+    def sweep(self, queue: QueueInfo, jobs: Iterable[Job], *, older_than: int, now: int) -> FlowSweepOutcome:
+        outcome = FlowSweepOutcome()
+        roots: dict[JobRef, bool] = {}
+        for job in jobs:
+            if job.status is not S.WAITING_CHILDREN or _created_ms(job) >= older_than:
+                continue
+            root_id = job.flow_id()
+            if root_id is None:
+                continue
+            root = JobRef(job.user_id, root_id)
+            if root not in roots:
+                roots[root] = root == JobRef.of(job) or self.store.get(root.user_id, root.job_id) is not None
+            if not roots[root]:
+                # Its parent's edge first: the stream then counts its removal toward no parent (which must not start).
+                if job.parent is not None:
+                    self.flows.delete_edge(JobRef(job.user_id, job.parent.job_id), job.job_id)
+                self.flows.delete_parent_items(JobRef.of(job))
+                if self.store.delete_unchanged(job):
+                    outcome.removed += 1
+                    logger.warning("job of a half-created flow removed", extra={"job_id": job.job_id, "flow": root_id})
+            elif not job.has_children and self.flows.counts(JobRef.of(job)) is None:
+                with contextlib.suppress(Conflict):
+                    self.transitions.apply(lifecycle.children_done(job, now=now), queue)
+                    outcome.released += 1
+                    logger.warning("leaf of a flow released", extra={"job_id": job.job_id, "flow": root_id})
+        return outcome
+
+
+def _created_ms(job: Job) -> int:
+    try:
+        return parse_iso(job.created_at)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _flag(image: Mapping[str, Any], name: str) -> bool:
     return bool((image.get(name) or {}).get("BOOL"))
 
@@ -626,7 +725,7 @@ def _plain_map(value: Mapping[str, Any]) -> dict[str, Any]:
     return {k: next(iter(v.values())) for k, v in (value.get("M") or {}).items()}
 
 
-__all__ = ["FlowEvents", "FlowNode", "FlowService", "FollowUps", "JobPlanner", "QueueInfo", "children_values", "follow_up_actions"]
+__all__ = ["FlowEvents", "FlowNode", "FlowService", "FlowSweep", "FollowUps", "JobPlanner", "QueueInfo", "children_values", "follow_up_actions"]
 
 
 FlowNode.model_rebuild()

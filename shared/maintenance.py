@@ -67,6 +67,8 @@ class Recovery(CamelModel):
     stalled_resent: int = 0
     orphans_enqueued: int = 0
     overdue_enqueued: int = 0
+    half_created_flow_jobs_removed: int = 0  # a POST /flows that died between its transactions (shared/flows.py FlowSweep)
+    flow_leaves_released: int = 0
 
 
 class Recount(CamelModel):
@@ -332,6 +334,7 @@ class Maintenance(Retention):
         recovery = self.recover_stalled(queue)
         if not policy.paused:
             recovery.orphans_enqueued, recovery.overdue_enqueued = self.wake_orphans(queue)
+        recovery.half_created_flow_jobs_removed, recovery.flow_leaves_released = self.sweep_flows(queue)
         recount = self.recount(queue, force=force_recount)
         counts = counters.read_counts(queue.name)
         minutes = counters.read_buckets(queue.name, now - HOUR_MS, "minute")
@@ -491,8 +494,28 @@ class Maintenance(Retention):
             logger.warning("orphaned job enqueued", extra={"job_id": ref.job_id, "queue": queue.name})
         if len(resent) > 1000:  # keep the item small: the oldest entries go first
             resent = dict(sorted(resent.items(), key=lambda kv: kv[1])[-1000:])
-        reports.put_sweep_state(queue.name, {"resent": resent, "delayedCursor": cursor})
+        reports.put_sweep_state(queue.name, {**state, "resent": resent, "delayedCursor": cursor})
         return len(woken_waiting), len(woken_delayed)
+
+    def sweep_flows(self, queue: QueueInfo) -> tuple[int, int]:
+        """``(removed, released)``: a page of the queue's ``waiting-children`` jobs (round robin over runs),
+        the half-created trees among them removed and their held leaves released (shared/flows.py FlowSweep)."""
+        from shared.adapters.flows import FlowStore
+        from shared.flows import FlowSweep
+
+        if not counters.read_counts(queue.name).get(JobStatus.WAITING_CHILDREN.value):
+            return 0, 0  # no parent waits on this queue: no scan
+        now = self.clock()
+        older_than = now - self.settings.flow_orphan_grace_seconds * 1000
+        state = reports.get_sweep_state(queue.name)
+        jobs, cursor = self._page(
+            queue, JobStatus.WAITING_CHILDREN, limit=self.settings.maintenance_batch, newest_first=False, cursor=state.get("flowCursor"),
+            before=iso(older_than),
+        )  # fmt: skip
+        outcome = FlowSweep(self.store, FlowStore(self.store.table_name), self.transitions).sweep(queue, jobs, older_than=older_than, now=now)
+        if cursor != state.get("flowCursor"):
+            reports.put_sweep_state(queue.name, {**state, "flowCursor": cursor})
+        return outcome.removed, outcome.released
 
     def _wake(self, queue: QueueInfo, refs: list[JobRef], now: int) -> list[JobRef]:
         if not refs:

@@ -263,6 +263,7 @@ class ParentLink(CamelModel):
     job_id: str
     queue: str
     on_failure: FailurePolicy = FailurePolicy.FAIL_PARENT
+    root: str | None = None  # the flow's root (None on links written before it was kept: the parent is the root)
 
 
 class Job(CamelModel):
@@ -315,6 +316,12 @@ class Job(CamelModel):
     # Enqueued by the EventsFunction when its item is inserted (jobs a processor added: the consumer
     # may send only to its own queue; the stream sends to any).
     outbox: bool = False
+
+    def flow_id(self) -> str | None:
+        """The root of the flow this job is part of: its parent's root, itself if it is a parent; None if neither."""
+        if self.parent is not None:
+            return self.parent.root or self.parent.job_id
+        return self.job_id if self.has_children else None
 
 
 class JobPublic(CamelModel):

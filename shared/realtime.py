@@ -5,6 +5,7 @@ A client connects to the WebSocket API with its JWT (verified in ``$connect``), 
     {"action": "subscribe", "jobId": "invoice-42"}                     # its own job
     {"action": "subscribe", "jobId": "invoice-42", "userId": "alice"}  # alice's job, for those who may read it
     {"action": "subscribe", "queue": "email-sending"}                  # every job of a queue, for its readers
+    {"action": "subscribe", "flowId": "order-7"}                       # every job of a flow (by its root), as GET /flows/{id}
     {"action": "unsubscribe", ...the same fields...}
     {"action": "ping"}
 
@@ -16,6 +17,10 @@ and ``at`` (when the change was written) on every one::
 
 Event types: ``job:waiting``, ``job:delayed``, ``job:active``, ``job:progress``,
 ``job:completed``, ``job:failed`` (``error``, ``willRetry``), ``job:cancelled``, ``job:stalled``.
+A flow's subscribers get its jobs' events and, when the root ends, ``flow:completed`` (``flowId``,
+``status``, ``result`` | ``resultRef`` | ``error``). A job's flow is its item's ``parent.root``
+(or itself, for a root), so no lookup finds it; the flow subscriptions are read once per stream
+batch that holds a flow's job (``EventFanout._flow_subscribers``), never for other batches.
 Subscribing answers ``{"type": "subscribed", ...}`` and then the job's current state as its
 event (a finished job's final event), so a client that subscribes late misses nothing.
 
@@ -78,6 +83,7 @@ class EventType(StrEnum):
 
 
 ENDINGS: frozenset[EventType] = frozenset({EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED})
+FLOW_COMPLETED = "flow:completed"  # a flow's root ended (completed, failed or cancelled): sent to the flow's subscribers
 
 
 # ---- topics and subscribers ---------------------------------------------------------------------------
@@ -99,6 +105,14 @@ def owner_scope(user_id: str) -> str:
 
 def queue_scope(queue: str) -> str:
     return f"QUEUE#{queue}"
+
+
+FLOWS_SCOPE = "FLOWS"  # the watch scope of every flow subscription (they share one partition)
+
+
+def flow_topic(user_id: str, root_id: str) -> str:
+    """Every job of the flow under ``root_id`` (a flow is one user's: its jobs share the owner)."""
+    return f"FLOW#{user_id}#{root_id}"
 
 
 @dataclass(frozen=True)
@@ -134,6 +148,7 @@ class ConnectionStore(Protocol):
     def subscribers(self, topic: str) -> list[Subscriber]: ...
     def mark_watched(self, scope: str, *, until: int) -> None: ...
     def watched_until(self, scopes: Iterable[str]) -> dict[str, int]: ...
+    def flow_subscribers(self) -> dict[str, list[Subscriber]]: ...  # every flow topic with its subscribers, one lookup
 
 
 class ConnectionSender(Protocol):
@@ -199,6 +214,25 @@ def event_for(kind: EventType, job: Job, *, inline_result_bytes: int) -> dict[st
     elif kind is EventType.STALLED:
         event.update(attempt=job.attempts, maxAttempts=job.max_attempts)
     return event
+
+
+def flow_completed_event(root: Job, *, inline_result_bytes: int) -> dict[str, Any]:
+    """The flow under ``root`` ended: its root's id (``flowId``), status, and result (or a pointer) or error."""
+    event = {**_base(EventType.COMPLETED, root), "type": FLOW_COMPLETED, "flowId": root.job_id}
+    if root.status is JobStatus.COMPLETED:
+        size = json_size(root.result)
+        if size <= inline_result_bytes:
+            event["result"] = root.result
+        else:
+            event["resultRef"] = {"href": f"/flows/{root.job_id}?userId={root.user_id}", "bytes": size}
+    else:
+        event["error"] = root.error
+    return event
+
+
+def ends_flow(job: Job) -> bool:
+    """A flow's root (no parent, has children) in a final state: its flow ended."""
+    return job.parent is None and job.has_children and job.status in FINISHED
 
 
 def change_kind(old: Job | None, new: Job | None) -> EventType | None:
@@ -308,6 +342,7 @@ class RealtimeService:
         if connection is None:
             raise NotFound("this connection is not known (it expired): reconnect")
         topic, scope, target, job = self._topic(connection, request)
+        flow = "flowId" in target
         if action == "unsubscribe":
             self.connections.unsubscribe(connection_id, topic)
             return [{"type": "unsubscribed", **target}]
@@ -324,17 +359,25 @@ class RealtimeService:
             # Another user's job on a queue the caller may not read: as the HTTP API, not found.
             self.connections.unsubscribe(connection_id, topic)
             raise NotFound(f"job {found.job_id} not found")
+        if flow and found is not None and found.parent is not None:
+            self.connections.unsubscribe(connection_id, topic)
+            root = found.flow_id()
+            raise Invalid(f"job {found.job_id} is part of the flow {root}: subscribe to its root, flowId {root!r}")
         reply["status"] = found.status.value if found else None
         if found is None:
             return [reply]
-        return [reply, current_event(found, inline_result_bytes=self.settings.realtime_inline_result_bytes)]
+        inline = self.settings.realtime_inline_result_bytes
+        replies = [reply, current_event(found, inline_result_bytes=inline)]
+        if flow and ends_flow(found):
+            replies.append(flow_completed_event(found, inline_result_bytes=inline))  # the flow ended already
+        return replies
 
     def _topic(self, connection: Connection, request: Mapping[str, Any]) -> tuple[str, str, dict[str, str], tuple[str, str] | None]:
         """The subscription's topic, its watch scope, the reply's fields and the job (owner, id) if it is one."""
         caller = connection.caller
-        job_id, queue, user_id = request.get("jobId"), request.get("queue"), request.get("userId")
-        if (job_id is None) == (queue is None):
-            raise Invalid("send either jobId (a job) or queue (every job of a queue)")
+        job_id, queue, user_id, flow_id = request.get("jobId"), request.get("queue"), request.get("userId"), request.get("flowId")
+        if [job_id, queue, flow_id].count(None) != 2:
+            raise Invalid("send one of jobId (a job), flowId (every job of a flow, by its root's id) or queue (every job of a queue)")
         if queue is not None:
             if not isinstance(queue, str) or queue not in self.queues.names():
                 if not (caller.sees_everything or caller.groups):
@@ -343,8 +386,10 @@ class RealtimeService:
             if not allows(caller, Action.READ, self.access_of(queue)):
                 raise Forbidden(f"a queue subscription shows every job of '{queue}': your groups may not read them")
             return queue_topic(queue), queue_scope(queue), {"queue": queue}, None
+        named = "jobId" if flow_id is None else "flowId"
+        job_id = job_id if flow_id is None else flow_id
         if not isinstance(job_id, str) or not _matches(JOB_ID_PATTERN, job_id):
-            raise Invalid("jobId is not a valid job id")
+            raise Invalid(f"{named} is not a valid job id")
         if user_id is not None and (not isinstance(user_id, str) or not user_id or len(user_id) > 256):
             raise Invalid("userId must be a user id")
         owner = JobService.owner_for(caller, user_id)  # whose namespace, by the HTTP API's rule
@@ -353,6 +398,9 @@ class RealtimeService:
             raise NotFound(f"job {job_id} not found")
         # Your own namespace: a job you are about to create may be subscribed to already. Another's:
         # the job's queue decides (above, once it is read; and again for every event).
+        if flow_id is not None:
+            # GET /flows/{id}'s rule: whoever may read the root reads the flow (and each event is checked again).
+            return flow_topic(owner, job_id), FLOWS_SCOPE, {"flowId": job_id, "userId": owner}, (owner, job_id)
         return job_topic(owner, job_id), owner_scope(owner), {"jobId": job_id, "userId": owner}, (owner, job_id)
 
 
@@ -606,6 +654,7 @@ class EventFanout:
         self.budget = QueueBudget(settings.realtime_queue_events_per_second, settings.realtime_queue_progress_per_second)
         self.cache = _SubscriberCache(settings.realtime_subscriber_cache_ms)
         self.watched = _WatchedScopes()
+        self._flow_cache: tuple[int, dict[str, list[Subscriber]]] | None = None
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=settings.realtime_send_workers, thread_name_prefix="push")
 
@@ -618,15 +667,18 @@ class EventFanout:
             kind = change_kind(change.old, change.new)
             if kind is not None and change.new is not None:
                 events.append((kind, change.new))
-        watched = self._watched_scopes({scope for _, job in events for scope in (owner_scope(job.user_id), queue_scope(job.queue))}, outcome)
+        in_flows = any(job.flow_id() is not None for _, job in events)
+        scopes = {scope for _, job in events for scope in (owner_scope(job.user_id), queue_scope(job.queue))}
+        watched = self._watched_scopes(scopes | ({FLOWS_SCOPE} if in_flows else set()), outcome)
         batch_subscribers: dict[str, list[Subscriber]] = {}  # one Query per topic a batch: it runs after every record was written
+        flows = self._flow_subscribers(events, outcome) if FLOWS_SCOPE in watched else {}
         for kind, job in events:
             outcome.events += 1
             outcome.by_type[kind.value] = outcome.by_type.get(kind.value, 0) + 1
             event = event_for(kind, job, inline_result_bytes=self.settings.realtime_inline_result_bytes)
             progress = kind is EventType.PROGRESS
-            subscribers = self._subscribers(job, watched, batch_subscribers, progress=progress, outcome=outcome)
-            access = self.access_of(job.queue) if subscribers else None  # the queue's policy only when someone may get it
+            subscribers = self._subscribers(job, watched, batch_subscribers, progress=progress, outcome=outcome, flows=flows)
+            access = self.access_of(job.queue) if subscribers or flows else None  # the queue's policy only when someone may get it
             for subscriber, via_queue in subscribers:
                 if not may_read_job(subscriber.caller, job.user_id, access):
                     outcome.denied += 1  # a subscription that no longer holds (a permission taken away; defence in depth)
@@ -643,6 +695,12 @@ class EventFanout:
                     outcome.capped += 1
                     continue
                 outbox.append((subscriber.connection_id, event))
+            if flows and ends_flow(job):
+                ended = flow_completed_event(job, inline_result_bytes=self.settings.realtime_inline_result_bytes)
+                for subscriber in flows.get(flow_topic(job.user_id, job.job_id), ()):
+                    if may_read_job(subscriber.caller, job.user_id, access):
+                        outbox.append((subscriber.connection_id, ended))
+                        outcome.by_type[FLOW_COMPLETED] = outcome.by_type.get(FLOW_COMPLETED, 0) + 1
         outbox += self.budget.notices(self.clock())
         self._send(outbox, outcome)
         self._flush_held(outcome)
@@ -666,11 +724,41 @@ class EventFanout:
                     self.watched.put(scope, until)
         return watched
 
+    def _flow_subscribers(self, events: list[tuple[EventType, Job]], outcome: FanoutOutcome) -> dict[str, list[Subscriber]]:
+        """Every flow subscription, by topic: one lookup per batch, and only for a batch with a job of a flow.
+
+        A batch of jobs outside flows pays nothing. One with a status change of a flow's job reads them
+        fresh (strongly consistent: an ending is never missed); one with only progress reuses the last
+        answer for ``realtime_subscriber_cache_ms``, as a job's own subscribers are.
+        """
+        in_flows = [kind for kind, job in events if job.flow_id() is not None]
+        if not in_flows:
+            return {}
+        now = self.clock()
+        cached = self._flow_cache
+        if cached is not None and all(k is EventType.PROGRESS for k in in_flows) and now - cached[0] <= self.settings.realtime_subscriber_cache_ms:
+            outcome.cached_lookups += 1
+            return cached[1]
+        subscribers = self.connections.flow_subscribers()
+        outcome.lookups += 1
+        self._flow_cache = (now, subscribers)
+        return subscribers
+
     def _subscribers(
-        self, job: Job, watched: set[str], batch: dict[str, list[Subscriber]], *, progress: bool, outcome: FanoutOutcome
+        self,
+        job: Job,
+        watched: set[str],
+        batch: dict[str, list[Subscriber]],
+        *,
+        progress: bool,
+        outcome: FanoutOutcome,
+        flows: Mapping[str, list[Subscriber]] | None = None,
     ) -> list[tuple[Subscriber, bool]]:
-        """The job's subscribers, each once, and whether only through the job's queue."""
+        """The job's subscribers (its own, its queue's, its flow's), each once, and whether only through the job's queue."""
         found: dict[str, tuple[Subscriber, bool]] = {}
+        root = job.flow_id() if flows else None
+        for subscriber in flows.get(flow_topic(job.user_id, root), ()) if flows and root else ():
+            found.setdefault(subscriber.connection_id, (subscriber, False))
         for topic, scope, via_queue in (
             (job_topic(job.user_id, job.job_id), owner_scope(job.user_id), False),
             (queue_topic(job.queue), queue_scope(job.queue), True),
@@ -724,6 +812,7 @@ class EventFanout:
         self.throttle.drop_connection(connection_id)
         self.budget.forget_connection(connection_id)
         self.cache.forget_connection(connection_id)
+        self._flow_cache = None
         try:
             self.connections.forget_connection(connection_id)
         except JobqError as err:  # TTL removes it anyway

@@ -97,6 +97,7 @@ class Settings(BaseModel):
     max_run_at_days: int = 366  # how far ahead options.runAt / delay may reach
     # Maintenance (shared/maintenance.py): orphans, stalled jobs, queue health, retention.
     orphan_grace_seconds: int = 120  # waiting/overdue this long without being picked up: wake it
+    flow_orphan_grace_seconds: int = Field(default=600, ge=1)  # a staged POST /flows this old and unfinished: removed or released
     orphan_resend_seconds: int = 3600  # ...at most once per this many seconds per job
     maintenance_batch: int = 100  # jobs read per queue and status per run and page
     # Write shards of the jobs table's shared index keys (template.yaml's IndexShards): a queue's

@@ -434,6 +434,7 @@ function pageJobs(_parts, params) {
     pager);
 
   function draw() {
+    if (!$("#newer")) return;  // the page was left before its listing arrived
     put(body, ...(state.jobs.length ? state.jobs.map(jobRow) : [h("tr", {}, h("td", { colspan: 9, class: "empty" }, "no jobs"))]));
     countSel.textContent = state.selected.size ? `${state.selected.size} selected` : "";
     selectAll.checked = state.jobs.length > 0 && state.jobs.every((j) => state.selected.has(j.jobId));
@@ -564,10 +565,13 @@ function pageJob(parts, params) {
     }
   }
 
-  // Its flow: the parent it reports to, and the tree of its children (GET /flows/{id}), read on each change.
+  // Its flow: the parent it reports to, and the tree of the whole flow from its root (GET /flows/{root}),
+  // this job marked. Read on each change of the job and, while the flow runs, on its jobs' events
+  // (the WebSocket's flow subscription) or every third look when polling.
   const flowBox = h("div", { id: "flow" }, "");
-  const flowNode = (n, owner) => h("li", { "data-flow-job": n.jobId },
-    h("a", { class: "mono", href: `#/job/${enc(n.jobId)}${qs({ user: owner })}` }, n.jobId), " ",
+  let flowRunning = false, flowAsked = false, flowTimer = null;
+  const flowNode = (n, owner) => h("li", { "data-flow-job": n.jobId, "data-flow-status": n.status || "", class: n.jobId === jobId ? "here" : "" },
+    n.jobId === jobId ? h("span", { class: "mono" }, n.jobId) : h("a", { class: "mono", href: `#/job/${enc(n.jobId)}${qs({ user: owner })}` }, n.jobId), " ",
     n.status ? statusTag(n.status) : h("span", { class: "muted" }, "removed"), " ",
     h("span", { class: "muted" }, [n.queue, n.type].filter(Boolean).join(" / ")),
     n.dependency ? h("span", { class: "muted" }, ` · ${n.dependency}`) : null,
@@ -578,11 +582,37 @@ function pageJob(parts, params) {
     const parent = job.parent ? h("p", { id: "flow-parent" }, "parent: ",
       h("a", { class: "mono", href: `#/job/${enc(job.parent.jobId)}${qs({ user: job.userId })}` }, job.parent.jobId),
       h("span", { class: "muted" }, ` on ${job.parent.queue}; if this job fails: ${job.parent.onFailure}`)) : null;
+    const rootId = job.parent ? (job.parent.root || job.parent.jobId) : jobId;
     let tree = null;
-    try { tree = await api("GET", `/flows/${enc(jobId)}${suffix}`); } catch (e) { if (e.status !== 404) throw e; }
-    const children = tree && tree.children && tree.children.length ? h("ul", { class: "flow", id: "flow-children" }, tree.children.map((c) => flowNode(c, job.userId))) : null;
-    put(flowBox, parent, children, !parent && !children ? h("p", { class: "muted" }, "not part of a flow") : null);
+    try { tree = await api("GET", `/flows/${enc(rootId)}${suffix}`); } catch (e) { if (e.status !== 404) throw e; }
+    const inFlow = tree && tree.children && tree.children.length;
+    flowRunning = Boolean(inFlow && !FINISHED.has(tree.status));
+    let summary = null, drawn = null;
+    if (inFlow) {
+      const nodes = [];
+      const walk = (n) => { nodes.push(n); (n.children || []).forEach(walk); };
+      walk(tree);
+      const done = nodes.filter((n) => FINISHED.has(n.status)).length;
+      summary = h("p", { id: "flow-summary", class: "muted" }, "flow ",
+        rootId === jobId ? h("span", { class: "mono" }, rootId) : h("a", { class: "mono", id: "flow-root", href: `#/job/${enc(rootId)}${qs({ user: job.userId })}` }, rootId),
+        ` · ${nodes.length} jobs, ${done} finished`, flowRunning ? "" : ` · ${tree.status}`);
+      // A root lists its children; a child shows the whole flow with itself marked.
+      drawn = rootId === jobId
+        ? h("ul", { class: "flow", id: "flow-children" }, tree.children.map((c) => flowNode(c, job.userId)))
+        : h("ul", { class: "flow", id: "flow-tree" }, flowNode(tree, job.userId));
+    }
+    put(flowBox, parent, summary, drawn, !parent && !inFlow ? h("p", { class: "muted" }, "not part of a flow") : null);
+    if (inFlow && flowRunning && socket && socket.readyState === 1 && !flowAsked) {
+      flowAsked = true;
+      socket.send(JSON.stringify({ action: "subscribe", flowId: rootId, ...(user ? { userId: job.userId } : {}) }));
+    }
+    lastJob = job;
   }
+  let lastJob = null;
+  const reloadFlow = () => {  // many jobs of a flow may change at once: one read for them
+    clearTimeout(flowTimer);
+    flowTimer = setTimeout(() => { if (lastJob && !stopped) loadFlow(lastJob).catch(() => {}); }, 300);
+  };
 
   let last = null, ticks = 0;
   async function refresh() {
@@ -599,7 +629,10 @@ function pageJob(parts, params) {
     // Log lines are items of their own: read them when the job changed, else every fifth look.
     ticks += 1;
     if (key !== last || ticks % 5 === 0) await loadLogs();
-    if (key === last) return;
+    if (key === last) {
+      if (flowRunning && liveTag.dataset.live !== "push" && ticks % 3 === 0) await loadFlow(job);
+      return;
+    }
     last = key;
     const f = session.features || {};
     const actions = h("div", { class: "toolbar" },
@@ -685,6 +718,9 @@ function pageJob(parts, params) {
     socket.onmessage = (m) => {
       let event;
       try { event = JSON.parse(m.data); } catch { return; }
+      if (event.flowId && event.type === "subscribed") return;  // the flow's subscription (loadFlow asks for it)
+      if (event.type === "error" && flowAsked && liveTag.dataset.live === "push") { flowRunning = false; return; }  // flows not pushed here
+      if (event.type === "flow:completed" || (event.jobId !== jobId && String(event.type).startsWith("job:"))) { reloadFlow(); return; }
       if (event.type === "subscribed") {
         clearTimeout(giveUp);
         showVia("push");

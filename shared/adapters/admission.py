@@ -48,6 +48,36 @@ class DynamoAdmissionCounters:
             full = next((name for name, reason in zip(names, reasons, strict=False) if reason == "ConditionalCheckFailed"), names[0])
             raise Full(full) from err
 
+    def take_many(self, user_id: str, wanted: Mapping[tuple[str, str], tuple[int, int | None]]) -> None:
+        """``count`` places in each counter, in one transaction (at most 100 counters): all, or Full and none."""
+        names = list(wanted)
+        for (_, name), (count, limit) in wanted.items():
+            if limit is not None and count > limit:
+                raise Full(name)  # could never fit
+        updates = [
+            self._update(counter_key(name, queue, user_id), count, None if limit is None else limit - count + 1)
+            for (queue, name), (count, limit) in wanted.items()
+        ]
+        ddb = clients.client("dynamodb")
+        try:
+            with aws_errors("cannot count the flow's jobs"):
+                if len(updates) == 1:
+                    ddb.update_item(**updates[0])
+                else:
+                    ddb.transact_write_items(TransactItems=[{"Update": u} for u in updates])
+        except Conflict as err:
+            reasons = cancellation_reasons(err) or ["ConditionalCheckFailed"]
+            full = next((key for key, reason in zip(names, reasons, strict=False) if reason == "ConditionalCheckFailed"), names[0])
+            raise Full(full[1]) from err
+
+    def give_back_many(self, user_id: str, taken: Mapping[tuple[str, str], int]) -> None:
+        ddb = clients.client("dynamodb")
+        for (queue, name), count in taken.items():
+            try:
+                ddb.update_item(**self._update(counter_key(name, queue, user_id), -count, None))
+            except AWS_ERRORS:
+                logger.error("back-pressure places not given back", extra={"queue": queue, "counter": name, "count": count})
+
     def give_back(self, queue: str, user_id: str, held: Iterable[str]) -> None:
         ddb = clients.client("dynamodb")
         for name in held:

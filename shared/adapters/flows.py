@@ -245,6 +245,12 @@ class FlowStore:
             except AWS_ERRORS as err:
                 raise _unavailable(err) from err
 
+    def delete_edge(self, parent: JobRef, child_id: str) -> None:
+        try:
+            self._ddb.delete_item(TableName=self.table_name, Key=_edge_key(parent, child_id))
+        except AWS_ERRORS as err:
+            raise _unavailable(err) from err
+
     def delete_job(self, ref: JobRef) -> None:
         try:
             self._ddb.delete_item(TableName=self.table_name, Key=_job_key(ref.user_id, ref.job_id))

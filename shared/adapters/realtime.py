@@ -5,6 +5,7 @@ Items of the realtime table (template.yaml's RealtimeTable; all expire by ``expi
     connection      pk=CONN#<connectionId>  sk=CONN            userId, admin, reader, groups, connectedAt
     its topics      pk=CONN#<connectionId>  sk=TOPIC#<topic>   (what $disconnect removes)
     subscription    pk=<topic>              sk=CONN#<connectionId>   userId, admin, reader, groups
+    flow subscription  pk=FLOWS             sk=<topic>|CONN#<connectionId>   the same attributes
     watch marker    pk=WATCH#<scope>        sk=WATCH                 until (epoch s), expiresAt (= until)
 
 ``admin``, ``reader`` and ``groups`` are the caller's from the token verified at $connect: every
@@ -15,6 +16,10 @@ job's subscribers is one Query on its topic; a connection's own items are one Qu
 A watch marker says until when someone may be subscribed to a job of ``<owner>`` (scope
 ``JOBS#<owner>``) or to a queue (``QUEUE#<queue>``): written before the subscription, read for a
 whole stream batch with one BatchGetItem, so records nobody watches cost no Query.
+Flow subscriptions (topic ``FLOW#<owner>#<rootId>``) share one partition so that a stream batch
+learns every one of them with one Query (a flow's jobs carry their root's id, not a list of
+watchers), and only when the ``FLOWS`` scope is marked watched: ~200 bytes each, so a 1 MB page
+holds ~5,000 before the Query pages.
 botocore's errors stop here.
 """
 
@@ -45,6 +50,15 @@ _WATCH = "WATCH"
 
 def _conn_pk(connection_id: str) -> str:
     return f"CONN#{connection_id}"
+
+
+_FLOWS = "FLOWS"
+
+
+def _subscription_key(topic: str, connection_id: str) -> dict[str, Any]:
+    if topic.startswith("FLOW#"):
+        return {"pk": {"S": _FLOWS}, "sk": {"S": f"{topic}|{_conn_pk(connection_id)}"}}
+    return {"pk": {"S": topic}, "sk": {"S": _conn_pk(connection_id)}}
 
 
 _WHAT = "DynamoDB (realtime connections)"
@@ -104,8 +118,7 @@ class DynamoConnectionStore:
                 {
                     "PutRequest": {
                         "Item": {
-                            "pk": {"S": topic},
-                            "sk": {"S": _conn_pk(connection.connection_id)},
+                            **_subscription_key(topic, connection.connection_id),
                             **_caller_attributes(connection.caller),
                             "expiresAt": ttl,
                         }
@@ -117,7 +130,7 @@ class DynamoConnectionStore:
     def unsubscribe(self, connection_id: str, topic: str) -> None:
         self._write(
             [
-                {"DeleteRequest": {"Key": {"pk": {"S": topic}, "sk": {"S": _conn_pk(connection_id)}}}},
+                {"DeleteRequest": {"Key": _subscription_key(topic, connection_id)}},
                 {"DeleteRequest": {"Key": {"pk": {"S": _conn_pk(connection_id)}, "sk": {"S": f"TOPIC#{topic}"}}}},
             ]
         )
@@ -129,7 +142,7 @@ class DynamoConnectionStore:
             sk = item["sk"]["S"]
             keys.append({"pk": {"S": _conn_pk(connection_id)}, "sk": {"S": sk}})
             if sk.startswith("TOPIC#"):
-                keys.append({"pk": {"S": sk.removeprefix("TOPIC#")}, "sk": {"S": _conn_pk(connection_id)}})
+                keys.append(_subscription_key(sk.removeprefix("TOPIC#"), connection_id))
         self._write([{"DeleteRequest": {"Key": key}} for key in keys])
         return len(keys)
 
@@ -171,12 +184,25 @@ class DynamoConnectionStore:
         return found
 
     def subscribers(self, topic: str) -> list[Subscriber]:
+        if topic.startswith("FLOW#"):
+            return self.flow_subscribers().get(topic, [])
         now = time.time()
         return [
             Subscriber(item["sk"]["S"].removeprefix("CONN#"), _caller_of(item))
             for item in self._query(topic)
             if int(item.get("expiresAt", {}).get("N", "0")) >= now
         ]
+
+    def flow_subscribers(self) -> dict[str, list[Subscriber]]:
+        """Every live flow subscription, by flow topic: one Query."""
+        now = time.time()
+        found: dict[str, list[Subscriber]] = {}
+        for item in self._query(_FLOWS):
+            if int(item.get("expiresAt", {}).get("N", "0")) < now:
+                continue
+            topic, _, conn = item["sk"]["S"].rpartition("|")
+            found.setdefault(topic, []).append(Subscriber(conn.removeprefix("CONN#"), _caller_of(item)))
+        return found
 
     def _query(self, pk: str) -> list[dict[str, Any]]:
         params: dict[str, Any] = {

@@ -213,3 +213,21 @@ def test_login_saves_the_url_and_token_for_later_commands(local_stack: LocalStac
     assert config.stat().st_mode & 0o077 == 0
     assert later.exit_code == 0 and json.loads(later.stdout)["jobs"] == []
     assert refused.exit_code == 3 and not (tmp_path / "other.json").exists()
+
+
+def test_flows_show_watch_prints_each_jobs_change_until_the_flow_ends(local_stack: LocalStackProcess) -> None:
+    child = {"queue": "video-processing", "type": "transcode-video", "data": {"videoUrl": "s3://in/c.mp4", "formats": ["480p"]}}
+    tree = {**child, "options": {"jobId": f"cli-flow-{uuid.uuid4().hex[:8]}"}, "children": [child, child]}
+    with local_stack.client("cli-dave") as api:
+        response = api.post("/flows", json=tree)
+        assert response.status_code == 201, response.text
+    root = response.json()["data"]["flowId"]
+
+    result = jobq(local_stack, "flows", "show", root, "--watch", "--json")
+
+    assert result.exit_code == 0, result.output
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert last["type"] == "flow:completed" and last["flowId"] == root and last["status"] == "completed" and last["via"] == "push"
+    shown = jobq(local_stack, "flows", "show", root, "--watch")  # ended: the tree, its end at once, the tree again
+    assert shown.exit_code == 0, shown.output
+    assert f"flow {root} completed" in shown.stdout and f"{root}:1" in shown.stdout

@@ -317,3 +317,43 @@ def test_every_page_renders_with_data(local_stack: LocalStackProcess, jobs: dict
     shot(browser, shots, "00-sign-in")
     problems = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE" and "favicon" not in e.get("message", "")]
     assert not [p for p in problems if "403" not in p["message"] and "404" not in p["message"]], problems
+
+
+def test_a_flows_job_page_shows_its_parent_and_children_as_the_api_has_them(local_stack: LocalStackProcess, jobs: dict[str, Any],
+                                                                           browser: WebDriver, shots: Path) -> None:
+    email = {"queue": "email-sending", "type": "send-email", "data": EMAIL}
+    root = f"ui-flow-{uuid.uuid4().hex[:6]}"
+    tree = {**email, "options": {"jobId": root}, "children": [
+        {**email, "children": [email]}, email, {**email, "options": {"delay": 600_000}, "onFailure": "ignoreDependencyOnFailure"},
+        {**email, "options": {"delay": 8_000}}]}
+    with local_stack.client("uma") as uma:
+        assert uma.post("/flows", json=tree).status_code == 201
+        for child in (f"{root}:0", f"{root}:1"):
+            wait_for_status(uma, child, {"completed"})
+        flow = uma.get(f"/flows/{root}").json()["data"]
+    expected = {c["jobId"]: c["status"] for c in flow["children"]}
+    assert expected == {f"{root}:0": "completed", f"{root}:1": "completed", f"{root}:2": "delayed", f"{root}:3": "delayed"}
+    sign_in(browser, local_stack, "uma", admin=False)
+
+    go(browser, local_stack, f"/job/{root}")
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#flow-children > li"))
+    shown = {li.get_attribute("data-flow-job"): li.get_attribute("data-flow-status")
+             for li in browser.find_elements(By.CSS_SELECTOR, "#flow-children > li")}
+    assert shown == expected
+    assert browser.find_element(By.CSS_SELECTOR, f'#flow-children li[data-flow-job="{root}:0.0"]').get_attribute("data-flow-status") == "completed"
+    assert "6 jobs, 3 finished" in browser.find_element(By.ID, "flow-summary").text
+    assert not [b for b in browser.find_elements(By.CSS_SELECTOR, ".banner") if b.is_displayed() and b.text]  # no error shown
+    # A child that ends while the page is open shows up there (the flow's events are pushed), as the API has it.
+    done = f'#flow-children li[data-flow-job="{root}:3"][data-flow-status="completed"]'
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, done), timeout=30)
+    with local_stack.client("uma") as uma:
+        assert uma.get(f"/jobs/{root}:3").json()["data"]["status"] == "completed"
+    assert "6 jobs, 4 finished" in browser.find_element(By.ID, "flow-summary").text
+    shot(browser, shots, "job-flow-root")
+
+    go(browser, local_stack, f"/job/{root}:0.0")
+    until(browser, lambda b: b.find_elements(By.ID, "flow-parent") and b.find_elements(By.CSS_SELECTOR, "#flow-tree li.here"))
+    assert browser.find_element(By.CSS_SELECTOR, "#flow-parent a").text == f"{root}:0"
+    assert browser.find_element(By.CSS_SELECTOR, "#flow-tree li.here").get_attribute("data-flow-job") == f"{root}:0.0"
+    assert browser.find_element(By.ID, "flow-root").text == root
+    shot(browser, shots, "job-flow-child")

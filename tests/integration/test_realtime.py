@@ -133,3 +133,28 @@ def test_subscribing_to_a_finished_job_sends_its_final_event_at_once(local_stack
         assert alice.send({"action": "subscribe", "jobId": job_id})["status"] == "completed"
         final = alice.next(lambda m: m["type"].startswith("job:"), timeout=5)
     assert final["type"] == "job:completed" and final["result"]["outputs"]
+
+
+def test_a_flow_subscriber_sees_each_job_of_the_flow_then_flow_completed(local_stack: LocalStackProcess) -> None:
+    root_id = f"flow-{uuid.uuid4().hex[:8]}"
+    tree = {**video_job(root_id, 1), "children": [{k: v for k, v in video_job("x", 2).items() if k != "options"}] * 2}
+    with watcher(local_stack, "alice") as alice, watcher(local_stack, "bob") as bob, local_stack.client("alice") as api:
+        # Subscribed before the flow exists (its root's id in alice's namespace), so nothing is missed.
+        assert alice.send({"action": "subscribe", "flowId": root_id}) == {"type": "subscribed", "flowId": root_id, "userId": "alice", "status": None}
+        assert bob.send({"action": "subscribe", "flowId": root_id, "userId": "alice"})["code"] == "NOT_FOUND"
+        assert api.post("/flows", json=tree).status_code == 201
+
+        ended = alice.next(lambda m: m["type"] == "flow:completed", timeout=60)
+        seen_by_bob = bob.drain(0.5)
+
+    events = [m for m in alice.received if m["type"].startswith(("job:", "flow:"))]
+    completed = [m["jobId"] for m in events if m["type"] == "job:completed"]
+    assert sorted(completed) == sorted([f"{root_id}:0", f"{root_id}:1", root_id]) and completed[-1] == root_id  # bottom-up
+    assert {m["jobId"] for m in events if m["type"] == "job:progress"} >= {f"{root_id}:0"}
+    assert all(m["userId"] == "alice" and m["queue"] == "video-processing" and "status" in m for m in events)
+    assert {k: ended[k] for k in ("flowId", "jobId", "status")} == {"flowId": root_id, "jobId": root_id, "status": "completed"}
+    assert ended["result"]["outputs"] and events[-1] is ended
+    assert [m["type"] for m in seen_by_bob] == ["subscribed", "error"] or [m["type"] for m in seen_by_bob] == ["error"]
+    with watcher(local_stack, "alice") as late:  # a flow that ended: its final events at once
+        assert late.send({"action": "subscribe", "flowId": root_id})["status"] == "completed"
+        assert late.next(lambda m: m["type"] == "flow:completed", timeout=5)["result"] == ended["result"]

@@ -301,3 +301,143 @@ def test_a_crash_after_the_completion_never_loses_nor_doubles_the_follow_ups(sta
     assert first is not None and first.status is JobStatus.COMPLETED and first.attempts == 1
     jobs, _ = stack.store.page_by_user("alice", limit=50)
     assert sorted(j.job_id for j in jobs) == sorted([first.job_id, first.result["next"]])
+
+
+def _sweep_later(stack: Stack) -> list[tuple[int, int]]:
+    """The HealthFunction's flow sweep of both queues, run past the grace."""
+    from shared.adapters import queues
+    from shared.clock import now_ms
+    from shared.maintenance import Maintenance
+
+    later = now_ms() + stack.settings.flow_orphan_grace_seconds * 1000 + 1000
+    sweep = Maintenance(stack.store, queues.directory(), stack.settings, clock=lambda: later)
+    return [sweep.sweep_flows(queues.directory().get(q)) for q in (A, B)]
+
+
+def test_the_health_sweep_removes_a_tree_whose_creation_crashed_before_its_root(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shared.adapters.flows as flow_items
+    import shared.flows as flows
+    from shared.access import Identity
+
+    monkeypatch.setattr(flows, "MAX_TRANSACTION_ITEMS", 10)
+    feed = StreamFeed(stack.table_name)
+    tree = node(A, 0, node(A, 1, *[node(B, i) for i in range(5)]), *[node(B, i) for i in range(8)], options={"jobId": "crashed"})
+    real_write = flow_items.FlowStore.write
+    calls = {"n": 0}
+
+    def crash_on_third(self: Any, actions: list[dict[str, Any]]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("the API's container died")
+        real_write(self, actions)
+
+    monkeypatch.setattr(flow_items.FlowStore, "write", crash_on_third)
+    with pytest.raises(RuntimeError):
+        from api.deps import flow_service
+
+        flow_service().create(flows.FlowNode.model_validate(tree), Identity(user_id="alice"))
+    monkeypatch.setattr(flow_items.FlowStore, "write", real_write)
+    written = [f"crashed:{i}" for i in range(9)] + [f"crashed:0.{i}" for i in range(5)]
+    left = [j for j in written if stack.store.get("alice", j) is not None]
+    assert left and call("GET", "/flows/crashed")[0] == 404  # half of it stored, none of it visible
+
+    on_a = [j for j in left if j == "crashed:0"]
+    feed.deliver()  # the queues' counters learn of the waiting jobs (the sweep skips a queue where none waits)
+    assert _sweep_later(stack) == [(len(on_a), 0), (len(left) - len(on_a), 0)]
+    drain(stack, feed)
+
+    assert [j for j in written if stack.store.get("alice", j) is not None] == []
+    assert not [m for q in (A, B) for m in stack.receive(q)]  # nothing of it ran, before or after
+    edges = flow_items.FlowStore(stack.table_name)
+    assert all(edges.counts(JobRef("alice", j)) is None for j in ("crashed", "crashed:0"))
+
+
+def test_the_health_sweep_releases_the_leaves_of_a_tree_whose_creation_crashed_after_its_root(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shared.flows as flows
+    from shared.access import Identity
+
+    monkeypatch.setattr(flows, "MAX_TRANSACTION_ITEMS", 10)
+    feed = StreamFeed(stack.table_name)
+    BEHAVIOUR["count"] = lambda j: {"values": len(j.children_values())}
+    tree = node(A, 0, *[node(B, i) for i in range(12)], data={"do": "count"}, options={"jobId": "unreleased"})
+    real_release = flows.FlowService._release
+    monkeypatch.setattr(flows.FlowService, "_release", lambda self, leaves, fresh=False: (_ for _ in ()).throw(RuntimeError("died")))
+    with pytest.raises(RuntimeError):
+        from api.deps import flow_service
+
+        flow_service().create(flows.FlowNode.model_validate(tree), Identity(user_id="alice"))
+    monkeypatch.setattr(flows.FlowService, "_release", real_release)
+    assert status(stack, "unreleased:0") == "waiting-children"
+    feed.deliver()
+
+    assert _sweep_later(stack) == [(0, 0), (0, 12)]
+    drain(stack, feed)
+
+    assert stack.store.get("alice", "unreleased").result == {"values": 12}  # type: ignore[union-attr]
+
+
+def test_retention_never_removes_a_child_whose_parent_still_waits(stack: Stack) -> None:
+    from shared.adapters import queues
+    from shared.maintenance import Maintenance
+    from shared.models import QueuePolicy, Retention
+
+    info = queues.directory().get(B)
+    policies.put_policy(info, QueuePolicy.defaults_for(info).model_copy(update={"remove_on_complete": Retention(max_count=0)}))
+    policies.reset_cache()
+    feed = StreamFeed(stack.table_name)
+    tree = node(A, 0, node(B, 1), node(B, 2, options={"delay": 600_000}), options={"jobId": "kept"})
+    assert call("POST", "/flows", tree)[0] == 201
+    drain(stack, feed)
+    assert (status(stack, "kept"), status(stack, "kept:0"), status(stack, "kept:1")) == ("waiting-children", "completed", "delayed")
+
+    Maintenance(stack.store, queues.directory(), stack.settings).clean()
+
+    assert stack.store.get("alice", "kept:0") is not None  # its parent waits: it may still read this result
+    assert call("DELETE", "/jobs/kept:1")[0] == 200  # the other child cancelled: the parent fails (failParentOnFailure)
+    drain(stack, feed)
+    assert status(stack, "kept") == "failed"
+    Maintenance(stack.store, queues.directory(), stack.settings).clean()
+    assert stack.store.get("alice", "kept:0") is None  # its parent finished: retention applies again
+
+
+def test_retrying_a_failed_parent_runs_it_alone_with_its_processed_childrens_values_as_bullmq_does(stack: Stack) -> None:
+    """BullMQ's job.retry() on a parent (reprocessJob) moves only that job back to wait: its failed
+    children stay failed. jobq's POST /jobs/{parent}/retry does the same; retrying the failed child
+    instead is what runs the child and resumes the parent."""
+    feed = StreamFeed(stack.table_name)
+    BEHAVIOUR["fail"] = _fails
+    BEHAVIOUR["count"] = lambda j: {"values": sorted(j.children_values())}
+    _, out = call("POST", "/flows", node(A, 0, node(B, 1), node(B, 2, data={"do": "fail"}), data={"do": "count"}))
+    root = out["data"]["flowId"]
+    drain(stack, feed)
+    assert status(stack, root) == "failed"
+    BEHAVIOUR.pop("fail")
+
+    assert call("POST", f"/jobs/{root}/retry")[0] == 200
+    drain(stack, feed)
+
+    assert status(stack, root) == "completed" and status(stack, f"{root}:1") == "failed"  # the child did not run again
+    assert stack.store.get("alice", root).result == {"values": [f"{root}:0"]}  # type: ignore[union-attr]
+    _, deps = call("GET", f"/jobs/{root}/dependencies?status=failed")
+    assert [d["jobId"] for d in deps["data"]["dependencies"]] == [f"{root}:1"]
+
+
+def test_a_waiting_parent_shows_in_the_queue_counts_the_dashboard_totals_and_the_listing(stack: Stack) -> None:
+    from api.deps import job_service
+    from api.routes.schedules import schedule_service
+    from shared.access import Identity
+    from shared.dashboard import build_dashboard
+    from shared.queue_admin import QueueService
+    from tests.unit.api_events import admin
+
+    feed = StreamFeed(stack.table_name)
+    assert call("POST", "/flows", node(A, 0, node(B, 1, options={"delay": 600_000}), options={"jobId": "waits"}))[0] == 201
+    feed.deliver()
+
+    _, queue = call("GET", f"/queues/{A}", claims=admin())
+    board = build_dashboard(QueueService(job_service()), schedule_service(), Identity("root", is_admin=True)).model_dump(by_alias=True)
+    _, listing = call("GET", f"/jobs?queue={A}&status=waiting-children", claims=admin())
+
+    assert queue["data"]["liveStats"]["waiting-children"] == 1
+    assert board["totals"]["waiting-children"] == 1  # GET /dashboard's data (the page's route shadows it: it is served at /dashboard)
+    assert [j["jobId"] for j in listing["data"]["jobs"]] == ["waits"]

@@ -167,3 +167,33 @@ def test_the_rate_starts_again_each_minute_and_a_container_with_an_older_clock_c
     assert one.take("ann", 102, 1, 2, place_limit=1) is None and one.unfinished("ann") == 1
     assert other.take("ann", 102, 1, 2, place_limit=1) == "unfinished"  # nothing taken: the rate stays 1
     assert one.rate_used("ann", 102) == 1
+def flow(children: int, root_id: str) -> dict[str, Any]:
+    email = {"queue": QUEUE, "type": "send-email", "data": EMAIL}
+    return {**email, "options": {"jobId": root_id}, "children": [email] * children}
+
+
+def test_a_flow_counts_each_of_its_jobs_against_the_rate_quota_all_or_nothing(quotas: Stack) -> None:
+    assert create("ann")["statusCode"] == 201
+    refused = call("POST", "/flows", user("ann"), flow(2, "f1"))  # 3 jobs; 2 left this minute
+    assert refused["statusCode"] == 429 and "jobsPerMinute" in json.loads(refused["body"])["error"]["message"]
+    assert stored(quotas, "ann") == 1 and quotas.store.get("ann", "f1:0") is None
+    assert call("POST", "/flows", user("ann"), flow(1, "f2"))["statusCode"] == 201
+    assert stored(quotas, "ann") == 3
+    assert call("POST", "/flows", user("ann"), flow(1, "f2"))["statusCode"] == 200  # a replayed flow is free
+
+
+def test_a_flow_past_the_unfinished_quota_is_429_and_stores_nothing_and_its_jobs_give_their_places_back(quotas: Stack) -> None:
+    feed = StreamFeed(quotas.table_name)
+    call("PUT", "/quotas/ann", admin(), {"jobsPerMinute": 100})
+    assert create("ann", jobId="j0")["statusCode"] == 201
+    refused = call("POST", "/flows", user("ann"), flow(4, "big"))  # 5 jobs; 4 places left
+    assert refused["statusCode"] == 429 and "unfinished" in json.loads(refused["body"])["error"]["message"]
+    assert int(refused["headers"]["retry-after"]) == quotas.settings.backpressure_retry_after_seconds
+    assert stored(quotas, "ann") == 1 and DynamoQuotaStore(quotas.table_name).unfinished("ann") == 1
+    assert call("POST", "/flows", user("ann"), flow(3, "fits"))["statusCode"] == 201
+    assert DynamoQuotaStore(quotas.table_name).unfinished("ann") == 5
+    assert create("ann")["statusCode"] == 429
+    assert call("DELETE", "/jobs/fits", user("ann"))["statusCode"] == 200  # the parent cancelled: its children are, by the stream
+    for _ in range(3):
+        feed.deliver()
+    assert DynamoQuotaStore(quotas.table_name).unfinished("ann") == 1

@@ -470,3 +470,86 @@ def test_the_connect_sample_has_no_token_baked_in() -> None:
     with pytest.raises(jwt.PyJWTError):
         jwt.get_unverified_header(event["queryStringParameters"]["token"])
     assert copy.deepcopy(event)["requestContext"]["routeKey"] == "$connect"
+
+
+# ---- flows ------------------------------------------------------------------------------------------------------------------
+
+
+def _flow(live: Live, root_id: str, children: int = 2) -> tuple[Job, list[Job]]:
+    """A flow of ``children`` emails under an email, created as POST /flows creates it."""
+    from api.deps import flow_service
+    from shared.flows import FlowNode
+
+    email = {"queue": "email-sending", "type": "send-email", "data": {"to": "a@example.com", "subject": "Hi", "body": "Hello"}}
+    tree = FlowNode.model_validate({**email, "options": {"jobId": root_id}, "children": [email] * children})
+    root, _, _ = flow_service().create(tree, Identity("alice"))
+    kids = [live.stack.store.get("alice", f"{root_id}:{i}") for i in range(children)]
+    assert all(kids)
+    return root, [k for k in kids if k is not None]
+
+
+def test_a_flow_subscriber_gets_every_job_of_the_flow_then_flow_completed_when_its_root_ends(live: Live) -> None:
+    live.connect("alice", live.token("alice"))
+    live.connect("bob", live.token("bob"))
+    root, (first, second) = _flow(live, "order-7")
+    replies = live.send("alice", {"action": "subscribe", "flowId": "order-7"})
+    assert [r["type"] for r in replies] == ["subscribed", "job:waiting-children"]
+    assert replies[0] == {"type": "subscribed", "flowId": "order-7", "userId": "alice", "status": "waiting-children"}
+    refused = live.send("bob", {"action": "subscribe", "flowId": "order-7", "userId": "alice"})
+    assert refused[0]["code"] == "NOT_FOUND"  # as GET /flows/{id}?userId= of someone else
+    first_done = _moved(_moved(first, JobStatus.ACTIVE, attempts=1), JobStatus.COMPLETED, result={"sent": 1})
+    second_done = _moved(second, JobStatus.COMPLETED, result={"sent": 2})
+    root_waiting = _moved(root, JobStatus.WAITING)
+    root_active = _moved(root_waiting, JobStatus.ACTIVE, attempts=1)
+    root_done = _moved(root_active, JobStatus.COMPLETED, result={"sent": 3})
+
+    outcome = live.stream((first, _moved(first, JobStatus.ACTIVE, attempts=1)), (_moved(first, JobStatus.ACTIVE, attempts=1), first_done),
+                          (second, second_done), (root, root_waiting), (root_waiting, root_active), (root_active, root_done))
+
+    events = live.server.received("alice")[2:]
+    assert [(e["type"], e["jobId"]) for e in events] == [
+        ("job:active", "order-7:0"), ("job:completed", "order-7:0"), ("job:completed", "order-7:1"),
+        ("job:waiting", "order-7"), ("job:active", "order-7"), ("job:completed", "order-7"), ("flow:completed", "order-7")]
+    assert all(e["queue"] == "email-sending" and e["userId"] == "alice" for e in events)
+    assert events[1]["result"] == {"sent": 1} and events[1]["status"] == "completed"
+    assert {k: events[-1][k] for k in ("flowId", "status", "result")} == {"flowId": "order-7", "status": "completed", "result": {"sent": 3}}
+    assert live.server.types("bob") == ["error"]
+    assert outcome["lookups"] == 2 * 6 + 1  # each job's own topic and its queue's, and the flows' once for the batch
+
+
+def test_subscribing_to_a_flow_that_ended_sends_its_final_events_at_once(live: Live) -> None:
+    from shared.adapters import clients
+
+    live.connect("c1", live.token("alice"))
+    root, _ = _flow(live, "order-8", children=1)
+    failed = _moved(root, JobStatus.FAILED, error="child order-8:0 failed: bounced")
+    clients.client("dynamodb").put_item(TableName=live.stack.table_name, Item=to_item(failed))
+
+    replies = live.send("c1", {"action": "subscribe", "flowId": "order-8"})
+
+    assert [r["type"] for r in replies] == ["subscribed", "job:failed", "flow:completed"]
+    assert {k: replies[-1][k] for k in ("flowId", "status", "error")} == {"flowId": "order-8", "status": "failed", "error": "child order-8:0 failed: bounced"}
+
+
+def test_a_flow_is_watched_by_its_root_and_a_child_names_it(live: Live) -> None:
+    live.connect("c1", live.token("alice"))
+    _flow(live, "order-9", children=1)
+
+    replies = live.send("c1", {"action": "subscribe", "flowId": "order-9:0"})
+
+    assert replies[0]["type"] == "error" and "order-9" in replies[0]["message"] and "root" in replies[0]["message"]
+
+
+def test_jobs_outside_flows_cost_no_flow_lookup_and_flow_jobs_one_per_batch(live: Live) -> None:
+    live.connect("c1", live.token("alice"))
+    plain = live.create("alice", "plain-1")
+    _, kids = _flow(live, "order-10", children=3)
+    live.send("c1", {"action": "subscribe", "flowId": "order-10"})
+    live.send("c1", {"action": "unsubscribe", "flowId": "order-10"})
+
+    alone = live.stream((plain, _moved(plain, JobStatus.ACTIVE, attempts=1)))
+    batch = live.stream(*[(k, _moved(k, JobStatus.ACTIVE, attempts=1)) for k in kids])
+
+    assert alone["lookups"] == 2  # the job's topic and its queue's: nothing for flows
+    assert batch["lookups"] == 2 * 3 + 1  # one Query of the flow subscriptions for the whole batch
+    assert live.server.types("c1") == ["subscribed", "job:waiting-children", "unsubscribed"]  # unsubscribed: nothing more
