@@ -474,6 +474,8 @@ class Known:
     keyed: bool = False
     cancel_accepted: bool = False
     retried: int = 0
+    parent: str | None = None  # ``user/jobId`` of its flow parent
+    children: list[str] = field(default_factory=list)  # ``user/jobId`` of its flow children
 
 
 @dataclass
@@ -539,6 +541,8 @@ def job_body(rng: random.Random, queue: str) -> tuple[dict[str, Any], str, str]:
     if mode == "slow":
         data["sleep"] = round(rng.uniform(0.2, 0.8), 2)
     options: dict[str, Any] = {"attempts": 4, "backoff": {"type": "fixed", "delay": 300}}
+    if rng.random() < 0.3:  # a share of every priority; "normal" is the default
+        options["priority"] = rng.choice(("critical", "high", "low", "bulk"))
     if rng.random() < 0.15:
         options["delay"] = rng.randint(500, 6000)
     return {"queue": queue, "type": JOB_TYPE, "data": data, "options": options}, mode, ref
@@ -590,6 +594,34 @@ def create_bulk(client: Client, user: str, rng: random.Random, ledger: Ledger, c
                 ledger.refused.append(known)
 
 
+def create_flow(client: Client, user: str, rng: random.Random, ledger: Ledger) -> None:
+    """A parent (its own step succeeds) with 2 or 3 children on any queue, under the default policy
+    (failParentOnFailure); an Idempotency-Key-like retry comes from the root's own ``jobId``."""
+    root_body, _, root_ref = job_body(rng, rng.choice(QUEUES))
+    root_body["data"] = {"mode": "ok", "ref": root_ref}
+    root_body["options"].pop("delay", None)
+    root_id = f"flow-{root_ref[:16]}"
+    root_body["options"]["jobId"] = root_id
+    children = [job_body(rng, rng.choice(QUEUES)) for _ in range(rng.choice((2, 3)))]
+    root_body["children"] = [body for body, _, _ in children]
+    response = client.retrying("POST", "/flows", json=root_body)
+    nodes = [(root_id, root_body["queue"], "parent", root_ref)] + [(f"{root_id}:{i}", body["queue"], mode, ref) for i, (body, mode, ref) in enumerate(children)]
+    if response is not None and response.status_code in (200, 201):
+        root_key = f"{user}/{root_id}"
+        for index, (job_id, queue, mode, ref) in enumerate(nodes):
+            known = Known(user, job_id, queue, mode, ref, told=True, keyed=True)
+            if index == 0:
+                known.children = [f"{user}/{n[0]}" for n in nodes[1:]]
+            else:
+                known.parent = root_key
+            ledger.add(known)
+    elif response is not None and response.status_code < 500 and response.status_code != 429:
+        raise AssertionError(f"a valid flow answered {response.status_code}: {response.text[:300]}")
+    else:
+        with ledger.lock:  # given up after retries with its own jobId: none of it may exist
+            ledger.refused.extend(Known(user, None, queue, mode, ref, told=False) for _, queue, mode, ref in nodes)
+
+
 def maybe_cancel(client: Client, known: Known, rng: random.Random) -> None:
     if rng.random() >= 0.05:
         return
@@ -602,7 +634,7 @@ def operate(admin: Client, clients: dict[str, Client], ledger: Ledger, rng: rand
     """The operator: retries some failed jobs, redrives some dead letters."""
     while not stop.wait(2.0):
         with ledger.lock:
-            candidates = [k for k in ledger.jobs.values() if not k.cancel_accepted and k.retried == 0 and k.mode in ("flaky", "ok", "broken")]
+            candidates = [k for k in ledger.jobs.values() if not k.cancel_accepted and k.retried == 0 and k.mode in ("flaky", "ok", "broken") and not k.children]
         rng.shuffle(candidates)
         for known in candidates[:20]:
             if stop.is_set():
@@ -735,7 +767,10 @@ def run(config: Config) -> dict[str, Any]:
             remaining = config.jobs
             while remaining > 0:
                 user = rng.choice(users)
-                if rng.random() < 0.3 and remaining >= 5:
+                if rng.random() < 0.05 and remaining >= 4:
+                    plan.append((user, -4))  # a flow: a parent and 2 or 3 children
+                    remaining -= 4
+                elif rng.random() < 0.3 and remaining >= 5:
                     count = min(remaining, rng.randint(5, 20))
                     plan.append((user, count))
                     remaining -= count
@@ -746,7 +781,9 @@ def run(config: Config) -> dict[str, Any]:
             def step(item: tuple[int, tuple[str, int]]) -> None:
                 index, (user, count) = item
                 local = random.Random(config.seed * 1_000_003 + index)
-                if count == 1:
+                if count < 0:
+                    create_flow(clients[user], user, local, ledger)
+                elif count == 1:
                     create_single(clients[user], user, local, ledger)
                 else:
                     create_bulk(clients[user], user, local, ledger, count)
@@ -912,6 +949,32 @@ def check(stack: LocalStack, admin: Client, ledger: Ledger, faults: Faults, wrap
                 violations["no success recorded as a failure"].append(why)
         if known.mode in ("permanent",) and status == "completed":
             violations["no failure recorded as a success"].append(f"{key}: mode {known.mode} completed")
+    # flows: a parent runs only after its children, and ends as its children's ends say (failParentOnFailure)
+    tolerance_ms = (faults.rates.skew_seconds + 1) * 1000  # one consumer's clock is skewed on purpose
+    flows = 0
+    for known in told:
+        if not known.children:
+            continue
+        flows += 1
+        key = f"{known.user}/{known.job_id}"
+        parent = jobs.get(key)
+        kids = {child: jobs.get(child) for child in known.children}
+        if parent is None or any(kid is None for kid in kids.values()):
+            continue  # reported as lost above
+        kid_status = {child: kid["status"] for child, kid in kids.items() if kid is not None}
+        if parent["status"] == "completed" and any(s != "completed" for s in kid_status.values()):
+            violations["a parent completes only when all its children completed"].append(f"{key}: completed; children {kid_status}")
+        if any(s == "failed" for s in kid_status.values()) and parent["status"] != "failed":
+            violations["a failed child fails its parent (failParentOnFailure)"].append(f"{key}: {parent['status']}; children {kid_status}")
+        if all(s == "completed" for s in kid_status.values()) and parent["status"] != "completed":
+            if faulted(key):
+                explained["a flow parent failed after injected faults spent its attempts"] += 1
+            else:
+                violations["a parent whose children all completed completes"].append(f"{key}: {parent['status']}; error {str(parent.get('error'))[:120]}")
+        ended = [_ms(h.get("endedAt")) for kid in kids.values() if kid for h in kid.get("history") or [] if h.get("outcome") == "completed"]
+        started = [_ms(h.get("startedAt")) for h in parent.get("history") or [] if h.get("outcome") == "completed"]
+        if ended and started and min(started) + tolerance_ms < max(ended):
+            violations["a parent runs only after its children ended"].append(f"{key}: its completed attempt started before a child's ended")
     # phantoms: jobs nobody was told about
     told_keys = {f"{k.user}/{k.job_id}" for k in told}
     unknown_refs = {k.ref for k in ledger.unknown}
@@ -995,6 +1058,10 @@ def check(stack: LocalStack, admin: Client, ledger: Ledger, faults: Faults, wrap
         "no success recorded as a failure",
         "no failure recorded as a success",
         "every accepted cancel honoured",
+        "a parent completes only when all its children completed",
+        "a failed child fails its parent (failParentOnFailure)",
+        "a parent whose children all completed completes",
+        "a parent runs only after its children ended",
         "counters equal to a recount",
         "metric buckets equal to a recount",
         "every failed job's DLQ copy present",
@@ -1007,6 +1074,8 @@ def check(stack: LocalStack, admin: Client, ledger: Ledger, faults: Faults, wrap
             "told about": len(told),
             "refused (429/5xx, nothing stored)": len(ledger.refused),
             "unknown (error, no key)": len(ledger.unknown),
+            "flows (parent + 2-3 children)": flows,
+            "with a priority": sum(1 for j in jobs.values() if int(j.get("priority") or 0) != 0),
             "schedule firings": len(ledger.firings),
             "schedule jobs": sum(per_schedule.values()),
             "cancels accepted": sum(k.cancel_accepted for k in told),
@@ -1021,6 +1090,14 @@ def check(stack: LocalStack, admin: Client, ledger: Ledger, faults: Faults, wrap
         "invariants": {name: len(violations.get(name, [])) for name in invariants},
         "violations": {name: items for name, items in violations.items() if items},
     }
+
+
+def _ms(timestamp: str | None) -> int:
+    if not timestamp:
+        return 0
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def _same_time(a: str, b: str) -> bool:
