@@ -11,6 +11,7 @@ import pytest
 
 from api.deps import job_service
 from api.main import handler
+from infra.local import moto_fixes
 from shared.access import Identity
 from shared.adapters import policies
 from shared.adapters.admission import DynamoAdmissionCounters
@@ -66,6 +67,9 @@ def test_a_user_cap_stops_that_user_only(stack: Stack) -> None:
 
 
 def test_concurrent_creates_never_pass_the_limit(stack: Stack) -> None:
+    # moto's DynamoDB takes no lock: a transaction's conditions and its writes are not isolated from
+    # another thread's, as DynamoDB's are. The local stack's moto runs with the fix; so does this test.
+    moto_fixes.apply()
     limit(stack, max_unfinished_jobs=5)
     jobs = job_service()
     request = JobCreate.model_validate({"queue": QUEUE, "type": "send-email", "data": EMAIL})
