@@ -474,6 +474,7 @@ class Known:
     keyed: bool = False
     cancel_accepted: bool = False
     retried: int = 0
+    group: str | None = None  # options.group (the rate-limited, concurrency-capped queue)
     parent: str | None = None  # ``user/jobId`` of its flow parent
     children: list[str] = field(default_factory=list)  # ``user/jobId`` of its flow children
 
@@ -524,6 +525,9 @@ class Client:
 
 
 QUEUES = ("email-sending", "report-generation", "video-processing")
+# report-generation's jobs carry a group key half the time (a customer): per key at most GROUP_MAX_ACTIVE
+# run at once and GROUP_RATE_MAX start per GROUP_RATE_MS window (flow control, issue 13).
+GROUP_QUEUE, GROUP_KEYS, GROUP_MAX_ACTIVE, GROUP_RATE_MAX, GROUP_RATE_MS = "report-generation", 8, 2, 4, 1000
 MODES = (("ok", 0.60), ("flaky", 0.15), ("permanent", 0.10), ("broken", 0.05), ("slow", 0.10))
 
 
@@ -545,6 +549,8 @@ def job_body(rng: random.Random, queue: str) -> tuple[dict[str, Any], str, str]:
         options["priority"] = rng.choice(("critical", "high", "low", "bulk"))
     if rng.random() < 0.15:
         options["delay"] = rng.randint(500, 6000)
+    if queue == GROUP_QUEUE and rng.random() < 0.5:
+        options["group"] = f"customer-{rng.randrange(GROUP_KEYS)}"
     return {"queue": queue, "type": JOB_TYPE, "data": data, "options": options}, mode, ref
 
 
@@ -555,7 +561,7 @@ def create_single(client: Client, user: str, rng: random.Random, ledger: Ledger)
         response = client.retrying("POST", "/jobs", json=body, headers={"Idempotency-Key": f"soak-{ref}"})
     else:
         response = client.call("POST", "/jobs", json=body)
-    known = Known(user, None, body["queue"], mode, ref, told=False, keyed=keyed)
+    known = Known(user, None, body["queue"], mode, ref, told=False, keyed=keyed, group=body["options"].get("group"))
     if response is not None and response.status_code in (200, 201):
         known.job_id, known.told = response.json()["data"]["jobId"], True
         ledger.add(known)
@@ -584,7 +590,7 @@ def create_bulk(client: Client, user: str, rng: random.Random, ledger: Ledger, c
         raise AssertionError(f"a valid bulk create answered {response.status_code}: {response.text[:300]}")
     results = response.json()["data"]["results"]
     for (body, mode, ref), result in zip(items, results, strict=True):
-        known = Known(user, None, body["queue"], mode, ref, told=False)
+        known = Known(user, None, body["queue"], mode, ref, told=False, group=body["options"].get("group"))
         if result.get("success"):
             known.job_id, known.told = (result.get("job") or {}).get("jobId") or result.get("jobId"), True
             ledger.add(known)
@@ -605,11 +611,13 @@ def create_flow(client: Client, user: str, rng: random.Random, ledger: Ledger) -
     children = [job_body(rng, rng.choice(QUEUES)) for _ in range(rng.choice((2, 3)))]
     root_body["children"] = [body for body, _, _ in children]
     response = client.retrying("POST", "/flows", json=root_body)
-    nodes = [(root_id, root_body["queue"], "parent", root_ref)] + [(f"{root_id}:{i}", body["queue"], mode, ref) for i, (body, mode, ref) in enumerate(children)]
+    nodes = [(root_id, root_body["queue"], "parent", root_ref, root_body["options"].get("group"))] + [
+        (f"{root_id}:{i}", body["queue"], mode, ref, body["options"].get("group")) for i, (body, mode, ref) in enumerate(children)
+    ]
     if response is not None and response.status_code in (200, 201):
         root_key = f"{user}/{root_id}"
-        for index, (job_id, queue, mode, ref) in enumerate(nodes):
-            known = Known(user, job_id, queue, mode, ref, told=True, keyed=True)
+        for index, (job_id, queue, mode, ref, group) in enumerate(nodes):
+            known = Known(user, job_id, queue, mode, ref, told=True, keyed=True, group=group)
             if index == 0:
                 known.children = [f"{user}/{n[0]}" for n in nodes[1:]]
             else:
@@ -619,7 +627,7 @@ def create_flow(client: Client, user: str, rng: random.Random, ledger: Ledger) -
         raise AssertionError(f"a valid flow answered {response.status_code}: {response.text[:300]}")
     else:
         with ledger.lock:  # given up after retries with its own jobId: none of it may exist
-            ledger.refused.extend(Known(user, None, queue, mode, ref, told=False) for _, queue, mode, ref in nodes)
+            ledger.refused.extend(Known(user, None, queue, mode, ref, told=False) for _, queue, mode, ref, _ in nodes)
 
 
 def maybe_cancel(client: Client, known: Known, rng: random.Random) -> None:
@@ -740,6 +748,9 @@ def run(config: Config) -> dict[str, Any]:
             for queue in QUEUES:
                 answer = admin.retrying("PUT", f"/queues/{queue}/processors/{JOB_TYPE}", json={"kind": "http", "url": target.url, "timeoutSeconds": 2})
                 assert answer is not None and answer.status_code == 200, answer.text if answer is not None else "no answer"
+            groups = {"maxActive": GROUP_MAX_ACTIVE, "rateLimit": {"max": GROUP_RATE_MAX, "duration": GROUP_RATE_MS}}
+            answer = admin.retrying("PATCH", f"/queues/{GROUP_QUEUE}", json={"groups": groups})
+            assert answer is not None and answer.status_code == 200, answer.text if answer is not None else "no answer"
             schedules = []
             for i in range(config.schedules):
                 name = f"soak-{i}"
@@ -975,6 +986,33 @@ def check(stack: LocalStack, admin: Client, ledger: Ledger, faults: Faults, wrap
         started = [_ms(h.get("startedAt")) for h in parent.get("history") or [] if h.get("outcome") == "completed"]
         if ended and started and min(started) + tolerance_ms < max(ended):
             violations["a parent runs only after its children ended"].append(f"{key}: its completed attempt started before a child's ended")
+    # group keys: never more than maxActive running, never more than the rate's max started in a window
+    attempts_by_key: dict[str, list[tuple[int, int]]] = defaultdict(list)  # key -> (start, end) of attempts ended in a consumer
+    starts_by_key: dict[str, list[int]] = defaultdict(list)
+    for known in told:
+        job = jobs.get(f"{known.user}/{known.job_id}")
+        if job is None or known.group is None:
+            continue
+        for h in job.get("history") or []:
+            started = _ms(h.get("startedAt"))
+            starts_by_key[known.group].append(started)
+            if h.get("outcome") in ("completed", "failed", "retrying", "timed_out") and h.get("endedAt"):
+                attempts_by_key[known.group].append((started, _ms(h.get("endedAt"))))
+    for key, spans in attempts_by_key.items():
+        edges = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans], key=lambda e: (e[0], e[1]))
+        running = peak = 0
+        for _, step in edges:
+            running += step
+            peak = max(peak, running)
+        if peak > GROUP_MAX_ACTIVE:
+            violations["a key's active jobs never above its maxActive"].append(f"{key}: {peak} attempts ran at once (maxActive {GROUP_MAX_ACTIVE})")
+    slack_ms = 100  # a start counted at the end of one window may be stamped at the start of the next
+    for key, starts in starts_by_key.items():
+        windows: Counter[int] = Counter(t // GROUP_RATE_MS for t in starts)
+        early: Counter[int] = Counter(t // GROUP_RATE_MS for t in starts if t % GROUP_RATE_MS < slack_ms)
+        for window, n in windows.items():
+            if n - early[window] > GROUP_RATE_MAX:
+                violations["a key's starts never above its rate limit"].append(f"{key}: {n} starts in window {window} (max {GROUP_RATE_MAX})")
     # phantoms: jobs nobody was told about
     told_keys = {f"{k.user}/{k.job_id}" for k in told}
     unknown_refs = {k.ref for k in ledger.unknown}
@@ -1062,6 +1100,8 @@ def check(stack: LocalStack, admin: Client, ledger: Ledger, faults: Faults, wrap
         "a failed child fails its parent (failParentOnFailure)",
         "a parent whose children all completed completes",
         "a parent runs only after its children ended",
+        "a key's active jobs never above its maxActive",
+        "a key's starts never above its rate limit",
         "counters equal to a recount",
         "metric buckets equal to a recount",
         "every failed job's DLQ copy present",
@@ -1075,6 +1115,7 @@ def check(stack: LocalStack, admin: Client, ledger: Ledger, faults: Faults, wrap
             "refused (429/5xx, nothing stored)": len(ledger.refused),
             "unknown (error, no key)": len(ledger.unknown),
             "flows (parent + 2-3 children)": flows,
+            "with a group key": sum(1 for k in told if k.group),
             "with a priority": sum(1 for j in jobs.values() if int(j.get("priority") or 0) != 0),
             "schedule firings": len(ledger.firings),
             "schedule jobs": sum(per_schedule.values()),

@@ -1,4 +1,4 @@
-"""Two fixes to moto's DynamoDB (5.x) that the local stack needs; applied once per process.
+"""Fixes to moto's DynamoDB (5.x), its streams and SQS that the local stack needs; applied once per process.
 
 moto serves the local stack's requests from many threads (consumers, stream pollers, the
 API), and its DynamoDB backend takes no lock:
@@ -24,7 +24,11 @@ API), and its DynamoDB backend takes no lock:
    hands out a standard queue in send order, so one tenant's burst would delay everyone
    behind it locally, which SQS no longer does.
 
-Reads are not locked. ``apply()`` is idempotent and only patches what it finds; if moto's
+5. **Queries and scans iterate the table's dicts** while other threads' writes add to them
+   ("dictionary changed size during iteration", a 500 the SDK retries): they take the same lock.
+   GetItem is a dict lookup and stays unlocked.
+
+``apply()`` is idempotent and only patches what it finds; if moto's
 internals change shape it logs and leaves moto as it is.
 """
 
@@ -190,7 +194,7 @@ def apply() -> None:
             from moto.dynamodb.models.table import Table
 
             backend = ddb_models.DynamoDBBackend
-            for name in ("put_item", "update_item", "delete_item"):
+            for name in ("put_item", "update_item", "delete_item", "query", "scan"):
                 setattr(backend, name, _locked(getattr(backend, name)))
             backend.transact_write_items = _transaction(backend.transact_write_items, DynamoType)  # type: ignore[method-assign]
             ddb_models.copy = _NoTableCopy(Table)  # type: ignore[attr-defined]
