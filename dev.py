@@ -96,7 +96,9 @@ def _workers(rest: list[str]) -> list[str]:
     workers = int(os.environ.get("JOBQ_TEST_WORKERS", DEFAULT_WORKERS))
     if names_paths or chooses or workers <= 0:
         return []
-    return ["-n", str(workers), "--dist", "loadfile"]
+    # --no-loadscope-reorder: files in collection order (tests/conftest.py puts the longest first),
+    # not xdist's default of the files with the most tests first (the one-test soak would start last).
+    return ["-n", str(workers), "--dist", "loadfile", "--no-loadscope-reorder"]
 
 
 def main(argv: list[str]) -> int:
