@@ -82,6 +82,25 @@ def ensure_chromium() -> None:
     )
 
 
+# The whole suite runs on pytest-xdist workers, one test file per worker at a time (--dist loadfile:
+# a module's fixtures are built once). Most of the time is spent waiting on the local stack, moto
+# and subprocesses, not on the CPU, so more workers than cores pay; each worker starts its own local
+# stack (ports and temp dirs of its own). JOBQ_TEST_WORKERS=N overrides the count, 0 runs in one process.
+DEFAULT_WORKERS = 4
+
+
+def _workers(rest: list[str]) -> list[str]:
+    """xdist's options for a run of the whole suite: none when paths are named (one file runs alone), or -n, --dist or -p no:xdist."""
+    names_paths = any(not a.startswith("-") and Path(a.split("::")[0]).exists() for a in rest)
+    chooses = any(a.startswith(("-n", "--numprocesses", "--dist")) or a in ("no:xdist", "-pno:xdist") for a in rest)
+    workers = int(os.environ.get("JOBQ_TEST_WORKERS", DEFAULT_WORKERS))
+    if names_paths or chooses or workers <= 0:
+        return []
+    # --no-loadscope-reorder: files in collection order (tests/conftest.py puts the longest first),
+    # not xdist's default of the files with the most tests first (the one-test soak would start last).
+    return ["-n", str(workers), "--dist", "loadfile", "--no-loadscope-reorder"]
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("local", "test", "token"):
         print(__doc__)
@@ -96,7 +115,7 @@ def main(argv: list[str]) -> int:
     else:
         ensure_checkov_venv()
         ensure_chromium()
-        args = [str(PYTHON), "-m", "pytest", *rest]
+        args = [str(PYTHON), "-m", "pytest", *_workers(rest), *rest]
     os.chdir(ROOT)
     os.execve(str(PYTHON), args, env)
     return 0  # not reached

@@ -87,7 +87,7 @@ def test_retention_removes_what_it_should_and_keeps_the_newest_n(local_stack: Lo
         try:
             gone = [j.job_id for j in completed[:3]] + [old_failure.job_id]
             kept = [j.job_id for j in completed[3:]] + [new_failure.job_id]
-            wait_until(lambda: all(admin.get(f"/jobs/{job_id}", params={"userId": "alice"}).status_code == 404 for job_id in gone), timeout=20)
+            wait_until(lambda: all(admin.get(f"/jobs/{job_id}", params={"userId": "alice"}).status_code == 404 for job_id in gone), timeout=60)
             assert all(admin.get(f"/jobs/{job_id}", params={"userId": "alice"}).status_code == 200 for job_id in kept)
         finally:
             restore = {"retention": before["retention"]}

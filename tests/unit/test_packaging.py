@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -36,6 +38,7 @@ def test_the_template_passes_sam_validate_lint() -> None:
     assert "is a valid SAM Template" in out.stdout + out.stderr
 
 
+@pytest.mark.timeout(600)  # as long as its sam build may take (subprocess timeout below): slower while other workers run
 def test_sam_build_ships_each_function_only_what_it_imports(tmp_path: Path) -> None:
     sam = shutil.which("sam", path=str(Path(sys.executable).parent)) or shutil.which("sam")
     assert sam
