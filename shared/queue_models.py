@@ -295,20 +295,21 @@ class QueuePatch(CamelModel):
         return self
 
     def targets(self, code_types: set[str]) -> dict[str, AnyTarget | None]:
-        """The HTTP and Lambda targets to put (or remove: None); ValueError for a bad entry or a changed code list."""
+        """The HTTP, Lambda and state-machine targets to put (or remove: None); ValueError for a bad entry or a changed code list."""
         given = self.processors or {}
         listing = (
             isinstance(given.get("code"), list)
             or (isinstance(given.get("http"), dict) and "url" not in given["http"])
             or (isinstance(given.get("functions"), dict) and "functionArn" not in given["functions"])
+            or (isinstance(given.get("stateMachines"), dict) and "stateMachineArn" not in given["stateMachines"])
         )
         if listing:
-            unknown = set(given) - {"code", "http", "functions"}
+            unknown = set(given) - {"code", "http", "functions", "stateMachines"}
             if unknown:
-                raise ValueError(f"processors: unknown keys {', '.join(sorted(unknown))} beside code, http and functions")
+                raise ValueError(f"processors: unknown keys {', '.join(sorted(unknown))} beside code, http, functions and stateMachines")
             if "code" in given and set(given["code"] or []) != code_types:
                 raise ValueError("processors.code is read-only: code processors are listed in shared/catalog.py")
-            entries: dict[str, Any] = {**(given.get("http") or {}), **(given.get("functions") or {})}
+            entries: dict[str, Any] = {**(given.get("http") or {}), **(given.get("functions") or {}), **(given.get("stateMachines") or {})}
         else:
             entries = given
         out: dict[str, AnyTarget | None] = {}
