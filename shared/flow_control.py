@@ -146,7 +146,13 @@ class Limits(Protocol):
 
     def take_window(self, queue: str, key: str | None, window_start: int, ttl: int) -> int: ...
     def take_slot(self, queue: str, key: str, token: str, until_ms: int, max_active: int | None, now_ms: int) -> bool: ...
-    def release_slot(self, queue: str, key: str, token: str) -> None: ...
+    def release_slot(self, queue: str, key: str, token: str) -> str | None:
+        """Give the slot back; returns the message body of a job that waits for it (an exclusive slot's), to send now."""
+        ...
+
+    def wait_on_slot(self, queue: str, key: str, message: str) -> None:
+        """Note ``message`` (a waiting job's SQS body) on the key's exclusive slot: its holder wakes it when it ends."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,7 @@ def admit(
     now_ms: int,
     slot_wait_seconds: int,
     exclusive: str | None = None,
+    waiter: str | None = None,
 ) -> Admission:
     """May this job start now? Its keys' slots first (given back if a later check says no), then the rates."""
     key_limits = groups.limits_for(group) if groups is not None and group is not None else None
@@ -189,6 +196,8 @@ def admit(
     if exclusive is not None:
         # keepLastIfActive: one active job per dedup key, whatever the queue's policy.
         if not limits.take_slot(queue, EXCLUSIVE_SLOT_PREFIX + exclusive, token, lease_until_ms, 1, now_ms):
+            if waiter is not None:  # woken by the active job as it ends; the wait below is the fallback
+                limits.wait_on_slot(queue, EXCLUSIVE_SLOT_PREFIX + exclusive, waiter)
             return Admission(slot_wait_seconds, "a job with its deduplication key is active (keepLastIfActive)")
         slots.append((queue, EXCLUSIVE_SLOT_PREFIX + exclusive, token))
     if key_limits is not None and group is not None:

@@ -372,7 +372,7 @@ class Worker:
             return self._run(job, token, delivery, deadline)
         finally:
             for slot in slots:
-                self.limits.release_slot(*slot)
+                self._give_back(delivery.queue, slot)
 
     def _claim(self, ref: JobRef, delivery: Delivery, lease_ms: int, deadline: float) -> tuple[Job, str, tuple[tuple[str, str, str], ...]] | Outcome:
         job_id = ref.job_id
@@ -396,16 +396,16 @@ class Worker:
             except Conflict as refused:  # the failed condition returned the job as it is: decide from it
                 seen = refused.details if isinstance(refused.details, Job) else None
             except BaseException:
-                self._release(admission)
+                self._release(delivery.queue, admission)
                 raise
         gate = [admission] if admission is not None else []  # the flow gate's answer, once it was asked
         try:
             outcome = self._decide(ref, seen, delivery, lease_ms, deadline, token, gate)
         except BaseException:
-            self._release(gate)
+            self._release(delivery.queue, gate)
             raise
         if isinstance(outcome, Outcome):
-            self._release(gate)  # no attempt started: its key's slot goes back at once
+            self._release(delivery.queue, gate)  # no attempt started: its key's slot goes back at once
         return outcome
 
     def _decide(
@@ -462,10 +462,20 @@ class Worker:
     def _has_group_limits(self, queue: QueueInfo) -> bool:
         return self.policy(queue).groups is not None
 
-    def _release(self, gate: list[flow_control.Admission] | flow_control.Admission | None) -> None:
+    def _give_back(self, queue: QueueInfo, slot: tuple[str, str, str]) -> None:
+        """Give a slot back; a job that waits for it (keepLastIfActive) is woken at once, not at its next look."""
+        waiter = self.limits.release_slot(*slot)
+        if waiter is None:
+            return
+        try:
+            self.messages.send_body(queue, _message_of(waiter))
+        except Unavailable as err:  # it looks again after its wait
+            logger.warning("could not wake the job waiting for a slot", extra={"error": err.message})
+
+    def _release(self, queue: QueueInfo, gate: list[flow_control.Admission] | flow_control.Admission | None) -> None:
         for admission in gate if isinstance(gate, list) else [gate] if gate is not None else []:
             for slot in admission.slots:
-                self.limits.release_slot(*slot)
+                self._give_back(queue, slot)
 
     def _admit(
         self, job_id: str, group: str | None, delivery: Delivery, token: str, lease_until: int, now: int, exclusive: str | None = None
@@ -485,6 +495,8 @@ class Worker:
             now_ms=now,
             slot_wait_seconds=min(2 ** max(delivery.receive_count - 1, 0), self.settings.group_slot_wait_cap_seconds),
             exclusive=exclusive,
+            # What the active job sends back when it ends (a kept ending is not this message's to repeat).
+            waiter=json.dumps({k: v for k, v in _message_of(delivery.body).items() if k != "keptOutcome"}, separators=(",", ":")) if exclusive else None,
         )
         if admission.go:
             return admission

@@ -4,7 +4,8 @@
     key rate window     pk=LIMIT#<q>#G#<key>       sk=W#<window start ms>   n, expiresAt
     key slots + counts  pk=LIMIT#<q>#KEYS#<shard>  sk=G#<key>               h {token: lease until ms}, n (started),
                                                                             last (ms), expiresAt (idle TTL)
-    keepLastIfActive    pk=LIMIT#<q>#KEYS#<shard>  sk=X#<dedup digest>      t (lease token), u (lease until ms), expiresAt
+    keepLastIfActive    pk=LIMIT#<q>#KEYS#<shard>  sk=X#<dedup digest>      t (lease token), u (lease until ms), expiresAt,
+                                                                            w (the waiting job's message body, to wake it)
 
 A window counter is one ``ADD n 1`` that returns the new value: the caller decides from it,
 so a start never needs a read. A key's item holds the lease of each of its active jobs (at
@@ -120,7 +121,7 @@ class DynamoLimits:
                 self._ddb().update_item(
                     TableName=self.table_name,
                     Key=self._slots_key(queue, key),
-                    UpdateExpression="SET t = :token, u = :until, expiresAt = :ttl",
+                    UpdateExpression="SET t = :token, u = :until, expiresAt = :ttl REMOVE w",  # w: the waiter, now this job
                     ConditionExpression="attribute_not_exists(t) OR u <= :now",
                     ExpressionAttributeValues={":token": {"S": token}, ":until": {"N": str(until_ms)}, ":now": {"N": str(now_ms)}, ":ttl": {"N": str(ttl)}},
                 )
@@ -163,19 +164,34 @@ class DynamoLimits:
         logger.warning("expired slots taken back", extra={"queue": queue, "group": key, "slots": len(expired)})
         return True
 
-    def release_slot(self, queue: str, key: str, token: str) -> None:
+    def wait_on_slot(self, queue: str, key: str, message: str) -> None:
+        try:
+            with aws_errors(f"cannot note a job waiting on queue {queue}"):
+                self._ddb().update_item(
+                    TableName=self.table_name,
+                    Key=self._slots_key(queue, key),
+                    UpdateExpression="SET w = :w",
+                    ConditionExpression="attribute_exists(t)",  # held still: else the job's next look takes the slot
+                    ExpressionAttributeValues={":w": {"S": message}},
+                )
+        except JobqError:
+            pass  # not woken then: the job looks again after its wait
+
+    def release_slot(self, queue: str, key: str, token: str) -> str | None:
         exclusive = key.startswith(EXCLUSIVE_SLOT_PREFIX)
         try:
             with aws_errors(f"cannot give back a slot of group {key} on queue {queue}"):
                 if exclusive:  # only its own lease: one that ran out may be another job's by now
-                    self._ddb().update_item(
+                    out = self._ddb().update_item(
                         TableName=self.table_name,
                         Key=self._slots_key(queue, key),
-                        UpdateExpression="REMOVE t, u",
+                        UpdateExpression="REMOVE t, u, w",
                         ConditionExpression="t = :token",
                         ExpressionAttributeValues={":token": {"S": token}},
+                        ReturnValues="ALL_OLD",
                     )
-                    return
+                    waiter = out.get("Attributes", {}).get("w", {}).get("S")
+                    return waiter if isinstance(waiter, str) else None
                 self._ddb().update_item(
                     TableName=self.table_name,
                     Key=self._slots_key(queue, key),
@@ -189,6 +205,7 @@ class DynamoLimits:
         except JobqError as err:
             # The slot stays held until its lease runs out; the next claim that finds the key full takes it back.
             logger.warning("a group slot was not given back; it expires with its lease", extra={"queue": queue, "group": key, "error": err.message})
+        return None
 
     # ---- GET /queues/{name}/groups -------------------------------------------------------------------------
     def keys(self, queue: str, now_ms: int, *, per_shard: int = 200) -> list[KeyCounts]:
