@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -27,6 +28,7 @@ from shared.status import JobStatus
 from shared.worker import Delivery, JobContext, Outcome, RetryLater
 from tests.target_server import TargetServer
 from tests.unit.conftest import FakeLambdaContext, Stack, sqs_event
+from tests.unit.stream_feed import StreamFeed
 from tests.unit.test_queues import call, mappings  # noqa: F401 (the fixture: PATCH maxConcurrency reaches the Lambda API)
 
 ADMIN = Identity("root", is_admin=True)
@@ -613,6 +615,19 @@ def test_a_keep_last_if_active_claim_reads_no_job_and_other_jobs_touch_no_counte
     slot_writes = [b["Key"]["pk"]["S"] for b in writes.seen if b["Key"]["pk"]["S"].startswith("LIMIT#")]
     assert len(slot_writes) == 2  # the kept job's slot: taken, given back; the plain job: none
     assert all(stack.store.require("alice", i).status is JobStatus.COMPLETED for i in (kept, plain))
+
+
+def test_a_keep_last_if_active_job_enqueued_by_the_stream_carries_its_key_in_its_message(stack: Stack, target: TargetServer) -> None:
+    add_jobs(stack, target, "/ok", 0)
+    feed = StreamFeed(stack.table_name)
+    boxed = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings.model_copy(update={"enqueue_from_stream": True}))
+    job, _ = boxed.create(JobCreate(queue=QUEUE, type="call", data={}, options={"deduplication": {"key": "k", "mode": "keepLastIfActive"}}), ALICE)
+    assert stack.receive(QUEUE) == []
+
+    feed.deliver()
+
+    [message] = stack.receive(QUEUE)
+    assert job.exclusive_key and json.loads(message["Body"])["exclusive"] == job.exclusive_key
 
 
 def test_a_critical_job_is_served_ahead_of_its_own_tenants_backlog_of_low_jobs(stack: Stack, target: TargetServer) -> None:
