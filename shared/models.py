@@ -80,7 +80,7 @@ class Deduplication(CamelModel):
     ``mode`` (BullMQ's names): ``simple`` (the default without ``ttl``): until the job finishes;
     ``throttle`` (the default with ``ttl``): new jobs with the key are ignored for ``ttl``;
     ``debounce``: the newest job's data replaces the pending one's and its delay restarts;
-    ``keepLastIfActive``: at most one job waiting per key beside the one running, newest data wins.
+    ``keepLastIfActive``: at most one active and one waiting per key, newest data wins (the waiting one starts once the active one ended).
     """
 
     key: str = Field(min_length=1, max_length=256)
