@@ -14,6 +14,9 @@ The rules (issue 13), free of boto3; ``shared/adapters/limits.py`` keeps the cou
   the job's lease token in the key's slots item, bounded by ``maxActive``; a slot whose lease
   ran out is taken back by the next claim, so a consumer that died leaks nothing). Overrides
   per key; a key can be paused. Every counter item carries a TTL: idle keys cost nothing.
+* **keepLastIfActive** (deduplication): at most one job of a dedup key active at once, with or
+  without a ``groups`` policy: the job carries the key (``Job.exclusive_key``, and in its message)
+  and holds the key's exclusive slot, a slot as above with a built-in ``maxActive`` of 1, while it runs.
 * **Timeouts**: ``options.timeout`` (ms) or the queue's ``defaultTimeout``; below the
   consumer's Lambda timeout, checked at creation.
 """
@@ -38,6 +41,9 @@ MAX_OVERRIDES = 1000
 WINDOW_TTL_MARGIN_SECONDS = 120
 # A key's slots item is kept this long after its last claim (TTL refreshed on every claim).
 SLOTS_IDLE_TTL_SECONDS = 86400
+# An exclusive slot's key (keepLastIfActive) starts with this, which no group key can (GROUP_KEY_PATTERN):
+# the two never share a slot, and the adapter keeps exclusive slots out of GET /queues/{name}/groups.
+EXCLUSIVE_SLOT_PREFIX = "#"
 # A paused key's jobs look again after this many seconds (no attempt spent).
 PAUSED_KEY_RECHECK_SECONDS = 30
 # SQS moves a message to the DLQ after maxReceiveCount receives: a job that waits often is sent
@@ -140,16 +146,22 @@ class Limits(Protocol):
 
     def take_window(self, queue: str, key: str | None, window_start: int, ttl: int) -> int: ...
     def take_slot(self, queue: str, key: str, token: str, until_ms: int, max_active: int | None, now_ms: int) -> bool: ...
-    def release_slot(self, queue: str, key: str, token: str) -> None: ...
+    def release_slot(self, queue: str, key: str, token: str) -> str | None:
+        """Give the slot back; returns the message body of a job that waits for it (an exclusive slot's), to send now."""
+        ...
+
+    def wait_on_slot(self, queue: str, key: str, message: str) -> None:
+        """Note ``message`` (a waiting job's SQS body) on the key's exclusive slot: its holder wakes it when it ends."""
+        ...
 
 
 @dataclass(frozen=True)
 class Admission:
-    """The gate's answer: go (``wait_seconds`` 0, and the slot to give back after the attempt), or wait."""
+    """The gate's answer: go (``wait_seconds`` 0, and the slots to give back after the attempt), or wait."""
 
     wait_seconds: int = 0
     reason: str = ""
-    slot: tuple[str, str, str] | None = None  # (queue, key, token) held for the attempt
+    slots: tuple[tuple[str, str, str], ...] = ()  # (queue, key, token) held for the attempt
 
     @property
     def go(self) -> bool:
@@ -167,31 +179,45 @@ def admit(
     lease_until_ms: int,
     now_ms: int,
     slot_wait_seconds: int,
+    exclusive: str | None = None,
+    waiter: str | None = None,
 ) -> Admission:
-    """May this job start now? Its key's slot first (given back if a rate says no), then the rates."""
+    """May this job start now? Its keys' slots first (given back if a later check says no), then the rates."""
     key_limits = groups.limits_for(group) if groups is not None and group is not None else None
     if key_limits is not None and key_limits.paused:
         return Admission(PAUSED_KEY_RECHECK_SECONDS, f"group {group} is paused")
-    slot: tuple[str, str, str] | None = None
+    slots: list[tuple[str, str, str]] = []
+
+    def refuse(wait: int, reason: str) -> Admission:
+        for slot in slots:
+            limits.release_slot(*slot)
+        return Admission(wait, reason)
+
+    if exclusive is not None:
+        # keepLastIfActive: one active job per dedup key, whatever the queue's policy.
+        if not limits.take_slot(queue, EXCLUSIVE_SLOT_PREFIX + exclusive, token, lease_until_ms, 1, now_ms):
+            if waiter is not None:  # woken by the active job as it ends; the wait below is the fallback
+                limits.wait_on_slot(queue, EXCLUSIVE_SLOT_PREFIX + exclusive, waiter)
+            return Admission(slot_wait_seconds, "a job with its deduplication key is active (keepLastIfActive)")
+        slots.append((queue, EXCLUSIVE_SLOT_PREFIX + exclusive, token))
     if key_limits is not None and group is not None:
         # Every job of a key holds a slot while it runs (the key's active count), limited or not.
         if not limits.take_slot(queue, group, token, lease_until_ms, key_limits.max_active, now_ms):
-            return Admission(slot_wait_seconds, f"group {group} has {key_limits.max_active} active jobs")
-        slot = (queue, group, token)
+            return refuse(slot_wait_seconds, f"group {group} has {key_limits.max_active} active jobs")
+        slots.append((queue, group, token))
     for key, rate in ((None, rate_limit), (group, key_limits.rate_limit if key_limits else None)):
         if rate is None:
             continue
         taken = limits.take_window(queue, key, rate.window_start(now_ms), rate.ttl(now_ms))
         wait = rate.wait_seconds(now_ms, taken)
         if wait:
-            if slot is not None:
-                limits.release_slot(*slot)
             scope = f"group {key}" if key is not None else f"queue {queue}"
-            return Admission(wait, f"{scope} is at its rate limit of {rate.max} per {rate.duration} ms")
-    return Admission(slot=slot)
+            return refuse(wait, f"{scope} is at its rate limit of {rate.max} per {rate.duration} ms")
+    return Admission(slots=tuple(slots))
 
 
 __all__ = [
+    "EXCLUSIVE_SLOT_PREFIX",
     "Admission",
     "GroupPolicy",
     "KeyLimits",

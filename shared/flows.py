@@ -532,7 +532,7 @@ class FlowEvents:
             if event == "INSERT" and _flag(new, "outbox") and after in (S.WAITING.value, S.DELAYED.value):
                 delay = int((new.get("delay") or {}).get("N") or 0)
                 outbox.setdefault(attribute_text(new, "queue") or "", []).append((_ref(new), -(-delay // 1000)))
-                routes[_ref(new)] = queues.Route(attribute_number(new, "priority") or 0, attribute_text(new, "group"))
+                routes[_ref(new)] = queues.Route(attribute_number(new, "priority") or 0, attribute_text(new, "group"), attribute_text(new, "exclusiveKey"))
             image = new or old
             if "parent" in image:
                 try:

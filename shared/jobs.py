@@ -64,6 +64,11 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _dedup_digest(user_id: str, queue: str, key: str) -> str:
+    """A deduplication key within its owner and queue (the marker's key; keepLastIfActive's exclusive slot)."""
+    return _digest(f"{user_id}\n{queue}\n{key}")
+
+
 class JobService:
     def __init__(
         self, store: JobRepository, directory: QueueDirectory, catalog: ProcessorCatalog, settings: Settings, *, transitions: Transitions | None = None
@@ -177,6 +182,9 @@ class JobService:
             if found is not None:
                 return found, False
         queue, job = self._prepare(request, caller, job_id, now)
+        if request.options.deduplication is not None and request.options.deduplication.mode == "keepLastIfActive":
+            # At most one active per key: the consumer's gate holds the key's one slot (shared/flow_control.py).
+            job = job.model_copy(update={"exclusive_key": _dedup_digest(job.user_id, job.queue, request.options.deduplication.key)[:32]})
         place_taken = False
         if service_job_id is None and not rate_taken:
             # A replayed create (above) is free; a refused one stores nothing. A queue without limits of its
@@ -263,7 +271,7 @@ class JobService:
     def _deduplicated(self, request: JobCreate, caller: Identity, job_id: str | None, now: int) -> tuple[Job | None, str]:
         dedup = request.options.deduplication
         assert dedup is not None
-        key = f"DEDUP#{_digest(f'{caller.user_id}{chr(10)}{request.queue}{chr(10)}{dedup.key}')}"
+        key = f"DEDUP#{_dedup_digest(caller.user_id, request.queue or '', dedup.key)}"
         new_id = job_id or str(uuid.uuid4())
         ttl = dedup.ttl_seconds or DEDUP_DEFAULT_TTL_SECONDS
         for _ in range(3):

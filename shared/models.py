@@ -80,7 +80,7 @@ class Deduplication(CamelModel):
     ``mode`` (BullMQ's names): ``simple`` (the default without ``ttl``): until the job finishes;
     ``throttle`` (the default with ``ttl``): new jobs with the key are ignored for ``ttl``;
     ``debounce``: the newest job's data replaces the pending one's and its delay restarts;
-    ``keepLastIfActive``: at most one job waiting per key beside the one running, newest data wins.
+    ``keepLastIfActive``: at most one active and one waiting per key, newest data wins (the waiting one starts once the active one ended).
     """
 
     key: str = Field(min_length=1, max_length=256)
@@ -307,6 +307,9 @@ class Job(CamelModel):
     webhook: WebhookOptions | None = None
     timeout: int | None = None  # ms per attempt (options.timeout or the queue's defaultTimeout at creation)
     group: str | None = None  # the group key (shared/flow_control.py)
+    # keepLastIfActive: a digest of its owner, queue and dedup key; at most one job holding it is active
+    # (a slot with a built-in maxActive of 1, shared/flow_control.py), whatever the queue's policy.
+    exclusive_key: str | None = None
     # Where data and result are when too large for the item (shared/adapters/payloads.py): read
     # from the store, never dumped (the repository writes them; clients never see them).
     data_ref: str | None = Field(default=None, exclude=True)

@@ -367,14 +367,14 @@ class Worker:
             raise RetryLater(err.message) from err
         if isinstance(claimed, Outcome):
             return claimed
-        job, token, slot = claimed
+        job, token, slots = claimed
         try:
             return self._run(job, token, delivery, deadline)
         finally:
-            if slot is not None:
-                self.limits.release_slot(*slot)
+            for slot in slots:
+                self._give_back(delivery.queue, slot)
 
-    def _claim(self, ref: JobRef, delivery: Delivery, lease_ms: int, deadline: float) -> tuple[Job, str, tuple[str, str, str] | None] | Outcome:
+    def _claim(self, ref: JobRef, delivery: Delivery, lease_ms: int, deadline: float) -> tuple[Job, str, tuple[tuple[str, str, str], ...]] | Outcome:
         job_id = ref.job_id
         token = uuid.uuid4().hex
         seen: Job | None = None
@@ -385,31 +385,32 @@ class Worker:
         else:
             # Flow control needs no read: the group key travels in the message (None without limits on the queue).
             now = self.clock()
-            admitted = self._admit(job_id, None if body_group is queues.GROUP_NOT_CARRIED else body_group, delivery, token, now + lease_ms, now)
+            group = None if body_group is queues.GROUP_NOT_CARRIED else body_group
+            admitted = self._admit(job_id, group, delivery, token, now + lease_ms, now, queues.exclusive_of_body(delivery.body))
             if isinstance(admitted, Outcome):
                 return admitted
             admission = admitted
             try:  # the plain case, one write and no read: a waiting (or due) job with attempts left
                 claimed = self.store.claim(ref.user_id, ref.job_id, now=self.clock(), lease_ms=lease_ms, token=token, max_history=lifecycle.MAX_HISTORY)
-                return claimed, token, admission.slot
+                return claimed, token, admission.slots
             except Conflict as refused:  # the failed condition returned the job as it is: decide from it
                 seen = refused.details if isinstance(refused.details, Job) else None
             except BaseException:
-                self._release(admission)
+                self._release(delivery.queue, admission)
                 raise
         gate = [admission] if admission is not None else []  # the flow gate's answer, once it was asked
         try:
             outcome = self._decide(ref, seen, delivery, lease_ms, deadline, token, gate)
         except BaseException:
-            self._release(gate)
+            self._release(delivery.queue, gate)
             raise
         if isinstance(outcome, Outcome):
-            self._release(gate)  # no attempt started: its key's slot goes back at once
+            self._release(delivery.queue, gate)  # no attempt started: its key's slot goes back at once
         return outcome
 
     def _decide(
         self, ref: JobRef, seen: Job | None, delivery: Delivery, lease_ms: int, deadline: float, token: str, gate: list[flow_control.Admission]
-    ) -> tuple[Job, str, tuple[str, str, str] | None] | Outcome:
+    ) -> tuple[Job, str, tuple[tuple[str, str, str], ...]] | Outcome:
         """A claim the plain write could not make (or a queue whose jobs are read first): decide from the job."""
         job_id = ref.job_id
         for round_ in range(3):  # re-read after losing a race
@@ -447,29 +448,41 @@ class Worker:
                     self._set_visibility(delivery, hold)
                     raise RetryLater(f"job {job_id} waits {hold} s: its target's circuit breaker is open")
                 if not gate:  # not yet through the flow gate (the job was read first)
-                    admitted = self._admit(job_id, job.group, delivery, token, now + lease_ms, now)
+                    admitted = self._admit(job_id, job.group, delivery, token, now + lease_ms, now, job.exclusive_key)
                     if isinstance(admitted, Outcome):
                         return admitted
                     gate.append(admitted)
                 job = self.transitions.apply(lifecycle.claim(job, now=now, lease_ms=lease_ms, token=token), delivery.queue)
             except Conflict:
                 continue
-            return job, token, gate[0].slot
+            return job, token, gate[0].slots
         logger.warning("job kept changing while being claimed; will retry", extra={"job_id": job_id})
         raise RetryLater(f"could not claim job {job_id}")
 
     def _has_group_limits(self, queue: QueueInfo) -> bool:
         return self.policy(queue).groups is not None
 
-    def _release(self, gate: list[flow_control.Admission] | flow_control.Admission | None) -> None:
-        for admission in gate if isinstance(gate, list) else [gate] if gate is not None else []:
-            if admission.slot is not None:
-                self.limits.release_slot(*admission.slot)
+    def _give_back(self, queue: QueueInfo, slot: tuple[str, str, str]) -> None:
+        """Give a slot back; a job that waits for it (keepLastIfActive) is woken at once, not at its next look."""
+        waiter = self.limits.release_slot(*slot)
+        if waiter is None:
+            return
+        try:
+            self.messages.send_body(queue, _message_of(waiter))
+        except Unavailable as err:  # it looks again after its wait
+            logger.warning("could not wake the job waiting for a slot", extra={"error": err.message})
 
-    def _admit(self, job_id: str, group: str | None, delivery: Delivery, token: str, lease_until: int, now: int) -> flow_control.Admission | Outcome:
+    def _release(self, queue: QueueInfo, gate: list[flow_control.Admission] | flow_control.Admission | None) -> None:
+        for admission in gate if isinstance(gate, list) else [gate] if gate is not None else []:
+            for slot in admission.slots:
+                self._give_back(queue, slot)
+
+    def _admit(
+        self, job_id: str, group: str | None, delivery: Delivery, token: str, lease_until: int, now: int, exclusive: str | None = None
+    ) -> flow_control.Admission | Outcome:
         """Flow control before the claim: go, or wait (the message's visibility moved; no attempt spent)."""
         policy = self.policy(delivery.queue)
-        if policy.rate_limit is None and (policy.groups is None or group is None):
+        if policy.rate_limit is None and (policy.groups is None or group is None) and exclusive is None:
             return flow_control.Admission()  # no limits: no counter is touched
         admission = flow_control.admit(
             self.limits,
@@ -481,6 +494,9 @@ class Worker:
             lease_until_ms=lease_until,
             now_ms=now,
             slot_wait_seconds=min(2 ** max(delivery.receive_count - 1, 0), self.settings.group_slot_wait_cap_seconds),
+            exclusive=exclusive,
+            # What the active job sends back when it ends (a kept ending is not this message's to repeat).
+            waiter=json.dumps({k: v for k, v in _message_of(delivery.body).items() if k != "keptOutcome"}, separators=(",", ":")) if exclusive else None,
         )
         if admission.go:
             return admission

@@ -4,6 +4,8 @@
     key rate window     pk=LIMIT#<q>#G#<key>       sk=W#<window start ms>   n, expiresAt
     key slots + counts  pk=LIMIT#<q>#KEYS#<shard>  sk=G#<key>               h {token: lease until ms}, n (started),
                                                                             last (ms), expiresAt (idle TTL)
+    keepLastIfActive    pk=LIMIT#<q>#KEYS#<shard>  sk=X#<dedup digest>      t (lease token), u (lease until ms), expiresAt,
+                                                                            w (the waiting job's message body, to wake it)
 
 A window counter is one ``ADD n 1`` that returns the new value: the caller decides from it,
 so a start never needs a read. A key's item holds the lease of each of its active jobs (at
@@ -22,7 +24,7 @@ from typing import Any
 from shared.adapters import clients
 from shared.adapters.aws_errors import aws_errors
 from shared.errors import Conflict, JobqError
-from shared.flow_control import SLOTS_IDLE_TTL_SECONDS
+from shared.flow_control import EXCLUSIVE_SLOT_PREFIX, SLOTS_IDLE_TTL_SECONDS
 from shared.observability import logger
 
 KEY_SHARDS = 8
@@ -79,11 +81,15 @@ class DynamoLimits:
 
     # ---- a key's slots --------------------------------------------------------------------------------------
     def _slots_key(self, queue: str, key: str) -> dict[str, Any]:
-        return {"pk": {"S": _keys_pk(queue, _shard(key))}, "sk": {"S": f"G#{key}"}}
+        # keepLastIfActive's exclusive slots ("#<digest>") sort under X#, out of the groups listing (begins_with G#).
+        sk = f"X{key}" if key.startswith(EXCLUSIVE_SLOT_PREFIX) else f"G#{key}"
+        return {"pk": {"S": _keys_pk(queue, _shard(key))}, "sk": {"S": sk}}
 
     def take_slot(self, queue: str, key: str, token: str, until_ms: int, max_active: int | None, now_ms: int) -> bool:
         """Hold one of the key's slots for ``token`` until ``until_ms``; False when ``max_active`` are held."""
         ttl = max(until_ms // 1000, now_ms // 1000) + SLOTS_IDLE_TTL_SECONDS
+        if key.startswith(EXCLUSIVE_SLOT_PREFIX):
+            return self._take_exclusive(queue, key, token, until_ms, now_ms, ttl)
         condition = "attribute_exists(h)" if max_active is None else "attribute_exists(h) AND size(h) < :max"
         values: dict[str, Any] = {":until": {"N": str(until_ms)}, ":now": {"N": str(now_ms)}, ":one": {"N": "1"}, ":ttl": {"N": str(ttl)}}
         if max_active is not None:
@@ -106,6 +112,22 @@ class DynamoLimits:
             if not self._make_room(queue, key, now_ms, what):
                 return False
         return False
+
+    def _take_exclusive(self, queue: str, key: str, token: str, until_ms: int, now_ms: int, ttl: int) -> bool:
+        """keepLastIfActive's one slot: a single lease on the item, so taking it (a new key, or one whose
+        lease ran out included) is always one conditional write and never a read."""
+        try:
+            with aws_errors(f"cannot take the deduplication key's slot on queue {queue}"):
+                self._ddb().update_item(
+                    TableName=self.table_name,
+                    Key=self._slots_key(queue, key),
+                    UpdateExpression="SET t = :token, u = :until, expiresAt = :ttl REMOVE w",  # w: the waiter, now this job
+                    ConditionExpression="attribute_not_exists(t) OR u <= :now",
+                    ExpressionAttributeValues={":token": {"S": token}, ":until": {"N": str(until_ms)}, ":now": {"N": str(now_ms)}, ":ttl": {"N": str(ttl)}},
+                )
+        except Conflict:
+            return False  # another job of the key is active
+        return True
 
     def _make_room(self, queue: str, key: str, now_ms: int, what: str) -> bool:
         """The key item is missing, or full: create it, or drop the leases that ran out. True if worth another try."""
@@ -142,9 +164,34 @@ class DynamoLimits:
         logger.warning("expired slots taken back", extra={"queue": queue, "group": key, "slots": len(expired)})
         return True
 
-    def release_slot(self, queue: str, key: str, token: str) -> None:
+    def wait_on_slot(self, queue: str, key: str, message: str) -> None:
+        try:
+            with aws_errors(f"cannot note a job waiting on queue {queue}"):
+                self._ddb().update_item(
+                    TableName=self.table_name,
+                    Key=self._slots_key(queue, key),
+                    UpdateExpression="SET w = :w",
+                    ConditionExpression="attribute_exists(t)",  # held still: else the job's next look takes the slot
+                    ExpressionAttributeValues={":w": {"S": message}},
+                )
+        except JobqError:
+            pass  # not woken then: the job looks again after its wait
+
+    def release_slot(self, queue: str, key: str, token: str) -> str | None:
+        exclusive = key.startswith(EXCLUSIVE_SLOT_PREFIX)
         try:
             with aws_errors(f"cannot give back a slot of group {key} on queue {queue}"):
+                if exclusive:  # only its own lease: one that ran out may be another job's by now
+                    out = self._ddb().update_item(
+                        TableName=self.table_name,
+                        Key=self._slots_key(queue, key),
+                        UpdateExpression="REMOVE t, u, w",
+                        ConditionExpression="t = :token",
+                        ExpressionAttributeValues={":token": {"S": token}},
+                        ReturnValues="ALL_OLD",
+                    )
+                    waiter = out.get("Attributes", {}).get("w", {}).get("S")
+                    return waiter if isinstance(waiter, str) else None
                 self._ddb().update_item(
                     TableName=self.table_name,
                     Key=self._slots_key(queue, key),
@@ -152,9 +199,13 @@ class DynamoLimits:
                     ConditionExpression="attribute_exists(h)",
                     ExpressionAttributeNames={"#t": token},
                 )
+        except Conflict:
+            if not exclusive:
+                logger.warning("a group slot was not given back; it expires with its lease", extra={"queue": queue, "group": key})
         except JobqError as err:
             # The slot stays held until its lease runs out; the next claim that finds the key full takes it back.
             logger.warning("a group slot was not given back; it expires with its lease", extra={"queue": queue, "group": key, "error": err.message})
+        return None
 
     # ---- GET /queues/{name}/groups -------------------------------------------------------------------------
     def keys(self, queue: str, now_ms: int, *, per_shard: int = 200) -> list[KeyCounts]:

@@ -91,10 +91,11 @@ class Route:
 
     priority: int = 0
     group: str | None = None  # the job's group key (shared/flow_control.py); None: it has none
+    exclusive: str | None = None  # keepLastIfActive's key: at most one of its jobs active (Job.exclusive_key)
 
     @classmethod
     def of(cls, job: Job) -> Route:
-        return cls(job.priority, job.group)
+        return cls(job.priority, job.group, job.exclusive_key)
 
 
 class _NotCarried(Enum):
@@ -114,6 +115,8 @@ def message_body(ref: JobRef, queue: str, route: Route | None = None) -> str:
         body["group"] = route.group
         if route.priority:
             body["priority"] = route.priority
+        if route.exclusive:
+            body["exclusive"] = route.exclusive
     return json.dumps(body, separators=(",", ":"))
 
 
@@ -127,6 +130,17 @@ def group_of_body(body: str | None) -> str | None | Literal[_NotCarried.GROUP]:
         return GROUP_NOT_CARRIED
     group = payload["group"]
     return group if group is None or isinstance(group, str) else GROUP_NOT_CARRIED
+
+
+def exclusive_of_body(body: str | None) -> str | None:
+    """The keepLastIfActive key a message carries (None: none carried; a message sent knowing
+    only the job's reference carries none, and the job is read first only on queues with groups)."""
+    try:
+        payload = json.loads(body or "")
+    except ValueError:
+        return None
+    key = payload.get("exclusive") if isinstance(payload, dict) else None
+    return key if isinstance(key, str) and key else None
 
 
 def priority_of_body(body: dict[str, Any]) -> int:

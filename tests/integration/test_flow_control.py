@@ -158,17 +158,21 @@ def test_each_deduplication_mode_through_the_local_stack(
         job = wait_for_status(flow, str(first["jobId"]), {"completed"}, timeout=30)
         assert job["data"] == {"v": 2} and job["attempts"] == 1
         assert parse_iso(job["startedAt"]) >= parse_iso(str(first["createdAt"])) + 2900  # 1 s later + the restarted 2 s
-    else:  # one running, one waiting beside it: the newest data wins
-        # keepLastIfActive keeps one job waiting; what keeps it from starting beside the running one
-        # while consumers are free is the key's maxActive 1 (the group key is the dedup key here).
-        response = admin.patch(f"/queues/{QUEUE}", json={"groups": {"overrides": {key["key"]: {"maxActive": 1}}}})
-        assert response.status_code == 200, response.text
-        time.sleep(5.5)  # the consumers' policy cache
-        _, running = add(1, group=key["key"])
+    else:  # one running, one waiting beside it: the newest data wins; no groups policy on the queue
+        _, running = add(1)
         wait_for_status(flow, str(running["jobId"]), {"active"}, timeout=30)
-        second_status, second = add(2, group=key["key"])
-        third_status, third = add(3, group=key["key"])
+        second_status, second = add(2)
+        third_status, third = add(3)
         assert second_status == 201 and second["jobId"] != running["jobId"]
         assert (third_status, third["jobId"]) == (200, second["jobId"])
+        while flow.get(f"/jobs/{running['jobId']}").json()["data"]["status"] == "active":  # ten consumers are free meanwhile
+            assert flow.get(f"/jobs/{second['jobId']}").json()["data"]["status"] == "waiting"
+            time.sleep(0.1)
+        first = wait_for_status(flow, str(running["jobId"]), {"completed"}, timeout=30)
         job = wait_for_status(flow, str(second["jobId"]), {"completed"}, timeout=30)
-        assert job["data"] == {"v": 3}
+        assert job["data"] == {"v": 3} and job["attempts"] == 1  # waiting spent no attempt
+        assert _max_overlap([first, job]) == 1
+        ended = parse_iso(first["history"][-1]["endedAt"])
+        assert ended <= parse_iso(job["startedAt"]) < ended + 5000  # once the first ended, and soon after
+        calls = [c for c in target.calls if c.job_id in (running["jobId"], second["jobId"])]
+        assert [c.payload["data"] for c in calls] == [{"v": 1}, {"v": 3}]

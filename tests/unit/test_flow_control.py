@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -27,6 +28,7 @@ from shared.status import JobStatus
 from shared.worker import Delivery, JobContext, Outcome, RetryLater
 from tests.target_server import TargetServer
 from tests.unit.conftest import FakeLambdaContext, Stack, sqs_event
+from tests.unit.stream_feed import StreamFeed
 from tests.unit.test_queues import call, mappings  # noqa: F401 (the fixture: PATCH maxConcurrency reaches the Lambda API)
 
 ADMIN = Identity("root", is_admin=True)
@@ -531,6 +533,101 @@ def test_keep_last_if_active_keeps_one_waiting_job_beside_the_running_one_with_t
     assert (third, again) == (second, False)
     assert stack.store.require("alice", second).data == {"v": 3} and stack.store.require("alice", second).status is JobStatus.WAITING
     assert stack.store.require("alice", running).data == {"v": 1}
+
+
+def test_keep_last_if_active_holds_the_waiting_job_until_the_active_one_ends_with_consumers_free(stack: Stack, target: TargetServer) -> None:
+    add_jobs(stack, target, "/ok", 0)  # the queue has no rateLimit and no groups: the mode holds on its own
+    lock = threading.Lock()
+    running: list[str] = []
+    spans: dict[str, tuple[float, float]] = {}
+    seen: dict[str, Any] = {}
+    most = 0
+
+    def processor(context: JobContext) -> str:
+        nonlocal most
+        with lock:
+            running.append(context.job_id)
+            most = max(most, len(running))
+        started = time.monotonic()
+        seen[context.job_id] = context.data
+        time.sleep(3.5 if context.data == {"v": 1} else 0.2)
+        with lock:
+            running.remove(context.job_id)
+        spans[context.job_id] = (started, time.monotonic())
+        return "ok"
+
+    worker = stack.worker(lambda q, j: processor)
+    queue = queues.directory().get(QUEUE)
+    refused: list[str] = []
+    stop = time.monotonic() + 20
+
+    def consume() -> None:  # four free consumers, each taking one message at a time
+        while time.monotonic() < stop and len(spans) < 2:
+            for m in stack.receive(QUEUE, max_messages=1):
+                delivery = Delivery(m["MessageId"], m["Body"], m["ReceiptHandle"], queue, int(m["Attributes"]["ApproximateReceiveCount"]))
+                try:
+                    worker.handle(delivery)
+                    clients.client("sqs").delete_message(QueueUrl=queue.queue_url, ReceiptHandle=m["ReceiptHandle"])
+                except RetryLater:
+                    refused.append(queues.ref_of_body(m["Body"]).job_id)  # type: ignore[union-attr]
+            time.sleep(0.05)
+
+    first, _ = _dedup_create(stack, {"v": 1}, dedup={"mode": "keepLastIfActive"})
+    threads = [threading.Thread(target=consume) for _ in range(4)]
+    for t in threads:
+        t.start()
+    while stack.store.require("alice", first).status is not JobStatus.ACTIVE and time.monotonic() < stop:
+        time.sleep(0.02)
+    second, created = _dedup_create(stack, {"v": 2}, dedup={"mode": "keepLastIfActive"})
+    third, again = _dedup_create(stack, {"v": 3}, dedup={"mode": "keepLastIfActive"})
+    for t in threads:
+        t.join()
+
+    assert created is True and second != first and (third, again) == (second, False)
+    assert second in refused  # a free consumer got its message while the first ran, and let it wait
+    assert most == 1
+    assert spans[second][0] >= spans[first][1]  # started only once the first had ended
+    # Woken as the first ended: its own message, refused for 1 s, 2 s, then 4 s, would have come back ~3.5 s later.
+    gap = spans[second][0] - spans[first][1]
+    assert gap < 2.0, f"the waiting job started {gap:.2f} s after the active one ended"
+    assert seen[second] == {"v": 3}  # the third create's data
+    for job_id in (first, second):
+        job = stack.store.require("alice", job_id)
+        assert job.status is JobStatus.COMPLETED and job.attempts == 1  # waiting spent no attempt
+    assert DynamoLimits(stack.table_name).keys(QUEUE, now_ms()) == []  # not a group: kept out of GET /groups
+
+
+def test_a_keep_last_if_active_claim_reads_no_job_and_other_jobs_touch_no_counter(stack: Stack, target: TargetServer) -> None:
+    from tests.unit.faults import failing
+
+    add_jobs(stack, target, "/ok", 0)
+    kept, _ = _dedup_create(stack, {"v": 1}, dedup={"mode": "keepLastIfActive"})
+    [plain] = add_jobs(stack, target, "/ok", 1)
+    policies.get_policy(queues.directory().get(QUEUE))  # cached, as in a warm consumer
+    messages = stack.receive(QUEUE, wait=1)
+    assert sorted("exclusive" in m["Body"] for m in messages) == [False, True]
+
+    with failing("dynamodb", "GetItem", response=None) as reads, failing("dynamodb", "UpdateItem", response=None) as writes:
+        for m in messages:
+            stack.worker().handle(Delivery(m["MessageId"], m["Body"], m["ReceiptHandle"], queues.directory().get(QUEUE)))
+
+    assert [b["Key"]["pk"]["S"] for b in reads.seen if b["Key"]["pk"]["S"].startswith("JOB#")] == []
+    slot_writes = [b["Key"]["pk"]["S"] for b in writes.seen if b["Key"]["pk"]["S"].startswith("LIMIT#")]
+    assert len(slot_writes) == 2  # the kept job's slot: taken, given back; the plain job: none
+    assert all(stack.store.require("alice", i).status is JobStatus.COMPLETED for i in (kept, plain))
+
+
+def test_a_keep_last_if_active_job_enqueued_by_the_stream_carries_its_key_in_its_message(stack: Stack, target: TargetServer) -> None:
+    add_jobs(stack, target, "/ok", 0)
+    feed = StreamFeed(stack.table_name)
+    boxed = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings.model_copy(update={"enqueue_from_stream": True}))
+    job, _ = boxed.create(JobCreate(queue=QUEUE, type="call", data={}, options={"deduplication": {"key": "k", "mode": "keepLastIfActive"}}), ALICE)
+    assert stack.receive(QUEUE) == []
+
+    feed.deliver()
+
+    [message] = stack.receive(QUEUE)
+    assert job.exclusive_key and json.loads(message["Body"])["exclusive"] == job.exclusive_key
 
 
 def test_a_critical_job_is_served_ahead_of_its_own_tenants_backlog_of_low_jobs(stack: Stack, target: TargetServer) -> None:
