@@ -5,23 +5,31 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 T = TypeVar("T")
 
 
 class Envelope(BaseModel, Generic[T]):
+    # defer_build: FastAPI makes a TypeAdapter of each route's Envelope[X] at import; with the
+    # model deferred, its validator and serializer are built at the route's first answer instead.
+    model_config = ConfigDict(defer_build=True)
+
     success: Literal[True] = True
     data: T
 
 
 class ErrorBody(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     code: str
     message: str
     details: Any = None
 
 
 class ErrorEnvelope(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     success: Literal[False] = False
     error: ErrorBody
 

@@ -53,7 +53,7 @@ SQS_MAX_VISIBILITY_SECONDS = 12 * 3600
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
 class RateLimit(_Model):

@@ -727,5 +727,3 @@ def _plain_map(value: Mapping[str, Any]) -> dict[str, Any]:
 
 __all__ = ["FlowEvents", "FlowNode", "FlowService", "FlowSweep", "FollowUps", "JobPlanner", "QueueInfo", "children_values", "follow_up_actions"]
 
-
-FlowNode.model_rebuild()

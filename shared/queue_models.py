@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Literal
 
@@ -316,11 +317,14 @@ class QueuePatch(CamelModel):
         for job_type, target in entries.items():
             if not _matches(TYPE_PATTERN, job_type):
                 raise ValueError(f"processors: '{job_type}' is not a valid job type")
-            out[job_type] = None if target is None else _TARGETS.validate_python(target)
+            out[job_type] = None if target is None else _targets().validate_python(target)
         return out
 
 
-_TARGETS: TypeAdapter[AnyTarget] = TypeAdapter(ProcessorTarget)
+@functools.cache
+def _targets() -> TypeAdapter[AnyTarget]:
+    """Built at the first policy patch naming targets, not at import (it builds every target model)."""
+    return TypeAdapter(ProcessorTarget)
 
 
 def _matches(pattern: str, value: str) -> bool:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Jobs
 from shared.adapters import queues
@@ -45,18 +45,24 @@ def uptime_seconds() -> int:
 
 
 class Check(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     status: Literal["up", "down"]
     latency_ms: int = Field(serialization_alias="latencyMs")
     message: str | None = None
 
 
 class Memory(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     heap_used: int = Field(serialization_alias="heapUsed", description="MB resident now.")
     heap_total: int = Field(serialization_alias="heapTotal", description="MB this container may use.")
     usage: str = Field(description="heapUsed / heapTotal, as the seed writes it: `35.16%`.")
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     status: Literal["healthy", "unhealthy"]
     timestamp: str
     uptime: int = Field(description="Seconds this container has been running.")

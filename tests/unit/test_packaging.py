@@ -23,6 +23,32 @@ def test_importing_the_consumer_does_not_import_the_web_stack() -> None:
     assert out.stdout.strip() == ""
 
 
+# A model's validator is built where it is first used (defer_build), not at import: a container
+# pays only for the models its requests touch. Settings are validated at cold start by design.
+_BUILT_AT_IMPORT = """
+import sys
+from pydantic._internal import _model_construction
+built = []
+complete = _model_construction.complete_model_class
+def recording(cls, *args, **kwargs):
+    built.append(f"{cls.__module__}.{cls.__qualname__}")
+    return complete(cls, *args, **kwargs)
+_model_construction.complete_model_class = recording
+import fastapi  # its own models (fastapi.openapi.models) are not ours to defer
+built.clear()
+import MODULE
+print(",".join(sorted(set(b for b in built if b.split(".")[0] in ("api", "shared", "processors", "functions")))))
+"""
+
+
+def test_cold_starts_build_no_model_validators_but_the_settings() -> None:
+    for module in ("functions.consumer.handler", "api.main"):
+        out = subprocess.run([sys.executable, "-c", _BUILT_AT_IMPORT.replace("MODULE", module)], cwd=ROOT, capture_output=True,
+                             text=True, check=True, env={**os.environ, "POWERTOOLS_TRACE_DISABLED": "true"})
+        # The unparametrized Envelope is completed by pydantic when Envelope[X] is first made (no validator of any route).
+        assert set(filter(None, out.stdout.strip().split(","))) <= {"shared.settings.Settings", "api.envelope.Envelope"}, module
+
+
 def test_the_template_passes_sam_validate_lint() -> None:
     sam = shutil.which("sam", path=str(Path(sys.executable).parent)) or shutil.which("sam")
     assert sam, "aws-sam-cli is a dev requirement (requirements-dev.txt)"
