@@ -11,27 +11,18 @@ and audited without a line of its own.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import lru_cache
 from typing import Any
 
 from fastapi import Depends, Request
 
-from api.deps import CurrentUser, job_service
+from api.deps import CurrentUser, audit_log, job_service
 from shared.access import Action, Identity, authorize
 from shared.adapters import policies
-from shared.adapters.audit import DynamoAuditStore
-from shared.audit import AuditLog, entry_for
+from shared.audit import entry_for
 from shared.errors import JobqError
 from shared.observability import emit, logger
-from shared.settings import get_settings
 
 READS = ("GET", "HEAD", "OPTIONS")
-
-
-@lru_cache(maxsize=1)
-def audit_log() -> AuditLog:
-    settings = get_settings()
-    return AuditLog(DynamoAuditStore(settings.table_name), retention_days=settings.audit_retention_days)
 
 
 async def request_body(request: Request) -> bytes:

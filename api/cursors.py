@@ -17,12 +17,11 @@ import base64
 import hashlib
 import hmac
 import secrets
-from functools import lru_cache
 
 from shared.adapters import clients
 from shared.errors import Invalid, Unavailable
 from shared.observability import logger
-from shared.settings import get_settings
+from shared.settings import Settings
 
 _TAG_BYTES = 16
 _INVALID = "cursor is not valid: pass back the nextCursor of the previous page of the same listing"
@@ -50,9 +49,8 @@ class CursorSigner:
         return inner
 
 
-@lru_cache(maxsize=1)
-def cursor_signer() -> CursorSigner:
-    settings = get_settings()
+def signer_for(settings: Settings) -> CursorSigner:
+    """The stack's signer: its key from the settings, else its secret, else one for this process (api/deps.py builds it once)."""
     if settings.cursor_key.get_secret_value():
         return CursorSigner(hashlib.sha256(settings.cursor_key.get_secret_value().encode()).digest())
     if settings.cursor_secret_arn:
@@ -65,4 +63,4 @@ def cursor_signer() -> CursorSigner:
     return CursorSigner(secrets.token_bytes(32))
 
 
-__all__ = ["CursorSigner", "cursor_signer"]
+__all__ = ["CursorSigner", "signer_for"]

@@ -1,4 +1,9 @@
-"""Route dependencies as ``Annotated`` aliases: who calls, and the services (built once per container)."""
+"""The API's composition root: route dependencies as ``Annotated`` aliases, who calls, and the services.
+
+The services are built once per container from the settings. Imported inside Lambda (the
+ApiFunction), it validates the settings first: a missing or invalid variable fails the init,
+named (shared/settings.py ``validate_at_cold_start``).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,18 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.auth import identity_of
-from api.cursors import CursorSigner, cursor_signer
+from api.cursors import CursorSigner, signer_for
 from shared.adapters import queues
+from shared.adapters.audit import DynamoAuditStore
 from shared.adapters.flows import FlowStore
 from shared.adapters.job_repository import JobStore
+from shared.audit import AuditLog
 from shared.catalog import ProcessorCatalog
 from shared.flows import FlowService
 from shared.jobs import Identity, JobService
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, get_settings, validate_at_cold_start
+
+validate_at_cold_start()
 
 
 @lru_cache(maxsize=1)
@@ -32,6 +41,17 @@ def flow_service() -> FlowService:
     jobs = job_service()
     return FlowService(jobs, FlowStore(jobs.store.table_name), jobs.transitions)
 
+
+
+@lru_cache(maxsize=1)
+def cursor_signer() -> CursorSigner:
+    return signer_for(get_settings())
+
+
+@lru_cache(maxsize=1)
+def audit_log() -> AuditLog:
+    settings = get_settings()
+    return AuditLog(DynamoAuditStore(settings.table_name), retention_days=settings.audit_retention_days)
 
 
 def current_user(request: Request) -> Identity:

@@ -29,7 +29,6 @@ from shared.adapters import exports, lambda_functions, notifications
 from shared.clock import iso, now_ms
 from shared.errors import JobqError, NotFound, PermanentJobError, RetryableJobError
 from shared.models import LAMBDA_ARN_PATTERN, HttpTarget
-from shared.settings import get_settings
 from shared.worker import JobContext
 
 
@@ -69,7 +68,7 @@ def _text(value: Any, name: str, *, limit: int) -> str:
 def publish(job: JobContext) -> dict[str, Any]:
     """data {topicArn, message (text or object), subject?, attributes?: {name: text}}; returns {messageId, topicArn}."""
     topic = job.data.get("topicArn")
-    allowed = _listed(get_settings().publish_topic_arns)
+    allowed = _listed(job.settings.publish_topic_arns)
     if not isinstance(topic, str) or topic not in allowed:
         raise PermanentJobError(f"data.topicArn must be one of the stack's PublishTopicArns ({', '.join(sorted(allowed)) or 'none'})")
     message = _text(job.data.get("message"), "message", limit=256 * 1024)
@@ -96,7 +95,7 @@ def http_request(job: JobContext) -> dict[str, Any]:
     to 127.0.0.1 too). 2xx is the result; 4xx fails the job (408, 425, 429 are retried); 5xx,
     timeouts and connection errors are retried. Redirects are not followed.
     """
-    settings = get_settings()
+    settings = job.settings
     try:
         target = HttpTarget.model_validate({"url": job.data.get("url"), "timeoutSeconds": job.data.get("timeoutSeconds", 30)})
         target.check_url(allow_loopback_http=settings.allow_loopback_http_targets)
@@ -149,7 +148,7 @@ def export(job: JobContext) -> dict[str, Any]:
     row count and a presigned download URL valid ``expiresIn`` seconds (default
     ``export_url_default_seconds``, at most ``export_url_max_seconds``).
     """
-    settings = get_settings()
+    settings = job.settings
     bucket = settings.reports_bucket
     if not bucket:
         raise PermanentJobError("no reports bucket is configured (JOBQ_REPORTS_BUCKET)")
@@ -236,7 +235,7 @@ def invoke(job: JobContext) -> Any:
     function = job.data.get("functionArn")
     if not isinstance(function, str) or not re.fullmatch(LAMBDA_ARN_PATTERN, function):
         raise PermanentJobError("data.functionArn must be a Lambda function ARN")
-    if function not in allowed_functions():
+    if function not in allowed_functions(job.settings):
         raise PermanentJobError(f"function {function} is not in the stack's LambdaTargetArns")
     timeout = job.data.get("timeoutSeconds", 30)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 900:

@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.adapters import clients
 from shared.errors import PermanentJobError
-from shared.settings import get_settings
+from shared.settings import Settings
 from shared.worker import JobContext
 
 _ADDRESS = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+")
@@ -23,18 +23,17 @@ def _require(data: dict[str, Any], *names: str) -> None:
         raise PermanentJobError(f"data is missing {', '.join(missing)}")
 
 
-def allowed_recipients() -> list[str]:
+def allowed_recipients(settings: Settings) -> list[str]:
     """The patterns a send-email job may send to (EmailAllowedRecipients; else the sender's domain)."""
-    settings = get_settings()
     listed = [p.strip() for p in settings.email_allowed_recipients.split(",") if p.strip()]
     return listed or [f"*@{settings.email_sender.rpartition('@')[2]}"]
 
 
-def _check_recipient(to: Any) -> str:
+def _check_recipient(to: Any, settings: Settings) -> str:
     # One address, and one this stack lets its example send to: the processor is no open relay.
     if not isinstance(to, str) or not _ADDRESS.fullmatch(to):
         raise PermanentJobError("data.to must be one email address")
-    patterns = allowed_recipients()
+    patterns = allowed_recipients(settings)
     if not any(fnmatch.fnmatchcase(to, pattern) for pattern in patterns):
         raise PermanentJobError(f"recipient {to} is not allowed: this stack sends only to {', '.join(patterns)} (EmailAllowedRecipients)")
     return to
@@ -43,9 +42,9 @@ def _check_recipient(to: Any) -> str:
 def send_email(job: JobContext) -> dict[str, Any]:
     """email-sending/send-email: data {to, subject, body} sent through SES, to an allowed recipient only."""
     _require(job.data, "to", "subject", "body")
-    to = _check_recipient(job.data["to"])
+    to = _check_recipient(job.data["to"], job.settings)
     out = clients.client("ses").send_email(
-        Source=get_settings().email_sender,
+        Source=job.settings.email_sender,
         Destination={"ToAddresses": [to]},
         Message={
             "Subject": {"Data": str(job.data["subject"])[:998]},
@@ -61,7 +60,7 @@ def generate_report(job: JobContext) -> dict[str, Any]:
     rows = job.data.get("rows") or []
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise PermanentJobError("data.rows must be a list of objects")
-    bucket = get_settings().reports_bucket
+    bucket = job.settings.reports_bucket
     if not bucket:
         raise PermanentJobError("no reports bucket is configured (JOBQ_REPORTS_BUCKET)")
     job.progress(10, "rendering")
@@ -85,7 +84,7 @@ def transcode_video(job: JobContext) -> dict[str, Any]:
     """
     _require(job.data, "videoUrl")
     formats = job.data.get("formats") or ["720p"]
-    step = get_settings().video_step_seconds
+    step = job.settings.video_step_seconds
     outputs = []
     for index, fmt in enumerate(formats, start=1):
         time.sleep(step)

@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 
 from shared.errors import PermanentJobError, RetryableJobError, Unavailable
 from shared.models import HttpTarget
-from shared.settings import get_settings
 from shared.worker import JobCancelled, JobContext, JobInterrupted
 
 MAX_RESPONSE_BYTES = 5_100_000  # a 5 MB result (the job result limit) and its envelope
@@ -70,7 +69,7 @@ class _Request(threading.Thread):
 def run_http_target(target: HttpTarget, job: JobContext) -> Any:
     try:
         # Again at call time: the name may resolve elsewhere than when it was registered.
-        target.check_url(allow_loopback_http=get_settings().allow_loopback_http_targets)
+        target.check_url(allow_loopback_http=job.settings.allow_loopback_http_targets)
     except ValueError as err:
         raise PermanentJobError(f"target {target.url} may not be called: {err}") from err
     payload = {
@@ -100,7 +99,7 @@ def run_http_target(target: HttpTarget, job: JobContext) -> Any:
     # The job's timeout (options.timeout) bounds the call too: the request is dropped at the deadline.
     wait_s = job.time_left(target.timeout_seconds) or target.timeout_seconds
     deadline = time.monotonic() + wait_s
-    poll = get_settings().http_cancel_poll_seconds
+    poll = job.settings.http_cancel_poll_seconds
     while True:
         request.join(min(poll, max(0.0, deadline - time.monotonic())))
         if not request.is_alive():

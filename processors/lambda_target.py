@@ -18,7 +18,7 @@ from typing import Any
 from shared.adapters import lambda_functions
 from shared.errors import JobqError, PermanentJobError, RetryableJobError
 from shared.models import LambdaTarget
-from shared.settings import get_settings
+from shared.settings import Settings
 from shared.worker import JobContext
 
 
@@ -34,13 +34,13 @@ def function_payload(job: JobContext) -> dict[str, Any]:
     }
 
 
-def allowed_functions() -> set[str]:
+def allowed_functions(settings: Settings) -> set[str]:
     """The ARNs the stack lets jobs invoke (LambdaTargetArns)."""
-    return {arn.strip() for arn in get_settings().lambda_target_arns.split(",") if arn.strip()}
+    return {arn.strip() for arn in settings.lambda_target_arns.split(",") if arn.strip()}
 
 
 def run_lambda_target(target: LambdaTarget, job: JobContext) -> Any:
-    if target.function_arn not in allowed_functions():
+    if target.function_arn not in allowed_functions(job.settings):
         # Removed from LambdaTargetArns since it was registered: the role may not invoke it any more.
         raise PermanentJobError(f"function {target.function_arn} is not in the stack's LambdaTargetArns")
     payload = function_payload(job)

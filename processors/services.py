@@ -26,7 +26,6 @@ from processors.registry import import_path
 from shared.adapters import clients
 from shared.catalog import SERVICES, GenericTask
 from shared.errors import PermanentJobError
-from shared.settings import get_settings
 from shared.worker import JobContext
 
 
@@ -63,7 +62,7 @@ class ExportService:
             raise PermanentJobError(f"format '{format}' is not supported; use csv")
         if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
             raise PermanentJobError("results must be a list of objects")
-        bucket = get_settings().reports_bucket
+        bucket = job.settings.reports_bucket
         if not bucket:
             raise PermanentJobError("no reports bucket is configured (JOBQ_REPORTS_BUCKET)")
         columns = sorted({key for row in results for key in row})

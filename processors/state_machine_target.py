@@ -20,20 +20,20 @@ from processors.lambda_target import function_payload
 from shared.adapters import state_machines
 from shared.errors import JobqError, PermanentJobError, RetryableJobError
 from shared.models import StateMachineTarget
-from shared.settings import get_settings
+from shared.settings import Settings
 from shared.worker import EndsElsewhere, JobContext
 
 # Past the execution's own timeout: the time its end event may take to arrive before the stall sweep may take the job.
 EVENT_MARGIN_SECONDS = 300
 
 
-def allowed_state_machines() -> set[str]:
+def allowed_state_machines(settings: Settings) -> set[str]:
     """The ARNs the stack lets jobs start (StateMachineTargetArns)."""
-    return {arn.strip() for arn in get_settings().state_machine_target_arns.split(",") if arn.strip()}
+    return {arn.strip() for arn in settings.state_machine_target_arns.split(",") if arn.strip()}
 
 
 def run_state_machine_target(target: StateMachineTarget, job: JobContext) -> Any:
-    if target.state_machine_arn not in allowed_state_machines():
+    if target.state_machine_arn not in allowed_state_machines(job.settings):
         raise PermanentJobError(f"state machine {target.state_machine_arn} is not in the stack's StateMachineTargetArns")
     payload = function_payload(job)
     if len(json.dumps(payload).encode()) > state_machines.MAX_INPUT_BYTES:

@@ -20,7 +20,6 @@ not start, is ignored (logged); a second delivery of the same event finds the to
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,7 +34,7 @@ from shared.errors import Conflict, JobqError
 from shared.lifecycle import Change
 from shared.models import Job, StateMachineTarget
 from shared.observability import logger
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
 from shared.status import JobStatus
 from shared.transitions import Transitions
 
@@ -74,12 +73,6 @@ class ExecutionEnds:
         self.transitions = transitions or Transitions(store, SqsJobMessages())
         self.describe = describe
         self.clock = clock
-
-    @classmethod
-    @cache
-    def for_this_container(cls) -> ExecutionEnds:
-        settings = get_settings()
-        return cls(JobStore(settings.table_name), settings)
 
     def handle(self, detail: dict[str, Any]) -> str:
         """What became of the job (``completed``, ``retrying``, ``failed``, ``cancelled`` or ``ignored``)."""

@@ -30,7 +30,6 @@ Retention, per queue, hourly, is shared/retention.py; what the runs store is sha
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from collections.abc import Callable
@@ -50,7 +49,7 @@ from shared.models import CamelModel, Job, JobRef, QueueDepth, QueueInfo, QueueP
 from shared.observability import NAMESPACE, logger
 from shared.ports import JobRepository
 from shared.retention import Retention
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
 from shared.status import JobStatus
 from shared.transitions import Transitions
 
@@ -225,13 +224,6 @@ def read_last_health_run() -> HealthRun | None:
 # ---- the runs ---------------------------------------------------------------------------------------------
 class Maintenance(Retention):
     """The health sweep and, from Retention, the cleanup: what the HealthFunction and the CleanupFunction run."""
-
-    @classmethod
-    @functools.cache
-    def for_this_container(cls) -> Maintenance:
-        """The instance the health and cleanup functions share per container."""
-        settings = get_settings()
-        return cls(JobStore(settings.table_name), queues.directory(), settings)
 
     def __init__(
         self,

@@ -1,8 +1,11 @@
 """Settings from the environment: one model, read and validated once per cold start.
 
 Each field ``name`` comes from ``JOBQ_<NAME>``. ``table_name`` and ``queues_parameter_path``
-have no default: a function deployed without them stops at its first event with one error
-naming every missing or invalid variable, instead of failing later on a wrong table.
+have no default: a function deployed without them stops at its cold start (the composition
+roots call ``validate_at_cold_start`` when they are imported inside Lambda) with one error naming
+every missing or invalid variable, instead of failing later on a wrong table. Only the composition
+roots (functions/composition.py, functions/realtime/services.py, api/deps.py) call ``get_settings``;
+the use cases and adapters are given the settings they need (tests/static asserts it).
 (A plain pydantic model read from ``os.environ``: pydantic-settings would add its import to
 every cold start for what ``from_environ`` does in a few lines.)
 """
@@ -167,3 +170,15 @@ class Settings(BaseModel):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings.from_environ()
+
+
+def validate_at_cold_start(environ: Mapping[str, str] | None = None) -> None:
+    """Inside Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set): read the settings now, so a missing or invalid
+    variable fails the container's init, naming it. Elsewhere (tests, the local stack) nothing happens:
+    they set the environment first and build the services when they use them."""
+    environ = os.environ if environ is None else environ
+    if environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        if environ is os.environ:
+            get_settings()
+        else:
+            Settings.from_environ(environ)

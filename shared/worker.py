@@ -141,8 +141,10 @@ class JobContext:
         *,
         follow_ups: FollowUps | None = None,
         timeout_ms: int | None = None,
+        settings: Settings,
     ) -> None:
         self.snapshot = job  # the job as last written by this worker
+        self.settings = settings  # the stack's settings, as the composition root read them (processors' limits and lists)
         self._log_ttl_s = log_ttl_s
         self._store = store
         self._token = token
@@ -538,7 +540,7 @@ class Worker:
 
     def _run(self, job: Job, token: str, delivery: Delivery, deadline: float) -> Outcome:
         adding = FollowUps(JobPlanner(queues.directory(), self.accepts), job, self.clock)
-        context = JobContext(job, self.store, token, self.clock, self.settings.log_ttl_days * 86400, follow_ups=adding, timeout_ms=job.timeout)
+        context = JobContext(job, self.store, token, self.clock, self.settings.log_ttl_days * 86400, follow_ups=adding, timeout_ms=job.timeout, settings=self.settings)
         started = time.monotonic()
 
         def took() -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.maintenance import Maintenance
+from functions import composition
 from shared.observability import logger, traced
 
 
@@ -19,5 +19,5 @@ from shared.observability import logger, traced
 @traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.debug("cleanup run", extra={"rule": (event.get("resources") or [None])[0], "time": event.get("time")})
-    run = Maintenance.for_this_container().clean(time_left_ms=context.get_remaining_time_in_millis)
+    run = composition.maintenance().clean(time_left_ms=context.get_remaining_time_in_millis)
     return run.model_dump(by_alias=True, mode="json")

@@ -8,36 +8,19 @@ from __future__ import annotations
 
 import json
 import time
-from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from processors.registry import ProcessorRegistry
+from functions import composition
 from shared.adapters import queues
-from shared.adapters.breakers import DynamoBreakerStore
-from shared.adapters.job_repository import JobStore
-from shared.breakers import Breakers
-from shared.catalog import ProcessorCatalog
 from shared.errors import JobqError
 from shared.observability import emit, job_log_keys, logger, traced
-from shared.settings import get_settings
-from shared.worker import Delivery, RetryLater, Worker
+from shared.worker import Delivery, RetryLater
 
 # Leave the lease a little longer than the invocation can live, so a redelivery never
 # reclaims a job whose worker might still write.
 LEASE_MARGIN_MS = 5000
-
-
-@lru_cache(maxsize=1)
-def worker() -> Worker:
-    settings = get_settings()
-    store = JobStore(settings.table_name)
-    breakers = Breakers(DynamoBreakerStore(settings.table_name), cache_seconds=settings.breaker_cache_seconds)
-    registry = ProcessorRegistry(ProcessorCatalog(store, settings.target_cache_seconds), breakers)
-    # The jobs a processor adds are not checked against their queue's types: a consumer may not read
-    # other queues' HTTP targets. A type no processor takes fails when it runs.
-    return Worker(store, settings, registry.resolve, admit=registry.admit, holds_jobs=registry.holds_jobs)
 
 
 def _memory_mb(context: LambdaContext | None) -> int | None:
@@ -60,7 +43,7 @@ def _record_handler(record: dict[str, Any], context: LambdaContext | None, batch
     )
     remaining = context.get_remaining_time_in_millis() + LEASE_MARGIN_MS if context else None
     with job_log_keys(job_id=_peek_job_id(record["body"]), queue=queue.name):
-        worker().handle(delivery, remaining_ms=remaining)
+        composition.worker().handle(delivery, remaining_ms=remaining)
 
 
 def _peek_job_id(body: str) -> str:

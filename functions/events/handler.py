@@ -13,32 +13,19 @@ that fails later and comes again changes no parent's count.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions import composition
 from shared import stats
 from shared.adapters import counters
-from shared.adapters.flows import FlowStore
-from shared.adapters.job_repository import JobStore
-from shared.adapters.scheduler import EventBridgeDelayedSchedules
-from shared.adapters.sqs import SqsJobMessages
-from shared.flows import FlowEvents
 from shared.observability import logger, traced
-from shared.settings import get_settings
-from shared.transitions import Transitions
-
-
-@lru_cache(maxsize=1)
-def flow_events() -> FlowEvents:
-    store = JobStore(get_settings().table_name)
-    return FlowEvents(store, FlowStore(store.table_name), Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules()))
 
 
 def process(event: dict[str, Any]) -> stats.BatchOutcome:
     records = list(event.get("Records") or [])
-    flows = flow_events().apply(records)
+    flows = composition.flow_events().apply(records)
     if flows.counted or flows.enqueued or flows.parents_moved or flows.cancelled:
         logger.info("flows moved on", extra=dict(flows.__dict__))
     return counters.apply_stream_records(records, shard=stats.shard_of(event))

@@ -13,12 +13,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.executions import ExecutionEnds
+from functions import composition
 from shared.observability import logger, traced
 
 
 @logger.inject_lambda_context
 @traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    outcome = ExecutionEnds.for_this_container().handle(event.get("detail") or {})
+    outcome = composition.execution_ends().handle(event.get("detail") or {})
     return {"outcome": outcome}

@@ -3,7 +3,8 @@
 Three functions share it, each needing a part: the WebSocket routes (``realtime_service``,
 ``token_verifier``), the stream consumer (``event_fanout``, ``webhook_dispatcher``) and the webhook
 deliveries (``webhook_deliverer``). Each builder imports what it builds, so a function's cold start
-imports its own part only (the deliveries never load the JWT verifier or the WebSocket code).
+imports its own part only (the deliveries never load the JWT verifier or the WebSocket code). The other functions' root is
+functions/composition.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from shared.errors import NotFound
-from shared.settings import get_settings
+from shared.settings import get_settings, validate_at_cold_start
 
 if TYPE_CHECKING:
     from shared.access import QueueAccess
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from shared.realtime_auth import TokenVerifier
     from shared.webhooks import WebhookDeliverer, WebhookDispatcher
 
+validate_at_cold_start()  # inside Lambda: a missing or invalid variable fails the container's init, named
 
 class _QueueNames:
     def names(self) -> set[str]:

@@ -13,26 +13,12 @@ event; a delivery that arrives twice creates nothing the second time.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.adapters import queues
-from shared.adapters.job_repository import JobStore
-from shared.catalog import ProcessorCatalog
-from shared.jobs import JobService
+from functions import composition
 from shared.observability import logger, traced
-from shared.schedules import ScheduleService, ScheduleStore
-from shared.settings import get_settings
-
-
-@lru_cache(maxsize=1)
-def _service() -> ScheduleService:
-    settings = get_settings()
-    store = JobStore(settings.table_name)
-    jobs = JobService(store, queues.directory(), ProcessorCatalog(store, settings.target_cache_seconds), settings)
-    return ScheduleService(ScheduleStore(settings.table_name), jobs)
 
 
 @logger.inject_lambda_context
@@ -43,5 +29,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if not isinstance(name, str) or not name or not isinstance(scheduled_time, str):
         logger.error("not a jobq schedule firing; ignored", extra={"event_keys": sorted(event) if isinstance(event, dict) else None})
         return {"schedule": name, "outcome": "failed", "reason": "not a jobq schedule firing"}
-    result = _service().fire(name, scheduled_time)
+    result = composition.schedule_service().fire(name, scheduled_time)
     return result.model_dump(by_alias=True)

@@ -97,9 +97,6 @@ def _forget_cached_clients() -> None:
 
     deps.job_service.cache_clear()
     deps.flow_service.cache_clear()
-    from functions.events import handler as events_handler
-
-    events_handler.flow_events.cache_clear()
     deps.cursor_signer.cache_clear()
     from api import access
 
@@ -107,12 +104,9 @@ def _forget_cached_clients() -> None:
     from api.routes import schedules as schedule_routes
 
     schedule_routes.schedule_service.cache_clear()
-    from functions.consumer import handler
+    from functions import composition
 
-    handler.worker.cache_clear()
-    from shared.maintenance import Maintenance
-
-    Maintenance.for_this_container.cache_clear()
+    composition.reset()  # the functions' services: worker, flows, schedules, maintenance, executions
 
 
 @pytest.fixture

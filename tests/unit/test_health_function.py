@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 from api.main import handler as api_handler
+from functions import composition
 from functions.health.handler import handler as health_handler
 from shared.adapters import clients, policies, queues
 from shared.clock import now_ms
-from shared.maintenance import Maintenance
 from shared.models import JobRef
 from shared.settings import get_settings
 from shared.status import JobStatus
@@ -86,7 +86,7 @@ def test_a_failed_schedule_firing_is_reported_by_the_health_sweep(scheduling: Sc
     url = sqs.get_queue_url(QueueName=f"{STACK}-scheduler-failed-firings")["QueueUrl"]
     monkeypatch.setenv("JOBQ_SCHEDULE_DEAD_LETTERS_URL", url)
     get_settings.cache_clear()
-    Maintenance.for_this_container.cache_clear()
+    composition.maintenance.cache_clear()
     policies.reset_cache()
     record = {"requestContext": {"condition": "RetriesExhausted"}, "requestPayload": {"jobq": "schedule-firing", "schedule": "nightly"}}
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))

@@ -11,7 +11,7 @@ import pytest
 from processors.http import run_http_target
 from shared.errors import PermanentJobError, RetryableJobError, Unavailable
 from shared.models import HttpTarget
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 from shared.worker import LeaseLost
 from tests.target_server import TargetServer
 
@@ -27,6 +27,10 @@ class Job:
     attempt = 2
     max_attempts = 3
     waited_for_children = False  # not a flow's parent: no childrenValues in the payload
+
+    @property
+    def settings(self) -> Settings:
+        return get_settings()  # the worker passes the composition root's settings
 
     def check_interrupted(self) -> None:
         """Never cancelled here (the cancel of a request in flight: tests/unit/test_seed_000.py)."""

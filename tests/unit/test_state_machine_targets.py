@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from functions import composition
 from functions.consumer.handler import handler as consumer_handler
 from functions.executions.handler import handler as executions_handler
 from infra.local.state_machines import LocalStateMachines, state_machine_arn
@@ -23,7 +24,6 @@ from shared.adapters import queues
 from shared.catalog import ProcessorCatalog
 from shared.clock import now_ms
 from shared.errors import Invalid
-from shared.executions import ExecutionEnds
 from shared.jobs import Identity, JobService
 from shared.maintenance import Maintenance
 from shared.models import JobCreate, StateMachineTarget
@@ -73,13 +73,13 @@ def executions(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Execut
     monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", api.url)
     monkeypatch.setenv("JOBQ_STATE_MACHINE_TARGET_ARNS", ",".join(api.arns()))
     get_settings.cache_clear()
-    ExecutionEnds.for_this_container.cache_clear()
+    composition.execution_ends.cache_clear()
     from shared.adapters import clients
 
     clients.reset()
     yield Executions(api)
     api.stop()
-    ExecutionEnds.for_this_container.cache_clear()
+    composition.execution_ends.cache_clear()
 
 
 def service(stack: Stack) -> JobService:

@@ -1,0 +1,114 @@
+"""The Lambda functions' composition root: settings, clock, adapters and services, built once per container.
+
+Each function's handler parses its event and calls what a builder here returns; nothing else
+in ``functions/``, ``shared/`` or ``processors/`` reads the environment. Each builder imports
+what it builds, so a function's cold start imports its own part only (the consumer never loads
+the health sweep). The live-events functions have their own root (functions/realtime/services.py).
+
+Importing this module inside Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) validates the settings
+(shared/settings.py ``validate_at_cold_start``): a function deployed without its table fails its
+init with one error naming every missing or invalid variable, before any event. Tests and the
+local stack build the services when they first use them, after they set the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from shared import clock as clocks
+from shared.settings import Settings, get_settings, validate_at_cold_start
+
+if TYPE_CHECKING:
+    from shared.executions import ExecutionEnds
+    from shared.flows import FlowEvents
+    from shared.maintenance import Maintenance
+    from shared.schedules import ScheduleService
+    from shared.worker import Worker
+
+validate_at_cold_start()
+
+
+def settings() -> Settings:
+    """The container's settings (read and validated once)."""
+    return get_settings()
+
+
+def clock() -> clocks.Clock:
+    """The services' clock: the wall clock, or the one the local stack runs on (``shared.clock.use``)."""
+    return clocks.now_ms
+
+
+@lru_cache(maxsize=1)
+def worker() -> Worker:
+    """The consumer's use case: claims, runs and finishes the jobs of its queue's records."""
+    from processors.registry import ProcessorRegistry
+    from shared.adapters.breakers import DynamoBreakerStore
+    from shared.adapters.job_repository import JobStore
+    from shared.breakers import Breakers
+    from shared.catalog import ProcessorCatalog
+    from shared.worker import Worker
+
+    config = settings()
+    store = JobStore(config.table_name)
+    breakers = Breakers(DynamoBreakerStore(config.table_name), cache_seconds=config.breaker_cache_seconds)
+    registry = ProcessorRegistry(ProcessorCatalog(store, config.target_cache_seconds), breakers)
+    # The jobs a processor adds are not checked against their queue's types: a consumer may not read
+    # other queues' HTTP targets. A type no processor takes fails when it runs.
+    return Worker(store, config, registry.resolve, clock=clock(), admit=registry.admit, holds_jobs=registry.holds_jobs)
+
+
+@lru_cache(maxsize=1)
+def schedule_service() -> ScheduleService:
+    """The SchedulerFunction's use case: one firing of a recurring schedule creates its one job."""
+    from shared.adapters import queues
+    from shared.adapters.job_repository import JobStore
+    from shared.catalog import ProcessorCatalog
+    from shared.jobs import JobService
+    from shared.schedules import ScheduleService, ScheduleStore
+
+    config = settings()
+    store = JobStore(config.table_name)
+    jobs = JobService(store, queues.directory(), ProcessorCatalog(store, config.target_cache_seconds), config)
+    return ScheduleService(ScheduleStore(config.table_name), jobs)
+
+
+@lru_cache(maxsize=1)
+def flow_events() -> FlowEvents:
+    """The EventsFunction's flow part: children counted against their parents, parents moved on."""
+    from shared.adapters.flows import FlowStore
+    from shared.adapters.job_repository import JobStore
+    from shared.adapters.scheduler import EventBridgeDelayedSchedules
+    from shared.adapters.sqs import SqsJobMessages
+    from shared.flows import FlowEvents
+    from shared.transitions import Transitions
+
+    store = JobStore(settings().table_name)
+    return FlowEvents(store, FlowStore(store.table_name), Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules()))
+
+
+@lru_cache(maxsize=1)
+def maintenance() -> Maintenance:
+    """The health sweep and the cleanup (the HealthFunction and the CleanupFunction share it)."""
+    from shared.adapters import queues
+    from shared.adapters.job_repository import JobStore
+    from shared.maintenance import Maintenance
+
+    config = settings()
+    return Maintenance(JobStore(config.table_name), queues.directory(), config, clock=clock())
+
+
+@lru_cache(maxsize=1)
+def execution_ends() -> ExecutionEnds:
+    """The ExecutionEventsFunction's use case: a state machine's end ends the job that started it."""
+    from shared.adapters.job_repository import JobStore
+    from shared.executions import ExecutionEnds
+
+    config = settings()
+    return ExecutionEnds(JobStore(config.table_name), config, clock=clock())
+
+
+def reset() -> None:
+    """Tests: forget the services (they hold settings and clients of one environment)."""
+    for builder in (worker, schedule_service, flow_events, maintenance, execution_ends):
+        builder.cache_clear()
