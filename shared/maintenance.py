@@ -47,7 +47,7 @@ from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, JobqError
 from shared.models import CamelModel, Job, JobRef, QueueDepth, QueueInfo, QueuePolicy
 from shared.observability import NAMESPACE, logger
-from shared.ports import JobRepository
+from shared.ports import CounterStore, JobRepository, ReportStore
 from shared.retention import Retention
 from shared.settings import Settings
 from shared.status import JobStatus
@@ -234,12 +234,16 @@ class Maintenance(Retention):
         clock: Callable[[], int] = now_ms,
         policy: Callable[[QueueInfo], QueuePolicy] = policies.get_policy,
         transitions: Transitions | None = None,
+        counters: CounterStore = counters,
+        reports: ReportStore = reports,
     ) -> None:
         self.store = store
         self.directory = directory
         self.settings = settings
         self.clock = clock
         self.policy = policy
+        self.counters = counters
+        self.reports = reports
         self.transitions = transitions or Transitions(store, SqsJobMessages())
 
     # ---- health ----------------------------------------------------------------------------------------
@@ -269,7 +273,7 @@ class Maintenance(Retention):
             discarded_stream_batches=discarded,
             reasons=reasons,
         )
-        reports.put_run("HEALTH", run)
+        self.reports.put_run("HEALTH", run)
         return run
 
     def _failed_schedule_firings(self, errors: dict[str, str]) -> tuple[int | None, list[str]]:
@@ -297,7 +301,7 @@ class Maintenance(Retention):
     def recount(self, queue: QueueInfo, *, force: bool = False) -> Recount | None:
         """Check the queue's counters against Queries when due (or forced, or a drift awaits confirmation)."""
         now = self.clock()
-        raw = reports.get_queue_report(queue.name, "RECOUNT")
+        raw = self.reports.get_queue_report(queue.name, "RECOUNT")
         previous = Recount.model_validate(raw) if raw else None
         due = force or previous is None or bool(previous.drift) or now - previous.checked_at_ms >= self.settings.recount_interval_seconds * 1000
         if not due:
@@ -306,17 +310,17 @@ class Maintenance(Retention):
             status.value: self.store.count_by_queue(queue.name, status) for status in JobStatus
         }
         counted["total"] = sum(counted.values())
-        stored = counters.read_raw_counts(queue.name)
+        stored = self.counters.read_raw_counts(queue.name)
         drift = {name: counted[name] - stored.get(name, 0) for name in counted if counted[name] != stored.get(name, 0)}
         corrected: dict[str, int] = {}
         if drift and previous is not None and previous.drift == drift:
-            counters.correct_counts(queue.name, drift)
+            self.counters.correct_counts(queue.name, drift)
             corrected, drift = drift, {}
             logger.warning("queue counters corrected by a recount", extra={"queue": queue.name, "corrected": corrected})
         elif drift:
             logger.info("queue counters differ from a recount; checking again next run", extra={"queue": queue.name, "drift": drift})
         result = Recount(checked_at=iso(now), checked_at_ms=now, counted=counted, drift=drift, corrected=corrected)
-        reports.put_queue_report(queue.name, "RECOUNT", result)
+        self.reports.put_queue_report(queue.name, "RECOUNT", result)
         return result
 
     def check_queue(self, queue: QueueInfo, *, discarded_stream_batches: int = 0, force_recount: bool = False) -> QueueHealth:
@@ -328,8 +332,8 @@ class Maintenance(Retention):
             recovery.orphans_enqueued, recovery.overdue_enqueued = self.wake_orphans(queue)
         recovery.half_created_flow_jobs_removed, recovery.flow_leaves_released = self.sweep_flows(queue)
         recount = self.recount(queue, force=force_recount)
-        counts = counters.read_counts(queue.name)
-        minutes = counters.read_buckets(queue.name, now - HOUR_MS, "minute")
+        counts = self.counters.read_counts(queue.name)
+        minutes = self.counters.read_buckets(queue.name, now - HOUR_MS, "minute")
         hour = stats.summarize(minutes)
         types = stats.merge_types(b.types for b in minutes)
         slow = {job_type: f.slow_attempts() for job_type, f in sorted(types.items()) if f.slow_attempts()}
@@ -378,7 +382,7 @@ class Maintenance(Retention):
             unreachable_targets=unreachable,
             slow_attempts=slow,
         )
-        reports.put_queue_report(queue.name, "HEALTH", health, status=status, reasons=reasons)
+        self.reports.put_queue_report(queue.name, "HEALTH", health, status=status, reasons=reasons)
         self._emit(health, stalled)
         if status != "healthy":
             logger.warning("queue is not healthy", extra={"queue": queue.name, "status": status, "reasons": reasons})
@@ -464,7 +468,7 @@ class Maintenance(Retention):
         """``(waiting woken, delayed woken)``: jobs nobody will pick up without a new message."""
         now = self.clock()
         grace_ms = self.settings.orphan_grace_seconds * 1000
-        state = reports.get_sweep_state(queue.name)
+        state = self.reports.get_sweep_state(queue.name)
         # Keyed by [owner, id] as JSON text: job ids are unique per owner only.
         resent: dict[str, int] = {
             token: at for token, at in state.get("resent", {}).items() if at > now - self.settings.orphan_resend_seconds * 1000
@@ -486,7 +490,7 @@ class Maintenance(Retention):
             logger.warning("orphaned job enqueued", extra={"job_id": ref.job_id, "queue": queue.name})
         if len(resent) > 1000:  # keep the item small: the oldest entries go first
             resent = dict(sorted(resent.items(), key=lambda kv: kv[1])[-1000:])
-        reports.put_sweep_state(queue.name, {**state, "resent": resent, "delayedCursor": cursor})
+        self.reports.put_sweep_state(queue.name, {**state, "resent": resent, "delayedCursor": cursor})
         return len(woken_waiting), len(woken_delayed)
 
     def sweep_flows(self, queue: QueueInfo) -> tuple[int, int]:
@@ -495,18 +499,18 @@ class Maintenance(Retention):
         from shared.adapters.flows import FlowStore
         from shared.flows import FlowSweep
 
-        if not counters.read_counts(queue.name).get(JobStatus.WAITING_CHILDREN.value):
+        if not self.counters.read_counts(queue.name).get(JobStatus.WAITING_CHILDREN.value):
             return 0, 0  # no parent waits on this queue: no scan
         now = self.clock()
         older_than = now - self.settings.flow_orphan_grace_seconds * 1000
-        state = reports.get_sweep_state(queue.name)
+        state = self.reports.get_sweep_state(queue.name)
         jobs, cursor = self._page(
             queue, JobStatus.WAITING_CHILDREN, limit=self.settings.maintenance_batch, newest_first=False, cursor=state.get("flowCursor"),
             before=iso(older_than),
         )  # fmt: skip
         outcome = FlowSweep(self.store, FlowStore(self.store.table_name), self.transitions).sweep(queue, jobs, older_than=older_than, now=now)
         if cursor != state.get("flowCursor"):
-            reports.put_sweep_state(queue.name, {**state, "flowCursor": cursor})
+            self.reports.put_sweep_state(queue.name, {**state, "flowCursor": cursor})
         return outcome.removed, outcome.released
 
     def _wake(self, queue: QueueInfo, refs: list[JobRef], now: int) -> list[JobRef]:

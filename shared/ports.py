@@ -2,20 +2,28 @@
 
 The implementations live in ``shared/adapters`` (the jobs repository ``JobStore``, the queue
 gateway ``SqsJobMessages``, the scheduler gateway ``EventBridgeDelayedSchedules``, the queue
-directory ``QueueDirectory``); the composition roots (``api/deps.py``,
-``functions/*/handler.py``) build them and pass them in. mypy checks that each adapter
-satisfies its Protocol wherever a root passes it to a use case typed against it.
+directory ``QueueDirectory``; the consumer switch, policy, counters and report stores are the
+modules ``consumer_switch``, ``policies``, ``counters`` and ``reports``, which mypy checks against
+their Protocols as it checks classes); the composition roots (``api/deps.py``,
+``functions/composition.py``, ``functions/realtime/services.py``) build them and pass them in.
+mypy checks that each adapter satisfies its Protocol wherever it is passed to a use case typed against it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from shared.errors import JobqError
 from shared.lifecycle import Change
 from shared.models import AnyTarget, Job, JobRef, QueueInfo
 from shared.status import JobStatus
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from shared.models import QueuePolicy
+    from shared.stats import Bucket, QueueStats, Resolution
 
 
 class JobWriter(Protocol):
@@ -90,4 +98,58 @@ class QueueDirectory(Protocol):
     def by_arn(self, arn: str) -> QueueInfo: ...
 
 
-__all__ = ["DelayedSchedules", "JobMessages", "JobRepository", "JobWriter", "QueueDirectory", "QueueGateway"]
+class ConsumerSwitch(Protocol):
+    """A queue's consumer (its event source mapping): on or off, and its maximum concurrency."""
+
+    def set_consumer_enabled(self, queue: QueueInfo, *, enabled: bool) -> str | None: ...
+    def set_max_concurrency(self, queue: QueueInfo, maximum: int) -> None: ...
+    def consumer_state(self, queue: QueueInfo) -> str | None: ...
+    def reconcile(self, queue: QueueInfo, *, paused: bool, max_concurrency: int | None) -> list[str]: ...
+
+
+class PolicyStore(Protocol):
+    """A queue's runtime policy (cached a few seconds per container) and its versioned writes."""
+
+    def get_policy(self, queue: QueueInfo) -> QueuePolicy: ...
+    def read_policy(self, queue: QueueInfo) -> tuple[QueuePolicy, int]: ...
+    def put_policy(self, queue: QueueInfo, policy: QueuePolicy, *, expected_version: int | None = None) -> int: ...
+    def update_policy(self, queue: QueueInfo, change: Callable[[QueuePolicy], QueuePolicy], *, attempts: int = 5) -> QueuePolicy: ...
+    def delete_target(self, queue_name: str, job_type: str) -> None: ...
+
+
+class CounterStore(Protocol):
+    """A queue's counters and metric buckets, as the EventsFunction keeps them (the recount corrects them)."""
+
+    def read_stats(self, queue_name: str) -> QueueStats: ...
+    def read_counts(self, queue_name: str) -> dict[str, int]: ...
+    def read_raw_counts(self, queue_name: str) -> dict[str, int]: ...
+    def correct_counts(self, queue_name: str, drift: Mapping[str, int]) -> None: ...
+    def read_buckets(self, queue_name: str, since_ms: int, resolution: Resolution = "minute", until_ms: int | None = None) -> list[Bucket]: ...
+    def read_user_costs(self, queue_name: str, since_ms: int) -> dict[str, tuple[int, int]]: ...
+
+
+class ReportStore(Protocol):
+    """What the health and cleanup runs store: the last run, each queue's reports, the sweep's cursors."""
+
+    def put_run(self, kind: Literal["HEALTH", "CLEANUP"], report: BaseModel) -> None: ...
+    def get_run(self, kind: Literal["HEALTH", "CLEANUP"]) -> dict[str, Any] | None: ...
+    def put_queue_report(
+        self, queue: str, kind: Literal["HEALTH", "RECOUNT"], report: BaseModel, *, status: str | None = None, reasons: list[str] | None = None
+    ) -> None: ...
+    def get_queue_report(self, queue: str, kind: Literal["HEALTH", "RECOUNT"]) -> dict[str, Any] | None: ...
+    def get_sweep_state(self, queue: str) -> dict[str, Any]: ...
+    def put_sweep_state(self, queue: str, state: dict[str, Any]) -> None: ...
+
+
+__all__ = [
+    "ConsumerSwitch",
+    "CounterStore",
+    "DelayedSchedules",
+    "JobMessages",
+    "JobRepository",
+    "JobWriter",
+    "PolicyStore",
+    "QueueDirectory",
+    "QueueGateway",
+    "ReportStore",
+]

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import Field
 
-from shared.adapters import counters, reports
+from shared.adapters import reports
 from shared.adapters.job_repository import JobStore
 from shared.adapters.queues import QueueDirectory
 from shared.clock import iso, parse_iso
@@ -27,6 +27,7 @@ from shared.errors import JobqError
 from shared.models import CamelModel, Job, QueueInfo, QueuePolicy
 from shared.models import Retention as RetentionRule
 from shared.observability import emit, logger
+from shared.ports import CounterStore, ReportStore
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
 
@@ -60,6 +61,8 @@ class Retention:
     settings: Settings
     clock: Callable[[], int]
     policy: Callable[[QueueInfo], QueuePolicy]
+    counters: CounterStore
+    reports: ReportStore
 
     def _page(
         self, queue: QueueInfo, status: JobStatus, *, limit: int, newest_first: bool, cursor: str | None = None, before: str | None = None
@@ -75,7 +78,7 @@ class Retention:
         for queue in sorted(self.directory.all(refresh=True).values(), key=lambda q: q.name):
             try:
                 policy = self.policy(queue)
-                counts = counters.read_counts(queue.name)
+                counts = self.counters.read_counts(queue.name)
                 rules = (
                     (JobStatus.COMPLETED, policy.remove_on_complete),
                     (JobStatus.FAILED, policy.remove_on_fail),
@@ -92,7 +95,7 @@ class Retention:
                 logger.error("retention of a queue failed", extra={"queue": queue.name, "error": err.message})
         run.incomplete = budget.exhausted
         run.duration_ms = int((time.monotonic() - started) * 1000)
-        reports.put_run("CLEANUP", run)
+        self.reports.put_run("CLEANUP", run)
         logger.info("retention applied", extra={"removed": run.total_removed, "incomplete": run.incomplete})
         return run
 
