@@ -20,6 +20,7 @@ from shared.adapters.flows import FlowStore
 from shared.adapters.job_repository import JobStore
 from shared.audit import AuditLog
 from shared.catalog import ProcessorCatalog
+from shared.clock import now_ms
 from shared.flows import FlowService
 from shared.jobs import Identity, JobService
 from shared.settings import Settings, get_settings, validate_at_cold_start
@@ -31,7 +32,7 @@ validate_at_cold_start()
 def job_service() -> JobService:
     settings = get_settings()
     store = JobStore(settings.table_name)
-    jobs = JobService(store, queues.directory(), ProcessorCatalog(store, settings.target_cache_seconds), settings)
+    jobs = JobService(store, queues.directory(), ProcessorCatalog(store, settings.target_cache_seconds), settings, clock=now_ms)
     jobs.tree_remover = FlowService(jobs, FlowStore(store.table_name), jobs.transitions).remove_tree  # removing a parent removes its tree
     return jobs
 

@@ -69,7 +69,7 @@ def schedule_service() -> ScheduleService:
 
     config = settings()
     store = JobStore(config.table_name)
-    jobs = JobService(store, queues.directory(), ProcessorCatalog(store, config.target_cache_seconds), config)
+    jobs = JobService(store, queues.directory(), ProcessorCatalog(store, config.target_cache_seconds), config, clock=clock())
     return ScheduleService(ScheduleStore(config.table_name), jobs)
 
 
@@ -83,8 +83,9 @@ def flow_events() -> FlowEvents:
     from shared.flows import FlowEvents
     from shared.transitions import Transitions
 
-    store = JobStore(settings().table_name)
-    return FlowEvents(store, FlowStore(store.table_name), Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules()))
+    config = settings()
+    store = JobStore(config.table_name)
+    return FlowEvents(store, FlowStore(store.table_name), Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules(config)))
 
 
 @lru_cache(maxsize=1)

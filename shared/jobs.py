@@ -26,7 +26,7 @@ from shared.adapters.quotas import DynamoQuotaStore
 from shared.adapters.scheduler import EventBridgeDelayedSchedules
 from shared.adapters.sqs import SqsJobMessages
 from shared.admission import AdmissionCounters
-from shared.clock import iso, now_ms
+from shared.clock import Clock, iso, now_ms
 from shared.errors import Conflict, Forbidden, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
 from shared.models import AnyTarget, HttpTarget, Job, JobCreate, JobRef, LambdaTarget, QueueInfo, StateMachineTarget, json_size
 from shared.observability import emit, logger
@@ -71,9 +71,17 @@ def _dedup_digest(user_id: str, queue: str, key: str) -> str:
 
 class JobService:
     def __init__(
-        self, store: JobRepository, directory: QueueDirectory, catalog: ProcessorCatalog, settings: Settings, *, transitions: Transitions | None = None
+        self,
+        store: JobRepository,
+        directory: QueueDirectory,
+        catalog: ProcessorCatalog,
+        settings: Settings,
+        *,
+        transitions: Transitions | None = None,
+        clock: Clock = now_ms,
     ) -> None:
         self.store = store
+        self.clock = clock  # the composition root's (the local stack's clock follows shared.clock.use)
         self.directory = directory
         self.catalog = catalog
         self.settings = settings
@@ -85,7 +93,7 @@ class JobService:
             cache_seconds=settings.policy_cache_seconds,
             unfinished_retry_after=settings.backpressure_retry_after_seconds,
         )
-        self.transitions = transitions or Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules())
+        self.transitions = transitions or Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules(settings))
         self.tree_remover: Callable[[Job], int] | None = None  # set by the flow service: removing a parent removes its tree
 
     # ---- create -----------------------------------------------------------------------
@@ -167,7 +175,7 @@ class JobService:
         ``rate_taken``: the caller (a bulk request) already counted this job against the user's rate quota.
         """
         caller = self.acting(caller, request.on_behalf_of)
-        now = now_ms()
+        now = self.clock()
         if request.queue is None:  # inferred first: the same job with or without its queue is one job (keys, fingerprints)
             request = request.model_copy(update={"queue": self.queue_for_type(request.type).name})
         job_id = service_job_id or request.options.job_id
@@ -309,7 +317,7 @@ class JobService:
         """Up to 100 jobs: each item succeeds or fails on its own; plain items are written and enqueued in batches."""
         if len(items) > MAX_BULK_JOBS:
             raise Invalid(f"at most {MAX_BULK_JOBS} jobs per bulk request; this one has {len(items)}")
-        now = now_ms()
+        now = self.clock()
         # The whole request against the caller's rate quota in one write: all its items, or 429 and none.
         self.quotas.take_rate(caller.user_id, len(items))
         outcomes: dict[int, BulkOutcome] = {}
@@ -454,7 +462,7 @@ class JobService:
         for _ in range(3):
             job = self.get(job_id, caller, user_id=user_id, change=True)
             queue = self.directory.get(job.queue)
-            now = now_ms()
+            now = self.clock()
             try:
                 if job.status in (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.STALLED, JobStatus.WAITING_CHILDREN):
                     change = lifecycle.cancel(
@@ -507,7 +515,7 @@ class JobService:
         job = self.get(job_id, caller, user_id=user_id, change=True)
         queue = self.directory.get(job.queue)
         try:
-            change = lifecycle.requeue(job, now=now_ms(), why=why, priority=priority, max_attempts=attempts)
+            change = lifecycle.requeue(job, now=self.clock(), why=why, priority=priority, max_attempts=attempts)
             return self.transitions.apply(change, queue, must_wake=True)
         except Unavailable as err:
             current = self.store.get(job.user_id, job.job_id)
@@ -528,7 +536,7 @@ class JobService:
             self.tree_remover(job)  # a flow's parent: its tree goes first (shared/flows.py)
         if not self.store.delete_unchanged(job):
             raise Conflict(f"job {job_id} changed while it was being removed; look again")
-        remove_delayed_schedule(job)
+        remove_delayed_schedule(job, self.settings)
         logger.info("job removed", extra={"job_id": job.job_id, "queue": job.queue, "status": job.status.value})
         return job
 
@@ -576,7 +584,7 @@ class JobService:
             )
         if self.catalog.is_code_type(queue.name, job_type):
             raise Conflict(f"type '{job_type}' on queue '{queue.name}' is handled by a code processor")
-        self.store.put_target(queue.name, job_type, target, now=iso(now_ms()))
+        self.store.put_target(queue.name, job_type, target, now=iso(self.clock()))
 
     def put_http_target(self, queue_name: str, job_type: str, target: HttpTarget, caller: Identity) -> HttpTarget:
         queue = self.directory.get(queue_name)
@@ -596,13 +604,13 @@ def _validation_message(err: ValidationError) -> str:
     return "invalid job: " + "; ".join(parts)
 
 
-def remove_delayed_schedule(job: Job) -> None:
+def remove_delayed_schedule(job: Job, settings: Settings) -> None:
     """After a delayed job is deleted, its one-time schedule too (best effort: a firing for a job that
     no longer exists is acknowledged and does nothing)."""
     if job.status is not JobStatus.DELAYED or not scheduler.needs_schedule(job.delay):
         return
     try:
-        scheduler.cancel_delayed(JobRef.of(job))
+        scheduler.cancel_delayed(JobRef.of(job), settings=settings)
     except Unavailable:
         logger.warning("could not remove a removed job's schedule", extra={"job_id": job.job_id})
 

@@ -30,6 +30,7 @@ from shared.errors import Conflict, Invalid, JobqError, NotFound
 from shared.jobs import JobService, remove_delayed_schedule
 from shared.models import BreakerSettings, HttpTarget, Job, LambdaTarget, QueueInfo, QueuePolicy, StateMachineTarget
 from shared.observability import logger
+from shared.ports import CounterStore, PolicyStore
 from shared.queue_models import (
     READ_ONLY,
     BreakerView,
@@ -83,8 +84,10 @@ _CLEAN_STAMP = {"completed": "completed_at", "failed": "failed_at", "cancelled":
 
 
 class QueueService:
-    def __init__(self, jobs: JobService) -> None:
+    def __init__(self, jobs: JobService, *, policies: PolicyStore = policies, counters: CounterStore = counters) -> None:
         self.jobs = jobs
+        self.policies = policies
+        self.counters = counters
         self.store = jobs.store
         self.directory = jobs.directory
         self.settings = jobs.settings
@@ -98,14 +101,14 @@ class QueueService:
         if name not in known:
             valid = ", ".join(sorted(known)) or "none configured"
             raise NotFound(f"queue '{name}' not found; queues: {valid}")
-        authorize(caller, Action.VIEW, policies.get_policy(known[name]).access, queue=name)
+        authorize(caller, Action.VIEW, self.policies.get_policy(known[name]).access, queue=name)
         return known[name]
 
     # ---- summaries -------------------------------------------------------------------------------
     def overview(self, caller: Identity) -> list[QueueSummary]:
         """Every queue the caller may see: all for admins and readers, those its groups read or operate for others."""
         known = [
-            q for q in sorted(self.directory.all().values(), key=lambda q: q.name) if allows(caller, Action.VIEW, policies.get_policy(q).access)
+            q for q in sorted(self.directory.all().values(), key=lambda q: q.name) if allows(caller, Action.VIEW, self.policies.get_policy(q).access)
         ]
         if not known and not caller.sees_everything:
             authorize(caller, Action.INSPECT)
@@ -123,9 +126,9 @@ class QueueService:
 
     def _summary(self, queue: QueueInfo, last_health_check: str | None = None) -> QueueSummary:
         now = now_ms()
-        current = counters.read_stats(queue.name)
-        hour = stats.summarize(counters.read_buckets(queue.name, now - HOUR_MS + 1, "minute"))
-        policy = policies.get_policy(queue)
+        current = self.counters.read_stats(queue.name)
+        hour = stats.summarize(self.counters.read_buckets(queue.name, now - HOUR_MS + 1, "minute"))
+        policy = self.policies.get_policy(queue)
         depth, dlq_depth = queues.depths(queue)
         oldest = maintenance.oldest_waiting_age(self.store, queue, now)
         # The HealthFunction's thresholds (shared/maintenance.py), on what this summary read just now.
@@ -224,7 +227,7 @@ class QueueService:
     # ---- runtime settings ----------------------------------------------------------------------------
     def update(self, name: str, patch: QueuePatch, caller: Identity) -> QueueConfiguration:
         queue = self.queue(name, caller)
-        current = self._configuration(queue, policies.get_policy(queue))
+        current = self._configuration(queue, self.policies.get_policy(queue))
         changed = [
             f"{to_camel(field)} ({why})"
             for field, why in READ_ONLY.items()
@@ -242,7 +245,7 @@ class QueueService:
                 if self.jobs.catalog.is_code_type(queue.name, job_type):
                     raise Conflict(f"type '{job_type}' on queue '{queue.name}' is handled by a code processor")
                 if job_type in current.processors.http or job_type in current.processors.functions:
-                    policies.delete_target(queue.name, job_type)
+                    self.policies.delete_target(queue.name, job_type)
             elif (current.processors.http.get(job_type) or current.processors.functions.get(job_type)) != target:
                 self.jobs.put_target(queue.name, job_type, target, caller)  # validates the URL or the function, like PUT
         changes = _policy_changes(patch)
@@ -258,7 +261,7 @@ class QueueService:
                     raise Invalid(f"webhook: {err}") from None
             changes["webhook"] = patch.webhook
         changes.update(self._flow_changes(queue, patch, current))
-        policy = policies.update_policy(queue, lambda p: _apply(p, changes)) if changes else policies.get_policy(queue)
+        policy = self.policies.update_policy(queue, lambda p: _apply(p, changes)) if changes else self.policies.get_policy(queue)
         logger.info("queue policy changed", extra={"queue": queue.name, "fields": sorted(patch.model_fields_set)})
         return self._configuration(queue, policy)
 
@@ -296,7 +299,7 @@ class QueueService:
     def _switch(self, queue: QueueInfo, *, paused: bool) -> PauseState:
         # The mapping first: if that fails, the policy still tells the truth.
         state = set_consumer_enabled(queue, enabled=not paused)
-        policy = policies.update_policy(queue, lambda p: p.model_copy(update={"paused": paused}))
+        policy = self.policies.update_policy(queue, lambda p: p.model_copy(update={"paused": paused}))
         logger.info("queue paused" if paused else "queue resumed", extra={"queue": queue.name, "consumer_state": state})
         return PauseState(name=queue.name, paused=policy.paused, is_active=not policy.paused, consumer_state=state)
 
@@ -382,7 +385,7 @@ class QueueService:
         elif not self.store.delete_unchanged(job):
             result.not_removed.append(NotRemoved(job_id=job.job_id, reason="the job changed meanwhile; look again"))
         else:
-            remove_delayed_schedule(job)
+            remove_delayed_schedule(job, self.settings)
             result.removed.append(RemovedJob(job_id=job.job_id, user_id=job.user_id, status=job.status.value))
 
     # ---- metrics ----------------------------------------------------------------------------------------
@@ -399,7 +402,7 @@ class QueueService:
         now = now_ms()
         last = stats.bucket_start(now, chosen)
         first = last - (hours * HOUR_MS // step - 1) * step
-        found = {b.start_ms: b for b in counters.read_buckets(queue.name, first, chosen)}
+        found = {b.start_ms: b for b in self.counters.read_buckets(queue.name, first, chosen)}
         minutes = step / 60_000
         points = []
         for start in range(first, last + 1, step):
@@ -437,7 +440,7 @@ class QueueService:
             )
             for job_type, f in sorted(types.items())
         }
-        users = sorted(counters.read_user_costs(queue.name, first).items(), key=lambda kv: (-kv[1][0], kv[0]))[:MAX_USERS_IN_METRICS]
+        users = sorted(self.counters.read_user_costs(queue.name, first).items(), key=lambda kv: (-kv[1][0], kv[0]))[:MAX_USERS_IN_METRICS]
         cost_by_user = {user: UserCost(attempts=n, cost_nano_usd=cost, cost_usd=round(cost / 1e9, 9)) for user, (cost, n) in users}
         return QueueMetrics(
             queue=queue.name, hours=hours, resolution=chosen, points=points, totals=totals, cost_by_type=cost_by_type, cost_by_user=cost_by_user

@@ -57,7 +57,6 @@ from typing import Any, Literal
 
 from shared.clock import parse_iso
 from shared.priority import PRIORITIES, priority_band
-from shared.settings import get_settings
 from shared.status import JobStatus
 
 Resolution = Literal["minute", "hour"]
@@ -501,11 +500,6 @@ def summarize(buckets: Iterable[Bucket]) -> BucketSummary:
         pt_sum=sum(b.pt_sum for b in items),
         histogram=tuple(sum(column) for column in zip(*(b.histogram for b in items), strict=True)) if items else (0,) * BINS,
     )
-
-
-def minute_window_ms() -> int:
-    """The longest window answered from minute buckets (they expire after a while)."""
-    return min(get_settings().minute_bucket_retention_hours, 24) * 3_600_000
 
 
 __all__ = [

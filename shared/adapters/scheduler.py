@@ -32,7 +32,7 @@ from shared.clock import parse_iso
 from shared.errors import Conflict, Invalid, NotFound, Unavailable
 from shared.models import Job, JobOptions, JobRef, QueueInfo
 from shared.observability import logger
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
 
 SQS_MAX_DELAY_MS = 15 * 60 * 1000
 _NAME_OK = re.compile(r"^[0-9A-Za-z_.-]+$")
@@ -96,7 +96,7 @@ def _group(settings: Settings) -> str:
 
 
 # ---- delayed jobs -------------------------------------------------------------------------------
-def enqueue(queue: QueueInfo, job: Job, *, settings: Settings | None = None) -> None:
+def enqueue(queue: QueueInfo, job: Job, *, settings: Settings) -> None:
     """Send a new job's first wake-up: now, after an SQS delay, or from a one-time schedule."""
     if needs_schedule(job.delay):
         schedule_job(queue, job, settings=settings)
@@ -112,9 +112,8 @@ def _target(settings: Settings, arn: str, payload: str) -> dict[str, Any]:
     return target
 
 
-def schedule_job(queue: QueueInfo, job: Job, *, settings: Settings | None = None) -> str:
+def schedule_job(queue: QueueInfo, job: Job, *, settings: Settings) -> str:
     """A one-time schedule that sends the job's message to its queue when it is due. Returns its name."""
-    settings = settings or get_settings()
     if not job.run_at:
         raise Invalid(f"job {job.job_id} has no runAt to schedule")
     name = delay_schedule_name(JobRef.of(job))
@@ -137,13 +136,12 @@ def schedule_job(queue: QueueInfo, job: Job, *, settings: Settings | None = None
     return name
 
 
-def cancel_delayed(ref: JobRef, *, settings: Settings | None = None) -> bool:
+def cancel_delayed(ref: JobRef, *, settings: Settings) -> bool:
     """Remove a delayed job's one-time schedule, if it has one. True if one was deleted.
 
     Safe to call for any job: a job delayed 15 minutes or less (an SQS delay) has none,
     and a schedule that already fired deleted itself.
     """
-    settings = settings or get_settings()
     if not settings.schedule_group:
         return False
     try:
@@ -180,10 +178,9 @@ def put_recurring(
     end: datetime | None = None,
     description: str = "",
     create: bool,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> str:
     """Create (``create=True``) or update the Scheduler schedule of recurring schedule ``name``. Returns its ARN."""
-    settings = settings or get_settings()
     if not settings.scheduler_target_arn:
         raise Unavailable("no scheduler target is configured (JOBQ_SCHEDULER_TARGET_ARN)")
     params: dict[str, Any] = {
@@ -210,9 +207,8 @@ def put_recurring(
     return str(out.get("ScheduleArn", ""))
 
 
-def set_recurring_state(name: str, *, enabled: bool, settings: Settings | None = None) -> None:
+def set_recurring_state(name: str, *, enabled: bool, settings: Settings) -> None:
     """Pause or resume: UpdateSchedule replaces the whole schedule, so it is read first."""
-    settings = settings or get_settings()
     group = _group(settings)
     try:
         with aws_errors(f"EventBridge Scheduler could not read schedule '{name}'"):
@@ -232,8 +228,7 @@ def set_recurring_state(name: str, *, enabled: bool, settings: Settings | None =
         _client().update_schedule(**params)
 
 
-def delete_recurring(name: str, *, settings: Settings | None = None) -> bool:
-    settings = settings or get_settings()
+def delete_recurring(name: str, *, settings: Settings) -> bool:
     try:
         with aws_errors(f"EventBridge Scheduler could not delete schedule '{name}'"):
             _client().delete_schedule(Name=repeat_schedule_name(name), GroupName=_group(settings))
@@ -242,9 +237,8 @@ def delete_recurring(name: str, *, settings: Settings | None = None) -> bool:
     return True
 
 
-def ping(settings: Settings | None = None) -> None:
+def ping(settings: Settings) -> None:
     """Scheduler reachable and the group there (GET /scheduler/health, /health/detailed)."""
-    settings = settings or get_settings()
     with aws_errors("EventBridge Scheduler could not read the schedule group"):
         _client().get_schedule_group(Name=_group(settings))
 
@@ -252,5 +246,8 @@ def ping(settings: Settings | None = None) -> None:
 class EventBridgeDelayedSchedules:
     """The lifecycle's ``DelayedSchedules``: removing a delayed job's one-time schedule."""
 
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
     def remove(self, job: Job) -> None:
-        cancel_delayed(JobRef.of(job))
+        cancel_delayed(JobRef.of(job), settings=self.settings)

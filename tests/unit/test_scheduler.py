@@ -132,7 +132,7 @@ def test_cancelling_a_delayed_job_removes_its_schedule(scheduling: Scheduling) -
 
     assert cancelled.status is JobStatus.CANCELLED
     assert scheduling.schedule_names() == []
-    assert scheduler.cancel_delayed(JobRef.of(job)) is False  # harmless when there is none (any more)
+    assert scheduler.cancel_delayed(JobRef.of(job), settings=scheduling.jobs.settings) is False  # harmless when there is none (any more)
 
 
 def test_when_scheduler_cannot_take_the_schedule_the_job_is_taken_back(scheduling: Scheduling, monkeypatch: pytest.MonkeyPatch) -> None:
