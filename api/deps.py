@@ -18,11 +18,13 @@ from shared.adapters import queues
 from shared.adapters.audit import DynamoAuditStore
 from shared.adapters.flows import FlowStore
 from shared.adapters.job_repository import JobStore
+from shared.adapters.reports import DynamoReportStore
 from shared.audit import AuditLog
 from shared.catalog import ProcessorCatalog
 from shared.clock import now_ms
 from shared.flows import FlowService
 from shared.jobs import Identity, JobService
+from shared.ports import ReportStore
 from shared.settings import Settings, get_settings, validate_at_cold_start
 
 validate_at_cold_start()
@@ -55,6 +57,11 @@ def audit_log() -> AuditLog:
     return AuditLog(DynamoAuditStore(settings.table_name), retention_days=settings.audit_retention_days)
 
 
+@lru_cache(maxsize=1)
+def report_store() -> ReportStore:
+    return DynamoReportStore(get_settings().table_name)
+
+
 def current_user(request: Request) -> Identity:
     return identity_of(request, get_settings())
 
@@ -62,5 +69,6 @@ def current_user(request: Request) -> Identity:
 CurrentUser = Annotated[Identity, Depends(current_user)]
 Jobs = Annotated[JobService, Depends(job_service)]
 Flows = Annotated[FlowService, Depends(flow_service)]
+Reports = Annotated[ReportStore, Depends(report_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Cursors = Annotated[CursorSigner, Depends(cursor_signer)]

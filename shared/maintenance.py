@@ -39,9 +39,10 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from pydantic import Field
 
 from shared import lifecycle, stats
-from shared.adapters import consumer_switch, counters, policies, queues, reports
+from shared.adapters import consumer_switch, counters, policies, queues
 from shared.adapters.job_repository import JobStore
 from shared.adapters.queues import QueueDirectory
+from shared.adapters.reports import DynamoReportStore
 from shared.adapters.sqs import SqsJobMessages
 from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, JobqError
@@ -210,13 +211,13 @@ def oldest_waiting_age(store: JobRepository, queue: QueueInfo, now: int, *, scan
 
 
 # ---- stored results ---------------------------------------------------------------------------------------
-def read_health(queue_name: str) -> QueueHealth | None:
+def read_health(reports: ReportStore, queue_name: str) -> QueueHealth | None:
     """The queue's health as the HealthFunction last stored it (None before its first run)."""
     report = reports.get_queue_report(queue_name, "HEALTH")
     return QueueHealth.model_validate(report) if report else None
 
 
-def read_last_health_run() -> HealthRun | None:
+def read_last_health_run(reports: ReportStore) -> HealthRun | None:
     report = reports.get_run("HEALTH")
     return HealthRun.model_validate(report) if report else None
 
@@ -235,7 +236,7 @@ class Maintenance(Retention):
         policy: Callable[[QueueInfo], QueuePolicy] = policies.get_policy,
         transitions: Transitions | None = None,
         counters: CounterStore = counters,
-        reports: ReportStore = reports,
+        reports: ReportStore | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
@@ -243,7 +244,7 @@ class Maintenance(Retention):
         self.clock = clock
         self.policy = policy
         self.counters = counters
-        self.reports = reports
+        self.reports = reports or DynamoReportStore(store.table_name)
         self.transitions = transitions or Transitions(store, SqsJobMessages())
 
     # ---- health ----------------------------------------------------------------------------------------
@@ -253,7 +254,7 @@ class Maintenance(Retention):
         results: dict[str, QueueHealth] = {}
         errors: dict[str, str] = {}
         discarded = self._discarded_stream_batches(errors)
-        previous = read_last_health_run()
+        previous = read_last_health_run(self.reports)
         # New discarded batches: recount every queue now rather than at the next interval.
         force = discarded is not None and discarded > ((previous.discarded_stream_batches or 0) if previous else 0)
         for queue in sorted(self.directory.all(refresh=True).values(), key=lambda q: q.name):

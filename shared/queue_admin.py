@@ -24,13 +24,14 @@ from shared.adapters import counters, policies, queues
 from shared.adapters.breakers import DynamoBreakerStore
 from shared.adapters.consumer_switch import consumer_state, set_consumer_enabled, set_max_concurrency
 from shared.adapters.limits import DynamoLimits
+from shared.adapters.reports import DynamoReportStore
 from shared.breakers import Breakers, BreakerState
 from shared.clock import iso, now_ms
 from shared.errors import Conflict, Invalid, JobqError, NotFound
 from shared.jobs import JobService, remove_delayed_schedule
 from shared.models import BreakerSettings, HttpTarget, Job, LambdaTarget, QueueInfo, QueuePolicy, StateMachineTarget
 from shared.observability import logger
-from shared.ports import CounterStore, PolicyStore
+from shared.ports import CounterStore, PolicyStore, ReportStore
 from shared.queue_models import (
     READ_ONLY,
     BreakerView,
@@ -84,10 +85,13 @@ _CLEAN_STAMP = {"completed": "completed_at", "failed": "failed_at", "cancelled":
 
 
 class QueueService:
-    def __init__(self, jobs: JobService, *, policies: PolicyStore = policies, counters: CounterStore = counters) -> None:
+    def __init__(
+        self, jobs: JobService, *, policies: PolicyStore = policies, counters: CounterStore = counters, reports: ReportStore | None = None
+    ) -> None:
         self.jobs = jobs
         self.policies = policies
         self.counters = counters
+        self.reports = reports or DynamoReportStore(jobs.store.table_name)
         self.store = jobs.store
         self.directory = jobs.directory
         self.settings = jobs.settings
@@ -114,13 +118,13 @@ class QueueService:
             authorize(caller, Action.INSPECT)
         if not known:
             return []
-        checked = _health_checks()
+        checked = _health_checks(self.reports)
         with ThreadPoolExecutor(max_workers=min(8, len(known))) as pool:
             return list(pool.map(lambda q: self._summary(q, checked.get(q.name)), known))
 
     def describe(self, name: str, caller: Identity) -> QueueSummary:
         queue = self.queue(name, caller)
-        summary = self._summary(queue, _health_checks().get(queue.name))
+        summary = self._summary(queue, _health_checks(self.reports).get(queue.name))
         summary.consumer_state = consumer_state(queue)
         return summary
 
@@ -583,10 +587,10 @@ def _apply(policy: QueuePolicy, changes: dict[str, Any]) -> QueuePolicy:
     return updated
 
 
-def _health_checks() -> dict[str, str]:
+def _health_checks(reports: ReportStore) -> dict[str, str]:
     """queue -> when the HealthFunction last assessed it (one GetItem: its last run's report)."""
     try:
-        run = maintenance.read_last_health_run()
+        run = maintenance.read_last_health_run(reports)
     except JobqError:
         return {}
     return {name: health.checked_at for name, health in run.queues.items()} if run else {}

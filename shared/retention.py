@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import Field
 
-from shared.adapters import reports
 from shared.adapters.job_repository import JobStore
 from shared.adapters.queues import QueueDirectory
 from shared.clock import iso, parse_iso
@@ -48,7 +47,7 @@ class CleanupRun(CamelModel):
     errors: dict[str, str] = Field(default_factory=dict)
 
 
-def read_last_cleanup_run() -> CleanupRun | None:
+def read_last_cleanup_run(reports: ReportStore) -> CleanupRun | None:
     report = reports.get_run("CLEANUP")
     return CleanupRun.model_validate(report) if report else None
 

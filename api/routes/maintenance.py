@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.access import StackGuard
-from api.deps import CurrentUser, Jobs
+from api.deps import CurrentUser, Jobs, Reports
 from api.envelope import Envelope, error_responses
 from api.models import DetailedHealth, MaintenanceRuns
 from api.routes.scheduler import check
@@ -38,7 +38,7 @@ def _stale_after_ms(rate: str) -> int:
     dependencies=[StackGuard],
     responses=error_responses(401, 403) | {503: {"model": Envelope[DetailedHealth], "description": "A dependency is down"}},
 )
-def detailed_health(caller: CurrentUser, jobs: Jobs) -> JSONResponse:
+def detailed_health(caller: CurrentUser, jobs: Jobs, reports: Reports) -> JSONResponse:
     def sqs() -> None:
         for queue in jobs.directory.all().values():
             queues.ping(queue)
@@ -51,8 +51,8 @@ def detailed_health(caller: CurrentUser, jobs: Jobs) -> JSONResponse:
     reasons = [f"{name}: {c.message}" for name, c in checks.items() if c.status == "down"]
     health_run = cleanup_run = None
     if checks["dynamodb"].status == "up":
-        health_run = maintenance.read_last_health_run()
-        cleanup_run = retention.read_last_cleanup_run()
+        health_run = maintenance.read_last_health_run(reports)
+        cleanup_run = retention.read_last_cleanup_run(reports)
     now = now_ms()
     if health_run is None:
         reasons.append("the HealthFunction has not reported yet")

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from api.access import StackGuard
-from api.deps import CurrentUser, Jobs
+from api.deps import CurrentUser, Jobs, Reports
 from api.envelope import Envelope, error_responses
 from api.models import Check, DelayedJobCreate, QueueHealthLine, SchedulerHealth, SchedulerMetrics, SchedulerStats
 from api.routes.health import uptime_seconds
@@ -89,10 +89,10 @@ def _delayed_jobs(jobs: JobService) -> int | None:
 
 @router.get("/stats", response_model=Envelope[SchedulerStats], summary="Schedules, runs and delayed jobs (admin)", dependencies=Admin,
             responses=error_responses(401, 403, 503))
-def scheduler_stats(caller: CurrentUser, schedules: Schedules, jobs: Jobs) -> Envelope[SchedulerStats]:
+def scheduler_stats(caller: CurrentUser, schedules: Schedules, jobs: Jobs, reports: Reports) -> Envelope[SchedulerStats]:
     found = schedules.stats(caller, delayed_jobs=_delayed_jobs(jobs))
     names = found.pop("names")
-    last = maintenance.read_last_health_run()
+    last = maintenance.read_last_health_run(reports)
     return Envelope(
         data=SchedulerStats.model_validate(
             {
@@ -137,10 +137,10 @@ def check(probe: Any) -> Check:
     dependencies=Admin,
     responses=error_responses(401, 403) | {503: {"model": Envelope[SchedulerHealth]}},
 )
-def scheduler_health(caller: CurrentUser, schedules: Schedules, jobs: Jobs) -> JSONResponse:
+def scheduler_health(caller: CurrentUser, schedules: Schedules, jobs: Jobs, reports: Reports) -> JSONResponse:
     checks = {"scheduler": check(lambda: scheduler.ping(schedules.settings)), "dynamodb": check(schedules.jobs.store.ping)}
     found = schedules.stats(caller, delayed_jobs=None) if checks["dynamodb"].status == "up" else None
-    last = maintenance.read_last_health_run() if checks["dynamodb"].status == "up" else None
+    last = maintenance.read_last_health_run(reports) if checks["dynamodb"].status == "up" else None
     overdue = sum(q.recovery.overdue_enqueued for q in last.queues.values()) if last else None
     status: Literal["healthy", "degraded", "unhealthy"] = "healthy"
     if any(c.status == "down" for c in checks.values()):

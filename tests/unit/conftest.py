@@ -97,6 +97,7 @@ def _forget_cached_clients() -> None:
 
     deps.job_service.cache_clear()
     deps.flow_service.cache_clear()
+    deps.report_store.cache_clear()
     deps.cursor_signer.cache_clear()
     from api import access
 

@@ -6,6 +6,7 @@ import pytest
 
 from functions.cleanup.handler import handler as cleanup_handler
 from shared.adapters import policies, queues
+from shared.adapters.reports import DynamoReportStore
 from shared.clock import now_ms
 from shared.maintenance import Maintenance
 from shared.models import QueueInfo, QueuePolicy, Retention
@@ -155,5 +156,5 @@ def test_the_cleanup_function_runs_on_the_rules_event_and_records_its_run(stack:
     result = cleanup_handler(SCHEDULED_EVENT, FakeLambdaContext(remaining_ms=900_000))
 
     assert result["totalRemoved"] == 2 and existing(stack, ids) == ids[-1:]
-    last = read_last_cleanup_run()
+    last = read_last_cleanup_run(DynamoReportStore(stack.table_name))
     assert last is not None and last.total_removed == 2 and not last.incomplete

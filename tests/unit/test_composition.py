@@ -16,7 +16,6 @@ NOT_YET_INJECTED = {
     "shared/adapters/counters.py",
     "shared/adapters/policies.py",
     "shared/adapters/queues.py",
-    "shared/adapters/reports.py",
 }
 
 

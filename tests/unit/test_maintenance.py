@@ -7,6 +7,7 @@ import json
 import pytest
 
 from shared.adapters import policies, queues
+from shared.adapters.reports import DynamoReportStore
 from shared.clock import now_ms
 from shared.maintenance import Maintenance, assess, read_health
 from shared.models import JobRef, QueuePolicy
@@ -155,7 +156,7 @@ def test_a_queue_with_dead_letters_is_stored_as_warning(stack: Stack, maintenanc
     health = maintenance.check_queue(queue)
 
     assert health.status == "warning" and health.dlq_depth == 1
-    stored = read_health("email-sending")
+    stored = read_health(DynamoReportStore(stack.table_name), "email-sending")
     assert stored is not None and stored.status == "warning" and stored.reasons == health.reasons
     metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     assert any(m.get("queue") == "email-sending" and m.get("QueueHealth") == [1.0] and m.get("DeadLetterDepth") == [1.0] for m in metrics)
