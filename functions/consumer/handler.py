@@ -12,6 +12,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+# Imported during Lambda's init, as before: the composition root builds from them at the first event.
+import processors.registry  # noqa: F401
+import shared.adapters.breakers
+import shared.adapters.job_repository
+import shared.breakers
+import shared.catalog  # noqa: F401
 from functions import composition
 from shared.adapters import queues
 from shared.errors import JobqError

@@ -17,6 +17,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+# Imported during Lambda's init, as before: the composition root builds from them at the first event.
+import shared.adapters.flows
+import shared.adapters.scheduler
+import shared.adapters.sqs
+import shared.flows
+import shared.transitions  # noqa: F401
 from functions import composition
 from shared import stats
 from shared.adapters import counters

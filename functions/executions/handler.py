@@ -13,6 +13,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+# Imported during Lambda's init, as before: the composition root builds from them at the first event.
+import shared.executions  # noqa: F401
 from functions import composition
 from shared.observability import logger, traced
 
