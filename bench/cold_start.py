@@ -44,8 +44,9 @@ CASES: dict[str, str] = {
         "s.client('sqs'); s.client('dynamodb')"
     ),
     "consumer": (
-        "import functions.consumer.handler as h\n"
-        "h.worker()\n"
+        "import functions.consumer.handler\n"
+        "from functions import composition\n"
+        "composition.worker()\n"
         "from shared.adapters import clients\n"
         "clients.client('sqs'); clients.client('dynamodb')"
     ),
