@@ -76,6 +76,12 @@ def _apply(job: JobPublic, event: dict[str, Any]) -> JobPublic:
     return job.model_copy(update=update)
 
 
+def _older(event: dict[str, Any], job: JobPublic) -> bool:
+    """An event about a state before the one held (events and jobs stamp ``at``/``updatedAt`` alike, ISO in ms)."""
+    at = event.get("at")
+    return isinstance(at, str) and bool(job.updated_at) and at < str(job.updated_at)
+
+
 def _seen(job: JobPublic) -> tuple[Any, ...]:
     return (job.status, job.progress, job.progress_message, job.attempts)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -234,6 +240,8 @@ class Client:
                     except LiveUnavailable as why:
                         note = f"{why}; polling"
                         break
+                    if event is not None and not _is_ending(event) and _older(event, job):
+                        continue  # written before the state read at the start, delivered after it: already seen
                     changed = self.get(job_id, user_id=user_id) if event is None or _is_ending(event) else _apply(job, event)
                     if _seen(changed) != _seen(job) or changed.status in FINISHED:
                         job = changed

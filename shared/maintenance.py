@@ -189,12 +189,20 @@ def worst(statuses: list[HealthStatus]) -> HealthStatus:
     return max(statuses, key=lambda s: order[s], default="healthy")
 
 
-def _restore_consumer(queue: QueueInfo, policy: QueuePolicy) -> None:
-    """A pause or a runtime maxConcurrency survives a redeploy: the mapping is set back to the policy."""
+def _restore_consumer(queue: QueueInfo, policy: QueuePolicy, settings: Settings) -> None:
+    """A pause or a runtime maxConcurrency survives a redeploy: the mapping is set back to the policy.
+
+    The cached policy only says whether to look; what is restored comes from a consistent read, so
+    a policy cached before a resume never pauses the queue again."""
     if not (policy.paused or policy.max_concurrency):
         return
     try:
-        consumer_switch.reconcile(queue, paused=policy.paused, max_concurrency=policy.max_concurrency)
+        fresh, _ = policies.read_policy(queue)
+        if not (fresh.paused or fresh.max_concurrency):
+            return
+        consumer_switch.reconcile(
+            queue, paused=fresh.paused, max_concurrency=fresh.max_concurrency, settle_seconds=settings.consumer_settle_seconds
+        )
     except JobqError as err:
         logger.warning("consumer mapping not checked against the policy", extra={"queue": queue.name, "error": err.message})
 
@@ -327,7 +335,7 @@ class Maintenance(Retention):
     def check_queue(self, queue: QueueInfo, *, discarded_stream_batches: int = 0, force_recount: bool = False) -> QueueHealth:
         now = self.clock()
         policy = self.policy(queue)
-        _restore_consumer(queue, policy)
+        _restore_consumer(queue, policy, self.settings)
         recovery = self.recover_stalled(queue)
         if not policy.paused:
             recovery.orphans_enqueued, recovery.overdue_enqueued = self.wake_orphans(queue)

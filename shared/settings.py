@@ -66,6 +66,9 @@ class Settings(BaseModel):
 
     # Queues (issue 4): runtime policy cache, metric bucket lifetimes, admin request budgets.
     policy_cache_seconds: float = Field(default=5, ge=0)
+    # The health sweep leaves a consumer mapping changed this recently alone: a pause or resume is
+    # in flight (its mapping is written before its policy); a deploy's reset is still there next sweep.
+    consumer_settle_seconds: float = Field(default=30, ge=0)
     minute_bucket_retention_hours: int = Field(default=48, ge=2)
     hour_bucket_retention_days: int = Field(default=35, ge=2)
     dead_letter_peek_seconds: int = Field(default=10, ge=1, le=300)

@@ -25,8 +25,9 @@ API), and its DynamoDB backend takes no lock:
    behind it locally, which SQS no longer does.
 
 5. **Queries and scans iterate the table's dicts** while other threads' writes add to them
-   ("dictionary changed size during iteration", a 500 the SDK retries): they take the same lock.
-   GetItem is a dict lookup and stays unlocked.
+   ("dictionary changed size during iteration", a 500 the SDK retries): they iterate a snapshot
+   of each dict (``list()`` of a dict is taken whole under the GIL), without a lock, so reads
+   still run beside writes.
 
 ``apply()`` is idempotent and only patches what it finds; if moto's
 internals change shape it logs and leaves moto as it is.
@@ -183,6 +184,28 @@ def _fair_standard_queues() -> None:
     Queue.messages = property(fair)  # type: ignore[method-assign,assignment]
 
 
+def _snapshot_all_items(self: Any) -> list[Any]:
+    """moto's ``Table.all_items`` over snapshots of its dicts (a write may add to them meanwhile)."""
+    items: list[Any] = []
+    for hash_set in list(self.items.values()):
+        if self.range_key_attr:
+            items.extend(list(hash_set.values()))
+        else:
+            items.append(hash_set)
+    return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+
+
+def _snapshot_has_idx_items(self: Any, index_name: str) -> list[Any]:
+    """moto's ``Table.has_idx_items`` over snapshots of its dicts."""
+    wanted = {i["AttributeName"] for i in self.get_index(index_name).schema}
+    items: list[Any] = []
+    for hash_set in list(self.items.values()):
+        for item in list(hash_set.values()) if self.range_key_attr else [hash_set]:
+            if wanted.issubset(set(item.attrs)):
+                items.append(item)
+    return items
+
+
 def apply() -> None:
     global _applied
     with _lock:
@@ -194,8 +217,10 @@ def apply() -> None:
             from moto.dynamodb.models.table import Table
 
             backend = ddb_models.DynamoDBBackend
-            for name in ("put_item", "update_item", "delete_item", "query", "scan"):
+            for name in ("put_item", "update_item", "delete_item"):
                 setattr(backend, name, _locked(getattr(backend, name)))
+            Table.all_items = _snapshot_all_items  # type: ignore[method-assign]
+            Table.has_idx_items = _snapshot_has_idx_items  # type: ignore[method-assign]
             backend.transact_write_items = _transaction(backend.transact_write_items, DynamoType)  # type: ignore[method-assign]
             ddb_models.copy = _NoTableCopy(Table)  # type: ignore[attr-defined]
             from moto.dynamodbstreams.models import DynamoDBStreamsBackend as streams

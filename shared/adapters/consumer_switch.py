@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+
 from shared.adapters import clients
 from shared.adapters.aws_errors import aws_code, aws_errors
 from shared.errors import Conflict, JobqError, Unavailable
@@ -53,14 +56,18 @@ def consumer_state(queue: QueueInfo) -> str | None:
     return str(state) if state is not None else None
 
 
-def reconcile(queue: QueueInfo, *, paused: bool, max_concurrency: int | None) -> list[str]:
+def reconcile(queue: QueueInfo, *, paused: bool, max_concurrency: int | None, settle_seconds: float = 0) -> list[str]:
     """Put back what the queue's policy says when a deploy changed its mapping (Enabled, MaximumConcurrency).
 
     CloudFormation writes the template's values whenever it updates the mapping, so a paused
     queue would start again, or a concurrency set at runtime fall back; the HealthFunction calls
-    this every sweep for the queues whose policy holds either. Returns what it restored."""
+    this every sweep for the queues whose policy holds either. A mapping modified within
+    ``settle_seconds`` is left alone. Returns what it restored."""
     with aws_errors(f"cannot read the consumer of {queue.name}"):
         mapping = clients.client("lambda").get_event_source_mapping(UUID=_mapping_id(queue))
+    modified = mapping.get("LastModified")
+    if settle_seconds and isinstance(modified, datetime) and time.time() - modified.timestamp() < settle_seconds:
+        return []  # changed moments ago: a pause or resume may be between its mapping and its policy write
     fixes: dict[str, object] = {}
     if paused and mapping.get("State") in ("Enabled", "Enabling"):
         fixes["Enabled"] = False

@@ -186,6 +186,7 @@ def test_queue_parameters_are_validated_like_create_stack() -> None:
         "SchedulerFunctionRoleName": "scheduler-function",
         "HealthRoleName": "health",
         "EventsRoleName": "events",
+        "ExecutionsRoleName": "executions",
     }
     with pytest.raises(TemplateError, match="MinValue"):
         resolve_parameters(template, {**required, "MaxConcurrency": "1"})  # Lambda's minimum is 2

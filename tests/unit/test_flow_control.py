@@ -642,6 +642,21 @@ def test_a_critical_job_is_served_ahead_of_its_own_tenants_backlog_of_low_jobs(s
     assert groups == {"alice", "alice#critical"}
 
 
+def test_a_resume_is_not_undone_by_a_health_sweep_holding_the_pause_in_its_cache(stack: Stack, mappings: MappingRegistry) -> None:  # noqa: F811
+    from shared.adapters import policies
+    from shared.maintenance import _restore_consumer
+
+    queue = queues.directory().get(QUEUE)
+    assert call("POST", f"/queues/{QUEUE}/pause")[0] == 200
+    stale = policies.get_policy(queue)  # what another container (the HealthFunction's) still caches
+    assert stale.paused
+    assert call("POST", f"/queues/{QUEUE}/resume")[0] == 200
+
+    _restore_consumer(queue, stale, stack.settings)
+
+    assert mappings.by_uuid(queue.event_source_mapping_id).enabled  # the resume holds
+
+
 def test_a_redeploy_that_reset_the_mapping_is_set_back_to_the_queues_pause_and_concurrency(stack: Stack, mappings: MappingRegistry) -> None:  # noqa: F811
     from shared.adapters import consumer_switch
 
