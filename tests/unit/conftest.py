@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
+from infra.local import moto_fixes
 from infra.local.provision import Provisioner
 from processors.registry import ProcessorRegistry
 from shared.adapters import clients, queues
@@ -22,6 +23,11 @@ from shared.models import Job, QueueInfo
 from shared.settings import Settings, get_settings
 from shared.status import JobStatus
 from shared.worker import Worker
+
+# moto's DynamoDB takes no lock: without these fixes (the local stack's too) a conditional write or a
+# transaction is not isolated from another thread's, as DynamoDB's are, and the tests of limits under
+# concurrency would depend on which test file happened to apply them first in the process.
+moto_fixes.apply()
 
 STACK = "jobq"  # as samconfig.toml deploys it, so the ARNs in events/ match
 ROOT = Path(__file__).resolve().parents[2]
