@@ -80,7 +80,7 @@ def test_an_http_job_past_its_timeout_ends_its_attempt_timed_out_and_is_retried(
 
     response = deliver_all(stack)
 
-    assert time.monotonic() - started < 2.5  # the request was dropped at the deadline, not waited out
+    assert time.monotonic() - started < 2.9  # the request was dropped at the deadline, not waited out (3 s)
     assert len(response["batchItemFailures"]) == 1
     job = stack.store.require("alice", job_id)
     assert job.status is JobStatus.DELAYED and job.attempts == 1
