@@ -118,7 +118,8 @@ def wait_for_run(admin: httpx.Client, name: str, *, runs: int, timeout: float = 
     record: dict = {}
     while time.monotonic() < deadline:
         record = admin.get(f"/schedules/{name}").json()["data"]
-        if record["runCount"] >= runs:
+        # The run is reserved (and lastJobId named) before its job is written: wait for the job too.
+        if record["runCount"] >= runs and admin.get(f"/jobs/{record['lastJobId']}").status_code == 200:
             return record
         time.sleep(0.2)
     raise AssertionError(f"schedule {name} ran {record.get('runCount')} times, not {runs}: {record}")
