@@ -11,7 +11,7 @@ also declare
   (400 naming each missing or wrong field). The model lives in ``shared`` (the API checks
   it; it never imports ``processors``);
 * ``retry_on`` / ``fail_on``: exception class names (any class of the raised exception's
-  MRO, or a botocore error code) that are retried / fail the job at once, beyond the
+  MRO, or an AWS SDK error code) that are retried / fail the job at once, beyond the
   built-in rule (``PermanentJobError`` fails at once, anything else is retried).
 
 An HTTP target declares the same when it is registered: ``dataSchema`` (a JSON Schema),

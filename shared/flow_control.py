@@ -1,6 +1,6 @@
 """Flow control: what may start now. Rate limits per queue and per group key, at most N active per key, timeouts.
 
-The rules (issue 13), free of boto3; ``shared/adapters/limits.py`` keeps the counters in DynamoDB.
+The rules (issue 13), free of the AWS SDK; ``shared/adapters/limits.py`` keeps the counters in DynamoDB.
 
 * **Rate limit** ``{max, duration}``: at most ``max`` jobs *start* in each window of
   ``duration`` ms, windows aligned to the epoch (BullMQ's limiter counts the same way). The
