@@ -229,7 +229,8 @@ def test_a_malformed_message_goes_to_the_dlq(stack: Stack) -> None:
 
 
 def test_a_delayed_job_woken_early_goes_back_to_sleep(stack: Stack, target: TargetServer) -> None:
-    job_id = add_job(stack, target, "/ok", options={"delay": 3000})
+    # 5 s: room for a loaded machine to reach the early wake before the job is due.
+    job_id = add_job(stack, target, "/ok", options={"delay": 5000})
     job = stack.store.require("alice", job_id)
     assert job.status is JobStatus.DELAYED
     assert stack.receive("email-sending") == []  # SQS holds it for the delay
@@ -249,7 +250,7 @@ def test_a_delayed_job_woken_early_goes_back_to_sleep(stack: Stack, target: Targ
     # The message sleeps until the job is due, not for the queue's visibility timeout: invisible
     # on every receive before runAt (SQS counts visibility in whole seconds), back soon after.
     run_at = parse_iso(job.run_at or "")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 15
     while not [m for m in stack.receive("email-sending") if m["MessageId"] == message["MessageId"]]:
         assert time.monotonic() < deadline, "the early message never came back"
         time.sleep(0.2)
