@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from shared.maintenance import QueueHealth
 from shared.models import CamelModel, JobCreate
+from shared.report_models import QueueHealth
 
 
 class Check(CamelModel):

@@ -22,7 +22,8 @@ from shared.settings import Settings, get_settings, validate_at_cold_start
 if TYPE_CHECKING:
     from shared.executions import ExecutionEnds
     from shared.flows import FlowEvents
-    from shared.maintenance import Maintenance
+    from shared.health import HealthSweep
+    from shared.retention import Retention
     from shared.schedules import ScheduleService
     from shared.worker import Worker
 
@@ -89,14 +90,29 @@ def flow_events() -> FlowEvents:
 
 
 @lru_cache(maxsize=1)
-def maintenance() -> Maintenance:
-    """The health sweep and the cleanup (the HealthFunction and the CleanupFunction share it)."""
+def health_sweep() -> HealthSweep:
+    """The HealthFunction's use case: recovery, recount and every queue's health."""
     from shared.adapters import queues
     from shared.adapters.job_repository import JobStore
-    from shared.maintenance import Maintenance
+    from shared.adapters.reports import DynamoReportStore
+    from shared.health import HealthSweep
 
     config = settings()
-    return Maintenance(JobStore(config.table_name), queues.directory(), config, clock=clock())
+    return HealthSweep(
+        JobStore(config.table_name), queues.directory(), config, clock=clock(), reports=DynamoReportStore(config.table_name)
+    )
+
+
+@lru_cache(maxsize=1)
+def retention() -> Retention:
+    """The CleanupFunction's use case: every queue's retention."""
+    from shared.adapters import queues
+    from shared.adapters.job_repository import JobStore
+    from shared.adapters.reports import DynamoReportStore
+    from shared.retention import Retention
+
+    config = settings()
+    return Retention(JobStore(config.table_name), queues.directory(), config, clock=clock(), reports=DynamoReportStore(config.table_name))
 
 
 @lru_cache(maxsize=1)
@@ -111,5 +127,5 @@ def execution_ends() -> ExecutionEnds:
 
 def reset() -> None:
     """Tests: forget the services (they hold settings and clients of one environment)."""
-    for builder in (worker, schedule_service, flow_events, maintenance, execution_ends):
+    for builder in (worker, schedule_service, flow_events, health_sweep, retention, execution_ends):
         builder.cache_clear()

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
+from shared.camel import CamelModel
 from shared.errors import Forbidden
 
 GROUP_NAME = r"^[^\x00-\x1f]{1,128}$"
@@ -48,11 +48,9 @@ class Action(StrEnum):
 READS = frozenset({Action.OWN, Action.VIEW, Action.READ, Action.INSPECT})
 
 
-class QueueAccess(BaseModel):
+class QueueAccess(CamelModel):
     """A queue's permissions, part of its runtime policy. The defaults are the behaviour before
     per-queue permissions: every user creates, nobody but admins (and readers) reads others' jobs."""
-
-    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
     create: list[str] | None = Field(
         default=None, max_length=50, description="Groups that may create jobs here; absent or null: every user."

@@ -13,18 +13,16 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
 from shared.access import Action, Identity, authorize
+from shared.camel import CamelView
 from shared.clock import iso, now_ms
 
 MAX_BODY_CHARS = 4096  # what a request body may add to an entry: enough to say what changed, bounded
 
 
-class AuditEntry(BaseModel):
-    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True)
-
+class AuditEntry(CamelView):
     at: str = Field(description="When the action succeeded (UTC).")
     action: str = Field(description="What: the route's operation, e.g. pause_queue, create_schedule.")
     route: str = Field(description="The route, e.g. `POST /queues/{name}/pause`.")
@@ -39,9 +37,7 @@ class AuditEntry(BaseModel):
     truncated: bool = False
 
 
-class AuditPage(BaseModel):
-    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True)
-
+class AuditPage(CamelView):
     entries: list[AuditEntry]
     next_cursor: str | None = Field(default=None, description="Pass as `cursor` for older entries; null on the last page.")
 

@@ -28,8 +28,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, field_validator
+
+from shared.camel import CamelModel
 
 MAX_GROUP_KEY = 128
 # '#' separates the parts of the counters' keys; '/' and control characters could not be named in
@@ -52,8 +53,8 @@ RESEND_AFTER_RECEIVE_SHARE = 0.5
 SQS_MAX_VISIBILITY_SECONDS = 12 * 3600
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="forbid")
+class _Model(CamelModel):
+    """Flow control's settings (part of a queue's policy): camelCase, unknown fields refused."""
 
 
 class RateLimit(_Model):

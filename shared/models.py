@@ -16,7 +16,6 @@ from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -27,10 +26,10 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from shared import strict_json
 from shared.access import QueueAccess
+from shared.camel import CamelModel, CamelView
 from shared.flow_control import GROUP_KEY_PATTERN, GroupPolicy, RateLimit
 from shared.priority import Priority, parse_priority, priority_name
 from shared.status import JobStatus
@@ -47,13 +46,6 @@ MAX_DATA_SCHEMA_BYTES = 16 * 1024  # a target's dataSchema is stored in its (sma
 # Seed 003's generic task written at the top of a POST /jobs body (shared/catalog.py runs it).
 GENERIC_TASK_TYPE = "generic-task"
 GENERIC_TASK_FIELDS = ("service", "method", "args", "kwargs", "name")
-
-
-class CamelModel(BaseModel):
-    # defer_build (here and on every model config): a model's validator is built at its first
-    # use, not at import, so a container builds only the models it uses (the consumer never
-    # builds the API's request and response models).
-    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
 class BackoffType(StrEnum):
@@ -176,7 +168,6 @@ class JobCreate(CamelModel):
     """``POST /jobs``."""
 
     model_config = ConfigDict(
-        defer_build=True,
         json_schema_extra={
             "examples": [
                 {
@@ -255,10 +246,8 @@ class FailurePolicy(StrEnum):
     REMOVE_DEPENDENCY = "removeDependencyOnFailure"  # forgotten; the parent goes on waiting for the others
 
 
-class ParentLink(CamelModel):
+class ParentLink(CamelView):
     """A flow child's parent (same owner): which job waits for it, and what this child's failure does to it."""
-
-    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     job_id: str
     queue: str
@@ -266,10 +255,8 @@ class ParentLink(CamelModel):
     root: str | None = None  # the flow's root (None on links written before it was kept: the parent is the root)
 
 
-class Job(CamelModel):
+class Job(CamelView):
     """A job as stored: the source of truth (the SQS message only carries its id)."""
-
-    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     job_id: str
     queue: str
@@ -327,14 +314,10 @@ class Job(CamelModel):
         return self.job_id if self.has_children else None
 
 
-class JobPublic(CamelModel):
+class JobPublic(CamelView):
     """A job as a client sees it."""
 
     model_config = ConfigDict(
-        defer_build=True,
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="ignore",
         json_schema_extra={
             "examples": [
                 {
@@ -496,7 +479,6 @@ class BulkCreate(CamelModel):
     """``POST /jobs/bulk``: up to 100 jobs; each item succeeds or fails on its own."""
 
     model_config = ConfigDict(
-        defer_build=True,
         json_schema_extra={
             "examples": [
                 {
@@ -562,7 +544,6 @@ class HttpTarget(_TargetModel):
     """``PUT /queues/{name}/processors/{type}``: jobs of this type are POSTed to ``url``."""
 
     model_config = ConfigDict(
-        defer_build=True,
         json_schema_extra={"examples": [{"kind": "http", "url": "https://worker.example.com/jobs", "timeoutSeconds": 30}]},
     )
 
@@ -684,7 +665,6 @@ class LambdaTarget(_TargetModel):
     """
 
     model_config = ConfigDict(
-        defer_build=True,
         json_schema_extra={
             "examples": [
                 {
@@ -849,10 +829,8 @@ def _is_loopback(host: str) -> bool:
     return address is not None and address.is_loopback
 
 
-class QueueInfo(CamelModel):
+class QueueInfo(CamelView):
     """What the stack publishes about one queue (one SSM parameter per queue, infra/queue.yaml)."""
-
-    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     name: str
     queue_url: str

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
-from shared import dead_letters, flow_control, groups, maintenance, stats
+from shared import dead_letters, flow_control, groups, health, stats
 from shared.access import Action, Identity, allows, authorize
 from shared.adapters import counters, policies, queues
 from shared.adapters.breakers import DynamoBreakerStore
@@ -61,6 +61,7 @@ from shared.queue_models import (
     TypeCost,
     UserCost,
 )
+from shared.reports import read_last_health_run
 from shared.status import JobStatus
 
 
@@ -77,7 +78,7 @@ def _breaker_view(job_type: str, settings: BreakerSettings, state: BreakerState)
     )
 
 
-HOUR_MS = 3_600_000
+HOUR_MS = stats.HOUR_MS
 MINUTE_RESOLUTION_MAX_HOURS = 6  # longer windows are answered per hour
 MAX_USERS_IN_METRICS = 100  # the costliest users of the window
 # What "finished before the cut-off" reads for each status a clean accepts.
@@ -131,12 +132,12 @@ class QueueService:
     def _summary(self, queue: QueueInfo, last_health_check: str | None = None) -> QueueSummary:
         now = now_ms()
         current = self.counters.read_stats(queue.name)
-        hour = stats.summarize(self.counters.read_buckets(queue.name, now - HOUR_MS + 1, "minute"))
+        hour = stats.summarize(stats.last_hour_minutes(self.counters, queue.name, now))
         policy = self.policies.get_policy(queue)
         depth, dlq_depth = queues.depths(queue)
-        oldest = maintenance.oldest_waiting_age(self.store, queue, now)
-        # The HealthFunction's thresholds (shared/maintenance.py), on what this summary read just now.
-        status, reasons = maintenance.assess(
+        oldest = health.oldest_waiting_age(self.store, queue, now)
+        # The HealthFunction's thresholds (shared/health.py), on what this summary read just now.
+        status, reasons = health.assess(
             settings=self.settings,
             waiting=current.counts["waiting"],
             failure_rate=hour.failure_rate,
@@ -590,7 +591,7 @@ def _apply(policy: QueuePolicy, changes: dict[str, Any]) -> QueuePolicy:
 def _health_checks(reports: ReportStore) -> dict[str, str]:
     """queue -> when the HealthFunction last assessed it (one GetItem: its last run's report)."""
     try:
-        run = maintenance.read_last_health_run(reports)
+        run = read_last_health_run(reports)
     except JobqError:
         return {}
     return {name: health.checked_at for name, health in run.queues.items()} if run else {}

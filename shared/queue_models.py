@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.alias_generators import to_camel
 
 from shared.access import QueueAccess
+from shared.camel import CamelModel, CamelView
 from shared.flow_control import GroupPolicy, RateLimit
 from shared.models import (
     JOB_ID_PATTERN,
@@ -17,8 +18,8 @@ from shared.models import (
     AnyTarget,
     Backoff,
     BreakerSettings,
-    CamelModel,
     HttpTarget,
+    Job,
     JobPublic,
     LambdaTarget,
     ProcessorTarget,
@@ -28,10 +29,10 @@ from shared.models import (
     WebhookOptions,
 )
 from shared.priority import Priority
+from shared.report_models import HealthStatus
+from shared.status import JobStatus
 
 MAX_AGE_MS = 10 * 366 * 86400 * 1000  # ten years: older than anything a queue keeps
-HealthStatus = Literal["healthy", "warning", "error"]
-_OUT = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
 class LiveStats(CamelModel):
@@ -115,9 +116,7 @@ class QueueConfiguration(CamelModel):
     groups: GroupPolicy | None = Field(default=None, description="Group keys: how they are found, limits per key, overrides, paused keys.")
 
 
-class QueueSummary(CamelModel):
-    model_config = _OUT
-
+class QueueSummary(CamelView):
     name: str
     description: str = ""
     is_active: bool = Field(description="False while the queue is paused: it accepts jobs but starts none.")
@@ -169,7 +168,6 @@ class QueueAction(CamelModel):
     """``POST /queues/{name}`` (seed 004): ``{"action": "pause" | "resume" | "clean", "options": {...}}``."""
 
     model_config = ConfigDict(
-        defer_build=True,
         json_schema_extra={
             "examples": [
                 {"action": "pause"},
@@ -189,25 +187,19 @@ class QueueAction(CamelModel):
         return self
 
 
-class RemovedJob(CamelModel):
-    model_config = _OUT
-
+class RemovedJob(CamelView):
     job_id: str
     user_id: str
     status: str
 
 
-class NotRemoved(CamelModel):
-    model_config = _OUT
-
+class NotRemoved(CamelView):
     job_id: str
     reason: str
 
 
-class BulkRemoval(CamelModel):
+class BulkRemoval(CamelView):
     """``DELETE /queues/{name}?jobIds=`` or ``?status=``: what was removed, and what was not and why."""
-
-    model_config = _OUT
 
     removed: list[RemovedJob]
     not_removed: list[NotRemoved] = Field(description="Running, changed meanwhile, not in this queue, or not found.")
@@ -238,7 +230,6 @@ class QueuePatch(CamelModel):
     """
 
     model_config = ConfigDict(
-        defer_build=True,
         json_schema_extra={
             "examples": [
                 {
@@ -331,9 +322,7 @@ def _matches(pattern: str, value: str) -> bool:
     return re.fullmatch(pattern, value) is not None
 
 
-class PauseState(CamelModel):
-    model_config = _OUT
-
+class PauseState(CamelView):
     name: str
     paused: bool
     is_active: bool
@@ -344,7 +333,6 @@ class CleanRequest(CamelModel):
     """``POST /queues/{name}/clean``: remove finished jobs of one status, oldest first."""
 
     model_config = ConfigDict(
-        defer_build=True,
         json_schema_extra={"examples": [{"olderThan": 3600000, "status": "completed", "limit": 1000}]},
     )
 
@@ -353,17 +341,13 @@ class CleanRequest(CamelModel):
     limit: int = Field(default=1000, ge=1, le=10_000, description="At most this many jobs.")
 
 
-class CleanResult(CamelModel):
-    model_config = _OUT
-
+class CleanResult(CamelView):
     removed: int
     job_ids: list[str]
     has_more: bool = Field(description="True if more jobs may match: call again.")
 
 
-class MetricPoint(CamelModel):
-    model_config = _OUT
-
+class MetricPoint(CamelView):
     timestamp: str = Field(description="Start of the minute or hour (UTC).")
     created: int
     completed: int
@@ -374,9 +358,7 @@ class MetricPoint(CamelModel):
     p95_processing_time: int | None
 
 
-class MetricTotals(CamelModel):
-    model_config = _OUT
-
+class MetricTotals(CamelView):
     created: int
     completed: int
     failed: int
@@ -386,10 +368,8 @@ class MetricTotals(CamelModel):
     p95_processing_time: int | None
 
 
-class TypeCost(CamelModel):
+class TypeCost(CamelView):
     """One job type's attempts over the window: what they cost (Lambda list price, the consumer's share) and took."""
-
-    model_config = _OUT
 
     attempts: int
     cost_nano_usd: int = Field(description="Billionths of a dollar.")
@@ -398,19 +378,15 @@ class TypeCost(CamelModel):
     slow_attempts: int = Field(description="Attempts over twice the type's average duration in the window.")
 
 
-class UserCost(CamelModel):
+class UserCost(CamelView):
     """One user's attempts on the queue over the window's hours."""
-
-    model_config = _OUT
 
     attempts: int
     cost_nano_usd: int
     cost_usd: float
 
 
-class QueueMetrics(CamelModel):
-    model_config = _OUT
-
+class QueueMetrics(CamelView):
     queue: str
     hours: int
     resolution: Literal["minute", "hour"]
@@ -422,9 +398,7 @@ class QueueMetrics(CamelModel):
     )
 
 
-class DeadLetter(CamelModel):
-    model_config = _OUT
-
+class DeadLetter(CamelView):
     message_id: str
     job_id: str | None
     user_id: str | None = Field(default=None, description="The job's owner: pass it as `?userId=` to GET /jobs/{jobId}.")
@@ -434,9 +408,7 @@ class DeadLetter(CamelModel):
     job: JobPublic | None = Field(description="The job as stored now; null if it was removed.")
 
 
-class DeadLetterList(CamelModel):
-    model_config = _OUT
-
+class DeadLetterList(CamelView):
     dead_letters: list[DeadLetter]
     approximate_total: int
 
@@ -445,10 +417,6 @@ class RedriveRequest(CamelModel):
     """``POST /queues/{name}/dead-letters/redrive``: all of them, or only these jobs."""
 
     model_config = ConfigDict(
-        defer_build=True,
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
         json_schema_extra={"examples": [{}, {"jobIds": ["job-1"]}, {"jobIds": ["job-1"], "priority": "low", "attempts": 1}]},
     )
 
@@ -475,9 +443,7 @@ class Skipped(CamelModel):
     reason: str
 
 
-class RedriveResult(CamelModel):
-    model_config = _OUT
-
+class RedriveResult(CamelView):
     redriven: list[str] = Field(description="Failed jobs now waiting again with a fresh set of attempts.")
     requeued: list[str] = Field(description="Jobs still active or stalled: woken again as they are.")
     skipped: list[Skipped] = Field(description="Messages dropped: their job finished otherwise, or no longer exists.")
@@ -485,18 +451,14 @@ class RedriveResult(CamelModel):
     remaining: int = Field(description="Messages left in the dead-letter queue (approximate).")
 
 
-class PurgeResult(CamelModel):
-    model_config = _OUT
-
+class PurgeResult(CamelView):
     purged: int
     marked_failed: list[str] = Field(description="Jobs that were not failed yet and are now.")
     remaining: int
 
 
-class GroupCounts(CamelModel):
+class GroupCounts(CamelView):
     """One group key of a queue, as ``GET /queues/{name}/groups`` shows it."""
-
-    model_config = _OUT
 
     key: str
     active: int = Field(description="Jobs of the key running now.")
@@ -508,14 +470,56 @@ class GroupCounts(CamelModel):
     paused: bool = False
 
 
-class GroupList(CamelModel):
-    model_config = _OUT
-
+class GroupList(CamelView):
     groups: list[GroupCounts] = Field(description="The busiest keys first (active, then started).")
 
 
-class GroupPauseState(CamelModel):
-    model_config = _OUT
-
+class GroupPauseState(CamelView):
     key: str
     paused: bool
+
+
+# ---- GET /jobs/dashboard (shared/dashboard.py) -------------------------------------------------------------
+RECENT_FAILURES_PER_QUEUE = 5
+ACTIVE_JOBS_PER_QUEUE = 10
+
+
+class JobBrief(CamelView):
+    """A job as a dashboard lists it: no data, result or history (GET /jobs/{jobId} has them)."""
+
+    job_id: str
+    queue: str
+    type: str
+    user_id: str
+    status: JobStatus
+    priority: int
+    progress: Any
+    progress_message: str | None = None
+    attempts: int
+    max_attempts: int
+    error: str | None = None
+    created_at: str
+    started_at: str | None = None
+    failed_at: str | None = None
+    updated_at: str
+
+    @classmethod
+    def of(cls, job: Job) -> JobBrief:
+        return cls.model_validate(job.model_dump())
+
+
+class UpcomingRun(CamelModel):
+    name: str
+    queue: str
+    type: str
+    next_run_at: str | None
+
+
+class Dashboard(CamelModel):
+    generated_at: str
+    health_status: HealthStatus = Field(description="The worst of the queues' healthStatus.")
+    totals: LiveStats = Field(description="liveStats summed over the queues.")
+    queues: list[QueueSummary]
+    recent_failures: list[JobBrief] = Field(description=f"The newest failed jobs, up to {RECENT_FAILURES_PER_QUEUE} per queue, newest first.")
+    active_jobs: list[JobBrief] = Field(description=f"Jobs running now, up to {ACTIVE_JOBS_PER_QUEUE} per queue.")
+    upcoming_schedules: list[UpcomingRun] = Field(description="The recurring schedules due next, soonest first.")

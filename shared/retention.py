@@ -17,51 +17,42 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from pydantic import Field
-
+from shared.adapters import counters, policies
 from shared.adapters.job_repository import JobStore
 from shared.adapters.queues import QueueDirectory
-from shared.clock import iso, parse_iso
+from shared.adapters.reports import DynamoReportStore
+from shared.clock import iso, now_ms, parse_iso
 from shared.errors import JobqError
-from shared.models import CamelModel, Job, QueueInfo, QueuePolicy
+from shared.models import Job, QueueInfo, QueuePolicy
 from shared.models import Retention as RetentionRule
 from shared.observability import emit, logger
 from shared.ports import CounterStore, ReportStore
+from shared.report_models import CleanupRun, Removed
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
 
 
-class Removed(CamelModel):
-    by_age: int = 0
-    by_count: int = 0
-
-
-class CleanupRun(CamelModel):
-    """What one CleanupFunction run removed (``MAINTENANCE / CLEANUP``)."""
-
-    ran_at: str
-    duration_ms: int
-    removed: dict[str, dict[str, Removed]] = Field(default_factory=dict)  # queue -> status -> counts
-    total_removed: int = 0
-    incomplete: bool = False  # stopped at its time or delete budget; the next run goes on
-    errors: dict[str, str] = Field(default_factory=dict)
-
-
-def read_last_cleanup_run(reports: ReportStore) -> CleanupRun | None:
-    report = reports.get_run("CLEANUP")
-    return CleanupRun.model_validate(report) if report else None
-
-
 class Retention:
-    """The cleanup run; ``shared.maintenance.Maintenance`` gives it its store, directory, settings, clock and policy."""
+    """What the CleanupFunction runs: every queue's finished jobs removed by its policy, the run reported."""
 
-    store: JobStore
-    directory: QueueDirectory
-    settings: Settings
-    clock: Callable[[], int]
-    policy: Callable[[QueueInfo], QueuePolicy]
-    counters: CounterStore
-    reports: ReportStore
+    def __init__(
+        self,
+        store: JobStore,
+        directory: QueueDirectory,
+        settings: Settings,
+        *,
+        clock: Callable[[], int] = now_ms,
+        policy: Callable[[QueueInfo], QueuePolicy] = policies.get_policy,
+        counters: CounterStore = counters,
+        reports: ReportStore | None = None,
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.settings = settings
+        self.clock = clock
+        self.policy = policy
+        self.counters = counters
+        self.reports = reports or DynamoReportStore(store.table_name)
 
     def _page(
         self, queue: QueueInfo, status: JobStatus, *, limit: int, newest_first: bool, cursor: str | None = None, before: str | None = None

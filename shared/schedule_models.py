@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
 
 from shared import cron, strict_json
+from shared.camel import CamelView
 from shared.cron import Recurrence
 from shared.models import CamelModel, JobOptions, representable
 
@@ -125,10 +125,8 @@ class SchedulePatch(CamelModel):
         return self
 
 
-class Schedule(CamelModel):
+class Schedule(CamelView):
     """A recurring schedule as stored and as a client sees it."""
-
-    model_config = ConfigDict(defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     name: str
     queue: str

@@ -101,7 +101,7 @@ class Settings(BaseModel):
     schedule_dead_letters_arn: str = ""
     schedule_dead_letters_url: str = ""
     max_run_at_days: int = 366  # how far ahead options.runAt / delay may reach
-    # Maintenance (shared/maintenance.py): orphans, stalled jobs, queue health, retention.
+    # Maintenance (shared/health.py, shared/retention.py): orphans, stalled jobs, queue health, retention.
     orphan_grace_seconds: int = 120  # waiting/overdue this long without being picked up: wake it
     flow_orphan_grace_seconds: int = Field(default=600, ge=1)  # a staged POST /flows this old and unfinished: removed or released
     orphan_resend_seconds: int = 3600  # ...at most once per this many seconds per job

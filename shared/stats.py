@@ -53,11 +53,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from shared.clock import parse_iso
 from shared.priority import PRIORITIES, priority_band
 from shared.status import JobStatus
+
+if TYPE_CHECKING:
+    from shared.ports import CounterStore
 
 Resolution = Literal["minute", "hour"]
 
@@ -502,8 +505,18 @@ def summarize(buckets: Iterable[Bucket]) -> BucketSummary:
     )
 
 
+HOUR_MS = 3_600_000
+
+
+def last_hour_minutes(counters: CounterStore, queue_name: str, now: int) -> list[Bucket]:
+    """The minute buckets of the hour up to ``now``: what every "last hour" figure (failure rate,
+    throughput, slow attempts) of the health sweep and of a queue's summary is computed on."""
+    return counters.read_buckets(queue_name, now - HOUR_MS + 1, "minute")
+
+
 __all__ = [
     "BOUNDS_MS",
+    "HOUR_MS",
     "COUNT_NAMES",
     "PRIORITY_COUNT_NAMES",
     "BatchOutcome",
@@ -514,6 +527,7 @@ __all__ = [
     "aggregate",
     "bucket_sk",
     "bucket_start",
+    "last_hour_minutes",
     "percentile",
     "summarize",
 ]

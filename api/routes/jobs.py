@@ -12,7 +12,7 @@ from api.deps import CurrentUser, Cursors, Jobs
 from api.envelope import Envelope, error_responses
 from api.routes.schedules import schedule_service
 from shared.clock import iso
-from shared.dashboard import Dashboard, build_dashboard
+from shared.dashboard import build_dashboard
 from shared.errors import Invalid
 from shared.jobs import MAX_BULK_JOBS
 from shared.models import (
@@ -33,6 +33,7 @@ from shared.models import (
 )
 from shared.paging import Fetch, numbered_page
 from shared.queue_admin import QueueService
+from shared.queue_models import Dashboard
 from shared.status import JobStatus
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])

@@ -1,5 +1,5 @@
 """``GET /health/detailed`` (admin): live dependency checks plus what the HealthFunction and the
-CleanupFunction last found and did (shared/maintenance.py)."""
+CleanupFunction last found and did (shared/health.py, shared/retention.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from api.deps import CurrentUser, Jobs, Reports
 from api.envelope import Envelope, error_responses
 from api.models import DetailedHealth, MaintenanceRuns
 from api.routes.scheduler import check
-from shared import cron, maintenance, retention
+from shared import cron
 from shared.adapters import queues, scheduler
 from shared.clock import iso, now_ms, parse_iso
+from shared.reports import read_last_cleanup_run, read_last_health_run
 
 router = APIRouter(tags=["health"])
 VERSION = "0.1.0"
@@ -51,8 +52,8 @@ def detailed_health(caller: CurrentUser, jobs: Jobs, reports: Reports) -> JSONRe
     reasons = [f"{name}: {c.message}" for name, c in checks.items() if c.status == "down"]
     health_run = cleanup_run = None
     if checks["dynamodb"].status == "up":
-        health_run = maintenance.read_last_health_run(reports)
-        cleanup_run = retention.read_last_cleanup_run(reports)
+        health_run = read_last_health_run(reports)
+        cleanup_run = read_last_cleanup_run(reports)
     now = now_ms()
     if health_run is None:
         reasons.append("the HealthFunction has not reported yet")

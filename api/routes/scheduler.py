@@ -19,13 +19,13 @@ from api.envelope import Envelope, error_responses
 from api.models import Check, DelayedJobCreate, QueueHealthLine, SchedulerHealth, SchedulerMetrics, SchedulerStats
 from api.routes.health import uptime_seconds
 from api.routes.schedules import ScheduleName, Schedules
-from shared import maintenance
 from shared.adapters import counters, scheduler
 from shared.clock import iso, now_ms
 from shared.errors import JobqError
 from shared.jobs import Identity, JobService
 from shared.models import JobPublic
 from shared.queue_admin import QueueService
+from shared.reports import read_last_health_run
 from shared.schedules import Schedule, ScheduleCreate
 
 router = APIRouter(prefix="/scheduler", tags=["scheduler"])
@@ -92,7 +92,7 @@ def _delayed_jobs(jobs: JobService) -> int | None:
 def scheduler_stats(caller: CurrentUser, schedules: Schedules, jobs: Jobs, reports: Reports) -> Envelope[SchedulerStats]:
     found = schedules.stats(caller, delayed_jobs=_delayed_jobs(jobs))
     names = found.pop("names")
-    last = maintenance.read_last_health_run(reports)
+    last = read_last_health_run(reports)
     return Envelope(
         data=SchedulerStats.model_validate(
             {
@@ -140,7 +140,7 @@ def check(probe: Any) -> Check:
 def scheduler_health(caller: CurrentUser, schedules: Schedules, jobs: Jobs, reports: Reports) -> JSONResponse:
     checks = {"scheduler": check(lambda: scheduler.ping(schedules.settings)), "dynamodb": check(schedules.jobs.store.ping)}
     found = schedules.stats(caller, delayed_jobs=None) if checks["dynamodb"].status == "up" else None
-    last = maintenance.read_last_health_run(reports) if checks["dynamodb"].status == "up" else None
+    last = read_last_health_run(reports) if checks["dynamodb"].status == "up" else None
     overdue = sum(q.recovery.overdue_enqueued for q in last.queues.values()) if last else None
     status: Literal["healthy", "degraded", "unhealthy"] = "healthy"
     if any(c.status == "down" for c in checks.values()):

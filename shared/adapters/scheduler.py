@@ -39,7 +39,7 @@ _NAME_OK = re.compile(r"^[0-9A-Za-z_.-]+$")
 DELAY_PREFIX = "delay-"
 REPEAT_PREFIX = "repeat-"
 # Scheduler's own delivery retries; a job whose wake-up never arrives is found overdue by
-# the HealthFunction (shared/maintenance.py) and woken from there.
+# the HealthFunction (shared/health.py) and woken from there.
 RETRY_POLICY = {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 185}
 
 

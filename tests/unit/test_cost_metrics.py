@@ -19,8 +19,8 @@ from shared import stats
 from shared.adapters import counters, policies, queues
 from shared.catalog import ProcessorCatalog
 from shared.clock import iso, now_ms
+from shared.health import HealthSweep
 from shared.jobs import Identity, JobService
-from shared.maintenance import Maintenance
 from shared.models import HttpTarget, JobCreate
 from tests.target_server import TargetServer
 from tests.unit.api_events import admin, http_event
@@ -99,7 +99,7 @@ def test_attempts_over_twice_their_types_average_are_counted_and_reported_in_the
     records = [attempt_record(f"j{i}", i, 100) for i in range(9)] + [attempt_record("slow", 99, 5000)]
     counters.apply_stream_records(records)
 
-    health = Maintenance(stack.store, queues.directory(), stack.settings).check_queue(stack.queues[QUEUE])
+    health = HealthSweep(stack.store, queues.directory(), stack.settings).check_queue(stack.queues[QUEUE])
 
     assert health.slow_attempts == {"render": 1}
     assert health.status == "warning"

@@ -13,9 +13,9 @@ from api.main import handler as api_handler
 from shared.adapters import policies, queues
 from shared.catalog import ProcessorCatalog
 from shared.clock import iso, now_ms
+from shared.health import HealthSweep
 from shared.jobs import Identity, JobService
 from shared.lifecycle import MAX_ERROR_CHARS, MAX_HISTORY, MAX_RECORD_ERROR_CHARS
-from shared.maintenance import Maintenance
 from shared.models import AttemptRecord, HttpTarget, JobCreate, JobRef
 from shared.status import JobStatus
 from shared.worker import Delivery, JobContext, Outcome, RetryLater
@@ -131,15 +131,15 @@ def test_one_sqs_error_in_the_health_sweep_stops_neither_the_queue_nor_the_other
     dying = put_job(stack, JobStatus.ACTIVE, attempts=3, max_attempts=3, lease_until=now_ms() - 60_000, lease_token="gone")
     stalled = put_job(stack, JobStatus.ACTIVE, attempts=1, lease_until=now_ms() - 60_000, lease_token="gone")
     dlq_url = stack.queues[QUEUE].dlq_url
-    maintenance = Maintenance(stack.store, queues.directory(), stack.settings)
+    sweep = HealthSweep(stack.store, queues.directory(), stack.settings)
 
     with failing("sqs", "SendMessage", response=SQS_UNAVAILABLE, when=lambda body: body.get("QueueUrl") == dlq_url):
-        run = maintenance.check_health()
+        run = sweep.check_health()
 
     assert set(run.queues) == set(stack.queues) and run.errors == {}
     assert stack.store.require(dying.user_id, dying.job_id).status is JobStatus.ACTIVE  # left for the next run, its copy not lost
     assert stack.store.require(stalled.user_id, stalled.job_id).status is JobStatus.STALLED
-    maintenance.check_health()
+    sweep.check_health()
     assert stack.store.require(dying.user_id, dying.job_id).status is JobStatus.FAILED
     assert [json.loads(m["Body"])["jobId"] for m in stack.receive(QUEUE, dlq=True)] == [dying.job_id]
 

@@ -644,7 +644,7 @@ def test_a_critical_job_is_served_ahead_of_its_own_tenants_backlog_of_low_jobs(s
 
 def test_a_resume_is_not_undone_by_a_health_sweep_holding_the_pause_in_its_cache(stack: Stack, mappings: MappingRegistry) -> None:  # noqa: F811
     from shared.adapters import policies
-    from shared.maintenance import _restore_consumer
+    from shared.health import _restore_consumer
 
     queue = queues.directory().get(QUEUE)
     assert call("POST", f"/queues/{QUEUE}/pause")[0] == 200

@@ -307,10 +307,10 @@ def _sweep_later(stack: Stack) -> list[tuple[int, int]]:
     """The HealthFunction's flow sweep of both queues, run past the grace."""
     from shared.adapters import queues
     from shared.clock import now_ms
-    from shared.maintenance import Maintenance
+    from shared.health import HealthSweep
 
     later = now_ms() + stack.settings.flow_orphan_grace_seconds * 1000 + 1000
-    sweep = Maintenance(stack.store, queues.directory(), stack.settings, clock=lambda: later)
+    sweep = HealthSweep(stack.store, queues.directory(), stack.settings, clock=lambda: later)
     return [sweep.sweep_flows(queues.directory().get(q)) for q in (A, B)]
 
 
@@ -378,8 +378,8 @@ def test_the_health_sweep_releases_the_leaves_of_a_tree_whose_creation_crashed_a
 
 def test_retention_never_removes_a_child_whose_parent_still_waits(stack: Stack) -> None:
     from shared.adapters import queues
-    from shared.maintenance import Maintenance
     from shared.models import QueuePolicy, Retention
+    from shared.retention import Retention as Cleanup
 
     info = queues.directory().get(B)
     policies.put_policy(info, QueuePolicy.defaults_for(info).model_copy(update={"remove_on_complete": Retention(max_count=0)}))
@@ -390,13 +390,13 @@ def test_retention_never_removes_a_child_whose_parent_still_waits(stack: Stack) 
     drain(stack, feed)
     assert (status(stack, "kept"), status(stack, "kept:0"), status(stack, "kept:1")) == ("waiting-children", "completed", "delayed")
 
-    Maintenance(stack.store, queues.directory(), stack.settings).clean()
+    Cleanup(stack.store, queues.directory(), stack.settings).clean()
 
     assert stack.store.get("alice", "kept:0") is not None  # its parent waits: it may still read this result
     assert call("DELETE", "/jobs/kept:1")[0] == 200  # the other child cancelled: the parent fails (failParentOnFailure)
     drain(stack, feed)
     assert status(stack, "kept") == "failed"
-    Maintenance(stack.store, queues.directory(), stack.settings).clean()
+    Cleanup(stack.store, queues.directory(), stack.settings).clean()
     assert stack.store.get("alice", "kept:0") is None  # its parent finished: retention applies again
 
 

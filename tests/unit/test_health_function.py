@@ -86,7 +86,7 @@ def test_a_failed_schedule_firing_is_reported_by_the_health_sweep(scheduling: Sc
     url = sqs.get_queue_url(QueueName=f"{STACK}-scheduler-failed-firings")["QueueUrl"]
     monkeypatch.setenv("JOBQ_SCHEDULE_DEAD_LETTERS_URL", url)
     get_settings.cache_clear()
-    composition.maintenance.cache_clear()
+    composition.health_sweep.cache_clear()
     policies.reset_cache()
     record = {"requestContext": {"condition": "RetriesExhausted"}, "requestPayload": {"jobq": "schedule-firing", "schedule": "nightly"}}
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))

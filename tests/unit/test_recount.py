@@ -15,8 +15,8 @@ from shared import stats
 from shared.adapters import clients, counters, policies, queues
 from shared.catalog import ProcessorCatalog
 from shared.clock import parse_iso
+from shared.health import HealthSweep
 from shared.jobs import Identity, JobService
-from shared.maintenance import Maintenance
 from shared.models import Job, JobCreate
 from shared.settings import get_settings
 from shared.stats import Resolution
@@ -31,13 +31,13 @@ EMAIL = {"to": "a@example.com", "subject": "Hi", "body": "Hello"}
 
 
 @pytest.fixture
-def maintenance(stack: Stack) -> Maintenance:
+def sweep(stack: Stack) -> HealthSweep:
     policies.reset_cache()
-    return Maintenance(stack.store, queues.directory(), stack.settings)
+    return HealthSweep(stack.store, queues.directory(), stack.settings)
 
 
 def test_a_stream_batch_redelivered_with_different_contents_leaves_counters_and_buckets_equal_to_a_recount(
-    stack: Stack, maintenance: Maintenance
+    stack: Stack, sweep: HealthSweep
 ) -> None:
     feed = StreamFeed(stack.table_name)
     jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
@@ -59,7 +59,7 @@ def test_a_stream_batch_redelivered_with_different_contents_leaves_counters_and_
     deliver(list(reversed(records)))  # and reordered
     deliver(records[1::2])  # and a subset with gaps
 
-    recount = maintenance.check_health().queues[QUEUE].recount
+    recount = sweep.check_health().queues[QUEUE].recount
     assert recount is not None and recount.drift == {}
     assert counters.read_counts(QUEUE) == recount.counted
     assert (recount.counted["completed"], recount.counted["cancelled"], recount.counted["total"]) == (3, 1, 4)
@@ -99,7 +99,7 @@ def bucket_values(bucket: stats.Bucket) -> dict[str, int]:
     return {name: value for name, value in values.items() if value}
 
 
-def test_counters_lost_with_a_discarded_stream_batch_are_corrected_by_the_second_recount(stack: Stack, maintenance: Maintenance) -> None:
+def test_counters_lost_with_a_discarded_stream_batch_are_corrected_by_the_second_recount(stack: Stack, sweep: HealthSweep) -> None:
     feed = StreamFeed(stack.table_name)
     for _ in range(3):
         put_job(stack, JobStatus.WAITING)
@@ -109,26 +109,26 @@ def test_counters_lost_with_a_discarded_stream_batch_are_corrected_by_the_second
     events_handler({**event, "Records": event["Records"][:1]}, FakeLambdaContext())
     assert counters.read_counts(QUEUE)["waiting"] == 1
 
-    first = maintenance.check_health().queues[QUEUE].recount
+    first = sweep.check_health().queues[QUEUE].recount
     assert first is not None and first.drift == {"waiting": 2, "total": 2} and first.corrected == {}
-    second = maintenance.check_health().queues[QUEUE].recount
+    second = sweep.check_health().queues[QUEUE].recount
 
     assert second is not None and second.corrected == {"waiting": 2, "total": 2}
     counts = counters.read_counts(QUEUE)
     assert (counts["waiting"], counts["total"]) == (3, 3)
-    assert maintenance.check_health().queues[QUEUE].recount is None  # next one at the interval
+    assert sweep.check_health().queues[QUEUE].recount is None  # next one at the interval
 
 
-def test_a_difference_the_stream_has_not_caught_up_with_is_not_corrected(stack: Stack, maintenance: Maintenance) -> None:
+def test_a_difference_the_stream_has_not_caught_up_with_is_not_corrected(stack: Stack, sweep: HealthSweep) -> None:
     feed = StreamFeed(stack.table_name)
     put_job(stack, JobStatus.WAITING)
     feed.deliver()
     put_job(stack, JobStatus.WAITING)  # its stream record is not applied before the first recount
 
-    first = maintenance.check_health().queues["email-sending"].recount
+    first = sweep.check_health().queues["email-sending"].recount
     assert first is not None and first.drift == {"waiting": 1, "total": 1}
     feed.deliver()
-    second = maintenance.check_health().queues["email-sending"].recount
+    second = sweep.check_health().queues["email-sending"].recount
 
     assert second is not None and second.drift == {} and second.corrected == {}
     assert counters.read_counts("email-sending")["waiting"] == 2
@@ -142,9 +142,9 @@ def test_a_discarded_stream_batch_raises_every_queue_health_to_error(stack: Stac
     monkeypatch.setenv("JOBQ_EVENTS_FAILED_BATCHES_URL", url)
     get_settings.cache_clear()
     policies.reset_cache()
-    maintenance = Maintenance(stack.store, queues.directory(), get_settings())
+    sweep = HealthSweep(stack.store, queues.directory(), get_settings())
 
-    run = maintenance.check_health()
+    run = sweep.check_health()
 
     assert run.discarded_stream_batches == 1 and run.status == "error"
     for health in run.queues.values():

@@ -24,8 +24,8 @@ from shared.adapters import queues
 from shared.catalog import ProcessorCatalog
 from shared.clock import now_ms
 from shared.errors import Invalid
+from shared.health import HealthSweep
 from shared.jobs import Identity, JobService
-from shared.maintenance import Maintenance
 from shared.models import JobCreate, StateMachineTarget
 from shared.settings import get_settings
 from shared.status import JobStatus
@@ -127,7 +127,7 @@ def test_a_long_execution_is_not_marked_stalled_by_the_health_sweep(stack: Stack
     job_id = add_job(stack, WAIT, data={"seconds": 30})
     deliver(stack)
 
-    recovery = Maintenance(stack.store, queues.directory(), stack.settings).recover_stalled(stack.queues["email-sending"])
+    recovery = HealthSweep(stack.store, queues.directory(), stack.settings).recover_stalled(stack.queues["email-sending"])
 
     assert recovery.stalled_retried == 0
     assert stack.store.require("alice", job_id).status is JobStatus.ACTIVE

@@ -9,8 +9,9 @@ import pytest
 from shared.adapters import policies, queues
 from shared.adapters.reports import DynamoReportStore
 from shared.clock import now_ms
-from shared.maintenance import Maintenance, assess, read_health
+from shared.health import HealthSweep, assess
 from shared.models import JobRef, QueuePolicy
+from shared.reports import read_health
 from shared.settings import Settings
 from shared.status import JobStatus
 from shared.worker import Delivery
@@ -21,9 +22,9 @@ MINUTE = 60_000
 
 
 @pytest.fixture
-def maintenance(stack: Stack) -> Maintenance:
+def sweep(stack: Stack) -> HealthSweep:
     policies.reset_cache()
-    return Maintenance(stack.store, queues.directory(), stack.settings)
+    return HealthSweep(stack.store, queues.directory(), stack.settings)
 
 
 def run_consumer(stack: Stack, queue: str = "email-sending", messages: list | None = None) -> None:
@@ -34,10 +35,10 @@ def run_consumer(stack: Stack, queue: str = "email-sending", messages: list | No
 
 
 # ---- stalled jobs ---------------------------------------------------------------------------------
-def test_a_stalled_job_is_re_enqueued_and_its_next_attempt_completes_it(stack: Stack, maintenance: Maintenance) -> None:
+def test_a_stalled_job_is_re_enqueued_and_its_next_attempt_completes_it(stack: Stack, sweep: HealthSweep) -> None:
     job = put_job(stack, JobStatus.ACTIVE, attempts=1, max_attempts=3, lease_until=now_ms() - MINUTE, lease_token="dead-worker")
 
-    recovery = maintenance.recover_stalled(stack.queues["email-sending"])
+    recovery = sweep.recover_stalled(stack.queues["email-sending"])
 
     assert recovery.stalled_retried == 1
     stalled = stack.store.require(job.user_id, job.job_id)
@@ -49,10 +50,10 @@ def test_a_stalled_job_is_re_enqueued_and_its_next_attempt_completes_it(stack: S
     assert [h.outcome for h in done.history] == ["stalled", "completed"]
 
 
-def test_a_stalled_job_out_of_attempts_fails_with_its_message_in_the_dlq(stack: Stack, maintenance: Maintenance) -> None:
+def test_a_stalled_job_out_of_attempts_fails_with_its_message_in_the_dlq(stack: Stack, sweep: HealthSweep) -> None:
     job = put_job(stack, JobStatus.ACTIVE, attempts=2, max_attempts=2, lease_until=now_ms() - MINUTE, lease_token="dead")
 
-    recovery = maintenance.recover_stalled(stack.queues["email-sending"])
+    recovery = sweep.recover_stalled(stack.queues["email-sending"])
 
     failed = stack.store.require(job.user_id, job.job_id)
     assert recovery.stalled_failed == 1 and failed.status is JobStatus.FAILED
@@ -63,37 +64,37 @@ def test_a_stalled_job_out_of_attempts_fails_with_its_message_in_the_dlq(stack: 
     assert stack.receive("email-sending") == []
 
 
-def test_a_stalled_job_whose_cancel_was_requested_ends_cancelled(stack: Stack, maintenance: Maintenance) -> None:
+def test_a_stalled_job_whose_cancel_was_requested_ends_cancelled(stack: Stack, sweep: HealthSweep) -> None:
     job = put_job(stack, JobStatus.ACTIVE, attempts=1, lease_until=now_ms() - MINUTE, lease_token="dead", cancel_requested=True)
 
-    assert maintenance.recover_stalled(stack.queues["email-sending"]).stalled_cancelled == 1
+    assert sweep.recover_stalled(stack.queues["email-sending"]).stalled_cancelled == 1
     assert stack.store.require(job.user_id, job.job_id).status is JobStatus.CANCELLED
 
 
-def test_a_running_job_within_its_lease_is_left_alone(stack: Stack, maintenance: Maintenance) -> None:
+def test_a_running_job_within_its_lease_is_left_alone(stack: Stack, sweep: HealthSweep) -> None:
     job = put_job(stack, JobStatus.ACTIVE, attempts=1, lease_until=now_ms() + 10 * MINUTE, lease_token="alive")
 
-    assert maintenance.recover_stalled(stack.queues["email-sending"]).stalled_retried == 0
+    assert sweep.recover_stalled(stack.queues["email-sending"]).stalled_retried == 0
     assert stack.store.require(job.user_id, job.job_id).status is JobStatus.ACTIVE
     assert stack.receive("email-sending") == []
 
 
-def test_a_stalled_job_whose_wake_up_was_lost_is_sent_again(stack: Stack, maintenance: Maintenance) -> None:
+def test_a_stalled_job_whose_wake_up_was_lost_is_sent_again(stack: Stack, sweep: HealthSweep) -> None:
     job = put_job(stack, JobStatus.STALLED, attempts=1, updated_ms=now_ms() - 10 * MINUTE)
 
-    assert maintenance.recover_stalled(stack.queues["email-sending"]).stalled_resent == 1
+    assert sweep.recover_stalled(stack.queues["email-sending"]).stalled_resent == 1
     (message,) = stack.receive("email-sending")
     assert json.loads(message["Body"]) == {"jobId": job.job_id, "userId": job.user_id, "queue": "email-sending"}
 
 
 # ---- orphans ------------------------------------------------------------------------------------------
-def test_a_job_stored_but_never_enqueued_is_enqueued_once(stack: Stack, maintenance: Maintenance) -> None:
+def test_a_job_stored_but_never_enqueued_is_enqueued_once(stack: Stack, sweep: HealthSweep) -> None:
     orphan = put_job(stack, JobStatus.WAITING, created_ms=now_ms() - 10 * MINUTE)
     fresh = put_job(stack, JobStatus.WAITING)  # its message may be on its way: within the grace
     queue = stack.queues["email-sending"]
 
-    assert maintenance.wake_orphans(queue) == (1, 0)
-    assert maintenance.wake_orphans(queue) == (0, 0)  # not again on the next run
+    assert sweep.wake_orphans(queue) == (1, 0)
+    assert sweep.wake_orphans(queue) == (0, 0)  # not again on the next run
 
     (message,) = stack.receive("email-sending")
     assert json.loads(message["Body"])["jobId"] == orphan.job_id != fresh.job_id
@@ -101,23 +102,23 @@ def test_a_job_stored_but_never_enqueued_is_enqueued_once(stack: Stack, maintena
     assert stack.store.require(orphan.user_id, orphan.job_id).status is JobStatus.COMPLETED
 
 
-def test_a_delayed_job_long_overdue_is_woken(stack: Stack, maintenance: Maintenance) -> None:
+def test_a_delayed_job_long_overdue_is_woken(stack: Stack, sweep: HealthSweep) -> None:
     from shared.clock import iso
 
     overdue = put_job(stack, JobStatus.DELAYED, created_ms=now_ms() - 60 * MINUTE, run_at=iso(now_ms() - 30 * MINUTE), delay=30 * MINUTE)
     put_job(stack, JobStatus.DELAYED, created_ms=now_ms() - MINUTE, run_at=iso(now_ms() + 60 * MINUTE), delay=61 * MINUTE)
 
-    assert maintenance.wake_orphans(stack.queues["email-sending"]) == (0, 1)
+    assert sweep.wake_orphans(stack.queues["email-sending"]) == (0, 1)
     (message,) = stack.receive("email-sending")
     assert json.loads(message["Body"])["jobId"] == overdue.job_id
 
 
-def test_a_paused_queue_is_not_swept(stack: Stack, maintenance: Maintenance) -> None:
+def test_a_paused_queue_is_not_swept(stack: Stack, sweep: HealthSweep) -> None:
     queue = stack.queues["email-sending"]
     policies.put_policy(queue, QueuePolicy.defaults_for(queue).model_copy(update={"paused": True}))
     put_job(stack, JobStatus.WAITING, created_ms=now_ms() - 10 * MINUTE)
 
-    health = maintenance.check_queue(queue)
+    health = sweep.check_queue(queue)
 
     assert health.recovery.orphans_enqueued == 0 and health.paused
     assert stack.receive("email-sending") == []
@@ -149,11 +150,11 @@ def test_health_follows_the_seeds_thresholds(facts: dict, status: str, reason: s
     assert (reason is None and reasons == []) or any(reason in r for r in reasons)
 
 
-def test_a_queue_with_dead_letters_is_stored_as_warning(stack: Stack, maintenance: Maintenance, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_queue_with_dead_letters_is_stored_as_warning(stack: Stack, sweep: HealthSweep, capsys: pytest.CaptureFixture[str]) -> None:
     queue = stack.queues["email-sending"]
     queues.send_to_dead_letters(queue, queues.message_body(JobRef("alice", "x"), "email-sending"), reason="boom")
 
-    health = maintenance.check_queue(queue)
+    health = sweep.check_queue(queue)
 
     assert health.status == "warning" and health.dlq_depth == 1
     stored = read_health(DynamoReportStore(stack.table_name), "email-sending")
@@ -162,7 +163,7 @@ def test_a_queue_with_dead_letters_is_stored_as_warning(stack: Stack, maintenanc
     assert any(m.get("queue") == "email-sending" and m.get("QueueHealth") == [1.0] and m.get("DeadLetterDepth") == [1.0] for m in metrics)
 
 
-def test_a_health_run_covers_every_queue(stack: Stack, maintenance: Maintenance) -> None:
-    run = maintenance.check_health()
+def test_a_health_run_covers_every_queue(stack: Stack, sweep: HealthSweep) -> None:
+    run = sweep.check_health()
 
     assert sorted(run.queues) == sorted(stack.queues) and run.status == "healthy" and run.errors == {}

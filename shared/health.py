@@ -1,6 +1,6 @@
-"""Maintenance the EventBridge rules run: queue health with recovery (HealthFunction) and retention (CleanupFunction).
+"""The health sweep the HealthFunction runs (an EventBridge rule): recovery, recount and each queue's health.
 
-Health, per queue, every few minutes (``Maintenance.check_health``):
+Per queue, every few minutes (``HealthSweep.check_health``):
 
 * **stalled jobs**: active jobs whose lease ran out (their consumer died: a timeout, a
   crash). Found by a Query of ``QUEUE#<q>#active`` (as many as the consumers can hold at
@@ -25,7 +25,8 @@ Health, per queue, every few minutes (``Maintenance.check_health``):
   ``QUEUE#<q> / HEALTH`` (read by GET /queues and GET /health/detailed) and emitted as
   metrics.
 
-Retention, per queue, hourly, is shared/retention.py; what the runs store is shared/adapters/reports.py.
+Retention (the CleanupFunction) is shared/retention.py; what the runs report is shared/report_models.py,
+stored by shared/adapters/reports.py and read back by shared/reports.py.
 """
 
 from __future__ import annotations
@@ -33,12 +34,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Literal
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
-from pydantic import Field
 
-from shared import lifecycle, stats
+from shared import lifecycle, reports, stats
 from shared.adapters import consumer_switch, counters, policies, queues
 from shared.adapters.job_repository import JobStore
 from shared.adapters.queues import QueueDirectory
@@ -46,85 +45,15 @@ from shared.adapters.reports import DynamoReportStore
 from shared.adapters.sqs import SqsJobMessages
 from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, JobqError
-from shared.models import CamelModel, Job, JobRef, QueueDepth, QueueInfo, QueuePolicy
+from shared.models import Job, JobRef, QueueInfo, QueuePolicy
 from shared.observability import NAMESPACE, logger
 from shared.ports import CounterStore, JobRepository, ReportStore
-from shared.retention import Retention
+from shared.report_models import HealthRun, HealthStatus, QueueHealth, Recount, Recovery, worst
 from shared.settings import Settings
 from shared.status import JobStatus
 from shared.transitions import Transitions
 
-HealthStatus = Literal["healthy", "warning", "error"]
-HOUR_MS = 3_600_000
 STALLED_ERROR = lifecycle.LEASE_EXPIRED
-
-
-# ---- what a run reports ----------------------------------------------------------------------------
-class Recovery(CamelModel):
-    stalled_retried: int = 0
-    stalled_failed: int = 0
-    stalled_cancelled: int = 0
-    stalled_resent: int = 0
-    orphans_enqueued: int = 0
-    overdue_enqueued: int = 0
-    half_created_flow_jobs_removed: int = 0  # a POST /flows that died between its transactions (shared/flows.py FlowSweep)
-    flow_leaves_released: int = 0
-
-
-class Recount(CamelModel):
-    """A queue's counters checked against Queries of its jobs (``QUEUE#<q> / RECOUNT``).
-
-    ``drift`` is counted minus stored. A drift is corrected (an ADD, so stream batches applied
-    meanwhile stay counted) only when the next recount finds the same drift: a difference the
-    stream has not caught up with yet (or a GSI still propagating) changes between two runs.
-    """
-
-    checked_at: str
-    checked_at_ms: int
-    counted: dict[str, int]
-    drift: dict[str, int] = Field(default_factory=dict)
-    corrected: dict[str, int] = Field(default_factory=dict)
-
-
-class QueueHealth(CamelModel):
-    """One queue's health as the HealthFunction last found it (``QUEUE#<q> / HEALTH``)."""
-
-    queue: str
-    status: HealthStatus
-    reasons: list[str] = Field(default_factory=list)
-    checked_at: str
-    paused: bool = False
-    counts: dict[str, int] = Field(default_factory=dict)
-    failure_rate: float = 0.0
-    finished_last_hour: int = 0
-    dlq_depth: int = 0
-    queue_depth: QueueDepth = Field(default_factory=QueueDepth)
-    oldest_waiting_age_ms: int | None = None
-    recovery: Recovery = Field(default_factory=Recovery)
-    recount: Recount | None = None  # when this run recounted the queue
-    # Targets whose circuit breaker is not closed (shared/breakers.py): type -> open | half_open.
-    breakers: dict[str, str] = Field(default_factory=dict)
-    # Targets whose health check failed (shared/target_health.py): type -> why.
-    unreachable_targets: dict[str, str] = Field(default_factory=dict)
-    # Attempts in the last hour over twice their type's average duration there (seed 000's alert): type -> count.
-    slow_attempts: dict[str, int] = Field(default_factory=dict)
-
-
-class HealthRun(CamelModel):
-    """What one HealthFunction run did (``MAINTENANCE / HEALTH``)."""
-
-    ran_at: str
-    duration_ms: int
-    status: HealthStatus
-    queues: dict[str, QueueHealth]
-    errors: dict[str, str] = Field(default_factory=dict)
-    # Firings of schedules that could not be delivered or whose job could not be created
-    # (template.yaml ScheduleFiringsDeadLetterQueue); None where the stack has no such queue.
-    failed_schedule_firings: int | None = None
-    # Stream batches the EventsFunction gave up on (template.yaml EventsFailedBatches): counters and
-    # metric buckets missed them; every queue's health is ``error`` while any wait there.
-    discarded_stream_batches: int | None = None
-    reasons: list[str] = Field(default_factory=list)
 
 
 # ---- thresholds (pure) -------------------------------------------------------------------------------
@@ -184,11 +113,6 @@ def _round_ms(ms: float | None) -> int:
     return round(ms) if ms is not None else 0
 
 
-def worst(statuses: list[HealthStatus]) -> HealthStatus:
-    order: dict[HealthStatus, int] = {"healthy": 0, "warning": 1, "error": 2}
-    return max(statuses, key=lambda s: order[s], default="healthy")
-
-
 def _restore_consumer(queue: QueueInfo, policy: QueuePolicy, settings: Settings) -> None:
     """A pause or a runtime maxConcurrency survives a redeploy: the mapping is set back to the policy.
 
@@ -218,21 +142,9 @@ def oldest_waiting_age(store: JobRepository, queue: QueueInfo, now: int, *, scan
     return max((max(0, now - parse_iso(j.updated_at)) for j in jobs), default=None)
 
 
-# ---- stored results ---------------------------------------------------------------------------------------
-def read_health(reports: ReportStore, queue_name: str) -> QueueHealth | None:
-    """The queue's health as the HealthFunction last stored it (None before its first run)."""
-    report = reports.get_queue_report(queue_name, "HEALTH")
-    return QueueHealth.model_validate(report) if report else None
-
-
-def read_last_health_run(reports: ReportStore) -> HealthRun | None:
-    report = reports.get_run("HEALTH")
-    return HealthRun.model_validate(report) if report else None
-
-
 # ---- the runs ---------------------------------------------------------------------------------------------
-class Maintenance(Retention):
-    """The health sweep and, from Retention, the cleanup: what the HealthFunction and the CleanupFunction run."""
+class HealthSweep:
+    """What the HealthFunction runs: per queue, recovery of stalled and orphaned jobs, a recount when due, its health."""
 
     def __init__(
         self,
@@ -262,7 +174,7 @@ class Maintenance(Retention):
         results: dict[str, QueueHealth] = {}
         errors: dict[str, str] = {}
         discarded = self._discarded_stream_batches(errors)
-        previous = read_last_health_run(self.reports)
+        previous = reports.read_last_health_run(self.reports)
         # New discarded batches: recount every queue now rather than at the next interval.
         force = discarded is not None and discarded > ((previous.discarded_stream_batches or 0) if previous else 0)
         for queue in sorted(self.directory.all(refresh=True).values(), key=lambda q: q.name):
@@ -310,8 +222,7 @@ class Maintenance(Retention):
     def recount(self, queue: QueueInfo, *, force: bool = False) -> Recount | None:
         """Check the queue's counters against Queries when due (or forced, or a drift awaits confirmation)."""
         now = self.clock()
-        raw = self.reports.get_queue_report(queue.name, "RECOUNT")
-        previous = Recount.model_validate(raw) if raw else None
+        previous = reports.read_recount(self.reports, queue.name)
         due = force or previous is None or bool(previous.drift) or now - previous.checked_at_ms >= self.settings.recount_interval_seconds * 1000
         if not due:
             return None
@@ -342,7 +253,7 @@ class Maintenance(Retention):
         recovery.half_created_flow_jobs_removed, recovery.flow_leaves_released = self.sweep_flows(queue)
         recount = self.recount(queue, force=force_recount)
         counts = self.counters.read_counts(queue.name)
-        minutes = self.counters.read_buckets(queue.name, now - HOUR_MS, "minute")
+        minutes = stats.last_hour_minutes(self.counters, queue.name, now)
         hour = stats.summarize(minutes)
         types = stats.merge_types(b.types for b in minutes)
         slow = {job_type: f.slow_attempts() for job_type, f in sorted(types.items()) if f.slow_attempts()}
@@ -522,6 +433,11 @@ class Maintenance(Retention):
             self.reports.put_sweep_state(queue.name, {**state, "flowCursor": cursor})
         return outcome.removed, outcome.released
 
+    def _page(
+        self, queue: QueueInfo, status: JobStatus, *, limit: int, newest_first: bool, cursor: str | None = None, before: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        return self.store.page_by_queue(queue.name, status, limit=limit, cursor=cursor, newest_first=newest_first, created_before=before)
+
     def _wake(self, queue: QueueInfo, refs: list[JobRef], now: int) -> list[JobRef]:
         if not refs:
             return []
@@ -529,6 +445,7 @@ class Maintenance(Retention):
         if unsent:
             logger.warning("could not enqueue some jobs; the next run retries", extra={"queue": queue.name, "count": len(unsent)})
         return [ref for ref in refs if ref not in unsent]
+
 
 def _token(job: Job | JobRef) -> str:
     return json.dumps([job.user_id, job.job_id], separators=(",", ":"))
