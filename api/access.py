@@ -38,6 +38,7 @@ def request_id_of(request: Request) -> str | None:
 def _record(request: Request, caller: Identity, body: bytes) -> None:
     route = request.scope.get("route")
     template = getattr(route, "path", request.url.path)
+    log = audit_log()
     entry = entry_for(
         caller,
         action=getattr(route, "name", None) or template,
@@ -46,9 +47,10 @@ def _record(request: Request, caller: Identity, body: bytes) -> None:
         target={k: str(v) for k, v in request.path_params.items()},
         query=request.url.query,
         body=body,
+        at_ms=log.clock(),
     )
     try:
-        audit_log().record(entry)
+        log.record(entry)
     except JobqError:
         # The action is done and cannot be taken back; say loudly that its record is missing.
         logger.error("audit entry not written", extra={"audit": entry.model_dump(by_alias=True)})

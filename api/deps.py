@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 
 from api.auth import identity_of
 from api.cursors import CursorSigner, signer_for
+from shared import clock as clocks
 from shared.adapters import queues
 from shared.adapters.audit import DynamoAuditStore
 from shared.adapters.flows import FlowStore
@@ -21,7 +22,6 @@ from shared.adapters.job_repository import JobStore
 from shared.adapters.reports import DynamoReportStore
 from shared.audit import AuditLog
 from shared.catalog import ProcessorCatalog
-from shared.clock import now_ms
 from shared.flows import FlowService
 from shared.jobs import Identity, JobService
 from shared.ports import ReportStore
@@ -29,12 +29,27 @@ from shared.settings import Settings, get_settings, validate_at_cold_start
 
 validate_at_cold_start()
 
+_clock: clocks.Clock = clocks.now_ms
+
+
+def use_clock(clock: clocks.Clock | None) -> None:
+    """Build the services on ``clock`` (None: the wall clock): the local stack passes its own. Forgets the services built so far."""
+    global _clock
+    _clock = clock or clocks.now_ms
+    for builder in (job_service, flow_service, audit_log):
+        builder.cache_clear()
+
+
+def clock() -> clocks.Clock:
+    """The API's clock: the routes' timestamps and every service's."""
+    return _clock
+
 
 @lru_cache(maxsize=1)
 def job_service() -> JobService:
     settings = get_settings()
     store = JobStore(settings.table_name)
-    jobs = JobService(store, queues.directory(), ProcessorCatalog(store, settings.target_cache_seconds), settings, clock=now_ms)
+    jobs = JobService(store, queues.directory(), ProcessorCatalog(store, settings.target_cache_seconds), settings, clock=_clock)
     jobs.tree_remover = FlowService(jobs, FlowStore(store.table_name), jobs.transitions).remove_tree  # removing a parent removes its tree
     return jobs
 
@@ -54,7 +69,7 @@ def cursor_signer() -> CursorSigner:
 @lru_cache(maxsize=1)
 def audit_log() -> AuditLog:
     settings = get_settings()
-    return AuditLog(DynamoAuditStore(settings.table_name), retention_days=settings.audit_retention_days)
+    return AuditLog(DynamoAuditStore(settings.table_name), retention_days=settings.audit_retention_days, clock=_clock)
 
 
 @lru_cache(maxsize=1)

@@ -256,10 +256,10 @@ def install_aws_faults(faults: Faults) -> None:
 def install_skew(faults: Faults, base: Callable[[], int]) -> None:
     """One queue's consumer runs on a clock ``skew_seconds`` ahead of ``base`` (the local stack's;
     a thread flag set by its wrapper)."""
-    import shared.clock
+    from infra.local.eventbridge import use_clock_everywhere
 
     skew_ms = int(faults.rates.skew_seconds * 1000)
-    shared.clock.use(lambda: base() + (skew_ms if getattr(faults.local, "skewed", False) else 0))
+    use_clock_everywhere(lambda: base() + (skew_ms if getattr(faults.local, "skewed", False) else 0))
 
 
 class Wrappers:

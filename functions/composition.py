@@ -35,9 +35,20 @@ def settings() -> Settings:
     return get_settings()
 
 
+_clock: clocks.Clock = clocks.now_ms
+
+
+def use_clock(clock: clocks.Clock | None) -> None:
+    """Build the services on ``clock`` (None: the wall clock): the local stack passes its own, which
+    tests move forward. The services built so far are forgotten, so none keeps the old one."""
+    global _clock
+    _clock = clock or clocks.now_ms
+    reset()
+
+
 def clock() -> clocks.Clock:
-    """The services' clock: the wall clock, or the one the local stack runs on (``shared.clock.use``)."""
-    return clocks.now_ms
+    """The services' clock: the wall clock unless the process passed its own (``use_clock``)."""
+    return _clock
 
 
 @lru_cache(maxsize=1)
@@ -52,7 +63,7 @@ def worker() -> Worker:
 
     config = settings()
     store = JobStore(config.table_name)
-    breakers = Breakers(DynamoBreakerStore(config.table_name), cache_seconds=config.breaker_cache_seconds)
+    breakers = Breakers(DynamoBreakerStore(config.table_name), clock=clock(), cache_seconds=config.breaker_cache_seconds)
     registry = ProcessorRegistry(ProcessorCatalog(store, config.target_cache_seconds), breakers)
     # The jobs a processor adds are not checked against their queue's types: a consumer may not read
     # other queues' HTTP targets. A type no processor takes fails when it runs.
@@ -86,7 +97,8 @@ def flow_events() -> FlowEvents:
 
     config = settings()
     store = JobStore(config.table_name)
-    return FlowEvents(store, FlowStore(store.table_name), Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules(config)))
+    transitions = Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules(config))
+    return FlowEvents(store, FlowStore(store.table_name), transitions, clock=clock())
 
 
 @lru_cache(maxsize=1)

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from shared.access import Action, Identity, authorize
 from shared.camel import CamelView
-from shared.clock import iso, now_ms
+from shared.clock import Clock, iso
 
 MAX_BODY_CHARS = 4096  # what a request body may add to an entry: enough to say what changed, bounded
 
@@ -56,7 +56,7 @@ def entry_for(
     target: dict[str, str],
     query: str | None,
     body: bytes | None,
-    at_ms: int | None = None,
+    at_ms: int,
 ) -> AuditEntry:
     text = body.decode("utf-8", "replace") if body else ""
     truncated = len(text) > MAX_BODY_CHARS
@@ -69,7 +69,7 @@ def entry_for(
     elif truncated:
         parsed = text[:MAX_BODY_CHARS]
     return AuditEntry(
-        at=iso(at_ms if at_ms is not None else now_ms()),
+        at=iso(at_ms),
         action=action,
         route=route,
         actor=caller.user_id if caller.client_id is None else caller.client_id,
@@ -85,12 +85,13 @@ def entry_for(
 
 
 class AuditLog:
-    def __init__(self, store: AuditStore, *, retention_days: int) -> None:
+    def __init__(self, store: AuditStore, *, retention_days: int, clock: Clock) -> None:
         self.store = store
         self.retention_days = retention_days
+        self.clock = clock
 
     def record(self, entry: AuditEntry) -> None:
-        self.store.put(entry, expires_at=now_ms() // 1000 + self.retention_days * 86400)
+        self.store.put(entry, expires_at=self.clock() // 1000 + self.retention_days * 86400)
 
     def list(self, caller: Identity, *, limit: int, cursor: str | None) -> tuple[list[AuditEntry], str | None]:
         authorize(caller, Action.INSPECT)

@@ -1,7 +1,10 @@
-"""Time in one place: every service's clock is ``now_ms`` unless it is given another.
+"""Time in one place.
 
-A process that runs on a clock of its own (the local stack, whose tests move time forward)
-says so once with ``use(its_now_ms)``; nothing patches this module.
+``now_ms`` is the wall clock. A service reads time through the ``Clock`` it was built with: its
+composition root's (functions/composition.py, functions/realtime/services.py, api/deps.py), which
+is ``now_ms`` unless the process passes its own (``use_clock``: the local stack's, which tests move
+forward). Nothing patches this module. Adapters stamp ``updatedAt`` on items they write with
+``now_ms``: when the item was written, whatever the services' clock says.
 """
 
 from __future__ import annotations
@@ -13,21 +16,8 @@ from datetime import UTC, datetime
 Clock = Callable[[], int]  # epoch milliseconds
 
 
-def wall_clock_ms() -> int:
-    return int(time.time() * 1000)
-
-
-_source: Clock = wall_clock_ms
-
-
 def now_ms() -> int:
-    return _source()
-
-
-def use(source: Clock | None) -> None:
-    """Make ``now_ms`` follow ``source`` (None: the wall clock again)."""
-    global _source
-    _source = source or wall_clock_ms
+    return int(time.time() * 1000)
 
 
 def iso(ms: int) -> str:

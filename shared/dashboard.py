@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from shared.access import Action, Identity, authorize
-from shared.clock import iso, now_ms
+from shared.clock import iso
 from shared.models import Job
 from shared.queue_models import ACTIVE_JOBS_PER_QUEUE, RECENT_FAILURES_PER_QUEUE, Dashboard, JobBrief, LiveStats, UpcomingRun
 from shared.report_models import worst
@@ -41,7 +41,7 @@ def build_dashboard(queues: QueueService, schedules: ScheduleService, caller: Id
             totals[key] = totals.get(key, 0) + value
     upcoming = schedules.stats(caller, delayed_jobs=None)["nextRuns"]
     return Dashboard(
-        generated_at=iso(now_ms()),
+        generated_at=iso(queues.clock()),
         health_status=worst([q.health_status for q in summaries]),
         totals=LiveStats(**totals),
         queues=summaries,

@@ -33,7 +33,7 @@ from typing import Any
 
 from shared import lifecycle
 from shared.adapters import policies, queues
-from shared.clock import iso, now_ms
+from shared.clock import iso
 from shared.errors import Conflict, JobqError, Unavailable
 from shared.jobs import Identity, JobService
 from shared.models import Job, JobPublic, JobRef, QueueInfo, QueuePolicy
@@ -195,7 +195,7 @@ def redrive(
 
 def _fail_for_good(jobs: JobService, queue: QueueInfo, job: Job, reason: str, policy: QueuePolicy) -> bool:
     """An active or stalled job whose lease ran out becomes failed (its DLQ message is the one purged); True if it did."""
-    now = now_ms()
+    now = jobs.clock()
     if job.status not in (JobStatus.ACTIVE, JobStatus.STALLED) or (job.lease_until or 0) > now:
         return False
     try:

@@ -266,7 +266,7 @@ class FlowService:
         with the root's ``options.jobId`` finishes a creation that stopped half-way.
         """
         caller = self.jobs.acting(caller, tree.on_behalf_of)
-        now = now_ms()
+        now = self.jobs.clock()
         root_id = tree.options.job_id or str(uuid.uuid4())
         base = _id_base(caller.user_id, root_id, 64)
         root = self._plan(tree, caller, root_id, base, "", 1, now, None)
@@ -373,7 +373,7 @@ class FlowService:
             if current is None or current.status is not S.WAITING_CHILDREN:
                 return
             with contextlib.suppress(Conflict):  # released meanwhile (a retried request)
-                self.transitions.apply(lifecycle.children_done(current, now=now_ms()), self.jobs.directory.get(current.queue))
+                self.transitions.apply(lifecycle.children_done(current, now=self.jobs.clock()), self.jobs.directory.get(current.queue))
 
         with ThreadPoolExecutor(max_workers=min(8, max(1, len(leaves)))) as pool:
             list(pool.map(release, leaves))

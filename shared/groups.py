@@ -10,7 +10,7 @@ from __future__ import annotations
 from shared import flow_control
 from shared.adapters import policies
 from shared.adapters.limits import DynamoLimits
-from shared.clock import iso, now_ms
+from shared.clock import iso
 from shared.errors import Invalid
 from shared.flow_control import GroupPolicy, KeyLimits
 from shared.models import QueueInfo, QueuePolicy
@@ -18,10 +18,9 @@ from shared.observability import logger
 from shared.queue_models import GroupCounts, GroupList, GroupPauseState
 
 
-def busiest(queue: QueueInfo, limits: DynamoLimits, *, limit: int) -> GroupList:
+def busiest(queue: QueueInfo, limits: DynamoLimits, *, limit: int, now: int) -> GroupList:
     policy = policies.get_policy(queue)
     groups = policy.groups or GroupPolicy()
-    now = now_ms()
     seen = {k.key: k for k in limits.keys(queue.name, now)}
     ranked = sorted(seen.values(), key=lambda k: (-k.active, -k.started, k.key))[:limit]
     out = []

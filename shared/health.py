@@ -316,7 +316,7 @@ class HealthSweep:
         guarded = [t for t, target in self.store.list_targets(queue.name).items() if target.breaker is not None]
         if not guarded:
             return {}, []
-        reader = Breakers(DynamoBreakerStore(self.settings.table_name), cache_seconds=0)
+        reader = Breakers(DynamoBreakerStore(self.settings.table_name), clock=self.clock, cache_seconds=0)
         states = {job_type: reader.state(queue.name, job_type) for job_type in sorted(guarded)}
         not_closed = {job_type: s for job_type, s in states.items() if s.state != CLOSED}
         reasons = [f"the circuit breaker of {job_type} is {s.state.replace('_', '-')}: {s.reason or 'no reason recorded'}" for job_type, s in not_closed.items()]

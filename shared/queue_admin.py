@@ -26,7 +26,7 @@ from shared.adapters.consumer_switch import consumer_state, set_consumer_enabled
 from shared.adapters.limits import DynamoLimits
 from shared.adapters.reports import DynamoReportStore
 from shared.breakers import Breakers, BreakerState
-from shared.clock import iso, now_ms
+from shared.clock import iso
 from shared.errors import Conflict, Invalid, JobqError, NotFound
 from shared.jobs import JobService, remove_delayed_schedule
 from shared.models import BreakerSettings, HttpTarget, Job, LambdaTarget, QueueInfo, QueuePolicy, StateMachineTarget
@@ -96,6 +96,7 @@ class QueueService:
         self.store = jobs.store
         self.directory = jobs.directory
         self.settings = jobs.settings
+        self.clock = jobs.clock
 
     # ---- lookup ------------------------------------------------------------------------------------
     def queue(self, name: str, caller: Identity) -> QueueInfo:
@@ -130,7 +131,7 @@ class QueueService:
         return summary
 
     def _summary(self, queue: QueueInfo, last_health_check: str | None = None) -> QueueSummary:
-        now = now_ms()
+        now = self.clock()
         current = self.counters.read_stats(queue.name)
         hour = stats.summarize(stats.last_hour_minutes(self.counters, queue.name, now))
         policy = self.policies.get_policy(queue)
@@ -208,7 +209,7 @@ class QueueService:
 
     # ---- circuit breakers (shared/breakers.py) ---------------------------------------------------------
     def _breakers(self) -> Breakers:
-        return Breakers(DynamoBreakerStore(self.settings.table_name), cache_seconds=0)
+        return Breakers(DynamoBreakerStore(self.settings.table_name), clock=self.clock, cache_seconds=0)
 
     def breakers(self, name: str, caller: Identity) -> list[BreakerView]:
         """Every target of the queue that has a breaker, with its state (one GetItem each)."""
@@ -289,7 +290,7 @@ class QueueService:
 
     # ---- group keys (shared/groups.py) ------------------------------------------------------------------
     def groups(self, name: str, caller: Identity, *, limit: int) -> GroupList:
-        return groups.busiest(self.queue(name, caller), DynamoLimits(self.settings.table_name), limit=limit)
+        return groups.busiest(self.queue(name, caller), DynamoLimits(self.settings.table_name), limit=limit, now=self.clock())
 
     def pause_group(self, name: str, key: str, caller: Identity, *, paused: bool) -> GroupPauseState:
         return groups.set_paused(self.queue(name, caller), key, paused=paused)
@@ -312,7 +313,7 @@ class QueueService:
     def clean(self, name: str, request: CleanRequest, caller: Identity) -> CleanResult:
         """Remove up to ``limit`` jobs of ``status`` that finished more than ``olderThan`` ms ago, oldest first."""
         queue = self.queue(name, caller)
-        cutoff = now_ms() - request.older_than
+        cutoff = self.clock() - request.older_than
         cutoff_iso = iso(cutoff)
         deadline = time.monotonic() + self.settings.admin_request_budget_seconds
         removed: list[str] = []
@@ -404,7 +405,7 @@ class QueueService:
             raise Invalid(f"metrics are kept {self.settings.hour_bucket_retention_days} days")
         chosen: stats.Resolution = "minute" if resolution == "minute" else "hour"
         step = 60_000 if chosen == "minute" else HOUR_MS
-        now = now_ms()
+        now = self.clock()
         last = stats.bucket_start(now, chosen)
         first = last - (hours * HOUR_MS // step - 1) * step
         found = {b.start_ms: b for b in self.counters.read_buckets(queue.name, first, chosen)}

@@ -171,11 +171,11 @@ QueueAccessOf = Callable[[str], QueueAccess | None]  # a queue's permissions (it
 # ---- what a change means --------------------------------------------------------------------------------
 
 
-def _at_ms(job: Job) -> int:
+def _at_ms(job: Job, clock: Callable[[], int]) -> int:
     try:
         return parse_iso(job.updated_at)
     except (TypeError, ValueError):
-        return now_ms()
+        return clock()
 
 
 def _base(kind: EventType, job: Job) -> dict[str, Any]:
@@ -686,7 +686,7 @@ class EventFanout:
                 key = (subscriber.connection_id, job.user_id, job.job_id)
                 if progress:
                     # A job's own watcher gets the latest progress once due; a queue watcher, the next one.
-                    if not self.throttle.offer(key, _at_ms(job), event, hold=not via_queue):
+                    if not self.throttle.offer(key, _at_ms(job, self.clock), event, hold=not via_queue):
                         outcome.held += 1
                         continue
                 else:

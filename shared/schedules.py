@@ -33,7 +33,7 @@ from shared import cron
 from shared.access import Action, Identity, authorize
 from shared.adapters import scheduler
 from shared.adapters.schedules import ScheduleStore
-from shared.clock import iso, now_ms, parse_iso
+from shared.clock import iso, parse_iso
 from shared.errors import Conflict, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
 from shared.jobs import JobService, require_admin
 from shared.models import Job, JobCreate, json_size
@@ -73,11 +73,11 @@ def _utc(value: datetime) -> str:
 
 
 class ScheduleService:
-    def __init__(self, store: ScheduleStore, jobs: JobService, *, clock: Any = now_ms) -> None:
+    def __init__(self, store: ScheduleStore, jobs: JobService) -> None:
         self.store = store
         self.jobs = jobs
         self.settings = jobs.settings
-        self.clock = clock
+        self.clock = jobs.clock  # the composition root's, through the job service
 
     # ---- admin use cases -----------------------------------------------------------------------------
     def create(self, request: ScheduleCreate, caller: Identity) -> Schedule:

@@ -56,7 +56,6 @@ class Settings(BaseModel):
     # job's answer inside Lambda's 6 MB response and API Gateway's 10 MB request (README).
     max_data_bytes: int = 5_000_000
     max_result_bytes: int = 5_000_000
-    max_attempts_limit: int = 20
     backoff_cap_seconds: int = 3600
     # A job whose group key has maxActive running waits 1, 2, 4 ... up to this many seconds between looks.
     group_slot_wait_cap_seconds: int = Field(default=10, ge=1, le=900)

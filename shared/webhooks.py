@@ -170,7 +170,7 @@ class WebhookDispatcher:
             delivery = Delivery(delivery_id(job.user_id, job.job_id, job.version, kind.value), job.user_id, job.job_id, job.queue, hook.url, event)
             key = ("webhook", job.user_id, job.job_id)
             if kind is EventType.PROGRESS:
-                if not self.throttle.offer(key, _at_ms(job), {"delivery": delivery}):
+                if not self.throttle.offer(key, _at_ms(job, self.clock), {"delivery": delivery}):
                     continue
             else:
                 self.throttle.drop(key)

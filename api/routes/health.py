@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Jobs
 from shared.adapters import queues
-from shared.clock import iso, now_ms
+from shared.clock import iso
 from shared.errors import JobqError
 
 router = APIRouter(tags=["health"])
@@ -126,7 +126,7 @@ def health(jobs: Jobs) -> JSONResponse:
     healthy = checks["database"] and checks["queues"]
     body = Health(
         status="healthy" if healthy else "unhealthy",
-        timestamp=iso(now_ms()),
+        timestamp=iso(jobs.clock()),
         uptime=uptime_seconds(),
         version="0.1.0",
         checks=checks,

@@ -15,7 +15,7 @@ from api.models import DetailedHealth, MaintenanceRuns
 from api.routes.scheduler import check
 from shared import cron
 from shared.adapters import queues, scheduler
-from shared.clock import iso, now_ms, parse_iso
+from shared.clock import iso, parse_iso
 from shared.reports import read_last_cleanup_run, read_last_health_run
 
 router = APIRouter(tags=["health"])
@@ -54,7 +54,7 @@ def detailed_health(caller: CurrentUser, jobs: Jobs, reports: Reports) -> JSONRe
     if checks["dynamodb"].status == "up":
         health_run = read_last_health_run(reports)
         cleanup_run = read_last_cleanup_run(reports)
-    now = now_ms()
+    now = jobs.clock()
     if health_run is None:
         reasons.append("the HealthFunction has not reported yet")
     else:

@@ -10,7 +10,7 @@ from pydantic import Field
 from api.access import StackGuard
 from api.deps import Jobs
 from api.envelope import Envelope, error_responses
-from shared.clock import iso, now_ms
+from shared.clock import iso
 from shared.models import CamelModel
 from shared.quotas import QuotaOverride, QuotaUsage
 
@@ -59,7 +59,7 @@ def get_quota(user_id: UserId, jobs: Jobs) -> Envelope[UserQuota]:
     responses=error_responses(400, 401, 403, 503),
 )
 def put_quota(user_id: UserId, body: QuotaChange, jobs: Jobs) -> Envelope[UserQuota]:
-    jobs.quotas.set(user_id, QuotaOverride(body.jobs_per_minute, body.max_unfinished_jobs), now=iso(now_ms()))
+    jobs.quotas.set(user_id, QuotaOverride(body.jobs_per_minute, body.max_unfinished_jobs), now=iso(jobs.clock()))
     return Envelope(data=_public(user_id, jobs.quotas.usage(user_id)))
 
 

@@ -20,7 +20,7 @@ from api.models import Check, DelayedJobCreate, QueueHealthLine, SchedulerHealth
 from api.routes.health import uptime_seconds
 from api.routes.schedules import ScheduleName, Schedules
 from shared.adapters import counters, scheduler
-from shared.clock import iso, now_ms
+from shared.clock import iso
 from shared.errors import JobqError
 from shared.jobs import Identity, JobService
 from shared.models import JobPublic
@@ -149,7 +149,7 @@ def scheduler_health(caller: CurrentUser, schedules: Schedules, jobs: Jobs, repo
         status = "degraded"
     body = SchedulerHealth(
         status=status,
-        timestamp=iso(now_ms()),
+        timestamp=iso(jobs.clock()),
         schedule_group=schedules.settings.schedule_group,
         checks=checks,
         schedules={"active": found["repeating"]["active"], "paused": found["repeating"]["paused"], "withErrors": found["schedulesWithErrors"]}

@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from shared import clock as clocks
 from shared.errors import NotFound
 from shared.settings import get_settings, validate_at_cold_start
 
@@ -23,6 +24,19 @@ if TYPE_CHECKING:
     from shared.webhooks import WebhookDeliverer, WebhookDispatcher
 
 validate_at_cold_start()  # inside Lambda: a missing or invalid variable fails the container's init, named
+
+_clock: clocks.Clock = clocks.now_ms
+
+
+def use_clock(clock: clocks.Clock | None) -> None:
+    """Build the services on ``clock`` (None: the wall clock): the local stack passes its own. Forgets the services built so far."""
+    global _clock
+    _clock = clock or clocks.now_ms
+    reset()
+
+
+def clock() -> clocks.Clock:
+    return _clock
 
 class _QueueNames:
     def names(self) -> set[str]:
@@ -65,6 +79,7 @@ def realtime_service() -> RealtimeService:
         _QueueNames(),
         queue_access,
         settings,
+        clock=_clock,
     )
 
 
@@ -89,7 +104,7 @@ def event_fanout() -> EventFanout:
 
     settings = get_settings()
     return EventFanout(
-        DynamoConnectionStore(settings.realtime_table_name), ConnectionsApi(settings.websocket_endpoint), queue_access, settings
+        DynamoConnectionStore(settings.realtime_table_name), ConnectionsApi(settings.websocket_endpoint), queue_access, settings, clock=_clock
     )
 
 
@@ -100,7 +115,7 @@ def webhook_dispatcher() -> WebhookDispatcher:
 
     settings = get_settings()
     return WebhookDispatcher(
-        DynamoDeliveryLog(settings.realtime_table_name), SqsDeliveryQueue(settings.webhook_queue_url), queue_webhook, settings
+        DynamoDeliveryLog(settings.realtime_table_name), SqsDeliveryQueue(settings.webhook_queue_url), queue_webhook, settings, clock=_clock
     )
 
 
@@ -118,6 +133,7 @@ def webhook_deliverer() -> WebhookDeliverer:
         UrllibPoster(),
         lambda queue: secrets.get(queues.directory().get(queue).webhook_secret_arn),
         settings,
+        clock=_clock,
     )
 
 

@@ -18,7 +18,7 @@ the local stack does, with the shapes AWS uses:
   its ``rate()``/``cron()``, or every ``interval`` seconds when the local stack is told to
   run rules faster (``--rule-interval``), with EventBridge's Scheduled Event. ``run_now()``
   invokes one at once. A rule whose last invocation still runs is not started again.
-* :class:`LocalClock` moves the clock of everything jobq computes (``shared.clock``) and
+* :class:`LocalClock` moves the clock of everything jobq computes (passed to the composition roots) and
   of both emulators forward, so a job due in 20 minutes can be run in a test now; set back,
   the emulators count their periods from the time it shows again. SQS delays and moto
   keep real time.
@@ -46,7 +46,7 @@ from infra.local.runtime import Handler, LambdaContext
 
 log = logging.getLogger("jobq.local.eventbridge")
 
-__all__ = ["LocalClock", "RuleRunner", "SchedulerEmulator", "render_input", "scheduled_event"]
+__all__ = ["LocalClock", "RuleRunner", "SchedulerEmulator", "render_input", "scheduled_event", "use_clock_everywhere"]
 
 Invoker = Callable[[str, dict[str, Any]], Any]  # (function ARN, event) -> result
 
@@ -63,19 +63,25 @@ class LocalClock:
         return int((time.time() + self.offset_seconds) * 1000)
 
     def install(self) -> None:
-        """Pass this clock to every handler's services (``shared.clock.now_ms``)."""
-        import shared.clock
-
-        shared.clock.use(self.now_ms)
+        """Pass this clock to every composition root: the functions', the live events' and the API's."""
+        use_clock_everywhere(self.now_ms)
         self._installed = True
 
     def uninstall(self) -> None:
         if self._installed:
-            import shared.clock
-
-            shared.clock.use(None)
+            use_clock_everywhere(None)
             self._installed = False
         self.offset_seconds = 0.0
+
+
+def use_clock_everywhere(clock: Callable[[], int] | None) -> None:
+    """Every container's services built on ``clock`` (None: the wall clock again)."""
+    import api.deps
+    import functions.composition
+    import functions.realtime.services
+
+    for root in (functions.composition, functions.realtime.services, api.deps):
+        root.use_clock(clock)
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:

@@ -46,7 +46,11 @@ def test_every_handler_leaves_building_its_services_to_its_composition_root() ->
 
 
 def test_no_shipped_module_moves_the_clock_but_the_local_stack() -> None:
-    """``shared.clock.use`` belongs to processes that run on a clock of their own (infra/local)."""
+    """The clock is passed to the composition roots (``use_clock``) by processes that run on a clock of
+    their own (infra/local, bench); ``shared.clock`` has no switch left, and nothing shipped calls one."""
+    import shared.clock
+
+    assert not hasattr(shared.clock, "use")
     movers = set()
     for folder in SHIPPED:
         for path in sorted((ROOT / folder).rglob("*.py")):

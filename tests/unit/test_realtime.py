@@ -294,13 +294,11 @@ def test_a_queue_subscription_gets_a_bounded_number_of_events_a_second_across_jo
     changes = [(j, j.model_copy(update={"progress": 50, "updated_at": iso(now)})) for j in jobs]
     changes += [(j, _moved(j, JobStatus.COMPLETED, result={"ok": True})) for j in jobs]
 
-    from shared import clock
-
-    clock.use(lambda: now)  # all within one second of the fan-out's clock (moto takes longer)
+    services.use_clock(lambda: now)  # all within one second of the fan-out's clock (moto takes longer)
     try:
         outcome = live.stream(*changes)
     finally:
-        clock.use(None)
+        services.use_clock(None)
 
     to_root = live.server.received("root")[1:]
     kinds = [m["type"] for m in to_root]

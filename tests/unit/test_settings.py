@@ -29,7 +29,7 @@ def test_settings_are_read_from_their_jobq_variables() -> None:
     settings = Settings.from_environ(
         {"JOBQ_TABLE_NAME": "t", "JOBQ_QUEUES_PARAMETER_PATH": "/q/", "JOBQ_ALLOW_LOOPBACK_HTTP_TARGETS": "true", "OTHER": "x"}
     )
-    assert settings.table_name == "t" and settings.allow_loopback_http_targets is True and settings.max_attempts_limit == 20
+    assert settings.table_name == "t" and settings.allow_loopback_http_targets is True
 
 
 def test_inside_lambda_a_missing_setting_fails_at_import_naming_the_variable() -> None:
