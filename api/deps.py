@@ -25,6 +25,7 @@ from shared.catalog import ProcessorCatalog
 from shared.flows import FlowService
 from shared.jobs import Identity, JobService
 from shared.ports import ReportStore
+from shared.schedules import ScheduleService, ScheduleStore
 from shared.settings import Settings, get_settings, validate_at_cold_start
 
 validate_at_cold_start()
@@ -36,7 +37,7 @@ def use_clock(clock: clocks.Clock | None) -> None:
     """Build the services on ``clock`` (None: the wall clock): the local stack passes its own. Forgets the services built so far."""
     global _clock
     _clock = clock or clocks.now_ms
-    for builder in (job_service, flow_service, audit_log):
+    for builder in (job_service, flow_service, schedule_service, audit_log):
         builder.cache_clear()
 
 
@@ -62,6 +63,12 @@ def flow_service() -> FlowService:
 
 
 @lru_cache(maxsize=1)
+def schedule_service() -> ScheduleService:
+    jobs = job_service()
+    return ScheduleService(ScheduleStore(jobs.settings.table_name), jobs)
+
+
+@lru_cache(maxsize=1)
 def cursor_signer() -> CursorSigner:
     return signer_for(get_settings())
 
@@ -84,6 +91,7 @@ def current_user(request: Request) -> Identity:
 CurrentUser = Annotated[Identity, Depends(current_user)]
 Jobs = Annotated[JobService, Depends(job_service)]
 Flows = Annotated[FlowService, Depends(flow_service)]
+Schedules = Annotated[ScheduleService, Depends(schedule_service)]
 Reports = Annotated[ReportStore, Depends(report_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Cursors = Annotated[CursorSigner, Depends(cursor_signer)]

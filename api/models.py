@@ -1,4 +1,4 @@
-"""Request and response models of the API routes that have no domain model of their own (health, scheduler).
+"""Request and response models of the API routes that have no domain model of their own (health, scheduler, flows, quotas, a job's webhooks).
 
 Each is camelCase on the wire through ``CamelModel``, except ``GET /health``'s, which keeps the
 snake_case shape it has always answered with (load balancers and monitors parse it).
@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from shared.models import CamelModel, JobCreate
+from shared.models import CamelModel, JobCreate, JobPublic, WebhookOptions
 from shared.report_models import QueueHealth
 
 
@@ -115,3 +115,55 @@ class DelayedJobCreate(JobCreate):
 
     def as_job(self) -> JobCreate:
         return JobCreate(queue=self.queue, type=self.type, data=self.data, options=self.options)
+
+
+# ---- flows, quotas, a job's webhooks (api/routes/flows.py, quotas.py, webhooks.py) ----------------------------
+MAX_QUOTA = 1_000_000
+
+
+class FlowCreated(CamelModel):
+    flow_id: str
+    jobs: int
+    root: JobPublic
+
+
+class DependencyPage(CamelModel):
+    dependencies: list[dict[str, Any]]
+    counts: dict[str, int] | None = None
+    next_cursor: str | None = None
+
+
+class QuotaChange(CamelModel):
+    """One user's own limits. A field left out or null keeps the stack's default; 0 means no limit."""
+
+    jobs_per_minute: int | None = Field(default=None, ge=0, le=MAX_QUOTA, description="Jobs this user may create per minute")
+    max_unfinished_jobs: int | None = Field(default=None, ge=0, le=MAX_QUOTA, description="Jobs of this user unfinished at once, over every queue")
+
+
+class UserQuota(CamelModel):
+    user_id: str
+    jobs_per_minute: int | None = Field(description="In force now; null: no limit")
+    max_unfinished_jobs: int | None = Field(description="In force now; null: no limit")
+    overridden: bool = Field(description="Whether this user has limits of their own (PUT); false: the stack's defaults")
+    created_this_minute: int
+    unfinished_jobs: int = Field(description="Counted since quotas were on: jobs created earlier hold no place")
+
+
+class WebhookDelivery(CamelModel):
+    delivery_id: str
+    event: str
+    url: str
+    status: str = Field(description="pending, delivered, retrying (nextAttemptAt says when), failed (in the DLQ)")
+    attempts: int
+    created_at: str | None = None
+    last_attempt_at: str | None = None
+    next_attempt_at: str | None = None
+    delivered_at: str | None = None
+    http_status: int | None = None
+    error: str | None = None
+
+
+class JobWebhooks(CamelModel):
+    job_id: str
+    webhook: WebhookOptions | None = Field(description="The job's own options.webhook; null: its queue's default applies, if any")
+    deliveries: list[WebhookDelivery]

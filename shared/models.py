@@ -924,11 +924,14 @@ def json_size(value: Any) -> int:
 
 
 class QueueDepth(CamelModel):
-    """SQS's approximate message counts of the queue (wake-up calls, not jobs): see ``shared.adapters.queues.depths``."""
+    """SQS's approximate message counts of the queue: wake-up calls, not jobs (the counters count jobs).
 
-    visible: int = 0
-    in_flight: int = 0
-    delayed: int = 0
+    A dead-letter queue's depth is its ``visible`` plus ``in_flight``: a dead letter being peeked
+    or redriven is still there (``shared.adapters.queues.dead_letters_in``)."""
+
+    visible: int = Field(default=0, description="Waiting to be received.")
+    in_flight: int = Field(default=0, description="Received by a consumer (or a peek) and not yet deleted.")
+    delayed: int = Field(default=0, description="Sent with a delay that has not run out.")
 
 
 @dataclass(frozen=True, order=True)

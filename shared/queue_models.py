@@ -137,7 +137,7 @@ class QueueSummary(CamelView):
     failure_rate: float = Field(description="Failed / finished over the last hour.")
     average_processing_time: float | None = Field(description="Milliseconds, completed jobs of the last hour.")
     p95_processing_time: int | None = Field(description="Milliseconds, completed jobs of the last hour.")
-    oldest_waiting_age: int | None = Field(description="Milliseconds since the oldest waiting job was created.")
+    oldest_waiting_age: int | None = Field(description="Milliseconds the longest-waiting job has waited, since it was created or last retried (shared/health.py oldest_waiting_age); null when none waits.")
     last_processed_at: str | None
     last_health_check: str | None = Field(default=None, description="When the HealthFunction last assessed this queue.")
     total_jobs: int = Field(default=0, description="Seed 000's counts, the same as liveStats.")

@@ -9,23 +9,12 @@ from fastapi import APIRouter, Query, Response
 
 from api.deps import CurrentUser, Cursors, Flows
 from api.envelope import Envelope, error_responses
+from api.models import DependencyPage, FlowCreated
 from api.routes.jobs import Cursor, JobId, Owner
 from shared.flows import MAX_FLOW_DEPTH, MAX_FLOW_NODES, FlowNode
-from shared.models import CamelModel, JobPublic
+from shared.models import JobPublic
 
 router = APIRouter(tags=["flows"])
-
-
-class FlowCreated(CamelModel):
-    flow_id: str
-    jobs: int
-    root: JobPublic
-
-
-class DependencyPage(CamelModel):
-    dependencies: list[dict[str, Any]]
-    counts: dict[str, int] | None = None
-    next_cursor: str | None = None
 
 
 @router.post(

@@ -8,9 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Response
 
 from api.cursors import CursorSigner
-from api.deps import CurrentUser, Cursors, Jobs
+from api.deps import CurrentUser, Cursors, Jobs, schedule_service
 from api.envelope import Envelope, error_responses
-from api.routes.schedules import schedule_service
 from shared.clock import iso
 from shared.dashboard import build_dashboard
 from shared.errors import Invalid

@@ -5,34 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
-from pydantic import Field
 
 from api.access import StackGuard
 from api.deps import Jobs
 from api.envelope import Envelope, error_responses
+from api.models import QuotaChange, UserQuota
 from shared.clock import iso
-from shared.models import CamelModel
 from shared.quotas import QuotaOverride, QuotaUsage
 
 router = APIRouter(prefix="/quotas", tags=["quotas"], dependencies=[StackGuard])
 UserId = Annotated[str, Path(min_length=1, max_length=256, description="The user (the token's subject)")]
-MAX_LIMIT = 1_000_000
-
-
-class QuotaChange(CamelModel):
-    """One user's own limits. A field left out or null keeps the stack's default; 0 means no limit."""
-
-    jobs_per_minute: int | None = Field(default=None, ge=0, le=MAX_LIMIT, description="Jobs this user may create per minute")
-    max_unfinished_jobs: int | None = Field(default=None, ge=0, le=MAX_LIMIT, description="Jobs of this user unfinished at once, over every queue")
-
-
-class UserQuota(CamelModel):
-    user_id: str
-    jobs_per_minute: int | None = Field(description="In force now; null: no limit")
-    max_unfinished_jobs: int | None = Field(description="In force now; null: no limit")
-    overridden: bool = Field(description="Whether this user has limits of their own (PUT); false: the stack's defaults")
-    created_this_minute: int
-    unfinished_jobs: int = Field(description="Counted since quotas were on: jobs created earlier hold no place")
 
 
 def _public(user_id: str, usage: QuotaUsage) -> UserQuota:

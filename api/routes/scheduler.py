@@ -14,11 +14,11 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from api.access import StackGuard
-from api.deps import CurrentUser, Jobs, Reports
+from api.deps import CurrentUser, Jobs, Reports, Schedules
 from api.envelope import Envelope, error_responses
 from api.models import Check, DelayedJobCreate, QueueHealthLine, SchedulerHealth, SchedulerMetrics, SchedulerStats
 from api.routes.health import uptime_seconds
-from api.routes.schedules import ScheduleName, Schedules
+from api.routes.schedules import ScheduleName
 from shared.adapters import counters, scheduler
 from shared.clock import iso
 from shared.errors import JobqError

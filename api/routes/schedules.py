@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from api.access import StackGuard
-from api.deps import CurrentUser, Cursors, job_service
+from api.deps import CurrentUser, Cursors, Schedules
 from api.envelope import Envelope, error_responses
 from shared.models import JobPublic
 from shared.schedules import (
@@ -17,18 +16,8 @@ from shared.schedules import (
     ScheduleCreate,
     SchedulePage,
     SchedulePatch,
-    ScheduleService,
-    ScheduleStore,
 )
 
-
-@lru_cache(maxsize=1)
-def schedule_service() -> ScheduleService:
-    jobs = job_service()
-    return ScheduleService(ScheduleStore(jobs.settings.table_name), jobs)
-
-
-Schedules = Annotated[ScheduleService, Depends(schedule_service)]
 ScheduleName = Annotated[str, Path(pattern=SCHEDULE_NAME_PATTERN, description="The schedule's name")]
 ERRORS = (401, 403, 404, 503)
 

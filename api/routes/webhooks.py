@@ -6,37 +6,17 @@ from functools import lru_cache
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from pydantic import Field
 
 from api.deps import CurrentUser, Jobs, SettingsDep
 from api.envelope import Envelope, error_responses
+from api.models import JobWebhooks, WebhookDelivery
 from api.routes.jobs import Owner
 from shared.adapters.webhooks import DynamoDeliveryLog
-from shared.models import JOB_ID_PATTERN, CamelModel, WebhookOptions
+from shared.models import JOB_ID_PATTERN
 
 router = APIRouter(prefix="/jobs", tags=["webhooks"])
 
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job's id")]
-
-
-class WebhookDelivery(CamelModel):
-    delivery_id: str
-    event: str
-    url: str
-    status: str = Field(description="pending, delivered, retrying (nextAttemptAt says when), failed (in the DLQ)")
-    attempts: int
-    created_at: str | None = None
-    last_attempt_at: str | None = None
-    next_attempt_at: str | None = None
-    delivered_at: str | None = None
-    http_status: int | None = None
-    error: str | None = None
-
-
-class JobWebhooks(CamelModel):
-    job_id: str
-    webhook: WebhookOptions | None = Field(description="The job's own options.webhook; null: its queue's default applies, if any")
-    deliveries: list[WebhookDelivery]
 
 
 @lru_cache(maxsize=4)

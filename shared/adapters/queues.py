@@ -229,12 +229,7 @@ _DEPTH = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"
 
 
 def depths(queue: QueueInfo) -> tuple[QueueDepth, int]:
-    """The queue's messages and its DLQ's depth, as SQS approximates them.
-
-    ``visible``: waiting to be received; ``in_flight``: received by a consumer (or a peek) and
-    not yet deleted; ``delayed``: sent with a delay that has not run out. The DLQ's depth is
-    its visible plus in-flight messages: a dead letter being peeked or redriven is still there.
-    """
+    """The queue's messages and its DLQ's depth, as SQS approximates them (what each count means: ``QueueDepth``)."""
     with aws_errors(f"SQS is unavailable for queue {queue.name}"):
         main = clients.client("sqs").get_queue_attributes(QueueUrl=queue.queue_url, AttributeNames=list(_DEPTH))["Attributes"]
     depth = QueueDepth(visible=int(main.get(_DEPTH[0], 0)), in_flight=int(main.get(_DEPTH[1], 0)), delayed=int(main.get(_DEPTH[2], 0)))
@@ -242,7 +237,7 @@ def depths(queue: QueueInfo) -> tuple[QueueDepth, int]:
 
 
 def dead_letter_depth(queue: QueueInfo) -> int:
-    """Messages in the queue's DLQ, visible or held by a reader (see ``depths``)."""
+    """Messages in the queue's DLQ (``dead_letters_in``)."""
     return dead_letters_in(queue.dlq_url, f"the dead-letter queue of {queue.name}")
 
 

@@ -108,12 +108,10 @@ def _forget_cached_clients() -> None:
     from api import access
 
     access.audit_log.cache_clear()
-    from api.routes import schedules as schedule_routes
-
-    schedule_routes.schedule_service.cache_clear()
+    deps.schedule_service.cache_clear()
     from functions import composition
 
-    composition.reset()  # the functions' services: worker, flows, schedules, maintenance, executions
+    composition.reset()  # the functions' services: worker, flows, schedules, health sweep, retention, executions
 
 
 @pytest.fixture

@@ -56,10 +56,9 @@ def with_scheduler(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Scheduling:
     monkeypatch.setenv("JOBQ_SCHEDULER_TARGET_ARN", TARGET_ARN)
     get_settings.cache_clear()
     from api import deps
-    from api.routes import schedules as schedule_routes
 
     deps.job_service.cache_clear()  # the API's services see the scheduler settings too
-    schedule_routes.schedule_service.cache_clear()
+    deps.schedule_service.cache_clear()
     settings = get_settings()
     stack.settings = settings
     jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), settings)

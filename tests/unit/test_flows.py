@@ -423,8 +423,7 @@ def test_retrying_a_failed_parent_runs_it_alone_with_its_processed_childrens_val
 
 
 def test_a_waiting_parent_shows_in_the_queue_counts_the_dashboard_totals_and_the_listing(stack: Stack) -> None:
-    from api.deps import job_service
-    from api.routes.schedules import schedule_service
+    from api.deps import job_service, schedule_service
     from shared.access import Identity
     from shared.dashboard import build_dashboard
     from shared.queue_admin import QueueService
