@@ -73,6 +73,14 @@ class LocalClock:
             self._installed = False
         self.offset_seconds = 0.0
 
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        self.offset_seconds += seconds
+
+    def set_offset(self, seconds: float) -> None:
+        self.offset_seconds = float(seconds)
+
 
 def use_clock_everywhere(clock: Callable[[], int] | None) -> None:
     """Every container's services built on ``clock`` (None: the wall clock again)."""
@@ -82,14 +90,6 @@ def use_clock_everywhere(clock: Callable[[], int] | None) -> None:
 
     for root in (functions.composition, functions.realtime.services, api.deps):
         root.use_clock(clock)
-
-    def advance(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("the clock only moves forward")
-        self.offset_seconds += seconds
-
-    def set_offset(self, seconds: float) -> None:
-        self.offset_seconds = float(seconds)
 
 
 def _iso_seconds(ms: int) -> str:
