@@ -17,7 +17,7 @@ from shared.adapters.job_repository import _job_key, _job_pk
 from shared.catalog import ProcessorCatalog
 from shared.clock import now_ms
 from shared.jobs import Identity, JobService
-from shared.models import JobCreate
+from shared.models import JobCreate, QueuePolicy
 from tests.unit.conftest import Stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,3 +58,23 @@ def test_a_progress_report_and_a_log_line_touch_no_index(stack: Stack, data_byte
         ExpressionAttributeValues={":pk": {"S": _job_pk("ann", job.job_id)}, ":log": {"S": "LOG#"}},
     )["Items"]
     assert table.write_cost(None, line) == {"table": 1}  # an item of its own, whatever the job's size
+
+
+def test_a_job_with_370_bytes_of_data_costs_one_unit_for_each_of_its_writes(stack: Stack) -> None:
+    """Create, claim and completion each bill the whole job item: with default options it stays within
+    1 KB (998 B when completed here; the default backoff, left out, would make it 1,032 B)."""
+    service = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
+    job, _ = service.create(JobCreate(queue="email-sending", type="send-email", data=data_of(370)), Identity("ann"))
+    table = jobs_table()
+    created = raw_job(stack, "ann", job.job_id)
+    claimed = stack.store.claim("ann", job.job_id, now=now_ms(), lease_ms=30_000, token="0123456789abcdef0123456789abcdef", max_history=25)
+    active = raw_job(stack, "ann", job.job_id)
+    done = stack.store.apply(
+        lifecycle.complete(claimed, token=claimed.lease_token, result={"ok": True}, processing_ms=120, now=now_ms(), policy=QueuePolicy())
+    )
+    completed = raw_job(stack, "ann", job.job_id)
+
+    assert done.backoff == job.backoff  # left out of the item at its default, read back the same
+    assert table.write_cost(None, created) == {"table": 1, "byOwner": 1, "byQueue": 1}
+    assert table.write_cost(created, active) == {"table": 1}
+    assert table.write_cost(active, completed) == {"table": 1, "byQueueState": 1}
