@@ -88,6 +88,7 @@ class Target:
     def __init__(self, *, echo: bool = False) -> None:
         self.echo = echo  # answer with the job's data, as tests/target_server.py's /ok does
         self.seen: set[str] = set()
+        self.first_seen: dict[str, float] = {}  # job id -> time.monotonic() of its first call
         self.calls = 0
         self.lock = threading.Lock()
         target = self
@@ -102,6 +103,7 @@ class Target:
                 job_id = str(job.get("jobId", ""))
                 with target.lock:
                     target.seen.add(job_id)
+                    target.first_seen.setdefault(job_id, time.monotonic())
                     target.calls += 1
                 answer = json.dumps({"echo": job.get("data")} if target.echo else {"ok": True}).encode()
                 self.send_response(200)
@@ -215,8 +217,10 @@ def run_workload(
         assert admin.post(f"/queues/{queue}/pause").status_code == 200
     with target.lock:
         target.seen.clear()
+        target.first_seen.clear()
         target.calls = 0
     body = {"queue": queue, "type": job_type, "data": _data_of(size)}
+    answered: dict[str, float] = {}  # job id -> time.monotonic() of its 201
     assert control.post("/_local/meter/reset").status_code == 200
     began = time.monotonic()
 
@@ -228,6 +232,7 @@ def run_workload(
                 if response.status_code != 201:
                     raise SystemExit(f"POST /jobs: {response.status_code} {response.text[:300]}")
                 ids.append(response.json()["data"]["jobId"])
+                answered[ids[-1]] = time.monotonic()
             return ids
 
     shares = [jobs // clients + (1 if i < jobs % clients else 0) for i in range(clients)]
@@ -242,6 +247,8 @@ def run_workload(
             raise SystemExit(f"the target saw {len(target.seen)} of {jobs} jobs")
         time.sleep(0.1)
     processed = time.monotonic() - began
+    # create -> start: from the API's 201 to the target's first call (meaningless with --backlog)
+    waits = sorted(target.first_seen[i] - answered[i] for i in ids if i in target.first_seen)
     snapshot = _settled(control)
     # Checked after the snapshot, so these reads are not the workload's cost.
     completed = _completed(admin, queue) - before_completed
@@ -249,7 +256,7 @@ def run_workload(
     status = sample.json()["data"]["status"] if sample.status_code == 200 else "?"
     return {
         "size": size, "jobs": jobs, "backlog": backlog, "answer": "with the data" if target.echo else '{"ok":true}', "clients": clients, "snapshot": snapshot, "created_s": created,
-        "processed_s": processed, "completed": completed, "status": status, "calls": target.calls,
+        "processed_s": processed, "start_waits": waits, "completed": completed, "status": status, "calls": target.calls,
         "item_bytes": max((t["bytes"] for t in snapshot["largestItem"] if t["table"] == "JobsTable"), default=None),
     }
 
@@ -267,6 +274,12 @@ def report(result: dict[str, Any], queue: str) -> float:
           + (", consumers paused while creating (a backlog)" if result["backlog"] else ""))
     print(f"   created in {result['created_s']:.1f} s, all at the target after {result['processed_s']:.1f} s; "
           f"completed counted {result['completed']}/{n}; target calls {result['calls']}; a sample job is {result['status']}")
+    waits = result["start_waits"]
+    if waits and not result["backlog"]:
+        def pct(q: float) -> float:
+            return waits[min(len(waits) - 1, int(q * len(waits)))]
+        print(f"   create -> start (the API's 201 to the target's call): median {pct(0.5) * 1000:.0f} ms, "
+              f"p95 {pct(0.95) * 1000:.0f} ms, max {waits[-1] * 1000:.0f} ms")
 
     billed: dict[tuple[str, str], float] = defaultdict(float)
     other: dict[tuple[str, str, str], float] = defaultdict(float)

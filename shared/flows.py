@@ -519,8 +519,10 @@ class FlowEvents:
 
     def apply(self, records: list[Mapping[str, Any]]) -> FlowOutcome:
         outcome = FlowOutcome()
-        outbox: dict[str, list[tuple[JobRef, int]]] = {}
-        routes: dict[JobRef, queues.Route] = {}
+        # The outbox first: a new job's start waits on nothing else this batch does (a flow step
+        # that fails makes Lambda retry the batch, and the retry sends these again: the claim runs
+        # a job once whatever its messages).
+        outcome.enqueued = self._send_outbox(records)
         for record in records:
             if not is_job_record(record):
                 continue
@@ -529,10 +531,6 @@ class FlowEvents:
             old: Mapping[str, Any] = change.get("OldImage") or {}
             event = record.get("eventName")
             before, after = attribute_text(old, "status"), attribute_text(new, "status")
-            if event == "INSERT" and _flag(new, "outbox") and after in (S.WAITING.value, S.DELAYED.value):
-                delay = int((new.get("delay") or {}).get("N") or 0)
-                outbox.setdefault(attribute_text(new, "queue") or "", []).append((_ref(new), -(-delay // 1000)))
-                routes[_ref(new)] = queues.Route(attribute_number(new, "priority") or 0, attribute_text(new, "group"), attribute_text(new, "exclusiveKey"))
             image = new or old
             if "parent" in image:
                 try:
@@ -563,13 +561,28 @@ class FlowEvents:
                 if self.flows.count_child(parent, child.job_id, state=IGNORED, pending=-1, failed=0, now=iso(self.clock()), remove=True):
                     outcome.counted += 1
                 outcome.parents_moved += int(self._settle(parent, child, link))
+        return outcome
+
+    def _send_outbox(self, records: list[Mapping[str, Any]]) -> int:
+        """Send the messages of the jobs inserted with ``outbox`` (SendMessageBatch); how many were sent."""
+        outbox: dict[str, list[tuple[JobRef, int]]] = {}
+        routes: dict[JobRef, queues.Route] = {}
+        for record in records:
+            new: Mapping[str, Any] = (record.get("dynamodb") or {}).get("NewImage") or {}
+            if not is_job_record(record) or record.get("eventName") != "INSERT" or not _flag(new, "outbox"):
+                continue
+            if attribute_text(new, "status") in (S.WAITING.value, S.DELAYED.value):
+                delay = int((new.get("delay") or {}).get("N") or 0)
+                outbox.setdefault(attribute_text(new, "queue") or "", []).append((_ref(new), -(-delay // 1000)))
+                routes[_ref(new)] = queues.Route(attribute_number(new, "priority") or 0, attribute_text(new, "group"), attribute_text(new, "exclusiveKey"))
+        sent = 0
         for name, jobs in outbox.items():
             queue = queues.directory().get(name)
             unsent = queues.send_jobs(queue, jobs, routes)
             if unsent:
-                raise Unavailable(f"{len(unsent)} follow-up jobs could not be enqueued on {name}; the batch is retried")
-            outcome.enqueued += len(jobs)
-        return outcome
+                raise Unavailable(f"{len(unsent)} new jobs could not be enqueued on {name}; the batch is retried")
+            sent += len(jobs)
+        return sent
 
     def _child_ended(self, parent: JobRef, child: JobRef, link: ParentLink, status: str, error: str | None) -> bool:
         now = iso(self.clock())

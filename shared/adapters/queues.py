@@ -193,13 +193,17 @@ def send_job(queue: QueueInfo, ref: JobRef, *, delay_seconds: int = 0, route: Ro
 
 
 def send_jobs(queue: QueueInfo, jobs: list[tuple[JobRef, int]], routes: dict[JobRef, Route] | None = None) -> set[JobRef]:
-    """Enqueue many ``(job, delay_seconds)``, 10 to a SendMessageBatch; returns the jobs not sent."""
+    """Enqueue many ``(job, delay_seconds)``, 10 to a SendMessageBatch; returns the jobs not sent.
+
+    Entries SQS reports failed on its side (``SenderFault`` false: throttled, internal) are sent
+    again, alone, up to ``_BATCH_RESENDS`` times, so a partly failed batch costs its caller no
+    retry of the entries already sent (a caller that retries the lot would send those twice)."""
     routes = routes or {}
     failed: set[JobRef] = set()
     sqs = clients.client("sqs")
     for start in range(0, len(jobs), 10):
         chunk = jobs[start : start + 10]
-        entries = [
+        entries: list[dict[str, Any]] = [
             {
                 "Id": str(i),
                 "MessageBody": message_body(ref, queue.name, routes.get(ref)),
@@ -208,13 +212,24 @@ def send_jobs(queue: QueueInfo, jobs: list[tuple[JobRef, int]], routes: dict[Job
             }
             for i, (ref, delay) in enumerate(chunk)
         ]
-        try:
-            out = sqs.send_message_batch(QueueUrl=queue.queue_url, Entries=entries)
-        except AWS_ERRORS:
-            failed.update(ref for ref, _ in chunk)
-            continue
-        failed.update(chunk[int(entry["Id"])][0] for entry in out.get("Failed", []))
+        for attempt in range(_BATCH_RESENDS + 1):
+            try:
+                out = sqs.send_message_batch(QueueUrl=queue.queue_url, Entries=entries)
+            except AWS_ERRORS:
+                break  # botocore has retried the call itself: the entries left are not sent
+            refused = out.get("Failed") or []
+            again = {entry["Id"] for entry in refused if not entry.get("SenderFault")}
+            failed.update(chunk[int(entry["Id"])][0] for entry in refused if entry.get("SenderFault"))
+            entries = [entry for entry in entries if entry["Id"] in again]
+            if not entries:
+                break
+            if attempt < _BATCH_RESENDS:
+                time.sleep(0.05 * 2**attempt)
+        failed.update(chunk[int(entry["Id"])][0] for entry in entries)
     return failed
+
+
+_BATCH_RESENDS = 3
 
 
 def send_to_dead_letters(queue: QueueInfo, body: str, *, reason: str, attributes: dict[str, Any] | None = None) -> None:
