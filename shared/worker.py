@@ -16,16 +16,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared import backoff, flow_control, lifecycle, strict_json
 from shared.adapters import policies, queues
-from shared.adapters.flows import FlowStore
 from shared.adapters.limits import DynamoLimits
 from shared.adapters.sqs import SqsJobMessages
 from shared.clock import now_ms, parse_iso
 from shared.errors import Conflict, PermanentJobError, Unavailable
-from shared.flows import FollowUps, JobPlanner, children_values, follow_up_actions, jobs_of_body
 from shared.lifecycle import AttemptOutcome, Change, Guard
 from shared.models import AttemptUsage, Job, JobRef, QueueInfo, QueuePolicy, json_size
 from shared.observability import logger
@@ -34,6 +32,9 @@ from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
 from shared.transitions import DeliveryRef, Transitions
 from shared.usage import attempt_usage
+
+if TYPE_CHECKING:
+    from shared.flows import FollowUps  # imported when a processor adds jobs: flows are not every job's cold start
 
 Processor = Callable[["JobContext"], Any]
 ProcessorResolver = Callable[[QueueInfo, Job], Processor]
@@ -139,7 +140,7 @@ class JobContext:
         clock: Callable[[], int],
         log_ttl_s: int = 30 * 86400,
         *,
-        follow_ups: FollowUps | None = None,
+        follow_ups: Callable[[], FollowUps] | None = None,
         timeout_ms: int | None = None,
         settings: Settings,
     ) -> None:
@@ -149,7 +150,8 @@ class JobContext:
         self._store = store
         self._token = token
         self._clock = clock
-        self._follow_ups = follow_ups
+        self._make_follow_ups = follow_ups  # built when the processor first adds a job (flows load only then)
+        self.follow_ups: FollowUps | None = None
         self._timeout_ms = timeout_ms
         self._deadline_ms = clock() + timeout_ms if timeout_ms is not None else None
         self._deadline_mono = time.monotonic() + timeout_ms / 1000 if timeout_ms is not None else None
@@ -194,12 +196,17 @@ class JobContext:
 
     def children_values(self) -> dict[str, Any]:
         """The results of this job's finished children, by child job id (empty before it had any)."""
+        from shared.adapters.flows import FlowStore
+        from shared.flows import children_values
+
         return children_values(FlowStore(self._store.table_name), self._store, JobRef.of(self.snapshot))
 
     def _adding(self) -> FollowUps:
-        if self._follow_ups is None:
-            raise PermanentJobError("this processor runs without a way to add jobs")
-        return self._follow_ups
+        if self.follow_ups is None:
+            if self._make_follow_ups is None:
+                raise PermanentJobError("this processor runs without a way to add jobs")
+            self.follow_ups = self._make_follow_ups()
+        return self.follow_ups
 
     @property
     def token(self) -> str:
@@ -539,8 +546,12 @@ class Worker:
         return box["result"]
 
     def _run(self, job: Job, token: str, delivery: Delivery, deadline: float) -> Outcome:
-        adding = FollowUps(JobPlanner(queues.directory(), self.accepts), job, self.clock)
-        context = JobContext(job, self.store, token, self.clock, self.settings.log_ttl_days * 86400, follow_ups=adding, timeout_ms=job.timeout, settings=self.settings)
+        def follow_ups() -> FollowUps:
+            from shared.flows import FollowUps, JobPlanner
+
+            return FollowUps(JobPlanner(queues.directory(), self.accepts), job, self.clock)
+
+        context = JobContext(job, self.store, token, self.clock, self.settings.log_ttl_days * 86400, follow_ups=follow_ups, timeout_ms=job.timeout, settings=self.settings)
         started = time.monotonic()
 
         def took() -> int:
@@ -570,8 +581,9 @@ class Worker:
         problem = _result_problem(result, self.settings.max_result_bytes)
         if problem:
             return self._end(context, delivery, Ending("fail", job.attempts, error=problem, processing_ms=took()), deadline)
-        added = adding.as_body() or None
-        if adding.children:
+        adding = context.follow_ups  # None: the processor added nothing
+        added = (adding.as_body() or None) if adding is not None else None
+        if adding is not None and adding.children:
             return self._end(context, delivery, Ending("await_children", job.attempts, processing_ms=took(), follow_ups=added), deadline)
         return self._end(context, delivery, Ending("complete", job.attempts, result=result, processing_ms=took(), follow_ups=added), deadline)
 
@@ -698,6 +710,9 @@ class Worker:
         """The follow-ups' writes that go in the ending's transaction (only a success has any)."""
         if not ending.follow_ups or ending.operation not in ("complete", "await_children"):
             return None
+        from shared.adapters.flows import FlowStore
+        from shared.flows import follow_up_actions, jobs_of_body
+
         return follow_up_actions(FlowStore(self.store.table_name), job, jobs_of_body(ending.follow_ups))
 
     def _policy(self, job: Job) -> QueuePolicy:
