@@ -62,46 +62,6 @@ def test_cold_starts_build_no_model_validators_but_the_settings() -> None:
         assert set(filter(None, out.stdout.strip().split(","))) <= {"shared.settings.Settings", "api.envelope.Envelope"}, module
 
 
-# FastAPI asks of every parameter and response whether it is a pydantic v1 model by importing
-# pydantic.v1 (about 13 ms of CPU at the API's cold start); api/fastapi_v1_check.py answers without it.
-_API_REQUEST = """
-import json, sys
-import api.main
-event = json.load(open("events/api-get-job.json"))
-event["requestContext"].pop("authorizer", None)
-class Context:
-    function_name, memory_limit_in_mb, aws_request_id = "jobq-api", 256, "req-1"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:jobq-api"
-response = api.main.handler(event, Context())
-print(response["statusCode"], "pydantic.v1" in sys.modules)
-"""
-
-
-def test_the_api_starts_and_answers_without_importing_pydantic_v1() -> None:
-    out = subprocess.run([sys.executable, "-c", _API_REQUEST], cwd=ROOT, capture_output=True, text=True, check=False,
-                         env={**os.environ, "POWERTOOLS_TRACE_DISABLED": "true"})
-    assert out.stdout.split()[-2:] == ["401", "False"], out.stdout + out.stderr[-2000:]
-
-
-def test_a_route_with_a_pydantic_v1_model_is_still_refused() -> None:
-    import warnings
-
-    from fastapi import APIRouter
-    from fastapi.exceptions import PydanticV1NotSupportedError
-
-    import api  # noqa: F401  # installs the check
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from pydantic import v1
-
-    class Legacy(v1.BaseModel):
-        name: str
-
-    with pytest.raises(PydanticV1NotSupportedError):
-        APIRouter().get("/legacy", response_model=Legacy)(lambda: None)
-
-
 def test_the_template_passes_sam_validate_lint() -> None:
     sam = shutil.which("sam", path=str(Path(sys.executable).parent)) or shutil.which("sam")
     assert sam, "aws-sam-cli is a dev requirement (requirements-dev.txt)"
