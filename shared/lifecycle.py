@@ -27,8 +27,10 @@ its effects; nothing else writes a status.
                                              children
     await_execution active                   active      - (stays open)        -           log (lease covers the execution)
     children_done  waiting-children          waiting     -                     -           wake now, log
-    fail_for_child waiting-children          failed      -                     stamped     metric, log (no DLQ copy: it
-                                                                                           has no message to redrive)
+    fail_for_child waiting-children          failed      -                     stamped     log (no DLQ copy: the failed
+                                                                                           child's copy revives it when
+                                                                                           redriven; no JobsFailed: the
+                                                                                           child's failure was counted)
     resume_for_child failed (by a child)     waiting-    -                     cleared     log
                                              children
 
@@ -483,7 +485,8 @@ def fail_for_child(job: Job, *, child_id: str, child_error: str | None, now: int
         sets={"error": error, "failed_at": iso(now), "updated_at": iso(now)},
         guard=Guard.STATUS,
         expires_at=_expiry(job, policy, S.FAILED, now),
-        effects=(Metric("JobsFailed"), Log("error", "job failed: a child failed")),
+        # No JobsFailed (nor a bucket's ``failed``, shared/stats.py): the child's failure was counted once.
+        effects=(Log("error", "job failed: a child failed"),),
     )
 
 

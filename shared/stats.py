@@ -21,7 +21,10 @@ What a stream record of a job item means:
     INSERT          +1 on its status and on total; ``created`` in the bucket of its createdAt
     MODIFY a -> b   -1 on a, +1 on b (a == b, e.g. a progress report: nothing); on b = completed,
                     failed, cancelled, stalled: that count (and the processing time) in the bucket of
-                    its completedAt / failedAt / cancelledAt / updatedAt; active -> delayed: ``retried``
+                    its completedAt / failedAt / cancelledAt / updatedAt; active -> delayed: ``retried``;
+                    waiting-children -> failed (a flow parent failed by its child, without running)
+                    moves the counts but is no ``failed`` in the bucket: the child's failure was
+                    counted, and one fault is one failure in the failure rate, whatever the tree's depth
     REMOVE          -1 on its status and on total (a clean, a TTL expiry)
 
 The same -1/+1 goes to ``<band>.<status>`` for waiting, delayed and active (the band of the
@@ -232,6 +235,8 @@ def _by_priority(delta: QueueDelta, image: Mapping[str, Any], status: str, amoun
 
 
 def _finished(delta: QueueDelta, before: str, after: str, new: Mapping[str, Any]) -> None:
+    if before == JobStatus.WAITING_CHILDREN.value and after == JobStatus.FAILED.value:
+        return  # fail_for_child: a consequence of the child's failure (counted), not an attempt of its own
     if after in _FINISHED_AT:
         at = attribute_time(new, _FINISHED_AT[after], "updatedAt")
         if at is None:

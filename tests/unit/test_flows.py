@@ -440,3 +440,55 @@ def test_a_waiting_parent_shows_in_the_queue_counts_the_dashboard_totals_and_the
     assert queue["data"]["liveStats"]["waiting-children"] == 1
     assert board["totals"]["waiting-children"] == 1  # GET /dashboard's data (the page's route shadows it: it is served at /dashboard)
     assert [j["jobId"] for j in listing["data"]["jobs"]] == ["waits"]
+
+
+def test_a_parent_failed_by_its_child_is_a_failed_job_but_not_a_second_failure_in_the_metric_buckets(stack: Stack) -> None:
+    """One fault, one failure in the failure rate: the buckets count the child's failed attempt, not the parent it fails.
+
+    The listing and the counters show both jobs failed; the stream batch that fails the parent, delivered
+    again (a retried batch), changes nothing.
+    """
+    from functions.events.handler import handler as events
+    from tests.unit.api_events import admin
+
+    feed = StreamFeed(stack.table_name)
+    BEHAVIOUR["fail"] = _fails
+    _, out = call("POST", "/flows", node(A, 0, node(A, 1, data={"do": "fail"})))
+    root = out["data"]["flowId"]
+    for _ in range(10):
+        drain(stack, feed, rounds=1, queues=(A,))
+        if status(stack, root) == "failed":
+            break
+    assert status(stack, f"{root}:0") == "failed" and status(stack, root) == "failed"
+    batch = feed.next_event()  # the parent's waiting-children -> failed, and what followed it
+    assert batch["Records"], "the parent's failure is on the stream"
+    events(batch, FakeLambdaContext())
+    events(batch, FakeLambdaContext())  # redelivered
+    _, queue = call("GET", f"/queues/{A}", claims=admin())
+    _, metrics = call("GET", f"/queues/{A}/metrics?hours=1", claims=admin())
+    assert queue["data"]["liveStats"]["failed"] == 2
+    assert metrics["data"]["totals"]["failed"] == 1
+
+
+def test_a_redrive_of_all_dead_letters_revives_a_parent_failed_by_its_child_through_the_childs_copy(stack: Stack) -> None:
+    """The DLQ holds the failed child's copy only; redriving it puts the parent back to waiting for it, so it
+    runs after its child (a copy of the parent would have run it alone, before its child's new attempt)."""
+    from tests.unit.api_events import admin
+
+    feed = StreamFeed(stack.table_name)
+    BEHAVIOUR["fail"] = _fails
+    _, out = call("POST", "/flows", node(A, 0, node(A, 1, data={"do": "fail"})))
+    root = out["data"]["flowId"]
+    drain(stack, feed, queues=(A,))
+    assert status(stack, root) == "failed"
+    _, letters = call("GET", f"/queues/{A}/dead-letters?limit=10", claims=admin())
+    assert [d["jobId"] for d in letters["data"]["deadLetters"]] == [f"{root}:0"]
+
+    BEHAVIOUR.pop("fail")  # fixed: it succeeds now
+    code, redrive = call("POST", f"/queues/{A}/dead-letters/redrive", {}, claims=admin())
+    assert code == 200 and redrive["data"]["redriven"] == [f"{root}:0"]
+    drain(stack, feed, queues=(A,))
+    child, parent = stack.store.get("alice", f"{root}:0"), stack.store.get("alice", root)
+    assert child is not None and parent is not None
+    assert (child.status, parent.status) == (JobStatus.COMPLETED, JobStatus.COMPLETED)
+    assert parent.history[-1].started_at >= child.history[-1].ended_at  # type: ignore[operator]
