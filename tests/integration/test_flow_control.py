@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from shared.clock import parse_iso
-from tests.integration.conftest import LocalStackProcess, wait_for_status
+from tests.integration.conftest import POLICY_CACHE_SECONDS, LocalStackProcess, wait_for_status
 from tests.target_server import TargetServer
 
 QUEUE = "email-sending"
@@ -47,7 +47,7 @@ def test_a_rate_limit_set_at_runtime_is_never_exceeded_by_the_running_consumers(
 ) -> None:
     register(admin, "limited", f"{target.url}/ok")
     assert admin.patch(f"/queues/{QUEUE}", json={"rateLimit": {"max": 2, "duration": 2000}}).status_code == 200
-    time.sleep(5.5)  # the consumers' policy cache (JOBQ_POLICY_CACHE_SECONDS, 5)
+    time.sleep(POLICY_CACHE_SECONDS + 0.5)  # the consumers' policy cache (JOBQ_POLICY_CACHE_SECONDS)
 
     job_ids = [create(flow, "limited") for _ in range(8)]
     jobs = [wait_for_status(flow, job_id, {"completed"}, timeout=60) for job_id in job_ids]
@@ -93,7 +93,7 @@ def test_a_keys_active_jobs_never_exceed_its_max_active_while_other_keys_run_bes
     register(admin, "per-key", f"{target.url}/slow/0.4")
     response = admin.patch(f"/queues/{QUEUE}", json={"groups": {"maxActive": 2, "overrides": {"tiny": {"maxActive": 1}}}})
     assert response.status_code == 200, response.text
-    time.sleep(5.5)  # the consumers' policy cache
+    time.sleep(POLICY_CACHE_SECONDS + 0.5)  # the consumers' policy cache
 
     acme = [create(flow, "per-key", group="acme") for _ in range(8)]
     tiny = [create(flow, "per-key", group="tiny") for _ in range(4)]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shared.webhooks import verify
-from tests.integration.conftest import STACK_NAME, LocalStackProcess, wait_for_status
+from tests.integration.conftest import POLICY_CACHE_SECONDS, STACK_NAME, LocalStackProcess, wait_for_status
 from tests.integration.local_control import aws
 from tests.webhook_receiver import WebhookReceiver
 
@@ -95,7 +95,7 @@ def test_a_queues_default_webhook_applies_to_jobs_without_their_own(local_stack:
         assert patched.status_code == 200, patched.text
         assert patched.json()["data"]["webhook"]["events"] == ["job:active", "job:completed"]
         try:
-            time.sleep(5.5)  # the policy cache (JOBQ_POLICY_CACHE_SECONDS) of the stream consumer
+            time.sleep(POLICY_CACHE_SECONDS + 0.5)  # the policy cache (JOBQ_POLICY_CACHE_SECONDS) of the stream consumer
             body = {"queue": "report-generation", "type": "generate-report", "data": {"reportType": "daily", "rows": [{"a": 1}]}}
             job_id = api.post("/jobs", json=body).json()["data"]["jobId"]
             wait_for_status(api, job_id, {"completed"})
