@@ -76,7 +76,7 @@ class BatchClock:
     """Wraps the queue's consumer handler behind its emulated event source mapping: how long each batch ran."""
 
     def __init__(self, stack: LocalStack) -> None:
-        [self.mapping] = [stack.mappings[name] for name in stack.mappings if name.endswith(f"-{QUEUE}")]
+        self.mapping = stack.mappings[QUEUE]
         self.batches: list[tuple[float, float, int, bool]] = []  # (start, end, records, has a critical record) in monotonic s
         handler = self.mapping.handler
 
@@ -249,7 +249,10 @@ def priorities(bench: Bench, backlog: int, work_s: float) -> None:
     assert bench.admin.post(f"/queues/{QUEUE}/pause").status_code == 200
     bench.create(tenant, "work", backlog, label="low backlog", priority="low")
     assert bench.admin.post(f"/queues/{QUEUE}/resume").status_code == 200
-    time.sleep(max(5.0, 2 * batch_size * work_s))  # every consumer busy with low jobs
+    resumed = time.monotonic()
+    # Every consumer busy with low jobs, and each through a batch already (what "one low batch" is measured from).
+    while len(bench.batch_clock.low_batches(resumed, time.monotonic())) < concurrency and time.monotonic() < resumed + 180:
+        time.sleep(1)
     rows = []
     for _ in range(3):
         sent = time.monotonic()
