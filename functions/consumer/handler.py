@@ -56,14 +56,14 @@ def _highest_priority_first(records: list[dict[str, Any]]) -> list[dict[str, Any
     """The batch's records, highest ``priority`` first (its message carries it when not 0), else in
     the order received. A critical job received behind nine low ones runs first, so it waits only
     for a consumer to come free (at most one in-flight batch), not also for its place in the batch."""
-    return sorted(records, key=lambda record: -_peek_priority(str(record.get("body", ""))))
+    return sorted(records, key=lambda record: -_peek_priority(record))
 
 
-def _peek_priority(body: str) -> int:
+def _peek_priority(record: Any) -> int:
     try:
-        payload = json.loads(body)
-    except ValueError:
-        return 0
+        payload = json.loads(record["body"])
+    except (ValueError, TypeError, KeyError):
+        return 0  # not a job message: it fails in its turn, as before
     return queues.priority_of_body(payload) if isinstance(payload, dict) else 0
 
 
