@@ -642,6 +642,17 @@ def test_a_critical_job_is_served_ahead_of_its_own_tenants_backlog_of_low_jobs(s
     assert groups == {"alice", "alice#critical"}
 
 
+def test_low_jobs_keep_their_share_of_receives_beside_a_flood_of_critical_ones(stack: Stack, target: TargetServer) -> None:
+    moto_fixes.apply()  # the local stack's SQS: fair across message groups
+    add_jobs(stack, target, "/ok", 20, priority="low")
+    add_jobs(stack, target, "/ok", 20, priority="critical")
+
+    first_batch = stack.receive(QUEUE, max_messages=10)
+
+    groups = Counter(m["Attributes"]["MessageGroupId"] for m in first_batch)
+    assert groups == {"alice": 5, "alice#critical": 5}  # one share per group: the low group is not starved
+
+
 def test_a_critical_job_received_behind_low_ones_in_its_batch_starts_first(stack: Stack, target: TargetServer) -> None:
     low = add_jobs(stack, target, "/ok", 9, priority="low")
     [critical] = add_jobs(stack, target, "/ok", 1, priority="critical")
