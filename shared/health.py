@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
@@ -48,6 +49,7 @@ from shared.errors import Conflict, JobqError
 from shared.models import Job, JobRef, QueueInfo, QueuePolicy
 from shared.observability import NAMESPACE, logger
 from shared.ports import CounterStore, JobRepository, ReportStore
+from shared.priority import priority_band
 from shared.report_models import HealthRun, HealthStatus, QueueHealth, Recount, Recovery, worst
 from shared.settings import Settings
 from shared.status import JobStatus
@@ -142,6 +144,27 @@ def oldest_waiting_age(store: JobRepository, queue: QueueInfo, now: int, *, scan
     return max((max(0, now - parse_iso(j.updated_at)) for j in jobs), default=None)
 
 
+def recounted(store: JobStore, queue_name: str) -> dict[str, int]:
+    """What a queue's ``STATS`` item should hold, from Queries: per status, ``total``, and per priority
+    band ``<band>.waiting/delayed/active``. No index keys waiting and active jobs: one pass over the
+    queue's entries reads them all (the queue's size in read units) and counts those two statuses and
+    the bands; the other statuses are COUNT Queries of their index."""
+    unfinished: Counter[str] = Counter()
+    cursor: str | None = None
+    while True:
+        jobs, cursor = store.page_by_queue(queue_name, None, limit=100, cursor=cursor, scan_entries=100)
+        for job in jobs:
+            unfinished[job.status.value] += 1
+            if job.status.value in stats.PRIORITY_STATUSES:
+                unfinished[f"{priority_band(job.priority)}.{job.status.value}"] += 1
+        if cursor is None:
+            break
+    scanned = (JobStatus.WAITING, JobStatus.ACTIVE)
+    counted = {s.value: unfinished[s.value] if s in scanned else store.count_by_queue(queue_name, s) for s in JobStatus}
+    counted["total"] = sum(counted.values())
+    return counted | {name: unfinished[name] for name in stats.PRIORITY_COUNT_NAMES}
+
+
 # ---- the runs ---------------------------------------------------------------------------------------------
 class HealthSweep:
     """What the HealthFunction runs: per queue, recovery of stalled and orphaned jobs, a recount when due, its health."""
@@ -226,10 +249,7 @@ class HealthSweep:
         due = force or previous is None or bool(previous.drift) or now - previous.checked_at_ms >= self.settings.recount_interval_seconds * 1000
         if not due:
             return None
-        counted = {
-            status.value: self.store.count_by_queue(queue.name, status) for status in JobStatus
-        }
-        counted["total"] = sum(counted.values())
+        counted = recounted(self.store, queue.name)
         stored = self.counters.read_raw_counts(queue.name)
         drift = {name: counted[name] - stored.get(name, 0) for name in counted if counted[name] != stored.get(name, 0)}
         corrected: dict[str, int] = {}

@@ -1,7 +1,7 @@
 """The consumer Lambda: one SQS batch in, a partial batch response out.
 
-Each record is one ``Worker.handle`` call; the records that raised are reported as
-``batchItemFailures`` so only they come back.
+Each record is one ``Worker.handle`` call, highest priority first; the records that raised are
+reported as ``batchItemFailures`` so only they come back.
 """
 
 from __future__ import annotations
@@ -52,6 +52,21 @@ def _record_handler(record: dict[str, Any], context: LambdaContext | None, batch
         composition.worker().handle(delivery, remaining_ms=remaining)
 
 
+def _highest_priority_first(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The batch's records, highest ``priority`` first (its message carries it when not 0), else in
+    the order received. A critical job received behind nine low ones runs first, so it waits only
+    for a consumer to come free (at most one in-flight batch), not also for its place in the batch."""
+    return sorted(records, key=lambda record: -_peek_priority(record))
+
+
+def _peek_priority(record: Any) -> int:
+    try:
+        payload = json.loads(record["body"])
+    except (ValueError, TypeError, KeyError):
+        return 0  # not a job message: it fails in its turn, as before
+    return queues.priority_of_body(payload) if isinstance(payload, dict) else 0
+
+
 def _peek_job_id(body: str) -> str:
     try:
         return str(json.loads(body).get("jobId", ""))
@@ -69,10 +84,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """
     failures: list[dict[str, str]] = []
     started = time.monotonic()
+    records = event.get("Records", [])
     try:
-        for record in event.get("Records", []):
+        for record in _highest_priority_first(records):
             try:
-                _record_handler(record, context, len(event.get("Records", [])))
+                _record_handler(record, context, len(records))
             except RetryLater:
                 failures.append({"itemIdentifier": record["messageId"]})
             except Exception:

@@ -301,7 +301,7 @@ def read_stats(queue_name: str) -> QueueStats:
 
 
 def read_raw_counts(queue_name: str) -> dict[str, int]:
-    """The counters as stored, below zero included (what a recount compares with)."""
+    """The counters as stored, below zero included (what a recount compares with), the counts per priority band too."""
     try:
         out = clients.client("dynamodb").get_item(
             TableName=_table(), Key={"pk": {"S": f"QUEUE#{queue_name}"}, "sk": {"S": STATS_SK}}, ConsistentRead=True
@@ -309,12 +309,12 @@ def read_raw_counts(queue_name: str) -> dict[str, int]:
     except AWS_ERRORS as err:
         raise domain_error(err, "DynamoDB (queue counters)") from err
     item = out.get("Item") or {}
-    return {name: attribute_number(item, name) or 0 for name in COUNT_NAMES}
+    return {name: attribute_number(item, name) or 0 for name in COUNT_NAMES + PRIORITY_COUNT_NAMES}
 
 
 def correct_counts(queue_name: str, drift: Mapping[str, int]) -> None:
     """Add ``drift`` (counted minus stored) to the counters: an ADD, so stream batches applied meanwhile stay counted."""
-    changes = {name: amount for name, amount in drift.items() if amount and name in COUNT_NAMES}
+    changes = {name: amount for name, amount in drift.items() if amount and (name in COUNT_NAMES or name in PRIORITY_COUNT_NAMES)}
     if not changes:
         return
     names = {f"#c{i}": name for i, name in enumerate(changes)}

@@ -642,6 +642,31 @@ def test_a_critical_job_is_served_ahead_of_its_own_tenants_backlog_of_low_jobs(s
     assert groups == {"alice", "alice#critical"}
 
 
+def test_low_jobs_keep_their_share_of_receives_beside_a_flood_of_critical_ones(stack: Stack, target: TargetServer) -> None:
+    moto_fixes.apply()  # the local stack's SQS: fair across message groups
+    add_jobs(stack, target, "/ok", 20, priority="low")
+    add_jobs(stack, target, "/ok", 20, priority="critical")
+
+    first_batch = stack.receive(QUEUE, max_messages=10)
+
+    groups = Counter(m["Attributes"]["MessageGroupId"] for m in first_batch)
+    assert groups == {"alice": 5, "alice#critical": 5}  # one share per group: the low group is not starved
+
+
+def test_a_critical_job_received_behind_low_ones_in_its_batch_starts_first(stack: Stack, target: TargetServer) -> None:
+    low = add_jobs(stack, target, "/ok", 9, priority="low")
+    [critical] = add_jobs(stack, target, "/ok", 1, priority="critical")
+    batch = stack.receive(QUEUE, max_messages=10)
+    batch.sort(key=lambda m: critical in m["Body"])  # the critical job last, as SQS may hand it out
+    assert len(batch) == 10 and critical in batch[-1]["Body"]
+
+    assert handler(sqs_event(stack, QUEUE, batch), FakeLambdaContext()) == {"batchItemFailures": []}
+
+    started = {job_id: parse_iso(stack.store.require("alice", job_id).started_at or "") for job_id in [critical, *low]}
+    assert started[critical] < min(started[job_id] for job_id in low)
+    assert sorted(started[job_id] for job_id in low) == [started[job_id] for job_id in low]  # the others in the order received
+
+
 def test_a_resume_is_not_undone_by_a_health_sweep_holding_the_pause_in_its_cache(stack: Stack, mappings: MappingRegistry) -> None:  # noqa: F811
     from shared.adapters import policies
     from shared.health import _restore_consumer

@@ -61,7 +61,7 @@ def test_a_stream_batch_redelivered_with_different_contents_leaves_counters_and_
 
     recount = sweep.check_health().queues[QUEUE].recount
     assert recount is not None and recount.drift == {}
-    assert counters.read_counts(QUEUE) == recount.counted
+    assert counters.read_raw_counts(QUEUE) == recount.counted
     assert (recount.counted["completed"], recount.counted["cancelled"], recount.counted["total"]) == (3, 1, 4)
     stored = [stack.store.get("alice", job_id) for job_id in ids]
     since = min(parse_iso(job.created_at) for job in stored) - 3_600_000
@@ -110,13 +110,38 @@ def test_counters_lost_with_a_discarded_stream_batch_are_corrected_by_the_second
     assert counters.read_counts(QUEUE)["waiting"] == 1
 
     first = sweep.check_health().queues[QUEUE].recount
-    assert first is not None and first.drift == {"waiting": 2, "total": 2} and first.corrected == {}
+    assert first is not None and first.drift == {"waiting": 2, "total": 2, "normal.waiting": 2} and first.corrected == {}
     second = sweep.check_health().queues[QUEUE].recount
 
-    assert second is not None and second.corrected == {"waiting": 2, "total": 2}
+    assert second is not None and second.corrected == {"waiting": 2, "total": 2, "normal.waiting": 2}
     counts = counters.read_counts(QUEUE)
     assert (counts["waiting"], counts["total"]) == (3, 3)
     assert sweep.check_health().queues[QUEUE].recount is None  # next one at the interval
+
+
+def test_counts_per_priority_that_drifted_are_rewritten_by_the_recount(stack: Stack, sweep: HealthSweep) -> None:
+    feed = StreamFeed(stack.table_name)
+    for priority in (10, -5, -5, 0):
+        put_job(stack, JobStatus.WAITING, priority=priority)
+    feed.deliver()
+    assert counters.read_stats(QUEUE).by_priority["critical"]["waiting"] == 1
+    # What a batch counted against the wrong bands would leave: the status counts right, the bands not.
+    clients.client("dynamodb").update_item(
+        TableName=stack.table_name,
+        Key={"pk": {"S": f"QUEUE#{QUEUE}"}, "sk": {"S": stats.STATS_SK}},
+        UpdateExpression="ADD #c :three, #l :minus_one",
+        ExpressionAttributeNames={"#c": "critical.waiting", "#l": "low.waiting"},
+        ExpressionAttributeValues={":three": {"N": "3"}, ":minus_one": {"N": "-1"}},
+    )
+
+    first = sweep.check_health().queues[QUEUE].recount
+    assert first is not None and first.drift == {"critical.waiting": -3, "low.waiting": 1} and first.corrected == {}
+    second = sweep.check_health().queues[QUEUE].recount
+
+    assert second is not None and second.corrected == {"critical.waiting": -3, "low.waiting": 1}
+    by_priority = counters.read_stats(QUEUE).by_priority
+    assert {band: counts["waiting"] for band, counts in by_priority.items()} == {"critical": 1, "high": 0, "normal": 1, "low": 2, "bulk": 0}
+    assert counters.read_counts(QUEUE)["waiting"] == 4
 
 
 def test_a_difference_the_stream_has_not_caught_up_with_is_not_corrected(stack: Stack, sweep: HealthSweep) -> None:
@@ -126,7 +151,7 @@ def test_a_difference_the_stream_has_not_caught_up_with_is_not_corrected(stack: 
     put_job(stack, JobStatus.WAITING)  # its stream record is not applied before the first recount
 
     first = sweep.check_health().queues["email-sending"].recount
-    assert first is not None and first.drift == {"waiting": 1, "total": 1}
+    assert first is not None and first.drift == {"waiting": 1, "total": 1, "normal.waiting": 1}
     feed.deliver()
     second = sweep.check_health().queues["email-sending"].recount
 
