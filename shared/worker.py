@@ -400,7 +400,8 @@ class Worker:
                 return admitted
             admission = admitted
             try:  # the plain case, one write and no read: a waiting (or due) job with attempts left
-                claimed = self.store.claim(ref.user_id, ref.job_id, now=self.clock(), lease_ms=lease_ms, token=token, max_history=lifecycle.MAX_HISTORY)
+                # startedAt is the instant the rate window was charged, so a job's start always falls in the window it counted in.
+                claimed = self.store.claim(ref.user_id, ref.job_id, now=now, lease_ms=lease_ms, token=token, max_history=lifecycle.MAX_HISTORY)
                 return claimed, token, admission.slots
             except Conflict as refused:  # the failed condition returned the job as it is: decide from it
                 seen = refused.details if isinstance(refused.details, Job) else None
