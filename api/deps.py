@@ -17,6 +17,7 @@ from api.cursors import CursorSigner, signer_for
 from shared import clock as clocks
 from shared.adapters import queues
 from shared.adapters.audit import DynamoAuditStore
+from shared.adapters.configuration import use_settings
 from shared.adapters.flows import FlowStore
 from shared.adapters.job_repository import JobStore
 from shared.adapters.reports import DynamoReportStore
@@ -29,6 +30,7 @@ from shared.schedules import ScheduleService, ScheduleStore
 from shared.settings import Settings, get_settings, validate_at_cold_start
 
 validate_at_cold_start()
+use_settings(get_settings)  # the module-level adapters (counters, policies, the queue directory) read these
 
 _clock: clocks.Clock = clocks.now_ms
 

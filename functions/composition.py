@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from shared import clock as clocks
+from shared.adapters.configuration import use_settings
 from shared.settings import Settings, get_settings, validate_at_cold_start
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from shared.worker import Worker
 
 validate_at_cold_start()
+use_settings(get_settings)  # the module-level adapters (counters, policies, the queue directory) read these
 
 
 def settings() -> Settings:

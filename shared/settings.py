@@ -5,7 +5,8 @@ have no default: a function deployed without them stops at its cold start (the c
 roots call ``validate_at_cold_start`` when they are imported inside Lambda) with one error naming
 every missing or invalid variable, instead of failing later on a wrong table. Only the composition
 roots (functions/composition.py, functions/realtime/services.py, api/deps.py) call ``get_settings``;
-the use cases and adapters are given the settings they need (tests/static asserts it).
+the use cases and adapters are given the settings they need, the module-level counters, policies and
+queue directory through shared/adapters/configuration.py (tests/unit/test_composition.py asserts it).
 (A plain pydantic model read from ``os.environ``: pydantic-settings would add its import to
 every cold start for what ``from_environ`` does in a few lines.)
 """

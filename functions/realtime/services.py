@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from shared import clock as clocks
+from shared.adapters.configuration import use_settings
 from shared.errors import NotFound
 from shared.settings import get_settings, validate_at_cold_start
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from shared.webhooks import WebhookDeliverer, WebhookDispatcher
 
 validate_at_cold_start()  # inside Lambda: a missing or invalid variable fails the container's init, named
+use_settings(get_settings)  # the module-level adapters (counters, policies, the queue directory) read these
 
 _clock: clocks.Clock = clocks.now_ms
 

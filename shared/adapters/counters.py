@@ -14,8 +14,8 @@ from typing import Any
 from shared import admission
 from shared.adapters import clients
 from shared.adapters.aws_errors import AWS_ERRORS, aws_code, cancellation_reasons, domain_error
+from shared.adapters.configuration import settings as adapter_settings
 from shared.errors import Unavailable
-from shared.settings import get_settings
 from shared.stats import (
     BINS,
     COUNT_NAMES,
@@ -216,7 +216,7 @@ def apply_stream_records(
     records: list[Mapping[str, Any]], *, shard: str = "stream", table_name: str | None = None, attempts: int = 6
 ) -> BatchOutcome:
     """Count the records of one shard's batch that were not counted before (see shared/stats.py)."""
-    settings = get_settings()
+    settings = adapter_settings()
     table = table_name or settings.table_name
     outcome = BatchOutcome(records=len(records), job_records=sum(1 for r in records if is_job_record(r)))
     if not any(record_keys(r) or admission.changes([r]) for r in records):
@@ -279,7 +279,7 @@ def _transact(items: list[dict[str, Any]], *, attempts: int = 6) -> bool:
 
 
 def _table() -> str:
-    return get_settings().table_name
+    return adapter_settings().table_name
 
 
 def read_stats(queue_name: str) -> QueueStats:

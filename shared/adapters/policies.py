@@ -22,10 +22,10 @@ from typing import Any
 
 from shared.adapters import clients
 from shared.adapters.aws_errors import aws_errors
+from shared.adapters.configuration import settings as adapter_settings
 from shared.clock import iso, now_ms
 from shared.errors import Conflict
 from shared.models import QueueInfo, QueuePolicy
-from shared.settings import get_settings
 
 POLICY_SK = "POLICY"
 
@@ -49,7 +49,7 @@ def reset_cache() -> None:
 
 def read_policy(queue: QueueInfo) -> tuple[QueuePolicy, int]:
     """The stored policy and its version (0 and the template's defaults when none is stored)."""
-    table = get_settings().table_name
+    table = adapter_settings().table_name
     with aws_errors(f"cannot read the policy of queue {queue.name}"):
         out = _ddb().get_item(TableName=table, Key=_key(queue.name), ConsistentRead=True)
     item = out.get("Item")
@@ -68,7 +68,7 @@ def _remember(table: str, name: str, policy: QueuePolicy, version: int) -> None:
 
 def get_policy(queue: QueueInfo) -> QueuePolicy:
     """The queue's runtime policy, at most ``policy_cache_seconds`` old."""
-    settings = get_settings()
+    settings = adapter_settings()
     with _lock:
         cached = _cache.get((settings.table_name, queue.name))
     # A cached entry read through another client (tests switch endpoints) does not count.
@@ -79,7 +79,7 @@ def get_policy(queue: QueueInfo) -> QueuePolicy:
 
 def put_policy(queue: QueueInfo, policy: QueuePolicy, *, expected_version: int | None = None) -> int:
     """Store ``policy``; with ``expected_version``, only over that version (``Conflict`` otherwise). Returns the new version."""
-    table = get_settings().table_name
+    table = adapter_settings().table_name
     version = (expected_version or 0) + 1
     params: dict[str, Any] = {
         "TableName": table,
@@ -121,7 +121,7 @@ def update_policy(queue: QueueInfo, change: Callable[[QueuePolicy], QueuePolicy]
 def delete_target(queue_name: str, job_type: str) -> None:
     with aws_errors(f"cannot remove the target of {queue_name}/{job_type}"):
         _ddb().delete_item(
-            TableName=get_settings().table_name,
+            TableName=adapter_settings().table_name,
             Key={"pk": {"S": f"QUEUE#{queue_name}"}, "sk": {"S": f"TARGET#{job_type}"}},
         )
 

@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 from shared.adapters import clients
 from shared.adapters.aws_errors import AWS_ERRORS, aws_errors, domain_error
+from shared.adapters.configuration import settings as adapter_settings
 from shared.errors import Invalid
 from shared.models import Job, JobRef, QueueDepth, QueueInfo
-from shared.settings import get_settings
 
 
 class QueueDirectory:
@@ -74,7 +74,7 @@ _directory: QueueDirectory | None = None
 def directory() -> QueueDirectory:
     global _directory
     if _directory is None:
-        settings = get_settings()
+        settings = adapter_settings()
         _directory = QueueDirectory(settings.queues_parameter_path, settings.queue_cache_seconds)
     return _directory
 

@@ -16,7 +16,7 @@ from moto import mock_aws
 from infra.local import moto_fixes
 from infra.local.provision import Provisioner
 from processors.registry import ProcessorRegistry
-from shared.adapters import clients, queues
+from shared.adapters import clients, configuration, queues
 from shared.adapters.job_repository import JobStore, to_item
 from shared.catalog import ProcessorCatalog
 from shared.models import Job, QueueInfo
@@ -63,6 +63,8 @@ def required_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         if name not in os.environ:
             monkeypatch.setenv(name, value)
     get_settings.cache_clear()
+    # What a composition root does at import: tests that call an adapter without one give it the settings.
+    configuration.use_settings(get_settings)
 
 
 @pytest.fixture

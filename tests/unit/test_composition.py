@@ -8,15 +8,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("api", "functions", "shared", "processors")
 
-# The containers' composition roots: they read the settings once and build the services.
+# The containers' composition roots: they read the settings once, build the services and give the
+# module-level adapters (counters, policies, the queue directory) their settings
+# (shared/adapters/configuration.py). Nothing else reads the environment.
 COMPOSITION_ROOTS = {"functions/composition.py", "functions/realtime/services.py", "api/deps.py"}
-# Module-level adapters that still read the table name or the queues' path themselves (their
-# callers are spread over the code): this list may only shrink.
-NOT_YET_INJECTED = {
-    "shared/adapters/counters.py",
-    "shared/adapters/policies.py",
-    "shared/adapters/queues.py",
-}
 
 
 def _modules_naming(name: str) -> set[str]:
@@ -34,8 +29,15 @@ def _modules_naming(name: str) -> set[str]:
 def test_only_the_composition_roots_read_the_settings_from_the_environment() -> None:
     readers = _modules_naming("get_settings") - {"shared/settings.py"}
 
-    assert readers - NOT_YET_INJECTED == COMPOSITION_ROOTS
-    assert readers >= NOT_YET_INJECTED  # one converted: take it off the list
+    assert readers == COMPOSITION_ROOTS
+
+
+def test_every_composition_root_gives_the_module_level_adapters_their_settings() -> None:
+    """The counters, policies and queue directory are called as modules: each container's root gives them
+    the settings when it is imported, so no function reads them before its root was built."""
+    for root in COMPOSITION_ROOTS:
+        assert "use_settings(get_settings)" in (ROOT / root).read_text(), root
+    assert _modules_naming("use_settings") - {"shared/adapters/configuration.py"} == COMPOSITION_ROOTS
 
 
 def test_every_handler_leaves_building_its_services_to_its_composition_root() -> None:
