@@ -34,22 +34,21 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from functools import cached_property
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from shared import lifecycle, reports, stats
-from shared.adapters import consumer_switch, counters, policies, queues
+from shared.adapters import consumer_switch, policies, queues
 from shared.adapters.job_repository import JobStore
-from shared.adapters.queues import QueueDirectory
-from shared.adapters.reports import DynamoReportStore
 from shared.adapters.sqs import SqsJobMessages
-from shared.clock import iso, now_ms, parse_iso
+from shared.clock import iso, parse_iso
 from shared.errors import Conflict, JobqError
 from shared.models import Job, JobRef, QueueInfo, QueuePolicy
 from shared.observability import NAMESPACE, logger
-from shared.ports import CounterStore, JobRepository, ReportStore
+from shared.ports import JobRepository
 from shared.priority import priority_band
+from shared.queue_sweep import QueueSweep
 from shared.report_models import HealthRun, HealthStatus, QueueHealth, Recount, Recovery, worst
 from shared.settings import Settings
 from shared.status import JobStatus
@@ -166,29 +165,13 @@ def recounted(store: JobStore, queue_name: str) -> dict[str, int]:
 
 
 # ---- the runs ---------------------------------------------------------------------------------------------
-class HealthSweep:
+class HealthSweep(QueueSweep):
     """What the HealthFunction runs: per queue, recovery of stalled and orphaned jobs, a recount when due, its health."""
 
-    def __init__(
-        self,
-        store: JobStore,
-        directory: QueueDirectory,
-        settings: Settings,
-        *,
-        clock: Callable[[], int] = now_ms,
-        policy: Callable[[QueueInfo], QueuePolicy] = policies.get_policy,
-        transitions: Transitions | None = None,
-        counters: CounterStore = counters,
-        reports: ReportStore | None = None,
-    ) -> None:
-        self.store = store
-        self.directory = directory
-        self.settings = settings
-        self.clock = clock
-        self.policy = policy
-        self.counters = counters
-        self.reports = reports or DynamoReportStore(store.table_name)
-        self.transitions = transitions or Transitions(store, SqsJobMessages())
+    @cached_property
+    def transitions(self) -> Transitions:
+        """Every status change the sweep makes goes through the lifecycle's one writer."""
+        return Transitions(self.store, SqsJobMessages())
 
     # ---- health ----------------------------------------------------------------------------------------
     def check_health(self) -> HealthRun:
@@ -452,11 +435,6 @@ class HealthSweep:
         if cursor != state.get("flowCursor"):
             self.reports.put_sweep_state(queue.name, {**state, "flowCursor": cursor})
         return outcome.removed, outcome.released
-
-    def _page(
-        self, queue: QueueInfo, status: JobStatus, *, limit: int, newest_first: bool, cursor: str | None = None, before: str | None = None
-    ) -> tuple[list[Job], str | None]:
-        return self.store.page_by_queue(queue.name, status, limit=limit, cursor=cursor, newest_first=newest_first, created_before=before)
 
     def _wake(self, queue: QueueInfo, refs: list[JobRef], now: int) -> list[JobRef]:
         if not refs:

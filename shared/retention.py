@@ -17,47 +17,18 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from shared.adapters import counters, policies
-from shared.adapters.job_repository import JobStore
-from shared.adapters.queues import QueueDirectory
-from shared.adapters.reports import DynamoReportStore
-from shared.clock import iso, now_ms, parse_iso
+from shared.clock import iso, parse_iso
 from shared.errors import JobqError
-from shared.models import Job, QueueInfo, QueuePolicy
+from shared.models import Job, QueueInfo
 from shared.models import Retention as RetentionRule
 from shared.observability import emit, logger
-from shared.ports import CounterStore, ReportStore
+from shared.queue_sweep import QueueSweep
 from shared.report_models import CleanupRun, Removed
-from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
 
 
-class Retention:
+class Retention(QueueSweep):
     """What the CleanupFunction runs: every queue's finished jobs removed by its policy, the run reported."""
-
-    def __init__(
-        self,
-        store: JobStore,
-        directory: QueueDirectory,
-        settings: Settings,
-        *,
-        clock: Callable[[], int] = now_ms,
-        policy: Callable[[QueueInfo], QueuePolicy] = policies.get_policy,
-        counters: CounterStore = counters,
-        reports: ReportStore | None = None,
-    ) -> None:
-        self.store = store
-        self.directory = directory
-        self.settings = settings
-        self.clock = clock
-        self.policy = policy
-        self.counters = counters
-        self.reports = reports or DynamoReportStore(store.table_name)
-
-    def _page(
-        self, queue: QueueInfo, status: JobStatus, *, limit: int, newest_first: bool, cursor: str | None = None, before: str | None = None
-    ) -> tuple[list[Job], str | None]:
-        return self.store.page_by_queue(queue.name, status, limit=limit, cursor=cursor, newest_first=newest_first, created_before=before)
 
     def clean(self, *, time_left_ms: Callable[[], int] | None = None, max_deletes: int = 50_000) -> CleanupRun:
         """Apply every queue's retention; stops early (``incomplete``) when time or the delete budget runs out."""
