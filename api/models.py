@@ -1,7 +1,7 @@
 """Request and response models of the API routes that have no domain model of their own (health, scheduler, flows, quotas, a job's webhooks).
 
-Each is camelCase on the wire through ``CamelModel``, except ``GET /health``'s, which keeps the
-snake_case shape it has always answered with (load balancers and monitors parse it).
+Each is camelCase on the wire through ``CamelModel`` (shared/camel.py). ``GET /health``'s ``Health``
+keeps seed 000's one-word top-level fields, which load balancers and monitors parse.
 """
 
 from __future__ import annotations
@@ -11,14 +11,34 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from shared.models import CamelModel, JobCreate, JobPublic, WebhookOptions
+from shared.camel import CamelModel
+from shared.models import JobCreate, JobPublic, WebhookOptions
 from shared.report_models import QueueHealth
 
 
 class Check(CamelModel):
+    """One dependency probe: in GET /health's details.probes and GET /health/detailed's checks."""
+
     status: Literal["up", "down"]
     latency_ms: int
     message: str | None = None
+
+
+class Memory(CamelModel):
+    heap_used: int = Field(description="MB resident now.")
+    heap_total: int = Field(description="MB this container may use.")
+    usage: str = Field(description="heapUsed / heapTotal, as the seed writes it: `35.16%`.")
+
+
+class Health(CamelModel):
+    """GET /health (public, no envelope), in seed 000's shape."""
+
+    status: Literal["healthy", "unhealthy"]
+    timestamp: str
+    uptime: int = Field(description="Seconds this container has been running.")
+    version: str
+    checks: dict[str, bool] = Field(description="database (DynamoDB), redis (SQS), queues, memory; dynamodb and sqs too.")
+    details: dict[str, Any] = Field(description="queues: how many; memory; probes: each probe's status and latency.")
 
 
 class MaintenanceRuns(CamelModel):

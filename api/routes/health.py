@@ -19,13 +19,13 @@ import os
 import resource
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Jobs
+from api.models import Check, Health, Memory
 from shared.adapters import queues
 from shared.clock import iso
 from shared.errors import JobqError
@@ -42,33 +42,6 @@ _cached: tuple[float, int, dict[str, object]] | None = None
 def uptime_seconds() -> int:
     """Seconds this container has been running (on Lambda: since its cold start)."""
     return int(time.monotonic() - _STARTED)
-
-
-class Check(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
-    status: Literal["up", "down"]
-    latency_ms: int = Field(serialization_alias="latencyMs")
-    message: str | None = None
-
-
-class Memory(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
-    heap_used: int = Field(serialization_alias="heapUsed", description="MB resident now.")
-    heap_total: int = Field(serialization_alias="heapTotal", description="MB this container may use.")
-    usage: str = Field(description="heapUsed / heapTotal, as the seed writes it: `35.16%`.")
-
-
-class Health(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
-    status: Literal["healthy", "unhealthy"]
-    timestamp: str
-    uptime: int = Field(description="Seconds this container has been running.")
-    version: str
-    checks: dict[str, bool] = Field(description="database (DynamoDB), redis (SQS), queues, memory; dynamodb and sqs too.")
-    details: dict[str, Any] = Field(description="queues: how many; memory; probes: each probe's status and latency.")
 
 
 def _check(probe: Callable[[], object]) -> Check:
@@ -137,6 +110,6 @@ def health(jobs: Jobs) -> JSONResponse:
         },
     )
     status = 200 if healthy else 503
-    content = body.model_dump(mode="json")
+    content = body.model_dump(mode="json", by_alias=True)
     _cached = (time.monotonic(), status, content)
     return JSONResponse(status_code=status, content=content)

@@ -138,6 +138,9 @@ def test_health_reports_dynamodb_and_sqs(stack: Stack) -> None:
     assert status == 200 and body["status"] == "healthy"  # seed 000's shape: no envelope
     assert body["checks"] == {"database": True, "redis": True, "queues": True, "memory": True, "dynamodb": True, "sqs": True}
     assert {name: probe["status"] for name, probe in body["details"]["probes"].items()} == {"dynamodb": "up", "sqs": "up"}
+    # The seed's camelCase inside details, as monitors parse it.
+    assert all(isinstance(probe["latencyMs"], int) for probe in body["details"]["probes"].values())
+    assert set(body["details"]["memory"]) == {"heapUsed", "heapTotal", "usage"}
 
 
 def test_an_unknown_route_is_a_404_in_the_envelope(stack: Stack) -> None:
