@@ -23,7 +23,7 @@ from shared.adapters.job_repository import JobStore
 from shared.adapters.reports import DynamoReportStore
 from shared.audit import AuditLog
 from shared.catalog import ProcessorCatalog
-from shared.flows import FlowService
+from shared.flow_service import FlowService
 from shared.jobs import Identity, JobService
 from shared.ports import ReportStore
 from shared.schedules import ScheduleService, ScheduleStore

@@ -22,7 +22,7 @@ from shared.settings import Settings, get_settings, validate_at_cold_start
 
 if TYPE_CHECKING:
     from shared.executions import ExecutionEnds
-    from shared.flows import FlowEvents
+    from shared.flow_events import FlowEvents
     from shared.health import HealthSweep
     from shared.retention import Retention
     from shared.schedules import ScheduleService
@@ -94,7 +94,7 @@ def flow_events() -> FlowEvents:
     from shared.adapters.job_repository import JobStore
     from shared.adapters.scheduler import EventBridgeDelayedSchedules
     from shared.adapters.sqs import SqsJobMessages
-    from shared.flows import FlowEvents
+    from shared.flow_events import FlowEvents
     from shared.transitions import Transitions
 
     config = settings()

@@ -38,7 +38,7 @@ from functools import cached_property
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from shared import lifecycle, reports, stats
+from shared import lifecycle, reports, stats, stats_models
 from shared.adapters import consumer_switch, policies, queues
 from shared.adapters.job_repository import JobStore
 from shared.adapters.sqs import SqsJobMessages
@@ -256,9 +256,9 @@ class HealthSweep(QueueSweep):
         recovery.half_created_flow_jobs_removed, recovery.flow_leaves_released = self.sweep_flows(queue)
         recount = self.recount(queue, force=force_recount)
         counts = self.counters.read_counts(queue.name)
-        minutes = stats.last_hour_minutes(self.counters, queue.name, now)
-        hour = stats.summarize(minutes)
-        types = stats.merge_types(b.types for b in minutes)
+        minutes = stats_models.last_hour_minutes(self.counters, queue.name, now)
+        hour = stats_models.summarize(minutes)
+        types = stats_models.merge_types(b.types for b in minutes)
         slow = {job_type: f.slow_attempts() for job_type, f in sorted(types.items()) if f.slow_attempts()}
         depth, dlq_depth = queues.depths(queue)
         oldest = oldest_waiting_age(self.store, queue, now, scan=self.settings.sweep_scan_entries)
@@ -418,9 +418,9 @@ class HealthSweep(QueueSweep):
 
     def sweep_flows(self, queue: QueueInfo) -> tuple[int, int]:
         """``(removed, released)``: a page of the queue's ``waiting-children`` jobs (round robin over runs),
-        the half-created trees among them removed and their held leaves released (shared/flows.py FlowSweep)."""
+        the half-created trees among them removed and their held leaves released (shared/flow_events.py FlowSweep)."""
         from shared.adapters.flows import FlowStore
-        from shared.flows import FlowSweep
+        from shared.flow_events import FlowSweep
 
         if not self.counters.read_counts(queue.name).get(JobStatus.WAITING_CHILDREN.value):
             return 0, 0  # no parent waits on this queue: no scan

@@ -29,7 +29,7 @@ class Recovery(CamelModel):
     stalled_resent: int = 0
     orphans_enqueued: int = 0
     overdue_enqueued: int = 0
-    half_created_flow_jobs_removed: int = 0  # a POST /flows that died between its transactions (shared/flows.py FlowSweep)
+    half_created_flow_jobs_removed: int = 0  # a POST /flows that died between its transactions (shared/flow_events.py FlowSweep)
     flow_leaves_released: int = 0
 
 

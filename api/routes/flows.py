@@ -1,4 +1,4 @@
-"""Flow routes (shared/flows.py): create a tree of jobs, read it, page a parent's children."""
+"""Flow routes (shared/flow_service.py; how flows work: shared/flows.py): create a tree of jobs, read it, page a parent's children."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from api.deps import CurrentUser, Cursors, Flows
 from api.envelope import Envelope, error_responses
 from api.models import DependencyPage, FlowCreated
 from api.routes.jobs import Cursor, JobId, Owner
-from shared.flows import MAX_FLOW_DEPTH, MAX_FLOW_NODES, FlowNode
+from shared.flow_models import MAX_FLOW_DEPTH, MAX_FLOW_NODES, FlowNode
 from shared.models import JobPublic
 
 router = APIRouter(tags=["flows"])

@@ -6,7 +6,7 @@ only job items through, one batch per shard at a time) calls this with up to Bat
 (a per-shard high-water mark moved in the counters' own transaction, shared/stats.py); raising makes
 Lambda retry the batch. The mapping has a tumbling window only so that Lambda names the shard
 (``shardId``); with one, Lambda wants ``state`` in the response, which this function does not use.
-Flows go first (shared/flows.py ``FlowEvents``: children counted against their parents, parents
+Flows go first (shared/flow_events.py ``FlowEvents``: children counted against their parents, parents
 moved on, follow-up jobs enqueued): each of their steps is idempotent on its own, so a batch
 that fails later and comes again changes no parent's count.
 """
@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 import shared.adapters.flows
 import shared.adapters.scheduler
 import shared.adapters.sqs
-import shared.flows
+import shared.flow_events
 import shared.transitions  # noqa: F401
 from functions import composition
 from shared import stats

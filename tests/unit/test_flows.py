@@ -227,7 +227,8 @@ def test_a_tree_larger_than_one_transaction_is_created_in_steps_a_crash_cannot_l
 ) -> None:
     """The staged path, with transactions of 10 items instead of 100 (moto copies the table per transaction)."""
     import shared.adapters.flows as flow_items
-    import shared.flows as flows
+    import shared.flow_service as flows
+    from shared.flow_models import FlowNode
 
     monkeypatch.setattr(flows, "MAX_TRANSACTION_ITEMS", 10)
     feed = StreamFeed(stack.table_name)
@@ -246,7 +247,7 @@ def test_a_tree_larger_than_one_transaction_is_created_in_steps_a_crash_cannot_l
     with pytest.raises(RuntimeError):
         from api.deps import flow_service
 
-        flow_service().create(flows.FlowNode.model_validate(tree), __import__("shared.access", fromlist=["Identity"]).Identity(user_id="alice"))
+        flow_service().create(FlowNode.model_validate(tree), __import__("shared.access", fromlist=["Identity"]).Identity(user_id="alice"))
     assert call("GET", "/flows/big-flow")[0] == 404  # no root: no flow to see
     drain(stack, feed)
     assert not [m for q in (A, B) for m in stack.receive(q)]  # and nothing of it ran
@@ -316,8 +317,9 @@ def _sweep_later(stack: Stack) -> list[tuple[int, int]]:
 
 def test_the_health_sweep_removes_a_tree_whose_creation_crashed_before_its_root(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     import shared.adapters.flows as flow_items
-    import shared.flows as flows
+    import shared.flow_service as flows
     from shared.access import Identity
+    from shared.flow_models import FlowNode
 
     monkeypatch.setattr(flows, "MAX_TRANSACTION_ITEMS", 10)
     feed = StreamFeed(stack.table_name)
@@ -335,7 +337,7 @@ def test_the_health_sweep_removes_a_tree_whose_creation_crashed_before_its_root(
     with pytest.raises(RuntimeError):
         from api.deps import flow_service
 
-        flow_service().create(flows.FlowNode.model_validate(tree), Identity(user_id="alice"))
+        flow_service().create(FlowNode.model_validate(tree), Identity(user_id="alice"))
     monkeypatch.setattr(flow_items.FlowStore, "write", real_write)
     written = [f"crashed:{i}" for i in range(9)] + [f"crashed:0.{i}" for i in range(5)]
     left = [j for j in written if stack.store.get("alice", j) is not None]
@@ -353,8 +355,9 @@ def test_the_health_sweep_removes_a_tree_whose_creation_crashed_before_its_root(
 
 
 def test_the_health_sweep_releases_the_leaves_of_a_tree_whose_creation_crashed_after_its_root(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    import shared.flows as flows
+    import shared.flow_service as flows
     from shared.access import Identity
+    from shared.flow_models import FlowNode
 
     monkeypatch.setattr(flows, "MAX_TRANSACTION_ITEMS", 10)
     feed = StreamFeed(stack.table_name)
@@ -365,7 +368,7 @@ def test_the_health_sweep_releases_the_leaves_of_a_tree_whose_creation_crashed_a
     with pytest.raises(RuntimeError):
         from api.deps import flow_service
 
-        flow_service().create(flows.FlowNode.model_validate(tree), Identity(user_id="alice"))
+        flow_service().create(FlowNode.model_validate(tree), Identity(user_id="alice"))
     monkeypatch.setattr(flows.FlowService, "_release", real_release)
     assert status(stack, "unreleased:0") == "waiting-children"
     feed.deliver()

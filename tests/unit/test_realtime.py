@@ -476,7 +476,7 @@ def test_the_connect_sample_has_no_token_baked_in() -> None:
 def _flow(live: Live, root_id: str, children: int = 2) -> tuple[Job, list[Job]]:
     """A flow of ``children`` emails under an email, created as POST /flows creates it."""
     from api.deps import flow_service
-    from shared.flows import FlowNode
+    from shared.flow_models import FlowNode
 
     email = {"queue": "email-sending", "type": "send-email", "data": {"to": "a@example.com", "subject": "Hi", "body": "Hello"}}
     tree = FlowNode.model_validate({**email, "options": {"jobId": root_id}, "children": [email] * children})
