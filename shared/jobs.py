@@ -13,7 +13,7 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -28,12 +28,13 @@ from shared.adapters.sqs import SqsJobMessages
 from shared.admission import AdmissionCounters
 from shared.clock import Clock, iso, now_ms
 from shared.errors import Conflict, Forbidden, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
-from shared.models import AnyTarget, HttpTarget, Job, JobCreate, JobRef, LambdaTarget, QueueInfo, StateMachineTarget, json_size
+from shared.models import Job, JobCreate, JobRef, QueueInfo, StateMachineTarget, json_size
 from shared.observability import emit, logger
-from shared.ports import JobRepository, QueueDirectory
+from shared.ports import JobRepository, ProcessorCatalog, QueueDirectory
 from shared.quotas import Quotas
 from shared.settings import Settings
 from shared.status import FINISHED, JobStatus
+from shared.targets import TargetRegistry
 from shared.transitions import Transitions
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
@@ -42,14 +43,6 @@ MAX_BULK_JOBS = 100
 # Data and result in one answer (GET /jobs/{id}) together at most: Lambda answers up to 6 MB.
 ANSWER_PAYLOAD_BYTES = 5_000_000
 _ID_NAMESPACE = uuid.UUID("5f1d3c2e-8a4b-4c6d-9e0f-1a2b3c4d5e6f")
-
-
-class ProcessorCatalog(Protocol):
-    def has(self, queue: str, job_type: str) -> bool: ...
-    def types(self, queue: str) -> set[str]: ...
-    def is_code_type(self, queue: str, job_type: str) -> bool: ...
-    def queues_for(self, job_type: str, queues: list[str]) -> list[str]: ...
-    def check_data(self, queue: str, job_type: str, data: dict[str, Any]) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -95,6 +88,7 @@ class JobService:
         )
         self.transitions = transitions or Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules(settings))
         self.tree_remover: Callable[[Job], int] | None = None  # set by the flow service: removing a parent removes its tree
+        self.targets = TargetRegistry(store, directory, catalog, settings, clock=clock)  # a type's HTTP, Lambda or state machine target
 
     # ---- create -----------------------------------------------------------------------
     def _prepare(self, request: JobCreate, caller: Identity, job_id: str | None, now: int) -> tuple[QueueInfo, Job]:
@@ -533,70 +527,12 @@ class JobService:
         if job.status in (JobStatus.ACTIVE, JobStatus.STALLED):
             raise Conflict(f"job {job_id} is {job.status.value}; cancel it first (DELETE /jobs/{job_id})")
         if self.tree_remover is not None:
-            self.tree_remover(job)  # a flow's parent: its tree goes first (shared/flows.py)
+            self.tree_remover(job)  # a flow's parent: its tree goes first (shared/flow_service.py)
         if not self.store.delete_unchanged(job):
             raise Conflict(f"job {job_id} changed while it was being removed; look again")
         remove_delayed_schedule(job, self.settings)
         logger.info("job removed", extra={"job_id": job.job_id, "queue": job.queue, "status": job.status.value})
         return job
-
-    def put_target(self, queue_name: str, job_type: str, target: AnyTarget, caller: Identity) -> AnyTarget:
-        """Register a processor target for a type (admin): an HTTP URL or a Lambda function."""
-        if isinstance(target, LambdaTarget):
-            return self.put_lambda_target(queue_name, job_type, target, caller)
-        if isinstance(target, StateMachineTarget):
-            return self.put_state_machine_target(queue_name, job_type, target, caller)
-        return self.put_http_target(queue_name, job_type, target, caller)
-
-    def put_state_machine_target(self, queue_name: str, job_type: str, target: StateMachineTarget, caller: Identity) -> StateMachineTarget:
-        queue = self.directory.get(queue_name)
-        authorize(caller, Action.OPERATE, get_policy(queue).access, queue=queue.name)
-        allowed = {arn.strip() for arn in self.settings.state_machine_target_arns.split(",") if arn.strip()}
-        if target.state_machine_arn not in allowed:
-            raise Invalid(
-                f"stateMachineArn {target.state_machine_arn} is not one the consumers may start: add it to the stack's "
-                "StateMachineTargetArns parameter" + (f" (now {', '.join(sorted(allowed))})" if allowed else " (now empty)")
-            )
-        self._store_target(queue, job_type, target)
-        logger.info("state machine target registered", extra={"queue": queue.name, "type": job_type, "state_machine": target.state_machine_arn})
-        return target
-
-    def put_lambda_target(self, queue_name: str, job_type: str, target: LambdaTarget, caller: Identity) -> LambdaTarget:
-        queue = self.directory.get(queue_name)
-        authorize(caller, Action.OPERATE, get_policy(queue).access, queue=queue.name)
-        allowed = {arn.strip() for arn in self.settings.lambda_target_arns.split(",") if arn.strip()}
-        if target.function_arn not in allowed:
-            raise Invalid(
-                f"functionArn {target.function_arn} is not one the consumers may invoke: add it to the stack's LambdaTargetArns parameter"
-                + (f" (now {', '.join(sorted(allowed))})" if allowed else " (now empty)")
-            )
-        self._store_target(queue, job_type, target)
-        logger.info("lambda target registered", extra={"queue": queue.name, "type": job_type, "function": target.function_arn})
-        return target
-
-    def _store_target(self, queue: QueueInfo, job_type: str, target: AnyTarget) -> None:
-        """What every kind of target must satisfy before it is stored: it answers within the
-        consumer's timeout, and it does not take over a type a code processor handles."""
-        # A state machine's execution outlives the consumer (the job waits for its end event), so it is exempt.
-        if not isinstance(target, StateMachineTarget) and target.timeout_seconds > queue.consumer_timeout:
-            raise Invalid(
-                f"timeoutSeconds must not be above the consumer's timeout on queue '{queue.name}' ({queue.consumer_timeout} s)"
-            )
-        if self.catalog.is_code_type(queue.name, job_type):
-            raise Conflict(f"type '{job_type}' on queue '{queue.name}' is handled by a code processor")
-        self.store.put_target(queue.name, job_type, target, now=iso(self.clock()))
-
-    def put_http_target(self, queue_name: str, job_type: str, target: HttpTarget, caller: Identity) -> HttpTarget:
-        queue = self.directory.get(queue_name)
-        authorize(caller, Action.OPERATE, get_policy(queue).access, queue=queue.name)
-        try:
-            target.check_url(allow_loopback_http=self.settings.allow_loopback_http_targets)
-            target.check_data_schema()
-        except ValueError as err:
-            raise Invalid(str(err)) from err
-        self._store_target(queue, job_type, target)
-        logger.info("http target registered", extra={"queue": queue.name, "type": job_type, "url": target.url})
-        return target
 
 
 def _validation_message(err: ValidationError) -> str:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from shared.models import QueuePolicy
-    from shared.stats import Bucket, QueueStats, Resolution
+    from shared.stats_models import Bucket, QueueStats, Resolution
 
 
 class JobWriter(Protocol):
@@ -88,6 +88,16 @@ class DelayedSchedules(Protocol):
     """The scheduler gateway's part the lifecycle needs: a delayed job's one-off schedule removed."""
 
     def remove(self, job: Job) -> None: ...
+
+
+class ProcessorCatalog(Protocol):
+    """The job types a queue takes (shared/catalog.py): code processors and stored targets."""
+
+    def has(self, queue: str, job_type: str) -> bool: ...
+    def types(self, queue: str) -> set[str]: ...
+    def is_code_type(self, queue: str, job_type: str) -> bool: ...
+    def queues_for(self, job_type: str, queues: list[str]) -> list[str]: ...
+    def check_data(self, queue: str, job_type: str, data: dict[str, Any]) -> list[str]: ...
 
 
 class QueueDirectory(Protocol):

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
-from shared import dead_letters, flow_control, groups, health, stats
+from shared import dead_letters, flow_control, groups, health, stats, stats_models
 from shared.access import Action, Identity, allows, authorize
 from shared.adapters import counters, policies, queues
 from shared.adapters.breakers import DynamoBreakerStore
@@ -78,7 +78,7 @@ def _breaker_view(job_type: str, settings: BreakerSettings, state: BreakerState)
     )
 
 
-HOUR_MS = stats.HOUR_MS
+HOUR_MS = stats_models.HOUR_MS
 MINUTE_RESOLUTION_MAX_HOURS = 6  # longer windows are answered per hour
 MAX_USERS_IN_METRICS = 100  # the costliest users of the window
 # What "finished before the cut-off" reads for each status a clean accepts.
@@ -133,7 +133,7 @@ class QueueService:
     def _summary(self, queue: QueueInfo, last_health_check: str | None = None) -> QueueSummary:
         now = self.clock()
         current = self.counters.read_stats(queue.name)
-        hour = stats.summarize(stats.last_hour_minutes(self.counters, queue.name, now))
+        hour = stats_models.summarize(stats_models.last_hour_minutes(self.counters, queue.name, now))
         policy = self.policies.get_policy(queue)
         depth, dlq_depth = queues.depths(queue)
         oldest = health.oldest_waiting_age(self.store, queue, now)
@@ -253,7 +253,7 @@ class QueueService:
                 if job_type in current.processors.http or job_type in current.processors.functions:
                     self.policies.delete_target(queue.name, job_type)
             elif (current.processors.http.get(job_type) or current.processors.functions.get(job_type)) != target:
-                self.jobs.put_target(queue.name, job_type, target, caller)  # validates the URL or the function, like PUT
+                self.jobs.targets.put(queue.name, job_type, target, caller)  # validates the URL or the function, like PUT
         changes = _policy_changes(patch)
         # Limits may be removed with null; the access block replaces the stored one whole.
         changes.update({field: getattr(patch, field) for field in ("max_unfinished_jobs", "max_unfinished_jobs_per_user") if field in patch.model_fields_set})
@@ -403,7 +403,7 @@ class QueueService:
             raise Invalid(f"per-minute metrics are kept {self.settings.minute_bucket_retention_hours} hours; ask for resolution=hour")
         if resolution == "hour" and hours > self.settings.hour_bucket_retention_days * 24:
             raise Invalid(f"metrics are kept {self.settings.hour_bucket_retention_days} days")
-        chosen: stats.Resolution = "minute" if resolution == "minute" else "hour"
+        chosen: stats_models.Resolution = "minute" if resolution == "minute" else "hour"
         step = 60_000 if chosen == "minute" else HOUR_MS
         now = self.clock()
         last = stats.bucket_start(now, chosen)
@@ -412,7 +412,7 @@ class QueueService:
         minutes = step / 60_000
         points = []
         for start in range(first, last + 1, step):
-            b = found.get(start) or stats.Bucket(resolution=chosen, start_ms=start)
+            b = found.get(start) or stats_models.Bucket(resolution=chosen, start_ms=start)
             points.append(
                 MetricPoint(
                     timestamp=iso(start),
@@ -425,7 +425,7 @@ class QueueService:
                     p95_processing_time=b.p95_processing_ms,
                 )
             )
-        window = stats.summarize(b for start, b in found.items() if start >= first)
+        window = stats_models.summarize(b for start, b in found.items() if start >= first)
         totals = MetricTotals(
             created=window.created,
             completed=window.completed,
@@ -435,7 +435,7 @@ class QueueService:
             average_processing_time=_round(window.average_processing_ms),
             p95_processing_time=window.p95_processing_ms,
         )
-        types = stats.merge_types(b.types for start, b in found.items() if start >= first)
+        types = stats_models.merge_types(b.types for start, b in found.items() if start >= first)
         cost_by_type = {
             job_type: TypeCost(
                 attempts=f.attempts,

@@ -1,5 +1,6 @@
 """Queue counters and metric buckets: what the table's stream means for them (the writing and
-reading is shared/adapters/counters.py), kept by the EventsFunction.
+reading is shared/adapters/counters.py), kept by the EventsFunction. What is read back (live
+counts, buckets, their summaries) is shared/stats_models.py.
 
 Items (all in the jobs table, none of them a job; the stream filter lets only ``sk=JOB`` through):
 
@@ -56,16 +57,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from shared.clock import parse_iso
 from shared.priority import PRIORITIES, priority_band
+from shared.stats_models import BINS, BOUNDS_MS, Resolution, TypeFigures
 from shared.status import JobStatus
-
-if TYPE_CHECKING:
-    from shared.ports import CounterStore
-
-Resolution = Literal["minute", "hour"]
 
 STATS_SK = "STATS"
 COUNT_NAMES: tuple[str, ...] = tuple(s.value for s in JobStatus) + ("total",)
@@ -73,12 +70,6 @@ COUNT_NAMES: tuple[str, ...] = tuple(s.value for s in JobStatus) + ("total",)
 PRIORITY_STATUSES: tuple[str, ...] = (JobStatus.WAITING.value, JobStatus.DELAYED.value, JobStatus.ACTIVE.value)
 PRIORITY_COUNT_NAMES: tuple[str, ...] = tuple(f"{band}.{status}" for band in PRIORITIES for status in PRIORITY_STATUSES)
 EVENT_NAMES: tuple[str, ...] = ("created", "completed", "failed", "retried", "cancelled", "stalled")
-# Processing-time histogram: bin i holds times <= BOUNDS_MS[i]; the last bin the rest.
-BOUNDS_MS: tuple[int, ...] = (
-    5, 10, 15, 25, 40, 60, 100, 150, 250, 400, 600, 1000, 1500, 2500, 4000, 6000,
-    10_000, 15_000, 25_000, 40_000, 60_000, 100_000, 150_000, 250_000, 400_000, 600_000, 900_000,
-)  # fmt: skip
-BINS = len(BOUNDS_MS) + 1
 MARKER_TTL_SECONDS = 2 * 86400  # a stream keeps records 24 h; a retry cannot come later than that
 MAX_TRANSACTION_ACTIONS = 100
 _FINISHED_AT = {
@@ -112,22 +103,6 @@ def histogram_bin(ms: int) -> int:
         if ms <= bound:
             return i
     return len(BOUNDS_MS)
-
-
-def percentile(histogram: list[int], q: float) -> int | None:
-    """The q-quantile (0..1) of a histogram, interpolated inside its bin; None when empty."""
-    total = sum(histogram)
-    if total == 0:
-        return None
-    rank = q * total
-    seen = 0
-    for i, n in enumerate(histogram):
-        if n and seen + n >= rank:
-            low = BOUNDS_MS[i - 1] if i > 0 else 0
-            high = BOUNDS_MS[i] if i < len(BOUNDS_MS) else BOUNDS_MS[-1]
-            return round(low + (high - low) * max(0.0, rank - seen) / n)
-        seen += n
-    return BOUNDS_MS[-1]
 
 
 # ---- aggregating a batch of stream records -----------------------------------------------------
@@ -291,38 +266,6 @@ def _attempt_closed(delta: QueueDelta, new: Mapping[str, Any]) -> None:
     delta.user_costs.setdefault((bucket_start(at, "hour"), user), Counter()).update({"costNano": cost, "attempts": 1})
 
 
-@dataclass(frozen=True)
-class TypeFigures:
-    """One job type's attempts in a bucket (or several): their count, cost, durations."""
-
-    attempts: int = 0
-    cost_nano_usd: int = 0
-    duration_sum_ms: int = 0
-    histogram: tuple[int, ...] = (0,) * BINS
-
-    @property
-    def average_ms(self) -> float | None:
-        timed = sum(self.histogram)
-        return self.duration_sum_ms / timed if timed else None
-
-    def slow_attempts(self, factor: float = 2.0) -> int:
-        """Attempts over ``factor`` times the average: those in the bins whose lower bound is past it
-        (a bin straddling the threshold is not counted, so this errs low, never alarming wrongly)."""
-        average = self.average_ms
-        if average is None:
-            return 0
-        threshold = factor * average
-        return sum(n for i, n in enumerate(self.histogram) if i > 0 and BOUNDS_MS[i - 1] >= threshold)
-
-    def plus(self, other: TypeFigures) -> TypeFigures:
-        return TypeFigures(
-            self.attempts + other.attempts,
-            self.cost_nano_usd + other.cost_nano_usd,
-            self.duration_sum_ms + other.duration_sum_ms,
-            tuple(a + b for a, b in zip(self.histogram, other.histogram, strict=True)),
-        )
-
-
 def type_figures(values: Mapping[str, int]) -> dict[str, TypeFigures]:
     """The ``t.<type>.<what>`` attributes of a bucket, per type."""
     raw: dict[str, dict[str, int]] = {}
@@ -340,14 +283,6 @@ def type_figures(values: Mapping[str, int]) -> dict[str, TypeFigures]:
         )
         for job_type, v in raw.items()
     }
-
-
-def merge_types(many: Iterable[Mapping[str, TypeFigures]]) -> dict[str, TypeFigures]:
-    merged: dict[str, TypeFigures] = {}
-    for figures in many:
-        for job_type, f in figures.items():
-            merged[job_type] = merged[job_type].plus(f) if job_type in merged else f
-    return merged
 
 
 # ---- writing a batch ---------------------------------------------------------------------------------
@@ -434,105 +369,14 @@ def record_keys(record: Mapping[str, Any]) -> set[tuple[str, ...]]:
     return keys
 
 
-@dataclass(frozen=True)
-class QueueStats:
-    counts: dict[str, int]
-    last_processed_at: str | None
-    by_priority: dict[str, dict[str, int]] = field(default_factory=dict)  # band -> {waiting, delayed, active}
-
-
-@dataclass(frozen=True)
-class Bucket:
-    resolution: Resolution
-    start_ms: int
-    created: int = 0
-    completed: int = 0
-    failed: int = 0
-    retried: int = 0
-    cancelled: int = 0
-    stalled: int = 0
-    pt_count: int = 0
-    pt_sum: int = 0
-    histogram: tuple[int, ...] = (0,) * BINS
-    types: Mapping[str, TypeFigures] = field(default_factory=dict)  # per job type (attempts, cost, durations)
-
-    @property
-    def processed(self) -> int:
-        return self.completed + self.failed
-
-    @property
-    def average_processing_ms(self) -> float | None:
-        return self.pt_sum / self.pt_count if self.pt_count else None
-
-    @property
-    def p95_processing_ms(self) -> int | None:
-        return percentile(list(self.histogram), 0.95)
-
-
-@dataclass(frozen=True)
-class BucketSummary:
-    """Several buckets as one: what every view of "the last hour" or "the window" reports."""
-
-    created: int
-    completed: int
-    failed: int
-    pt_count: int
-    pt_sum: int
-    histogram: tuple[int, ...]
-
-    @property
-    def finished(self) -> int:
-        return self.completed + self.failed
-
-    @property
-    def failure_rate(self) -> float:
-        """Failed / (completed + failed); 0.0 when nothing finished."""
-        return self.failed / self.finished if self.finished else 0.0
-
-    @property
-    def average_processing_ms(self) -> float | None:
-        return self.pt_sum / self.pt_count if self.pt_count else None
-
-    @property
-    def p95_processing_ms(self) -> int | None:
-        return percentile(list(self.histogram), 0.95)
-
-
-def summarize(buckets: Iterable[Bucket]) -> BucketSummary:
-    items = list(buckets)
-    return BucketSummary(
-        created=sum(b.created for b in items),
-        completed=sum(b.completed for b in items),
-        failed=sum(b.failed for b in items),
-        pt_count=sum(b.pt_count for b in items),
-        pt_sum=sum(b.pt_sum for b in items),
-        histogram=tuple(sum(column) for column in zip(*(b.histogram for b in items), strict=True)) if items else (0,) * BINS,
-    )
-
-
-HOUR_MS = 3_600_000
-
-
-def last_hour_minutes(counters: CounterStore, queue_name: str, now: int) -> list[Bucket]:
-    """The minute buckets of the hour up to ``now``: what every "last hour" figure (failure rate,
-    throughput, slow attempts) of the health sweep and of a queue's summary is computed on."""
-    return counters.read_buckets(queue_name, now - HOUR_MS + 1, "minute")
-
-
 __all__ = [
-    "BOUNDS_MS",
-    "HOUR_MS",
     "COUNT_NAMES",
     "PRIORITY_COUNT_NAMES",
     "BatchOutcome",
-    "Bucket",
     "HighWaterMark",
     "QueueDelta",
-    "QueueStats",
     "aggregate",
     "bucket_sk",
     "bucket_start",
-    "last_hour_minutes",
-    "percentile",
-    "summarize",
+    "type_figures",
 ]

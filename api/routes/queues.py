@@ -328,7 +328,7 @@ def put_processor(
     queues: Queues,
 ) -> Envelope[AnyTarget]:
     queues.queue(name, caller)  # an unknown queue is a 404 here as on every /queues/{name} route
-    return Envelope(data=jobs.put_target(name, job_type, target, caller))
+    return Envelope(data=jobs.targets.put(name, job_type, target, caller))
 
 
 @router.get(

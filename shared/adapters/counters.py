@@ -17,7 +17,6 @@ from shared.adapters.aws_errors import AWS_ERRORS, aws_code, cancellation_reason
 from shared.adapters.configuration import settings as adapter_settings
 from shared.errors import Unavailable
 from shared.stats import (
-    BINS,
     COUNT_NAMES,
     EVENT_NAMES,
     MARKER_TTL_SECONDS,
@@ -29,11 +28,8 @@ from shared.stats import (
     TYPE_PREFIX,
     USER_COST_SK,
     BatchOutcome,
-    Bucket,
     HighWaterMark,
     QueueDelta,
-    QueueStats,
-    Resolution,
     aggregate,
     attribute_number,
     attribute_text,
@@ -45,6 +41,7 @@ from shared.stats import (
     sequence_of,
     type_figures,
 )
+from shared.stats_models import BINS, Bucket, QueueStats, Resolution
 
 
 def _queue_actions(table: str, queue: str, delta: QueueDelta, settings: Any) -> list[dict[str, Any]]:

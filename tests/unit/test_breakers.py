@@ -46,7 +46,7 @@ def jobs(stack: Stack) -> JobService:
 
 def point(stack: Stack, target: TargetServer, path: str) -> None:
     """(Re-)register type "pay" at ``path``: the breaker belongs to the queue and type, so it stays."""
-    jobs(stack).put_target("email-sending", "pay", HttpTarget(url=f"{target.url}{path}", timeout_seconds=1, breaker=BREAKER), ADMIN)
+    jobs(stack).targets.put("email-sending", "pay", HttpTarget(url=f"{target.url}{path}", timeout_seconds=1, breaker=BREAKER), ADMIN)
 
 
 def create(stack: Stack, count: int) -> list[str]:
@@ -141,7 +141,7 @@ def test_an_admin_opens_a_breaker_by_hand_and_its_jobs_wait_until_it_is_closed(s
 
 
 def test_a_target_without_a_breaker_never_holds_a_job(stack: Stack, target: TargetServer) -> None:
-    jobs(stack).put_target("email-sending", "plain", HttpTarget(url=f"{target.url}/always/503", timeout_seconds=1), ADMIN)
+    jobs(stack).targets.put("email-sending", "plain", HttpTarget(url=f"{target.url}/always/503", timeout_seconds=1), ADMIN)
     ids = [jobs(stack).create(JobCreate(queue="email-sending", type="plain", data={}, options=RETRY_AT_ONCE), ALICE)[0].job_id for _ in range(5)]
 
     deliver(stack)

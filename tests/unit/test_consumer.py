@@ -38,7 +38,7 @@ def service(stack: Stack) -> JobService:
 
 def add_job(stack: Stack, target: TargetServer, path: str, *, job_type: str = "call", options: dict[str, Any] | None = None) -> str:
     jobs = service(stack)
-    jobs.put_http_target("email-sending", job_type, HttpTarget(url=f"{target.url}{path}", timeout_seconds=1), ADMIN)
+    jobs.targets.put_http("email-sending", job_type, HttpTarget(url=f"{target.url}{path}", timeout_seconds=1), ADMIN)
     job, _ = jobs.create(JobCreate(queue="email-sending", type=job_type, data={"n": 1}, options=options or {}), ALICE)
     return job.job_id
 
@@ -204,7 +204,7 @@ def test_a_lease_that_ran_out_on_the_final_attempt_fails_the_job_into_the_dlq(st
 
 def test_a_job_of_a_type_without_processor_fails_permanently(stack: Stack) -> None:
     jobs = service(stack)
-    jobs.put_http_target("email-sending", "gone", HttpTarget(url="http://127.0.0.1:9/x"), ADMIN)
+    jobs.targets.put_http("email-sending", "gone", HttpTarget(url="http://127.0.0.1:9/x"), ADMIN)
     job, _ = jobs.create(JobCreate(queue="email-sending", type="gone", data={}), ALICE)
     from shared.adapters import clients
 

@@ -15,7 +15,7 @@ import pytest
 
 from api.main import handler as api_handler
 from functions.consumer.handler import handler as consumer
-from shared import stats
+from shared import stats, stats_models
 from shared.adapters import counters, policies, queues
 from shared.catalog import ProcessorCatalog
 from shared.clock import iso, now_ms
@@ -51,7 +51,7 @@ def metrics() -> dict[str, Any]:
 def test_the_queue_metrics_show_what_each_job_type_and_each_user_cost(stack: Stack, target: TargetServer) -> None:
     feed = StreamFeed(stack.table_name)
     jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
-    jobs.put_target(QUEUE, "resize", HttpTarget(url=f"{target.url}/ok"), Identity("root", is_admin=True))
+    jobs.targets.put(QUEUE, "resize", HttpTarget(url=f"{target.url}/ok"), Identity("root", is_admin=True))
     for user, job_type in (("alice", "resize"), ("alice", "resize"), ("bob", "resize"), ("bob", "send-email")):
         data = {"to": "a@example.com", "subject": "s", "body": "b"} if job_type == "send-email" else {"n": 1}
         jobs.create(JobCreate(queue=QUEUE, type=job_type, data=data), Identity(user))
@@ -110,6 +110,6 @@ def test_attempts_over_twice_their_types_average_are_counted_and_reported_in_the
 
 
 def test_a_type_whose_attempts_take_alike_has_no_slow_attempts() -> None:
-    even = stats.TypeFigures(attempts=4, duration_sum_ms=4 * 120, histogram=tuple(4 if i == stats.histogram_bin(120) else 0 for i in range(stats.BINS)))
+    even = stats_models.TypeFigures(attempts=4, duration_sum_ms=4 * 120, histogram=tuple(4 if i == stats.histogram_bin(120) else 0 for i in range(stats_models.BINS)))
 
-    assert even.slow_attempts() == 0 and stats.TypeFigures().slow_attempts() == 0
+    assert even.slow_attempts() == 0 and stats_models.TypeFigures().slow_attempts() == 0

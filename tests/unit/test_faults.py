@@ -45,7 +45,7 @@ def service(stack: Stack) -> JobService:
 
 def add_job(stack: Stack, target: TargetServer, path: str, *, options: dict[str, Any] | None = None) -> str:
     jobs = service(stack)
-    jobs.put_http_target(QUEUE, "call", HttpTarget(url=f"{target.url}{path}", timeout_seconds=2), ADMIN)
+    jobs.targets.put_http(QUEUE, "call", HttpTarget(url=f"{target.url}{path}", timeout_seconds=2), ADMIN)
     job, _ = jobs.create(JobCreate(queue=QUEUE, type="call", data={"n": 1}, options=options or {}), ALICE)
     return job.job_id
 

@@ -62,7 +62,7 @@ def set_policy(**changes: Any) -> None:
 
 def add_jobs(stack: Stack, target: TargetServer, path: str, n: int = 1, *, job_type: str = "call", **options: Any) -> list[str]:
     jobs = service(stack)
-    jobs.put_http_target(QUEUE, job_type, HttpTarget(url=f"{target.url}{path}", timeout_seconds=5), ADMIN)
+    jobs.targets.put_http(QUEUE, job_type, HttpTarget(url=f"{target.url}{path}", timeout_seconds=5), ADMIN)
     return [jobs.create(JobCreate(queue=QUEUE, type=job_type, data={"n": i}, options=options), ALICE)[0].job_id for i in range(n)]
 
 
@@ -276,7 +276,7 @@ def test_a_slot_held_by_a_consumer_that_died_is_taken_back_when_its_lease_runs_o
 def test_a_group_key_comes_from_a_path_into_the_data_per_job_type(stack: Stack, target: TargetServer) -> None:
     set_policy(groups=GroupPolicy(key_paths={"crawl": "site.domain"}))
     jobs = service(stack)
-    jobs.put_http_target(QUEUE, "crawl", HttpTarget(url=f"{target.url}/ok", timeout_seconds=5), ADMIN)
+    jobs.targets.put_http(QUEUE, "crawl", HttpTarget(url=f"{target.url}/ok", timeout_seconds=5), ADMIN)
     by_path, _ = jobs.create(JobCreate(queue=QUEUE, type="crawl", data={"site": {"domain": "example.org"}}), ALICE)
     given, _ = jobs.create(JobCreate(queue=QUEUE, type="crawl", data={"site": {"domain": "example.org"}}, options={"group": "mine"}), ALICE)
     none, _ = jobs.create(JobCreate(queue=QUEUE, type="crawl", data={"site": {}}), ALICE)

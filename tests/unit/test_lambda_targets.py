@@ -53,7 +53,7 @@ def service(stack: Stack) -> JobService:
 
 def add_job(stack: Stack, function: str, *, data: dict[str, Any] | None = None, options: dict[str, Any] | None = None, **target: Any) -> str:
     jobs = service(stack)
-    jobs.put_target("email-sending", "thumbnail", LambdaTarget(function_arn=function, timeout_seconds=5, **target), ADMIN)
+    jobs.targets.put("email-sending", "thumbnail", LambdaTarget(function_arn=function, timeout_seconds=5, **target), ADMIN)
     job, _ = jobs.create(JobCreate(queue="email-sending", type="thumbnail", data=data or {"n": 1}, options=options or {}), ALICE)
     return job.job_id
 
@@ -132,7 +132,7 @@ def test_a_function_removed_from_the_stack_list_fails_its_jobs_at_once(stack: St
 def test_only_functions_in_lambda_target_arns_can_be_registered(stack: Stack, lambda_api: LambdaApi) -> None:
     other = function_arn("someone-elses-function", "us-east-1")
     with pytest.raises(Invalid, match="LambdaTargetArns"):
-        service(stack).put_target("email-sending", "thumbnail", LambdaTarget(function_arn=other), ADMIN)
+        service(stack).targets.put("email-sending", "thumbnail", LambdaTarget(function_arn=other), ADMIN)
     assert stack.store.get_target("email-sending", "thumbnail") is None
 
 

@@ -206,8 +206,8 @@ def test_a_consumers_dynamodb_calls_stay_within_its_policy(stack: Stack, provisi
     from shared.catalog import ProcessorCatalog
 
     jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
-    jobs.put_http_target("email-sending", "ok", HttpTarget(url=f"{target.url}/ok", timeout_seconds=1), ADMIN)
-    jobs.put_http_target("email-sending", "bad", HttpTarget(url=f"{target.url}/status/400", timeout_seconds=1), ADMIN)
+    jobs.targets.put_http("email-sending", "ok", HttpTarget(url=f"{target.url}/ok", timeout_seconds=1), ADMIN)
+    jobs.targets.put_http("email-sending", "bad", HttpTarget(url=f"{target.url}/status/400", timeout_seconds=1), ADMIN)
     jobs.create(JobCreate(queue="email-sending", type="ok", data={"n": 1}), ALICE)
     jobs.create(JobCreate(queue="email-sending", type="bad", data={"n": 2}), ALICE)
     jobs.create(JobCreate(queue="video-processing", type="transcode-video", data={"videoUrl": "s3://v/a", "formats": ["480p", "720p"]}), ALICE)
@@ -239,7 +239,7 @@ def test_a_consumer_writes_its_own_queues_flow_control_counters_and_no_other_que
         queue, lambda p: p.model_copy(update={"rate_limit": RateLimit(max=100, duration=60_000), "groups": GroupPolicy(max_active=2)})
     )
     jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
-    jobs.put_http_target("email-sending", "ok", HttpTarget(url=f"{target.url}/ok", timeout_seconds=1), ADMIN)
+    jobs.targets.put_http("email-sending", "ok", HttpTarget(url=f"{target.url}/ok", timeout_seconds=1), ADMIN)
     jobs.create(JobCreate(queue="email-sending", type="ok", data={"n": 1}, options={"group": "acme"}), ALICE)
 
     with DynamoCalls() as email:
@@ -362,7 +362,7 @@ def test_the_execution_handlers_dynamodb_calls_stay_within_its_policy(stack: Sta
 
     jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), get_settings())
     arn = "arn:aws:states:us-east-1:123456789012:stateMachine:jobq-local-sfn-echo"
-    jobs.put_target("email-sending", "order", StateMachineTarget(state_machine_arn=arn), ADMIN)
+    jobs.targets.put("email-sending", "order", StateMachineTarget(state_machine_arn=arn), ADMIN)
     jobs.create(JobCreate(queue="email-sending", type="order", data={"n": 1}), ALICE)
     _deliver(stack, "email-sending")
     event = executions.next_event()
@@ -390,7 +390,7 @@ def test_the_events_functions_cost_writes_stay_within_its_policy(stack: Stack, p
 
     feed = StreamFeed(stack.table_name)
     jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
-    jobs.put_http_target("email-sending", "ok", HttpTarget(url=f"{target.url}/ok", timeout_seconds=1), ADMIN)
+    jobs.targets.put_http("email-sending", "ok", HttpTarget(url=f"{target.url}/ok", timeout_seconds=1), ADMIN)
     jobs.create(JobCreate(queue="email-sending", type="ok", data={"n": 1}), ALICE)
     _deliver(stack, "email-sending")  # the attempt closes with its usage: a cost per type and per user
     event = feed.next_event()

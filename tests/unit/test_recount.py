@@ -11,7 +11,7 @@ import pytest
 
 from functions.consumer.handler import handler as consumer_handler
 from functions.events.handler import handler as events_handler
-from shared import stats
+from shared import stats, stats_models
 from shared.adapters import clients, counters, policies, queues
 from shared.catalog import ProcessorCatalog
 from shared.clock import parse_iso
@@ -19,7 +19,7 @@ from shared.health import HealthSweep
 from shared.jobs import Identity, JobService
 from shared.models import Job, JobCreate
 from shared.settings import get_settings
-from shared.stats import Resolution
+from shared.stats_models import Resolution
 from shared.status import JobStatus
 from tests.unit.conftest import STACK, FakeLambdaContext, Stack, sqs_event
 from tests.unit.scheduling import put_job
@@ -84,7 +84,7 @@ def buckets_recounted_from(jobs: list[Job], resolution: Resolution) -> dict[int,
     return {start: dict(values) for start, values in expected.items()}
 
 
-def bucket_values(bucket: stats.Bucket) -> dict[str, int]:
+def bucket_values(bucket: stats_models.Bucket) -> dict[str, int]:
     values = {
         "created": bucket.created,
         "completed": bucket.completed,

@@ -88,7 +88,7 @@ def service(stack: Stack) -> JobService:
 
 def add_job(stack: Stack, machine: str, *, data: dict[str, Any] | None = None, options: dict[str, Any] | None = None, **target: Any) -> str:
     jobs = service(stack)
-    jobs.put_target("email-sending", "fulfil-order", StateMachineTarget(state_machine_arn=machine, **target), ADMIN)
+    jobs.targets.put("email-sending", "fulfil-order", StateMachineTarget(state_machine_arn=machine, **target), ADMIN)
     job, _ = jobs.create(JobCreate(queue="email-sending", type="fulfil-order", data=data or {"order": 1}, options=options or {}), ALICE)
     return job.job_id
 
@@ -201,17 +201,17 @@ def test_only_state_machines_in_state_machine_target_arns_can_be_registered_and_
 ) -> None:
     other = state_machine_arn("someone-elses-machine", "us-east-1")
     with pytest.raises(Invalid, match="StateMachineTargetArns"):
-        service(stack).put_target("email-sending", "fulfil-order", StateMachineTarget(state_machine_arn=other), ADMIN)
+        service(stack).targets.put("email-sending", "fulfil-order", StateMachineTarget(state_machine_arn=other), ADMIN)
     day = StateMachineTarget(state_machine_arn=ECHO, timeout_seconds=86400)  # far past the consumer's timeout
 
-    assert service(stack).put_target("email-sending", "fulfil-order", day, ADMIN) == day
+    assert service(stack).targets.put("email-sending", "fulfil-order", day, ADMIN) == day
     assert stack.store.get_target("email-sending", "fulfil-order") == day
 
 
 def test_the_execution_status_change_event_sample_completes_its_job(stack: Stack, executions: Executions) -> None:
     event = json.loads((EVENTS / "eventbridge-execution-status-change.json").read_text())
     detail = event["detail"]
-    service(stack).put_target("email-sending", "fulfil-order", StateMachineTarget(state_machine_arn=detail["stateMachineArn"]), ADMIN)
+    service(stack).targets.put("email-sending", "fulfil-order", StateMachineTarget(state_machine_arn=detail["stateMachineArn"]), ADMIN)
     job, _ = service(stack).create(
         JobCreate(queue="email-sending", type="fulfil-order", data={"order": 42}, options={"jobId": "order-42"}), Identity("user-123")
     )

@@ -14,7 +14,7 @@ import pytest
 
 from functions.consumer.handler import handler as consumer
 from functions.events.handler import process
-from shared import stats
+from shared import stats, stats_models
 from shared.adapters import clients, counters, queues
 from shared.catalog import ProcessorCatalog
 from shared.clock import iso, now_ms
@@ -95,8 +95,8 @@ def job_record(job_id: str, event: str, old: dict[str, str] | None, new: dict[st
 
 def test_counts_match_the_jobs_after_a_mixed_run(stack: Stack, target: TargetServer, feed: StreamFeed) -> None:
     jobs = service(stack)
-    jobs.put_http_target(QUEUE, "echo", HttpTarget(url=f"{target.url}/ok", timeout_seconds=2), ADMIN)
-    jobs.put_http_target(QUEUE, "broken", HttpTarget(url=f"{target.url}/always/500", timeout_seconds=2), ADMIN)
+    jobs.targets.put_http(QUEUE, "echo", HttpTarget(url=f"{target.url}/ok", timeout_seconds=2), ADMIN)
+    jobs.targets.put_http(QUEUE, "broken", HttpTarget(url=f"{target.url}/always/500", timeout_seconds=2), ADMIN)
     for _ in range(3):
         create(jobs, "echo")
     for _ in range(2):
@@ -117,7 +117,7 @@ def test_counts_match_the_jobs_after_a_mixed_run(stack: Stack, target: TargetSer
 
 def test_the_queue_counts_its_unfinished_jobs_per_priority_in_the_same_write(stack: Stack, target: TargetServer, feed: StreamFeed) -> None:
     jobs = service(stack)
-    jobs.put_http_target(QUEUE, "echo", HttpTarget(url=f"{target.url}/ok", timeout_seconds=2), ADMIN)
+    jobs.targets.put_http(QUEUE, "echo", HttpTarget(url=f"{target.url}/ok", timeout_seconds=2), ADMIN)
     for priority in ("critical", "low", "low", 3):
         create(jobs, "echo", priority=priority)
     create(jobs, "echo", priority="high", delay=60_000)
@@ -187,7 +187,7 @@ def test_the_counters_own_writes_and_other_items_never_count(stack: Stack, feed:
     create(jobs, "send-email", jobId="mine")
     feed.deliver()
     # The stream now holds the counters' own writes (STATS, buckets, the batch marker) and a target.
-    jobs.put_http_target(QUEUE, "echo", HttpTarget(url="https://example.com/x"), ADMIN)
+    jobs.targets.put_http(QUEUE, "echo", HttpTarget(url="https://example.com/x"), ADMIN)
     raw = feed.read()
     assert raw and all(r["dynamodb"]["Keys"]["sk"]["S"] != "JOB" for r in raw)
 
@@ -228,8 +228,8 @@ def test_finished_jobs_land_in_the_buckets_of_when_they_finished(stack: Stack) -
     assert buckets[minute + 120_000].failed == 1
     hours = counters.read_buckets(QUEUE, minute, "hour")
     assert (sum(b.completed for b in hours), sum(b.failed for b in hours)) == (5, 1)
-    assert stats.summarize(counters.read_buckets(QUEUE, minute, "minute")).failure_rate == pytest.approx(1 / 6)
-    assert stats.summarize(counters.read_buckets("video-processing", minute, "minute")).failure_rate == 0.0
+    assert stats_models.summarize(counters.read_buckets(QUEUE, minute, "minute")).failure_rate == pytest.approx(1 / 6)
+    assert stats_models.summarize(counters.read_buckets("video-processing", minute, "minute")).failure_rate == 0.0
     assert counters.read_stats(QUEUE).last_processed_at == iso(minute + 120_000)
 
 
@@ -251,13 +251,13 @@ def queue_item(stack: Stack, sk: str) -> dict[str, Any]:
 
 
 def test_percentiles_come_from_the_histogram() -> None:
-    histogram = [0] * stats.BINS
-    assert stats.percentile(histogram, 0.95) is None
+    histogram = [0] * stats_models.BINS
+    assert stats_models.percentile(histogram, 0.95) is None
     for ms in [90] * 95 + [3000] * 5:
         histogram[stats.histogram_bin(ms)] += 1
-    assert 60 <= (stats.percentile(histogram, 0.5) or 0) <= 100
-    assert 60 <= (stats.percentile(histogram, 0.95) or 0) <= 100
-    assert 2500 <= (stats.percentile(histogram, 0.99) or 0) <= 4000
+    assert 60 <= (stats_models.percentile(histogram, 0.5) or 0) <= 100
+    assert 60 <= (stats_models.percentile(histogram, 0.95) or 0) <= 100
+    assert 2500 <= (stats_models.percentile(histogram, 0.99) or 0) <= 4000
 
 
 # ---- the wiring exactly-once relies on -------------------------------------------------------------

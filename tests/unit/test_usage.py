@@ -30,7 +30,7 @@ def target() -> Iterator[TargetServer]:
 
 def test_every_attempt_shows_its_duration_memory_and_lambda_cost(stack: Stack, target: TargetServer) -> None:
     jobs = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings)
-    jobs.put_target("email-sending", "slow", HttpTarget(url=f"{target.url}/fail-times/1", timeout_seconds=2), ADMIN)
+    jobs.targets.put("email-sending", "slow", HttpTarget(url=f"{target.url}/fail-times/1", timeout_seconds=2), ADMIN)
     job, _ = jobs.create(JobCreate(queue="email-sending", type="slow", data={}, options={"attempts": 2, "backoff": {"type": "fixed", "delay": 0}}), ALICE)
     other, _ = jobs.create(JobCreate(queue="email-sending", type="slow", data={}, options={"attempts": 1}), ALICE)
 
