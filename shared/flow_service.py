@@ -30,12 +30,16 @@ S = JobStatus
 
 @dataclass
 class PlannedNode:
+    """A job of a requested tree, checked and given its id, not stored yet."""
+
     job: Job
     children: list[PlannedNode]
     depth: int
 
 
 class FlowService:
+    """Flows through the API: create a tree all or nothing, read it, page a parent's children, remove a tree."""
+
     def __init__(self, jobs: Any, flows: FlowStore, transitions: Transitions) -> None:
         self.jobs = jobs  # shared.jobs.JobService: its checks of a request, reads and access rules
         self.store: JobStore = jobs.store
