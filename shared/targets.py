@@ -36,30 +36,24 @@ class TargetRegistry:
         return self.put_http(queue_name, job_type, target, caller)
 
     def put_state_machine(self, queue_name: str, job_type: str, target: StateMachineTarget, caller: Identity) -> StateMachineTarget:
-        queue = self.directory.get(queue_name)
-        authorize(caller, Action.OPERATE, get_policy(queue).access, queue=queue.name)
-        allowed = {arn.strip() for arn in self.settings.state_machine_target_arns.split(",") if arn.strip()}
-        if target.state_machine_arn not in allowed:
-            raise Invalid(
-                f"stateMachineArn {target.state_machine_arn} is not one the consumers may start: add it to the stack's "
-                "StateMachineTargetArns parameter" + (f" (now {', '.join(sorted(allowed))})" if allowed else " (now empty)")
-            )
+        queue = self._operated(queue_name, caller)
+        _require_listed(target.state_machine_arn, self.settings.state_machine_target_arns, "stateMachineArn", "start", "StateMachineTargetArns")
         self._store(queue, job_type, target)
         logger.info("state machine target registered", extra={"queue": queue.name, "type": job_type, "state_machine": target.state_machine_arn})
         return target
 
     def put_lambda(self, queue_name: str, job_type: str, target: LambdaTarget, caller: Identity) -> LambdaTarget:
-        queue = self.directory.get(queue_name)
-        authorize(caller, Action.OPERATE, get_policy(queue).access, queue=queue.name)
-        allowed = {arn.strip() for arn in self.settings.lambda_target_arns.split(",") if arn.strip()}
-        if target.function_arn not in allowed:
-            raise Invalid(
-                f"functionArn {target.function_arn} is not one the consumers may invoke: add it to the stack's LambdaTargetArns parameter"
-                + (f" (now {', '.join(sorted(allowed))})" if allowed else " (now empty)")
-            )
+        queue = self._operated(queue_name, caller)
+        _require_listed(target.function_arn, self.settings.lambda_target_arns, "functionArn", "invoke", "LambdaTargetArns")
         self._store(queue, job_type, target)
         logger.info("lambda target registered", extra={"queue": queue.name, "type": job_type, "function": target.function_arn})
         return target
+
+    def _operated(self, queue_name: str, caller: Identity) -> QueueInfo:
+        """The queue, if the caller may operate it (its policy's access)."""
+        queue = self.directory.get(queue_name)
+        authorize(caller, Action.OPERATE, get_policy(queue).access, queue=queue.name)
+        return queue
 
     def _store(self, queue: QueueInfo, job_type: str, target: AnyTarget) -> None:
         """What every kind of target must satisfy before it is stored: it answers within the
@@ -74,8 +68,7 @@ class TargetRegistry:
         self.store.put_target(queue.name, job_type, target, now=iso(self.clock()))
 
     def put_http(self, queue_name: str, job_type: str, target: HttpTarget, caller: Identity) -> HttpTarget:
-        queue = self.directory.get(queue_name)
-        authorize(caller, Action.OPERATE, get_policy(queue).access, queue=queue.name)
+        queue = self._operated(queue_name, caller)
         try:
             target.check_url(allow_loopback_http=self.settings.allow_loopback_http_targets)
             target.check_data_schema()
@@ -84,6 +77,16 @@ class TargetRegistry:
         self._store(queue, job_type, target)
         logger.info("http target registered", extra={"queue": queue.name, "type": job_type, "url": target.url})
         return target
+
+
+def _require_listed(arn: str, listed: str, field: str, verb: str, parameter: str) -> None:
+    """The consumers' role may reach only the ARNs the stack lists (template.yaml ``parameter``): any other is a 400."""
+    allowed = {a.strip() for a in listed.split(",") if a.strip()}
+    if arn not in allowed:
+        raise Invalid(
+            f"{field} {arn} is not one the consumers may {verb}: add it to the stack's {parameter} parameter"
+            + (f" (now {', '.join(sorted(allowed))})" if allowed else " (now empty)")
+        )
 
 
 __all__ = ["TargetRegistry"]
