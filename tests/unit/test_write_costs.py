@@ -4,6 +4,7 @@ log lines touch no index, and compressed data and results read back exactly as s
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import string
@@ -18,7 +19,7 @@ from infra.local.cfn import load_template
 from infra.local.meter import TableSpec, item_size
 from shared import lifecycle
 from shared.adapters import clients, queues
-from shared.adapters.job_repository import _job_key, _job_pk
+from shared.adapters.job_repository import _job_key, _job_pk, from_item, readable_record
 from shared.catalog import ProcessorCatalog
 from shared.clock import now_ms
 from shared.jobs import Identity, JobService
@@ -176,3 +177,20 @@ def test_data_that_compression_would_not_shrink_enough_is_stored_as_text(stack: 
     _, shown = call("GET", f"/jobs/{created['data']['jobId']}", claims=user("alice"))
 
     assert "S" in item["d"] and shown["data"]["data"] == data
+
+
+def test_a_stream_event_of_a_compressed_job_reads_as_the_job(stack: Stack) -> None:
+    """Lambda's stream events carry Binary attributes as base64 text; the EventsFunction's readers get long names."""
+    data = data_of(1024)
+    status, created = call("POST", "/jobs", body={"queue": "email-sending", "type": "send-email", "data": data}, claims=user("alice"))
+    assert status == 201
+    item = raw_job(stack, "alice", created["data"]["jobId"])
+    as_lambda_sends = {**item, "d": {"B": base64.b64encode(item["d"]["B"]).decode()}}
+
+    record = readable_record({"eventName": "INSERT", "dynamodb": {"Keys": {"pk": item["pk"], "sk": item["sk"]}, "NewImage": as_lambda_sends}})
+    image = record["dynamodb"]["NewImage"]
+
+    assert from_item(as_lambda_sends).data == data
+    assert json.loads(image["data"]["S"]) == data
+    assert (image["status"], image["userId"], image["jobId"]) == ({"S": "waiting"}, {"S": "alice"}, {"S": created["data"]["jobId"]})
+    assert image["createdAt"] == {"S": created["data"]["createdAt"]} and image["updatedAt"] == {"S": created["data"]["updatedAt"]}
