@@ -38,11 +38,13 @@ import argparse
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -173,10 +175,43 @@ class StackProcess:
             self.process.kill()
 
 
-def _data_of(size: int) -> dict[str, str]:
-    """Job data whose JSON is ``size`` bytes."""
-    overhead = len(json.dumps({"blob": ""}, separators=(",", ":")))
-    return {"blob": "x" * max(0, size - overhead)}
+_WORDS = ["invoice", "order", "customer", "shipment", "payment", "refund", "account", "region", "warehouse", "priority", "status", "pending", "complete", "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu", "red", "green", "blue", "amber", "silver", "north", "south", "east", "west", "monday", "tuesday", "friday", "morning", "evening", "report", "export", "import", "sync", "backup", "notify", "email", "sms", "webhook", "retry"]
+_NAMES = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Ken", "Dennis", "Linus", "Margaret", "Radia", "Tim", "Vint", "Frances", "John", "Leslie"]
+
+
+def _record(rng: random.Random, n: int) -> dict[str, Any]:
+    """One realistic record: ids, a name, numbers, a nested object, a few words."""
+    return {
+        "id": f"{rng.getrandbits(64):016x}",
+        "seq": n,
+        "name": f"{rng.choice(_NAMES)} {rng.choice(_NAMES)}son",
+        "email": f"{rng.choice(_NAMES).lower()}.{rng.randrange(10_000)}@example.com",
+        "amount": round(rng.uniform(0, 10_000), 2),
+        "quantity": rng.randrange(1, 500),
+        "active": rng.random() < 0.7,
+        "tags": rng.sample(_WORDS, rng.randrange(1, 4)),
+        "address": {"city": rng.choice(_WORDS).title(), "zip": f"{rng.randrange(100_000):05d}", "geo": [round(rng.uniform(-90, 90), 5), round(rng.uniform(-180, 180), 5)]},
+        "note": " ".join(rng.choice(_WORDS) for _ in range(rng.randrange(3, 12))),
+    }
+
+
+def _data_of(size: int) -> dict[str, Any]:
+    """Job data whose JSON is ``size`` bytes: seeded pseudo-random records (the same on every run), not a
+    run of one letter, which compresses 50x and would flatter the item's compression."""
+    rng = random.Random(size)
+    data: dict[str, Any] = {"batch": f"{rng.getrandbits(32):08x}", "records": []}
+    while True:
+        data["records"].append(_record(rng, len(data["records"])))
+        if _json_size(data) > size:
+            data["records"].pop()
+            break
+    data["pad"] = ""
+    data["pad"] = " ".join(rng.choice(_WORDS) for _ in range(size))[: max(0, size - _json_size(data))]
+    return data
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")).encode())
 
 
 def _settled(control: httpx.Client, quiet_seconds: float = 3.0, timeout: float = 120) -> dict[str, Any]:
@@ -272,6 +307,9 @@ def report(result: dict[str, Any], queue: str) -> float:
     print(f"\n== {n} jobs of {label} (data JSON {size:,} B; job item {result['item_bytes'] or '?':,} B when completed), "
           f"{result['clients']} clients, queue {queue}, HTTP target on 127.0.0.1 answering {result['answer']}"
           + (", consumers paused while creating (a backlog)" if result["backlog"] else ""))
+    raw = json.dumps(_data_of(size), separators=(",", ":")).encode()
+    packed = len(zlib.compress(raw, 9))
+    print(f"   data: {len(raw):,} B of JSON records, {packed:,} B zlib-compressed ({len(raw) / packed:.2f}x)")
     print(f"   created in {result['created_s']:.1f} s, all at the target after {result['processed_s']:.1f} s; "
           f"completed counted {result['completed']}/{n}; target calls {result['calls']}; a sample job is {result['status']}")
     waits = result["start_waits"]

@@ -13,6 +13,7 @@ that fails later and comes again changes no parent's count.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -26,11 +27,13 @@ import shared.transitions  # noqa: F401
 from functions import composition
 from shared import stats
 from shared.adapters import counters
+from shared.adapters.job_repository import readable_record
 from shared.observability import logger, traced
 
 
 def process(event: dict[str, Any]) -> stats.BatchOutcome:
-    records = list(event.get("Records") or [])
+    # The job items' stored form spelled out (short names, packed data, derived ids): what the readers parse.
+    records: list[Mapping[str, Any]] = [readable_record(r) for r in event.get("Records") or []]
     flows = composition.flow_events().apply(records)
     if flows.counted or flows.enqueued or flows.parents_moved or flows.cancelled:
         logger.info("flows moved on", extra=dict(flows.__dict__))

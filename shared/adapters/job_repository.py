@@ -35,10 +35,12 @@ import itertools
 import json
 import math
 import os
+import re
 import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -120,13 +122,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _encode(name: str, value: Any) -> dict[str, Any]:
-    if name in _JSON_FIELDS:
-        return {"S": json.dumps(value, separators=(",", ":"))}
-    encoded: dict[str, Any] = dict(_serializer.serialize(value))
-    return encoded
-
-
 def default_shards() -> int:
     """``JOBQ_INDEX_SHARDS`` (template.yaml's IndexShards), 8 when unset."""
     try:
@@ -135,21 +130,174 @@ def default_shards() -> int:
         return 8
 
 
+# ---- the job item's stored form -----------------------------------------------------------------
+# Every write of a job is billed by its whole item (1 unit a KB, rounded up: create, claim and
+# completion at least), so the item carries nothing it can do without (docs/data-model.md, fourth
+# pass). What this changes is only how the item spells the job: ``from_item`` reads back the same
+# ``Job``, and ``readable_image`` gives the stream's readers the long names (shared/stats.py,
+# shared/flows.py, shared/admission.py read raw images).
+#
+# Short names for what every job carries (the model's alias -> the item's attribute). ``queue`` keeps
+# its name (byOwner projects it, a listing filters on it), and so does what only some jobs carry.
+_STORED_NAMES = {
+    "status": "st", "data": "d", "result": "r", "history": "h", "attempts": "n", "maxAttempts": "mx", "version": "v",
+    "updatedAt": "u", "startedAt": "sa", "completedAt": "ca", "failedAt": "fa", "cancelledAt": "xa", "processingTime": "pt",
+    "progress": "p", "progressMessage": "pm", "leaseUntil": "lu", "leaseToken": "lt", "type": "ty",
+}  # fmt: skip
+_ALIASES = {stored: alias for alias, stored in _STORED_NAMES.items()}
+# An attempt record's keys, and its usage's.
+_RECORD_NAMES = {"attempt": "a", "startedAt": "s", "endedAt": "e", "outcome": "o", "error": "x", "usage": "g"}
+_RECORD_ALIASES = {stored: alias for alias, stored in _RECORD_NAMES.items()}
+_USAGE_NAMES = {"durationMs": "d", "memorySizeMb": "m", "peakMemoryMb": "k", "costNanoUsd": "c"}
+_USAGE_ALIASES = {stored: alias for alias, stored in _USAGE_NAMES.items()}
+# Derivable, so not stored: the owner and the job id are in ``pk``, ``createdAt`` begins ``createdKey``.
+_DERIVED = ("jobId", "userId", "createdAt")
+# Timestamps stored as epoch ms (8 B instead of 24) when that reads back as the same text.
+_STAMPS = frozenset({"updatedAt", "startedAt", "completedAt", "failedAt", "cancelledAt"})
+_RECORD_STAMPS = frozenset({"startedAt", "endedAt"})
 # Attributes left out at their model default (from_item restores it; an update that returns one to it
-# REMOVEs it): every write is billed by the whole item, and these ~95 bytes kept a small job past 1 KB
-# (the default backoff alone is 34: with it left out, data up to ~290 B keeps a job at 1 unit a write).
+# REMOVEs it).
 _OMITTED_AT_DEFAULT: dict[str, Any] = {
     "cancelRequested": False, "hasChildren": False, "outbox": False, "retries": 0, "delay": 0, "priority": 0,
-    "backoff": {"type": "exponential", "delay": 1000},
+    "backoff": {"type": "exponential", "delay": 1000}, "progress": 0, "history": [],
 }  # fmt: skip
+# Data and results inline are zlib-compressed (a Binary attribute) when that saves a real margin:
+# typical JSON shrinks 2-4x, which keeps a job with ~1 KB of data within one write unit a write.
+_COMPRESS_FROM_BYTES = 64
+_PAYLOADS = ("data", "result")
 
 
-def to_item(job: Job, shards: int | None = None) -> dict[str, Any]:
+def _stored(alias: str) -> str:
+    """The job item's attribute for the model's ``alias``."""
+    return _STORED_NAMES.get(alias, alias)
+
+
+def _stamp(text: str) -> dict[str, Any]:
+    """A timestamp as stored: epoch ms when ``iso`` gives the same text back, else the text."""
+    try:
+        ms = round(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):
+        return {"S": text}
+    return {"N": str(ms)} if iso(ms) == text else {"S": text}
+
+
+def _packed(text: str) -> dict[str, Any]:
+    """JSON as stored inline: zlib-compressed when that saves at least an eighth and 32 bytes."""
+    raw = text.encode()
+    if len(raw) >= _COMPRESS_FROM_BYTES:
+        packed = zlib.compress(raw, 9)
+        if len(packed) + max(32, len(raw) // 8) <= len(raw):
+            return {"B": packed}
+    return {"S": text}
+
+
+def _unpacked(value: Any) -> str:
+    """A Binary payload's JSON (boto3 gives bytes; a Lambda stream event gives base64 text)."""
+    raw = base64.b64decode(value) if isinstance(value, str) else bytes(value)
+    return zlib.decompress(raw).decode()
+
+
+def _encode(alias: str, value: Any) -> dict[str, Any]:
+    if alias in _PAYLOADS:
+        return _packed(json.dumps(value, separators=(",", ":")))
+    if alias == "progress":
+        return {"S": json.dumps(value, separators=(",", ":"))}
+    if alias in _STAMPS and isinstance(value, str):
+        return _stamp(value)
+    if alias == "history":
+        return {"L": [{"M": _stored_record(record)} for record in value]}
+    encoded: dict[str, Any] = dict(_serializer.serialize(value))
+    return encoded
+
+
+def _stored_record(record: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in record.items():
+        if name in _RECORD_STAMPS and isinstance(value, str):
+            out[_RECORD_NAMES[name]] = _stamp(value)
+        elif name == "usage" and isinstance(value, dict):
+            out["g"] = {"M": {_USAGE_NAMES.get(k, k): _serializer.serialize(v) for k, v in value.items()}}
+        else:
+            out[_RECORD_NAMES.get(name, name)] = _serializer.serialize(value)
+    return out
+
+
+def to_item(
+    job: Job, shards: int | None = None, *, only: Iterable[str] | None = None, store_apart: Callable[[str, bytes], str | None] | None = None
+) -> dict[str, Any]:
+    """The job's item: its keys and index keys, and its attributes as stored (``only`` those aliases, if given).
+
+    ``store_apart(name, json)`` may keep ``data`` or ``result`` out of the item: the key it returns
+    is stored as ``dataRef`` / ``resultRef`` instead (the claim check, shared/adapters/payloads.py).
+    """
     fields = job.model_dump(by_alias=True, mode="json", exclude_none=True)
-    item = {name: _encode(name, value) for name, value in fields.items() if _OMITTED_AT_DEFAULT.get(name, ...) != value}
+    wanted = None if only is None else set(only)
+    item: dict[str, Any] = {}
+    for alias, value in fields.items():
+        if alias in _DERIVED or (wanted is not None and alias not in wanted) or _OMITTED_AT_DEFAULT.get(alias, ...) == value:
+            continue
+        if alias in _PAYLOADS and store_apart is not None:
+            text = json.dumps(value, separators=(",", ":"))
+            ref = store_apart(alias, text.encode())
+            if ref is not None:
+                item[f"{alias}Ref"] = {"S": ref}
+                continue
+            item[_stored(alias)] = _packed(text)
+            continue
+        item[_stored(alias)] = _encode(alias, value)
     item.update(_job_key(job.user_id, job.job_id))
     item.update({k: {"S": v} for k, v in _index_keys(job, shards or default_shards()).items()})
     return item
+
+
+def readable_image(image: dict[str, Any]) -> dict[str, Any]:
+    """A job item (or a stream image of one) with the model's attribute names and plain forms: what
+    ``to_item`` shortened, packed or left out to be derived, spelled out again (as DynamoDB values)."""
+    out: dict[str, Any] = {}
+    for name, value in image.items():
+        alias = _ALIASES.get(name, name)
+        if alias in _PAYLOADS and isinstance(value, dict) and "B" in value:
+            value = {"S": _unpacked(value["B"])}
+        elif alias in _STAMPS and isinstance(value, dict) and "N" in value:
+            value = {"S": iso(int(value["N"]))}
+        elif alias == "history" and isinstance(value, dict) and isinstance(value.get("L"), list):
+            value = {"L": [{"M": _readable_record(r["M"])} if isinstance(r, dict) and isinstance(r.get("M"), dict) else r for r in value["L"]]}
+        out[alias] = value
+    pk = (image.get("pk") or {}).get("S")
+    if isinstance(pk, str) and pk.startswith("JOB#") and pk.count("#") >= 2:
+        _, owner, job_id = pk.split("#", 2)
+        out.setdefault("jobId", {"S": job_id})
+        out.setdefault("userId", {"S": _owner_of(owner)})
+    created = (image.get("createdKey") or {}).get("S")
+    if isinstance(created, str) and "#" in created:
+        out.setdefault("createdAt", {"S": created.split("#", 1)[0]})
+    return out
+
+
+def _readable_record(record: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in record.items():
+        alias = _RECORD_ALIASES.get(name, name)
+        if alias in _RECORD_STAMPS and isinstance(value, dict) and "N" in value:
+            value = {"S": iso(int(value["N"]))}
+        elif alias == "usage" and isinstance(value, dict) and isinstance(value.get("M"), dict):
+            value = {"M": {_USAGE_ALIASES.get(k, k): v for k, v in value["M"].items()}}
+        out[alias] = value
+    return out
+
+
+def readable_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A stream record whose job images are ``readable_image``'s: what the stream's readers parse."""
+    change = record.get("dynamodb")
+    if not isinstance(change, dict) or ((change.get("Keys") or {}).get("sk") or {}).get("S") != "JOB":
+        return record
+    images = {k: readable_image(change[k]) for k in ("NewImage", "OldImage") if isinstance(change.get(k), dict)}
+    return {**record, "dynamodb": {**change, **images}} if images else record
+
+
+def _owner_of(encoded: str) -> str:
+    """``_owner`` undone (one pass, so ``%2523`` stays ``%23``)."""
+    return re.sub("%2[35]", lambda m: "#" if m.group(0) == "%23" else "%", encoded)
 
 
 def _renderable(value: Any) -> Any:
@@ -182,7 +330,7 @@ def _json_field(text: str) -> Any:
 
 
 def from_item(item: dict[str, Any]) -> Job:
-    raw = {k: _deserializer.deserialize(v) for k, v in item.items() if k not in _INTERNAL}
+    raw = {k: _deserializer.deserialize(v) for k, v in readable_image(item).items() if k not in _INTERNAL}
     for name in _JSON_FIELDS:
         if isinstance(raw.get(name), str):
             raw[name] = _json_field(raw[name])
@@ -251,13 +399,18 @@ class JobStore:
 
     # ---- the claim check: large data and results as S3 objects (shared/adapters/payloads.py) ----
     def stored_item(self, job: Job) -> dict[str, Any]:
-        """The job's item, its data moved to S3 when past ``INLINE_DATA_BYTES``."""
-        item = to_item(job, self.shards)
-        data = item.get("data", {}).get("S", "")
-        if self.payloads is not None and len(data.encode()) > INLINE_DATA_BYTES:
-            item.pop("data")
-            item["dataRef"] = {"S": self.payloads.put(job.user_id, job.job_id, f"data-{uuid.uuid4().hex[:12]}", data.encode())}
-        return item
+        """The job's item, its data moved to S3 when its JSON is past ``INLINE_DATA_BYTES``."""
+        return to_item(job, self.shards, store_apart=lambda name, raw: self._apart(job, name, raw, INLINE_DATA_BYTES) if name == "data" else None)
+
+    def _apart(self, job: Job, name: str, raw: bytes, limit: int) -> str | None:
+        """The S3 key ``raw`` (the JSON of ``name``) is stored under, when past ``limit``; None keeps it inline.
+
+        The limit is on the JSON as sent, not as compressed: what stays inline is what a listing,
+        a stream image and a webhook carry whole, so it stays bounded whatever compresses how well.
+        """
+        if self.payloads is None or len(raw) <= limit:
+            return None
+        return self.payloads.put(job.user_id, job.job_id, f"{name}-{uuid.uuid4().hex[:12]}", raw)
 
     def with_payloads(self, job: Job, *, data: bool = True, result_budget: int | None = None) -> Job:
         """``job`` with its data and result read back from S3 where they were stored apart.
@@ -330,7 +483,7 @@ class JobStore:
                 TableName=self.table_name,
                 Key=_job_key(job.user_id, job.job_id),
                 ConditionExpression="#status = :status AND #version = :version",
-                ExpressionAttributeNames={"#status": "status", "#version": "version"},
+                ExpressionAttributeNames={"#status": _stored("status"), "#version": _stored("version")},
                 ExpressionAttributeValues={":status": {"S": job.status.value}, ":version": {"N": str(job.version)}},
             )
         except AWS_ERRORS as err:
@@ -386,12 +539,7 @@ class JobStore:
 
     def _update_request(self, change: Change) -> dict[str, Any]:
         updated = change.after()  # validates the change before anything is written
-        item = to_item(updated, self.shards)
-        result_text = item.get("result", {}).get("S", "")
-        if "result" in change.sets and self.payloads is not None and len(result_text.encode()) > INLINE_RESULT_BYTES:
-            item.pop("result")
-            item["resultRef"] = {"S": self.payloads.put(updated.user_id, updated.job_id, f"result-{uuid.uuid4().hex[:12]}", result_text.encode())}
-        names: dict[str, str] = {"#status": "status", "#version": "version"}
+        names: dict[str, str] = {"#status": _stored("status"), "#version": _stored("version")}
         values: dict[str, Any] = {":expected_status": {"S": change.job.status.value}, ":one": {"N": "1"}}
         sets: list[str] = []
         removes: list[str] = []
@@ -399,19 +547,24 @@ class JobStore:
         if change.status_changes:
             fields["status"] = change.target
         attributes = {Job.model_fields[f].alias or f: f for f in fields}
+        item = to_item(
+            updated, self.shards, only=attributes,
+            store_apart=lambda name, raw: self._apart(updated, name, raw, INLINE_RESULT_BYTES) if name == "result" and "result" in change.sets else None,
+        )  # fmt: skip
         if "result" in fields or "result" in change.removes:
             attributes["resultRef"] = ""  # set with an offloaded result, removed otherwise
         if change.status_changes and (change.target in INDEXED_STATES or change.job.status in INDEXED_STATES):
             attributes["stateKey"] = ""  # byQueueState: put, moved or removed; the other indexes never change
         for i, alias in enumerate(sorted(attributes)):
-            names[f"#a{i}"] = alias
-            if alias in item:
-                values[f":v{i}"] = item[alias]
+            stored = _stored(alias)
+            names[f"#a{i}"] = stored
+            if stored in item:
+                values[f":v{i}"] = item[stored]
                 sets.append(f"#a{i} = :v{i}")
             else:
                 removes.append(f"#a{i}")
         for j, field in enumerate(change.removes):
-            names[f"#r{j}"] = Job.model_fields[field].alias or field
+            names[f"#r{j}"] = _stored(Job.model_fields[field].alias or field)
             removes.append(f"#r{j}")
         if change.expires_at is not None:
             names["#ttl"] = "expiresAt"
@@ -426,14 +579,14 @@ class JobStore:
         condition = "#status = :expected_status"
         if change.guard is Guard.LEASE:
             condition += " AND #token = :token"
-            names["#token"] = "leaseToken"
+            names["#token"] = _stored("leaseToken")
             values[":token"] = {"S": change.token or ""}
         elif change.guard is Guard.VERSION:
             condition += " AND #version = :expected_version"
             values[":expected_version"] = {"N": str(change.job.version)}
         elif change.guard is Guard.ATTEMPT:
             condition += " AND #attempts = :attempt"
-            names["#attempts"] = "attempts"
+            names["#attempts"] = _stored("attempts")
             values[":attempt"] = {"N": str(change.job.attempts)}
         if change.unless_cancel_requested:
             names["#cancel"] = "cancelRequested"
@@ -464,12 +617,13 @@ class JobStore:
             "#cancel": "cancelRequested", "#history": "history", "#leaseUntil": "leaseUntil", "#leaseToken": "leaseToken",
             "#startedAt": "startedAt", "#updatedAt": "updatedAt",
         }  # fmt: skip
-        at = iso(now)
+        names = {placeholder: _stored(alias) for placeholder, alias in names.items()}
+        at = _stamp(iso(now))
         values: dict[str, Any] = {
             ":waiting": {"S": JobStatus.WAITING.value}, ":stalled": {"S": JobStatus.STALLED.value}, ":delayed": {"S": JobStatus.DELAYED.value},
             ":active": {"S": JobStatus.ACTIVE.value}, ":due": {"S": iso(now + 1000)}, ":false": {"BOOL": False},
             ":max_history": {"N": str(max_history)}, ":one": {"N": "1"}, ":lease_until": {"N": str(now + lease_ms)},
-            ":token": {"S": token}, ":now": {"S": at}, ":empty": {"L": []}, ":record": {"L": [{"M": {"startedAt": {"S": at}}}]},
+            ":token": {"S": token}, ":now": at, ":empty": {"L": []}, ":record": {"L": [{"M": {_RECORD_NAMES["startedAt"]: at}}]},
         }  # fmt: skip
         condition = (
             "#status IN (:waiting, :stalled, :delayed) AND (#status <> :delayed OR #runAt <= :due) AND #attempts < #max"

@@ -22,13 +22,18 @@ ROOT = Path(__file__).resolve().parents[2]
 def template_stream_event() -> dict[str, Any]:
     """The EventsFunction's stream mapping as template.yaml declares it (its own EventSourceMapping
     resource, so the function's role reads only this table's stream), less source and function."""
-    resources = load_template(ROOT / "template.yaml")["Resources"]
+    template = load_template(ROOT / "template.yaml")
     (mapping,) = [
         r["Properties"]
-        for r in resources.values()
+        for r in template["Resources"].values()
         if r["Type"] == "AWS::Lambda::EventSourceMapping" and r["Properties"]["FunctionName"] == {"Ref": "EventsFunction"}
     ]
-    return {k: v for k, v in mapping.items() if k not in ("EventSourceArn", "FunctionName")}
+    parameters = template.get("Parameters") or {}
+
+    def value(v: Any) -> Any:  # a stack parameter (StreamBatchingWindowSeconds) at its default
+        return parameters[v["Ref"]]["Default"] if isinstance(v, dict) and set(v) == {"Ref"} and v["Ref"] in parameters else v
+
+    return {k: value(v) for k, v in mapping.items() if k not in ("EventSourceArn", "FunctionName")}
 
 
 class StreamFeed:
