@@ -5,23 +5,26 @@ changes one user's limits; finished jobs give their place back through the strea
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from api.deps import job_service
+from api import deps
 from api.main import handler
 from shared.adapters.quotas import DynamoQuotaStore
+from shared.clock import now_ms
 from tests.unit.api_events import admin, http_event, user
 from tests.unit.conftest import FakeLambdaContext, Stack
 from tests.unit.stream_feed import StreamFeed
 
 QUEUE = "email-sending"
+MINUTE_MS = 60_000
 EMAIL = {"to": "a@example.com", "subject": "s", "body": "b"}
 
 
 @pytest.fixture
-def quotas(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+def quotas(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     """The stack with UserJobsPerMinute 3 and UserMaxUnfinishedJobs 5."""
     from shared.settings import get_settings
 
@@ -29,8 +32,11 @@ def quotas(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
     monkeypatch.setenv("JOBQ_USER_MAX_UNFINISHED_JOBS", "5")
     monkeypatch.setenv("JOBQ_POLICY_CACHE_SECONDS", "0")
     get_settings.cache_clear()
-    job_service.cache_clear()
-    return stack
+    # The API's clock, 1 s into a fresh minute: a test's creates never straddle two rate windows.
+    shift = MINUTE_MS - now_ms() % MINUTE_MS + 1000
+    deps.use_clock(lambda: now_ms() + shift)
+    yield stack
+    deps.use_clock(None)
 
 
 def call(method: str, path: str, claims: dict[str, str], body: Any = None, headers: dict[str, str] | None = None) -> dict[str, Any]:
