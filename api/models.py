@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from shared.models import CamelModel, JobCreate, JobPublic, WebhookOptions
+from shared.client_models import JobCreate, JobPublic
+from shared.models import CamelModel, WebhookOptions
 from shared.report_models import QueueHealth
 
 

@@ -64,9 +64,10 @@ from shared.adapters.flows import (
     FlowStore,
 )
 from shared.adapters.job_repository import JobStore
+from shared.client_models import JobCreate, JobPublic
 from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, Invalid, JobqError, PermanentJobError, Unavailable
-from shared.models import FailurePolicy, Job, JobCreate, JobPublic, JobRef, ParentLink, QueueInfo, QueuePolicy
+from shared.models import FailurePolicy, Job, JobRef, ParentLink, QueueInfo, QueuePolicy
 from shared.observability import logger
 from shared.ports import JobRepository
 from shared.stats import attribute_number, attribute_text, is_job_record
