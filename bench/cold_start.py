@@ -104,10 +104,10 @@ CASES: dict[str, str] = {
 
 
 def _environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBQ_", "POWERTOOLS_"))}
+    # PYTHONDONTWRITEBYTECODE left out: any value (even "0") stops the warm-up from writing the caches.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBQ_", "POWERTOOLS_", "PYTHONDONTWRITEBYTECODE"))}
     env.update(
         PYTHONPATH=str(ROOT),
-        PYTHONDONTWRITEBYTECODE="0",
         AWS_DEFAULT_REGION="us-east-1",
         AWS_ACCESS_KEY_ID="bench",
         AWS_SECRET_ACCESS_KEY="bench",
