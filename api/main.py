@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from mangum import Mangum
+from shared.lambda_init import collector_paused
 
-from api.app import app
-from shared.observability import logger, traced
+with collector_paused():
+    from aws_lambda_powertools.logging import correlation_paths
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from mangum import Mangum
+
+    from api.app import app
+    from shared.observability import logger, traced
 
 # lifespan="off": Mangum would run ASGI start-up on every cold start; start-up work is lazy instead.
 _asgi = Mangum(app, lifespan="off")

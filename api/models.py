@@ -12,7 +12,8 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from shared.camel import CamelModel
-from shared.models import JobCreate, JobPublic, WebhookOptions
+from shared.client_models import JobCreate, JobPublic
+from shared.models import WebhookOptions
 from shared.report_models import QueueHealth
 
 

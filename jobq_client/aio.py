@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from jobq_client.client import Client, JobUpdate
-from shared.models import JobPublic, LogLine
+from shared.client_models import JobPublic, LogLine
 
 T = TypeVar("T")
 _END = object()

@@ -29,7 +29,7 @@ from rich.tree import Tree
 from jobq_client import config
 from jobq_client.client import Client
 from jobq_client.errors import JobqClientError, Unauthorized
-from shared.models import JobPublic
+from shared.client_models import JobPublic
 from shared.queue_models import QueueSummary
 from shared.status import JobStatus
 

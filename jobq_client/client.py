@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from jobq_client.errors import ApiError, ConnectionFailed, NotAvailable, RateLimited, ServerError, WaitTimeout, error_for
 from jobq_client.live import JobEvents, LiveUnavailable
-from shared.models import BulkResult, JobCreate, JobOptions, JobPage, JobPublic, LogLine, LogPage
+from shared.client_models import BulkResult, JobCreate, JobOptions, JobPage, JobPublic, LogLine, LogPage
 from shared.queue_models import (
     CleanRequest,
     CleanResult,

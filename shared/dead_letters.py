@@ -33,10 +33,11 @@ from typing import Any
 
 from shared import lifecycle
 from shared.adapters import policies, queues
+from shared.client_models import JobPublic
 from shared.clock import iso
 from shared.errors import Conflict, JobqError, Unavailable
 from shared.jobs import Identity, JobService
-from shared.models import Job, JobPublic, JobRef, QueueInfo, QueuePolicy
+from shared.models import Job, JobRef, QueueInfo, QueuePolicy
 from shared.ports import JobRepository
 from shared.queue_models import DeadLetter, DeadLetterList, PurgeResult, RedriveResult, Skipped
 from shared.status import FINISHED, JobStatus

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from shared.models import FailurePolicy, JobCreate
+from shared.client_models import JobCreate
+from shared.models import FailurePolicy
 
 MAX_FLOW_NODES = 1000
 MAX_FLOW_DEPTH = 10

@@ -17,10 +17,11 @@ from shared.access import Identity
 from shared.adapters import policies, queues, scheduler
 from shared.adapters.flows import FAILED, IGNORED, MAX_TRANSACTION_ITEMS, PROCESSED, Edge, FlowCounts, FlowStore
 from shared.adapters.job_repository import JobStore
+from shared.client_models import JobPublic
 from shared.errors import Conflict, Invalid, Unavailable
 from shared.flow_models import MAX_FLOW_DEPTH, MAX_FLOW_NODES, FlowNode
 from shared.flows import derived_id_base
-from shared.models import Job, JobPublic, JobRef, ParentLink
+from shared.models import Job, JobRef, ParentLink
 from shared.observability import logger
 from shared.status import JobStatus
 from shared.transitions import Transitions

@@ -53,9 +53,10 @@ from pydantic import ValidationError
 
 from shared.adapters import queues
 from shared.adapters.flows import MAX_TRANSACTION_ITEMS, PROCESSED, FlowStore
+from shared.client_models import JobCreate
 from shared.clock import iso
 from shared.errors import Invalid, JobqError, PermanentJobError
-from shared.models import FailurePolicy, Job, JobCreate, JobRef, ParentLink, QueueInfo, QueuePolicy
+from shared.models import FailurePolicy, Job, JobRef, ParentLink, QueueInfo, QueuePolicy
 from shared.ports import JobRepository
 from shared.status import JobStatus
 

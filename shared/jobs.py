@@ -26,9 +26,10 @@ from shared.adapters.quotas import DynamoQuotaStore
 from shared.adapters.scheduler import EventBridgeDelayedSchedules
 from shared.adapters.sqs import SqsJobMessages
 from shared.admission import AdmissionCounters
+from shared.client_models import JobCreate
 from shared.clock import Clock, iso, now_ms
 from shared.errors import Conflict, Forbidden, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
-from shared.models import Job, JobCreate, JobRef, QueueInfo, StateMachineTarget, json_size
+from shared.models import Job, JobRef, QueueInfo, StateMachineTarget, json_size
 from shared.observability import emit, logger
 from shared.ports import JobRepository, ProcessorCatalog, QueueDirectory
 from shared.quotas import Quotas

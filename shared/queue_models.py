@@ -11,6 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from shared.access import QueueAccess
 from shared.camel import CamelModel, CamelView
+from shared.client_models import JobPublic
 from shared.flow_control import GroupPolicy, RateLimit
 from shared.models import (
     JOB_ID_PATTERN,
@@ -20,7 +21,6 @@ from shared.models import (
     BreakerSettings,
     HttpTarget,
     Job,
-    JobPublic,
     LambdaTarget,
     ProcessorTarget,
     QueueDepth,

@@ -14,8 +14,9 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from shared import cron, strict_json
 from shared.camel import CamelView
+from shared.client_models import JobOptions
 from shared.cron import Recurrence
-from shared.models import CamelModel, JobOptions, representable
+from shared.models import CamelModel, representable
 
 SCHEDULE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$"
 ScheduleState = Literal["active", "paused", "completed"]

@@ -33,10 +33,11 @@ from shared import cron
 from shared.access import Action, Identity, authorize
 from shared.adapters import scheduler
 from shared.adapters.schedules import ScheduleStore
+from shared.client_models import JobCreate
 from shared.clock import iso, parse_iso
 from shared.errors import Conflict, Invalid, JobqError, NotFound, PayloadTooLarge, Unavailable
 from shared.jobs import JobService, require_admin
-from shared.models import Job, JobCreate, json_size
+from shared.models import Job, json_size
 from shared.observability import emit, logger
 from shared.schedule_models import (  # noqa: F401  (re-exported: the routes import them from here)
     SCHEDULE_NAME_PATTERN,

@@ -11,8 +11,8 @@ from api.deps import CurrentUser, Cursors, Flows
 from api.envelope import Envelope, error_responses
 from api.models import DependencyPage, FlowCreated
 from api.routes.jobs import Cursor, JobId, Owner
+from shared.client_models import JobPublic
 from shared.flow_models import MAX_FLOW_DEPTH, MAX_FLOW_NODES, FlowNode
-from shared.models import JobPublic
 
 router = APIRouter(tags=["flows"])
 

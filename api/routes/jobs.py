@@ -10,17 +10,10 @@ from fastapi import APIRouter, Header, Path, Query, Response
 from api.cursors import CursorSigner
 from api.deps import CurrentUser, Cursors, Jobs, schedule_service
 from api.envelope import Envelope, error_responses
-from shared.clock import iso
-from shared.dashboard import build_dashboard
-from shared.errors import Invalid
-from shared.jobs import MAX_BULK_JOBS
-from shared.models import (
-    JOB_ID_PATTERN,
-    NAME_PATTERN,
+from shared.client_models import (
     BulkCreate,
     BulkItemResult,
     BulkResult,
-    Job,
     JobCreate,
     JobPage,
     JobPublic,
@@ -30,6 +23,11 @@ from shared.models import (
     StatusRequest,
     StatusResult,
 )
+from shared.clock import iso
+from shared.dashboard import build_dashboard
+from shared.errors import Invalid
+from shared.jobs import MAX_BULK_JOBS
+from shared.models import JOB_ID_PATTERN, NAME_PATTERN, Job
 from shared.paging import Fetch, numbered_page
 from shared.queue_admin import QueueService
 from shared.queue_models import Dashboard

@@ -15,9 +15,10 @@ from api.access import QueueGuard
 from api.deps import CurrentUser, Cursors, Jobs, job_service
 from api.envelope import Envelope, error_responses
 from api.routes.jobs import PageNumber, paged
+from shared.client_models import JobPage, JobPublic
 from shared.errors import Invalid
 from shared.flow_control import GROUP_KEY_PATTERN
-from shared.models import JOB_ID_PATTERN, NAME_PATTERN, TYPE_PATTERN, AnyTarget, JobPage, JobPublic, ProcessorTarget
+from shared.models import JOB_ID_PATTERN, NAME_PATTERN, TYPE_PATTERN, AnyTarget, ProcessorTarget
 from shared.queue_admin import QueueService
 from shared.queue_models import (
     BreakerView,

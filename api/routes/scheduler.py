@@ -20,10 +20,10 @@ from api.models import Check, DelayedJobCreate, QueueHealthLine, SchedulerHealth
 from api.routes.health import uptime_seconds
 from api.routes.schedules import ScheduleName
 from shared.adapters import counters, scheduler
+from shared.client_models import JobPublic
 from shared.clock import iso
 from shared.errors import JobqError
 from shared.jobs import Identity, JobService
-from shared.models import JobPublic
 from shared.queue_admin import QueueService
 from shared.reports import read_last_health_run
 from shared.schedules import Schedule, ScheduleCreate

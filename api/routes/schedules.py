@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 from api.access import StackGuard
 from api.deps import CurrentUser, Cursors, Schedules
 from api.envelope import Envelope, error_responses
-from shared.models import JobPublic
+from shared.client_models import JobPublic
 from shared.schedules import (
     SCHEDULE_NAME_PATTERN,
     Schedule,

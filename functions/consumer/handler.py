@@ -10,19 +10,22 @@ import json
 import time
 from typing import Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from shared.lambda_init import collector_paused
 
-# Imported during Lambda's init, as before: the composition root builds from them at the first event.
-import processors.registry  # noqa: F401
-import shared.adapters.breakers
-import shared.adapters.job_repository
-import shared.breakers
-import shared.catalog  # noqa: F401
-from functions import composition
-from shared.adapters import queues
-from shared.errors import JobqError
-from shared.observability import emit, job_log_keys, logger, traced
-from shared.worker import Delivery, RetryLater
+with collector_paused():
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    # Imported during Lambda's init, as before: the composition root builds from them at the first event.
+    import processors.registry  # noqa: F401
+    import shared.adapters.breakers
+    import shared.adapters.job_repository
+    import shared.breakers
+    import shared.catalog  # noqa: F401
+    from functions import composition
+    from shared.adapters import queues
+    from shared.errors import JobqError
+    from shared.observability import emit, job_log_keys, logger, traced
+    from shared.worker import Delivery, RetryLater
 
 # Leave the lease a little longer than the invocation can live, so a redelivery never
 # reclaims a job whose worker might still write.

@@ -28,9 +28,10 @@ from typing import Any
 
 from shared.adapters import clients, queues
 from shared.adapters.aws_errors import aws_errors
+from shared.client_models import JobOptions
 from shared.clock import parse_iso
 from shared.errors import Conflict, Invalid, NotFound, Unavailable
-from shared.models import Job, JobOptions, JobRef, QueueInfo
+from shared.models import Job, JobRef, QueueInfo
 from shared.observability import logger
 from shared.settings import Settings
 

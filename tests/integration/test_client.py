@@ -22,7 +22,7 @@ from jobq_client import (
     Unauthorized,
     WaitTimeout,
 )
-from shared.models import JobPublic
+from shared.client_models import JobPublic
 from shared.queue_models import QueueSummary
 from shared.schedule_models import Schedule
 from shared.status import JobStatus

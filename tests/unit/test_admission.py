@@ -15,8 +15,9 @@ from infra.local import moto_fixes
 from shared.access import Identity
 from shared.adapters import policies
 from shared.adapters.admission import DynamoAdmissionCounters
+from shared.client_models import JobCreate
 from shared.errors import TooManyJobs
-from shared.models import JobCreate, QueuePolicy
+from shared.models import QueuePolicy
 from tests.unit.api_events import http_event, user
 from tests.unit.conftest import FakeLambdaContext, Stack
 from tests.unit.stream_feed import StreamFeed

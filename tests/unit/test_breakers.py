@@ -12,8 +12,9 @@ import pytest
 from functions.consumer.handler import handler
 from shared.adapters import queues
 from shared.catalog import ProcessorCatalog
+from shared.client_models import JobCreate
 from shared.jobs import Identity, JobService
-from shared.models import BreakerSettings, HttpTarget, JobCreate
+from shared.models import BreakerSettings, HttpTarget
 from shared.status import JobStatus
 from tests.target_server import TargetServer
 from tests.unit.api_events import admin, http_event

@@ -15,8 +15,9 @@ from infra.local.functions import LocalFunctions, function_arn
 from infra.local.lambda_api import LambdaApi
 from shared.adapters import clients, lambda_functions, queues
 from shared.catalog import ProcessorCatalog
+from shared.client_models import JobCreate
 from shared.jobs import Identity, JobService
-from shared.models import Job, JobCreate
+from shared.models import Job
 from shared.settings import get_settings
 from shared.status import JobStatus
 from tests.target_server import TargetServer

@@ -12,9 +12,10 @@ import pytest
 from functions.consumer.handler import handler
 from shared.adapters.job_repository import _job_key
 from shared.catalog import ProcessorCatalog
+from shared.client_models import JobCreate
 from shared.clock import now_ms, parse_iso
 from shared.jobs import Identity, JobService
-from shared.models import HttpTarget, JobCreate
+from shared.models import HttpTarget
 from shared.status import JobStatus
 from shared.worker import Delivery, Outcome, RetryLater
 from tests.target_server import TargetServer

@@ -18,10 +18,11 @@ from functions.consumer.handler import handler as consumer
 from shared import stats, stats_models
 from shared.adapters import counters, policies, queues
 from shared.catalog import ProcessorCatalog
+from shared.client_models import JobCreate
 from shared.clock import iso, now_ms
 from shared.health import HealthSweep
 from shared.jobs import Identity, JobService
-from shared.models import HttpTarget, JobCreate
+from shared.models import HttpTarget
 from tests.target_server import TargetServer
 from tests.unit.api_events import admin, http_event
 from tests.unit.conftest import FakeLambdaContext, Stack, sqs_event

@@ -16,8 +16,9 @@ from functions.consumer.handler import handler
 from infra.local.provision import Provisioner
 from shared.adapters import queues
 from shared.catalog import ProcessorCatalog
+from shared.client_models import JobCreate
 from shared.jobs import Identity, JobService
-from shared.models import Job, JobCreate
+from shared.models import Job
 from shared.settings import get_settings
 from shared.status import JobStatus
 from tests.unit.conftest import ROOT, STACK, FakeLambdaContext, Stack, sqs_event

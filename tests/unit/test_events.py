@@ -11,8 +11,8 @@ import pytest
 from api.main import handler as api_handler
 from functions.consumer.handler import handler as consumer_handler
 from shared.adapters import counters, queues
+from shared.client_models import JobCreate
 from shared.jobs import Identity, JobService
-from shared.models import JobCreate
 from shared.status import JobStatus
 from tests.unit.conftest import FakeLambdaContext, Stack
 from tests.unit.scheduling import Scheduling, scheduling_fixture  # noqa: F401 (the fixture)

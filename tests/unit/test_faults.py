@@ -12,11 +12,12 @@ import pytest
 from api.main import handler as api_handler
 from shared.adapters import policies, queues
 from shared.catalog import ProcessorCatalog
+from shared.client_models import JobCreate
 from shared.clock import iso, now_ms
 from shared.health import HealthSweep
 from shared.jobs import Identity, JobService
 from shared.lifecycle import MAX_ERROR_CHARS, MAX_HISTORY, MAX_RECORD_ERROR_CHARS
-from shared.models import AttemptRecord, HttpTarget, JobCreate, JobRef
+from shared.models import AttemptRecord, HttpTarget, JobRef
 from shared.status import JobStatus
 from shared.worker import Delivery, JobContext, Outcome, RetryLater
 from tests.target_server import TargetServer

@@ -19,11 +19,12 @@ from shared.adapters import clients, policies, queues
 from shared.adapters.limits import DynamoLimits
 from shared.backoff import backoff_seconds, register_backoff, unregister_backoff
 from shared.catalog import ProcessorCatalog
+from shared.client_models import JobCreate
 from shared.clock import now_ms, parse_iso
 from shared.errors import Invalid
 from shared.flow_control import GroupPolicy, KeyLimits, RateLimit
 from shared.jobs import Identity, JobService
-from shared.models import Backoff, BackoffType, HttpTarget, JobCreate, JobRef, QueuePolicy
+from shared.models import Backoff, BackoffType, HttpTarget, JobRef, QueuePolicy
 from shared.status import JobStatus
 from shared.worker import Delivery, JobContext, Outcome, RetryLater
 from tests.target_server import TargetServer

@@ -19,9 +19,10 @@ from infra.local.functions import LocalFunctions, function_arn
 from infra.local.lambda_api import LambdaApi
 from shared.adapters import lambda_functions, queues
 from shared.catalog import ProcessorCatalog
+from shared.client_models import JobCreate
 from shared.errors import Invalid
 from shared.jobs import Identity, JobService
-from shared.models import JobCreate, LambdaTarget
+from shared.models import LambdaTarget
 from shared.settings import get_settings
 from shared.status import JobStatus
 from tests.unit.api_events import admin, http_event

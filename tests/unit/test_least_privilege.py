@@ -18,8 +18,9 @@ import pytest
 from functions.events.handler import handler as events_handler
 from infra.local.provision import ProvisionedStack, Provisioner, ResourceRecord
 from shared.adapters import clients
+from shared.client_models import JobCreate
 from shared.jobs import Identity, JobService
-from shared.models import HttpTarget, JobCreate
+from shared.models import HttpTarget
 from tests.target_server import TargetServer
 from tests.unit.conftest import ROOT, STACK, FakeLambdaContext, Stack, sqs_event
 from tests.unit.stream_feed import StreamFeed

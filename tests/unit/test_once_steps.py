@@ -11,8 +11,8 @@ from shared.adapters import clients, queues
 from shared.adapters.job_repository import _job_key
 from shared.adapters.once_steps import OnceSteps
 from shared.catalog import ProcessorCatalog
+from shared.client_models import JobCreate
 from shared.jobs import Identity, JobService
-from shared.models import JobCreate
 from shared.status import JobStatus
 from shared.worker import Delivery, JobContext, Outcome, RetryLater
 from tests.unit.conftest import ROOT, STACK, Stack, arrange

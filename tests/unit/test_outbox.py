@@ -19,9 +19,9 @@ import pytest
 from functions.events.handler import handler as events_handler
 from shared.adapters import clients, counters, queues
 from shared.catalog import ProcessorCatalog
+from shared.client_models import JobCreate
 from shared.errors import Unavailable
 from shared.jobs import Identity, JobService
-from shared.models import JobCreate
 from tests.unit.conftest import FakeLambdaContext, Stack
 from tests.unit.stream_feed import StreamFeed
 

@@ -36,6 +36,34 @@ def test_the_consumer_loads_flows_only_for_a_processor_that_adds_jobs() -> None:
     assert out.stdout.strip() == ""
 
 
+def test_the_consumer_does_not_import_the_api_job_models() -> None:
+    # The request, view and page models a client sends and sees (shared/client_models.py) are the API's.
+    code = (
+        "import sys, functions.consumer.handler; from functions import composition; composition.worker(); "
+        "print('shared.client_models' in sys.modules)"
+    )
+    env = {**os.environ, "POWERTOOLS_TRACE_DISABLED": "true", "JOBQ_TABLE_NAME": "jobq-test", "JOBQ_QUEUES_PARAMETER_PATH": "/jobq/test/"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
+
+
+def test_a_lambda_init_runs_the_collector_again_with_the_init_frozen() -> None:
+    # Inside Lambda the entry points import with the collector paused (shared/lambda_init.py); after
+    # the init it runs, and skips what the init made. Elsewhere (tests, the local stack) nothing changes.
+    code = "import gc, functions.consumer.handler, api.main; print(gc.isenabled(), gc.get_freeze_count() > 0)"
+    env = {**os.environ, "POWERTOOLS_TRACE_DISABLED": "true", "JOBQ_TABLE_NAME": "jobq-test", "JOBQ_QUEUES_PARAMETER_PATH": "/jobq/test/",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    inside = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False,
+                            env={**env, "AWS_LAMBDA_FUNCTION_NAME": "jobq-test"})
+    assert inside.returncode == 0, inside.stderr[-2000:]
+    assert inside.stdout.split() == ["True", "True"]
+    outside = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False,
+                             env={k: v for k, v in env.items() if k != "AWS_LAMBDA_FUNCTION_NAME"})
+    assert outside.returncode == 0, outside.stderr[-2000:]
+    assert outside.stdout.split() == ["True", "False"]
+
+
 # A model's validator is built where it is first used (defer_build), not at import: a container
 # pays only for the models its requests touch. Settings are validated at cold start by design.
 _BUILT_AT_IMPORT = """

@@ -23,8 +23,9 @@ from functions.realtime.connections import handler as connections_handler
 from functions.realtime.stream import handler as stream_handler
 from shared.adapters import queues
 from shared.adapters.job_repository import to_item
+from shared.client_models import JobCreate
 from shared.jobs import Identity, JobService
-from shared.models import Job, JobCreate
+from shared.models import Job
 from shared.realtime import EventType, ProgressThrottle, change_kind
 from shared.settings import get_settings
 from shared.status import JobStatus

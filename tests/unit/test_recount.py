@@ -14,10 +14,11 @@ from functions.events.handler import handler as events_handler
 from shared import stats, stats_models
 from shared.adapters import clients, counters, policies, queues
 from shared.catalog import ProcessorCatalog
+from shared.client_models import JobCreate
 from shared.clock import parse_iso
 from shared.health import HealthSweep
 from shared.jobs import Identity, JobService
-from shared.models import Job, JobCreate
+from shared.models import Job
 from shared.settings import get_settings
 from shared.stats_models import Resolution
 from shared.status import JobStatus

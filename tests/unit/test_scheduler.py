@@ -9,9 +9,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from shared.adapters import queues, scheduler
+from shared.client_models import JobCreate
 from shared.clock import now_ms, parse_iso
 from shared.errors import Invalid, Unavailable
-from shared.models import JobCreate, JobRef
+from shared.models import JobRef
 from shared.settings import Settings
 from shared.status import JobStatus
 from tests.unit.conftest import Stack

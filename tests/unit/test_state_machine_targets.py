@@ -22,11 +22,12 @@ from functions.executions.handler import handler as executions_handler
 from infra.local.state_machines import LocalStateMachines, state_machine_arn
 from shared.adapters import queues
 from shared.catalog import ProcessorCatalog
+from shared.client_models import JobCreate
 from shared.clock import now_ms
 from shared.errors import Invalid
 from shared.health import HealthSweep
 from shared.jobs import Identity, JobService
-from shared.models import JobCreate, StateMachineTarget
+from shared.models import StateMachineTarget
 from shared.settings import get_settings
 from shared.status import JobStatus
 from tests.unit.conftest import FakeLambdaContext, Stack, arrange, sqs_event

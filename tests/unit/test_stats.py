@@ -17,9 +17,10 @@ from functions.events.handler import process
 from shared import stats, stats_models
 from shared.adapters import clients, counters, queues
 from shared.catalog import ProcessorCatalog
+from shared.client_models import JobCreate
 from shared.clock import iso, now_ms
 from shared.jobs import Identity, JobService
-from shared.models import HttpTarget, JobCreate
+from shared.models import HttpTarget
 from shared.status import JobStatus
 from tests.target_server import TargetServer
 from tests.unit.conftest import FakeLambdaContext, Stack, sqs_event

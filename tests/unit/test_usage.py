@@ -11,8 +11,9 @@ from api.main import handler as api_handler
 from functions.consumer.handler import handler
 from shared.adapters import queues
 from shared.catalog import ProcessorCatalog
+from shared.client_models import JobCreate
 from shared.jobs import Identity, JobService
-from shared.models import HttpTarget, JobCreate
+from shared.models import HttpTarget
 from shared.usage import PRICE_PER_GB_SECOND_USD, PRICE_PER_REQUEST_USD
 from tests.target_server import TargetServer
 from tests.unit.api_events import http_event, user

@@ -19,9 +19,10 @@ from functions.realtime.webhooks import handler as webhook_handler
 from shared.adapters import clients, queues
 from shared.adapters.job_repository import to_item
 from shared.adapters.webhooks import DynamoDeliveryLog
+from shared.client_models import JobCreate
 from shared.errors import Invalid
 from shared.jobs import Identity, JobService
-from shared.models import Job, JobCreate
+from shared.models import Job
 from shared.settings import get_settings
 from shared.status import JobStatus
 from shared.webhooks import sign, verify

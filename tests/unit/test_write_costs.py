@@ -21,9 +21,10 @@ from shared import lifecycle
 from shared.adapters import clients, queues
 from shared.adapters.job_repository import _job_key, _job_pk, from_item, readable_record
 from shared.catalog import ProcessorCatalog
+from shared.client_models import JobCreate
 from shared.clock import now_ms
 from shared.jobs import Identity, JobService
-from shared.models import JobCreate, QueuePolicy
+from shared.models import QueuePolicy
 from shared.worker import Delivery, Outcome
 from tests.target_server import TargetServer
 from tests.unit.api_events import admin, user
