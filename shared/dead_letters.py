@@ -126,7 +126,7 @@ class _Redrive:
             elif job.status in FINISHED:
                 self.result.skipped.append(Skipped(job_id=job_id, reason=f"the job is {job.status.value}"))
             else:
-                queues.send_job(self.queue, ref)  # waiting, delayed, active, stalled: wake it again
+                queues.send_job(self.queue, ref, route=queues.Route.of(job))  # waiting, delayed, active, stalled: wake it again
                 self.result.requeued.append(job_id)
         except Conflict:
             self.result.skipped.append(Skipped(job_id=job_id, reason="the job changed meanwhile; redrive it again"))

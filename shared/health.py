@@ -362,7 +362,7 @@ class HealthSweep(QueueSweep):
         # Stalled jobs whose wake-up could not be sent when they were found.
         grace_ms = self.settings.orphan_grace_seconds * 1000
         jobs, _ = self._page(queue, JobStatus.STALLED, limit=self.settings.maintenance_batch, newest_first=False)
-        left = [JobRef.of(j) for j in jobs if parse_iso(j.updated_at) < now - grace_ms]
+        left = [j for j in jobs if parse_iso(j.updated_at) < now - grace_ms]
         recovery.stalled_resent = len(self._wake(queue, left, now))
         return recovery
 
@@ -398,14 +398,12 @@ class HealthSweep(QueueSweep):
         }
         # Waiting: the oldest first; a healthy queue has none older than the grace.
         waiting, _ = self._page(queue, JobStatus.WAITING, limit=self.settings.maintenance_batch, newest_first=False, before=iso(now - grace_ms))
-        stale = [JobRef.of(j) for j in waiting if parse_iso(j.updated_at) < now - grace_ms and _token(j) not in resent]
+        stale = [j for j in waiting if parse_iso(j.updated_at) < now - grace_ms and _token(j) not in resent]
         # Delayed: a page per run, round robin, for the ones long past due.
         delayed, cursor = self._page(
             queue, JobStatus.DELAYED, limit=self.settings.maintenance_batch, newest_first=False, cursor=state.get("delayedCursor")
         )
-        overdue = [
-            JobRef.of(j) for j in delayed if j.run_at and parse_iso(j.run_at) < now - grace_ms and _token(j) not in resent
-        ]
+        overdue = [j for j in delayed if j.run_at and parse_iso(j.run_at) < now - grace_ms and _token(j) not in resent]
         woken_waiting = self._wake(queue, stale, now)
         woken_delayed = self._wake(queue, overdue, now)
         for ref in woken_waiting + woken_delayed:
@@ -436,10 +434,12 @@ class HealthSweep(QueueSweep):
             self.reports.put_sweep_state(queue.name, {**state, "flowCursor": cursor})
         return outcome.removed, outcome.released
 
-    def _wake(self, queue: QueueInfo, refs: list[JobRef], now: int) -> list[JobRef]:
-        if not refs:
+    def _wake(self, queue: QueueInfo, jobs: list[Job], now: int) -> list[JobRef]:
+        """Send the jobs' wake-ups with their routes (group, priority, keepLastIfActive key), as a create does."""
+        if not jobs:
             return []
-        unsent = queues.send_jobs(queue, [(ref, 0) for ref in refs])
+        refs = [JobRef.of(j) for j in jobs]
+        unsent = queues.send_jobs(queue, [(ref, 0) for ref in refs], {JobRef.of(j): queues.Route.of(j) for j in jobs})
         if unsent:
             logger.warning("could not enqueue some jobs; the next run retries", extra={"queue": queue.name, "count": len(unsent)})
         return [ref for ref in refs if ref not in unsent]

@@ -84,7 +84,19 @@ def test_a_stalled_job_whose_wake_up_was_lost_is_sent_again(stack: Stack, sweep:
 
     assert sweep.recover_stalled(stack.queues["email-sending"]).stalled_resent == 1
     (message,) = stack.receive("email-sending")
-    assert json.loads(message["Body"]) == {"jobId": job.job_id, "userId": job.user_id, "queue": "email-sending"}
+    assert json.loads(message["Body"]) == {"jobId": job.job_id, "userId": job.user_id, "queue": "email-sending", "group": None}
+
+
+def test_a_wake_up_the_sweep_sends_carries_the_jobs_route_so_keep_last_if_active_holds(stack: Stack, sweep: HealthSweep) -> None:
+    # Without the keepLastIfActive key in the message, a queue without groups would claim the job unread,
+    # beside the active job of the same key.
+    job = put_job(stack, JobStatus.WAITING, created_ms=now_ms() - 10 * MINUTE, exclusive_key="k-digest", group="acme", priority=5)
+
+    assert sweep.wake_orphans(stack.queues["email-sending"]) == (1, 0)
+    (message,) = stack.receive("email-sending")
+    body = json.loads(message["Body"])
+    assert (body["jobId"], body["exclusive"], body["group"], body["priority"]) == (job.job_id, "k-digest", "acme", 5)
+    assert queues.exclusive_of_body(message["Body"]) == "k-digest"
 
 
 # ---- orphans ------------------------------------------------------------------------------------------
