@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.flow_control                  # the figures (2,000-job burst)
     .venv/bin/python -m bench.flow_control --burst 500      # quicker
+    .venv/bin/python -m bench.flow_control --only priorities | grep -v '^{'   # without the service's EMF metric lines
 
 Runs the local stack in this process (moto, the consumers behind the emulated event source
 mappings, the API over HTTP on 127.0.0.1) and an HTTP target on 127.0.0.1 that answers after
@@ -39,7 +40,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-import os
 import statistics
 import tempfile
 import threading
@@ -289,9 +289,11 @@ def priorities(bench: Bench, backlog: int, work_s: float, criticals: int) -> Non
         measured = statistics.median(batches) if batches else float("nan")
         rows.append((wait, measured, len(batches), left, in_flight))
         time.sleep(1)
-    # Measured: stop here rather than drain the backlog (the stack's shutdown drops what is left).
-    assert bench.admin.post(f"/queues/{QUEUE}/pause").status_code == 200
+    # Measured: stop here rather than drain the backlog (the stack's shutdown drops what is left), once the
+    # batches in flight have ended (the shutdown restores the environment they read).
     ran = time.monotonic() - resumed
+    assert bench.admin.post(f"/queues/{QUEUE}/pause").status_code == 200
+    mapping.wait_idle(timeout=120)
     print(f"\n5. priorities: {backlog} low jobs from one tenant saturating {concurrency} consumers (BatchSize {batch_size}), "
           f"then {criticals} critical jobs from the same tenant, one at a time")
     print(f"   backlog created in {created_in:.0f} s (consumers paused); the run stopped {ran:.0f} s after they resumed")
@@ -321,7 +323,6 @@ def main() -> None:
     from shared.observability import logger as service_logger
 
     service_logger.setLevel(logging.ERROR)
-    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # and its metrics, an EMF line on stdout per job and metric
     for noisy in ("jobq", "jobq.local", "jobq.local.esm", "jobq.local.streams"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     only = set(args.only or ["rate", "active", "fairness", "timeouts", "priorities"])
