@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.flow_control                  # the issue's figures (2,000-job burst)
     .venv/bin/python -m bench.flow_control --burst 500      # quicker
+    .venv/bin/python -m bench.flow_control --only priorities | grep -v '^{'   # without the service's EMF metric lines
 
 Runs the local stack in this process (moto, the consumers behind the emulated event source
 mappings, the API over HTTP on 127.0.0.1) and an HTTP target on 127.0.0.1 that answers after
@@ -23,8 +24,15 @@ mappings, the API over HTTP on 127.0.0.1) and an HTTP target on 127.0.0.1 that a
    (BatchSize x work) and as the batches ran (each timed at the consumer). It runs last: the
    backlog is left to the stack's shutdown.
 
-Creation survives a loaded machine: bulk creates of 100 with a jobId each (a retried request
-returns what it created), 180 s client timeouts, retries on timeouts, 429 and 5xx, progress lines.
+Creation survives a loaded machine: bulk creates of 100, 180 s client timeouts, retries on
+timeouts, 429 and 5xx, progress lines. The small sets give each job a jobId (a retried request
+returns what it created), which makes every item its own conditional write and SendMessage; the
+backlog and the burst go without, so a request is 4 BatchWriteItem and 10 SendMessageBatch calls
+(5,000 jobs in about a minute or two here; a retry after a timeout may add up to 100 jobs more,
+which only lengthens a backlog). The stack runs without the per-user rate quota
+(``UserJobsPerMinute`` 0: its default 1,200 a minute would hold a 5,000-job backlog back four
+minutes; the quota has its own tests). The priorities stage stops once the critical jobs and the
+low batches around them are measured: it pauses the queue and leaves the rest of the backlog.
 """
 
 from __future__ import annotations
@@ -128,15 +136,20 @@ class Bench:
         response = self.admin.put(f"/queues/{QUEUE}/processors/{job_type}", json=body)
         assert response.status_code == 200, response.text
 
-    def create(self, client: httpx.Client, job_type: str, n: int, *, label: str = "", **options: Any) -> list[tuple[str, str]]:
-        """``n`` jobs in bulk creates of 100, each job with its own jobId so a request retried after a
-        timeout or a 429/5xx returns the jobs it had created instead of adding them twice."""
+    def create(
+        self, client: httpx.Client, job_type: str, n: int, *, label: str = "", with_ids: bool = True, **options: Any
+    ) -> list[tuple[str, str]]:
+        """``n`` jobs in bulk creates of 100. ``with_ids``: each job has its own jobId, so a request retried
+        after a timeout or a 429/5xx returns the jobs it had created instead of adding them twice; without,
+        the API writes and enqueues a request's jobs in batches (many times faster), and a retried request
+        may add jobs the first one stored."""
         made: list[tuple[str, str]] = []
         started = time.monotonic()
         for start in range(0, n, BULK):
             request = next(self.requests)
             jobs = [
-                {"queue": QUEUE, "type": job_type, "data": {"i": start + i}, "options": {**options, "jobId": f"b{request}-{start + i}"}}
+                {"queue": QUEUE, "type": job_type, "data": {"i": start + i},
+                 "options": {**options, "jobId": f"b{request}-{start + i}"} if with_ids else dict(options)}
                 for i in range(min(BULK, n - start))
             ]
             results = _post_with_retries(client, "/jobs/bulk", {"jobs": jobs})["data"]["results"]
@@ -221,7 +234,7 @@ def fairness(bench: Bench, burst: int) -> None:
     # is slower than consuming it, which would make it a trickle), then the quiet tenant adds a job
     # every 0.2 s while the first half of the burst is worked off.
     assert bench.admin.post(f"/queues/{QUEUE}/pause").status_code == 200
-    noisy_refs = bench.create(noisy, "work", burst, label="burst")
+    noisy_refs = bench.create(noisy, "work", burst, label="burst", with_ids=False)
     assert bench.admin.post(f"/queues/{QUEUE}/resume").status_code == 200
     feeder = threading.Thread(target=feed_quiet, daemon=True)
     feeder.start()
@@ -250,35 +263,48 @@ def timeouts(bench: Bench) -> None:
           f"statuses {dict(Counter(j.status.value for j in jobs))}")
 
 
-def priorities(bench: Bench, backlog: int, work_s: float) -> None:
+def priorities(bench: Bench, backlog: int, work_s: float, criticals: int) -> None:
     concurrency, batch_size = 10, bench.stack_batch_size()
+    mapping = bench.batch_clock.mapping
     bench.patch({"maxConcurrency": concurrency})
     tenant = bench.user("busy-tenant")
     assert bench.admin.post(f"/queues/{QUEUE}/pause").status_code == 200
-    bench.create(tenant, "work", backlog, label="low backlog", priority="low")
+    creating = time.monotonic()
+    bench.create(tenant, "work", backlog, label="low backlog", priority="low", with_ids=False)
+    created_in = time.monotonic() - creating
     assert bench.admin.post(f"/queues/{QUEUE}/resume").status_code == 200
-    resumed = time.monotonic()
+    resumed, done_before = time.monotonic(), mapping.stats.deleted
     # Every consumer busy with low jobs, and each through a batch already (what "one low batch" is measured from).
     while len(bench.batch_clock.low_batches(resumed, time.monotonic())) < concurrency and time.monotonic() < resumed + 180:
         time.sleep(1)
     rows = []
-    for _ in range(3):
-        sent = time.monotonic()
+    for _ in range(criticals):
+        sent, in_flight = time.monotonic(), mapping.in_flight
+        left = backlog - (mapping.stats.deleted - done_before)  # low jobs not yet worked off (each delete is one)
         [ref] = bench.create(tenant, "work", 1, priority="critical")
         [job] = bench.wait_done([ref], timeout=600, statuses=("active", "completed"))
         wait = (parse_iso(job.started_at or job.updated_at) - parse_iso(job.created_at)) / 1000
         # One low batch as it ran on this machine: the median of the full low batches that ended in the 60 s before.
         batches = bench.batch_clock.low_batches(sent - 60, sent + wait)
         measured = statistics.median(batches) if batches else float("nan")
-        rows.append((wait, measured, len(batches)))
+        rows.append((wait, measured, len(batches), left, in_flight))
         time.sleep(1)
+    # Measured: stop here rather than drain the backlog (the stack's shutdown drops what is left), once the
+    # batches in flight have ended (the shutdown restores the environment they read).
+    ran = time.monotonic() - resumed
+    assert bench.admin.post(f"/queues/{QUEUE}/pause").status_code == 200
+    mapping.wait_idle(timeout=120)
     print(f"\n5. priorities: {backlog} low jobs from one tenant saturating {concurrency} consumers (BatchSize {batch_size}), "
-          f"then 3 critical jobs from the same tenant")
+          f"then {criticals} critical jobs from the same tenant, one at a time")
+    print(f"   backlog created in {created_in:.0f} s (consumers paused); the run stopped {ran:.0f} s after they resumed")
     print(f"   one low batch, nominal   {batch_size} x {work_s} s = {batch_size * work_s:.1f} s (the target's time alone)")
-    for wait, measured, n in rows:
+    for wait, measured, n, left, in_flight in rows:
         print(f"   critical job's wait      {wait:5.2f} s; one low batch as it ran {measured:5.2f} s (median of {n}), "
-              f"so the wait is {wait / measured:.2f} batches")
-    print(f"   most batches in flight at once {bench.batch_clock.mapping.stats.max_in_flight} (maxConcurrency {concurrency})")
+              f"so the wait is {wait / measured:.2f} batches; {left} low jobs left, {in_flight} batches in flight when sent")
+    waits = [r[0] for r in rows]
+    print(f"   critical waits           max {max(waits):.2f} s, median {statistics.median(waits):.2f} s; "
+          f"worst {max(r[0] / r[1] for r in rows):.2f} batches")
+    print(f"   most batches in flight at once {mapping.stats.max_in_flight} (maxConcurrency {concurrency})")
 
 
 def main() -> None:
@@ -288,13 +314,23 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=2000, help="ms")
     parser.add_argument("--work", type=float, default=0.2, help="seconds each job's HTTP target takes")
     parser.add_argument("--backlog", type=int, default=5000, help="low jobs ahead of the critical one")
+    parser.add_argument("--criticals", type=int, default=5, help="critical jobs sent (one at a time) into the backlog")
     parser.add_argument("--only", choices=["rate", "active", "fairness", "timeouts", "priorities"], action="append")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    # Quiet: the service logs a line or two per job (JSON, and again through the root logger), which
+    # at thousands of jobs costs the consumers CPU and buries the figures.
+    from shared.observability import logger as service_logger
+
+    service_logger.setLevel(logging.ERROR)
+    for noisy in ("jobq", "jobq.local", "jobq.local.esm", "jobq.local.streams"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     only = set(args.only or ["rate", "active", "fairness", "timeouts", "priorities"])
     with TargetServer() as target, tempfile.TemporaryDirectory() as state, LocalStack(
-        api_port=0, stack_name="jobq-bench", state_dir=state, parameters={"LogLevel": "ERROR"}
+        api_port=0, stack_name="jobq-bench", state_dir=state, parameters={"LogLevel": "ERROR", "UserJobsPerMinute": "0"}
     ) as stack:
+        # A job that timed out hangs up on the target: its broken pipe is expected, not worth a traceback.
+        target._server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
         bench = Bench(stack, target)
         bench.work_path = str(args.work)
         bench.target_type("work", f"/slow/{args.work}")
@@ -308,7 +344,7 @@ def main() -> None:
         if "fairness" in only:
             fairness(bench, args.burst)
         if "priorities" in only:
-            priorities(bench, args.backlog, args.work)
+            priorities(bench, args.backlog, args.work, args.criticals)
 
 
 if __name__ == "__main__":

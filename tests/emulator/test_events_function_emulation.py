@@ -383,3 +383,52 @@ def test_shard_iterators_expire_as_in_dynamodb_streams(endpoint: str, table: tup
         iterator = streams.get_records(ShardIterator=iterator)["NextShardIterator"]
 
     assert kept() <= before + 1  # not one more per poll: the expired ones are gone
+
+
+def sqs_queue(endpoint: str) -> tuple[Any, str]:
+    sqs = client(endpoint, "sqs")
+    return sqs, sqs.create_queue(QueueName=f"q-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+
+
+def send(sqs: Any, url: str, n: int, **entry: Any) -> None:
+    for start in range(0, n, 10):
+        entries = [{"Id": str(i), "MessageBody": f"m{start + i}", "MessageGroupId": "alice", **entry} for i in range(min(10, n - start))]
+        assert not sqs.send_message_batch(QueueUrl=url, Entries=entries).get("Failed")
+
+
+def test_a_send_to_a_deep_queue_looks_at_none_of_its_messages(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    moto_fixes.apply()
+    from moto.sqs.models import Message
+
+    sqs, url = sqs_queue(endpoint)
+    send(sqs, url, 300)
+    looked: list[int] = []
+    visible = Message.visible
+
+    def counted(message: Any) -> bool:
+        looked.append(1)
+        return bool(visible.fget(message))  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(Message, "visible", property(counted))
+    send(sqs, url, 20)
+
+    assert looked == []  # unpatched moto reads every message's visibility on every send: a backlog costs O(n^2) to build
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"] == {"ApproximateNumberOfMessages": "320"}
+
+
+def test_a_queues_counts_and_visibility_hold_with_the_cheaper_clock(endpoint: str) -> None:
+    moto_fixes.apply()
+    sqs, url = sqs_queue(endpoint)
+    send(sqs, url, 2)
+    send(sqs, url, 1, DelaySeconds=60)
+
+    [first] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60)["Messages"]
+    [second] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60)["Messages"]  # not the delayed one
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+
+    assert {first["Body"], second["Body"]} == {"m0", "m1"}
+    assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"], counts["ApproximateNumberOfMessagesDelayed"]) == ("0", "2", "1")
+    assert sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages") is None
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0)
+    [again] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert again["MessageId"] == first["MessageId"]
