@@ -154,14 +154,14 @@ def test_each_deduplication_mode_through_the_local_stack(
         again_status, again = add(2)
         assert (status, again_status, again["jobId"]) == (201, 200, first["jobId"])
     elif mode == "debounce":  # the pending job takes the newest data; its delay restarts
-        _, first = add(1, delay=3000)
+        _, first = add(1, delay=6000)  # room for a loaded machine: the second add must find it still pending
         time.sleep(1.5)
-        again_status, again = add(2, delay=3000)
+        again_status, again = add(2, delay=6000)
         assert (again_status, again["jobId"]) == (200, first["jobId"])
         job = wait_for_status(flow, str(first["jobId"]), {"completed"}, timeout=30)
         assert job["data"] == {"v": 2} and job["attempts"] == 1
-        # 1.5 s later + the restarted 3 s, less the claim's 1 s early tolerance: the first message (due at 3 s) slept again
-        assert parse_iso(job["startedAt"]) >= parse_iso(str(first["createdAt"])) + 3400
+        # 1.5 s later + the restarted 6 s, less the claim's 1 s early tolerance: the first message (due at 6 s) slept again
+        assert parse_iso(job["startedAt"]) >= parse_iso(str(first["createdAt"])) + 6400
     else:  # one running, one waiting beside it: the newest data wins; no groups policy on the queue
         _, running = add(1)
         wait_for_status(flow, str(running["jobId"]), {"active"}, timeout=30)
