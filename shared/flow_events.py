@@ -18,7 +18,7 @@ from shared.clock import iso, now_ms, parse_iso
 from shared.errors import Conflict, Unavailable
 from shared.models import FailurePolicy, Job, JobRef, ParentLink, QueueInfo
 from shared.observability import logger
-from shared.stats import attribute_number, attribute_text, is_job_record
+from shared.stats import attribute_number, attribute_text, is_job_record, job_changes
 from shared.status import JobStatus
 from shared.transitions import Transitions
 
@@ -53,13 +53,7 @@ class FlowEvents:
         # that fails makes Lambda retry the batch, and the retry sends these again: the claim runs
         # a job once whatever its messages).
         outcome.enqueued = self._send_outbox(records)
-        for record in records:
-            if not is_job_record(record):
-                continue
-            change = record.get("dynamodb") or {}
-            new: Mapping[str, Any] = change.get("NewImage") or {}
-            old: Mapping[str, Any] = change.get("OldImage") or {}
-            event = record.get("eventName")
+        for event, old, new in job_changes(records):
             before, after = attribute_text(old, "status"), attribute_text(new, "status")
             image = new or old
             if "parent" in image:

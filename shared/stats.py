@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -165,16 +165,18 @@ def is_job_record(record: Mapping[str, Any]) -> bool:
     return attribute_text(keys, "sk") == "JOB" and (attribute_text(keys, "pk") or "").startswith("JOB#")
 
 
+def job_changes(records: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str | None, Mapping[str, Any], Mapping[str, Any]]]:
+    """``(eventName, old image, new image)`` of each job item's record (the stream carries other items too)."""
+    for record in records:
+        if is_job_record(record):
+            change = record.get("dynamodb") or {}
+            yield record.get("eventName"), change.get("OldImage") or {}, change.get("NewImage") or {}
+
+
 def aggregate(records: Iterable[Mapping[str, Any]]) -> dict[str, QueueDelta]:
     """Per queue: the change to its counters and buckets that these stream records make."""
     deltas: dict[str, QueueDelta] = {}
-    for record in records:
-        if not is_job_record(record):
-            continue
-        change = record.get("dynamodb") or {}
-        new: Mapping[str, Any] = change.get("NewImage") or {}
-        old: Mapping[str, Any] = change.get("OldImage") or {}
-        event = record.get("eventName")
+    for event, old, new in job_changes(records):
         image = new or old
         queue = attribute_text(image, "queue")
         if not queue:

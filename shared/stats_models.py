@@ -84,8 +84,24 @@ class QueueStats:
     by_priority: dict[str, dict[str, int]] = field(default_factory=dict)  # band -> {waiting, delayed, active}
 
 
+class _ProcessingTimes:
+    """The processing-time figures of a bucket, or of several summed: mean and p95 of the attempts' durations."""
+
+    pt_count: int
+    pt_sum: int
+    histogram: tuple[int, ...]
+
+    @property
+    def average_processing_ms(self) -> float | None:
+        return self.pt_sum / self.pt_count if self.pt_count else None
+
+    @property
+    def p95_processing_ms(self) -> int | None:
+        return percentile(list(self.histogram), 0.95)
+
+
 @dataclass(frozen=True)
-class Bucket:
+class Bucket(_ProcessingTimes):
     resolution: Resolution
     start_ms: int
     created: int = 0
@@ -103,17 +119,9 @@ class Bucket:
     def processed(self) -> int:
         return self.completed + self.failed
 
-    @property
-    def average_processing_ms(self) -> float | None:
-        return self.pt_sum / self.pt_count if self.pt_count else None
-
-    @property
-    def p95_processing_ms(self) -> int | None:
-        return percentile(list(self.histogram), 0.95)
-
 
 @dataclass(frozen=True)
-class BucketSummary:
+class BucketSummary(_ProcessingTimes):
     """Several buckets as one: what every view of "the last hour" or "the window" reports."""
 
     created: int
@@ -131,14 +139,6 @@ class BucketSummary:
     def failure_rate(self) -> float:
         """Failed / (completed + failed); 0.0 when nothing finished."""
         return self.failed / self.finished if self.finished else 0.0
-
-    @property
-    def average_processing_ms(self) -> float | None:
-        return self.pt_sum / self.pt_count if self.pt_count else None
-
-    @property
-    def p95_processing_ms(self) -> int | None:
-        return percentile(list(self.histogram), 0.95)
 
 
 def summarize(buckets: Iterable[Bucket]) -> BucketSummary:
