@@ -23,29 +23,24 @@ def test_importing_the_consumer_does_not_import_the_web_stack() -> None:
     assert out.stdout.strip() == ""
 
 
-def test_the_consumer_loads_flows_only_for_a_processor_that_adds_jobs() -> None:
-    # shared/flows.py (POST /flows, follow-ups, children) is imported by JobContext.add_job/add_children,
-    # children_values and the completion that writes them (shared/worker.py), not at cold start.
-    code = (
-        "import sys, functions.consumer.handler; from functions import composition; composition.worker(); "
-        "print(','.join(m for m in ('shared.flows', 'shared.adapters.flows') if m in sys.modules))"
-    )
+def _after_consumer_cold_start(expression: str) -> str:
+    """What ``expression`` prints in a fresh interpreter once the consumer's handler and composition root are built."""
+    code = f"import sys, functions.consumer.handler; from functions import composition; composition.worker(); print({expression})"
     env = {**os.environ, "POWERTOOLS_TRACE_DISABLED": "true", "JOBQ_TABLE_NAME": "jobq-test", "JOBQ_QUEUES_PARAMETER_PATH": "/jobq/test/"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == ""
+    return out.stdout.strip()
+
+
+def test_the_consumer_loads_flows_only_for_a_processor_that_adds_jobs() -> None:
+    # shared/flows.py (POST /flows, follow-ups, children) is imported by JobContext.add_job/add_children,
+    # children_values and the completion that writes them (shared/worker.py), not at cold start.
+    assert _after_consumer_cold_start("','.join(m for m in ('shared.flows', 'shared.adapters.flows') if m in sys.modules)") == ""
 
 
 def test_the_consumer_does_not_import_the_api_job_models() -> None:
     # The request, view and page models a client sends and sees (shared/client_models.py) are the API's.
-    code = (
-        "import sys, functions.consumer.handler; from functions import composition; composition.worker(); "
-        "print('shared.client_models' in sys.modules)"
-    )
-    env = {**os.environ, "POWERTOOLS_TRACE_DISABLED": "true", "JOBQ_TABLE_NAME": "jobq-test", "JOBQ_QUEUES_PARAMETER_PATH": "/jobq/test/"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False, env=env)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "False"
+    assert _after_consumer_cold_start("'shared.client_models' in sys.modules") == "False"
 
 
 def test_a_lambda_init_runs_the_collector_again_with_the_init_frozen() -> None:
