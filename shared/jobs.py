@@ -86,6 +86,7 @@ class JobService:
             max_unfinished_jobs=settings.user_max_unfinished_jobs,
             cache_seconds=settings.policy_cache_seconds,
             unfinished_retry_after=settings.backpressure_retry_after_seconds,
+            block_size=settings.quota_block_size,
             clock=lambda: self.clock() / 1000,  # the service's clock (the local stack's skew included), in seconds
         )
         self.transitions = transitions or Transitions(store, SqsJobMessages(), EventBridgeDelayedSchedules(settings))

@@ -21,11 +21,26 @@ window this container last saw for the user, and the item as it was (returned by
 condition, no read) says which window is current. A queue with limits of its own takes the place
 with its counters in one transaction (shared/admission.py) and the rate apart. Jobs created
 before quotas existed hold no place and never count toward one.
+
+Blocks (the stack's ``QuotaBlockSize`` N, 1: none): that write takes up to N creates of the
+minute and N places at once, and this container spends them on the user's next creates without
+writing, so a create costs ~1/N write. The conditions are the same, so the item never counts
+more than the limits and no container ever admits past them. When less than a block is left, a
+failed condition's old item says how much, and the write takes what fits: the last of a quota
+is taken exactly. What a block holds unspent is counted but not used, so a user may be refused
+that many early elsewhere: at most N-1 creates and N-1 places per other API container holding a
+block of that user (creates: until the minute turns; places: until that container spends them,
+or gives them back with a bulk request's or a flow's write). A container that ends holding
+places keeps them taken (at most N-1 each, as a container that dies between the counter and its
+job does today): a lower limit until an operator resets the counter. ``usage`` subtracts what the
+answering container holds. A bulk request or a flow counts all its creates in one write, the
+container's held creates first, and gives its held places back in that write.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +76,26 @@ class QuotaUsage:
     unfinished_jobs: int
 
 
+@dataclass(frozen=True)
+class Lease:
+    """What one write to the account item took: ``creates`` counted in rate window ``window`` (another
+    container's clock may have turned the minute first: then the next one), and ``places`` unfinished places."""
+
+    window: int
+    creates: int
+    places: int
+
+
+@dataclass
+class _Block:
+    """What this container holds of one user's quota and has not spent: creates of rate window
+    ``window`` (void once the minute turns) and unfinished places (kept until spent or given back)."""
+
+    window: int = -1
+    creates: int = 0
+    places: int = 0
+
+
 class Refused(StrEnum):
     """Which quota refused a take (nothing was taken)."""
 
@@ -72,6 +107,23 @@ class QuotaStore(Protocol):
     def take(self, user_id: str, window: int, count: int, limit: int, *, place_limit: int | None = None) -> Refused | None:
         """In one write: add ``count`` to the user's window ``window`` if it stays within ``limit`` and,
         with ``place_limit``, one unfinished place if fewer than that are taken; what refused, or None."""
+        ...
+
+    def lease(
+        self,
+        user_id: str,
+        window: int,
+        count: int,
+        limit: int,
+        *,
+        extra: int = 0,
+        places: int = 0,
+        extra_places: int = 0,
+        place_limit: int | None = None,
+        give_back: int = 0,
+    ) -> Refused | Lease:
+        """``take`` with a block: up to ``extra`` more creates and ``extra_places`` more places if they
+        fit, ``give_back`` places held before returned in the same write."""
         ...
 
     def rate_used(self, user_id: str, window: int) -> int: ...
@@ -94,9 +146,14 @@ class Quotas:
         max_unfinished_jobs: int,
         cache_seconds: float,
         unfinished_retry_after: int = 5,
+        block_size: int = 1,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.block_size = max(1, block_size)
+        self._blocks: dict[str, _Block] = {}  # user -> what this container holds unspent (block_size > 1)
+        self._user_locks: dict[str, threading.Lock] = {}
+        self._block_lock = threading.Lock()
         self.unfinished_retry_after = unfinished_retry_after
         self.default = Quota(_limit(jobs_per_minute), _limit(max_unfinished_jobs))
         self.cache_seconds = cache_seconds
@@ -140,7 +197,7 @@ class Quotas:
         place_limit = quota.max_unfinished_jobs if with_place else None
         now = self.clock()
         window = int(now // WINDOW_SECONDS)
-        refused = self.store.take(user_id, window, count, limit, place_limit=place_limit)
+        refused = self._spend(user_id, window, count, limit, place_limit)
         if refused is Refused.RATE:
             retry_after = max(1, math.ceil((window + 1) * WINDOW_SECONDS - now))
             raise TooManyJobs(
@@ -151,6 +208,63 @@ class Quotas:
                 f"you have {place_limit} unfinished jobs, your quota; retry after some finish", retry_after=self.unfinished_retry_after
             )
         return place_limit is not None
+
+    def _spend(self, user_id: str, window: int, count: int, limit: int, place_limit: int | None) -> Refused | None:
+        """Count ``count`` creates (and, with ``place_limit``, one place) from this container's block of
+        the user's quota, taking a new block in one write when it runs short: most creates write nothing."""
+        with self._block_lock:
+            if len(self._blocks) > 10_000:
+                self._blocks.clear()  # what they held stays counted: a lower limit until the minute turns (places: for good)
+                self._user_locks.clear()
+            lock = self._user_locks.setdefault(user_id, threading.Lock())
+        with lock:  # one lease at a time per user in this container
+            block = self._blocks.setdefault(user_id, _Block())
+            if block.window < window:
+                block.window, block.creates = window, 0  # a block of a minute past is void
+            if count > 1:
+                # A bulk request or a flow: all its creates at once (what this block holds counts first); the
+                # places held are given back in the same write, as a flow takes its places with its queues'.
+                held = min(block.creates, count)
+                if held == count and not block.places:
+                    block.creates -= count
+                    return None
+                lease = self.store.lease(user_id, window, count - held, limit, give_back=block.places)
+                if isinstance(lease, Refused):
+                    return lease  # nothing taken, nothing given back
+                block.places = 0
+                block.creates -= held
+                if lease.creates and lease.window > block.window:
+                    block.window = lease.window  # counted in a minute another container's clock turned first
+            else:
+                need_rate, need_place = block.creates < 1, place_limit is not None and block.places < 1
+                if need_rate or need_place:
+                    extra = self.block_size - 1
+                    lease = self.store.lease(
+                        user_id,
+                        window,
+                        1 if need_rate else 0,
+                        limit,
+                        extra=extra if need_rate else 0,
+                        places=1 if need_place else 0,
+                        extra_places=extra if need_place else 0,
+                        place_limit=place_limit if need_place else None,
+                    )
+                    if isinstance(lease, Refused):
+                        return lease
+                    if lease.creates and lease.window > block.window:
+                        block.window = lease.window  # (block.creates is 0: it needed a rate)
+                    block.creates += lease.creates
+                    block.places += lease.places
+                block.creates -= 1
+                block.places -= 1 if place_limit is not None else 0
+            return None
+
+    def held(self, user_id: str) -> tuple[int, int]:
+        """What this container holds of the user's quota unspent: ``(creates this minute, places)``."""
+        window = int(self.clock() // WINDOW_SECONDS)
+        with self._block_lock:
+            block = self._blocks.get(user_id) or _Block()
+            return (block.creates if block.window >= window else 0), block.places
 
     def set(self, user_id: str, override: QuotaOverride, *, now: str) -> None:
         """Give the user limits of their own (this container applies them at once, others within ``cache_seconds``)."""
@@ -164,7 +278,8 @@ class Quotas:
     def usage(self, user_id: str) -> QuotaUsage:
         self.forget(user_id)
         window = int(self.clock() // WINDOW_SECONDS)
-        return QuotaUsage(self.of(user_id), self.store.rate_used(user_id, window), self.store.unfinished(user_id))
+        creates, places = self.held(user_id)  # counted on the item, not spent yet (other containers' blocks are not known here)
+        return QuotaUsage(self.of(user_id), self.store.rate_used(user_id, window) - creates, self.store.unfinished(user_id) - places)
 
 
 __all__ = ["WINDOW_SECONDS", "Quota", "QuotaOverride", "QuotaStore", "QuotaUsage", "Quotas", "Refused"]

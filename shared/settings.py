@@ -49,6 +49,9 @@ class Settings(BaseModel):
     # Per-user quotas (shared/quotas.py), the stack's UserJobsPerMinute / UserMaxUnfinishedJobs; 0: no limit.
     user_jobs_per_minute: int = Field(default=0, ge=0)
     user_max_unfinished_jobs: int = Field(default=0, ge=0)
+    # The stack's QuotaBlockSize: creates and places an API container takes of a user's quotas in one
+    # write and spends locally (shared/quotas.py); 1: one write per create, nothing held.
+    quota_block_size: int = Field(default=1, ge=1, le=100)
     # The stack's EnqueueFromStream: a new job's SQS message is sent by the EventsFunction from the
     # table's stream (the outbox, SendMessageBatch), not by the API (shared/jobs.py).
     enqueue_from_stream: bool = False

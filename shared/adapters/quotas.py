@@ -20,10 +20,9 @@ from shared.adapters import clients
 from shared.adapters.aws_errors import aws_errors, old_item
 from shared.admission import ACCOUNT_SK, quota_pk
 from shared.errors import Conflict
-from shared.quotas import QuotaOverride, Refused
+from shared.quotas import Lease, QuotaOverride, Refused
 
 _LIMITS_SK = "LIMITS"
-_PLACE_FREE = "(attribute_not_exists(unfinished) OR unfinished < :max)"
 
 
 def _number(item: dict[str, Any], name: str) -> int | None:
@@ -41,46 +40,92 @@ class DynamoQuotaStore:
         return {"pk": {"S": quota_pk(user_id)}, "sk": {"S": sk}}
 
     def take(self, user_id: str, window: int, count: int, limit: int, *, place_limit: int | None = None) -> Refused | None:
+        taken = self.lease(user_id, window, count, limit, places=1 if place_limit is not None else 0, place_limit=place_limit)
+        return taken if isinstance(taken, Refused) else None
+
+    def lease(
+        self,
+        user_id: str,
+        window: int,
+        count: int,
+        limit: int,
+        *,
+        extra: int = 0,
+        places: int = 0,
+        extra_places: int = 0,
+        place_limit: int | None = None,
+        give_back: int = 0,
+    ) -> Refused | Lease:
+        """One conditional write: ``count`` (up to ``count + extra``) creates in window ``window``, and
+        ``places`` (up to ``places + extra_places``) unfinished places if ``place_limit`` allows, giving
+        back ``give_back`` places held before. What was taken (a Lease), or what refused
+        (nothing taken, nothing given back). The extras are what a block takes beyond what the request
+        needs: when the item has less room, a failed condition's old item says how much is left, and
+        the write is tried again with what fits (the last of a quota is taken one by one, exactly)."""
         with self._lock:
             same = self._windows.get(user_id) == window
-        for _ in range(3):  # a form whose window was wrong, then the other; a third only if a minute turned between
-            values: dict[str, Any] = {":w": {"N": str(window)}, ":c": {"N": str(count)}}
-            if same:
-                update, condition = "ADD rateCount :c", "rateWindow = :w AND rateCount <= :room"
-                values[":room"] = {"N": str(limit - count)}
-            else:
-                update, condition = "SET rateWindow = :w, rateCount = :c", "(attribute_not_exists(rateWindow) OR rateWindow < :w)"
-            if place_limit is not None:
-                update += " ADD unfinished :one" if not same else ", unfinished :one"
-                condition += f" AND {_PLACE_FREE}"
-                values[":one"] = {"N": "1"}
-                values[":max"] = {"N": str(place_limit)}
+        rate = min(count + extra, limit) if count else 0
+        taking = min(places + extra_places, place_limit) if place_limit is not None else 0
+        for _ in range(4):  # a form whose window was wrong, then the other; a smaller block; a minute turning between
+            values: dict[str, Any] = {":w": {"N": str(window)}, ":c": {"N": str(rate)}}
+            sets: list[str] = []
+            adds: list[str] = []
+            conditions: list[str] = []
+            if rate and same:
+                adds.append("rateCount :c")
+                conditions.append("rateWindow = :w AND rateCount <= :room")
+                values[":room"] = {"N": str(limit - rate)}
+            elif rate:
+                sets.append("rateWindow = :w, rateCount = :c")
+                conditions.append("(attribute_not_exists(rateWindow) OR rateWindow < :w)")
+            if not rate:
+                del values[":w"], values[":c"]
+            if taking - give_back:
+                adds.append("unfinished :p")
+                values[":p"] = {"N": str(taking - give_back)}
+            if taking:
+                # Room for ``taking`` once ``give_back`` (counted in ``unfinished``) is returned.
+                conditions.append("(attribute_not_exists(unfinished) OR unfinished <= :max)")
+                values[":max"] = {"N": str((place_limit or 0) - taking + give_back)}
+            if not sets and not adds:
+                return Lease(window, 0, 0)
+            update = " ".join(([f"SET {', '.join(sets)}"] if sets else []) + ([f"ADD {', '.join(adds)}"] if adds else []))
+            request: dict[str, Any] = {
+                "TableName": self.table_name,
+                "Key": self._key(user_id, ACCOUNT_SK),
+                "UpdateExpression": update,
+                "ExpressionAttributeValues": values,
+            }
+            if conditions:
+                request["ConditionExpression"] = " AND ".join(conditions)
+                request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
             try:
                 with aws_errors("cannot count the request against your quota"):
-                    clients.client("dynamodb").update_item(
-                        TableName=self.table_name,
-                        Key=self._key(user_id, ACCOUNT_SK),
-                        UpdateExpression=update,
-                        ConditionExpression=condition,
-                        ExpressionAttributeValues=values,
-                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                    )
+                    clients.client("dynamodb").update_item(**request)
             except Conflict as err:
                 item = old_item(err) or {}
-                if place_limit is not None and (_number(item, "unfinished") or 0) >= place_limit:
-                    return Refused.UNFINISHED
+                if taking and place_limit is not None:
+                    room = place_limit - ((_number(item, "unfinished") or 0) - give_back)
+                    if room < places:
+                        return Refused.UNFINISHED
+                    taking = min(taking, room)
                 stored = _number(item, "rateWindow")
-                if stored is not None and stored > window:
-                    window = stored  # another container's clock turned the minute already: count in its window
-                if stored == window and (_number(item, "rateCount") or 0) + count > limit:
-                    return Refused.RATE
-                same = stored == window
+                if rate:
+                    if stored is not None and stored > window:
+                        window = stored  # another container's clock turned the minute already: count in its window
+                    if stored == window:
+                        room = limit - (_number(item, "rateCount") or 0)
+                        if room < count:
+                            return Refused.RATE
+                        rate = min(rate, room)
+                    same = stored == window
                 continue
-            with self._lock:
-                if len(self._windows) > 10_000:
-                    self._windows.clear()
-                self._windows[user_id] = window
-            return None
+            if rate:
+                with self._lock:
+                    if len(self._windows) > 10_000:
+                        self._windows.clear()
+                    self._windows[user_id] = window
+            return Lease(window, rate, taking)
         return Refused.RATE  # the item kept changing under us: refuse rather than count twice (the client retries)
 
     def _get(self, user_id: str, sk: str) -> dict[str, Any]:

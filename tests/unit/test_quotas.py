@@ -5,6 +5,7 @@ changes one user's limits; finished jobs give their place back through the strea
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,8 @@ from api import deps
 from api.main import handler
 from shared.adapters.quotas import DynamoQuotaStore
 from shared.clock import now_ms
+from shared.errors import TooManyJobs
+from shared.quotas import Quotas
 from tests.unit.api_events import admin, http_event, user
 from tests.unit.conftest import FakeLambdaContext, Stack
 from tests.unit.stream_feed import StreamFeed
@@ -25,12 +28,13 @@ EMAIL = {"to": "a@example.com", "subject": "s", "body": "b"}
 
 @pytest.fixture
 def quotas(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    """The stack with UserJobsPerMinute 3 and UserMaxUnfinishedJobs 5."""
+    """The stack with UserJobsPerMinute 3, UserMaxUnfinishedJobs 5 and QuotaBlockSize 10."""
     from shared.settings import get_settings
 
     monkeypatch.setenv("JOBQ_USER_JOBS_PER_MINUTE", "3")
     monkeypatch.setenv("JOBQ_USER_MAX_UNFINISHED_JOBS", "5")
     monkeypatch.setenv("JOBQ_POLICY_CACHE_SECONDS", "0")
+    monkeypatch.setenv("JOBQ_QUOTA_BLOCK_SIZE", "10")  # the stack's default: the API container takes its quota in blocks
     get_settings.cache_clear()
     # The API's clock, 1 s into a fresh minute: a test's creates never straddle two rate windows.
     shift = MINUTE_MS - now_ms() % MINUTE_MS + 1000
@@ -148,13 +152,40 @@ class _Writes:
             self.names.append(model.name)
 
 
-def test_a_create_under_both_quotas_takes_its_rate_and_its_place_in_one_write(quotas: Stack) -> None:
+def _block_size(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("JOBQ_QUOTA_BLOCK_SIZE", str(size))
+    get_settings.cache_clear()
+    deps.job_service.cache_clear()
+    deps.flow_service.cache_clear()
+
+
+def test_with_a_block_size_of_1_a_create_takes_its_rate_and_its_place_in_one_write(quotas: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    _block_size(monkeypatch, 1)
     assert create("ann")["statusCode"] == 201  # the first of the minute may write twice (the window turns)
     with _Writes() as writes:
         assert create("ann")["statusCode"] == 201
     assert writes == ["UpdateItem", "PutItem"]  # the account item (rate and place together), the job
     usage = json.loads(call("GET", "/quotas/ann", admin())["body"])["data"]
     assert usage["createdThisMinute"] == 2 and usage["unfinishedJobs"] == 2
+    store = DynamoQuotaStore(quotas.table_name)
+    assert store.rate_used("ann", deps.clock()() // MINUTE_MS) == 2 and store.unfinished("ann") == 2  # nothing held unspent
+
+
+def test_with_quota_blocks_a_create_usually_writes_no_quota_item_and_usage_shows_what_was_created(quotas: Stack) -> None:
+    call("PUT", "/quotas/ann", admin(), {"jobsPerMinute": 100, "maxUnfinishedJobs": 100})
+    assert create("ann")["statusCode"] == 201  # takes a block of 10 creates and 10 places in one write
+    with _Writes() as writes:
+        assert [create("ann")["statusCode"] for _ in range(9)] == [201] * 9
+    assert writes == ["PutItem"] * 9  # the jobs only: the block pays for them
+    with _Writes() as writes:
+        assert create("ann")["statusCode"] == 201
+    assert writes == ["UpdateItem", "PutItem"]  # the next block
+    store = DynamoQuotaStore(quotas.table_name)
+    assert store.unfinished("ann") == 20  # the item counts the block (9 held by this container)
+    usage = json.loads(call("GET", "/quotas/ann", admin())["body"])["data"]
+    assert usage["createdThisMinute"] == 11 and usage["unfinishedJobs"] == 11  # this container subtracts what it holds
 
 
 def test_a_create_refused_for_its_unfinished_quota_counts_no_rate(quotas: Stack) -> None:
@@ -203,3 +234,69 @@ def test_a_flow_past_the_unfinished_quota_is_429_and_stores_nothing_and_its_jobs
     for _ in range(3):
         feed.deliver()
     assert DynamoQuotaStore(quotas.table_name).unfinished("ann") == 1
+
+
+def _containers(stack: Stack, *, rate: int, places: int, block: int, count: int = 2) -> list[Quotas]:
+    """``count`` API containers' quotas on one table, their clocks 1 s into one minute."""
+    minute = 29_000_000
+    return [
+        Quotas(
+            DynamoQuotaStore(stack.table_name),
+            jobs_per_minute=rate,
+            max_unfinished_jobs=places,
+            cache_seconds=60,
+            block_size=block,
+            clock=lambda: minute * 60 + 1.0,
+        )
+        for _ in range(count)
+    ]
+
+
+def _admitted(container: Quotas, attempts: int, *, with_place: bool, results: list[bool]) -> None:
+    for _ in range(attempts):
+        try:
+            container.take_rate("ann", with_place=with_place)
+            results.append(True)
+        except TooManyJobs:
+            results.append(False)
+
+
+@pytest.mark.parametrize(("rate", "places"), [(25, 0), (0, 17), (25, 17)])
+def test_two_api_containers_taking_quota_in_blocks_never_admit_more_than_the_limit_together(quotas: Stack, rate: int, places: int) -> None:
+    containers = _containers(quotas, rate=rate or 1000, places=places, block=4)
+    limit = min(rate or 1000, places or 1000)
+    results: list[bool] = []
+    threads = [threading.Thread(target=_admitted, args=(c, 20), kwargs={"with_place": bool(places), "results": results}) for c in containers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Each kept asking until refused, so neither holds anything unspent: together exactly the limit.
+    assert sum(results) == limit and len(results) == 40
+    store = DynamoQuotaStore(quotas.table_name)
+    if places:
+        assert store.unfinished("ann") == places
+    if rate:  # with both: the creates still held beside places run out stay counted, within the limit
+        assert store.rate_used("ann", 29_000_000) == rate if not places else limit <= store.rate_used("ann", 29_000_000) <= rate
+
+
+def test_a_block_held_unspent_by_one_container_is_what_another_may_be_refused_at_most(quotas: Stack) -> None:
+    one, other = _containers(quotas, rate=10, places=0, block=4)
+    one.take_rate("ann")  # takes 4 creates, spends 1: holds 3
+    admitted: list[bool] = []
+    _admitted(other, 10, with_place=False, results=admitted)
+    assert sum(admitted) == 10 - 4  # the 3 the first holds (block - 1 at most) are refused to the second
+    assert one.held("ann") == (3, 0)
+    mine: list[bool] = []
+    _admitted(one, 5, with_place=False, results=mine)
+    assert mine == [True, True, True, False, False]  # spent where they are held: the minute's 10 in all
+    assert one.usage("ann").created_this_minute == 10
+
+
+def test_a_flow_spends_the_containers_block_and_gives_its_unspent_places_back(quotas: Stack) -> None:
+    (one,) = _containers(quotas, rate=10, places=8, block=4, count=1)
+    one.take_rate("ann", with_place=True)  # holds 3 creates and 3 places
+    assert DynamoQuotaStore(quotas.table_name).unfinished("ann") == 4
+    one.take_rate("ann", 5)  # a flow of 5: 3 held + 2 from the item; the 3 places given back in the same write
+    store = DynamoQuotaStore(quotas.table_name)
+    assert store.unfinished("ann") == 1 and store.rate_used("ann", 29_000_000) == 4 + 2 and one.held("ann") == (0, 0)
