@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from shared.clock import parse_iso
 from shared.errors import TooManyJobs
 from shared.models import QueuePolicy
 from shared.status import FINISHED, JobStatus
@@ -38,6 +39,10 @@ from shared.status import FINISHED, JobStatus
 QUEUE_COUNTER = "queue"
 USER_COUNTER = "user"
 ACCOUNT_COUNTER = "account"  # the user's unfinished jobs over every queue (shared/quotas.py)
+# The same place, spent from an API container's block (shared/quotas.py, QuotaBlockSize > 1): the
+# stream also moves it out of the block slot of its creation minute when it sees the job's INSERT.
+ACCOUNT_BLOCK_COUNTER = "accountBlock"
+UNFINISHED_ATTRIBUTE = "unfinished"
 ADMISSION_SK = "ADMISSION"
 ACCOUNT_SK = "UNFINISHED"
 UNFINISHED = frozenset(s.value for s in JobStatus if s not in FINISHED)
@@ -52,9 +57,15 @@ def quota_pk(user_id: str) -> str:
     return f"QUOTA#USER#{user_id}"
 
 
+def block_slot(window: int) -> str:
+    """The account item's attribute holding the places of blocks taken in rate window ``window`` (one
+    of two: a slot is emptied, what is left in it given back, two minutes on; shared/adapters/quotas.py)."""
+    return f"blockPlaces{window % 2}"
+
+
 def counter_key(name: str, queue: str, user_id: str) -> tuple[str, str]:
     """``(pk, sk)`` of the counter item ``name`` for a job of ``user_id`` on ``queue``."""
-    if name == ACCOUNT_COUNTER:
+    if name in (ACCOUNT_COUNTER, ACCOUNT_BLOCK_COUNTER):
         return quota_pk(user_id), ACCOUNT_SK
     return f"QUEUE#{queue}", ADMISSION_SK if name == QUEUE_COUNTER else user_sk(user_id)
 
@@ -177,9 +188,10 @@ def _held(image: Mapping[str, Any]) -> list[str]:
     return [i["S"] for i in items or [] if isinstance(i, dict) and isinstance(i.get("S"), str)]
 
 
-def changes(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
-    """Per counter item ``(pk, sk)``: what these stream records change in ``unfinished``."""
-    deltas: dict[tuple[str, str], int] = defaultdict(int)
+def changes(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str], int]:
+    """Per counter item and attribute ``(pk, sk, attribute)``: what these stream records change in
+    ``unfinished`` (and, for places spent from a block, in the block slot they came from)."""
+    deltas: dict[tuple[str, str, str], int] = defaultdict(int)
     for record in records:
         change = record.get("dynamodb") or {}
         keys = change.get("Keys") or {}
@@ -201,31 +213,41 @@ def changes(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
             step = -1
         if step:
             for name in held:
-                deltas[counter_key(name, queue, user)] += step
+                deltas[(*counter_key(name, queue, user), UNFINISHED_ATTRIBUTE)] += step
+        if event == "INSERT" and ACCOUNT_BLOCK_COUNTER in held:
+            created = _text(new, "createdAt")
+            if created:  # the place leaves the block: it is this job's now (``unfinished`` counted it all along)
+                window = parse_iso(created) // 60_000
+                deltas[(*counter_key(ACCOUNT_BLOCK_COUNTER, queue, user), block_slot(window))] -= 1
     return {key: value for key, value in deltas.items() if value}
 
 
 def release_actions(table: str, records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """TransactWriteItems actions applying ``changes(records)``."""
+    """TransactWriteItems actions applying ``changes(records)``: one Update per counter item."""
+    items: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for (pk, sk, attribute), delta in sorted(changes(records).items()):
+        items[(pk, sk)][attribute] = delta
     return [
         {
             "Update": {
                 "TableName": table,
                 "Key": {"pk": {"S": pk}, "sk": {"S": sk}},
-                "UpdateExpression": "ADD unfinished :d",
-                "ExpressionAttributeValues": {":d": {"N": str(delta)}},
+                "UpdateExpression": "ADD " + ", ".join(f"{name} :d{i}" for i, name in enumerate(deltas)),
+                "ExpressionAttributeValues": {f":d{i}": {"N": str(delta)} for i, delta in enumerate(deltas.values())},
             }
         }
-        for (pk, sk), delta in sorted(changes(records).items())
+        for (pk, sk), deltas in items.items()
     ]
 
 
 __all__ = [
+    "ACCOUNT_BLOCK_COUNTER",
     "ACCOUNT_COUNTER",
     "ADMISSION_SK",
     "AdmissionCounters",
     "Full",
     "admit",
+    "block_slot",
     "changes",
     "counter_key",
     "limits_of",

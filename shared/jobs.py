@@ -190,11 +190,11 @@ class JobService:
         if request.options.deduplication is not None and request.options.deduplication.mode == "keepLastIfActive":
             # At most one active per key: the consumer's gate holds the key's one slot (shared/flow_control.py).
             job = job.model_copy(update={"exclusive_key": _dedup_digest(job.user_id, job.queue, request.options.deduplication.key)[:32]})
-        place_taken = False
+        place_taken = None
         if service_job_id is None and not rate_taken:
             # A replayed create (above) is free; a refused one stores nothing. A queue without limits of its
-            # own: the user's unfinished place is taken in the same write as the rate.
-            place_taken = self.quotas.take_rate(job.user_id, with_place=not admission.limits_of(get_policy(queue)))
+            # own: the user's unfinished place is taken in the same write as the rate (or from a block).
+            place_taken = self.quotas.take_rate(job.user_id, with_place=not admission.limits_of(get_policy(queue)), at=now / 1000)
         job = self._admit(queue, job, force=service_job_id is not None, place_taken=place_taken)
         # The outbox (EnqueueFromStream): the EventsFunction sends the message from the stream's INSERT
         # record, in batches; the job item is the only write here. A schedule (> 15 min) stays the API's.
@@ -225,11 +225,11 @@ class JobService:
         logger.info("job created", extra={"job_id": job.job_id, "queue": queue.name, "type": job.type})
         return job, True
 
-    def _admit(self, queue: QueueInfo, job: Job, *, force: bool = False, place_taken: bool = False) -> Job:
+    def _admit(self, queue: QueueInfo, job: Job, *, force: bool = False, place_taken: str | None = None) -> Job:
         """Take the job's places under its queue's limits (TooManyJobs past them); ``force``: a service job, counted, never refused.
-        ``place_taken``: the user's unfinished place was taken with the rate (Quotas.take_rate)."""
+        ``place_taken``: the counter of the user's unfinished place, taken with the rate (Quotas.take_rate)."""
         if place_taken:
-            return job.model_copy(update={"held": [admission.ACCOUNT_COUNTER]})  # the queue has no limits (take_rate's caller checked)
+            return job.model_copy(update={"held": [place_taken]})  # the queue has no limits (take_rate's caller checked)
         held = admission.admit(
             self.admission,
             queue.name,
@@ -242,8 +242,10 @@ class JobService:
         return job.model_copy(update={"held": held}) if held else job
 
     def _give_back(self, job: Job) -> None:
-        if job.held:
-            self.admission.give_back(job.queue, job.user_id, job.held)
+        # A place from a block stays in it, unspent: its minute's slot gives it back (shared/quotas.py).
+        held = [name for name in job.held or [] if name != admission.ACCOUNT_BLOCK_COUNTER]
+        if held:
+            self.admission.give_back(job.queue, job.user_id, held)
 
     def _take_back(self, job: Job) -> bool:
         """Delete a job that could not be enqueued; False if it stays (DynamoDB failed too)."""

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from shared.admission import ACCOUNT_BLOCK_COUNTER, ACCOUNT_COUNTER
 from shared.errors import Invalid, TooManyJobs
 
 WINDOW_SECONDS = 60
@@ -88,8 +89,8 @@ class Lease:
 
 @dataclass
 class _Block:
-    """What this container holds of one user's quota and has not spent: creates of rate window
-    ``window`` (void once the minute turns) and unfinished places (kept until spent or given back)."""
+    """What this container holds of one user's quota and has not spent, taken in rate window
+    ``window``: creates and unfinished places, void once the minute turns (the item gives the places back)."""
 
     window: int = -1
     creates: int = 0
@@ -121,9 +122,10 @@ class QuotaStore(Protocol):
         extra_places: int = 0,
         place_limit: int | None = None,
         give_back: int = 0,
+        block: bool = False,
     ) -> Refused | Lease:
-        """``take`` with a block: up to ``extra`` more creates and ``extra_places`` more places if they
-        fit, ``give_back`` places held before returned in the same write."""
+        """``take`` for a block: up to ``extra`` more creates and ``extra_places`` more places if they
+        fit, ``give_back`` places held returned in the same write (shared/adapters/quotas.py)."""
         ...
 
     def rate_used(self, user_id: str, window: int) -> int: ...
@@ -182,22 +184,26 @@ class Quotas:
     def forget(self, user_id: str) -> None:
         self._cache.pop(user_id, None)
 
-    def take_rate(self, user_id: str, count: int = 1, *, with_place: bool = False) -> bool:
+    def take_rate(self, user_id: str, count: int = 1, *, with_place: bool = False, at: float | None = None) -> str | None:
         """Count ``count`` creates against the user's minute, or raise TooManyJobs (nothing counted).
 
         ``with_place``: take the job's unfinished place (maxUnfinishedJobs) in the same write, if the
-        user has both quotas; True when it did (the job then holds the ``account`` place).
+        user has both quotas; then the counter the job holds it in (its ``held``, shared/admission.py),
+        else None. ``at``: the job's createdAt (epoch s), which names the minute (the stream finds a
+        block's place by it); default the clock.
         """
         quota = self.of(user_id)
         limit = quota.jobs_per_minute
         if limit is None or count <= 0:
-            return False
+            return None
         if count > limit:
             raise Invalid(f"this request creates {count} jobs; your quota is {limit} jobs per minute: send at most {limit} per request")
         place_limit = quota.max_unfinished_jobs if with_place else None
-        now = self.clock()
+        now = self.clock() if at is None else at
         window = int(now // WINDOW_SECONDS)
-        refused = self._spend(user_id, window, count, limit, place_limit)
+        refused = self._spend(user_id, window, count, limit, place_limit) if self.block_size > 1 else (
+            self.store.take(user_id, window, count, limit, place_limit=place_limit)
+        )
         if refused is Refused.RATE:
             retry_after = max(1, math.ceil((window + 1) * WINDOW_SECONDS - now))
             raise TooManyJobs(
@@ -207,56 +213,55 @@ class Quotas:
             raise TooManyJobs(
                 f"you have {place_limit} unfinished jobs, your quota; retry after some finish", retry_after=self.unfinished_retry_after
             )
-        return place_limit is not None
+        if place_limit is None:
+            return None
+        return ACCOUNT_BLOCK_COUNTER if self.block_size > 1 else ACCOUNT_COUNTER
 
     def _spend(self, user_id: str, window: int, count: int, limit: int, place_limit: int | None) -> Refused | None:
         """Count ``count`` creates (and, with ``place_limit``, one place) from this container's block of
         the user's quota, taking a new block in one write when it runs short: most creates write nothing."""
         with self._block_lock:
             if len(self._blocks) > 10_000:
-                self._blocks.clear()  # what they held stays counted: a lower limit until the minute turns (places: for good)
+                self._blocks.clear()  # what they held is given back with their minute's slot
                 self._user_locks.clear()
             lock = self._user_locks.setdefault(user_id, threading.Lock())
-        with lock:  # one lease at a time per user in this container
+        with lock:  # one write at a time per user in this container
             block = self._blocks.setdefault(user_id, _Block())
-            if block.window < window:
-                block.window, block.creates = window, 0  # a block of a minute past is void
+            if block.window != window:
+                block.window, block.creates, block.places = window, 0, 0  # void once the minute turns (the item gives them back)
             if count > 1:
-                # A bulk request or a flow: all its creates at once (what this block holds counts first); the
-                # places held are given back in the same write, as a flow takes its places with its queues'.
+                # A bulk request or a flow: all its creates at once (this block's first); the places held are
+                # given back in the same write, as a flow takes its places with its queues' counters.
                 held = min(block.creates, count)
                 if held == count and not block.places:
                     block.creates -= count
                     return None
-                lease = self.store.lease(user_id, window, count - held, limit, give_back=block.places)
+                lease = self.store.lease(user_id, window, count - held, limit, give_back=block.places, block=True)
                 if isinstance(lease, Refused):
                     return lease  # nothing taken, nothing given back
-                block.places = 0
                 block.creates -= held
-                if lease.creates and lease.window > block.window:
-                    block.window = lease.window  # counted in a minute another container's clock turned first
-            else:
-                need_rate, need_place = block.creates < 1, place_limit is not None and block.places < 1
-                if need_rate or need_place:
-                    extra = self.block_size - 1
-                    lease = self.store.lease(
-                        user_id,
-                        window,
-                        1 if need_rate else 0,
-                        limit,
-                        extra=extra if need_rate else 0,
-                        places=1 if need_place else 0,
-                        extra_places=extra if need_place else 0,
-                        place_limit=place_limit if need_place else None,
-                    )
-                    if isinstance(lease, Refused):
-                        return lease
-                    if lease.creates and lease.window > block.window:
-                        block.window = lease.window  # (block.creates is 0: it needed a rate)
-                    block.creates += lease.creates
-                    block.places += lease.places
-                block.creates -= 1
-                block.places -= 1 if place_limit is not None else 0
+                block.places = 0
+                return None
+            need_rate, need_place = block.creates < 1, place_limit is not None and block.places < 1
+            if need_rate or need_place:
+                extra = self.block_size - 1
+                lease = self.store.lease(
+                    user_id,
+                    window,
+                    1 if need_rate else 0,
+                    limit,
+                    extra=extra if need_rate else 0,
+                    places=1 if need_place else 0,
+                    extra_places=extra if need_place else 0,
+                    place_limit=place_limit if need_place else None,
+                    block=True,
+                )
+                if isinstance(lease, Refused):
+                    return lease
+                block.creates += lease.creates
+                block.places += lease.places
+            block.creates -= 1
+            block.places -= 1 if place_limit is not None else 0
             return None
 
     def held(self, user_id: str) -> tuple[int, int]:
@@ -264,7 +269,7 @@ class Quotas:
         window = int(self.clock() // WINDOW_SECONDS)
         with self._block_lock:
             block = self._blocks.get(user_id) or _Block()
-            return (block.creates if block.window >= window else 0), block.places
+            return (block.creates, block.places) if block.window == window else (0, 0)
 
     def set(self, user_id: str, override: QuotaOverride, *, now: str) -> None:
         """Give the user limits of their own (this container applies them at once, others within ``cache_seconds``)."""

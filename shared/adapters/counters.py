@@ -198,7 +198,7 @@ def _chunks(records: list[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
     current: list[Mapping[str, Any]] = []
     keys: set[tuple[str, ...]] = set()
     for record in records:
-        mine = record_keys(record) | {("admission", *key) for key in admission.changes([record])}
+        mine = record_keys(record) | {("admission", *key[:2]) for key in admission.changes([record])}  # one action per item
         if current and len(keys | mine) > limit:
             chunks.append(current)
             current, keys = [], set()

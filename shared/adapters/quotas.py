@@ -18,7 +18,7 @@ from typing import Any
 
 from shared.adapters import clients
 from shared.adapters.aws_errors import aws_errors, old_item
-from shared.admission import ACCOUNT_SK, quota_pk
+from shared.admission import ACCOUNT_SK, block_slot, quota_pk
 from shared.errors import Conflict
 from shared.quotas import Lease, QuotaOverride, Refused
 
@@ -55,38 +55,95 @@ class DynamoQuotaStore:
         extra_places: int = 0,
         place_limit: int | None = None,
         give_back: int = 0,
+        block: bool = False,
     ) -> Refused | Lease:
         """One conditional write: ``count`` (up to ``count + extra``) creates in window ``window``, and
-        ``places`` (up to ``places + extra_places``) unfinished places if ``place_limit`` allows, giving
-        back ``give_back`` places held before. What was taken (a Lease), or what refused
-        (nothing taken, nothing given back). The extras are what a block takes beyond what the request
-        needs: when the item has less room, a failed condition's old item says how much is left, and
-        the write is tried again with what fits (the last of a quota is taken one by one, exactly)."""
-        with self._lock:
-            same = self._windows.get(user_id) == window
+        ``places`` (up to ``places + extra_places``) unfinished places if ``place_limit`` allows. What
+        was taken (a Lease), or what refused (nothing taken). The extras are what a block takes beyond
+        the request: when the item has less room, the failed condition's old item says how much is
+        left and the write is tried again with what fits (the last of a quota is taken exactly).
+
+        ``block``: the places are a block's, counted in ``unfinished`` and in the slot of ``window``
+        (``block_slot``) until the stream sees the job that spends each; ``give_back`` of them (taken
+        in ``window``) are returned. The first write of a minute empties the slot of two minutes ago
+        and gives back what is left in it (and both slots after a quiet minute): places no job spent."""
+        own = window  # the slot of this container's minute, whatever window the rate is counted in
         rate = min(count + extra, limit) if count else 0
         taking = min(places + extra_places, place_limit) if place_limit is not None else 0
-        for _ in range(4):  # a form whose window was wrong, then the other; a smaller block; a minute turning between
-            values: dict[str, Any] = {":w": {"N": str(window)}, ":c": {"N": str(rate)}}
+        old: dict[str, Any] | None = None  # the item as a failed condition returned it
+        with self._lock:
+            same = self._windows.get(user_id) == window
+        for attempt in range(6):  # a form whose window was wrong, then the other; a smaller block; a minute turning between
+            reclaimed: dict[str, int] = {}
+            if old is not None:
+                stored = _number(old, "rateWindow")
+                if stored is not None and stored > window:
+                    window = stored  # another container's clock turned the minute already: count in its window
+                same = stored == window
+                if block and not same:
+                    # Emptied by this write: the slot of this minute (two minutes ago), and after a quiet minute the other.
+                    names = [block_slot(own)] + ([block_slot(own + 1)] if stored is None or stored <= window - 2 else [])
+                    reclaimed = {name: _number(old, name) or 0 for name in names}
+                freed = (give_back if same else sum(reclaimed.values())) if block else give_back
+                if taking:
+                    room = place_limit - ((_number(old, "unfinished") or 0) - freed) if place_limit is not None else 0
+                    if room < places:
+                        return Refused.UNFINISHED
+                    taking = min(taking, room)
+                if stored == window and (count or block):
+                    room = limit - (_number(old, "rateCount") or 0)
+                    if room < count:
+                        return Refused.RATE
+                    rate = min(rate, room)
+            elif block and not same:
+                reclaimed = {block_slot(own): 0, block_slot(own + 1): 0}  # assumed empty; the condition checks it
+            if attempt == 5:
+                break
+            values: dict[str, Any] = {}
+            if rate or block:
+                values[":w"] = {"N": str(window)}
+            if rate or (block and not same):
+                values[":c"] = {"N": str(rate)}
             sets: list[str] = []
             adds: list[str] = []
             conditions: list[str] = []
-            if rate and same:
-                adds.append("rateCount :c")
-                conditions.append("rateWindow = :w AND rateCount <= :room")
-                values[":room"] = {"N": str(limit - rate)}
-            elif rate:
+            if (rate or block) and same:
+                if rate:
+                    adds.append("rateCount :c")
+                    conditions.append("rateWindow = :w AND rateCount <= :room")
+                    values[":room"] = {"N": str(limit - rate)}
+                else:
+                    conditions.append("rateWindow = :w")
+            elif rate or block:
                 sets.append("rateWindow = :w, rateCount = :c")
-                conditions.append("(attribute_not_exists(rateWindow) OR rateWindow < :w)")
-            if not rate:
-                del values[":w"], values[":c"]
-            if taking - give_back:
+                if block:  # the slots it empties must hold what it gives back
+                    stored = _number(old, "rateWindow") if old is not None else None
+                    conditions.append("rateWindow = :rw" if stored is not None else "attribute_not_exists(rateWindow)")
+                    if stored is not None:
+                        values[":rw"] = {"N": str(stored)}
+                else:
+                    conditions.append("(attribute_not_exists(rateWindow) OR rateWindow < :w)")
+            if block and (taking or give_back or reclaimed):
+                delta = taking - (give_back if same else sum(reclaimed.values()))
+                if same:
+                    if taking - give_back:
+                        adds.append(f"{block_slot(own)} :b")
+                        values[":b"] = {"N": str(taking - give_back)}
+                else:
+                    for i, (name, held) in enumerate(reclaimed.items()):
+                        sets.append(f"{name} = :s{i}")
+                        values[f":s{i}"] = {"N": str(taking if name == block_slot(own) else 0)}
+                        conditions.append(f"(attribute_not_exists({name}) OR {name} = :v{i})" if not held else f"{name} = :v{i}")
+                        values[f":v{i}"] = {"N": str(held)}
+            else:
+                delta = taking - give_back
+            if delta:
                 adds.append("unfinished :p")
-                values[":p"] = {"N": str(taking - give_back)}
+                values[":p"] = {"N": str(delta)}
             if taking:
-                # Room for ``taking`` once ``give_back`` (counted in ``unfinished``) is returned.
+                # Room for ``taking`` once what this write gives back (counted in ``unfinished``) is returned.
                 conditions.append("(attribute_not_exists(unfinished) OR unfinished <= :max)")
-                values[":max"] = {"N": str((place_limit or 0) - taking + give_back)}
+                values[":max"] = {"N": str((place_limit or 0) - delta)}
             if not sets and not adds:
                 return Lease(window, 0, 0)
             update = " ".join(([f"SET {', '.join(sets)}"] if sets else []) + ([f"ADD {', '.join(adds)}"] if adds else []))
@@ -103,24 +160,9 @@ class DynamoQuotaStore:
                 with aws_errors("cannot count the request against your quota"):
                     clients.client("dynamodb").update_item(**request)
             except Conflict as err:
-                item = old_item(err) or {}
-                if taking and place_limit is not None:
-                    room = place_limit - ((_number(item, "unfinished") or 0) - give_back)
-                    if room < places:
-                        return Refused.UNFINISHED
-                    taking = min(taking, room)
-                stored = _number(item, "rateWindow")
-                if rate:
-                    if stored is not None and stored > window:
-                        window = stored  # another container's clock turned the minute already: count in its window
-                    if stored == window:
-                        room = limit - (_number(item, "rateCount") or 0)
-                        if room < count:
-                            return Refused.RATE
-                        rate = min(rate, room)
-                    same = stored == window
+                old = old_item(err) or {}
                 continue
-            if rate:
+            if rate or block:
                 with self._lock:
                     if len(self._windows) > 10_000:
                         self._windows.clear()

@@ -236,6 +236,21 @@ def test_a_flow_past_the_unfinished_quota_is_429_and_stores_nothing_and_its_jobs
     assert DynamoQuotaStore(quotas.table_name).unfinished("ann") == 1
 
 
+def test_places_a_container_held_unspent_when_it_ended_are_given_back_two_minutes_on(quotas: Stack) -> None:
+    feed = StreamFeed(quotas.table_name)
+    call("PUT", "/quotas/ann", admin(), {"jobsPerMinute": 100})  # the rate out of the way; 5 unfinished jobs at most
+    assert [create("ann")["statusCode"] for _ in range(2)] == [201, 201]  # a block of 5 places: 2 spent, 3 held
+    assert create("bob")["statusCode"] == 201
+    feed.deliver()  # the stream moves the 2 spent places out of the block, to their jobs
+    assert DynamoQuotaStore(quotas.table_name).unfinished("ann") == 5
+    # That container ends (its 3 places unspent); the next one's clock is two minutes on.
+    shift = MINUTE_MS - now_ms() % MINUTE_MS + 1000 + 2 * MINUTE_MS
+    deps.use_clock(lambda: now_ms() + shift)
+    assert [create("ann")["statusCode"] for _ in range(4)] == [201, 201, 201, 429]  # 5 unfinished, never more
+    feed.deliver()
+    assert DynamoQuotaStore(quotas.table_name).unfinished("ann") == 5 and stored(quotas, "ann") == 5
+
+
 def _containers(stack: Stack, *, rate: int, places: int, block: int, count: int = 2) -> list[Quotas]:
     """``count`` API containers' quotas on one table, their clocks 1 s into one minute."""
     minute = 29_000_000
