@@ -18,6 +18,10 @@ while unfinished, subtracts 1; a retry or redrive that brings it back adds 1 (ne
 is not a create). A create that took a place but stores nothing (the id exists) gives it back at
 once; one whose enqueue fails deletes its job, and the stream gives the place back.
 
+A place spent from an API container's quota block (``accountBlock``, shared/quotas.py) is given
+back the same way; the job's INSERT also moves it out of its minute's block slot on the account
+item, in that same transaction.
+
 Costs: only queues with a limit pay anything: one extra small write per create (two with a
 per-user limit), and the stream's give-backs ride in the batch transaction it writes anyway.
 Jobs created while a queue had no limit hold no place and never count toward one set later;

@@ -22,19 +22,24 @@ condition, no read) says which window is current. A queue with limits of its own
 with its counters in one transaction (shared/admission.py) and the rate apart. Jobs created
 before quotas existed hold no place and never count toward one.
 
-Blocks (the stack's ``QuotaBlockSize`` N, 1: none): that write takes up to N creates of the
-minute and N places at once, and this container spends them on the user's next creates without
-writing, so a create costs ~1/N write. The conditions are the same, so the item never counts
-more than the limits and no container ever admits past them. When less than a block is left, a
-failed condition's old item says how much, and the write takes what fits: the last of a quota
-is taken exactly. What a block holds unspent is counted but not used, so a user may be refused
-that many early elsewhere: at most N-1 creates and N-1 places per other API container holding a
-block of that user (creates: until the minute turns; places: until that container spends them,
-or gives them back with a bulk request's or a flow's write). A container that ends holding
-places keeps them taken (at most N-1 each, as a container that dies between the counter and its
-job does today): a lower limit until an operator resets the counter. ``usage`` subtracts what the
-answering container holds. A bulk request or a flow counts all its creates in one write, the
-container's held creates first, and gives its held places back in that write.
+Blocks (the stack's ``QuotaBlockSize`` N; 1: none, exactly the above): that write takes up to N
+creates of the minute and N places at once, and this container spends them on the user's next
+creates without writing, so a create costs ~1/N write. The conditions are the same, so the item
+never counts more than the limits and no set of containers admits past them together. When less
+than a block is left, the failed condition's old item says how much, and the write takes what
+fits: the last of a quota is taken one by one, exactly. A block is void when its minute ends.
+
+What a block holds unspent is counted but not used: while it does, a user may be refused early
+by at most (N-1) creates and (N-1) places per other API container holding a block of that user
+(creates: until the minute ends; places: until two minutes after it). Places are not left taken
+when a container ends: a block's places are counted in ``unfinished`` and also in the account
+item's slot of their minute (``blockPlaces0/1``); the stream moves each one out of the slot when
+it sees the INSERT of the job that spent it (its ``held`` says ``accountBlock``); the first write
+two minutes on empties that slot and gives back what is left, the places no job spent. A job's
+record that reaches the stream over a minute late is given back once too early (admitting one
+more until the stream catches up, then corrected). ``usage`` subtracts what the answering
+container holds. A bulk request or a flow counts all its creates in one write, this container's
+held creates first, and gives its held places back in that write.
 """
 
 from __future__ import annotations

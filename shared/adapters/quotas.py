@@ -1,14 +1,18 @@
 """Per-user quota items in DynamoDB (shared/quotas.py says what they mean). One partition per user:
 
     account item     pk=QUOTA#USER#<userId>  sk=UNFINISHED   unfinished (N) (shared/adapters/admission.py),
-                                                             rateWindow (N, epoch minute), rateCount (N, creates in it)
+                                                             rateWindow (N, epoch minute), rateCount (N, creates in it),
+                                                             blockPlaces0, blockPlaces1 (N): places of blocks taken in
+                                                             even / odd minutes no job has spent yet (QuotaBlockSize > 1)
     override         pk=QUOTA#USER#<userId>  sk=LIMITS       jobsPerMinute, maxUnfinishedJobs (N, optional), updatedAt
 
 A create's rate and unfinished place are one conditional UpdateItem of the account item. It is
 written in one of two forms: the same window (``ADD rateCount``, the window must be the one this
 container last saw) or a new one (``SET rateWindow, rateCount``, the stored window must be older).
 A failed condition returns the item as it was (``ReturnValuesOnConditionCheckFailure``), which
-says whether the other form applies or a quota refused.
+says whether the other form applies or a quota refused. With blocks, the new-minute form also
+empties the slot of two minutes ago (both after a quiet minute), on the condition that each holds
+what the old item said, and subtracts that from ``unfinished``.
 """
 
 from __future__ import annotations
