@@ -4,6 +4,7 @@
     .venv/bin/python bench/cost_per_job.py --jobs 400 --clients 8 --sizes 1024,102400
     .venv/bin/python bench/cost_per_job.py --sizes 100000 --echo   # the target answers with the data
     .venv/bin/python bench/cost_per_job.py --backlog          # under load: the consumers find a backlog
+    .venv/bin/python bench/cost_per_job.py --mode both --sizes 1024,102400   # trickle, then backlog, and a summary of both
     .venv/bin/python bench/cost_per_job.py --parameter EnqueueFromStream=true   # a stack parameter (repeatable)
 
 The sizes are of the job's data (its JSON). A job item carries ~750 B of its own, so 256 B of
@@ -300,7 +301,8 @@ def _per_job(value: float, jobs: int) -> float:
     return value / jobs
 
 
-def report(result: dict[str, Any], queue: str) -> float:
+def report(result: dict[str, Any], queue: str) -> dict[str, float]:
+    """Print one workload's figures per job; returns the headline ones (requests, write units, price)."""
     s, n = result["snapshot"], result["jobs"]
     size = result["size"]
     label = f"{size // 1024} KB" if size % 1024 == 0 else f"{size:,} B"
@@ -374,7 +376,13 @@ def report(result: dict[str, Any], queue: str) -> float:
     price = sum(costs.values()) / n
     print(f"   list price per million jobs (us-east-1, requests only): ${price:,.2f} = "
           + ", ".join(f"{k} ${v / n:,.2f}" for k, v in costs.items()))
-    return price
+    return {"requests": _per_job(total, n), "write_units": _per_job(wcu, n), "price": price}
+
+
+MODE_LABELS = {
+    "trickle": "trickle: created while the consumer runs, at this machine's rate (batches of one to a few jobs)",
+    "backlog": "backlog: created while the consumer is paused, then resumed (full SQS batches, as under load)",
+}
 
 
 def main() -> None:
@@ -386,7 +394,11 @@ def main() -> None:
     parser.add_argument("--echo", action="store_true", help="the target answers with the job's data (a result as large as the data)")
     parser.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE", help="a template parameter for the local stack")
     parser.add_argument("--backlog", action="store_true", help="pause the queue's consumer while creating: full batches, as under load")
+    parser.add_argument("--mode", choices=("trickle", "backlog", "both"), default=None,
+                        help="trickle (default), backlog (as --backlog), or both, each size once each way, with a summary")
     args = parser.parse_args()
+    mode = args.mode or ("backlog" if args.backlog else "trickle")
+    modes = ["trickle", "backlog"] if mode == "both" else [mode]
     job_type = "cost-bench"
     target = Target(echo=args.echo)
     with tempfile.TemporaryDirectory(prefix="jobq-cost-") as state:
@@ -401,13 +413,26 @@ def main() -> None:
             rows = listed if isinstance(listed, list) else listed["queues"]  # seed 000 shape: the list itself
             for name in (q["name"] for q in rows if q["name"] != args.queue):
                 admin.post(f"/queues/{name}/pause")
-            prices = {}
-            for size in (int(s) for s in args.sizes.split(",")):
-                result = run_workload(stack, queue=args.queue, job_type=job_type, size=size, jobs=args.jobs, clients=args.clients, target=target, backlog=args.backlog)
-                prices[size] = report(result, args.queue)
-            if len(prices) > 1:
-                small, large = min(prices), max(prices)
-                print(f"\n   {large / 1024:g} KB job / {small / 1024:g} KB job in list price: {prices[large] / prices[small]:.2f}x")
+            figures: dict[tuple[str, int], dict[str, float]] = {}
+            sizes = [int(s) for s in args.sizes.split(",")]
+            for each in modes:
+                for size in sizes:
+                    result = run_workload(
+                        stack, queue=args.queue, job_type=job_type, size=size, jobs=args.jobs, clients=args.clients, target=target, backlog=each == "backlog"
+                    )
+                    figures[(each, size)] = report(result, args.queue)
+                if len(sizes) > 1:
+                    small, large = min(sizes), max(sizes)
+                    ratio = figures[(each, large)]["price"] / figures[(each, small)]["price"]
+                    print(f"\n   {large / 1024:g} KB job / {small / 1024:g} KB job in list price ({each}): {ratio:.2f}x")
+            if len(figures) > 1:
+                print("\n== per job, create -> completed")
+                for each in modes:
+                    print(f"   {MODE_LABELS[each]}")
+                    for size in sizes:
+                        f = figures[(each, size)]
+                        print(f"     {size:>7,} B of data: {f['requests']:.2f} AWS requests, {f['write_units']:.2f} DynamoDB write units, "
+                              f"${f['price']:,.2f} per million jobs")
         finally:
             stack.stop()
             target.close()
