@@ -71,7 +71,6 @@ from infra.local.stack import LocalStack  # noqa: E402
 
 log = logging.getLogger("jobq.soak")
 TERMINAL = {"completed", "failed", "cancelled"}
-UNFINISHED = ("waiting", "delayed", "active", "stalled", "waiting-children")
 JOB_TYPE = "soak"
 # Short consumer timeouts (visibility 6 x timeout, as the template keeps it), so a crashed batch
 # comes back within seconds instead of the minutes the real queues wait.
@@ -686,7 +685,7 @@ class Config:
     seed: int = 17
     schedules: int = 3
     firings: int = 5
-    drain_seconds: float | None = None  # None: 900 s, or 0.15 s a job past 6,000 jobs
+    drain_seconds: float | None = None  # None: 900 s, or 0.3 s a job past 3,000 jobs
     rates: FaultRates = field(default_factory=FaultRates)
 
 
@@ -821,7 +820,7 @@ def run(config: Config) -> dict[str, Any]:
 
             # -- drain --
             progress(f"load done in {load:.0f} s; draining")
-            drained = drain(stack, admin, config.drain_seconds or max(900.0, 0.15 * config.jobs))
+            drained = drain(stack, admin, config.drain_seconds or max(900.0, 0.3 * config.jobs))
             for stream in stack.streams:
                 stream.wait_caught_up(60)
             drain_time = time.monotonic() - began - setup - load
@@ -861,28 +860,40 @@ def progress(line: str) -> None:
 
 
 def drain(stack: LocalStack, admin: Client, budget: float) -> bool:
-    """Until no queue lists an unfinished job (the HealthFunction run every 10 s, as its rule would).
+    """Until no queue lists an unfinished job, with the HealthFunction run every 10 s as its rule would.
 
-    It reads the queues' listings by status, a few pages, not every job: at 10,000 jobs a GET per
-    job each round took longer than the round. A told-about job missing from every listing is
-    either finished or lost, and ``check`` reads every one of them.
+    The sweep runs on a thread of its own, as the rule would beside the consumers: at 10,000 jobs one
+    run (its recount reads every job) takes minutes here, and the listing must not wait for it, nor
+    it for the listing. Each round reads every queue's listing once (a page costs the same at any
+    size), not a GET per job. A told-about job missing from every listing is finished or lost:
+    ``check`` reads every one of them.
     """
     deadline = time.monotonic() + budget
     health = next((k for k in (stack.rules.rules if stack.rules else {}) if k.startswith("HealthFunction")), None)
-    last_health = 0.0
-    while time.monotonic() < deadline:
-        busy = Counter(j["status"] for queue in QUEUES for status in UNFINISHED for j in _all_jobs(admin, queue, status))
-        if not busy:
-            return True
-        progress(f"draining: {sum(busy.values())} jobs unfinished {dict(busy)}")
-        if health and stack.rules and time.monotonic() - last_health > 10:
+    done = threading.Event()
+
+    def sweep() -> None:
+        while health and stack.rules and not done.wait(10):
+            began = time.monotonic()
             try:
                 stack.rules.run_now(health)
             except Exception as exc:
                 log.warning("health run failed: %s", exc)
-            last_health = time.monotonic()
-        time.sleep(3)
-    return False
+            progress(f"health run took {time.monotonic() - began:.0f} s")
+
+    sweeper = threading.Thread(target=sweep, name="soak-health", daemon=True)
+    sweeper.start()
+    try:
+        while time.monotonic() < deadline:
+            busy = Counter(j["status"] for queue in QUEUES for j in _all_jobs(admin, queue) if j["status"] not in TERMINAL)
+            if not busy:
+                return True
+            progress(f"draining: {sum(busy.values())} jobs unfinished {dict(busy)}")
+            time.sleep(10)  # a round reads every job: leave the consumers the time between
+        return False
+    finally:
+        done.set()
+        sweeper.join()
 
 
 def _all_jobs(admin: Client, queue: str, status: str | None = None) -> list[dict[str, Any]]:
@@ -1196,7 +1207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=6, help="client threads")
     parser.add_argument("--without", action="append", default=[], choices=sorted(FaultRates.__dataclass_fields__), help="a fault not to inject (repeatable)")
     parser.add_argument("--seed", type=int, default=17)
-    parser.add_argument("--drain-seconds", type=float, default=None, help="the drain's budget (default: 900 s, or 0.15 s a job if more)")
+    parser.add_argument("--drain-seconds", type=float, default=None, help="the drain's budget (default: 900 s, or 0.3 s a job if more)")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
