@@ -351,14 +351,20 @@ class HealthSweep(QueueSweep):
     def recover_stalled(self, queue: QueueInfo) -> Recovery:
         recovery = Recovery()
         now = self.clock()
-        cursor: str | None = None
-        for _ in range(20):  # active jobs are bounded by the consumers' concurrency x batch size
+        # No index keys active jobs: a run reads at most 20 pages of the queue's entries, newest first,
+        # and the next run goes on where it stopped (round robin), so a queue holding more jobs than a
+        # run reads is still covered in full, over several runs, at the same cost per run.
+        state = self.reports.get_sweep_state(queue.name)
+        cursor: str | None = state.get("activeCursor")
+        for _ in range(20):
             jobs, cursor = self._page(queue, JobStatus.ACTIVE, limit=self.settings.maintenance_batch, newest_first=False, cursor=cursor)
             for job in jobs:
                 if job.lease_until is not None and job.lease_until < now:
                     self._recover(queue, job, recovery)
             if cursor is None:
                 break
+        if cursor != state.get("activeCursor"):
+            self.reports.put_sweep_state(queue.name, {**state, "activeCursor": cursor})
         # Stalled jobs whose wake-up could not be sent when they were found.
         grace_ms = self.settings.orphan_grace_seconds * 1000
         jobs, _ = self._page(queue, JobStatus.STALLED, limit=self.settings.maintenance_batch, newest_first=False)
@@ -396,8 +402,12 @@ class HealthSweep(QueueSweep):
         resent: dict[str, int] = {
             token: at for token, at in state.get("resent", {}).items() if at > now - self.settings.orphan_resend_seconds * 1000
         }
-        # Waiting: the oldest first; a healthy queue has none older than the grace.
-        waiting, _ = self._page(queue, JobStatus.WAITING, limit=self.settings.maintenance_batch, newest_first=False, before=iso(now - grace_ms))
+        # Waiting (no index keys it): a page of the queue's entries created before the grace, going on
+        # from where the last run stopped (round robin), so an orphan older than one page is found too.
+        waiting, waiting_cursor = self._page(
+            queue, JobStatus.WAITING, limit=self.settings.maintenance_batch, newest_first=False, before=iso(now - grace_ms),
+            cursor=state.get("waitingCursor"),
+        )  # fmt: skip
         stale = [j for j in waiting if parse_iso(j.updated_at) < now - grace_ms and _token(j) not in resent]
         # Delayed: a page per run, round robin, for the ones long past due.
         delayed, cursor = self._page(
@@ -411,7 +421,7 @@ class HealthSweep(QueueSweep):
             logger.warning("orphaned job enqueued", extra={"job_id": ref.job_id, "queue": queue.name})
         if len(resent) > 1000:  # keep the item small: the oldest entries go first
             resent = dict(sorted(resent.items(), key=lambda kv: kv[1])[-1000:])
-        self.reports.put_sweep_state(queue.name, {**state, "resent": resent, "delayedCursor": cursor})
+        self.reports.put_sweep_state(queue.name, {**state, "resent": resent, "delayedCursor": cursor, "waitingCursor": waiting_cursor})
         return len(woken_waiting), len(woken_delayed)
 
     def sweep_flows(self, queue: QueueInfo) -> tuple[int, int]:

@@ -33,9 +33,9 @@ class DynamoReportStore:
         with aws_errors(f"cannot store the maintenance report {pk}/{sk}"):
             clients.client("dynamodb").put_item(TableName=self.table_name, Item=item)
 
-    def _get(self, pk: str, sk: str, attribute: str) -> Any:
+    def _get(self, pk: str, sk: str, attribute: str, *, consistent: bool = False) -> Any:
         with aws_errors(f"cannot read the maintenance report {pk}/{sk}"):
-            out = clients.client("dynamodb").get_item(TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}})
+            out = clients.client("dynamodb").get_item(TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=consistent)
         item = out.get("Item")
         return json.loads(item[attribute]["S"]) if item and attribute in item else None
 
@@ -60,7 +60,8 @@ class DynamoReportStore:
         return found
 
     def get_sweep_state(self, queue: str) -> dict[str, Any]:
-        found: dict[str, Any] | None = self._get(f"QUEUE#{queue}", "SWEEP", "state")
+        # Consistent: one run's steps each read the state another step of it just wrote (its cursors).
+        found: dict[str, Any] | None = self._get(f"QUEUE#{queue}", "SWEEP", "state", consistent=True)
         return found or {}
 
     def put_sweep_state(self, queue: str, state: dict[str, Any]) -> None:

@@ -114,6 +114,37 @@ def test_a_job_stored_but_never_enqueued_is_enqueued_once(stack: Stack, sweep: H
     assert stack.store.require(orphan.user_id, orphan.job_id).status is JobStatus.COMPLETED
 
 
+def test_an_orphan_older_than_a_runs_page_is_woken_on_a_later_run(stack: Stack) -> None:
+    # A run reads one page of the queue's entries (here 2 x SCAN_FACTOR = 10); the next goes on from there.
+    settings = stack.settings.model_copy(update={"maintenance_batch": 2})
+    sweep = HealthSweep(stack.store, queues.directory(), settings)
+    orphan = put_job(stack, JobStatus.WAITING, created_ms=now_ms() - 30 * MINUTE)
+    for i in range(40):  # newer, finished: a run that always began at the newest would never reach the orphan
+        put_job(stack, JobStatus.COMPLETED, created_ms=now_ms() - 20 * MINUTE + i * 1000)
+    queue = stack.queues["email-sending"]
+
+    woken = [sweep.wake_orphans(queue)[0] for _ in range(8)]
+
+    assert sum(woken) == 1, woken
+    (message,) = stack.receive("email-sending")
+    assert json.loads(message["Body"])["jobId"] == orphan.job_id
+
+
+def test_a_stalled_job_older_than_a_runs_pages_is_recovered_on_a_later_run(stack: Stack) -> None:
+    # A run reads at most 20 pages (here 5 entries each); the next run goes on where it stopped.
+    settings = stack.settings.model_copy(update={"maintenance_batch": 1})
+    sweep = HealthSweep(stack.store, queues.directory(), settings)
+    stalled = put_job(stack, JobStatus.ACTIVE, created_ms=now_ms() - 30 * MINUTE, attempts=1, lease_until=now_ms() - MINUTE, lease_token="dead")
+    for i in range(130):
+        put_job(stack, JobStatus.COMPLETED, created_ms=now_ms() - 20 * MINUTE + i * 1000)
+    queue = stack.queues["email-sending"]
+
+    retried = [sweep.recover_stalled(queue).stalled_retried for _ in range(3)]
+
+    assert sum(retried) == 1, retried
+    assert stack.store.require(stalled.user_id, stalled.job_id).status is JobStatus.STALLED
+
+
 def test_a_delayed_job_long_overdue_is_woken(stack: Stack, sweep: HealthSweep) -> None:
     from shared.clock import iso
 
