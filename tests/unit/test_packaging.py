@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -83,6 +85,42 @@ def test_cold_starts_build_no_model_validators_but_the_settings() -> None:
                              text=True, check=True, env={**os.environ, "POWERTOOLS_TRACE_DISABLED": "true"})
         # The unparametrized Envelope is completed by pydantic when Envelope[X] is first made (no validator of any route).
         assert set(filter(None, out.stdout.strip().split(","))) <= {"shared.settings.Settings", "api.envelope.Envelope"}, module
+
+
+_ROUTE_FIELDS = """
+import json, sys
+from api import deferred_fields
+if sys.argv[1] == "eager":
+    deferred_fields.install = lambda: False  # the routes built as FastAPI builds them
+import api.main
+from fastapi.routing import APIRoute, APIRouter
+fields = [
+    field
+    for name, module in sorted(sys.modules.items()) if name.startswith("api.routes.") and isinstance(getattr(module, "router", None), APIRouter)
+    for route in module.router.routes if isinstance(route, APIRoute)
+    for field in (*route.dependant.path_params, *route.dependant.query_params, *route.dependant.header_params,
+                  *route.dependant.body_params, *([route.response_field] if route.response_field else []))
+]
+built = sum(deferred_fields.built(field) for field in fields)
+print(json.dumps({"fields": len(fields), "built": built, "openapi": api.main.app.openapi()}, sort_keys=True))
+"""
+
+
+def _api_routes(mode: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-c", _ROUTE_FIELDS, mode], cwd=ROOT, capture_output=True, text=True, check=False,
+                         env={**os.environ, "POWERTOOLS_TRACE_DISABLED": "true"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return cast(dict[str, Any], json.loads(out.stdout))
+
+
+def test_the_api_cold_start_builds_no_route_field_validators_and_documents_the_same_api() -> None:
+    # api/deferred_fields.py: FastAPI's validator of each parameter, body and response is made at its first
+    # use. Counted before the OpenAPI document is asked for (which makes them all); the document is the
+    # one FastAPI writes with every field built at import.
+    deferred, eager = _api_routes("deferred"), _api_routes("eager")
+    assert deferred["fields"] > 100 and deferred["built"] == 0
+    assert eager["built"] == eager["fields"] == deferred["fields"]
+    assert deferred["openapi"] == eager["openapi"]
 
 
 def test_the_template_passes_sam_validate_lint() -> None:
