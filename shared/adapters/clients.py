@@ -17,6 +17,7 @@ from botocore.config import Config
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
 # A session is not thread-safe (the local stack runs handlers in threads): clients are made one at a time.
 _creating = threading.Lock()
+_clients: dict[str, Any] = {}
 
 
 @cache
@@ -35,13 +36,18 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session(botocore_session=core)
 
 
-@cache
 def client(service: str) -> Any:
-    with _creating:
-        return _session().client(service, config=_CONFIG)  # type: ignore[call-overload]  # the stubs want a literal service name
+    made = _clients.get(service)
+    if made is None:
+        with _creating:  # one client per service, even when two threads ask for it first at once
+            made = _clients.get(service)
+            if made is None:
+                made = _clients[service] = _session().client(service, config=_CONFIG)  # type: ignore[call-overload]  # the stubs want a literal service name
+    return made
 
 
 def reset() -> None:
     """Forget every client and the session (tests switch endpoints and credentials between runs)."""
-    client.cache_clear()
-    _session.cache_clear()
+    with _creating:
+        _clients.clear()
+        _session.cache_clear()
