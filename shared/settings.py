@@ -114,7 +114,8 @@ def parse_setting(kind: type, bounds: Bounds | None, text: str) -> Any:
 @dataclass_transform(kw_only_default=True)
 class _SettingsBase:
     """Fields are the class's annotations, defaults its values: a dataclass to type checkers, built
-    without generating code (a generated __init__ of 100 fields costs as much as the pydantic model)."""
+    without generating code (a generated __init__ of 100 fields costs as much as the pydantic model).
+    ``from_environ`` parses and checks each variable; made from keywords (tests), values are kept as given."""
 
     _fields: ClassVar[dict[str, tuple[type, Bounds | None, Any]]]
 
