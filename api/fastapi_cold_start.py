@@ -57,7 +57,7 @@ def _defer_field_validators() -> bool:
 
     ModelField.__post_init__ = defer  # type: ignore[method-assign]  # FastAPI offers no hook for this
     ModelField._type_adapter = property(adapter, keep)  # type: ignore[assignment]  # a lazy attribute in place of the eager one
-    ModelField._jobq_deferred = True  # type: ignore[attr-defined]
+    ModelField._jobq_deferred = True  # type: ignore[attr-defined]  # our marker: installed once
     return True
 
 
