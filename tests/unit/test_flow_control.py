@@ -621,7 +621,7 @@ def test_a_keep_last_if_active_claim_reads_no_job_and_other_jobs_touch_no_counte
 def test_a_keep_last_if_active_job_enqueued_by_the_stream_carries_its_key_in_its_message(stack: Stack, target: TargetServer) -> None:
     add_jobs(stack, target, "/ok", 0)
     feed = StreamFeed(stack.table_name)
-    boxed = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings.model_copy(update={"enqueue_from_stream": True}))
+    boxed = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings.replace(enqueue_from_stream=True))
     job, _ = boxed.create(JobCreate(queue=QUEUE, type="call", data={}, options={"deduplication": {"key": "k", "mode": "keepLastIfActive"}}), ALICE)
     assert stack.receive(QUEUE) == []
 

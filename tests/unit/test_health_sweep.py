@@ -116,7 +116,7 @@ def test_a_job_stored_but_never_enqueued_is_enqueued_once(stack: Stack, sweep: H
 
 def test_an_orphan_older_than_a_runs_page_is_woken_on_a_later_run(stack: Stack) -> None:
     # A run reads one page of the queue's entries (here 2 x SCAN_FACTOR = 10); the next goes on from there.
-    settings = stack.settings.model_copy(update={"maintenance_batch": 2})
+    settings = stack.settings.replace(maintenance_batch=2)
     sweep = HealthSweep(stack.store, queues.directory(), settings)
     orphan = put_job(stack, JobStatus.WAITING, created_ms=now_ms() - 30 * MINUTE)
     for i in range(40):  # newer, finished: a run that always began at the newest would never reach the orphan
@@ -132,7 +132,7 @@ def test_an_orphan_older_than_a_runs_page_is_woken_on_a_later_run(stack: Stack) 
 
 def test_a_stalled_job_older_than_a_runs_pages_is_recovered_on_a_later_run(stack: Stack) -> None:
     # A run reads at most 20 pages (here 5 entries each); the next run goes on where it stopped.
-    settings = stack.settings.model_copy(update={"maintenance_batch": 1})
+    settings = stack.settings.replace(maintenance_batch=1)
     sweep = HealthSweep(stack.store, queues.directory(), settings)
     stalled = put_job(stack, JobStatus.ACTIVE, created_ms=now_ms() - 30 * MINUTE, attempts=1, lease_until=now_ms() - MINUTE, lease_token="dead")
     for i in range(130):

@@ -76,7 +76,7 @@ def sqs_refusing(entry_ids: set[str], *, calls: int | None = None, sender_fault:
 
 
 def create_boxed(stack: Stack, count: int) -> list[str]:
-    service = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings.model_copy(update={"enqueue_from_stream": True}))
+    service = JobService(stack.store, queues.directory(), ProcessorCatalog(stack.store, 0), stack.settings.replace(enqueue_from_stream=True))
     ids = []
     for i in range(count):
         job, _ = service.create(JobCreate(queue="email-sending", type="send-email", data={"to": f"u{i}@example.com"}, options={"jobId": f"boxed-{i}"}), Identity("ann"))

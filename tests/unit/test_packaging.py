@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -60,7 +62,7 @@ def test_a_lambda_init_runs_the_collector_again_with_the_init_frozen() -> None:
 
 
 # A model's validator is built where it is first used (defer_build), not at import: a container
-# pays only for the models its requests touch. Settings are validated at cold start by design.
+# pays only for the models its requests touch. (The settings, read at cold start, are not a model.)
 _BUILT_AT_IMPORT = """
 import sys
 from pydantic._internal import _model_construction
@@ -77,12 +79,72 @@ print(",".join(sorted(set(b for b in built if b.split(".")[0] in ("api", "shared
 """
 
 
-def test_cold_starts_build_no_model_validators_but_the_settings() -> None:
+def test_cold_starts_build_no_model_validators() -> None:
     for module in ("functions.consumer.handler", "api.main"):
         out = subprocess.run([sys.executable, "-c", _BUILT_AT_IMPORT.replace("MODULE", module)], cwd=ROOT, capture_output=True,
                              text=True, check=True, env={**os.environ, "POWERTOOLS_TRACE_DISABLED": "true"})
         # The unparametrized Envelope is completed by pydantic when Envelope[X] is first made (no validator of any route).
-        assert set(filter(None, out.stdout.strip().split(","))) <= {"shared.settings.Settings", "api.envelope.Envelope"}, module
+        assert set(filter(None, out.stdout.strip().split(","))) <= {"api.envelope.Envelope"}, module
+
+
+_ROUTE_FIELDS = """
+import json, sys
+from api import fastapi_cold_start
+if sys.argv[1] == "eager":
+    fastapi_cold_start.install = lambda: False  # the routes built as FastAPI builds them
+import api.main
+from fastapi.routing import APIRoute, APIRouter
+fields = [
+    field
+    for name, module in sorted(sys.modules.items()) if name.startswith("api.routes.") and isinstance(getattr(module, "router", None), APIRouter)
+    for route in module.router.routes if isinstance(route, APIRoute)
+    for field in (*route.dependant.path_params, *route.dependant.query_params, *route.dependant.header_params,
+                  *route.dependant.body_params, *([route.response_field] if route.response_field else []))
+]
+built = sum(fastapi_cold_start.built(field) for field in fields)
+v1 = "pydantic.v1" in sys.modules
+print(json.dumps({"fields": len(fields), "built": built, "v1": v1, "openapi": api.main.app.openapi()}, sort_keys=True))
+"""
+
+
+def _api_routes(mode: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-c", _ROUTE_FIELDS, mode], cwd=ROOT, capture_output=True, text=True, check=False,
+                         env={**os.environ, "POWERTOOLS_TRACE_DISABLED": "true"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return cast(dict[str, Any], json.loads(out.stdout))
+
+
+def test_the_api_cold_start_builds_no_route_field_validators_and_documents_the_same_api() -> None:
+    # api/fastapi_cold_start.py: FastAPI's validator of each parameter, body and response is made at its first
+    # use. Counted before the OpenAPI document is asked for (which makes them all); the document is the
+    # one FastAPI writes with every field built at import.
+    deferred, eager = _api_routes("deferred"), _api_routes("eager")
+    assert deferred["fields"] > 100 and deferred["built"] == 0
+    assert eager["built"] == eager["fields"] == deferred["fields"]
+    assert deferred["openapi"] == eager["openapi"]
+    assert not deferred["v1"] and eager["v1"]  # FastAPI's pydantic v1 check imports pydantic.v1; ours looks only once it is
+
+
+def test_a_route_declared_with_a_pydantic_v1_model_is_still_refused() -> None:
+    import warnings
+
+    from fastapi import APIRouter
+    from fastapi.exceptions import FastAPIError
+
+    import api.routes  # noqa: F401  # installs api/fastapi_cold_start.py
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pydantic import v1
+
+    class OldBody(v1.BaseModel):
+        name: str
+
+    def create(body: OldBody) -> None: ...
+
+    create.__annotations__ = {"body": OldBody, "return": None}  # the class itself: it is local, the module's are strings
+    with pytest.raises(FastAPIError, match="pydantic.v1"):
+        APIRouter().post("/old")(create)
 
 
 def test_the_template_passes_sam_validate_lint() -> None:
