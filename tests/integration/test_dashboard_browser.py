@@ -40,6 +40,7 @@ if not (CHROMEDRIVER.exists() and CHROMIUM.exists()):
                        "(as root); or apt-get install chromium chromium-driver; JOBQ_SKIP_BROWSER=1 skips it")
 
 from selenium import webdriver  # noqa: E402  (after the check above, so the message is clear)
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
@@ -113,8 +114,10 @@ def go(browser: WebDriver, stack: LocalStackProcess, fragment: str) -> None:
     browser.get(f"{stack.api_url}/dashboard#{fragment}")
 
 
-def until(browser: WebDriver, condition: Callable[[WebDriver], Any], timeout: float = 20) -> Any:
-    return WebDriverWait(browser, timeout, poll_frequency=0.2).until(condition)
+def until(browser: WebDriver, condition: Callable[[WebDriver], Any], timeout: float = 40) -> Any:
+    # A page re-renders while it is polled (a toast goes, a table refreshes): an element found a moment
+    # ago may be gone when its text is read; that look failed, the next one decides. 40 s: a loaded machine.
+    return WebDriverWait(browser, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 def shot(browser: WebDriver, folder: Path, name: str) -> None:
